@@ -1,0 +1,94 @@
+//! `Batch`: what flows between components.
+
+use crate::{Signal, TenantId};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Request metadata (HTTP headers / gRPC metadata) kept when a receiver has `include_metadata: true`.
+/// Keys are lower-case.
+pub type Metadata = BTreeMap<String, Vec<String>>;
+
+/// The OTLP data a batch carries, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Traces(ExportTraceServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+    Logs(ExportLogsServiceRequest),
+}
+
+impl Payload {
+    pub fn signal(&self) -> Signal {
+        match self {
+            Payload::Traces(_) => Signal::Traces,
+            Payload::Metrics(_) => Signal::Metrics,
+            Payload::Logs(_) => Signal::Logs,
+        }
+    }
+
+    /// Items as the Collector counts them: spans, metric data points, log records.
+    pub fn item_count(&self) -> usize {
+        match self {
+            Payload::Traces(r) => {
+                r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum()
+            }
+            Payload::Logs(r) => {
+                r.resource_logs.iter().flat_map(|rl| &rl.scope_logs).map(|sl| sl.log_records.len()).sum()
+            }
+            Payload::Metrics(r) => r
+                .resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|sm| &sm.metrics)
+                .map(|m| metric_point_count(m.data.as_ref()))
+                .sum(),
+        }
+    }
+
+    /// An empty payload of the given signal.
+    pub fn empty(signal: Signal) -> Payload {
+        match signal {
+            Signal::Traces => Payload::Traces(Default::default()),
+            Signal::Metrics => Payload::Metrics(Default::default()),
+            Signal::Logs => Payload::Logs(Default::default()),
+        }
+    }
+}
+
+/// Number of data points in one metric.
+pub fn metric_point_count(data: Option<&Data>) -> usize {
+    match data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}
+
+/// A unit of telemetry moving through a pipeline: one tenant, one signal.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub tenant: TenantId,
+    pub payload: Payload,
+    /// Request metadata, shared between the copies a fan-out makes.
+    pub metadata: Arc<Metadata>,
+}
+
+impl Batch {
+    pub fn new(tenant: TenantId, payload: Payload) -> Batch {
+        Batch { tenant, payload, metadata: Arc::default() }
+    }
+
+    pub fn signal(&self) -> Signal {
+        self.payload.signal()
+    }
+
+    pub fn item_count(&self) -> usize {
+        self.payload.item_count()
+    }
+}

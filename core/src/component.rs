@@ -1,0 +1,166 @@
+//! Component ids and the traits every receiver, processor, exporter and extension implements.
+
+use crate::{Batch, Fanout, Signal, health::Health, telemetry::Telemetry};
+use async_trait::async_trait;
+use std::fmt;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The kinds of component a config declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ComponentKind {
+    Receiver,
+    Processor,
+    Exporter,
+    Extension,
+    Connector,
+}
+
+impl ComponentKind {
+    /// The top-level config section of this kind (`receivers`, …).
+    pub fn section(self) -> &'static str {
+        match self {
+            ComponentKind::Receiver => "receivers",
+            ComponentKind::Processor => "processors",
+            ComponentKind::Exporter => "exporters",
+            ComponentKind::Extension => "extensions",
+            ComponentKind::Connector => "connectors",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            ComponentKind::Receiver => "receiver",
+            ComponentKind::Processor => "processor",
+            ComponentKind::Exporter => "exporter",
+            ComponentKind::Extension => "extension",
+            ComponentKind::Connector => "connector",
+        }
+    }
+}
+
+/// A component id, `type[/name]`, as written in the config.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId {
+    pub type_name: String,
+    pub name: Option<String>,
+}
+
+impl ComponentId {
+    /// Parses `type[/name]`. The type must be non-empty and made of `[A-Za-z0-9_]`, as in the Collector.
+    pub fn parse(s: &str) -> Result<ComponentId, String> {
+        let s = s.trim();
+        let (t, n) = match s.split_once('/') {
+            Some((t, n)) => (t, Some(n)),
+            None => (s, None),
+        };
+        if t.is_empty() {
+            return Err(format!("{s:?} has an empty type; ids are written type[/name]"));
+        }
+        if let Some(c) = t.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+            return Err(format!("{s:?}: the type contains {c:?}; a type uses letters, digits and '_'"));
+        }
+        if n.is_some_and(str::is_empty) {
+            return Err(format!("{s:?} has an empty name after '/'"));
+        }
+        Ok(ComponentId { type_name: t.to_string(), name: n.map(str::to_string) })
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}/{}", self.type_name, n),
+            None => f.write_str(&self.type_name),
+        }
+    }
+}
+
+/// Where a receiver delivers each signal: one fan-out per signal over the pipelines that list it.
+#[derive(Clone, Debug, Default)]
+pub struct SignalConsumers {
+    pub traces: Option<Fanout>,
+    pub metrics: Option<Fanout>,
+    pub logs: Option<Fanout>,
+}
+
+impl SignalConsumers {
+    pub fn get(&self, signal: Signal) -> Option<&Fanout> {
+        match signal {
+            Signal::Traces => self.traces.as_ref(),
+            Signal::Metrics => self.metrics.as_ref(),
+            Signal::Logs => self.logs.as_ref(),
+        }
+    }
+
+    pub fn set(&mut self, signal: Signal, fanout: Fanout) {
+        match signal {
+            Signal::Traces => self.traces = Some(fanout),
+            Signal::Metrics => self.metrics = Some(fanout),
+            Signal::Logs => self.logs = Some(fanout),
+        }
+    }
+}
+
+/// What a running receiver is given.
+pub struct ReceiverContext {
+    pub id: ComponentId,
+    pub consumers: SignalConsumers,
+    pub telemetry: Arc<Telemetry>,
+    /// Cancelled when the receiver must stop accepting.
+    pub shutdown: CancellationToken,
+}
+
+/// A source of telemetry. `start` binds (so that a port in use fails start-up with a clear error) and
+/// returns the task that serves until `ctx.shutdown` is cancelled; the task must drop its consumers
+/// when it ends, which is what lets the pipelines behind it drain.
+#[async_trait]
+pub trait Receiver: Send {
+    async fn start(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<JoinHandle<()>>;
+}
+
+/// A pipeline stage. It owns its loop: it reads `input` until it is closed, hands results to `output`,
+/// flushes what it holds, and returns.
+#[async_trait]
+pub trait Processor: Send {
+    async fn run(self: Box<Self>, input: mpsc::Receiver<Batch>, output: Fanout);
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Worth retrying (a timeout, an unavailable destination).
+    #[error("{0}")]
+    Retryable(String),
+    /// Retrying will not help (the data cannot be written in this form).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A destination. The runtime calls `export` for each batch, in order, and `shutdown` once its input
+/// has drained.
+#[async_trait]
+pub trait Exporter: Send {
+    async fn export(&mut self, batch: Batch) -> Result<(), ExportError>;
+
+    /// Flushes and closes whatever the exporter holds.
+    async fn shutdown(&mut self) -> Result<(), ExportError> {
+        Ok(())
+    }
+}
+
+/// What a running extension is given.
+pub struct ExtensionContext {
+    pub id: ComponentId,
+    pub health: Arc<Health>,
+    pub telemetry: Arc<Telemetry>,
+    pub shutdown: CancellationToken,
+}
+
+/// Something that runs beside the pipelines (health check, APIs).
+#[async_trait]
+pub trait Extension: Send {
+    async fn start(self: Box<Self>, ctx: ExtensionContext) -> anyhow::Result<JoinHandle<()>>;
+}

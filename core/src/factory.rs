@@ -1,0 +1,157 @@
+//! Factories: how a component type is named, configured and built; and the registry that lists them.
+
+use crate::{ComponentId, Exporter, Extension, Processor, Receiver, Signal, telemetry::Telemetry};
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
+use std::any::Any;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A component's config after it was parsed and validated, waiting to be built.
+pub type ParsedConfig = Box<dyn Any + Send + Sync>;
+
+/// A problem in one component's config section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Where in the component's section (`protocols.grpc.endpoint`); empty for the section itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigIssue {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> ConfigIssue {
+        ConfigIssue { path: path.into(), message: message.into() }
+    }
+}
+
+/// What a factory may use when it builds a component.
+#[derive(Clone)]
+pub struct BuildEnv {
+    pub data_dir: PathBuf,
+    pub telemetry: Arc<Telemetry>,
+}
+
+/// A component type: its name, the signals it supports, and how to parse and build it.
+pub trait Factory<C: ?Sized>: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    /// Other names accepted for this type (`otlp_grpc` for `otlp`).
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn signals(&self) -> &'static [Signal];
+    /// One line for `openwit components`.
+    fn description(&self) -> &'static str;
+    /// Parses and validates the component's section (`null` means "all defaults").
+    fn parse(&self, raw: &Value) -> Result<ParsedConfig, ConfigIssue>;
+    /// Builds the component from a config that `parse` returned.
+    fn build(&self, id: &ComponentId, cfg: ParsedConfig, env: &BuildEnv) -> anyhow::Result<Box<C>>;
+}
+
+/// A typed component config: serde does the shape (`deny_unknown_fields`, defaults), `validate` the rest.
+pub trait ComponentConfig: DeserializeOwned + Default + Send + Sync + 'static {
+    fn validate(&self) -> Result<(), ConfigIssue> {
+        Ok(())
+    }
+}
+
+/// Parses a config section into `T`, reporting the path of the first problem.
+pub fn parse_section<T: DeserializeOwned + Default>(raw: &Value) -> Result<T, ConfigIssue> {
+    if raw.is_null() {
+        return Ok(T::default());
+    }
+    serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigIssue::new(if path == "." { String::new() } else { path }, e.into_inner().to_string())
+    })
+}
+
+/// The usual factory: a typed config and a build function.
+pub struct TypedFactory<Cfg, C: ?Sized> {
+    pub type_name: &'static str,
+    pub aliases: &'static [&'static str],
+    pub signals: &'static [Signal],
+    pub description: &'static str,
+    pub build: fn(&ComponentId, Cfg, &BuildEnv) -> anyhow::Result<Box<C>>,
+    pub _config: PhantomData<fn() -> Cfg>,
+}
+
+impl<Cfg: ComponentConfig, C: ?Sized + 'static> Factory<C> for TypedFactory<Cfg, C> {
+    fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+    fn aliases(&self) -> &'static [&'static str] {
+        self.aliases
+    }
+    fn signals(&self) -> &'static [Signal] {
+        self.signals
+    }
+    fn description(&self) -> &'static str {
+        self.description
+    }
+    fn parse(&self, raw: &Value) -> Result<ParsedConfig, ConfigIssue> {
+        let cfg: Cfg = parse_section(raw)?;
+        cfg.validate()?;
+        Ok(Box::new(cfg))
+    }
+    fn build(&self, id: &ComponentId, cfg: ParsedConfig, env: &BuildEnv) -> anyhow::Result<Box<C>> {
+        let cfg = cfg
+            .downcast::<Cfg>()
+            .map_err(|_| anyhow::anyhow!("internal error: {id} was given a config of another type"))?;
+        (self.build)(id, *cfg, env)
+    }
+}
+
+/// Shorthand for building a `TypedFactory` in a component's module.
+pub fn typed<Cfg: ComponentConfig, C: ?Sized + 'static>(
+    type_name: &'static str,
+    aliases: &'static [&'static str],
+    signals: &'static [Signal],
+    description: &'static str,
+    build: fn(&ComponentId, Cfg, &BuildEnv) -> anyhow::Result<Box<C>>,
+) -> Arc<dyn Factory<C>> {
+    Arc::new(TypedFactory { type_name, aliases, signals, description, build, _config: PhantomData })
+}
+
+/// The factories of one component kind.
+pub struct FactorySet<C: ?Sized> {
+    factories: Vec<Arc<dyn Factory<C>>>,
+}
+
+impl<C: ?Sized> Default for FactorySet<C> {
+    fn default() -> Self {
+        FactorySet { factories: Vec::new() }
+    }
+}
+
+impl<C: ?Sized> FactorySet<C> {
+    pub fn add(&mut self, f: Arc<dyn Factory<C>>) {
+        self.factories.push(f);
+    }
+
+    /// The factory for a type name or one of its aliases.
+    pub fn get(&self, type_name: &str) -> Option<&Arc<dyn Factory<C>>> {
+        self.factories.iter().find(|f| f.type_name() == type_name || f.aliases().contains(&type_name))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Factory<C>>> {
+        self.factories.iter()
+    }
+
+    /// Every accepted type name, aliases included, sorted: for error messages.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> =
+            self.factories.iter().flat_map(|f| std::iter::once(f.type_name()).chain(f.aliases().iter().copied())).collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Every component type the daemon can build.
+#[derive(Default)]
+pub struct Registry {
+    pub receivers: FactorySet<dyn Receiver>,
+    pub processors: FactorySet<dyn Processor>,
+    pub exporters: FactorySet<dyn Exporter>,
+    pub extensions: FactorySet<dyn Extension>,
+}

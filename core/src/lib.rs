@@ -1,0 +1,23 @@
+//! The vocabulary every OpenWit crate shares: signals, tenants, batches, the component traits and their
+//! factories, the channels that connect components, the OTLP/JSON codec and the daemon's own telemetry.
+
+pub mod batch;
+pub mod component;
+pub mod config_types;
+pub mod factory;
+pub mod fanout;
+pub mod health;
+pub mod otlp_json;
+pub mod signal;
+pub mod telemetry;
+pub mod tenant;
+
+pub use batch::{Batch, Metadata, Payload};
+pub use component::{
+    ComponentId, ComponentKind, Exporter, ExportError, Extension, ExtensionContext, Processor, Receiver,
+    ReceiverContext, SignalConsumers,
+};
+pub use factory::{BuildEnv, ConfigIssue, Factory, FactorySet, ParsedConfig, Registry};
+pub use fanout::{ConsumeError, Fanout};
+pub use signal::Signal;
+pub use tenant::{TenantConfig, TenantError, TenantId};

@@ -1,0 +1,125 @@
+//! The daemon's own metrics, named as the Collector names them (`otelcol_receiver_accepted_spans`, …)
+//! so that existing Collector dashboards and alerts keep working.
+
+use crate::Signal;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+
+type Labels = Vec<(String, String)>;
+type CounterFamily = Family<Labels, Counter>;
+
+/// One counter family per signal, e.g. `accepted_spans`, `accepted_metric_points`, `accepted_log_records`.
+#[derive(Default, Clone)]
+pub struct PerSignal {
+    spans: CounterFamily,
+    metric_points: CounterFamily,
+    log_records: CounterFamily,
+}
+
+impl PerSignal {
+    fn register(&self, reg: &mut Registry, prefix: &str, help: &str) {
+        for (sig, fam) in [
+            (Signal::Traces, &self.spans),
+            (Signal::Metrics, &self.metric_points),
+            (Signal::Logs, &self.log_records),
+        ] {
+            reg.register(format!("{prefix}_{}", sig.item_unit()), format!("{help} ({})", sig.item_unit()), fam.clone());
+        }
+    }
+
+    /// Adds `n` items of `signal` under `labels`.
+    pub fn add(&self, signal: Signal, labels: &[(&str, &str)], n: usize) {
+        let fam = match signal {
+            Signal::Traces => &self.spans,
+            Signal::Metrics => &self.metric_points,
+            Signal::Logs => &self.log_records,
+        };
+        let labels: Labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        fam.get_or_create(&labels).inc_by(n as u64);
+    }
+}
+
+type Refresher = Box<dyn Fn() + Send + Sync>;
+
+/// All of the daemon's own metrics.
+pub struct Telemetry {
+    registry: Registry,
+    refreshers: Mutex<Vec<Refresher>>,
+    pub receiver_accepted: PerSignal,
+    pub receiver_refused: PerSignal,
+    pub exporter_sent: PerSignal,
+    pub exporter_send_failed: PerSignal,
+    pub exporter_queue_size: Family<Labels, Gauge>,
+    pub exporter_queue_capacity: Family<Labels, Gauge>,
+    pub processor_batch_send_size: Family<Labels, Counter>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("otelcol");
+        let t = Telemetry {
+            registry: Registry::default(),
+            refreshers: Mutex::default(),
+            receiver_accepted: PerSignal::default(),
+            receiver_refused: PerSignal::default(),
+            exporter_sent: PerSignal::default(),
+            exporter_send_failed: PerSignal::default(),
+            exporter_queue_size: Family::default(),
+            exporter_queue_capacity: Family::default(),
+            processor_batch_send_size: Family::default(),
+        };
+        t.receiver_accepted.register(&mut registry, "receiver_accepted", "Items accepted by a receiver");
+        t.receiver_refused.register(&mut registry, "receiver_refused", "Items a receiver refused");
+        t.exporter_sent.register(&mut registry, "exporter_sent", "Items an exporter delivered");
+        t.exporter_send_failed.register(&mut registry, "exporter_send_failed", "Items an exporter failed to deliver");
+        registry.register("exporter_queue_size", "Batches waiting in an exporter's queue", t.exporter_queue_size.clone());
+        registry.register(
+            "exporter_queue_capacity",
+            "Capacity of an exporter's queue, in batches",
+            t.exporter_queue_capacity.clone(),
+        );
+        registry.register(
+            "processor_batch_batch_send_size",
+            "Items in the batches a batch processor sent",
+            t.processor_batch_send_size.clone(),
+        );
+        Telemetry { registry, ..t }
+    }
+}
+
+impl Telemetry {
+    /// Registers a function that updates gauges just before each scrape (queue depths, for example).
+    pub fn on_scrape(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.refreshers.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(f));
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        for f in self.refreshers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            f();
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_appear_under_collector_names() {
+        let t = Telemetry::default();
+        t.receiver_accepted.add(Signal::Traces, &[("receiver", "otlp"), ("transport", "grpc")], 3);
+        t.exporter_queue_capacity.get_or_create(&vec![("exporter".into(), "debug".into())]).set(100);
+        let text = t.encode();
+        assert!(text.contains("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 3"), "{text}");
+        assert!(text.contains("otelcol_exporter_queue_capacity{exporter=\"debug\"} 100"), "{text}");
+    }
+}

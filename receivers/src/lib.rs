@@ -1,0 +1,3 @@
+//! OpenWit's receivers. Each module is one receiver type and exposes its `factory()`.
+
+pub mod otlp;

@@ -1,0 +1,180 @@
+//! OTLP over gRPC: the three `Export` services, written once for all signals.
+//!
+//! The services are hand-wired rather than generated so that two answers match the OTLP spec instead
+//! of tonic's defaults: an undecodable message is `INVALID_ARGUMENT` (tonic says `INTERNAL`), and a
+//! message over `max_recv_msg_size_mib` is `RESOURCE_EXHAUSTED` (tonic says `OUT_OF_RANGE`).
+//! Decompression is bounded by the same limit, so a compression bomb is refused, not inflated.
+
+use super::GrpcConfig;
+use super::ingest::{Ingest, Refusal};
+use super::signals::{Logs, Metrics, OtlpSignal, Traces};
+use openwit_core::{ComponentId, ConsumeError, Metadata};
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder};
+use tonic::server::{NamedService, UnaryService};
+use tonic::{Code, Status};
+use tonic_prost::ProstCodec;
+
+pub async fn start(
+    id: &ComponentId,
+    cfg: &GrpcConfig,
+    ingest: Arc<Ingest>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let listener = super::bind(id, "OTLP/gRPC", &cfg.endpoint).await?;
+    let max = usize::try_from(cfg.max_recv_msg_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+    let c = ingest.consumers();
+    let svc = |present: bool| present.then(|| (ingest.clone(), max, cfg.include_metadata));
+    let traces = svc(c.traces.is_some()).map(|(i, m, md)| OtlpService::<Traces>::new(i, m, md));
+    let metrics = svc(c.metrics.is_some()).map(|(i, m, md)| OtlpService::<Metrics>::new(i, m, md));
+    let logs = svc(c.logs.is_some()).map(|(i, m, md)| OtlpService::<Logs>::new(i, m, md));
+    let router = tonic::transport::Server::builder()
+        .add_optional_service(traces)
+        .add_optional_service(metrics)
+        .add_optional_service(logs);
+    drop(ingest);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let id = id.to_string();
+    tracing::info!(receiver = %id, endpoint = %cfg.endpoint, "OTLP/gRPC listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await {
+            tracing::error!(receiver = %id, "OTLP/gRPC server stopped: {e}");
+        }
+    }))
+}
+
+/// One signal's `Export` service.
+pub struct OtlpService<S> {
+    ingest: Arc<Ingest>,
+    max: usize,
+    include_metadata: bool,
+    _signal: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for OtlpService<S> {
+    fn clone(&self) -> Self {
+        OtlpService { ingest: self.ingest.clone(), max: self.max, include_metadata: self.include_metadata, _signal: PhantomData }
+    }
+}
+
+impl<S: OtlpSignal> OtlpService<S> {
+    fn new(ingest: Arc<Ingest>, max: usize, include_metadata: bool) -> Self {
+        OtlpService { ingest, max, include_metadata, _signal: PhantomData }
+    }
+}
+
+impl<S: OtlpSignal> NamedService for OtlpService<S> {
+    const NAME: &'static str = S::SERVICE;
+}
+
+type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S: OtlpSignal> tower::Service<http::Request<tonic::body::Body>> for OtlpService<S> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFut<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let is_export = req.uri().path().strip_prefix('/').and_then(|p| p.strip_prefix(S::SERVICE)) == Some("/Export");
+        let this = self.clone();
+        Box::pin(async move {
+            if !is_export {
+                return Ok(Status::unimplemented("only Export is served").into_http());
+            }
+            let mut grpc = tonic::server::Grpc::new(OtlpCodec::<S::Resp, S::Req>(ProstCodec::default()))
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(this.max);
+            let mut resp = grpc.unary(Export::<S>(this), req).await;
+            // tonic reports an over-long message as OUT_OF_RANGE; OTLP clients expect RESOURCE_EXHAUSTED.
+            let h = resp.headers_mut();
+            if h.get("grpc-status").and_then(|v| v.to_str().ok()) == Some("11") {
+                h.insert("grpc-status", http::HeaderValue::from(Code::ResourceExhausted as i32));
+            }
+            Ok(resp)
+        })
+    }
+}
+
+struct Export<S>(OtlpService<S>);
+
+impl<S: OtlpSignal> UnaryService<S::Req> for Export<S> {
+    type Response = S::Resp;
+    type Future = BoxFut<Result<tonic::Response<S::Resp>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<S::Req>) -> Self::Future {
+        let svc = self.0.clone();
+        Box::pin(async move {
+            let md = request.metadata();
+            let tenant = svc.ingest.resolve_tenant(md.get(svc.ingest.tenant_key()).and_then(|v| v.to_str().ok()));
+            let metadata = if svc.include_metadata { metadata_of(md) } else { Metadata::new() };
+            match svc.ingest.accept("grpc", tenant, S::payload(request.into_inner()), metadata).await {
+                Ok(()) => Ok(tonic::Response::new(S::Resp::default())),
+                Err(e @ Refusal::Tenant(_)) => Err(Status::invalid_argument(e.to_string())),
+                Err(Refusal::Pipeline(e @ (ConsumeError::Full | ConsumeError::Closed))) => {
+                    Err(Status::unavailable(e.to_string()))
+                }
+            }
+        })
+    }
+}
+
+fn metadata_of(md: &tonic::metadata::MetadataMap) -> Metadata {
+    let mut out = Metadata::new();
+    for kv in md.iter() {
+        if let tonic::metadata::KeyAndValueRef::Ascii(k, v) = kv
+            && let Ok(v) = v.to_str()
+        {
+            out.entry(k.as_str().to_string()).or_default().push(v.to_string());
+        }
+    }
+    out
+}
+
+/// Prost encoding, with decode failures reported as `INVALID_ARGUMENT`.
+struct OtlpCodec<T, U>(ProstCodec<T, U>);
+
+impl<T, U> Codec for OtlpCodec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = <ProstCodec<T, U> as Codec>::Encoder;
+    type Decoder = InvalidArgument<<ProstCodec<T, U> as Codec>::Decoder>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        self.0.encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        InvalidArgument(self.0.decoder())
+    }
+}
+
+struct InvalidArgument<D>(D);
+
+impl<D: Decoder<Error = Status>> Decoder for InvalidArgument<D> {
+    type Item = D::Item;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        self.0.decode(buf).map_err(|s| Status::invalid_argument(format!("cannot decode the OTLP request: {}", s.message())))
+    }
+
+    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
+        self.0.buffer_settings()
+    }
+}

@@ -1,0 +1,283 @@
+//! OTLP over HTTP: protobuf and JSON on one port, as the Collector serves them.
+//!
+//! Answers: 200 with an Export response in the request's content type; 400 with a `google.rpc.Status`
+//! for undecodable bodies and invalid tenants; 413 for bodies over the limit (before or after
+//! decompression); 415 for other content types; 405 for other methods (axum's method router);
+//! 429 (pipeline full) and 503 (shutting down) with `Retry-After`.
+
+use super::ingest::{Ingest, Refusal};
+use super::signals::{Logs, Metrics, OtlpSignal, Traces};
+use super::{CorsConfig, HttpConfig};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use openwit_core::{ComponentId, ConsumeError, Metadata, otlp_json};
+use prost::Message;
+use std::io::Read;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+/// Seconds a client is asked to wait before retrying a refused request.
+const RETRY_AFTER_SECS: &str = "1";
+
+struct HttpState {
+    ingest: Arc<Ingest>,
+    max_body: usize,
+    include_metadata: bool,
+}
+
+pub async fn start(
+    id: &ComponentId,
+    cfg: &HttpConfig,
+    ingest: Arc<Ingest>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let listener = super::bind(id, "OTLP/HTTP", &cfg.endpoint).await?;
+    let c = ingest.consumers();
+    let (has_traces, has_metrics, has_logs) = (c.traces.is_some(), c.metrics.is_some(), c.logs.is_some());
+    let state = Arc::new(HttpState {
+        ingest,
+        max_body: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
+        include_metadata: cfg.include_metadata,
+    });
+    let mut app = Router::new();
+    if has_traces {
+        app = app.route(&cfg.traces_url_path, post(export::<Traces>));
+    }
+    if has_metrics {
+        app = app.route(&cfg.metrics_url_path, post(export::<Metrics>));
+    }
+    if has_logs {
+        app = app.route(&cfg.logs_url_path, post(export::<Logs>));
+    }
+    let mut app = app.layer(DefaultBodyLimit::disable()).with_state(state);
+    if let Some(cors) = &cfg.cors {
+        app = app.layer(cors_layer(cors));
+    }
+    let id = id.to_string();
+    tracing::info!(receiver = %id, endpoint = %cfg.endpoint, "OTLP/HTTP listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+            tracing::error!(receiver = %id, "OTLP/HTTP server stopped: {e}");
+        }
+    }))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => PROTOBUF,
+            Format::Json => JSON,
+        }
+    }
+}
+
+async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let format = match ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+        PROTOBUF => Format::Protobuf,
+        JSON => Format::Json,
+        _ => {
+            let msg = format!("unsupported content type {ctype:?}; send {PROTOBUF} or {JSON}");
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, msg).into_response();
+        }
+    };
+    let raw = match Limited::new(body, st.max_body).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return status(format, StatusCode::PAYLOAD_TOO_LARGE, too_large(st.max_body));
+        }
+        Err(e) => return status(format, StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")),
+    };
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let body = match decompress(encoding, raw, st.max_body) {
+        Ok(b) => b,
+        Err(Decompress::TooLarge) => return status(format, StatusCode::PAYLOAD_TOO_LARGE, too_large(st.max_body)),
+        Err(Decompress::Bad(m)) => return status(format, StatusCode::BAD_REQUEST, m),
+    };
+    let req: S::Req = match format {
+        Format::Protobuf => match S::Req::decode(body) {
+            Ok(r) => r,
+            Err(e) => return status(format, StatusCode::BAD_REQUEST, format!("cannot decode the OTLP protobuf body: {e}")),
+        },
+        Format::Json => match otlp_json::decode(&body) {
+            Ok(r) => r,
+            Err(e) => return status(format, StatusCode::BAD_REQUEST, e),
+        },
+    };
+    let ingest = &st.ingest;
+    let tenant = ingest.resolve_tenant(headers.get(ingest.tenant_key()).and_then(|v| v.to_str().ok()));
+    let metadata = if st.include_metadata { metadata_of(&headers) } else { Metadata::new() };
+    match ingest.accept("http", tenant, S::payload(req), metadata).await {
+        Ok(()) => {
+            let resp = S::Resp::default();
+            let bytes = match format {
+                Format::Protobuf => resp.encode_to_vec(),
+                Format::Json => otlp_json::encode(&resp),
+            };
+            ([(header::CONTENT_TYPE, format.content_type())], bytes).into_response()
+        }
+        Err(e @ Refusal::Tenant(_)) => status(format, StatusCode::BAD_REQUEST, e.to_string()),
+        Err(Refusal::Pipeline(e)) => {
+            let code = match e {
+                ConsumeError::Full => StatusCode::TOO_MANY_REQUESTS,
+                ConsumeError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let mut r = status(format, code, e.to_string());
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            r
+        }
+    }
+}
+
+fn too_large(max: usize) -> String {
+    format!("the request body is larger than max_request_body_size ({max} bytes), before or after decompression")
+}
+
+enum Decompress {
+    TooLarge,
+    Bad(String),
+}
+
+/// Inflates the body, stopping as soon as it exceeds `max` so that a small compressed body cannot
+/// become an unbounded allocation.
+fn decompress(encoding: &str, raw: Bytes, max: usize) -> Result<Bytes, Decompress> {
+    let enc = encoding.trim().to_ascii_lowercase();
+    let reader: Box<dyn Read> = match enc.as_str() {
+        "" | "identity" => return Ok(raw),
+        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(&raw[..])),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(&raw[..])),
+        "zstd" => Box::new(
+            zstd::stream::read::Decoder::new(&raw[..]).map_err(|e| Decompress::Bad(format!("cannot read the zstd body: {e}")))?,
+        ),
+        other => {
+            return Err(Decompress::Bad(format!(
+                "unsupported Content-Encoding {other:?}; supported: gzip, deflate, zstd"
+            )));
+        }
+    };
+    let mut out = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| Decompress::Bad(format!("cannot decompress the {enc} body: {e}")))?;
+    if out.len() > max {
+        return Err(Decompress::TooLarge);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// `google.rpc.Status`, the error body OTLP/HTTP specifies.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn status(format: Format, http_code: StatusCode, message: String) -> Response {
+    // gRPC codes that correspond to each HTTP answer, as the OTLP spec pairs them.
+    let code = match http_code {
+        StatusCode::BAD_REQUEST => tonic_code::INVALID_ARGUMENT,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => tonic_code::RESOURCE_EXHAUSTED,
+        _ => tonic_code::UNAVAILABLE,
+    };
+    let st = RpcStatus { code, message };
+    let body = match format {
+        Format::Protobuf => st.encode_to_vec(),
+        Format::Json => serde_json::to_vec(&st).unwrap_or_default(),
+    };
+    (http_code, [(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+mod tonic_code {
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
+    pub const UNAVAILABLE: i32 = 14;
+}
+
+fn metadata_of(headers: &HeaderMap) -> Metadata {
+    let mut out = Metadata::new();
+    for (k, v) in headers {
+        if let Ok(v) = v.to_str() {
+            out.entry(k.as_str().to_string()).or_default().push(v.to_string());
+        }
+    }
+    out
+}
+
+fn cors_layer(cfg: &CorsConfig) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+    let patterns = cfg.allowed_origins.clone();
+    let mut layer = CorsLayer::new()
+        .allow_methods([http::Method::POST])
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin.to_str().is_ok_and(|o| patterns.iter().any(|p| origin_matches(p, o)))
+        }));
+    let mut allowed: Vec<http::HeaderName> = vec![header::CONTENT_TYPE, header::CONTENT_ENCODING];
+    allowed.extend(cfg.allowed_headers.iter().filter_map(|h| h.parse().ok()));
+    layer = layer.allow_headers(AllowHeaders::list(allowed));
+    if cfg.max_age > 0 {
+        layer = layer.max_age(std::time::Duration::from_secs(cfg.max_age));
+    }
+    layer
+}
+
+/// `*` matches any run of characters, as in the Collector's `allowed_origins`.
+fn origin_matches(pattern: &str, origin: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == origin,
+        Some((pre, post)) => {
+            origin.len() >= pre.len() + post.len() && origin.starts_with(pre) && origin_matches_rest(post, &origin[pre.len()..])
+        }
+    }
+}
+
+fn origin_matches_rest(pattern: &str, rest: &str) -> bool {
+    if !pattern.contains('*') {
+        return rest.ends_with(pattern);
+    }
+    (0..=rest.len()).filter(|i| rest.is_char_boundary(*i)).any(|i| origin_matches(pattern, &rest[i..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_wildcards() {
+        assert!(origin_matches("*", "https://a.example.com"));
+        assert!(origin_matches("https://*.example.com", "https://a.example.com"));
+        assert!(!origin_matches("https://*.example.com", "https://a.example.org"));
+        assert!(origin_matches("https://app.example.com", "https://app.example.com"));
+        assert!(!origin_matches("https://app.example.com", "http://app.example.com"));
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let small = Bytes::from(enc.finish().unwrap());
+        assert!(small.len() < 10_000);
+        assert!(matches!(decompress("gzip", small.clone(), 1000), Err(Decompress::TooLarge)));
+        assert_eq!(decompress("gzip", small, 1 << 20).ok().map(|b| b.len()), Some(1 << 20));
+        assert!(matches!(decompress("br", Bytes::new(), 10), Err(Decompress::Bad(_))));
+    }
+}

@@ -1,0 +1,186 @@
+//! The `otlp` receiver: OTLP over gRPC and over HTTP (protobuf and JSON), as the Collector's.
+
+mod grpc;
+mod http;
+mod ingest;
+mod signals;
+
+use async_trait::async_trait;
+use openwit_core::config_types::{check_endpoint, present_or_default};
+use openwit_core::factory::{ComponentConfig, typed};
+use openwit_core::{
+    BuildEnv, ComponentId, ConfigIssue, Factory, Receiver, ReceiverContext, Signal, TenantConfig,
+};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// `protocols.grpc`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub endpoint: String,
+    /// Largest accepted message, after decompression, in MiB.
+    pub max_recv_msg_size_mib: u64,
+    /// Keep gRPC metadata on each batch.
+    pub include_metadata: bool,
+    /// Only `tcp` is supported.
+    pub transport: String,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            endpoint: "localhost:4317".into(),
+            max_recv_msg_size_mib: 4,
+            include_metadata: false,
+            transport: "tcp".into(),
+        }
+    }
+}
+
+/// `protocols.http.cors`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed to send; `*` wildcards match within a host (`https://*.example.com`).
+    pub allowed_origins: Vec<String>,
+    /// Headers allowed beyond the CORS-safelisted ones.
+    pub allowed_headers: Vec<String>,
+    /// Seconds a preflight answer may be cached; 0 leaves it to the browser.
+    pub max_age: u64,
+}
+
+/// `protocols.http`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub endpoint: String,
+    pub traces_url_path: String,
+    pub metrics_url_path: String,
+    pub logs_url_path: String,
+    /// Largest accepted body in bytes, applied both before and after decompression.
+    pub max_request_body_size: u64,
+    pub include_metadata: bool,
+    #[serde(deserialize_with = "present_or_default")]
+    pub cors: Option<CorsConfig>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoint: "localhost:4318".into(),
+            traces_url_path: "/v1/traces".into(),
+            metrics_url_path: "/v1/metrics".into(),
+            logs_url_path: "/v1/logs".into(),
+            max_request_body_size: 20 * 1024 * 1024,
+            include_metadata: false,
+            cors: None,
+        }
+    }
+}
+
+/// `protocols`: each protocol is on when its key is present, even with no settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protocols {
+    #[serde(default, deserialize_with = "present_or_default")]
+    pub grpc: Option<GrpcConfig>,
+    #[serde(default, deserialize_with = "present_or_default")]
+    pub http: Option<HttpConfig>,
+}
+
+/// The `otlp` receiver's config.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    pub protocols: Protocols,
+    /// OpenWit: where the tenant comes from.
+    pub tenant: TenantConfig,
+    /// OpenWit: how long a request may wait for room in a full pipeline before it is refused with a
+    /// retryable error (HTTP 429, gRPC `UNAVAILABLE`).
+    #[serde(with = "humantime_serde")]
+    pub backpressure_wait: Option<Duration>,
+}
+
+impl ComponentConfig for OtlpConfig {
+    fn validate(&self) -> Result<(), ConfigIssue> {
+        if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
+            return Err(ConfigIssue::new("protocols", "enable at least one protocol: grpc or http"));
+        }
+        if let Some(g) = &self.protocols.grpc {
+            check_endpoint(&g.endpoint).map_err(|m| ConfigIssue::new("protocols.grpc.endpoint", m))?;
+            if g.max_recv_msg_size_mib == 0 {
+                return Err(ConfigIssue::new("protocols.grpc.max_recv_msg_size_mib", "must be at least 1"));
+            }
+            if g.transport != "tcp" {
+                return Err(ConfigIssue::new("protocols.grpc.transport", "only tcp is supported"));
+            }
+        }
+        if let Some(h) = &self.protocols.http {
+            check_endpoint(&h.endpoint).map_err(|m| ConfigIssue::new("protocols.http.endpoint", m))?;
+            for (k, p) in [
+                ("traces_url_path", &h.traces_url_path),
+                ("metrics_url_path", &h.metrics_url_path),
+                ("logs_url_path", &h.logs_url_path),
+            ] {
+                if !p.starts_with('/') {
+                    return Err(ConfigIssue::new(format!("protocols.http.{k}"), format!("{p:?} must start with '/'")));
+                }
+            }
+            if h.max_request_body_size == 0 {
+                return Err(ConfigIssue::new("protocols.http.max_request_body_size", "must be at least 1"));
+            }
+        }
+        self.tenant.validate().map_err(|m| ConfigIssue::new("tenant", m))
+    }
+}
+
+/// The `otlp` receiver factory.
+pub fn factory() -> Arc<dyn Factory<dyn Receiver>> {
+    typed::<OtlpConfig, dyn Receiver>(
+        "otlp",
+        &[],
+        &Signal::ALL,
+        "OTLP over gRPC (4317) and HTTP (4318), protobuf and JSON",
+        |_id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(OtlpReceiver { cfg })),
+    )
+}
+
+struct OtlpReceiver {
+    cfg: OtlpConfig,
+}
+
+#[async_trait]
+impl Receiver for OtlpReceiver {
+    async fn start(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<JoinHandle<()>> {
+        let ingest = Arc::new(ingest::Ingest::new(
+            &ctx,
+            self.cfg.tenant.clone(),
+            self.cfg.backpressure_wait.unwrap_or(Duration::from_millis(500)),
+        ));
+        let mut tasks = Vec::new();
+        if let Some(g) = &self.cfg.protocols.grpc {
+            tasks.push(grpc::start(&ctx.id, g, ingest.clone(), ctx.shutdown.clone()).await?);
+        }
+        if let Some(h) = &self.cfg.protocols.http {
+            tasks.push(http::start(&ctx.id, h, ingest.clone(), ctx.shutdown.clone()).await?);
+        }
+        // The servers hold the only other references to `ingest` (and through it the pipelines' inputs):
+        // once both have stopped, the pipelines behind this receiver see their inputs close and drain.
+        drop(ingest);
+        Ok(tokio::spawn(async move {
+            for t in tasks {
+                let _ = t.await;
+            }
+        }))
+    }
+}
+
+/// Binds a TCP listener, with an error that says which component and address failed.
+pub(crate) async fn bind(id: &ComponentId, proto: &str, endpoint: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(endpoint).await.map_err(|e| {
+        anyhow::anyhow!("receiver {id}: cannot listen for {proto} on {endpoint}: {e}; is another process using the port?")
+    })
+}

@@ -1,0 +1,50 @@
+//! What differs between the three OTLP signals, gathered in one trait so that gRPC and HTTP handling
+//! is written once.
+
+use openwit_core::Payload;
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub trait OtlpSignal: Send + Sync + 'static {
+    type Req: prost::Message + Default + DeserializeOwned + Send + 'static;
+    type Resp: prost::Message + Default + Serialize + Send + 'static;
+    /// The gRPC service name.
+    const SERVICE: &'static str;
+    fn payload(req: Self::Req) -> Payload;
+}
+
+pub struct Traces;
+pub struct Metrics;
+pub struct Logs;
+
+impl OtlpSignal for Traces {
+    type Req = ExportTraceServiceRequest;
+    type Resp = ExportTraceServiceResponse;
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    fn payload(req: Self::Req) -> Payload {
+        Payload::Traces(req)
+    }
+}
+
+impl OtlpSignal for Metrics {
+    type Req = ExportMetricsServiceRequest;
+    type Resp = ExportMetricsServiceResponse;
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    fn payload(req: Self::Req) -> Payload {
+        Payload::Metrics(req)
+    }
+}
+
+impl OtlpSignal for Logs {
+    type Req = ExportLogsServiceRequest;
+    type Resp = ExportLogsServiceResponse;
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    fn payload(req: Self::Req) -> Payload {
+        Payload::Logs(req)
+    }
+}

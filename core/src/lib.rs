@@ -9,6 +9,7 @@ pub mod fanout;
 pub mod health;
 pub mod otlp_json;
 pub mod signal;
+mod split;
 pub mod telemetry;
 pub mod tenant;
 

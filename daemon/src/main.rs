@@ -1,1 +1,136 @@
-fn main() {}
+//! `openwit`: the daemon and its command line.
+
+mod graph;
+mod registry;
+mod service;
+
+use clap::{Parser, Subcommand};
+use openwit_config::{ConfigSource, redact};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// OpenWit: a telemetry storage daemon that runs OpenTelemetry Collector configs.
+#[derive(Parser, Debug)]
+#[command(name = "openwit", version, about)]
+struct Cli {
+    /// Config source, repeatable, merged in order: a path, file:PATH, env:VAR or yaml:INLINE.
+    /// With none, the embedded default runs (OTLP on 4317/4318, health check on 13133).
+    #[arg(long = "config", global = true, value_name = "SOURCE")]
+    configs: Vec<String>,
+
+    /// Override one key after merging, e.g. --set processors.batch.timeout=2s. Repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+
+    /// Where OpenWit keeps its data.
+    #[arg(long, global = true, env = "OPENWIT_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+
+    /// How long a graceful shutdown may take to drain the pipelines before the daemon gives up.
+    #[arg(long, global = true, env = "OPENWIT_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Check the config and exit: 0 when valid, 1 with every problem listed otherwise.
+    Validate,
+    /// List the built-in component types.
+    Components,
+    /// Print the merged, expanded config with secrets redacted.
+    PrintConfig,
+}
+
+const DEFAULT_CONFIG: &str = include_str!("default_config.yaml");
+
+impl Cli {
+    fn sources(&self) -> Vec<ConfigSource> {
+        if self.configs.is_empty() {
+            vec![ConfigSource::Embedded("embedded default config", DEFAULT_CONFIG)]
+        } else {
+            self.configs.iter().map(|c| ConfigSource::parse(c)).collect()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let registry = registry::builtin();
+    match cli.command.as_ref().unwrap_or(&Command::Run) {
+        Command::Components => {
+            print!("{}", components(&registry));
+            ExitCode::SUCCESS
+        }
+        Command::Validate => match openwit_config::resolve(&cli.sources(), &cli.sets, &registry) {
+            Ok(_) => {
+                println!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::PrintConfig => match openwit_config::load(&cli.sources(), &cli.sets) {
+            Ok((mut tree, _)) => {
+                redact(&mut tree);
+                print!("{}", serde_yaml_ng::to_string(&tree).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run => {
+            let cfg = match openwit_config::resolve(&cli.sources(), &cli.sets, &registry) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            service::init_logging(&cfg.telemetry);
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(service::run(cfg, cli.data_dir, cli.shutdown_timeout)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("openwit: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn components(registry: &openwit_core::Registry) -> String {
+    fn section<C: ?Sized>(out: &mut String, title: &str, set: &openwit_core::FactorySet<C>) {
+        out.push_str(title);
+        out.push_str(":\n");
+        for f in set.iter() {
+            let aliases = if f.aliases().is_empty() { String::new() } else { format!(" (also: {})", f.aliases().join(", ")) };
+            let signals: Vec<_> = f.signals().iter().map(|s| s.as_str()).collect();
+            out.push_str(&format!("  {}{aliases}\n    signals: {}\n    {}\n", f.type_name(), signals.join(", "), f.description()));
+        }
+    }
+    let mut out = String::new();
+    section(&mut out, "receivers", &registry.receivers);
+    section(&mut out, "processors", &registry.processors);
+    section(&mut out, "exporters", &registry.exporters);
+    section(&mut out, "extensions", &registry.extensions);
+    out.push_str("connectors:\n  (none yet)\n");
+    out
+}

@@ -1,1 +1,5 @@
-//! placeholder
+//! OpenWit's exporters. Each module is one exporter type and exposes its `factory()`.
+
+pub mod debug;
+pub mod file;
+pub mod testing;

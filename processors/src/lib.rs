@@ -1,1 +1,3 @@
-//! placeholder
+//! OpenWit's processors. Each module is one processor type and exposes its `factory()`.
+
+pub mod batch;

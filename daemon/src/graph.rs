@@ -1,0 +1,125 @@
+//! Turning a validated config into running tasks: the pipeline graph.
+//!
+//! Each used exporter gets one bounded input queue and one task; each pipeline gets its own instance
+//! of every processor it lists, chained by bounded queues; each receiver gets, per signal, a fan-out
+//! over the entries of the pipelines that list it. A pipeline's entry is its first processor's queue,
+//! or its exporters' queues when it has no processors. Components no pipeline uses are not built.
+//!
+//! Closing is by ownership: the graph keeps no senders, so when the receivers stop and drop theirs,
+//! each queue closes in turn, every processor flushes, and every exporter drains and shuts down.
+
+use anyhow::Context;
+use openwit_config::{Resolved, ResolvedConfig};
+use openwit_core::telemetry::Telemetry;
+use openwit_core::{
+    Batch, BuildEnv, ComponentId, Exporter, Fanout, ReceiverContext, SignalConsumers,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Batches an exporter's queue holds before its pipelines wait.
+pub const EXPORTER_QUEUE: usize = 16;
+/// Batches between two processors of a pipeline.
+pub const STAGE_QUEUE: usize = 16;
+
+/// The running pipelines.
+pub struct Graph {
+    /// Receiver tasks; they end when `receivers_stop` is cancelled.
+    pub receivers: Vec<JoinHandle<()>>,
+    pub receivers_stop: CancellationToken,
+    /// Processor and exporter tasks; they end once their inputs have drained.
+    pub pipeline_tasks: Vec<JoinHandle<()>>,
+}
+
+/// Builds and starts everything the pipelines use.
+pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv) -> anyhow::Result<Graph> {
+    let telemetry = env.telemetry.clone();
+    let mut pipeline_tasks = Vec::new();
+
+    // Exporters first, so that every queue has a consumer before anything can be sent.
+    let mut exporter_inputs: HashMap<ComponentId, mpsc::Sender<Batch>> = HashMap::new();
+    for spec in &cfg.pipelines {
+        for id in &spec.exporters {
+            if exporter_inputs.contains_key(id) {
+                continue;
+            }
+            let exporter = build(&mut cfg.exporters, id, env)?;
+            let (tx, rx) = mpsc::channel(EXPORTER_QUEUE);
+            watch_queue(&telemetry, id, &tx);
+            pipeline_tasks.push(tokio::spawn(run_exporter(id.to_string(), exporter, rx, telemetry.clone())));
+            exporter_inputs.insert(id.clone(), tx);
+        }
+    }
+
+    // Pipelines: one processor instance per pipeline, chained back to front.
+    let mut consumers: HashMap<ComponentId, HashMap<openwit_core::Signal, Vec<mpsc::Sender<Batch>>>> = HashMap::new();
+    for spec in &cfg.pipelines {
+        let mut next: Vec<mpsc::Sender<Batch>> = spec.exporters.iter().map(|id| exporter_inputs[id].clone()).collect();
+        for id in spec.processors.iter().rev() {
+            let resolved = cfg.processors.iter().find(|p| &p.id == id).context("processor vanished from the config")?;
+            // Each pipeline parses its own copy: processors are not shared between pipelines.
+            let raw = &cfg.tree["processors"][id.to_string().as_str()];
+            let parsed = resolved.factory.parse(raw).map_err(|i| anyhow::anyhow!("processor {id}: {}", i.message))?;
+            let processor = resolved.factory.build(id, parsed, env).with_context(|| format!("cannot build processor {id} for pipeline {}", spec.id))?;
+            let (tx, rx) = mpsc::channel(STAGE_QUEUE);
+            pipeline_tasks.push(tokio::spawn(processor.run(rx, Fanout::new(std::mem::take(&mut next)))));
+            next = vec![tx];
+        }
+        for r in &spec.receivers {
+            consumers.entry(r.clone()).or_default().entry(spec.id.signal).or_default().extend(next.iter().cloned());
+        }
+    }
+    drop(exporter_inputs);
+
+    // Receivers last.
+    let receivers_stop = CancellationToken::new();
+    let mut receivers = Vec::new();
+    for (id, by_signal) in consumers {
+        let receiver = build(&mut cfg.receivers, &id, env)?;
+        let mut sc = SignalConsumers::default();
+        for (signal, targets) in by_signal {
+            sc.set(signal, Fanout::new(targets));
+        }
+        let ctx = ReceiverContext { id: id.clone(), consumers: sc, telemetry: telemetry.clone(), shutdown: receivers_stop.clone() };
+        receivers.push(receiver.start(ctx).await?);
+    }
+    Ok(Graph { receivers, receivers_stop, pipeline_tasks })
+}
+
+/// Builds the component `id`, taking its parsed config (each is built once).
+pub fn build<C: ?Sized>(list: &mut Vec<Resolved<C>>, id: &ComponentId, env: &BuildEnv) -> anyhow::Result<Box<C>> {
+    let pos = list.iter().position(|r| &r.id == id).with_context(|| format!("{id} is not configured"))?;
+    let r = list.swap_remove(pos);
+    r.factory.build(&r.id, r.config, env).with_context(|| format!("cannot build {id}"))
+}
+
+fn watch_queue(telemetry: &Arc<Telemetry>, id: &ComponentId, tx: &mpsc::Sender<Batch>) {
+    let labels = vec![("exporter".to_string(), id.to_string())];
+    telemetry.exporter_queue_capacity.get_or_create(&labels).set(tx.max_capacity() as i64);
+    let weak = tx.downgrade();
+    let size = telemetry.exporter_queue_size.get_or_create(&labels).clone();
+    telemetry.on_scrape(move || {
+        let used = weak.upgrade().map(|s| s.max_capacity() - s.capacity()).unwrap_or(0);
+        size.set(used as i64);
+    });
+}
+
+async fn run_exporter(id: String, mut exporter: Box<dyn Exporter>, mut rx: mpsc::Receiver<Batch>, telemetry: Arc<Telemetry>) {
+    let labels = [("exporter", id.as_str())];
+    while let Some(batch) = rx.recv().await {
+        let (signal, n) = (batch.signal(), batch.item_count());
+        match exporter.export(batch).await {
+            Ok(()) => telemetry.exporter_sent.add(signal, &labels, n),
+            Err(e) => {
+                tracing::error!(exporter = %id, %signal, items = n, "export failed: {e}");
+                telemetry.exporter_send_failed.add(signal, &labels, n);
+            }
+        }
+    }
+    if let Err(e) = exporter.shutdown().await {
+        tracing::error!(exporter = %id, "shutdown failed: {e}");
+    }
+}

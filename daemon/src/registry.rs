@@ -1,0 +1,21 @@
+//! Every built-in component type, in one place.
+
+use openwit_core::Registry;
+
+/// The registry of built-in factories. Test-only components join when `OPENWIT_TEST_COMPONENTS=1`.
+pub fn builtin() -> Registry {
+    let mut r = Registry::default();
+
+    r.receivers.add(openwit_receivers::otlp::factory());
+
+    r.processors.add(openwit_processors::batch::factory());
+
+    r.exporters.add(openwit_exporters::debug::factory());
+    r.exporters.add(openwit_exporters::file::factory());
+    if let Some(f) = openwit_exporters::testing::factory_if_enabled() {
+        r.exporters.add(f);
+    }
+
+    r.extensions.add(openwit_extensions::health_check::factory());
+    r
+}

@@ -44,3 +44,6 @@ pub fn resolve(sources: &[ConfigSource], sets: &[String], registry: &Registry) -
     let (tree, origins) = load(sources, sets)?;
     model::resolve(tree, &origins, registry)
 }
+
+#[cfg(test)]
+mod tests;

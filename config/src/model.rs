@@ -197,6 +197,9 @@ const SERVICE_KEYS: [&str; 3] = ["extensions", "pipelines", "telemetry"];
 struct Ctx<'a> {
     origins: &'a Origins,
     errors: Vec<ConfigError>,
+    /// Components declared in a section whose own config is invalid: already reported, so references
+    /// to them are not reported again as "not configured".
+    broken: HashSet<(ComponentKind, String)>,
 }
 
 impl Ctx<'_> {
@@ -207,7 +210,7 @@ impl Ctx<'_> {
 
 /// Validates the merged tree against the registry.
 pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<ResolvedConfig, ConfigErrors> {
-    let mut cx = Ctx { origins, errors: Vec::new() };
+    let mut cx = Ctx { origins, errors: Vec::new(), broken: HashSet::new() };
     let empty = Mapping::new();
     let top = match &tree {
         Value::Mapping(m) => m,
@@ -305,16 +308,21 @@ fn section<C: ?Sized>(cx: &mut Ctx, top: &Mapping, kind: ComponentKind, factorie
             Ok(id) => id,
             Err(e) => {
                 cx.err(&path, format!("invalid {} id: {e}", kind.noun()));
+                cx.broken.insert((kind, key.trim().to_string()));
                 continue;
             }
         };
         let Some(factory) = factories.get(&id.type_name) else {
             cx.err(&path, format!("unknown {} type {:?}; known types: {}", kind.noun(), id.type_name, factories.names().join(", ")));
+            cx.broken.insert((kind, id.to_string()));
             continue;
         };
         match factory.parse(v) {
             Ok(config) => out.push(Resolved { id, factory: factory.clone(), config }),
-            Err(issue) => cx.err(&join(&path, &issue.path), issue.message),
+            Err(issue) => {
+                cx.err(&join(&path, &issue.path), issue.message);
+                cx.broken.insert((kind, id.to_string()));
+            }
         }
     }
     out
@@ -405,6 +413,11 @@ fn refs<C: ?Sized>(
     configured: &[Resolved<C>],
 ) -> Vec<ComponentId> {
     let noun = field.trim_end_matches('s');
+    let kind = match field {
+        "receivers" => ComponentKind::Receiver,
+        "processors" => ComponentKind::Processor,
+        _ => ComponentKind::Exporter,
+    };
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, n) in names.iter().enumerate() {
@@ -412,11 +425,16 @@ fn refs<C: ?Sized>(
         let id = match ComponentId::parse(n) {
             Ok(id) => id,
             Err(e) => {
-                cx.err(&path, e);
+                if !cx.broken.contains(&(kind, n.trim().to_string())) {
+                    cx.err(&path, e);
+                }
                 continue;
             }
         };
         let Some(r) = configured.iter().find(|r| r.id == id) else {
+            if cx.broken.contains(&(kind, id.to_string())) {
+                continue;
+            }
             cx.err(&path, format!("references {noun} {n:?}, which is not configured; configured {field}: {}", ids(configured)));
             continue;
         };

@@ -62,15 +62,15 @@ struct DebugExporter {
 impl Exporter for DebugExporter {
     async fn export(&mut self, batch: Batch) -> Result<(), ExportError> {
         let summary = format::summary(&batch);
-        let body = match self.cfg.verbosity {
-            Verbosity::Basic => String::new(),
-            Verbosity::Normal => format::normal(&batch.payload),
-            Verbosity::Detailed => format::detailed(&batch.payload),
+        let text = match self.cfg.verbosity {
+            Verbosity::Basic => summary,
+            Verbosity::Normal => format!("{summary}\n{}", format::normal(&batch.payload)),
+            Verbosity::Detailed => format!("{summary}\n{}", format::detailed(&batch.payload)),
         };
         if self.cfg.use_internal_logger {
-            tracing::info!(exporter = %self.id, tenant = %batch.tenant, "{summary}\n{body}");
+            tracing::info!(exporter = %self.id, tenant = %batch.tenant, "{}", text.trim_end());
         } else {
-            println!("{summary}\n{body}");
+            println!("{}", text.trim_end());
         }
         Ok(())
     }

@@ -124,10 +124,10 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
     let metadata = if st.include_metadata { metadata_of(&headers) } else { Metadata::new() };
     match ingest.accept("http", tenant, S::payload(req), metadata).await {
         Ok(()) => {
-            let resp = S::Resp::default();
+            // A full success is an empty Export response: no bytes in protobuf, `{}` in JSON.
             let bytes = match format {
-                Format::Protobuf => resp.encode_to_vec(),
-                Format::Json => otlp_json::encode(&resp),
+                Format::Protobuf => S::Resp::default().encode_to_vec(),
+                Format::Json => b"{}".to_vec(),
             };
             ([(header::CONTENT_TYPE, format.content_type())], bytes).into_response()
         }

@@ -1,1 +1,11 @@
-mod placeholder {}
+//! End-to-end tests: the real `openwit` binary, real OTLP clients, real HTTP.
+//!
+//! One test binary (modules below) so that the workspace links it once.
+
+mod harness;
+
+mod backpressure;
+mod bad_input;
+mod cli;
+mod ingest;
+mod shutdown;

@@ -1,0 +1,111 @@
+//! A slow exporter turns into retryable answers for clients, and memory stays bounded.
+
+use crate::harness::{Daemon, client, eventually, read_records};
+use crate::ingest::rich_traces;
+use futures::future::join_all;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use prost::Message;
+use std::time::Duration;
+
+const SLOW: &str = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+      http:
+        endpoint: 127.0.0.1:{http}
+    backpressure_wait: 20ms
+exporters:
+  testing:
+    path: {dir}/traces.bin
+    format: proto
+    delay: 100ms
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [testing]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+";
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_exporter_yields_retryable_answers_and_bounded_memory() {
+    let d = Daemon::start(SLOW).await;
+    let body = rich_traces("bp").encode_to_vec(); // 2 spans per request
+    let c = client();
+    let mut accepted = 0usize;
+    let mut refused = 0usize;
+    let mut peak_queue = 0i64;
+    let mut peak_rss = 0u64;
+    // Waves of concurrent requests, far faster than 10 batches/s can drain.
+    for _ in 0..10 {
+        let wave = (0..40).map(|_| {
+            c.post(d.http_url("/v1/traces")).header("content-type", "application/x-protobuf").body(body.clone()).send()
+        });
+        for r in join_all(wave).await {
+            let r = r.unwrap();
+            match r.status().as_u16() {
+                200 => accepted += 1,
+                429 => {
+                    assert_eq!(r.headers()["retry-after"], "1", "a refusal must say when to retry");
+                    refused += 1;
+                }
+                other => panic!("unexpected status {other}: {}", r.text().await.unwrap()),
+            }
+        }
+        let m = d.metrics_text().await;
+        let q: i64 = m
+            .lines()
+            .find(|l| l.starts_with("otelcol_exporter_queue_size{exporter=\"testing\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        peak_queue = peak_queue.max(q);
+        peak_rss = peak_rss.max(rss_kib(d.pid()));
+    }
+    assert!(refused > 0, "a full pipeline must refuse");
+    assert!(accepted > 0);
+    assert!(peak_queue <= 16, "queue grew past its capacity: {peak_queue}");
+    assert!(peak_rss < 256 * 1024, "memory not bounded: {peak_rss} KiB");
+
+    // gRPC clients get UNAVAILABLE (retryable) while the pipeline is full.
+    let mut g = TraceServiceClient::connect(d.grpc_url()).await.unwrap();
+    let req = rich_traces("grpc-bp");
+    let results = join_all((0..40).map(|_| {
+        let mut g = g.clone();
+        let r = req.clone();
+        async move { g.export(r).await }
+    }))
+    .await;
+    let mut grpc_accepted = 0;
+    for r in results {
+        match r {
+            Ok(_) => grpc_accepted += 1,
+            Err(s) => assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}"),
+        }
+    }
+    assert!(grpc_accepted < 40, "gRPC should also be refused while full");
+    accepted += grpc_accepted;
+
+    // Everything accepted is stored, nothing refused is.
+    let path = d.path("traces.bin");
+    let got = eventually(Duration::from_secs(60), || read_records::<ExportTraceServiceRequest>(&path), |r| r.len() >= accepted).await;
+    assert_eq!(got.len(), accepted);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(read_records::<ExportTraceServiceRequest>(&path).len(), accepted, "refused data was stored");
+    g.export(rich_traces("after")).await.expect("accepts again once drained");
+}

@@ -1,0 +1,218 @@
+//! Starting and stopping the real daemon, and reading what its exporters wrote.
+
+use prost::Message;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on loopback (the OS picks it; released before the daemon binds it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_openwit")
+}
+
+/// A running daemon with its own ports and directory.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub grpc: u16,
+    pub http: u16,
+    pub health: u16,
+    pub metrics: u16,
+    log: PathBuf,
+}
+
+/// The usual test config: OTLP in, every signal to a protobuf file and to `debug`.
+/// Placeholders: {grpc} {http} {health} {metrics} {dir}.
+pub const FILE_PIPELINES: &str = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+      http:
+        endpoint: 127.0.0.1:{http}
+exporters:
+  file/traces:
+    path: {dir}/traces.bin
+    format: proto
+  file/metrics:
+    path: {dir}/metrics.bin
+    format: proto
+  file/logs:
+    path: {dir}/logs.bin
+    format: proto
+  debug:
+    verbosity: basic
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [file/traces, debug]
+    metrics:
+      receivers: [otlp]
+      exporters: [file/metrics, debug]
+    logs:
+      receivers: [otlp]
+      exporters: [file/logs, debug]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+";
+
+impl Daemon {
+    /// Starts the daemon with `config` (placeholders filled in) and waits until it is healthy.
+    pub async fn start(config: &str) -> Daemon {
+        let d = Daemon::spawn(config, &[]);
+        d.wait_ready().await;
+        d
+    }
+
+    /// Starts without waiting, with extra command-line arguments.
+    pub fn spawn(config: &str, extra_args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let (grpc, http, health, metrics) = (free_port(), free_port(), free_port(), free_port());
+        let text = config
+            .replace("{grpc}", &grpc.to_string())
+            .replace("{http}", &http.to_string())
+            .replace("{health}", &health.to_string())
+            .replace("{metrics}", &metrics.to_string())
+            .replace("{dir}", dir.path().to_str().unwrap());
+        let cfg_path = dir.path().join("config.yaml");
+        std::fs::write(&cfg_path, text).unwrap();
+        let log = dir.path().join("daemon.log");
+        let child = Command::new(bin())
+            .arg("--config")
+            .arg(&cfg_path)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(extra_args)
+            .env("OPENWIT_TEST_COMPONENTS", "1")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child: Some(child), dir, grpc, http, health, metrics, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/", self.health);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = client().get(&url).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("daemon did not become healthy; log:\n{}", self.logs());
+    }
+
+    /// The daemon's own metrics, as Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        client().get(format!("http://127.0.0.1:{}/metrics", self.metrics)).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Asserts the daemon still answers: a valid OTLP/HTTP request is accepted.
+    pub async fn assert_serving(&self) {
+        let r = client()
+            .post(self.http_url("/v1/logs"))
+            .header("content-type", "application/json")
+            .body(r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"still alive"}}]}]}]}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "daemon stopped serving; log:\n{}", self.logs());
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid() as i32, sig) };
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                panic!("daemon did not exit within {timeout:?}; log:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// Reads every record of a `format: proto` file exporter output.
+pub fn read_records<M: Message + Default>(path: &Path) -> Vec<M> {
+    let Ok(bytes) = std::fs::read(path) else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut rest = &bytes[..];
+    while rest.len() >= 4 {
+        let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        if rest.len() < 4 + n {
+            break; // a record still being written
+        }
+        out.push(M::decode(&rest[4..4 + n]).unwrap());
+        rest = &rest[4 + n..];
+    }
+    out
+}
+
+/// Polls `read` until `done` holds or the timeout passes; returns the last value read.
+pub async fn eventually<T>(timeout: Duration, mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = read();
+        if done(&v) || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

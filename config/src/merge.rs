@@ -32,7 +32,11 @@ pub fn key_text(k: &Value) -> String {
 }
 
 pub fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    match (path.is_empty(), key.is_empty()) {
+        (true, _) => key.to_string(),
+        (false, true) => path.to_string(),
+        (false, false) => format!("{path}.{key}"),
+    }
 }
 
 /// Merges `over` into `base` the way the Collector does: maps merge key by key, anything else (lists,

@@ -2,4 +2,5 @@
 
 pub mod debug;
 pub mod file;
+pub mod otlp;
 pub mod testing;

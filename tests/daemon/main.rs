@@ -7,5 +7,6 @@ mod harness;
 mod backpressure;
 mod bad_input;
 mod cli;
+mod forward;
 mod ingest;
 mod shutdown;

@@ -1,0 +1,135 @@
+//! `otlp`: OTLP over gRPC.
+
+use super::{Common, Compression, tls_unsupported};
+use async_trait::async_trait;
+use backon::Retryable;
+use openwit_core::factory::{ComponentConfig, typed};
+use openwit_core::{Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::Channel;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpGrpcConfig {
+    /// `host:port`, or a URL with `http://`.
+    pub endpoint: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(flatten)]
+    pub common: Common,
+}
+
+impl Default for OtlpGrpcConfig {
+    fn default() -> Self {
+        OtlpGrpcConfig { endpoint: String::new(), timeout: Duration::from_secs(5), common: Common::default() }
+    }
+}
+
+impl OtlpGrpcConfig {
+    fn url(&self) -> String {
+        if self.endpoint.contains("://") { self.endpoint.clone() } else { format!("http://{}", self.endpoint) }
+    }
+}
+
+impl ComponentConfig for OtlpGrpcConfig {
+    fn validate(&self) -> Result<(), ConfigIssue> {
+        if self.endpoint.is_empty() {
+            return Err(ConfigIssue::new("endpoint", "is required, e.g. collector:4317"));
+        }
+        let plaintext = self.endpoint.starts_with("http://") || self.common.tls.insecure;
+        if !plaintext {
+            return Err(tls_unsupported(&self.endpoint, "for plaintext gRPC write http://host:port or set tls: {insecure: true}"));
+        }
+        if Channel::from_shared(self.url()).is_err() {
+            return Err(ConfigIssue::new("endpoint", format!("{:?} is not a valid address", self.endpoint)));
+        }
+        self.common.check_headers()
+    }
+}
+
+pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
+    typed::<OtlpGrpcConfig, dyn Exporter>(
+        "otlp",
+        &["otlp_grpc"],
+        &Signal::ALL,
+        "forwards OTLP over gRPC to another collector or backend",
+        |id: &ComponentId, cfg, _env: &BuildEnv| {
+            cfg.common.note_ignored(&id.to_string());
+            let channel = Channel::from_shared(cfg.url())?.timeout(cfg.timeout).connect_lazy();
+            let mut metadata = MetadataMap::new();
+            for (k, v) in &cfg.common.headers {
+                metadata.insert(MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())?, MetadataValue::try_from(v.as_str())?);
+            }
+            Ok(Box::new(OtlpGrpcExporter { id: id.to_string(), channel, metadata, cfg }))
+        },
+    )
+}
+
+struct OtlpGrpcExporter {
+    id: String,
+    channel: Channel,
+    metadata: MetadataMap,
+    cfg: OtlpGrpcConfig,
+}
+
+/// Codes after which the same request may succeed (the OTLP spec's list).
+fn retryable(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(code, Cancelled | DeadlineExceeded | Aborted | OutOfRange | Unavailable | DataLoss | ResourceExhausted)
+}
+
+impl OtlpGrpcExporter {
+    async fn send_once(&self, payload: &Payload) -> Result<(), tonic::Status> {
+        let enc = match self.cfg.common.compression.enabled() {
+            Some(Compression::Zstd) => Some(CompressionEncoding::Zstd),
+            Some(_) => Some(CompressionEncoding::Gzip),
+            None => None,
+        };
+        fn req<T>(msg: T, md: &MetadataMap) -> tonic::Request<T> {
+            let mut r = tonic::Request::new(msg);
+            *r.metadata_mut() = md.clone();
+            r
+        }
+        macro_rules! call {
+            ($client:ident, $msg:expr) => {{
+                let mut c = $client::new(self.channel.clone());
+                if let Some(e) = enc {
+                    c = c.send_compressed(e);
+                }
+                c.export(req($msg.clone(), &self.metadata)).await.map(|_| ())
+            }};
+        }
+        match payload {
+            Payload::Traces(r) => call!(TraceServiceClient, r),
+            Payload::Metrics(r) => call!(MetricsServiceClient, r),
+            Payload::Logs(r) => call!(LogsServiceClient, r),
+        }
+    }
+}
+
+#[async_trait]
+impl Exporter for OtlpGrpcExporter {
+    async fn export(&mut self, batch: Batch) -> Result<(), ExportError> {
+        let once = || self.send_once(&batch.payload);
+        let result = match self.cfg.common.retry_on_failure.backoff() {
+            Some(b) => {
+                once.retry(b)
+                    .when(|s: &tonic::Status| retryable(s.code()))
+                    .notify(|s, d| tracing::warn!(exporter = %self.id, "export failed ({}: {}); retrying in {d:?}", s.code(), s.message()))
+                    .await
+            }
+            None => once().await,
+        };
+        result.map_err(|s| {
+            let msg = format!("{} {}: {}", self.cfg.endpoint, s.code(), s.message());
+            if retryable(s.code()) { ExportError::Retryable(msg) } else { ExportError::Permanent(msg) }
+        })
+    }
+}

@@ -1,0 +1,105 @@
+//! The `otlp` and `otlphttp` exporters forward to another daemon unchanged, and retry while it is down.
+
+use crate::harness::{Daemon, FILE_PIPELINES, client, eventually, free_port, read_records};
+use crate::ingest::{rich_logs, rich_metrics, rich_traces};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use std::time::Duration;
+
+/// A daemon that forwards: traces over gRPC (the `otlp_grpc` alias), metrics over HTTP/JSON, logs over
+/// HTTP/protobuf with zstd (the `otlp_http` alias).
+fn forwarder(grpc_target: u16, http_target: u16) -> String {
+    format!(
+        "
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{{http}}
+exporters:
+  otlp_grpc:
+    endpoint: 127.0.0.1:{grpc_target}
+    tls:
+      insecure: true
+    headers:
+      x-scope-orgid: forwarded
+    retry_on_failure:
+      initial_interval: 100ms
+  otlphttp/json:
+    endpoint: http://127.0.0.1:{http_target}
+    encoding: json
+    compression: none
+  otlp_http:
+    endpoint: http://127.0.0.1:{http_target}
+    compression: zstd
+    retry_on_failure:
+      initial_interval: 100ms
+      max_interval: 200ms
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{{health}}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp_grpc]
+    metrics:
+      receivers: [otlp]
+      exporters: [otlphttp/json]
+    logs:
+      receivers: [otlp]
+      exporters: [otlp_http]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{{metrics}}
+"
+    )
+}
+
+async fn post(d: &Daemon, path: &str, body: Vec<u8>) {
+    let r = client().post(d.http_url(path)).header("content-type", "application/x-protobuf").body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_every_signal_unchanged() {
+    let sink = Daemon::start(&FILE_PIPELINES.replace("verbosity: basic", "verbosity: normal")).await;
+    let fwd = Daemon::start(&forwarder(sink.grpc, sink.http)).await;
+    let (t, m, l) = (rich_traces("fwd"), rich_metrics("fwd"), rich_logs("fwd"));
+    post(&fwd, "/v1/traces", t.encode_to_vec()).await;
+    post(&fwd, "/v1/metrics", m.encode_to_vec()).await;
+    post(&fwd, "/v1/logs", l.encode_to_vec()).await;
+    let wait = Duration::from_secs(15);
+    let got = eventually(wait, || read_records::<ExportTraceServiceRequest>(&sink.path("traces.bin")), |r| !r.is_empty()).await;
+    assert_eq!(got, vec![t], "log:\n{}", fwd.logs());
+    let got = eventually(wait, || read_records::<ExportMetricsServiceRequest>(&sink.path("metrics.bin")), |r| !r.is_empty()).await;
+    assert_eq!(got, vec![m]);
+    let got = eventually(wait, || read_records::<ExportLogsServiceRequest>(&sink.path("logs.bin")), |r| !r.is_empty()).await;
+    assert_eq!(got, vec![l]);
+    // Configured headers travel with the data: the sink saw the tenant they name.
+    assert!(sink.logs().contains("tenant=forwarded"), "{}", sink.logs());
+    let metrics = fwd.metrics_text().await;
+    assert!(metrics.contains("otelcol_exporter_sent_spans_total{exporter=\"otlp_grpc\"} 2"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_until_the_destination_comes_up() {
+    let (grpc_port, http_port) = (free_port(), free_port());
+    let fwd = Daemon::start(&forwarder(grpc_port, http_port)).await;
+    let (t, l) = (rich_traces("late"), rich_logs("late"));
+    post(&fwd, "/v1/traces", t.encode_to_vec()).await;
+    post(&fwd, "/v1/logs", l.encode_to_vec()).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(fwd.logs().contains("retrying in"), "the exporter should be retrying:\n{}", fwd.logs());
+    // Now the destination starts on the ports the forwarder was told about.
+    let cfg = FILE_PIPELINES.replace("{grpc}", &grpc_port.to_string()).replace("{http}", &http_port.to_string());
+    let sink = Daemon::start(&cfg).await;
+    let wait = Duration::from_secs(20);
+    let got = eventually(wait, || read_records::<ExportTraceServiceRequest>(&sink.path("traces.bin")), |r| !r.is_empty()).await;
+    assert_eq!(got, vec![t], "forwarder log:\n{}", fwd.logs());
+    let got = eventually(wait, || read_records::<ExportLogsServiceRequest>(&sink.path("logs.bin")), |r| !r.is_empty()).await;
+    assert_eq!(got, vec![l]);
+}

@@ -3,7 +3,9 @@
 use crate::merge::{Origins, join, key_text};
 use crate::{ConfigError, ConfigErrors};
 use openwit_core::factory::{FactorySet, parse_section};
-use openwit_core::{ComponentId, ComponentKind, Exporter, Extension, Factory, ParsedConfig, Processor, Receiver};
+use openwit_core::{
+    ComponentId, ComponentKind, Exporter, Extension, Factory, ParsedConfig, Processor, Receiver,
+};
 use openwit_core::{Registry, Signal};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
@@ -92,7 +94,12 @@ pub struct TelemetryMetrics {
 
 impl Default for TelemetryMetrics {
     fn default() -> Self {
-        TelemetryMetrics { level: "normal".into(), address: None, readers: None, views: None }
+        TelemetryMetrics {
+            level: "normal".into(),
+            address: None,
+            readers: None,
+            views: None,
+        }
     }
 }
 
@@ -150,16 +157,33 @@ impl TelemetryConfig {
     fn validate(&self) -> Result<(), (String, String)> {
         const LEVELS: [&str; 7] = ["debug", "info", "warn", "error", "dpanic", "panic", "fatal"];
         if !LEVELS.contains(&self.logs.level.to_ascii_lowercase().as_str()) {
-            return Err(("logs.level".into(), format!("unknown level {:?}; valid levels: {}", self.logs.level, LEVELS.join(", "))));
+            return Err((
+                "logs.level".into(),
+                format!(
+                    "unknown level {:?}; valid levels: {}",
+                    self.logs.level,
+                    LEVELS.join(", ")
+                ),
+            ));
         }
         if !["console", "json"].contains(&self.logs.encoding.as_str()) {
-            return Err(("logs.encoding".into(), format!("unknown encoding {:?}; valid: console, json", self.logs.encoding)));
+            return Err((
+                "logs.encoding".into(),
+                format!(
+                    "unknown encoding {:?}; valid: console, json",
+                    self.logs.encoding
+                ),
+            ));
         }
         const MLEVELS: [&str; 4] = ["none", "basic", "normal", "detailed"];
         if !MLEVELS.contains(&self.metrics.level.as_str()) {
             return Err((
                 "metrics.level".into(),
-                format!("unknown level {:?}; valid levels: {}", self.metrics.level, MLEVELS.join(", ")),
+                format!(
+                    "unknown level {:?}; valid levels: {}",
+                    self.metrics.level,
+                    MLEVELS.join(", ")
+                ),
             ));
         }
         Ok(())
@@ -191,7 +215,14 @@ struct PipelineRaw {
     exporters: Vec<String>,
 }
 
-const TOP_LEVEL: [&str; 6] = ["receivers", "processors", "exporters", "extensions", "connectors", "service"];
+const TOP_LEVEL: [&str; 6] = [
+    "receivers",
+    "processors",
+    "exporters",
+    "extensions",
+    "connectors",
+    "service",
+];
 const SERVICE_KEYS: [&str; 3] = ["extensions", "pipelines", "telemetry"];
 
 struct Ctx<'a> {
@@ -204,26 +235,44 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&mut self, path: &str, msg: impl Into<String>) {
-        self.errors.push(ConfigError::new(self.origins.source_of(path), path, msg));
+        self.errors
+            .push(ConfigError::new(self.origins.source_of(path), path, msg));
     }
 }
 
 /// Validates the merged tree against the registry.
-pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<ResolvedConfig, ConfigErrors> {
-    let mut cx = Ctx { origins, errors: Vec::new(), broken: HashSet::new() };
+pub fn resolve(
+    tree: Value,
+    origins: &Origins,
+    registry: &Registry,
+) -> Result<ResolvedConfig, ConfigErrors> {
+    let mut cx = Ctx {
+        origins,
+        errors: Vec::new(),
+        broken: HashSet::new(),
+    };
     let empty = Mapping::new();
     let top = match &tree {
         Value::Mapping(m) => m,
         Value::Null => &empty,
         _ => {
-            cx.err("", "the config must be a YAML mapping with receivers, exporters, service, …");
+            cx.err(
+                "",
+                "the config must be a YAML mapping with receivers, exporters, service, …",
+            );
             return Err(ConfigErrors(cx.errors));
         }
     };
     for k in top.keys() {
         let k = key_text(k);
         if !TOP_LEVEL.contains(&k.as_str()) {
-            cx.err(&k, format!("unknown top-level key; valid keys: {}", TOP_LEVEL.join(", ")));
+            cx.err(
+                &k,
+                format!(
+                    "unknown top-level key; valid keys: {}",
+                    TOP_LEVEL.join(", ")
+                ),
+            );
         }
     }
     let receivers = section(&mut cx, top, ComponentKind::Receiver, &registry.receivers);
@@ -233,7 +282,10 @@ pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<Re
     if let Some(Value::Mapping(conns)) = top.get("connectors") {
         for k in conns.keys() {
             let k = key_text(k);
-            cx.err(&join("connectors", &k), "unknown connector type; OpenWit has no connectors yet (known types: none)");
+            cx.err(
+                &join("connectors", &k),
+                "unknown connector type; OpenWit has no connectors yet (known types: none)",
+            );
         }
     }
 
@@ -242,29 +294,36 @@ pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<Re
         Value::Mapping(m) => m.clone(),
         Value::Null => Mapping::new(),
         _ => {
-            cx.err("service", "must be a mapping with pipelines (and optionally extensions, telemetry)");
+            cx.err(
+                "service",
+                "must be a mapping with pipelines (and optionally extensions, telemetry)",
+            );
             Mapping::new()
         }
     };
     for k in smap.keys() {
         let k = key_text(k);
         if !SERVICE_KEYS.contains(&k.as_str()) {
-            cx.err(&join("service", &k), format!("unknown key; valid keys: {}", SERVICE_KEYS.join(", ")));
+            cx.err(
+                &join("service", &k),
+                format!("unknown key; valid keys: {}", SERVICE_KEYS.join(", ")),
+            );
         }
     }
 
-    let telemetry = match parse_section::<TelemetryConfig>(smap.get("telemetry").unwrap_or(&Value::Null)) {
-        Ok(t) => {
-            if let Err((p, m)) = t.validate() {
-                cx.err(&join("service.telemetry", &p), m);
+    let telemetry =
+        match parse_section::<TelemetryConfig>(smap.get("telemetry").unwrap_or(&Value::Null)) {
+            Ok(t) => {
+                if let Err((p, m)) = t.validate() {
+                    cx.err(&join("service.telemetry", &p), m);
+                }
+                t
             }
-            t
-        }
-        Err(i) => {
-            cx.err(&join("service.telemetry", &i.path), i.message);
-            TelemetryConfig::default()
-        }
-    };
+            Err(i) => {
+                cx.err(&join("service.telemetry", &i.path), i.message);
+                TelemetryConfig::default()
+            }
+        };
 
     let service_extensions = id_list(&mut cx, smap.get("extensions"), "service.extensions");
     for (i, id) in service_extensions.iter().enumerate() {
@@ -274,10 +333,25 @@ pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<Re
         }
     }
 
-    let pipelines = pipelines(&mut cx, smap.get("pipelines"), &receivers, &processors, &exporters);
+    let pipelines = pipelines(
+        &mut cx,
+        smap.get("pipelines"),
+        &receivers,
+        &processors,
+        &exporters,
+    );
 
     if cx.errors.is_empty() {
-        Ok(ResolvedConfig { receivers, processors, exporters, extensions, pipelines, service_extensions, telemetry, tree })
+        Ok(ResolvedConfig {
+            receivers,
+            processors,
+            exporters,
+            extensions,
+            pipelines,
+            service_extensions,
+            telemetry,
+            tree,
+        })
     } else {
         Err(ConfigErrors(cx.errors))
     }
@@ -287,17 +361,28 @@ fn ids<C: ?Sized>(list: &[Resolved<C>]) -> String {
     if list.is_empty() {
         return "none".to_string();
     }
-    list.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(", ")
+    list.iter()
+        .map(|r| r.id.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn section<C: ?Sized>(cx: &mut Ctx, top: &Mapping, kind: ComponentKind, factories: &FactorySet<C>) -> Vec<Resolved<C>> {
+fn section<C: ?Sized>(
+    cx: &mut Ctx,
+    top: &Mapping,
+    kind: ComponentKind,
+    factories: &FactorySet<C>,
+) -> Vec<Resolved<C>> {
     let name = kind.section();
     let mut out = Vec::new();
     let m = match top.get(name) {
         None | Some(Value::Null) => return out,
         Some(Value::Mapping(m)) => m,
         Some(_) => {
-            cx.err(name, format!("must be a mapping of {} ids to their settings", kind.noun()));
+            cx.err(
+                name,
+                format!("must be a mapping of {} ids to their settings", kind.noun()),
+            );
             return out;
         }
     };
@@ -313,12 +398,24 @@ fn section<C: ?Sized>(cx: &mut Ctx, top: &Mapping, kind: ComponentKind, factorie
             }
         };
         let Some(factory) = factories.get(&id.type_name) else {
-            cx.err(&path, format!("unknown {} type {:?}; known types: {}", kind.noun(), id.type_name, factories.names().join(", ")));
+            cx.err(
+                &path,
+                format!(
+                    "unknown {} type {:?}; known types: {}",
+                    kind.noun(),
+                    id.type_name,
+                    factories.names().join(", ")
+                ),
+            );
             cx.broken.insert((kind, id.to_string()));
             continue;
         };
         match factory.parse(v) {
-            Ok(config) => out.push(Resolved { id, factory: factory.clone(), config }),
+            Ok(config) => out.push(Resolved {
+                id,
+                factory: factory.clone(),
+                config,
+            }),
             Err(issue) => {
                 cx.err(&join(&path, &issue.path), issue.message);
                 cx.broken.insert((kind, id.to_string()));
@@ -393,10 +490,16 @@ fn pipelines(
             exporters: refs(cx, &path, "exporters", &raw.exporters, signal, exporters),
         };
         if raw.receivers.is_empty() {
-            cx.err(&join(&path, "receivers"), "a pipeline needs at least one receiver");
+            cx.err(
+                &join(&path, "receivers"),
+                "a pipeline needs at least one receiver",
+            );
         }
         if raw.exporters.is_empty() {
-            cx.err(&join(&path, "exporters"), "a pipeline needs at least one exporter");
+            cx.err(
+                &join(&path, "exporters"),
+                "a pipeline needs at least one exporter",
+            );
         }
         out.push(spec);
     }
@@ -435,7 +538,13 @@ fn refs<C: ?Sized>(
             if cx.broken.contains(&(kind, id.to_string())) {
                 continue;
             }
-            cx.err(&path, format!("references {noun} {n:?}, which is not configured; configured {field}: {}", ids(configured)));
+            cx.err(
+                &path,
+                format!(
+                    "references {noun} {n:?}, which is not configured; configured {field}: {}",
+                    ids(configured)
+                ),
+            );
             continue;
         };
         if !seen.insert(id.clone()) {
@@ -444,7 +553,13 @@ fn refs<C: ?Sized>(
         }
         if !r.factory.signals().contains(&signal) {
             let sup: Vec<_> = r.factory.signals().iter().map(|s| s.as_str()).collect();
-            cx.err(&path, format!("{noun} {n:?} does not support {signal}; it supports {}", sup.join(", ")));
+            cx.err(
+                &path,
+                format!(
+                    "{noun} {n:?} does not support {signal}; it supports {}",
+                    sup.join(", ")
+                ),
+            );
             continue;
         }
         out.push(id);

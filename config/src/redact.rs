@@ -3,8 +3,17 @@
 use serde_yaml_ng::Value;
 
 const SECRET_WORDS: &[&str] = &[
-    "password", "passwd", "secret", "token", "api_key", "apikey", "private_key", "access_key", "credential",
-    "authorization", "sas",
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "private_key",
+    "access_key",
+    "credential",
+    "authorization",
+    "sas",
 ];
 
 /// Replaces secret values: keys that name a secret, and every value under a `headers` map (the
@@ -18,7 +27,8 @@ fn redact_at(v: &mut Value, secret: bool) {
         Value::Mapping(m) => {
             for (k, child) in m.iter_mut() {
                 let key = k.as_str().unwrap_or_default().to_ascii_lowercase();
-                let is_secret = secret || key == "headers" || SECRET_WORDS.iter().any(|w| key.contains(w));
+                let is_secret =
+                    secret || key == "headers" || SECRET_WORDS.iter().any(|w| key.contains(w));
                 redact_at(child, is_secret);
             }
         }

@@ -15,8 +15,8 @@ pub mod tenant;
 
 pub use batch::{Batch, Metadata, Payload};
 pub use component::{
-    ComponentId, ComponentKind, Exporter, ExportError, Extension, ExtensionContext, Processor, Receiver,
-    ReceiverContext, SignalConsumers,
+    ComponentId, ComponentKind, ExportError, Exporter, Extension, ExtensionContext, Processor,
+    Receiver, ReceiverContext, SignalConsumers,
 };
 pub use factory::{BuildEnv, ConfigIssue, Factory, FactorySet, ParsedConfig, Registry};
 pub use fanout::{ConsumeError, Fanout};

@@ -27,7 +27,11 @@ impl PerSignal {
             (Signal::Metrics, &self.metric_points),
             (Signal::Logs, &self.log_records),
         ] {
-            reg.register(format!("{prefix}_{}", sig.item_unit()), format!("{help} ({})", sig.item_unit()), fam.clone());
+            reg.register(
+                format!("{prefix}_{}", sig.item_unit()),
+                format!("{help} ({})", sig.item_unit()),
+                fam.clone(),
+            );
         }
     }
 
@@ -38,7 +42,10 @@ impl PerSignal {
             Signal::Metrics => &self.metric_points,
             Signal::Logs => &self.log_records,
         };
-        let labels: Labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let labels: Labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         fam.get_or_create(&labels).inc_by(n as u64);
     }
 }
@@ -72,11 +79,31 @@ impl Default for Telemetry {
             exporter_queue_capacity: Family::default(),
             processor_batch_send_size: Family::default(),
         };
-        t.receiver_accepted.register(&mut registry, "receiver_accepted", "Items accepted by a receiver");
-        t.receiver_refused.register(&mut registry, "receiver_refused", "Items a receiver refused");
-        t.exporter_sent.register(&mut registry, "exporter_sent", "Items an exporter delivered");
-        t.exporter_send_failed.register(&mut registry, "exporter_send_failed", "Items an exporter failed to deliver");
-        registry.register("exporter_queue_size", "Batches waiting in an exporter's queue", t.exporter_queue_size.clone());
+        t.receiver_accepted.register(
+            &mut registry,
+            "receiver_accepted",
+            "Items accepted by a receiver",
+        );
+        t.receiver_refused.register(
+            &mut registry,
+            "receiver_refused",
+            "Items a receiver refused",
+        );
+        t.exporter_sent.register(
+            &mut registry,
+            "exporter_sent",
+            "Items an exporter delivered",
+        );
+        t.exporter_send_failed.register(
+            &mut registry,
+            "exporter_send_failed",
+            "Items an exporter failed to deliver",
+        );
+        registry.register(
+            "exporter_queue_size",
+            "Batches waiting in an exporter's queue",
+            t.exporter_queue_size.clone(),
+        );
         registry.register(
             "exporter_queue_capacity",
             "Capacity of an exporter's queue, in batches",
@@ -94,12 +121,20 @@ impl Default for Telemetry {
 impl Telemetry {
     /// Registers a function that updates gauges just before each scrape (queue depths, for example).
     pub fn on_scrape(&self, f: impl Fn() + Send + Sync + 'static) {
-        self.refreshers.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(f));
+        self.refreshers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(f));
     }
 
     /// The metrics in Prometheus text format.
     pub fn encode(&self) -> String {
-        for f in self.refreshers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for f in self
+            .refreshers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             f();
         }
         let mut out = String::new();
@@ -116,10 +151,24 @@ mod tests {
     #[test]
     fn counts_appear_under_collector_names() {
         let t = Telemetry::default();
-        t.receiver_accepted.add(Signal::Traces, &[("receiver", "otlp"), ("transport", "grpc")], 3);
-        t.exporter_queue_capacity.get_or_create(&vec![("exporter".into(), "debug".into())]).set(100);
+        t.receiver_accepted.add(
+            Signal::Traces,
+            &[("receiver", "otlp"), ("transport", "grpc")],
+            3,
+        );
+        t.exporter_queue_capacity
+            .get_or_create(&vec![("exporter".into(), "debug".into())])
+            .set(100);
         let text = t.encode();
-        assert!(text.contains("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 3"), "{text}");
-        assert!(text.contains("otelcol_exporter_queue_capacity{exporter=\"debug\"} 100"), "{text}");
+        assert!(
+            text.contains(
+                "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("otelcol_exporter_queue_capacity{exporter=\"debug\"} 100"),
+            "{text}"
+        );
     }
 }

@@ -49,27 +49,56 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv) -> anyhow::Result<G
             let exporter = build(&mut cfg.exporters, id, env)?;
             let (tx, rx) = mpsc::channel(EXPORTER_QUEUE);
             watch_queue(&telemetry, id, &tx);
-            pipeline_tasks.push(tokio::spawn(run_exporter(id.to_string(), exporter, rx, telemetry.clone())));
+            pipeline_tasks.push(tokio::spawn(run_exporter(
+                id.to_string(),
+                exporter,
+                rx,
+                telemetry.clone(),
+            )));
             exporter_inputs.insert(id.clone(), tx);
         }
     }
 
     // Pipelines: one processor instance per pipeline, chained back to front.
-    let mut consumers: HashMap<ComponentId, HashMap<openwit_core::Signal, Vec<mpsc::Sender<Batch>>>> = HashMap::new();
+    let mut consumers: HashMap<
+        ComponentId,
+        HashMap<openwit_core::Signal, Vec<mpsc::Sender<Batch>>>,
+    > = HashMap::new();
     for spec in &cfg.pipelines {
-        let mut next: Vec<mpsc::Sender<Batch>> = spec.exporters.iter().map(|id| exporter_inputs[id].clone()).collect();
+        let mut next: Vec<mpsc::Sender<Batch>> = spec
+            .exporters
+            .iter()
+            .map(|id| exporter_inputs[id].clone())
+            .collect();
         for id in spec.processors.iter().rev() {
-            let resolved = cfg.processors.iter().find(|p| &p.id == id).context("processor vanished from the config")?;
+            let resolved = cfg
+                .processors
+                .iter()
+                .find(|p| &p.id == id)
+                .context("processor vanished from the config")?;
             // Each pipeline parses its own copy: processors are not shared between pipelines.
             let raw = &cfg.tree["processors"][id.to_string().as_str()];
-            let parsed = resolved.factory.parse(raw).map_err(|i| anyhow::anyhow!("processor {id}: {}", i.message))?;
-            let processor = resolved.factory.build(id, parsed, env).with_context(|| format!("cannot build processor {id} for pipeline {}", spec.id))?;
+            let parsed = resolved
+                .factory
+                .parse(raw)
+                .map_err(|i| anyhow::anyhow!("processor {id}: {}", i.message))?;
+            let processor = resolved
+                .factory
+                .build(id, parsed, env)
+                .with_context(|| format!("cannot build processor {id} for pipeline {}", spec.id))?;
             let (tx, rx) = mpsc::channel(STAGE_QUEUE);
-            pipeline_tasks.push(tokio::spawn(processor.run(rx, Fanout::new(std::mem::take(&mut next)))));
+            pipeline_tasks.push(tokio::spawn(
+                processor.run(rx, Fanout::new(std::mem::take(&mut next))),
+            ));
             next = vec![tx];
         }
         for r in &spec.receivers {
-            consumers.entry(r.clone()).or_default().entry(spec.id.signal).or_default().extend(next.iter().cloned());
+            consumers
+                .entry(r.clone())
+                .or_default()
+                .entry(spec.id.signal)
+                .or_default()
+                .extend(next.iter().cloned());
         }
     }
     drop(exporter_inputs);
@@ -83,31 +112,60 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv) -> anyhow::Result<G
         for (signal, targets) in by_signal {
             sc.set(signal, Fanout::new(targets));
         }
-        let ctx = ReceiverContext { id: id.clone(), consumers: sc, telemetry: telemetry.clone(), shutdown: receivers_stop.clone() };
+        let ctx = ReceiverContext {
+            id: id.clone(),
+            consumers: sc,
+            telemetry: telemetry.clone(),
+            shutdown: receivers_stop.clone(),
+        };
         receivers.push(receiver.start(ctx).await?);
     }
-    Ok(Graph { receivers, receivers_stop, pipeline_tasks })
+    Ok(Graph {
+        receivers,
+        receivers_stop,
+        pipeline_tasks,
+    })
 }
 
 /// Builds the component `id`, taking its parsed config (each is built once).
-pub fn build<C: ?Sized>(list: &mut Vec<Resolved<C>>, id: &ComponentId, env: &BuildEnv) -> anyhow::Result<Box<C>> {
-    let pos = list.iter().position(|r| &r.id == id).with_context(|| format!("{id} is not configured"))?;
+pub fn build<C: ?Sized>(
+    list: &mut Vec<Resolved<C>>,
+    id: &ComponentId,
+    env: &BuildEnv,
+) -> anyhow::Result<Box<C>> {
+    let pos = list
+        .iter()
+        .position(|r| &r.id == id)
+        .with_context(|| format!("{id} is not configured"))?;
     let r = list.swap_remove(pos);
-    r.factory.build(&r.id, r.config, env).with_context(|| format!("cannot build {id}"))
+    r.factory
+        .build(&r.id, r.config, env)
+        .with_context(|| format!("cannot build {id}"))
 }
 
 fn watch_queue(telemetry: &Arc<Telemetry>, id: &ComponentId, tx: &mpsc::Sender<Batch>) {
     let labels = vec![("exporter".to_string(), id.to_string())];
-    telemetry.exporter_queue_capacity.get_or_create(&labels).set(tx.max_capacity() as i64);
+    telemetry
+        .exporter_queue_capacity
+        .get_or_create(&labels)
+        .set(tx.max_capacity() as i64);
     let weak = tx.downgrade();
     let size = telemetry.exporter_queue_size.get_or_create(&labels).clone();
     telemetry.on_scrape(move || {
-        let used = weak.upgrade().map(|s| s.max_capacity() - s.capacity()).unwrap_or(0);
+        let used = weak
+            .upgrade()
+            .map(|s| s.max_capacity() - s.capacity())
+            .unwrap_or(0);
         size.set(used as i64);
     });
 }
 
-async fn run_exporter(id: String, mut exporter: Box<dyn Exporter>, mut rx: mpsc::Receiver<Batch>, telemetry: Arc<Telemetry>) {
+async fn run_exporter(
+    id: String,
+    mut exporter: Box<dyn Exporter>,
+    mut rx: mpsc::Receiver<Batch>,
+    telemetry: Arc<Telemetry>,
+) {
     let labels = [("exporter", id.as_str())];
     while let Some(batch) = rx.recv().await {
         let (signal, n) = (batch.signal(), batch.item_count());

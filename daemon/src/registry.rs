@@ -18,6 +18,7 @@ pub fn builtin() -> Registry {
         r.exporters.add(f);
     }
 
-    r.extensions.add(openwit_extensions::health_check::factory());
+    r.extensions
+        .add(openwit_extensions::health_check::factory());
     r
 }

@@ -18,7 +18,9 @@ pub fn init_logging(t: &TelemetryConfig) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if t.logs.encoding == "json" {
         builder.json().init();
@@ -26,24 +28,45 @@ pub fn init_logging(t: &TelemetryConfig) {
         builder.init();
     }
     for k in t.ignored_keys() {
-        tracing::warn!("service.telemetry.{k} is accepted for Collector compatibility but has no effect in OpenWit");
+        tracing::warn!(
+            "service.telemetry.{k} is accepted for Collector compatibility but has no effect in OpenWit"
+        );
     }
 }
 
 /// Runs the config until SIGINT or SIGTERM, then shuts down gracefully.
-pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> anyhow::Result<()> {
+pub async fn run(
+    mut cfg: ResolvedConfig,
+    data_dir: PathBuf,
+    grace: Duration,
+) -> anyhow::Result<()> {
     let telemetry = Arc::new(Telemetry::default());
     let health = Arc::new(Health::default());
-    let env = BuildEnv { data_dir, telemetry: telemetry.clone() };
+    let env = BuildEnv {
+        data_dir,
+        telemetry: telemetry.clone(),
+    };
     let side_stop = CancellationToken::new();
     let mut side_tasks = Vec::new();
 
     if let Some(endpoint) = cfg.telemetry.metrics_endpoint() {
-        side_tasks.push(openwit_extensions::metrics_endpoint::start(&endpoint, telemetry.clone(), side_stop.clone()).await?);
+        side_tasks.push(
+            openwit_extensions::metrics_endpoint::start(
+                &endpoint,
+                telemetry.clone(),
+                side_stop.clone(),
+            )
+            .await?,
+        );
     }
     for id in cfg.service_extensions.clone() {
         let ext = graph::build(&mut cfg.extensions, &id, &env)?;
-        let ctx = ExtensionContext { id: id.clone(), health: health.clone(), telemetry: telemetry.clone(), shutdown: side_stop.clone() };
+        let ctx = ExtensionContext {
+            id: id.clone(),
+            health: health.clone(),
+            telemetry: telemetry.clone(),
+            shutdown: side_stop.clone(),
+        };
         side_tasks.push(ext.start(ctx).await?);
     }
 

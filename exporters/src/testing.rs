@@ -5,7 +5,9 @@
 use crate::file::{FileExporter, FileFormat};
 use async_trait::async_trait;
 use openwit_core::factory::{ComponentConfig, typed};
-use openwit_core::{Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Signal};
+use openwit_core::{
+    Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Signal,
+};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,7 +44,10 @@ pub fn factory_if_enabled() -> Option<Arc<dyn Factory<dyn Exporter>>> {
             &Signal::ALL,
             "test only: a file exporter with an optional delay per batch",
             |_id: &ComponentId, cfg, _env: &BuildEnv| {
-                Ok(Box::new(TestingExporter { delay: cfg.delay.unwrap_or_default(), inner: FileExporter::new(cfg.path, cfg.format, true) }))
+                Ok(Box::new(TestingExporter {
+                    delay: cfg.delay.unwrap_or_default(),
+                    inner: FileExporter::new(cfg.path, cfg.format, true),
+                }))
             },
         )
     })

@@ -54,14 +54,21 @@ async fn slow_exporter_yields_retryable_answers_and_bounded_memory() {
     // Waves of concurrent requests, far faster than 10 batches/s can drain.
     for _ in 0..10 {
         let wave = (0..40).map(|_| {
-            c.post(d.http_url("/v1/traces")).header("content-type", "application/x-protobuf").body(body.clone()).send()
+            c.post(d.http_url("/v1/traces"))
+                .header("content-type", "application/x-protobuf")
+                .body(body.clone())
+                .send()
         });
         for r in join_all(wave).await {
             let r = r.unwrap();
             match r.status().as_u16() {
                 200 => accepted += 1,
                 429 => {
-                    assert_eq!(r.headers()["retry-after"], "1", "a refusal must say when to retry");
+                    assert_eq!(
+                        r.headers()["retry-after"],
+                        "1",
+                        "a refusal must say when to retry"
+                    );
                     refused += 1;
                 }
                 other => panic!("unexpected status {other}: {}", r.text().await.unwrap()),
@@ -79,7 +86,10 @@ async fn slow_exporter_yields_retryable_answers_and_bounded_memory() {
     }
     assert!(refused > 0, "a full pipeline must refuse");
     assert!(accepted > 0);
-    assert!(peak_queue <= 16, "queue grew past its capacity: {peak_queue}");
+    assert!(
+        peak_queue <= 16,
+        "queue grew past its capacity: {peak_queue}"
+    );
     assert!(peak_rss < 256 * 1024, "memory not bounded: {peak_rss} KiB");
 
     // gRPC clients get UNAVAILABLE (retryable) while the pipeline is full.
@@ -103,9 +113,20 @@ async fn slow_exporter_yields_retryable_answers_and_bounded_memory() {
 
     // Everything accepted is stored, nothing refused is.
     let path = d.path("traces.bin");
-    let got = eventually(Duration::from_secs(60), || read_records::<ExportTraceServiceRequest>(&path), |r| r.len() >= accepted).await;
+    let got = eventually(
+        Duration::from_secs(60),
+        || read_records::<ExportTraceServiceRequest>(&path),
+        |r| r.len() >= accepted,
+    )
+    .await;
     assert_eq!(got.len(), accepted);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(read_records::<ExportTraceServiceRequest>(&path).len(), accepted, "refused data was stored");
-    g.export(rich_traces("after")).await.expect("accepts again once drained");
+    assert_eq!(
+        read_records::<ExportTraceServiceRequest>(&path).len(),
+        accepted,
+        "refused data was stored"
+    );
+    g.export(rich_traces("after"))
+        .await
+        .expect("accepts again once drained");
 }

@@ -60,29 +60,54 @@ service:
 }
 
 async fn post(d: &Daemon, path: &str, body: Vec<u8>) {
-    let r = client().post(d.http_url(path)).header("content-type", "application/x-protobuf").body(body).send().await.unwrap();
+    let r = client()
+        .post(d.http_url(path))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_every_signal_unchanged() {
-    let sink = Daemon::start(&FILE_PIPELINES.replace("verbosity: basic", "verbosity: normal")).await;
+    let sink =
+        Daemon::start(&FILE_PIPELINES.replace("verbosity: basic", "verbosity: normal")).await;
     let fwd = Daemon::start(&forwarder(sink.grpc, sink.http)).await;
     let (t, m, l) = (rich_traces("fwd"), rich_metrics("fwd"), rich_logs("fwd"));
     post(&fwd, "/v1/traces", t.encode_to_vec()).await;
     post(&fwd, "/v1/metrics", m.encode_to_vec()).await;
     post(&fwd, "/v1/logs", l.encode_to_vec()).await;
     let wait = Duration::from_secs(15);
-    let got = eventually(wait, || read_records::<ExportTraceServiceRequest>(&sink.path("traces.bin")), |r| !r.is_empty()).await;
+    let got = eventually(
+        wait,
+        || read_records::<ExportTraceServiceRequest>(&sink.path("traces.bin")),
+        |r| !r.is_empty(),
+    )
+    .await;
     assert_eq!(got, vec![t], "log:\n{}", fwd.logs());
-    let got = eventually(wait, || read_records::<ExportMetricsServiceRequest>(&sink.path("metrics.bin")), |r| !r.is_empty()).await;
+    let got = eventually(
+        wait,
+        || read_records::<ExportMetricsServiceRequest>(&sink.path("metrics.bin")),
+        |r| !r.is_empty(),
+    )
+    .await;
     assert_eq!(got, vec![m]);
-    let got = eventually(wait, || read_records::<ExportLogsServiceRequest>(&sink.path("logs.bin")), |r| !r.is_empty()).await;
+    let got = eventually(
+        wait,
+        || read_records::<ExportLogsServiceRequest>(&sink.path("logs.bin")),
+        |r| !r.is_empty(),
+    )
+    .await;
     assert_eq!(got, vec![l]);
     // Configured headers travel with the data: the sink saw the tenant they name.
     assert!(sink.logs().contains("tenant=forwarded"), "{}", sink.logs());
     let metrics = fwd.metrics_text().await;
-    assert!(metrics.contains("otelcol_exporter_sent_spans_total{exporter=\"otlp_grpc\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("otelcol_exporter_sent_spans_total{exporter=\"otlp_grpc\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,13 +118,29 @@ async fn retries_until_the_destination_comes_up() {
     post(&fwd, "/v1/traces", t.encode_to_vec()).await;
     post(&fwd, "/v1/logs", l.encode_to_vec()).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(fwd.logs().contains("retrying in"), "the exporter should be retrying:\n{}", fwd.logs());
+    assert!(
+        fwd.logs().contains("retrying in"),
+        "the exporter should be retrying:\n{}",
+        fwd.logs()
+    );
     // Now the destination starts on the ports the forwarder was told about.
-    let cfg = FILE_PIPELINES.replace("{grpc}", &grpc_port.to_string()).replace("{http}", &http_port.to_string());
+    let cfg = FILE_PIPELINES
+        .replace("{grpc}", &grpc_port.to_string())
+        .replace("{http}", &http_port.to_string());
     let sink = Daemon::start(&cfg).await;
     let wait = Duration::from_secs(20);
-    let got = eventually(wait, || read_records::<ExportTraceServiceRequest>(&sink.path("traces.bin")), |r| !r.is_empty()).await;
+    let got = eventually(
+        wait,
+        || read_records::<ExportTraceServiceRequest>(&sink.path("traces.bin")),
+        |r| !r.is_empty(),
+    )
+    .await;
     assert_eq!(got, vec![t], "forwarder log:\n{}", fwd.logs());
-    let got = eventually(wait, || read_records::<ExportLogsServiceRequest>(&sink.path("logs.bin")), |r| !r.is_empty()).await;
+    let got = eventually(
+        wait,
+        || read_records::<ExportLogsServiceRequest>(&sink.path("logs.bin")),
+        |r| !r.is_empty(),
+    )
+    .await;
     assert_eq!(got, vec![l]);
 }

@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 /// A free TCP port on loopback (the OS picks it; released before the daemon binds it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn bin() -> &'static str {
@@ -101,7 +105,15 @@ impl Daemon {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Daemon { child: Some(child), dir, grpc, http, health, metrics, log }
+        Daemon {
+            child: Some(child),
+            dir,
+            grpc,
+            http,
+            health,
+            metrics,
+            log,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -140,7 +152,14 @@ impl Daemon {
 
     /// The daemon's own metrics, as Prometheus text.
     pub async fn metrics_text(&self) -> String {
-        client().get(format!("http://127.0.0.1:{}/metrics", self.metrics)).send().await.unwrap().text().await.unwrap()
+        client()
+            .get(format!("http://127.0.0.1:{}/metrics", self.metrics))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Asserts the daemon still answers: a valid OTLP/HTTP request is accepted.
@@ -152,7 +171,12 @@ impl Daemon {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 200, "daemon stopped serving; log:\n{}", self.logs());
+        assert_eq!(
+            r.status(),
+            200,
+            "daemon stopped serving; log:\n{}",
+            self.logs()
+        );
     }
 
     pub fn signal(&self, sig: i32) {
@@ -169,7 +193,10 @@ impl Daemon {
                 return st;
             }
             if Instant::now() > deadline {
-                panic!("daemon did not exit within {timeout:?}; log:\n{}", self.logs());
+                panic!(
+                    "daemon did not exit within {timeout:?}; log:\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -186,12 +213,18 @@ impl Drop for Daemon {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// Reads every record of a `format: proto` file exporter output.
 pub fn read_records<M: Message + Default>(path: &Path) -> Vec<M> {
-    let Ok(bytes) = std::fs::read(path) else { return Vec::new() };
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     let mut rest = &bytes[..];
     while rest.len() >= 4 {
@@ -206,7 +239,11 @@ pub fn read_records<M: Message + Default>(path: &Path) -> Vec<M> {
 }
 
 /// Polls `read` until `done` holds or the timeout passes; returns the last value read.
-pub async fn eventually<T>(timeout: Duration, mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+pub async fn eventually<T>(
+    timeout: Duration,
+    mut read: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         let v = read();

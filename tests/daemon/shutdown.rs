@@ -40,7 +40,11 @@ service:
 ";
 
 fn spans(reqs: &[ExportTraceServiceRequest]) -> usize {
-    reqs.iter().flat_map(|r| &r.resource_spans).flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()
+    reqs.iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,7 +53,13 @@ async fn sigterm_drains_everything_accepted_then_exits_zero() {
     let body = rich_traces("held").encode_to_vec();
     let n = 30;
     for _ in 0..n {
-        let r = client().post(d.http_url("/v1/traces")).header("content-type", "application/x-protobuf").body(body.clone()).send().await.unwrap();
+        let r = client()
+            .post(d.http_url("/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     // The batched pipeline holds its items (1h timeout); the direct one is still working through its queue.
@@ -69,12 +79,24 @@ async fn sigterm_drains_everything_accepted_then_exits_zero() {
             Err(_) => break,
         }
     }
-    assert!(saw_unavailable, "health check should answer 503 while stopping");
+    assert!(
+        saw_unavailable,
+        "health check should answer 503 while stopping"
+    );
     let status = d.wait_exit(Duration::from_secs(30));
-    assert!(status.success(), "exit status {status:?}; log:\n{}", d.logs());
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        d.logs()
+    );
     let got = read_records::<ExportTraceServiceRequest>(&d.path("traces.bin"));
     // Each request has 2 spans and reaches both pipelines.
-    assert_eq!(spans(&got), n * 2 * 2, "items accepted before SIGTERM were lost; log:\n{}", d.logs());
+    assert_eq!(
+        spans(&got),
+        n * 2 * 2,
+        "items accepted before SIGTERM were lost; log:\n{}",
+        d.logs()
+    );
     assert!(d.logs().contains("stopped cleanly"));
 }
 
@@ -96,5 +118,10 @@ async fn grace_period_exceeded_exits_non_zero_with_a_message() {
     d.signal(libc::SIGTERM);
     let status = d.wait_exit(Duration::from_secs(10));
     assert!(!status.success());
-    assert!(d.logs().contains("did not drain within the shutdown timeout"), "{}", d.logs());
+    assert!(
+        d.logs()
+            .contains("did not drain within the shutdown timeout"),
+        "{}",
+        d.logs()
+    );
 }

@@ -1,20 +1,37 @@
 //! Text renderings of OTLP data, modelled on the Collector's debug exporter.
 
-use openwit_core::{Batch, Payload};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, number_data_point};
+use openwit_core::{Batch, Payload};
 use std::fmt::Write;
 
 /// The one-line summary every verbosity prints.
 pub fn summary(batch: &Batch) -> String {
     match &batch.payload {
-        Payload::Traces(r) => format!("Traces: resource spans {}, spans {}", r.resource_spans.len(), batch.item_count()),
+        Payload::Traces(r) => format!(
+            "Traces: resource spans {}, spans {}",
+            r.resource_spans.len(),
+            batch.item_count()
+        ),
         Payload::Metrics(r) => {
-            let metrics: usize = r.resource_metrics.iter().flat_map(|x| &x.scope_metrics).map(|s| s.metrics.len()).sum();
-            format!("Metrics: resource metrics {}, metrics {metrics}, data points {}", r.resource_metrics.len(), batch.item_count())
+            let metrics: usize = r
+                .resource_metrics
+                .iter()
+                .flat_map(|x| &x.scope_metrics)
+                .map(|s| s.metrics.len())
+                .sum();
+            format!(
+                "Metrics: resource metrics {}, metrics {metrics}, data points {}",
+                r.resource_metrics.len(),
+                batch.item_count()
+            )
         }
-        Payload::Logs(r) => format!("Logs: resource logs {}, log records {}", r.resource_logs.len(), batch.item_count()),
+        Payload::Logs(r) => format!(
+            "Logs: resource logs {}, log records {}",
+            r.resource_logs.len(),
+            batch.item_count()
+        ),
     }
 }
 
@@ -23,18 +40,55 @@ pub fn normal(p: &Payload) -> String {
     let mut out = String::new();
     match p {
         Payload::Traces(r) => {
-            for s in r.resource_spans.iter().flat_map(|x| &x.scope_spans).flat_map(|x| &x.spans) {
-                let _ = writeln!(out, "{} {} {} {}", s.name, hex::encode(&s.trace_id), hex::encode(&s.span_id), attrs_inline(&s.attributes));
+            for s in r
+                .resource_spans
+                .iter()
+                .flat_map(|x| &x.scope_spans)
+                .flat_map(|x| &x.spans)
+            {
+                let _ = writeln!(
+                    out,
+                    "{} {} {} {}",
+                    s.name,
+                    hex::encode(&s.trace_id),
+                    hex::encode(&s.span_id),
+                    attrs_inline(&s.attributes)
+                );
             }
         }
         Payload::Logs(r) => {
-            for l in r.resource_logs.iter().flat_map(|x| &x.scope_logs).flat_map(|x| &x.log_records) {
-                let _ = writeln!(out, "{} {}", any(l.body.as_ref()), attrs_inline(&l.attributes));
+            for l in r
+                .resource_logs
+                .iter()
+                .flat_map(|x| &x.scope_logs)
+                .flat_map(|x| &x.log_records)
+            {
+                let _ = writeln!(
+                    out,
+                    "{} {}",
+                    any(l.body.as_ref()),
+                    attrs_inline(&l.attributes)
+                );
             }
         }
         Payload::Metrics(r) => {
-            for m in r.resource_metrics.iter().flat_map(|x| &x.scope_metrics).flat_map(|x| &x.metrics) {
-                let _ = writeln!(out, "{}{} {}", m.name, if m.unit.is_empty() { String::new() } else { format!(" {{{}}}", m.unit) }, kind(m.data.as_ref()));
+            for m in r
+                .resource_metrics
+                .iter()
+                .flat_map(|x| &x.scope_metrics)
+                .flat_map(|x| &x.metrics)
+            {
+                let _ = writeln!(
+                    out,
+                    "{}{} {}",
+                    m.name,
+                    if m.unit.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {{{}}}", m.unit)
+                    },
+                    kind(m.data.as_ref())
+                );
             }
         }
     }
@@ -47,8 +101,15 @@ pub fn detailed(p: &Payload) -> String {
     match p {
         Payload::Traces(r) => {
             for (i, rs) in r.resource_spans.iter().enumerate() {
-                let _ = writeln!(o, "ResourceSpans #{i}\nResource SchemaURL: {}", rs.schema_url);
-                resource(&mut o, rs.resource.as_ref().map(|r| r.attributes.as_slice()));
+                let _ = writeln!(
+                    o,
+                    "ResourceSpans #{i}\nResource SchemaURL: {}",
+                    rs.schema_url
+                );
+                resource(
+                    &mut o,
+                    rs.resource.as_ref().map(|r| r.attributes.as_slice()),
+                );
                 for (j, ss) in rs.scope_spans.iter().enumerate() {
                     scope(&mut o, "ScopeSpans", j, &ss.schema_url, ss.scope.as_ref());
                     for (k, s) in ss.spans.iter().enumerate() {
@@ -60,16 +121,35 @@ pub fn detailed(p: &Payload) -> String {
                         field(&mut o, "Kind", span_kind(s.kind));
                         field(&mut o, "Start time", &s.start_time_unix_nano.to_string());
                         field(&mut o, "End time", &s.end_time_unix_nano.to_string());
-                        let (code, msg) = s.status.as_ref().map(|st| (st.code, st.message.as_str())).unwrap_or((0, ""));
-                        field(&mut o, "Status code", ["Unset", "Ok", "Error"].get(code as usize).unwrap_or(&"Unknown"));
+                        let (code, msg) = s
+                            .status
+                            .as_ref()
+                            .map(|st| (st.code, st.message.as_str()))
+                            .unwrap_or((0, ""));
+                        field(
+                            &mut o,
+                            "Status code",
+                            ["Unset", "Ok", "Error"]
+                                .get(code as usize)
+                                .unwrap_or(&"Unknown"),
+                        );
                         field(&mut o, "Status message", msg);
                         attributes(&mut o, "Attributes", &s.attributes);
                         for (e, ev) in s.events.iter().enumerate() {
-                            let _ = writeln!(o, "SpanEvent #{e}\n     -> Name: {}\n     -> Timestamp: {}", ev.name, ev.time_unix_nano);
+                            let _ = writeln!(
+                                o,
+                                "SpanEvent #{e}\n     -> Name: {}\n     -> Timestamp: {}",
+                                ev.name, ev.time_unix_nano
+                            );
                             attributes(&mut o, "     -> Attributes", &ev.attributes);
                         }
                         for (l, link) in s.links.iter().enumerate() {
-                            let _ = writeln!(o, "SpanLink #{l}\n     -> Trace ID: {}\n     -> ID: {}", hex::encode(&link.trace_id), hex::encode(&link.span_id));
+                            let _ = writeln!(
+                                o,
+                                "SpanLink #{l}\n     -> Trace ID: {}\n     -> ID: {}",
+                                hex::encode(&link.trace_id),
+                                hex::encode(&link.span_id)
+                            );
                             attributes(&mut o, "     -> Attributes", &link.attributes);
                         }
                     }
@@ -79,28 +159,59 @@ pub fn detailed(p: &Payload) -> String {
         Payload::Logs(r) => {
             for (i, rl) in r.resource_logs.iter().enumerate() {
                 let _ = writeln!(o, "ResourceLog #{i}\nResource SchemaURL: {}", rl.schema_url);
-                resource(&mut o, rl.resource.as_ref().map(|r| r.attributes.as_slice()));
+                resource(
+                    &mut o,
+                    rl.resource.as_ref().map(|r| r.attributes.as_slice()),
+                );
                 for (j, sl) in rl.scope_logs.iter().enumerate() {
                     scope(&mut o, "ScopeLogs", j, &sl.schema_url, sl.scope.as_ref());
                     for (k, l) in sl.log_records.iter().enumerate() {
                         let _ = writeln!(o, "LogRecord #{k}");
-                        let _ = writeln!(o, "ObservedTimestamp: {}\nTimestamp: {}", l.observed_time_unix_nano, l.time_unix_nano);
-                        let _ = writeln!(o, "SeverityText: {}\nSeverityNumber: {}", l.severity_text, l.severity_number);
+                        let _ = writeln!(
+                            o,
+                            "ObservedTimestamp: {}\nTimestamp: {}",
+                            l.observed_time_unix_nano, l.time_unix_nano
+                        );
+                        let _ = writeln!(
+                            o,
+                            "SeverityText: {}\nSeverityNumber: {}",
+                            l.severity_text, l.severity_number
+                        );
                         let _ = writeln!(o, "Body: {}", any(l.body.as_ref()));
                         attributes(&mut o, "Attributes", &l.attributes);
-                        let _ = writeln!(o, "Trace ID: {}\nSpan ID: {}\nFlags: {}", hex::encode(&l.trace_id), hex::encode(&l.span_id), l.flags);
+                        let _ = writeln!(
+                            o,
+                            "Trace ID: {}\nSpan ID: {}\nFlags: {}",
+                            hex::encode(&l.trace_id),
+                            hex::encode(&l.span_id),
+                            l.flags
+                        );
                     }
                 }
             }
         }
         Payload::Metrics(r) => {
             for (i, rm) in r.resource_metrics.iter().enumerate() {
-                let _ = writeln!(o, "ResourceMetrics #{i}\nResource SchemaURL: {}", rm.schema_url);
-                resource(&mut o, rm.resource.as_ref().map(|r| r.attributes.as_slice()));
+                let _ = writeln!(
+                    o,
+                    "ResourceMetrics #{i}\nResource SchemaURL: {}",
+                    rm.schema_url
+                );
+                resource(
+                    &mut o,
+                    rm.resource.as_ref().map(|r| r.attributes.as_slice()),
+                );
                 for (j, sm) in rm.scope_metrics.iter().enumerate() {
                     scope(&mut o, "ScopeMetrics", j, &sm.schema_url, sm.scope.as_ref());
                     for (k, m) in sm.metrics.iter().enumerate() {
-                        let _ = writeln!(o, "Metric #{k}\nDescriptor:\n     -> Name: {}\n     -> Description: {}\n     -> Unit: {}\n     -> DataType: {}", m.name, m.description, m.unit, kind(m.data.as_ref()));
+                        let _ = writeln!(
+                            o,
+                            "Metric #{k}\nDescriptor:\n     -> Name: {}\n     -> Description: {}\n     -> Unit: {}\n     -> DataType: {}",
+                            m.name,
+                            m.description,
+                            m.unit,
+                            kind(m.data.as_ref())
+                        );
                         points(&mut o, m.data.as_ref());
                     }
                 }
@@ -152,7 +263,13 @@ fn points(o: &mut String, data: Option<&Data>) {
 
 fn exemplars(o: &mut String, ex: &[Exemplar]) {
     for (i, e) in ex.iter().enumerate() {
-        let _ = writeln!(o, "Exemplar #{i}\n     -> Trace ID: {}\n     -> Span ID: {}\n     -> Timestamp: {}", hex::encode(&e.trace_id), hex::encode(&e.span_id), e.time_unix_nano);
+        let _ = writeln!(
+            o,
+            "Exemplar #{i}\n     -> Trace ID: {}\n     -> Span ID: {}\n     -> Timestamp: {}",
+            hex::encode(&e.trace_id),
+            hex::encode(&e.span_id),
+            e.time_unix_nano
+        );
     }
 }
 
@@ -168,7 +285,17 @@ fn kind(d: Option<&Data>) -> &'static str {
 }
 
 fn span_kind(k: i32) -> &'static str {
-    ["Unspecified", "Internal", "Server", "Client", "Producer", "Consumer"].get(k as usize).copied().unwrap_or("Unknown")
+    [
+        "Unspecified",
+        "Internal",
+        "Server",
+        "Client",
+        "Producer",
+        "Consumer",
+    ]
+    .get(k as usize)
+    .copied()
+    .unwrap_or("Unknown")
 }
 
 fn field(o: &mut String, name: &str, value: &str) {
@@ -179,9 +306,20 @@ fn resource(o: &mut String, attrs: Option<&[KeyValue]>) {
     attributes(o, "Resource attributes", attrs.unwrap_or_default());
 }
 
-fn scope(o: &mut String, what: &str, i: usize, schema: &str, s: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>) {
-    let (name, version) = s.map(|s| (s.name.as_str(), s.version.as_str())).unwrap_or(("", ""));
-    let _ = writeln!(o, "{what} #{i}\n{what} SchemaURL: {schema}\nInstrumentationScope {name} {version}");
+fn scope(
+    o: &mut String,
+    what: &str,
+    i: usize,
+    schema: &str,
+    s: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
+) {
+    let (name, version) = s
+        .map(|s| (s.name.as_str(), s.version.as_str()))
+        .unwrap_or(("", ""));
+    let _ = writeln!(
+        o,
+        "{what} #{i}\n{what} SchemaURL: {schema}\nInstrumentationScope {name} {version}"
+    );
 }
 
 fn attributes(o: &mut String, title: &str, attrs: &[KeyValue]) {
@@ -195,7 +333,11 @@ fn attributes(o: &mut String, title: &str, attrs: &[KeyValue]) {
 }
 
 fn attrs_inline(attrs: &[KeyValue]) -> String {
-    attrs.iter().map(|kv| format!("{}={}", kv.key, any(kv.value.as_ref()))).collect::<Vec<_>>().join(" ")
+    attrs
+        .iter()
+        .map(|kv| format!("{}={}", kv.key, any(kv.value.as_ref())))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// An AnyValue as the Collector prints it: `Str(x)`, `Int(1)`, `Map({…})`, …
@@ -207,11 +349,22 @@ pub fn any(v: Option<&AnyValue>) -> String {
         Some(Value::DoubleValue(d)) => format!("Double({d})"),
         Some(Value::BytesValue(b)) => format!("Bytes({})", hex::encode(b)),
         Some(Value::ArrayValue(a)) => {
-            format!("Slice([{}])", a.values.iter().map(|x| any(Some(x))).collect::<Vec<_>>().join(", "))
+            format!(
+                "Slice([{}])",
+                a.values
+                    .iter()
+                    .map(|x| any(Some(x)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         }
         Some(Value::KvlistValue(m)) => format!(
             "Map({{{}}})",
-            m.values.iter().map(|kv| format!("{}: {}", kv.key, any(kv.value.as_ref()))).collect::<Vec<_>>().join(", ")
+            m.values
+                .iter()
+                .map(|kv| format!("{}: {}", kv.key, any(kv.value.as_ref())))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Some(Value::StringValueStrindex(i)) => format!("StrIndex({i})"),
         None => "Empty()".to_string(),

@@ -36,7 +36,12 @@ pub struct DebugConfig {
 
 impl Default for DebugConfig {
     fn default() -> Self {
-        DebugConfig { verbosity: Verbosity::Basic, sampling_initial: 2, sampling_thereafter: 1, use_internal_logger: true }
+        DebugConfig {
+            verbosity: Verbosity::Basic,
+            sampling_initial: 2,
+            sampling_thereafter: 1,
+            use_internal_logger: true,
+        }
     }
 }
 
@@ -49,7 +54,12 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         &[],
         &Signal::ALL,
         "prints telemetry to the log (verbosity basic, normal or detailed)",
-        |id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(DebugExporter { id: id.to_string(), cfg })),
+        |id: &ComponentId, cfg, _env: &BuildEnv| {
+            Ok(Box::new(DebugExporter {
+                id: id.to_string(),
+                cfg,
+            }))
+        },
     )
 }
 

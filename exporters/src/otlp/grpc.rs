@@ -3,11 +3,13 @@
 use super::{Common, Compression, tls_unsupported};
 use async_trait::async_trait;
 use backon::Retryable;
-use openwit_core::factory::{ComponentConfig, typed};
-use openwit_core::{Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use openwit_core::factory::{ComponentConfig, typed};
+use openwit_core::{
+    Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal,
+};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,27 +30,44 @@ pub struct OtlpGrpcConfig {
 
 impl Default for OtlpGrpcConfig {
     fn default() -> Self {
-        OtlpGrpcConfig { endpoint: String::new(), timeout: Duration::from_secs(5), common: Common::default() }
+        OtlpGrpcConfig {
+            endpoint: String::new(),
+            timeout: Duration::from_secs(5),
+            common: Common::default(),
+        }
     }
 }
 
 impl OtlpGrpcConfig {
     fn url(&self) -> String {
-        if self.endpoint.contains("://") { self.endpoint.clone() } else { format!("http://{}", self.endpoint) }
+        if self.endpoint.contains("://") {
+            self.endpoint.clone()
+        } else {
+            format!("http://{}", self.endpoint)
+        }
     }
 }
 
 impl ComponentConfig for OtlpGrpcConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         if self.endpoint.is_empty() {
-            return Err(ConfigIssue::new("endpoint", "is required, e.g. collector:4317"));
+            return Err(ConfigIssue::new(
+                "endpoint",
+                "is required, e.g. collector:4317",
+            ));
         }
         let plaintext = self.endpoint.starts_with("http://") || self.common.tls.insecure;
         if !plaintext {
-            return Err(tls_unsupported(&self.endpoint, "for plaintext gRPC write http://host:port or set tls: {insecure: true}"));
+            return Err(tls_unsupported(
+                &self.endpoint,
+                "for plaintext gRPC write http://host:port or set tls: {insecure: true}",
+            ));
         }
         if Channel::from_shared(self.url()).is_err() {
-            return Err(ConfigIssue::new("endpoint", format!("{:?} is not a valid address", self.endpoint)));
+            return Err(ConfigIssue::new(
+                "endpoint",
+                format!("{:?} is not a valid address", self.endpoint),
+            ));
         }
         self.common.check_headers()
     }
@@ -62,12 +81,22 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         "forwards OTLP over gRPC to another collector or backend",
         |id: &ComponentId, cfg, _env: &BuildEnv| {
             cfg.common.note_ignored(&id.to_string());
-            let channel = Channel::from_shared(cfg.url())?.timeout(cfg.timeout).connect_lazy();
+            let channel = Channel::from_shared(cfg.url())?
+                .timeout(cfg.timeout)
+                .connect_lazy();
             let mut metadata = MetadataMap::new();
             for (k, v) in &cfg.common.headers {
-                metadata.insert(MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())?, MetadataValue::try_from(v.as_str())?);
+                metadata.insert(
+                    MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())?,
+                    MetadataValue::try_from(v.as_str())?,
+                );
             }
-            Ok(Box::new(OtlpGrpcExporter { id: id.to_string(), channel, metadata, cfg }))
+            Ok(Box::new(OtlpGrpcExporter {
+                id: id.to_string(),
+                channel,
+                metadata,
+                cfg,
+            }))
         },
     )
 }
@@ -82,7 +111,16 @@ struct OtlpGrpcExporter {
 /// Codes after which the same request may succeed (the OTLP spec's list).
 fn retryable(code: tonic::Code) -> bool {
     use tonic::Code::*;
-    matches!(code, Cancelled | DeadlineExceeded | Aborted | OutOfRange | Unavailable | DataLoss | ResourceExhausted)
+    matches!(
+        code,
+        Cancelled
+            | DeadlineExceeded
+            | Aborted
+            | OutOfRange
+            | Unavailable
+            | DataLoss
+            | ResourceExhausted
+    )
 }
 
 impl OtlpGrpcExporter {
@@ -103,7 +141,9 @@ impl OtlpGrpcExporter {
                 if let Some(e) = enc {
                     c = c.send_compressed(e);
                 }
-                c.export(req($msg.clone(), &self.metadata)).await.map(|_| ())
+                c.export(req($msg.clone(), &self.metadata))
+                    .await
+                    .map(|_| ())
             }};
         }
         match payload {
@@ -129,7 +169,11 @@ impl Exporter for OtlpGrpcExporter {
         };
         result.map_err(|s| {
             let msg = format!("{} {}: {}", self.cfg.endpoint, s.code(), s.message());
-            if retryable(s.code()) { ExportError::Retryable(msg) } else { ExportError::Permanent(msg) }
+            if retryable(s.code()) {
+                ExportError::Retryable(msg)
+            } else {
+                ExportError::Permanent(msg)
+            }
         })
     }
 }

@@ -4,7 +4,10 @@ use super::{Common, Compression, tls_unsupported};
 use async_trait::async_trait;
 use backon::Retryable;
 use openwit_core::factory::{ComponentConfig, typed};
-use openwit_core::{Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal, otlp_json};
+use openwit_core::{
+    Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal,
+    otlp_json,
+};
 use prost::Message;
 use serde::Deserialize;
 use std::io::Write;
@@ -59,14 +62,22 @@ impl OtlpHttpConfig {
         if !explicit.is_empty() {
             return explicit.clone();
         }
-        format!("{}/v1/{}", self.endpoint.trim_end_matches('/'), signal.as_str())
+        format!(
+            "{}/v1/{}",
+            self.endpoint.trim_end_matches('/'),
+            signal.as_str()
+        )
     }
 }
 
 impl ComponentConfig for OtlpHttpConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
-        if self.endpoint.is_empty() && Signal::ALL.iter().any(|s| self.url(*s).starts_with("/v1/")) {
-            return Err(ConfigIssue::new("endpoint", "is required (or traces_endpoint, metrics_endpoint and logs_endpoint), e.g. http://collector:4318"));
+        if self.endpoint.is_empty() && Signal::ALL.iter().any(|s| self.url(*s).starts_with("/v1/"))
+        {
+            return Err(ConfigIssue::new(
+                "endpoint",
+                "is required (or traces_endpoint, metrics_endpoint and logs_endpoint), e.g. http://collector:4318",
+            ));
         }
         for s in Signal::ALL {
             let url = self.url(s);
@@ -77,7 +88,10 @@ impl ComponentConfig for OtlpHttpConfig {
                 return Err(tls_unsupported(&url, "use an http:// endpoint"));
             }
             if !url.starts_with("http://") || reqwest::Url::parse(&url).is_err() {
-                return Err(ConfigIssue::new("endpoint", format!("{url:?} is not an http:// URL")));
+                return Err(ConfigIssue::new(
+                    "endpoint",
+                    format!("{url:?} is not an http:// URL"),
+                ));
             }
         }
         self.common.check_headers()
@@ -94,10 +108,21 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
             cfg.common.note_ignored(&id.to_string());
             let mut headers = reqwest::header::HeaderMap::new();
             for (k, v) in &cfg.common.headers {
-                headers.insert(reqwest::header::HeaderName::from_bytes(k.as_bytes())?, v.parse()?);
+                headers.insert(
+                    reqwest::header::HeaderName::from_bytes(k.as_bytes())?,
+                    v.parse()?,
+                );
             }
-            let client = reqwest::Client::builder().timeout(cfg.timeout).default_headers(headers).no_proxy().build()?;
-            Ok(Box::new(OtlpHttpExporter { id: id.to_string(), client, cfg }))
+            let client = reqwest::Client::builder()
+                .timeout(cfg.timeout)
+                .default_headers(headers)
+                .no_proxy()
+                .build()?;
+            Ok(Box::new(OtlpHttpExporter {
+                id: id.to_string(),
+                client,
+                cfg,
+            }))
         },
     )
 }
@@ -127,7 +152,8 @@ impl OtlpHttpExporter {
             (Encoding::Json, Payload::Metrics(r)) => otlp_json::encode(r),
             (Encoding::Json, Payload::Logs(r)) => otlp_json::encode(r),
         };
-        let fail = |e: std::io::Error| ExportError::Permanent(format!("cannot compress the request: {e}"));
+        let fail =
+            |e: std::io::Error| ExportError::Permanent(format!("cannot compress the request: {e}"));
         Ok(match self.cfg.common.compression.enabled() {
             Some(Compression::Zstd) => zstd::encode_all(&raw[..], 3).map_err(fail)?,
             Some(_) => {
@@ -144,13 +170,21 @@ impl OtlpHttpExporter {
             Encoding::Proto => "application/x-protobuf",
             Encoding::Json => "application/json",
         };
-        let mut req = self.client.post(url).header("content-type", ctype).body(body.clone());
+        let mut req = self
+            .client
+            .post(url)
+            .header("content-type", ctype)
+            .body(body.clone());
         match self.cfg.common.compression.enabled() {
             Some(Compression::Zstd) => req = req.header("content-encoding", "zstd"),
             Some(_) => req = req.header("content-encoding", "gzip"),
             None => {}
         }
-        let resp = req.send().await.map_err(|e| Failure { retryable: true, retry_after: None, message: format!("{url}: {e}") })?;
+        let resp = req.send().await.map_err(|e| Failure {
+            retryable: true,
+            retry_after: None,
+            message: format!("{url}: {e}"),
+        })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -165,7 +199,10 @@ impl OtlpHttpExporter {
         Err(Failure {
             retryable: matches!(status.as_u16(), 429 | 502 | 503 | 504),
             retry_after,
-            message: format!("{url}: HTTP {status}: {}", text.chars().take(300).collect::<String>()),
+            message: format!(
+                "{url}: HTTP {status}: {}",
+                text.chars().take(300).collect::<String>()
+            ),
         })
     }
 }
@@ -187,6 +224,12 @@ impl Exporter for OtlpHttpExporter {
             }
             None => once().await,
         };
-        result.map_err(|f| if f.retryable { ExportError::Retryable(f.message) } else { ExportError::Permanent(f.message) })
+        result.map_err(|f| {
+            if f.retryable {
+                ExportError::Retryable(f.message)
+            } else {
+                ExportError::Permanent(f.message)
+            }
+        })
     }
 }

@@ -1,7 +1,10 @@
 //! The accept path shared by gRPC and HTTP: tenant, metadata, hand-off to the pipelines, own metrics.
 
 use openwit_core::telemetry::Telemetry;
-use openwit_core::{Batch, ConsumeError, Metadata, Payload, ReceiverContext, SignalConsumers, TenantConfig, TenantError, TenantId};
+use openwit_core::{
+    Batch, ConsumeError, Metadata, Payload, ReceiverContext, SignalConsumers, TenantConfig,
+    TenantError, TenantId,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +59,10 @@ impl Ingest {
     ) -> Result<(), Refusal> {
         let signal = payload.signal();
         let items = payload.item_count();
-        let labels = [("receiver", self.receiver.as_str()), ("transport", transport)];
+        let labels = [
+            ("receiver", self.receiver.as_str()),
+            ("transport", transport),
+        ];
         let result = async {
             let tenant = tenant?;
             let Some(fanout) = self.consumers.get(signal) else {
@@ -66,7 +72,11 @@ impl Ingest {
             if items == 0 {
                 return Ok(());
             }
-            let batch = Batch { tenant, payload, metadata: Arc::new(metadata) };
+            let batch = Batch {
+                tenant,
+                payload,
+                metadata: Arc::new(metadata),
+            };
             fanout.send_within(batch, self.wait).await?;
             Ok(())
         }

@@ -6,11 +6,21 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
 
 type Labels = Vec<(String, String)>;
 type CounterFamily = Family<Labels, Counter>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// The Collector's buckets for batch sizes, so that the same dashboards read the same shape.
+fn batch_size_histogram() -> Histogram {
+    Histogram::new([
+        10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0,
+        6000.0, 7000.0, 8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
+    ])
+}
 
 /// One counter family per signal, e.g. `accepted_spans`, `accepted_metric_points`, `accepted_log_records`.
 #[derive(Default, Clone)]
@@ -62,7 +72,8 @@ pub struct Telemetry {
     pub exporter_send_failed: PerSignal,
     pub exporter_queue_size: Family<Labels, Gauge>,
     pub exporter_queue_capacity: Family<Labels, Gauge>,
-    pub processor_batch_send_size: Family<Labels, Counter>,
+    /// Items per batch a batch processor sent.
+    pub processor_batch_send_size: HistogramFamily,
 }
 
 impl Default for Telemetry {
@@ -77,7 +88,7 @@ impl Default for Telemetry {
             exporter_send_failed: PerSignal::default(),
             exporter_queue_size: Family::default(),
             exporter_queue_capacity: Family::default(),
-            processor_batch_send_size: Family::default(),
+            processor_batch_send_size: Family::new_with_constructor(batch_size_histogram),
         };
         t.receiver_accepted.register(
             &mut registry,
@@ -111,7 +122,7 @@ impl Default for Telemetry {
         );
         registry.register(
             "processor_batch_batch_send_size",
-            "Items in the batches a batch processor sent",
+            "Number of items in each batch a batch processor sent",
             t.processor_batch_send_size.clone(),
         );
         Telemetry { registry, ..t }

@@ -234,7 +234,7 @@ impl BatchProcessor {
     }
 
     async fn emit(&self, batch: Batch, out: &Fanout) -> Result<(), ()> {
-        let n = batch.item_count() as u64;
+        let n = batch.item_count() as f64;
         if out.send(batch).await.is_err() {
             tracing::error!(processor = %self.id, "downstream closed while batches were still pending");
             return Err(());
@@ -242,7 +242,7 @@ impl BatchProcessor {
         self.telemetry
             .processor_batch_send_size
             .get_or_create(&vec![("processor".into(), self.id.clone())])
-            .inc_by(n);
+            .observe(n);
         Ok(())
     }
 }

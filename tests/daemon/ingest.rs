@@ -874,4 +874,13 @@ async fn batch_processor_groups_by_tenant_and_metadata_keys() {
         .collect();
     sizes.sort();
     assert_eq!(sizes, vec![("blue".to_string(), 4), ("red".to_string(), 6)]);
+    let m = d.metrics_text().await;
+    assert!(
+        m.contains("otelcol_processor_batch_batch_send_size_count{processor=\"batch\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("otelcol_processor_batch_batch_send_size_sum{processor=\"batch\"} 10.0"),
+        "{m}"
+    );
 }

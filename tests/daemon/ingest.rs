@@ -830,6 +830,7 @@ async fn tenant_comes_from_the_configured_header() {
 async fn batch_processor_groups_by_tenant_and_metadata_keys() {
     let cfg = FILE_PIPELINES
         .replace("        endpoint: 127.0.0.1:{http}\n", "        endpoint: 127.0.0.1:{http}\n        include_metadata: true\n")
+        .replace("        endpoint: 127.0.0.1:{grpc}\n", "        endpoint: 127.0.0.1:{grpc}\n        include_metadata: true\n")
         .replace("extensions:\n  health_check", "processors:\n  batch:\n    timeout: 300ms\n    metadata_keys: [x-team]\nextensions:\n  health_check")
         .replace("      exporters: [file/logs, debug]", "      processors: [batch]\n      exporters: [file/logs, debug]");
     let d = Daemon::start(&cfg).await;
@@ -844,6 +845,15 @@ async fn batch_processor_groups_by_tenant_and_metadata_keys() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
+    // gRPC metadata groups the same way.
+    let mut req = tonic::Request::new(rich_logs("red"));
+    req.metadata_mut().insert("x-team", "red".parse().unwrap());
+    opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient::connect(d.grpc_url())
+        .await
+        .unwrap()
+        .export(req)
+        .await
+        .unwrap();
     let got: Vec<ExportLogsServiceRequest> = records(&d, "logs.bin", 2).await;
     let mut sizes: Vec<(String, usize)> = got
         .iter()
@@ -873,14 +883,14 @@ async fn batch_processor_groups_by_tenant_and_metadata_keys() {
         })
         .collect();
     sizes.sort();
-    assert_eq!(sizes, vec![("blue".to_string(), 4), ("red".to_string(), 6)]);
+    assert_eq!(sizes, vec![("blue".to_string(), 4), ("red".to_string(), 8)]);
     let m = d.metrics_text().await;
     assert!(
         m.contains("otelcol_processor_batch_batch_send_size_count{processor=\"batch\"} 2"),
         "{m}"
     );
     assert!(
-        m.contains("otelcol_processor_batch_batch_send_size_sum{processor=\"batch\"} 10.0"),
+        m.contains("otelcol_processor_batch_batch_send_size_sum{processor=\"batch\"} 12.0"),
         "{m}"
     );
 }

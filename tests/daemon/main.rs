@@ -8,5 +8,6 @@ mod backpressure;
 mod bad_input;
 mod cli;
 mod forward;
+mod http_options;
 mod ingest;
 mod shutdown;

@@ -370,3 +370,85 @@ pub fn any(v: Option<&AnyValue>) -> String {
         None => "Empty()".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::KeyValueList;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+    use openwit_core::TenantId;
+
+    fn kv(k: &str, v: Value) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
+    }
+
+    fn traces() -> Payload {
+        Payload::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: vec![kv("service.name", Value::StringValue("cart".into()))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: vec![0xab; 16],
+                        span_id: vec![0xcd; 8],
+                        name: "checkout".into(),
+                        kind: 2,
+                        status: Some(Status {
+                            code: 2,
+                            message: "boom".into(),
+                        }),
+                        attributes: vec![
+                            kv("n", Value::IntValue(7)),
+                            kv(
+                                "m",
+                                Value::KvlistValue(KeyValueList {
+                                    values: vec![kv("x", Value::BoolValue(true))],
+                                }),
+                            ),
+                        ],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+    }
+
+    #[test]
+    fn detailed_shows_every_field_like_the_collector() {
+        let text = detailed(&traces());
+        for expected in [
+            "ResourceSpans #0",
+            "     -> service.name: Str(cart)",
+            "Span #0",
+            "    Trace ID       : abababababababababababababababab",
+            "    ID             : cdcdcdcdcdcdcdcd",
+            "    Name           : checkout",
+            "    Kind           : Server",
+            "    Status code    : Error",
+            "    Status message : boom",
+            "     -> n: Int(7)",
+            "     -> m: Map({x: Bool(true)})",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn summary_and_normal() {
+        let b = Batch::new(TenantId::default_tenant(), traces());
+        assert_eq!(summary(&b), "Traces: resource spans 1, spans 1");
+        assert_eq!(
+            normal(&b.payload).trim(),
+            "checkout abababababababababababababababab cdcdcdcdcdcdcdcd n=Int(7) m=Map({x: Bool(true)})"
+        );
+    }
+}

@@ -186,24 +186,7 @@ impl BatchProcessor {
         } else {
             self.cfg.send_batch_size.max(1)
         };
-        while p.items >= threshold {
-            let n = if self.cfg.send_batch_max_size > 0 {
-                p.items.min(self.cfg.send_batch_max_size)
-            } else {
-                p.items
-            };
-            let chunk = p.payload.split_front(n);
-            p.items -= n;
-            self.emit(
-                Batch {
-                    tenant: key.0.clone(),
-                    payload: chunk,
-                    metadata: p.metadata.clone(),
-                },
-                out,
-            )
-            .await?;
-        }
+        self.drain(&key.0, p, threshold, out).await?;
         if p.items == 0 {
             pending.remove(&key);
         }
@@ -212,18 +195,26 @@ impl BatchProcessor {
 
     /// Sends everything pending for one key, in chunks of at most `send_batch_max_size`.
     async fn send_all(&self, key: &Key, mut p: Pending, out: &Fanout) -> Result<(), ()> {
-        while p.items > 0 {
-            let n = if self.cfg.send_batch_max_size > 0 {
-                p.items.min(self.cfg.send_batch_max_size)
-            } else {
-                p.items
-            };
-            let chunk = p.payload.split_front(n);
+        self.drain(&key.0, &mut p, 1, out).await
+    }
+
+    /// Sends chunks of at most `send_batch_max_size` items while at least `threshold` are held.
+    async fn drain(
+        &self,
+        tenant: &TenantId,
+        p: &mut Pending,
+        threshold: usize,
+        out: &Fanout,
+    ) -> Result<(), ()> {
+        while p.items >= threshold && p.items > 0 {
+            let max = self.cfg.send_batch_max_size;
+            let n = if max > 0 { p.items.min(max) } else { p.items };
+            let payload = p.payload.split_front(n);
             p.items -= n;
             self.emit(
                 Batch {
-                    tenant: key.0.clone(),
-                    payload: chunk,
+                    tenant: tenant.clone(),
+                    payload,
                     metadata: p.metadata.clone(),
                 },
                 out,

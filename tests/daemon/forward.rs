@@ -1,7 +1,7 @@
 //! The `otlp` and `otlphttp` exporters forward to another daemon unchanged, and retry while it is down.
 
-use crate::harness::{Daemon, FILE_PIPELINES, client, eventually, free_port, read_records};
-use crate::ingest::{rich_logs, rich_metrics, rich_traces};
+use crate::harness::{Daemon, FILE_PIPELINES, client, free_port};
+use crate::ingest::{records, rich_logs, rich_metrics, rich_traces};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -79,27 +79,11 @@ async fn forwards_every_signal_unchanged() {
     post(&fwd, "/v1/traces", t.encode_to_vec()).await;
     post(&fwd, "/v1/metrics", m.encode_to_vec()).await;
     post(&fwd, "/v1/logs", l.encode_to_vec()).await;
-    let wait = Duration::from_secs(15);
-    let got = eventually(
-        wait,
-        || read_records::<ExportTraceServiceRequest>(&sink.path("traces.bin")),
-        |r| !r.is_empty(),
-    )
-    .await;
+    let got: Vec<ExportTraceServiceRequest> = records(&sink, "traces.bin", 1).await;
     assert_eq!(got, vec![t], "log:\n{}", fwd.logs());
-    let got = eventually(
-        wait,
-        || read_records::<ExportMetricsServiceRequest>(&sink.path("metrics.bin")),
-        |r| !r.is_empty(),
-    )
-    .await;
+    let got: Vec<ExportMetricsServiceRequest> = records(&sink, "metrics.bin", 1).await;
     assert_eq!(got, vec![m]);
-    let got = eventually(
-        wait,
-        || read_records::<ExportLogsServiceRequest>(&sink.path("logs.bin")),
-        |r| !r.is_empty(),
-    )
-    .await;
+    let got: Vec<ExportLogsServiceRequest> = records(&sink, "logs.bin", 1).await;
     assert_eq!(got, vec![l]);
     // Configured headers travel with the data: the sink saw the tenant they name.
     assert!(sink.logs().contains("tenant=forwarded"), "{}", sink.logs());
@@ -128,19 +112,8 @@ async fn retries_until_the_destination_comes_up() {
         .replace("{grpc}", &grpc_port.to_string())
         .replace("{http}", &http_port.to_string());
     let sink = Daemon::start(&cfg).await;
-    let wait = Duration::from_secs(20);
-    let got = eventually(
-        wait,
-        || read_records::<ExportTraceServiceRequest>(&sink.path("traces.bin")),
-        |r| !r.is_empty(),
-    )
-    .await;
+    let got: Vec<ExportTraceServiceRequest> = records(&sink, "traces.bin", 1).await;
     assert_eq!(got, vec![t], "forwarder log:\n{}", fwd.logs());
-    let got = eventually(
-        wait,
-        || read_records::<ExportLogsServiceRequest>(&sink.path("logs.bin")),
-        |r| !r.is_empty(),
-    )
-    .await;
+    let got: Vec<ExportLogsServiceRequest> = records(&sink, "logs.bin", 1).await;
     assert_eq!(got, vec![l]);
 }

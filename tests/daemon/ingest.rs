@@ -312,7 +312,7 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 }
 
 /// Waits for `n` records in a proto file and returns them.
-async fn records<M: Message + Default>(d: &Daemon, file: &str, n: usize) -> Vec<M> {
+pub async fn records<M: Message + Default>(d: &Daemon, file: &str, n: usize) -> Vec<M> {
     let path = d.path(file);
     let got = eventually(WAIT, || read_records::<M>(&path), |r| r.len() >= n).await;
     assert_eq!(

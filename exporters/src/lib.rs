@@ -2,5 +2,6 @@
 
 pub mod debug;
 pub mod file;
+pub mod nop;
 pub mod otlp;
 pub mod testing;

@@ -15,11 +15,18 @@ use std::time::{Duration, Instant};
 /// User + system CPU ticks from the text of `/proc/<pid>/stat`. The command name (field 2) may hold
 /// spaces and parentheses, so fields are counted from the last `)`.
 pub fn parse_stat_ticks(stat: &str) -> anyhow::Result<u64> {
-    let after = stat.rfind(')').map(|i| &stat[i + 1..]).ok_or_else(|| anyhow::anyhow!("no ')' in /proc stat line"))?;
+    let after = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .ok_or_else(|| anyhow::anyhow!("no ')' in /proc stat line"))?;
     let fields: Vec<&str> = after.split_whitespace().collect();
     // After the name: field 3 (state) is index 0, so utime (14) is index 11 and stime (15) index 12.
     let get = |i: usize| -> anyhow::Result<u64> {
-        fields.get(i).ok_or_else(|| anyhow::anyhow!("short /proc stat line"))?.parse::<u64>().map_err(Into::into)
+        fields
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("short /proc stat line"))?
+            .parse::<u64>()
+            .map_err(Into::into)
     };
     Ok(get(11)? + get(12)?)
 }
@@ -38,22 +45,39 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 
 /// A `kB` field (`VmHWM`, `VmRSS`) from the text of `/proc/<pid>/status`.
 pub fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
-    status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
+    status.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .strip_prefix(':')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 /// Peak resident memory of a process, in KiB.
 pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_status_kib(&status, "VmHWM").ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
+    parse_status_kib(&status, "VmHWM")
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
 }
 
 /// CPU seconds per million items.
 pub fn cpu_per_million(cpu_s: f64, items: u64) -> f64 {
-    if items == 0 { f64::NAN } else { cpu_s * 1e6 / items as f64 }
+    if items == 0 {
+        f64::NAN
+    } else {
+        cpu_s * 1e6 / items as f64
+    }
 }
 
 /// Items per second one core decodes from the given requests (protobuf into the generated types).
-pub fn decode_items_per_s(signal: Signal, requests: &[Bytes], items_per_request: usize, min_time: Duration) -> f64 {
+pub fn decode_items_per_s(
+    signal: Signal,
+    requests: &[Bytes],
+    items_per_request: usize,
+    min_time: Duration,
+) -> f64 {
     let start = Instant::now();
     let mut items = 0u64;
     while start.elapsed() < min_time {
@@ -80,7 +104,11 @@ pub struct SyncedWrites {
 }
 
 /// Writes `block` bytes then fdatasyncs, repeatedly for `time`, in a file under `dir`.
-pub fn synced_write_throughput(dir: &Path, block: usize, time: Duration) -> anyhow::Result<SyncedWrites> {
+pub fn synced_write_throughput(
+    dir: &Path,
+    block: usize,
+    time: Duration,
+) -> anyhow::Result<SyncedWrites> {
     let path = dir.join(format!("openwit-bench-fsync-{}", std::process::id()));
     let mut f = std::fs::File::create(&path)?;
     let buf: Vec<u8> = (0..block).map(|i| (i * 31 % 251) as u8).collect();
@@ -94,7 +122,11 @@ pub fn synced_write_throughput(dir: &Path, block: usize, time: Duration) -> anyh
     let secs = start.elapsed().as_secs_f64();
     drop(f);
     std::fs::remove_file(&path)?;
-    Ok(SyncedWrites { block_bytes: block, mib_per_s: (syncs * block as u64) as f64 / secs / 1048576.0, syncs_per_s: syncs as f64 / secs })
+    Ok(SyncedWrites {
+        block_bytes: block,
+        mib_per_s: (syncs * block as u64) as f64 / secs / 1048576.0,
+        syncs_per_s: syncs as f64 / secs,
+    })
 }
 
 #[cfg(test)]
@@ -116,7 +148,9 @@ mod tests {
         let t = Instant::now();
         let mut x = 0u64;
         while t.elapsed() < Duration::from_millis(300) {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
         }
         std::hint::black_box(x);
         let used = cpu_seconds(pid).unwrap() - before;
@@ -125,7 +159,8 @@ mod tests {
 
     #[test]
     fn parses_status_fields() {
-        let status = "Name:\topenwit\nVmPeak:\t  500000 kB\nVmHWM:\t   81234 kB\nVmRSS:\t   70000 kB\n";
+        let status =
+            "Name:\topenwit\nVmPeak:\t  500000 kB\nVmHWM:\t   81234 kB\nVmRSS:\t   70000 kB\n";
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(81234));
         assert_eq!(parse_status_kib(status, "VmRSS"), Some(70000));
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
@@ -143,7 +178,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = synced_write_throughput(dir.path(), 64 * 1024, Duration::from_millis(200)).unwrap();
         assert!(r.syncs_per_s > 0.0 && r.mib_per_s > 0.0);
-        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "the scratch file is removed");
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "the scratch file is removed"
+        );
     }
 
     #[test]

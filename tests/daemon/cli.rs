@@ -71,7 +71,15 @@ fn validate_accepts_a_good_config_and_lists_every_problem_of_a_bad_one() {
 fn components_lists_the_builtins_and_hides_test_components() {
     let (ok, out, _) = run(&["components"]);
     assert!(ok);
-    for t in ["otlp", "batch", "debug", "file", "nop", "otlphttp", "health_check"] {
+    for t in [
+        "otlp",
+        "batch",
+        "debug",
+        "file",
+        "nop",
+        "otlphttp",
+        "health_check",
+    ] {
         assert!(out.contains(&format!("  {t}")), "{t} missing from:\n{out}");
     }
     assert!(

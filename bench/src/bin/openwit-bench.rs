@@ -1,0 +1,388 @@
+//! `openwit-bench`: runs each scenario against OpenWit and the peer collector (rotel) in the same run,
+//! and prints the table for `docs/BENCHMARKS.md`.
+
+use clap::Parser;
+use openwit_bench::load::{self, Plan, Report, Signal, Transport};
+use openwit_bench::measure::{self, SyncedWrites};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "openwit-bench",
+    about = "OpenWit vs a peer collector, same load, same run"
+)]
+struct Cli {
+    /// The OpenWit binary to measure (a release build).
+    #[arg(long, default_value = "target/release/openwit")]
+    openwit: PathBuf,
+    /// The rotel binary (`rotel-agent`); the peer is skipped when left out.
+    #[arg(long)]
+    rotel: Option<PathBuf>,
+    /// Items sent per scenario and target (after a warm-up).
+    #[arg(long, default_value_t = 2_000_000)]
+    items: u64,
+    #[arg(long, default_value_t = 500)]
+    items_per_request: usize,
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where the fdatasync ceiling is measured (the disk the WAL will use).
+    #[arg(long, default_value = "data")]
+    scratch_dir: PathBuf,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Row {
+    target: String,
+    scenario: String,
+    cpu_s: f64,
+    cpu_s_per_million: f64,
+    peak_rss_mib: f64,
+    load: Report,
+}
+
+#[derive(Serialize)]
+struct Results {
+    date: String,
+    commit: String,
+    machine: String,
+    items_per_scenario: u64,
+    items_per_request: usize,
+    concurrency: usize,
+    rows: Vec<Row>,
+    decode_items_per_s: Vec<(String, f64)>,
+    synced_writes: Vec<SyncedWrites>,
+}
+
+struct Target {
+    name: &'static str,
+    child: Child,
+    grpc: u16,
+    http: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+const OPENWIT_CONFIG: &str = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:GRPC
+      http:
+        endpoint: 127.0.0.1:HTTP
+processors:
+  batch:
+exporters:
+  nop:
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [batch], exporters: [nop]}
+    metrics: {receivers: [otlp], processors: [batch], exporters: [nop]}
+    logs: {receivers: [otlp], processors: [batch], exporters: [nop]}
+  telemetry:
+    logs: {level: warn}
+    metrics: {level: none}
+";
+
+fn start_openwit(bin: &PathBuf) -> anyhow::Result<Target> {
+    let dir = tempfile::tempdir()?;
+    let (grpc, http) = (free_port()?, free_port()?);
+    let cfg = dir.path().join("openwit.yaml");
+    std::fs::write(
+        &cfg,
+        OPENWIT_CONFIG
+            .replace("GRPC", &grpc.to_string())
+            .replace("HTTP", &http.to_string()),
+    )?;
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start {}: {e}; build it with cargo build --release -p openwit",
+                bin.display()
+            )
+        })?;
+    Ok(Target {
+        name: "openwit",
+        child,
+        grpc,
+        http,
+        _dir: dir,
+    })
+}
+
+fn start_rotel(bin: &PathBuf) -> anyhow::Result<Target> {
+    let dir = tempfile::tempdir()?;
+    let (grpc, http) = (free_port()?, free_port()?);
+    let child = Command::new(bin)
+        .args(["start", "--exporter", "blackhole"])
+        .arg("--otlp-grpc-endpoint")
+        .arg(format!("127.0.0.1:{grpc}"))
+        .arg("--otlp-http-endpoint")
+        .arg(format!("127.0.0.1:{http}"))
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", bin.display()))?;
+    Ok(Target {
+        name: "rotel",
+        child,
+        grpc,
+        http,
+        _dir: dir,
+    })
+}
+
+async fn wait_listening(t: &mut Target) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for port in [t.grpc, t.http] {
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if let Some(st) = t.child.try_wait()? {
+                anyhow::bail!("{} exited before listening: {st}", t.name);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} did not listen on {port} within 20s",
+                t.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| measure::parse_status_kib(&m, "MemTotal"))
+        .map(|k| k as f64 / 1048576.0)
+        .unwrap_or(0.0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {mem_gib:.0} GiB, {cpu}")
+}
+
+fn git_commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn today() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let scenarios = [
+        (Transport::Grpc, Signal::Traces),
+        (Transport::Http, Signal::Traces),
+        (Transport::Grpc, Signal::Logs),
+        (Transport::Grpc, Signal::Metrics),
+    ];
+    let mut rows = Vec::new();
+    for (transport, signal) in scenarios {
+        let requests = Arc::new(load::encode_requests(
+            signal,
+            cli.seed,
+            64,
+            cli.items_per_request,
+        ));
+        let scenario = format!("{signal:?} over {transport:?}").to_lowercase();
+        let mut targets: Vec<&str> = vec!["openwit"];
+        if cli.rotel.is_some() {
+            targets.push("rotel");
+        }
+        for name in targets {
+            let mut t = match (name, &cli.rotel) {
+                ("rotel", Some(bin)) => start_rotel(bin)?,
+                _ => start_openwit(&cli.openwit)?,
+            };
+            wait_listening(&mut t).await?;
+            let port = if transport == Transport::Grpc {
+                t.grpc
+            } else {
+                t.http
+            };
+            let mut plan = Plan {
+                signal,
+                transport,
+                endpoint: format!("127.0.0.1:{port}"),
+                requests: requests.clone(),
+                items_per_request: cli.items_per_request,
+                concurrency: cli.concurrency,
+                total_items: Some((cli.items / 20).max(cli.items_per_request as u64)),
+                duration: None,
+                rate: None,
+            };
+            load::run(&plan).await?; // warm-up, not measured
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            plan.total_items = Some(cli.items);
+            let pid = t.child.id();
+            let cpu0 = measure::cpu_seconds(pid)?;
+            let report = load::run(&plan).await?;
+            // Let batches still held by the target be handled, on both targets alike.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let cpu = measure::cpu_seconds(pid)? - cpu0;
+            let rss = measure::peak_rss_kib(pid)? as f64 / 1024.0;
+            eprintln!("{name:8} {scenario:18} {}", report.text());
+            rows.push(Row {
+                target: name.to_string(),
+                scenario: scenario.clone(),
+                cpu_s: cpu,
+                cpu_s_per_million: measure::cpu_per_million(cpu, report.items_acked),
+                peak_rss_mib: rss,
+                load: report,
+            });
+        }
+    }
+    let mut decode = Vec::new();
+    for signal in [Signal::Traces, Signal::Logs, Signal::Metrics] {
+        let reqs = load::encode_requests(signal, cli.seed, 64, cli.items_per_request);
+        decode.push((
+            format!("{signal:?}").to_lowercase(),
+            measure::decode_items_per_s(
+                signal,
+                &reqs,
+                cli.items_per_request,
+                Duration::from_secs(2),
+            ),
+        ));
+    }
+    std::fs::create_dir_all(&cli.scratch_dir)?;
+    let synced = vec![
+        measure::synced_write_throughput(&cli.scratch_dir, 4096, Duration::from_secs(2))?,
+        measure::synced_write_throughput(&cli.scratch_dir, 1 << 20, Duration::from_secs(2))?,
+    ];
+    let results = Results {
+        date: today(),
+        commit: git_commit(),
+        machine: machine(),
+        items_per_scenario: cli.items,
+        items_per_request: cli.items_per_request,
+        concurrency: cli.concurrency,
+        rows,
+        decode_items_per_s: decode,
+        synced_writes: synced,
+    };
+    print!("{}", markdown(&results));
+    if let Some(p) = &cli.json {
+        std::fs::write(p, serde_json::to_string_pretty(&results)?)?;
+    }
+    Ok(())
+}
+
+fn markdown(r: &Results) -> String {
+    let mut s = format!(
+        "Run {} at commit {} on {}; {} items per scenario in requests of {}, {} in flight.\n\n",
+        r.date, r.commit, r.machine, r.items_per_scenario, r.items_per_request, r.concurrency
+    );
+    s.push_str("| scenario | target | CPU-s per M items | items/s | peak RSS MiB | ack p50 ms | ack p99 ms | ack max ms | refused/failed |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for row in &r.rows {
+        let l = &row.load;
+        let errors: u64 = l.errors.values().sum();
+        s.push_str(&format!(
+            "| {} | {} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} |\n",
+            row.scenario,
+            row.target,
+            row.cpu_s_per_million,
+            l.acked_items_per_s,
+            row.peak_rss_mib,
+            l.latency_p50_ms,
+            l.latency_p99_ms,
+            l.latency_max_ms,
+            errors
+        ));
+    }
+    let ratios: Vec<String> = r
+        .rows
+        .iter()
+        .filter(|x| x.target == "openwit")
+        .filter_map(|o| {
+            let p = r
+                .rows
+                .iter()
+                .find(|x| x.target == "rotel" && x.scenario == o.scenario)?;
+            Some(format!(
+                "| {} | {:.2} |",
+                o.scenario,
+                o.cpu_s_per_million / p.cpu_s_per_million
+            ))
+        })
+        .collect();
+    if !ratios.is_empty() {
+        s.push_str("\nOpenWit CPU per item ÷ rotel CPU per item (below 1.0: OpenWit is cheaper):\n\n| scenario | ratio |\n|---|---:|\n");
+        s.push_str(&ratios.join("\n"));
+        s.push('\n');
+    }
+    s.push_str("\nCeilings on this machine:\n\n| measure | value |\n|---|---:|\n");
+    for (sig, v) in &r.decode_items_per_s {
+        s.push_str(&format!(
+            "| protobuf decode, {sig} (one core, in-process) | {v:.0} items/s |\n"
+        ));
+    }
+    for w in &r.synced_writes {
+        s.push_str(&format!(
+            "| sequential write + fdatasync, {} KiB blocks | {:.1} MiB/s, {:.0} syncs/s |\n",
+            w.block_bytes / 1024,
+            w.mib_per_s,
+            w.syncs_per_s
+        ));
+    }
+    s
+}

@@ -461,7 +461,7 @@ impl Generator {
                 kv_s("k8s.node.name", node),
                 kv_s(
                     "cloud.region",
-                    if svc % 3 == 0 {
+                    if svc.is_multiple_of(3) {
                         "eu-west-1"
                     } else {
                         "us-east-1"
@@ -571,7 +571,7 @@ impl Generator {
                 attributes: vec![
                     kv_s(
                         "exception.type",
-                        *self.pick(&[
+                        self.pick::<&str>(&[
                             "IOException",
                             "TimeoutError",
                             "*net.OpError",
@@ -755,7 +755,7 @@ impl Generator {
                     ),
                     kv_s(
                         "code.function",
-                        *self.pick(&["handle", "process", "load", "send", "run"]),
+                        self.pick::<&str>(&["handle", "process", "load", "send", "run"]),
                     ),
                 ],
                 trace_id: if traced { self.hex_id(16) } else { Vec::new() },

@@ -10,4 +10,5 @@ mod cli;
 mod forward;
 mod http_options;
 mod ingest;
+mod loadgen;
 mod shutdown;

@@ -1063,14 +1063,7 @@ mod tests {
             .iter()
             .flat_map(|r| &r.scope_metrics)
             .flat_map(|s| &s.metrics)
-            .map(|m| match &m.data {
-                Some(Data::Gauge(g)) => g.data_points.len(),
-                Some(Data::Sum(s)) => s.data_points.len(),
-                Some(Data::Histogram(h)) => h.data_points.len(),
-                Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-                Some(Data::Summary(s)) => s.data_points.len(),
-                None => 0,
-            })
+            .map(|m| openwit_core::batch::metric_point_count(m.data.as_ref()))
             .sum();
         assert_eq!(points, 333);
     }

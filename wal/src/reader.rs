@@ -47,14 +47,16 @@ fn valid_frame(data: &[u8], pos: usize) -> Option<(usize, Record)> {
     let prefix = data.get(pos..pos + FRAME_PREFIX)?;
     let len = u32::from_le_bytes(prefix[..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(prefix[4..8].try_into().ok()?);
-    if len > MAX_BODY {
+    // Every real record has a body; without this, eight zero bytes (length 0, CRC32C of nothing is 0)
+    // would read as a frame and resynchronisation could land inside damaged data.
+    if len == 0 || len > MAX_BODY {
         return None;
     }
     let body = data.get(pos + FRAME_PREFIX..pos + FRAME_PREFIX + len)?;
     if crc32c::crc32c(body) != crc {
         return None;
     }
-    let rec = Record::decode(body).ok()?;
+    let rec = Record::decode(body).ok().filter(|r| r.kind.is_some())?;
     Some((pos + FRAME_PREFIX + len, rec))
 }
 

@@ -1,6 +1,6 @@
 //! `Batch`: what flows between components.
 
-use crate::{Signal, TenantId};
+use crate::{Lineage, Signal, TenantId};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -83,6 +83,8 @@ pub struct Batch {
     pub payload: Payload,
     /// Request metadata, shared between the copies a fan-out makes.
     pub metadata: Arc<Metadata>,
+    /// The WAL batches whose items this batch carries (empty when no WAL backs it).
+    pub lineage: Lineage,
 }
 
 impl Batch {
@@ -91,6 +93,23 @@ impl Batch {
             tenant,
             payload,
             metadata: Arc::default(),
+            lineage: Lineage::default(),
+        }
+    }
+
+    /// Appends another batch's items (and where they came from).
+    pub fn append(&mut self, other: Batch) {
+        self.payload.append(other.payload);
+        self.lineage.append(other.lineage);
+    }
+
+    /// Removes and returns the first `n` items, as a batch with the same tenant and metadata.
+    pub fn split_front(&mut self, n: usize) -> Batch {
+        Batch {
+            tenant: self.tenant.clone(),
+            payload: self.payload.split_front(n),
+            metadata: self.metadata.clone(),
+            lineage: self.lineage.split_front(n),
         }
     }
 

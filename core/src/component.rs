@@ -1,6 +1,6 @@
 //! Component ids and the traits every receiver, processor, exporter and extension implements.
 
-use crate::{Batch, Fanout, Signal, health::Health, telemetry::Telemetry};
+use crate::{Batch, Fanout, Ingest, Signal, health::Health, telemetry::Telemetry};
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::Arc;
@@ -117,7 +117,10 @@ impl SignalConsumers {
 /// What a running receiver is given.
 pub struct ReceiverContext {
     pub id: ComponentId,
+    /// Which signals have pipelines behind this receiver (serve only those).
     pub consumers: SignalConsumers,
+    /// Where requests go: durably into the WAL, then into the pipelines.
+    pub ingest: Arc<dyn Ingest>,
     pub telemetry: Arc<Telemetry>,
     /// Cancelled when the receiver must stop accepting.
     pub shutdown: CancellationToken,

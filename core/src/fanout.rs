@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Why a batch could not be handed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConsumeError {
     /// A downstream queue stayed full: retryable (HTTP 429/503, gRPC `UNAVAILABLE`).
     #[error("the pipeline is full; retry later")]
@@ -17,6 +17,12 @@ pub enum ConsumeError {
     /// Downstream has stopped (the daemon is shutting down): retryable against a restarted daemon.
     #[error("the pipeline is shutting down; retry later")]
     Closed,
+    /// The WAL is over its disk budget: retryable once exporters catch up.
+    #[error("the write-ahead log is over its disk budget; retry later")]
+    DiskBudget,
+    /// The WAL cannot be written (an I/O error): retryable, and an operator should look.
+    #[error("the write-ahead log cannot be written: {0}")]
+    Unavailable(String),
 }
 
 /// The set of channels a batch is delivered to.
@@ -53,6 +59,36 @@ impl Fanout {
         let permits = self.reserve_all().await?;
         deliver(permits, batch);
         Ok(())
+    }
+
+    /// Reserves room in every target without waiting; `None` if any is full (nothing is held then).
+    /// The permits own their senders, so they can be held across an fsync.
+    pub fn try_reserve_owned(&self) -> Result<Option<Vec<mpsc::OwnedPermit<Batch>>>, ConsumeError> {
+        let mut permits = Vec::with_capacity(self.targets.len());
+        for t in &self.targets {
+            match t.clone().try_reserve_owned() {
+                Ok(p) => permits.push(p),
+                Err(mpsc::error::TrySendError::Full(_)) => return Ok(None),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(ConsumeError::Closed),
+            }
+        }
+        Ok(Some(permits))
+    }
+
+    /// Delivers a batch through permits from `try_reserve_owned`.
+    pub fn deliver_owned(permits: Vec<mpsc::OwnedPermit<Batch>>, batch: Batch) {
+        let n = permits.len();
+        let mut batch = Some(batch);
+        for (i, p) in permits.into_iter().enumerate() {
+            let b = if i + 1 == n {
+                batch.take()
+            } else {
+                batch.clone()
+            };
+            if let Some(b) = b {
+                p.send(b);
+            }
+        }
     }
 
     async fn reserve_all(&self) -> Result<Vec<mpsc::Permit<'_, Batch>>, ConsumeError> {

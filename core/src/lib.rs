@@ -1,18 +1,21 @@
 //! The vocabulary every OpenWit crate shares: signals, tenants, batches, the component traits and their
 //! factories, the channels that connect components, the OTLP/JSON codec and the daemon's own telemetry.
 
+pub mod ack;
 pub mod batch;
 pub mod component;
 pub mod config_types;
 pub mod factory;
 pub mod fanout;
 pub mod health;
+pub mod ingest;
 pub mod otlp_json;
 pub mod signal;
 mod split;
 pub mod telemetry;
 pub mod tenant;
 
+pub use ack::{AckToken, BatchId, Completion, Lineage, Segment, batch_id_text};
 pub use batch::{Batch, Metadata, Payload};
 pub use component::{
     ComponentId, ComponentKind, ExportError, Exporter, Extension, ExtensionContext, Processor,
@@ -20,5 +23,6 @@ pub use component::{
 };
 pub use factory::{BuildEnv, ConfigIssue, Factory, FactorySet, ParsedConfig, Registry};
 pub use fanout::{ConsumeError, Fanout};
+pub use ingest::{BatchingConfig, Ingest, IngestRequest};
 pub use signal::Signal;
 pub use tenant::{TenantConfig, TenantError, TenantId};

@@ -25,6 +25,22 @@ impl Payload {
         }
     }
 
+    /// Keeps only the items whose index (in item order) `keep` accepts.
+    pub fn retain_items(&mut self, keep: impl Fn(usize) -> bool) {
+        let total = self.item_count();
+        let mut rest = std::mem::replace(self, Payload::empty(self.signal()));
+        let mut i = 0;
+        while i < total {
+            let k = keep(i);
+            let run = (i..total).take_while(|j| keep(*j) == k).count();
+            let piece = rest.split_front(run);
+            if k {
+                self.append(piece);
+            }
+            i += run;
+        }
+    }
+
     /// Removes and returns the first `n` items (all of them if there are fewer).
     pub fn split_front(&mut self, n: usize) -> Payload {
         match self {
@@ -229,6 +245,22 @@ mod tests {
             joined.append(rest);
             prop_assert_eq!(span_ids(&joined), span_ids(&original));
         }
+    }
+
+    #[test]
+    fn retain_items_keeps_exactly_the_chosen_items_in_order() {
+        let mut p = traces(&[vec![3, 2], vec![4]]);
+        let ids = span_ids(&p);
+        p.retain_items(|i| i % 3 != 1);
+        let expect: Vec<u8> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 1)
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(span_ids(&p), expect);
+        p.retain_items(|_| false);
+        assert_eq!(p.item_count(), 0);
     }
 
     #[test]

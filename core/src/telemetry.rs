@@ -74,11 +74,25 @@ pub struct Telemetry {
     pub exporter_queue_capacity: Family<Labels, Gauge>,
     /// Items per batch a batch processor sent.
     pub processor_batch_send_size: HistogramFamily,
+    /// OpenWit's own: bytes the WAL holds on disk.
+    pub wal_disk_bytes: Gauge,
+    /// Segments in the WAL directory.
+    pub wal_segments: Gauge,
+    /// WAL batches written but not yet stored by every exporter.
+    pub wal_pending_batches: Gauge,
+    /// Seconds each group commit (write + fdatasync) took.
+    pub wal_commit_seconds: Histogram,
+    /// WAL batches by outcome: `written`, `completed`, `failed`, `replayed`.
+    pub wal_batches: Family<Labels, Counter>,
+    /// Corrupt records found (and quarantined) when the WAL was opened.
+    pub wal_quarantined_records: Counter,
 }
 
 impl Default for Telemetry {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("otelcol");
+        // Collector-named metrics under `otelcol_`, OpenWit's own under `openwit_`.
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("otelcol");
         let t = Telemetry {
             registry: Registry::default(),
             refreshers: Mutex::default(),
@@ -89,24 +103,26 @@ impl Default for Telemetry {
             exporter_queue_size: Family::default(),
             exporter_queue_capacity: Family::default(),
             processor_batch_send_size: Family::new_with_constructor(batch_size_histogram),
+            wal_disk_bytes: Gauge::default(),
+            wal_segments: Gauge::default(),
+            wal_pending_batches: Gauge::default(),
+            wal_commit_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16),
+            ),
+            wal_batches: Family::default(),
+            wal_quarantined_records: Counter::default(),
         };
         t.receiver_accepted.register(
-            &mut registry,
+            registry,
             "receiver_accepted",
             "Items accepted by a receiver",
         );
-        t.receiver_refused.register(
-            &mut registry,
-            "receiver_refused",
-            "Items a receiver refused",
-        );
-        t.exporter_sent.register(
-            &mut registry,
-            "exporter_sent",
-            "Items an exporter delivered",
-        );
+        t.receiver_refused
+            .register(registry, "receiver_refused", "Items a receiver refused");
+        t.exporter_sent
+            .register(registry, "exporter_sent", "Items an exporter delivered");
         t.exporter_send_failed.register(
-            &mut registry,
+            registry,
             "exporter_send_failed",
             "Items an exporter failed to deliver",
         );
@@ -125,7 +141,41 @@ impl Default for Telemetry {
             "Number of items in each batch a batch processor sent",
             t.processor_batch_send_size.clone(),
         );
-        Telemetry { registry, ..t }
+        let own = root.sub_registry_with_prefix("openwit");
+        own.register(
+            "wal_disk_bytes",
+            "Bytes the write-ahead log holds on disk",
+            t.wal_disk_bytes.clone(),
+        );
+        own.register(
+            "wal_segments",
+            "Segment files in the write-ahead log",
+            t.wal_segments.clone(),
+        );
+        own.register(
+            "wal_pending_batches",
+            "WAL batches not yet stored by every exporter",
+            t.wal_pending_batches.clone(),
+        );
+        own.register(
+            "wal_commit_seconds",
+            "Duration of each WAL group commit (write + fdatasync)",
+            t.wal_commit_seconds.clone(),
+        );
+        own.register(
+            "wal_batches",
+            "WAL batches by outcome (written, completed, failed, replayed)",
+            t.wal_batches.clone(),
+        );
+        own.register(
+            "wal_quarantined_records",
+            "Corrupt WAL records quarantined at start",
+            t.wal_quarantined_records.clone(),
+        );
+        Telemetry {
+            registry: root,
+            ..t
+        }
     }
 }
 

@@ -8,11 +8,13 @@
 //! Closing is by ownership: the graph keeps no senders, so when the receivers stop and drop theirs,
 //! each queue closes in turn, every processor flushes, and every exporter drains and shuts down.
 
+use crate::durable::{self, Durable, Routes};
 use anyhow::Context;
+use backon::BackoffBuilder;
 use openwit_config::{Resolved, ResolvedConfig};
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{
-    Batch, BuildEnv, ComponentId, Exporter, Fanout, ReceiverContext, SignalConsumers,
+    Batch, BuildEnv, ComponentId, ExportError, Exporter, Fanout, ReceiverContext, SignalConsumers,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,17 +27,33 @@ pub const EXPORTER_QUEUE: usize = 16;
 /// Batches between two processors of a pipeline.
 pub const STAGE_QUEUE: usize = 16;
 
-/// The running pipelines.
+/// The running pipelines, in the order they must stop.
 pub struct Graph {
     /// Receiver tasks; they end when `receivers_stop` is cancelled.
     pub receivers: Vec<JoinHandle<()>>,
     pub receivers_stop: CancellationToken,
+    /// The WAL writer; it ends once every receiver has dropped its handle.
+    pub writer: JoinHandle<()>,
     /// Processor and exporter tasks; they end once their inputs have drained.
     pub pipeline_tasks: Vec<JoinHandle<()>>,
+    /// Records completions; ends once the pipelines have dropped every batch.
+    pub completions: JoinHandle<()>,
 }
 
-/// Builds and starts everything the pipelines use.
-pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv) -> anyhow::Result<Graph> {
+/// How the graph keeps its WAL.
+pub struct Durability {
+    pub wal: Arc<std::sync::Mutex<openwit_wal::Wal>>,
+    pub pending: Vec<openwit_wal::WalBatch>,
+    pub janitor_every: std::time::Duration,
+}
+
+/// Builds and starts everything the pipelines use, replays what the WAL holds, then starts the
+/// receivers.
+pub async fn start(
+    cfg: &mut ResolvedConfig,
+    env: &BuildEnv,
+    durability: Durability,
+) -> anyhow::Result<Graph> {
     let telemetry = env.telemetry.clone();
     let mut pipeline_tasks = Vec::new();
 
@@ -103,7 +121,30 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv) -> anyhow::Result<G
     }
     drop(exporter_inputs);
 
-    // Receivers last.
+    // The durable stage between receivers and pipelines, then replay, then receivers.
+    let routes: Routes = Arc::new(
+        consumers
+            .iter()
+            .flat_map(|(id, by_signal)| {
+                by_signal.iter().map(move |(sig, targets)| {
+                    (
+                        (Arc::from(id.to_string()), *sig),
+                        Fanout::new(targets.clone()),
+                    )
+                })
+            })
+            .collect(),
+    );
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let completions = tokio::spawn(durable::run_completions(
+        durability.wal.clone(),
+        done_rx,
+        telemetry.clone(),
+        durability.janitor_every,
+    ));
+    durable::replay(durability.pending, &routes, &done_tx, &telemetry).await;
+    let (ingest, writer) = Durable::start(durability.wal, routes, done_tx, telemetry.clone());
+
     let receivers_stop = CancellationToken::new();
     let mut receivers = Vec::new();
     for (id, by_signal) in consumers {
@@ -115,15 +156,20 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv) -> anyhow::Result<G
         let ctx = ReceiverContext {
             id: id.clone(),
             consumers: sc,
+            ingest: ingest.clone(),
             telemetry: telemetry.clone(),
             shutdown: receivers_stop.clone(),
         };
         receivers.push(receiver.start(ctx).await?);
     }
+    // From here only the receivers hold the durable handle: when they stop, the writer stops.
+    drop(ingest);
     Ok(Graph {
         receivers,
         receivers_stop,
+        writer,
         pipeline_tasks,
+        completions,
     })
 }
 
@@ -160,6 +206,9 @@ fn watch_queue(telemetry: &Arc<Telemetry>, id: &ComponentId, tx: &mpsc::Sender<B
     });
 }
 
+/// How often a retryable export failure is tried again before the batch is marked failed.
+pub const EXPORT_RETRIES: usize = 3;
+
 async fn run_exporter(
     id: String,
     mut exporter: Box<dyn Exporter>,
@@ -167,13 +216,35 @@ async fn run_exporter(
     telemetry: Arc<Telemetry>,
 ) {
     let labels = [("exporter", id.as_str())];
+    let backoff = backon::ExponentialBuilder::new()
+        .with_min_delay(std::time::Duration::from_millis(200))
+        .with_max_delay(std::time::Duration::from_secs(5))
+        .with_max_times(EXPORT_RETRIES)
+        .with_jitter();
     while let Some(batch) = rx.recv().await {
         let (signal, n) = (batch.signal(), batch.item_count());
-        match exporter.export(batch).await {
+        // The policy comes from backon; the loop is ours because each attempt borrows the exporter.
+        let mut delays = backoff.build();
+        let result = loop {
+            match exporter.export(batch.clone()).await {
+                Ok(()) => break Ok(()),
+                Err(e @ ExportError::Retryable(_)) => match delays.next() {
+                    Some(d) => {
+                        tracing::warn!(exporter = %id, "export failed ({e}); retrying in {d:?}");
+                        tokio::time::sleep(d).await;
+                    }
+                    None => break Err(e),
+                },
+                Err(e) => break Err(e),
+            }
+        };
+        match result {
             Ok(()) => telemetry.exporter_sent.add(signal, &labels, n),
             Err(e) => {
                 tracing::error!(exporter = %id, %signal, items = n, "export failed: {e}");
                 telemetry.exporter_send_failed.add(signal, &labels, n);
+                // The WAL keeps the batch; it is replayed at the next start.
+                batch.lineage.fail_all(&format!("exporter {id}: {e}"));
             }
         }
     }

@@ -1,5 +1,6 @@
 //! `openwit`: the daemon and its command line.
 
+mod durable;
 mod graph;
 mod registry;
 mod service;

@@ -5,6 +5,7 @@ use openwit_config::{ResolvedConfig, TelemetryConfig};
 use openwit_core::health::{Health, HealthStatus};
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{BuildEnv, ExtensionContext};
+use openwit_extensions::wal::WalSettings;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +71,8 @@ pub async fn run(
         side_tasks.push(ext.start(ctx).await?);
     }
 
-    let graph = graph::start(&mut cfg, &env).await?;
+    let durability = open_wal(&cfg, &env.data_dir, &telemetry)?;
+    let graph = graph::start(&mut cfg, &env, durability).await?;
     health.set(HealthStatus::Ready);
     tracing::info!(pipelines = cfg.pipelines.len(), "OpenWit is ready");
 
@@ -83,9 +85,11 @@ pub async fn run(
         for t in graph.receivers {
             let _ = t.await;
         }
+        let _ = graph.writer.await;
         for t in graph.pipeline_tasks {
             let _ = t.await;
         }
+        let _ = graph.completions.await;
     };
     let drained = tokio::time::timeout(grace, drain).await.is_ok();
     side_stop.cancel();
@@ -123,4 +127,52 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Opens the WAL where the `wal` extension (or the default) says, recovering what it holds.
+fn open_wal(
+    cfg: &ResolvedConfig,
+    data_dir: &std::path::Path,
+    telemetry: &Telemetry,
+) -> anyhow::Result<graph::Durability> {
+    let settings = cfg
+        .extensions
+        .iter()
+        .find(|e| e.factory.type_name() == "wal")
+        .and_then(|e| e.config.downcast_ref::<WalSettings>())
+        .cloned()
+        .unwrap_or_default();
+    let dir = settings
+        .directory
+        .clone()
+        .unwrap_or_else(|| data_dir.join("wal"));
+    let wal_cfg = openwit_wal::WalConfig {
+        dir: dir.clone(),
+        fsync: settings.fsync,
+        segment_bytes: settings.segment_megabytes << 20,
+        max_disk_bytes: settings.max_disk_megabytes << 20,
+    };
+    if !settings.fsync {
+        tracing::warn!("wal.fsync is off: acknowledged data can be lost on power failure");
+    }
+    let (wal, recovered) = openwit_wal::Wal::open(wal_cfg).map_err(|e| {
+        anyhow::anyhow!("cannot open the write-ahead log in {}: {e}", dir.display())
+    })?;
+    telemetry
+        .wal_quarantined_records
+        .inc_by(recovered.quarantined_records as u64);
+    tracing::info!(
+        dir = %dir.display(),
+        segments = recovered.segments,
+        pending = recovered.pending.len(),
+        completed = recovered.completed,
+        quarantined = recovered.quarantined_records,
+        truncated_bytes = recovered.truncated_bytes,
+        "write-ahead log opened"
+    );
+    Ok(graph::Durability {
+        wal: Arc::new(std::sync::Mutex::new(wal)),
+        pending: recovered.pending,
+        janitor_every: settings.janitor_interval,
+    })
 }

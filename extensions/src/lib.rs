@@ -2,6 +2,7 @@
 
 pub mod health_check;
 pub mod metrics_endpoint;
+pub mod wal;
 
 /// Binds a TCP listener with an error that names the component and the address.
 pub(crate) async fn bind(what: &str, endpoint: &str) -> anyhow::Result<tokio::net::TcpListener> {

@@ -87,9 +87,9 @@ struct BatchProcessor {
 type Key = (TenantId, Vec<Option<Vec<String>>>);
 
 struct Pending {
-    payload: Payload,
+    /// What is held: the payload with its lineage, and the metadata kept for the key.
+    held: Batch,
     items: usize,
-    metadata: Arc<Metadata>,
     deadline: Instant,
 }
 
@@ -107,8 +107,8 @@ impl Processor for BatchProcessor {
                         }
                     }
                     None => {
-                        for (key, p) in pending.drain() {
-                            if self.send_all(&key, p, &output).await.is_err() {
+                        for (_, p) in pending.drain() {
+                            if self.send_all(p, &output).await.is_err() {
                                 return;
                             }
                         }
@@ -120,7 +120,7 @@ impl Processor for BatchProcessor {
                     let due: Vec<Key> = pending.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| k.clone()).collect();
                     for key in due {
                         if let Some(p) = pending.remove(&key)
-                            && self.send_all(&key, p, &output).await.is_err()
+                            && self.send_all(p, &output).await.is_err()
                         {
                             return;
                         }
@@ -174,19 +174,23 @@ impl BatchProcessor {
         }
         let items = batch.item_count();
         let p = pending.entry(key.clone()).or_insert_with(|| Pending {
-            payload: Payload::empty(batch.signal()),
+            held: Batch {
+                tenant: key.0.clone(),
+                payload: Payload::empty(batch.signal()),
+                metadata: self.kept_metadata(&key),
+                lineage: Default::default(),
+            },
             items: 0,
-            metadata: self.kept_metadata(&key),
             deadline: Instant::now() + self.cfg.timeout,
         });
-        p.payload.append(batch.payload);
+        p.held.append(batch);
         p.items += items;
         let threshold = if self.cfg.timeout.is_zero() {
             1
         } else {
             self.cfg.send_batch_size.max(1)
         };
-        self.drain(&key.0, p, threshold, out).await?;
+        self.drain(p, threshold, out).await?;
         if p.items == 0 {
             pending.remove(&key);
         }
@@ -194,32 +198,18 @@ impl BatchProcessor {
     }
 
     /// Sends everything pending for one key, in chunks of at most `send_batch_max_size`.
-    async fn send_all(&self, key: &Key, mut p: Pending, out: &Fanout) -> Result<(), ()> {
-        self.drain(&key.0, &mut p, 1, out).await
+    async fn send_all(&self, mut p: Pending, out: &Fanout) -> Result<(), ()> {
+        self.drain(&mut p, 1, out).await
     }
 
     /// Sends chunks of at most `send_batch_max_size` items while at least `threshold` are held.
-    async fn drain(
-        &self,
-        tenant: &TenantId,
-        p: &mut Pending,
-        threshold: usize,
-        out: &Fanout,
-    ) -> Result<(), ()> {
+    async fn drain(&self, p: &mut Pending, threshold: usize, out: &Fanout) -> Result<(), ()> {
         while p.items >= threshold && p.items > 0 {
             let max = self.cfg.send_batch_max_size;
             let n = if max > 0 { p.items.min(max) } else { p.items };
-            let payload = p.payload.split_front(n);
+            let chunk = p.held.split_front(n);
             p.items -= n;
-            self.emit(
-                Batch {
-                    tenant: tenant.clone(),
-                    payload,
-                    metadata: p.metadata.clone(),
-                },
-                out,
-            )
-            .await?;
+            self.emit(chunk, out).await?;
         }
         Ok(())
     }

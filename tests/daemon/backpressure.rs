@@ -1,6 +1,6 @@
 //! A slow exporter turns into retryable answers for clients, and memory stays bounded.
 
-use crate::harness::{Daemon, client, eventually, read_records};
+use crate::harness::{Daemon, client, eventually, read_testing, span_count};
 use crate::ingest::rich_traces;
 use futures::future::join_all;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -20,7 +20,6 @@ receivers:
 exporters:
   testing:
     path: {dir}/traces.bin
-    format: proto
     delay: 100ms
 extensions:
   health_check:
@@ -111,21 +110,19 @@ async fn slow_exporter_yields_retryable_answers_and_bounded_memory() {
     assert!(grpc_accepted < 40, "gRPC should also be refused while full");
     accepted += grpc_accepted;
 
-    // Everything accepted is stored, nothing refused is.
+    // Everything accepted is stored, nothing refused is (2 spans per request).
     let path = d.path("traces.bin");
-    let got = eventually(
-        Duration::from_secs(60),
-        || read_records::<ExportTraceServiceRequest>(&path),
-        |r| r.len() >= accepted,
-    )
-    .await;
-    assert_eq!(got.len(), accepted);
+    let stored = || {
+        span_count(
+            read_testing::<ExportTraceServiceRequest>(&path)
+                .iter()
+                .map(|(_, r)| r),
+        )
+    };
+    let got = eventually(Duration::from_secs(60), stored, |n| *n >= accepted * 2).await;
+    assert_eq!(got, accepted * 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        read_records::<ExportTraceServiceRequest>(&path).len(),
-        accepted,
-        "refused data was stored"
-    );
+    assert_eq!(stored(), accepted * 2, "refused data was stored");
     g.export(rich_traces("after"))
         .await
         .expect("accepts again once drained");

@@ -253,3 +253,26 @@ pub async fn eventually<T>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Reads a `testing` exporter's file: each record's (WAL batch id, item index) pairs and request.
+pub fn read_testing<M: Message + Default>(path: &Path) -> Vec<(Vec<([u8; 16], u32)>, M)> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let (records, _) = openwit_exporters::testing::read_records(&bytes);
+    records
+        .into_iter()
+        .map(|(items, body)| (items, M::decode(&body[..]).unwrap()))
+        .collect()
+}
+
+/// Spans in trace requests.
+pub fn span_count<'a>(
+    reqs: impl IntoIterator<
+        Item = &'a opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    >,
+) -> usize {
+    reqs.into_iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
+}

@@ -1,6 +1,6 @@
 //! SIGTERM: stop accepting, drain everything accepted through processors and exporters, exit 0.
 
-use crate::harness::{Daemon, client, read_records};
+use crate::harness::{Daemon, client, read_testing, span_count};
 use crate::ingest::rich_traces;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -19,7 +19,9 @@ processors:
 exporters:
   testing:
     path: {dir}/traces.bin
-    format: proto
+    delay: 50ms
+  testing/direct:
+    path: {dir}/direct.bin
     delay: 50ms
 extensions:
   health_check:
@@ -33,19 +35,11 @@ service:
       exporters: [testing]
     traces/direct:
       receivers: [otlp]
-      exporters: [testing]
+      exporters: [testing/direct]
   telemetry:
     metrics:
       address: 127.0.0.1:{metrics}
 ";
-
-fn spans(reqs: &[ExportTraceServiceRequest]) -> usize {
-    reqs.iter()
-        .flat_map(|r| &r.resource_spans)
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_everything_accepted_then_exits_zero() {
@@ -89,10 +83,13 @@ async fn sigterm_drains_everything_accepted_then_exits_zero() {
         "exit status {status:?}; log:\n{}",
         d.logs()
     );
-    let got = read_records::<ExportTraceServiceRequest>(&d.path("traces.bin"));
+    let mut got = read_testing::<ExportTraceServiceRequest>(&d.path("traces.bin"));
+    got.extend(read_testing::<ExportTraceServiceRequest>(
+        &d.path("direct.bin"),
+    ));
     // Each request has 2 spans and reaches both pipelines.
     assert_eq!(
-        spans(&got),
+        span_count(got.iter().map(|(_, r)| r)),
         n * 2 * 2,
         "items accepted before SIGTERM were lost; log:\n{}",
         d.logs()

@@ -6,9 +6,9 @@
 //! Decompression is bounded by the same limit, so a compression bomb is refused, not inflated.
 
 use super::GrpcConfig;
-use super::ingest::{Ingest, Refusal};
+use super::ingest::{Accept, Refusal};
 use super::signals::{Logs, Metrics, OtlpSignal, Traces};
-use openwit_core::{ComponentId, ConsumeError, Metadata};
+use openwit_core::{ComponentId, Metadata};
 use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -25,7 +25,7 @@ use tonic_prost::ProstCodec;
 pub async fn start(
     id: &ComponentId,
     cfg: &GrpcConfig,
-    ingest: Arc<Ingest>,
+    ingest: Arc<Accept>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = super::bind(id, "OTLP/gRPC", &cfg.endpoint).await?;
@@ -56,7 +56,7 @@ pub async fn start(
 
 /// One signal's `Export` service.
 pub struct OtlpService<S> {
-    ingest: Arc<Ingest>,
+    ingest: Arc<Accept>,
     max: usize,
     include_metadata: bool,
     _signal: PhantomData<fn() -> S>,
@@ -74,7 +74,7 @@ impl<S> Clone for OtlpService<S> {
 }
 
 impl<S: OtlpSignal> OtlpService<S> {
-    fn new(ingest: Arc<Ingest>, max: usize, include_metadata: bool) -> Self {
+    fn new(ingest: Arc<Accept>, max: usize, include_metadata: bool) -> Self {
         OtlpService {
             ingest,
             max,
@@ -151,14 +151,19 @@ impl<S: OtlpSignal> UnaryService<S::Req> for Export<S> {
             };
             match svc
                 .ingest
-                .accept("grpc", tenant, S::payload(request.into_inner()), metadata)
+                .accept(
+                    "grpc",
+                    tenant,
+                    S::payload(request.into_inner()),
+                    None,
+                    metadata,
+                )
                 .await
             {
                 Ok(()) => Ok(tonic::Response::new(S::Resp::default())),
                 Err(e @ Refusal::Tenant(_)) => Err(Status::invalid_argument(e.to_string())),
-                Err(Refusal::Pipeline(e @ (ConsumeError::Full | ConsumeError::Closed))) => {
-                    Err(Status::unavailable(e.to_string()))
-                }
+                // Every pipeline refusal is temporary: UNAVAILABLE tells OTLP clients to retry.
+                Err(Refusal::Pipeline(e)) => Err(Status::unavailable(e.to_string())),
             }
         })
     }

@@ -5,7 +5,7 @@
 //! decompression); 415 for other content types; 405 for other methods (axum's method router);
 //! 429 (pipeline full) and 503 (shutting down) with `Retry-After`.
 
-use super::ingest::{Ingest, Refusal};
+use super::ingest::{Accept, Refusal};
 use super::signals::{Logs, Metrics, OtlpSignal, Traces};
 use super::{CorsConfig, HttpConfig};
 use axum::Router;
@@ -29,7 +29,7 @@ const JSON: &str = "application/json";
 const RETRY_AFTER_SECS: &str = "1";
 
 struct HttpState {
-    ingest: Arc<Ingest>,
+    ingest: Arc<Accept>,
     max_body: usize,
     include_metadata: bool,
 }
@@ -37,7 +37,7 @@ struct HttpState {
 pub async fn start(
     id: &ComponentId,
     cfg: &HttpConfig,
-    ingest: Arc<Ingest>,
+    ingest: Arc<Accept>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = super::bind(id, "OTLP/HTTP", &cfg.endpoint).await?;
@@ -149,6 +149,7 @@ async fn export<S: OtlpSignal>(
         }
         Err(Decompress::Bad(m)) => return status(format, StatusCode::BAD_REQUEST, m),
     };
+    let raw = (format == Format::Protobuf).then(|| body.clone());
     let req: S::Req = match format {
         Format::Protobuf => match S::Req::decode(body) {
             Ok(r) => r,
@@ -177,7 +178,7 @@ async fn export<S: OtlpSignal>(
         Metadata::new()
     };
     match ingest
-        .accept("http", tenant, S::payload(req), metadata)
+        .accept("http", tenant, S::payload(req), raw, metadata)
         .await
     {
         Ok(()) => {
@@ -192,7 +193,9 @@ async fn export<S: OtlpSignal>(
         Err(Refusal::Pipeline(e)) => {
             let code = match e {
                 ConsumeError::Full => StatusCode::TOO_MANY_REQUESTS,
-                ConsumeError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+                ConsumeError::Closed | ConsumeError::DiskBudget | ConsumeError::Unavailable(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
             };
             let mut r = status(format, code, e.to_string());
             r.headers_mut().insert(

@@ -1,9 +1,9 @@
-//! The accept path shared by gRPC and HTTP: tenant, metadata, hand-off to the pipelines, own metrics.
+//! The accept path shared by gRPC and HTTP: tenant, metadata, the durable hand-off, own metrics.
 
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{
-    Batch, ConsumeError, Metadata, Payload, ReceiverContext, SignalConsumers, TenantConfig,
-    TenantError, TenantId,
+    BatchingConfig, ConsumeError, Ingest, IngestRequest, Metadata, Payload, ReceiverContext,
+    SignalConsumers, TenantConfig, TenantError, TenantId,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,21 +17,30 @@ pub enum Refusal {
     Pipeline(#[from] ConsumeError),
 }
 
-pub struct Ingest {
-    receiver: String,
+pub struct Accept {
+    receiver: Arc<str>,
     consumers: SignalConsumers,
+    ingest: Arc<dyn Ingest>,
     telemetry: Arc<Telemetry>,
     tenant: TenantConfig,
+    batching: BatchingConfig,
     wait: Duration,
 }
 
-impl Ingest {
-    pub fn new(ctx: &ReceiverContext, tenant: TenantConfig, wait: Duration) -> Ingest {
-        Ingest {
-            receiver: ctx.id.to_string(),
+impl Accept {
+    pub fn new(
+        ctx: &ReceiverContext,
+        tenant: TenantConfig,
+        batching: BatchingConfig,
+        wait: Duration,
+    ) -> Accept {
+        Accept {
+            receiver: Arc::from(ctx.id.to_string()),
             consumers: ctx.consumers.clone(),
+            ingest: ctx.ingest.clone(),
             telemetry: ctx.telemetry.clone(),
             tenant,
+            batching,
             wait,
         }
     }
@@ -49,35 +58,31 @@ impl Ingest {
         self.tenant.resolve(value)
     }
 
-    /// Hands a decoded request to every pipeline of its signal.
+    /// Hands a decoded request to the WAL and, once it is durable, to the pipelines of its signal.
+    /// `raw` is the request's protobuf encoding when the receiver has it.
     pub async fn accept(
         &self,
         transport: &str,
         tenant: Result<TenantId, TenantError>,
         payload: Payload,
+        raw: Option<bytes::Bytes>,
         metadata: Metadata,
     ) -> Result<(), Refusal> {
         let signal = payload.signal();
         let items = payload.item_count();
-        let labels = [
-            ("receiver", self.receiver.as_str()),
-            ("transport", transport),
-        ];
+        let labels = [("receiver", &*self.receiver), ("transport", transport)];
         let result = async {
             let tenant = tenant?;
-            let Some(fanout) = self.consumers.get(signal) else {
-                // Servers only route signals that have pipelines; nothing to do otherwise.
-                return Ok(());
-            };
-            if items == 0 {
-                return Ok(());
-            }
-            let batch = Batch {
+            let req = IngestRequest {
+                receiver: self.receiver.clone(),
                 tenant,
                 payload,
-                metadata: Arc::new(metadata),
+                raw,
+                metadata,
+                batching: self.batching,
+                wait: self.wait,
             };
-            fanout.send_within(batch, self.wait).await?;
+            self.ingest.ingest(req).await?;
             Ok(())
         }
         .await;

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use openwit_core::config_types::{check_endpoint, present_or_default};
 use openwit_core::factory::{ComponentConfig, typed};
 use openwit_core::{
-    BuildEnv, ComponentId, ConfigIssue, Factory, Receiver, ReceiverContext, Signal, TenantConfig,
+    BatchingConfig, BuildEnv, ComponentId, ConfigIssue, Factory, Receiver, ReceiverContext, Signal,
+    TenantConfig,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -98,6 +99,8 @@ pub struct OtlpConfig {
     pub protocols: Protocols,
     /// OpenWit: where the tenant comes from.
     pub tenant: TenantConfig,
+    /// OpenWit: how requests are gathered into WAL batches.
+    pub batching: BatchingConfig,
     /// OpenWit: how long a request may wait for room in a full pipeline before it is refused with a
     /// retryable error (HTTP 429, gRPC `UNAVAILABLE`).
     #[serde(with = "humantime_serde")]
@@ -174,9 +177,10 @@ struct OtlpReceiver {
 #[async_trait]
 impl Receiver for OtlpReceiver {
     async fn start(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<JoinHandle<()>> {
-        let ingest = Arc::new(ingest::Ingest::new(
+        let ingest = Arc::new(ingest::Accept::new(
             &ctx,
             self.cfg.tenant.clone(),
+            self.cfg.batching,
             self.cfg
                 .backpressure_wait
                 .unwrap_or(Duration::from_millis(500)),

@@ -1,0 +1,69 @@
+//! Replaying what the WAL holds without a completion.
+
+use super::{Routes, decode, signal_of};
+use openwit_core::telemetry::Telemetry;
+use openwit_core::{AckToken, Batch, Completion, Lineage, Metadata, TenantId, batch_id_text};
+use openwit_wal::WalBatch;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Sends each pending batch through its receiver's pipelines, waiting for room as needed. Batches
+/// whose receiver or signal no longer has a pipeline stay in the WAL, with an error in the log.
+pub async fn replay(
+    pending: Vec<WalBatch>,
+    routes: &Routes,
+    completions: &mpsc::UnboundedSender<Completion>,
+    telemetry: &Telemetry,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    tracing::info!(
+        batches = pending.len(),
+        "replaying WAL batches that were not fully stored"
+    );
+    let mut replayed = 0u64;
+    for b in pending {
+        let Ok(id) = <[u8; 16]>::try_from(b.id.as_slice()) else {
+            tracing::error!("WAL batch with a malformed id skipped");
+            continue;
+        };
+        let text = batch_id_text(&id);
+        let Some(signal) = signal_of(b.signal) else {
+            tracing::error!(batch = %text, signal = b.signal, "WAL batch of unknown signal kept");
+            continue;
+        };
+        let Some(fanout) = routes.get(&(Arc::from(b.receiver.as_str()), signal)) else {
+            tracing::error!(batch = %text, receiver = %b.receiver, %signal, "no pipeline for this WAL batch any more; it stays in the WAL");
+            continue;
+        };
+        let (payload, tenant) = match (decode(signal, &b.payload), TenantId::new(&b.tenant)) {
+            (Ok(p), Ok(t)) => (p, t),
+            (Err(e), _) => {
+                tracing::error!(batch = %text, "WAL batch payload does not decode ({e}); it stays in the WAL");
+                continue;
+            }
+            (_, Err(e)) => {
+                tracing::error!(batch = %text, "WAL batch has an invalid tenant ({e}); it stays in the WAL");
+                continue;
+            }
+        };
+        let metadata: Metadata = b.metadata.into_iter().map(|m| (m.key, m.values)).collect();
+        let token = AckToken::new(id, completions.clone());
+        let batch = Batch {
+            tenant,
+            payload,
+            metadata: Arc::new(metadata),
+            lineage: Lineage::whole(token, b.items),
+        };
+        if fanout.send(batch).await.is_err() {
+            tracing::error!(batch = %text, "pipeline closed during replay");
+            continue;
+        }
+        replayed += 1;
+    }
+    telemetry
+        .wal_batches
+        .get_or_create(&vec![("outcome".into(), "replayed".into())])
+        .inc_by(replayed);
+}

@@ -1,0 +1,327 @@
+//! The WAL writer: batching, group commit, hand-off.
+
+use super::{encode, signal_code};
+use async_trait::async_trait;
+use openwit_core::telemetry::Telemetry;
+use openwit_core::{
+    AckToken, Batch, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest,
+    Lineage, Metadata, Payload, Signal, TenantId,
+};
+use openwit_wal::{MetaEntry, Wal, WalBatch, WalError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Each receiver's pipelines, per signal.
+pub type Routes = Arc<HashMap<(Arc<str>, Signal), Fanout>>;
+
+/// Requests waiting for the writer; beyond this, receivers wait (bounded like every queue).
+const INBOX: usize = 4096;
+/// While a closed batch waits for room in its pipelines, look again this often.
+const RETRY_EVERY: Duration = Duration::from_millis(2);
+
+type Reply = oneshot::Sender<Result<(), ConsumeError>>;
+
+struct Request {
+    key: Key,
+    payload: Payload,
+    raw: Vec<u8>,
+    items: usize,
+    reply: Reply,
+    batching: BatchingConfig,
+    refuse_at: Instant,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    receiver: Arc<str>,
+    signal: Signal,
+    tenant: TenantId,
+    metadata: Arc<Metadata>,
+}
+
+struct Open {
+    payload: Payload,
+    raw: Vec<u8>,
+    items: usize,
+    replies: Vec<Reply>,
+    close_at: Instant,
+    refuse_at: Instant,
+}
+
+/// The durable front door receivers call.
+pub struct Durable {
+    inbox: mpsc::Sender<Request>,
+}
+
+#[async_trait]
+impl Ingest for Durable {
+    async fn ingest(&self, req: IngestRequest) -> Result<(), ConsumeError> {
+        let items = req.payload.item_count();
+        if items == 0 {
+            return Ok(());
+        }
+        // Concatenated protobuf messages of one type are the message with their repeated fields
+        // appended, so the WAL batch's payload is the requests' bytes end to end.
+        let raw = match req.raw {
+            Some(b) => b.to_vec(),
+            None => encode(&req.payload),
+        };
+        let (tx, rx) = oneshot::channel();
+        let request = Request {
+            key: Key {
+                receiver: req.receiver,
+                signal: req.payload.signal(),
+                tenant: req.tenant,
+                metadata: Arc::new(req.metadata),
+            },
+            payload: req.payload,
+            raw,
+            items,
+            reply: tx,
+            batching: req.batching,
+            refuse_at: Instant::now() + req.wait,
+        };
+        let deadline = Instant::now() + req.wait;
+        match tokio::time::timeout_at(deadline, self.inbox.send(request)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(ConsumeError::Closed),
+            Err(_) => return Err(ConsumeError::Full),
+        }
+        rx.await.unwrap_or(Err(ConsumeError::Closed))
+    }
+}
+
+impl Durable {
+    /// Starts the writer task. It ends (after committing what it holds) once every `Durable` handle
+    /// is dropped, which is when the receivers have stopped.
+    pub fn start(
+        wal: Arc<Mutex<Wal>>,
+        routes: Routes,
+        completions: mpsc::UnboundedSender<Completion>,
+        telemetry: Arc<Telemetry>,
+    ) -> (Arc<Durable>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(INBOX);
+        let writer = Writer {
+            wal,
+            routes,
+            completions,
+            telemetry,
+            open: HashMap::new(),
+            ready: VecDeque::new(),
+        };
+        (
+            Arc::new(Durable { inbox: tx }),
+            tokio::spawn(writer.run(rx)),
+        )
+    }
+}
+
+struct Writer {
+    wal: Arc<Mutex<Wal>>,
+    routes: Routes,
+    completions: mpsc::UnboundedSender<Completion>,
+    telemetry: Arc<Telemetry>,
+    open: HashMap<Key, Open>,
+    /// Closed batches, oldest first, waiting to be committed.
+    ready: VecDeque<(Key, Open)>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        loop {
+            let next = if self.ready.is_empty() {
+                self.open.values().map(|o| o.close_at).min()
+            } else {
+                Some(Instant::now() + RETRY_EVERY)
+            };
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(req) => self.add(req),
+                    None => break,
+                },
+                _ = sleep_until(next), if next.is_some() => {}
+            }
+            // Take whatever else is already waiting: this is what makes commits group up under load.
+            while let Ok(req) = rx.try_recv() {
+                self.add(req);
+            }
+            self.close_due(Instant::now());
+            self.commit().await;
+        }
+        // Receivers are gone: commit or refuse what is left, then stop (dropping the routes lets the
+        // pipelines drain).
+        self.close_due(Instant::now() + Duration::from_secs(3600));
+        while !self.ready.is_empty() {
+            self.commit().await;
+            if !self.ready.is_empty() {
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+        }
+    }
+
+    fn add(&mut self, req: Request) {
+        let now = Instant::now();
+        let o = self.open.entry(req.key.clone()).or_insert_with(|| Open {
+            payload: Payload::empty(req.key.signal),
+            raw: Vec::new(),
+            items: 0,
+            replies: Vec::new(),
+            close_at: now + req.batching.timeout,
+            refuse_at: req.refuse_at,
+        });
+        o.payload.append(req.payload);
+        o.raw.extend_from_slice(&req.raw);
+        o.items += req.items;
+        o.replies.push(req.reply);
+        o.refuse_at = o.refuse_at.min(req.refuse_at);
+        if o.items >= req.batching.max_items || o.raw.len() >= req.batching.max_bytes {
+            if let Some(o) = self.open.remove(&req.key) {
+                self.ready.push_back((req.key, o));
+            }
+        }
+    }
+
+    fn close_due(&mut self, now: Instant) {
+        let due: Vec<Key> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.close_at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            if let Some(o) = self.open.remove(&k) {
+                self.ready.push_back((k, o));
+            }
+        }
+    }
+
+    /// Reserves pipeline room for every ready batch that can have it, writes those batches with one
+    /// fdatasync, hands them on and answers their requests.
+    async fn commit(&mut self) {
+        let now = Instant::now();
+        let mut go = Vec::new();
+        let mut wait = VecDeque::new();
+        while let Some((key, open)) = self.ready.pop_front() {
+            let Some(fanout) = self.routes.get(&(key.receiver.clone(), key.signal)) else {
+                answer(open.replies, Err(ConsumeError::Closed));
+                continue;
+            };
+            match fanout.try_reserve_owned() {
+                Ok(Some(permits)) => go.push((key, open, permits)),
+                Ok(None) if now < open.refuse_at => wait.push_back((key, open)),
+                Ok(None) => self.refuse(&key, open, ConsumeError::Full),
+                Err(e) => self.refuse(&key, open, e),
+            }
+        }
+        self.ready = wait;
+        if go.is_empty() {
+            return;
+        }
+        let created = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let mut records = Vec::with_capacity(go.len());
+        for (key, open, _) in go.iter_mut() {
+            records.push(WalBatch {
+                id: uuid::Uuid::now_v7().as_bytes().to_vec(),
+                created_unix_ms: created,
+                signal: signal_code(key.signal),
+                tenant: key.tenant.to_string(),
+                receiver: key.receiver.to_string(),
+                items: open.items as u32,
+                payload: std::mem::take(&mut open.raw),
+                metadata: key
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| MetaEntry {
+                        key: k.clone(),
+                        values: v.clone(),
+                    })
+                    .collect(),
+                sources: Vec::new(),
+            });
+        }
+        let ids: Vec<Vec<u8>> = records.iter().map(|r| r.id.clone()).collect();
+        let wal = self.wal.clone();
+        let started = std::time::Instant::now();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut w = wal.lock().unwrap_or_else(|p| p.into_inner());
+            w.append_batches(&records).map(|()| w.stats())
+        })
+        .await;
+        self.telemetry
+            .wal_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let stats = match written {
+            Ok(Ok(stats)) => stats,
+            Ok(Err(e)) => {
+                let err = match e {
+                    WalError::Full { .. } => ConsumeError::DiskBudget,
+                    other => {
+                        tracing::error!("WAL write failed: {other}");
+                        ConsumeError::Unavailable(other.to_string())
+                    }
+                };
+                for (key, open, _) in go {
+                    self.refuse(&key, open, err.clone());
+                }
+                return;
+            }
+            Err(join) => {
+                for (key, open, _) in go {
+                    self.refuse(
+                        &key,
+                        open,
+                        ConsumeError::Unavailable(format!("WAL writer task failed: {join}")),
+                    );
+                }
+                return;
+            }
+        };
+        self.telemetry.wal_disk_bytes.set(stats.disk_bytes as i64);
+        self.telemetry.wal_segments.set(stats.segments as i64);
+        self.telemetry
+            .wal_pending_batches
+            .set(stats.pending_batches as i64);
+        self.telemetry
+            .wal_batches
+            .get_or_create(&vec![("outcome".into(), "written".into())])
+            .inc_by(ids.len() as u64);
+        for ((key, open, permits), id) in go.into_iter().zip(ids) {
+            let mut bid = [0u8; 16];
+            bid.copy_from_slice(&id);
+            let token = AckToken::new(bid, self.completions.clone());
+            let batch = Batch {
+                tenant: key.tenant.clone(),
+                payload: open.payload,
+                metadata: key.metadata.clone(),
+                lineage: Lineage::whole(token, open.items as u32),
+            };
+            Fanout::deliver_owned(permits, batch);
+            answer(open.replies, Ok(()));
+        }
+    }
+
+    fn refuse(&self, key: &Key, open: Open, err: ConsumeError) {
+        tracing::debug!(receiver = %key.receiver, tenant = %key.tenant, items = open.items, "batch refused: {err}");
+        answer(open.replies, Err(err));
+    }
+}
+
+fn answer(replies: Vec<Reply>, result: Result<(), ConsumeError>) {
+    for r in replies {
+        // A client that went away no longer needs its answer.
+        let _ = r.send(result.clone());
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -21,5 +21,6 @@ pub fn builtin() -> Registry {
 
     r.extensions
         .add(openwit_extensions::health_check::factory());
+    r.extensions.add(openwit_extensions::wal::factory());
     r
 }

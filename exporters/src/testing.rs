@@ -57,9 +57,12 @@ pub fn factory_if_enabled() -> Option<Arc<dyn Factory<dyn Exporter>>> {
     })
 }
 
+/// One stored record: the (WAL batch id, item index) of each item, and the request's protobuf bytes.
+pub type StoredRecord = (Vec<(BatchId, u32)>, Vec<u8>);
+
 /// Parses a testing-exporter file: each complete record's `(items, request bytes)`. A torn record at
 /// the end (a crash mid-write) ends the list and its offset is returned.
-pub fn read_records(bytes: &[u8]) -> (Vec<(Vec<(BatchId, u32)>, Vec<u8>)>, usize) {
+pub fn read_records(bytes: &[u8]) -> (Vec<StoredRecord>, usize) {
     let mut out = Vec::new();
     let mut pos = 0;
     while bytes.len() >= pos + 8 {

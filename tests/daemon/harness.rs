@@ -22,7 +22,9 @@ pub fn bin() -> &'static str {
 /// A running daemon with its own ports and directory.
 pub struct Daemon {
     child: Option<Child>,
-    pub dir: tempfile::TempDir,
+    /// The daemon's directory (config, data, exporter files).
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
     pub grpc: u16,
     pub http: u16,
     pub health: u16,
@@ -82,32 +84,48 @@ impl Daemon {
 
     /// Starts without waiting, with extra command-line arguments.
     pub fn spawn(config: &str, extra_args: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut d = Daemon::spawn_in(&dir, config, extra_args);
+        d._tmp = Some(tmp);
+        d
+    }
+
+    /// Starts in an existing directory (to restart over the same data), on fresh ports.
+    pub fn spawn_in(dir: &Path, config: &str, extra_args: &[&str]) -> Daemon {
+        let dir = dir.to_path_buf();
         let (grpc, http, health, metrics) = (free_port(), free_port(), free_port(), free_port());
         let text = config
             .replace("{grpc}", &grpc.to_string())
             .replace("{http}", &http.to_string())
             .replace("{health}", &health.to_string())
             .replace("{metrics}", &metrics.to_string())
-            .replace("{dir}", dir.path().to_str().unwrap());
-        let cfg_path = dir.path().join("config.yaml");
+            .replace("{dir}", dir.to_str().unwrap());
+        let cfg_path = dir.join("config.yaml");
         std::fs::write(&cfg_path, text).unwrap();
-        let log = dir.path().join("daemon.log");
+        let log = dir.join("daemon.log");
         let child = Command::new(bin())
             .arg("--config")
             .arg(&cfg_path)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(dir.join("data"))
             .args(extra_args)
             .env("OPENWIT_TEST_COMPONENTS", "1")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         Daemon {
             child: Some(child),
             dir,
+            _tmp: None,
             grpc,
             http,
             health,
@@ -121,7 +139,7 @@ impl Daemon {
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.dir.join(name)
     }
 
     pub fn http_url(&self, path: &str) -> String {

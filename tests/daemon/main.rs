@@ -7,6 +7,7 @@ mod harness;
 mod backpressure;
 mod bad_input;
 mod cli;
+mod crash;
 mod forward;
 mod http_options;
 mod ingest;

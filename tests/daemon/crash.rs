@@ -1,0 +1,211 @@
+//! The durability promise, tested the hard way: the real binary is killed with SIGKILL at random
+//! moments under continuous load; after every restart, every acknowledged item is stored exactly once.
+
+use crate::harness::{Daemon, client, read_testing};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Batching that splits and merges WAL batches (lineage is exercised), a slowish exporter (items are
+/// in flight when the kill comes), small segments (rotation and the janitor run during the test).
+const CONFIG: &str = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+      http:
+        endpoint: 127.0.0.1:{http}
+    backpressure_wait: 2s
+processors:
+  batch:
+    send_batch_size: 150
+    send_batch_max_size: 150
+    timeout: 20ms
+exporters:
+  testing:
+    path: {dir}/stored.bin
+    delay: 3ms
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+  wal:
+    segment_megabytes: 1
+    janitor_interval: 100ms
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [testing]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+";
+
+/// A request of `n` spans whose span ids are the numbers `first..first + n`.
+fn request(first: u64, n: u64) -> ExportTraceServiceRequest {
+    let spans = (first..first + n)
+        .map(|i| Span {
+            trace_id: [&[7u8; 8][..], &i.to_be_bytes()].concat(),
+            span_id: i.to_be_bytes().to_vec(),
+            name: format!("op-{}", i % 17),
+            start_time_unix_nano: 1_700_000_000_000_000_000 + i,
+            end_time_unix_nano: 1_700_000_000_000_000_000 + i + 1000,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Sends until `stop`, recording the ids of acknowledged spans.
+async fn sender(
+    d_http: String,
+    d_grpc: String,
+    grpc: bool,
+    per_request: u64,
+    next: Arc<AtomicU64>,
+    acked: Arc<Mutex<HashSet<u64>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let http = client();
+    let mut g = if grpc {
+        TraceServiceClient::connect(d_grpc).await.ok()
+    } else {
+        None
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let first = next.fetch_add(per_request, Ordering::Relaxed);
+        let req = request(first, per_request);
+        let ok = match g.as_mut() {
+            Some(g) => g.export(req).await.is_ok(),
+            None => http
+                .post(&d_http)
+                .header("content-type", "application/x-protobuf")
+                .body(req.encode_to_vec())
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200),
+        };
+        if ok {
+            acked.lock().unwrap().extend(first..first + per_request);
+        } else if g.is_none() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Every stored span id with how many times it was stored.
+fn stored(d: &Daemon) -> HashMap<u64, usize> {
+    let mut out = HashMap::new();
+    for (_, req) in read_testing::<ExportTraceServiceRequest>(&d.path("stored.bin")) {
+        for s in req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            *out.entry(u64::from_be_bytes(s.span_id[..8].try_into().unwrap()))
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_stores_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let next = Arc::new(AtomicU64::new(1));
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..10 {
+        let d = Daemon::spawn_in(dir.path(), CONFIG, &[]);
+        d.wait_ready().await;
+        let stop = Arc::new(AtomicBool::new(false));
+        // Even rounds: many small requests from many senders (fsync-heavy); odd rounds: fewer, larger.
+        let (senders, per_request) = if round % 2 == 0 { (8, 5) } else { (3, 200) };
+        let tasks: Vec<_> = (0..senders)
+            .map(|i| {
+                tokio::spawn(sender(
+                    d.http_url("/v1/traces"),
+                    d.grpc_url(),
+                    i % 2 == 1,
+                    per_request,
+                    next.clone(),
+                    acked.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(150 + rand() % 600)).await;
+        let mut d = d;
+        d.signal(libc::SIGKILL);
+        d.wait_exit(Duration::from_secs(10));
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+    // A last start replays whatever is left; then a clean stop.
+    let mut d = Daemon::spawn_in(dir.path(), CONFIG, &[]);
+    d.wait_ready().await;
+    let acked: HashSet<u64> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 1000,
+        "the load should have been acknowledged in volume: {}",
+        acked.len()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = stored(&d);
+        if acked.iter().all(|id| s.contains_key(id)) || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.signal(libc::SIGTERM);
+    assert!(
+        d.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        d.logs()
+    );
+    let s = stored(&d);
+    let missing: Vec<&u64> = acked
+        .iter()
+        .filter(|id| !s.contains_key(id))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged spans lost, e.g. {missing:?}; log:\n{}",
+        acked.iter().filter(|id| !s.contains_key(id)).count(),
+        d.logs()
+    );
+    let twice: Vec<(&u64, &usize)> = s.iter().filter(|(_, n)| **n > 1).take(10).collect();
+    assert!(twice.is_empty(), "spans stored more than once: {twice:?}");
+    let logs = d.logs();
+    assert!(
+        logs.contains("replaying WAL batches"),
+        "at least one restart should have replayed: {logs}"
+    );
+}

@@ -272,8 +272,11 @@ pub async fn eventually<T>(
     }
 }
 
+/// An item's WAL batch id and index in that batch.
+pub type ItemRef = ([u8; 16], u32);
+
 /// Reads a `testing` exporter's file: each record's (WAL batch id, item index) pairs and request.
-pub fn read_testing<M: Message + Default>(path: &Path) -> Vec<(Vec<([u8; 16], u32)>, M)> {
+pub fn read_testing<M: Message + Default>(path: &Path) -> Vec<(Vec<ItemRef>, M)> {
     let bytes = std::fs::read(path).unwrap_or_default();
     let (records, _) = openwit_exporters::testing::read_records(&bytes);
     records

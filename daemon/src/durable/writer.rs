@@ -177,10 +177,10 @@ impl Writer {
         o.items += req.items;
         o.replies.push(req.reply);
         o.refuse_at = o.refuse_at.min(req.refuse_at);
-        if o.items >= req.batching.max_items || o.raw.len() >= req.batching.max_bytes {
-            if let Some(o) = self.open.remove(&req.key) {
-                self.ready.push_back((req.key, o));
-            }
+        if (o.items >= req.batching.max_items || o.raw.len() >= req.batching.max_bytes)
+            && let Some(o) = self.open.remove(&req.key)
+        {
+            self.ready.push_back((req.key, o));
         }
     }
 

@@ -4,6 +4,7 @@ mod durable;
 mod graph;
 mod registry;
 mod service;
+mod wal_inspect;
 
 use clap::{Parser, Subcommand};
 use openwit_config::{ConfigSource, redact};
@@ -51,6 +52,18 @@ enum Command {
     Components,
     /// Print the merged, expanded config with secrets redacted.
     PrintConfig,
+    /// Look into a write-ahead log.
+    #[command(subcommand)]
+    Wal(WalCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum WalCommand {
+    /// Print the segments and records of a WAL directory (ids, tenants, counts, CRC status), read-only.
+    Inspect {
+        /// The WAL directory (by default DATA_DIR/wal).
+        dir: Option<PathBuf>,
+    },
 }
 
 const DEFAULT_CONFIG: &str = include_str!("default_config.yaml");
@@ -100,6 +113,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Wal(WalCommand::Inspect { dir }) => {
+            let dir = dir.clone().unwrap_or_else(|| cli.data_dir.join("wal"));
+            match wal_inspect::inspect(&dir) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("openwit wal inspect: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => {
             let cfg = match openwit_config::resolve(&cli.sources(), &cli.sets, &registry) {
                 Ok(c) => c,

@@ -8,6 +8,7 @@ mod backpressure;
 mod bad_input;
 mod cli;
 mod crash;
+mod durability;
 mod forward;
 mod http_options;
 mod ingest;

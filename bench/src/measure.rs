@@ -62,6 +62,14 @@ pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
 }
 
+/// The value of an unlabelled sample in Prometheus text format.
+pub fn prometheus_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
 /// CPU seconds per million items.
 pub fn cpu_per_million(cpu_s: f64, items: u64) -> f64 {
     if items == 0 {
@@ -165,6 +173,16 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmRSS"), Some(70000));
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
         assert!(peak_rss_kib(std::process::id()).unwrap() > 1000);
+    }
+
+    #[test]
+    fn reads_prometheus_samples() {
+        let text = "# HELP x y\nopenwit_wal_commit_seconds_count 42\nopenwit_wal_commit_seconds_count_other 7\nother{a=\"b\"} 3\n";
+        assert_eq!(
+            prometheus_value(text, "openwit_wal_commit_seconds_count"),
+            Some(42.0)
+        );
+        assert_eq!(prometheus_value(text, "missing"), None);
     }
 
     #[test]

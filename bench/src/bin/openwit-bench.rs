@@ -46,6 +46,9 @@ struct Row {
     cpu_s: f64,
     cpu_s_per_million: f64,
     peak_rss_mib: f64,
+    /// WAL group commits (write + fdatasync) per second, for OpenWit.
+    wal_commits_per_s: Option<f64>,
+    items_per_commit: Option<f64>,
     load: Report,
 }
 
@@ -67,6 +70,8 @@ struct Target {
     child: Child,
     grpc: u16,
     http: u16,
+    /// OpenWit's own metrics endpoint (for WAL commit counts).
+    metrics: Option<u16>,
     _dir: tempfile::TempDir,
 }
 
@@ -95,6 +100,9 @@ processors:
   batch:
 exporters:
   nop:
+extensions:
+  wal:
+    fsync: FSYNC
 service:
   pipelines:
     traces: {receivers: [otlp], processors: [batch], exporters: [nop]}
@@ -102,19 +110,19 @@ service:
     logs: {receivers: [otlp], processors: [batch], exporters: [nop]}
   telemetry:
     logs: {level: warn}
-    metrics: {level: none}
+    metrics: {address: 127.0.0.1:METRICS}
 ";
 
-fn start_openwit(bin: &PathBuf) -> anyhow::Result<Target> {
+fn start_openwit(bin: &PathBuf, name: &'static str, fsync: bool) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
-    let (grpc, http) = (free_port()?, free_port()?);
+    let (grpc, http, metrics) = (free_port()?, free_port()?, free_port()?);
     let cfg = dir.path().join("openwit.yaml");
-    std::fs::write(
-        &cfg,
-        OPENWIT_CONFIG
-            .replace("GRPC", &grpc.to_string())
-            .replace("HTTP", &http.to_string()),
-    )?;
+    let text = OPENWIT_CONFIG
+        .replace("GRPC", &grpc.to_string())
+        .replace("HTTP", &http.to_string())
+        .replace("METRICS", &metrics.to_string())
+        .replace("FSYNC", if fsync { "true" } else { "false" });
+    std::fs::write(&cfg, text)?;
     let child = Command::new(bin)
         .arg("--config")
         .arg(&cfg)
@@ -130,10 +138,11 @@ fn start_openwit(bin: &PathBuf) -> anyhow::Result<Target> {
             )
         })?;
     Ok(Target {
-        name: "openwit",
+        name,
         child,
         grpc,
         http,
+        metrics: Some(metrics),
         _dir: dir,
     })
 }
@@ -157,6 +166,7 @@ fn start_rotel(bin: &PathBuf) -> anyhow::Result<Target> {
         child,
         grpc,
         http,
+        metrics: None,
         _dir: dir,
     })
 }
@@ -183,6 +193,20 @@ async fn wait_listening(t: &mut Target) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The WAL's commit counter from OpenWit's metrics endpoint.
+async fn wal_commits(port: Option<u16>) -> Option<f64> {
+    let port = port?;
+    let text = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    openwit_bench::measure::prometheus_value(&text, "openwit_wal_commit_seconds_count")
 }
 
 fn machine() -> String {
@@ -243,14 +267,17 @@ async fn main() -> anyhow::Result<()> {
             cli.items_per_request,
         ));
         let scenario = format!("{signal:?} over {transport:?}").to_lowercase();
-        let mut targets: Vec<&str> = vec!["openwit"];
+        let mut targets: Vec<&str> = vec!["openwit", "openwit (fsync off)"];
         if cli.rotel.is_some() {
             targets.push("rotel");
         }
         for name in targets {
             let mut t = match (name, &cli.rotel) {
                 ("rotel", Some(bin)) => start_rotel(bin)?,
-                _ => start_openwit(&cli.openwit)?,
+                ("openwit (fsync off)", _) => {
+                    start_openwit(&cli.openwit, "openwit (fsync off)", false)?
+                }
+                _ => start_openwit(&cli.openwit, "openwit", true)?,
             };
             wait_listening(&mut t).await?;
             let port = if transport == Transport::Grpc {
@@ -274,11 +301,16 @@ async fn main() -> anyhow::Result<()> {
             plan.total_items = Some(cli.items);
             let pid = t.child.id();
             let cpu0 = measure::cpu_seconds(pid)?;
+            let commits0 = wal_commits(t.metrics).await;
             let report = load::run(&plan).await?;
             // Let batches still held by the target be handled, on both targets alike.
             tokio::time::sleep(Duration::from_millis(300)).await;
             let cpu = measure::cpu_seconds(pid)? - cpu0;
             let rss = measure::peak_rss_kib(pid)? as f64 / 1024.0;
+            let commits = match (commits0, wal_commits(t.metrics).await) {
+                (Some(a), Some(b)) => Some(b - a),
+                _ => None,
+            };
             eprintln!("{name:8} {scenario:18} {}", report.text());
             rows.push(Row {
                 target: name.to_string(),
@@ -286,6 +318,10 @@ async fn main() -> anyhow::Result<()> {
                 cpu_s: cpu,
                 cpu_s_per_million: measure::cpu_per_million(cpu, report.items_acked),
                 peak_rss_mib: rss,
+                wal_commits_per_s: commits.map(|c| c / report.elapsed_s),
+                items_per_commit: commits
+                    .filter(|c| *c > 0.0)
+                    .map(|c| report.items_acked as f64 / c),
                 load: report,
             });
         }
@@ -331,13 +367,13 @@ fn markdown(r: &Results) -> String {
         "Run {} at commit {} on {}; {} items per scenario in requests of {}, {} in flight.\n\n",
         r.date, r.commit, r.machine, r.items_per_scenario, r.items_per_request, r.concurrency
     );
-    s.push_str("| scenario | target | CPU-s per M items | items/s | peak RSS MiB | ack p50 ms | ack p99 ms | ack max ms | refused/failed |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("| scenario | target | CPU-s per M items | items/s | peak RSS MiB | ack p50 ms | ack p99 ms | ack max ms | WAL commits/s | items/commit | refused/failed |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for row in &r.rows {
         let l = &row.load;
         let errors: u64 = l.errors.values().sum();
         s.push_str(&format!(
-            "| {} | {} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} |\n",
+            "| {} | {} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |\n",
             row.scenario,
             row.target,
             row.cpu_s_per_million,
@@ -346,6 +382,10 @@ fn markdown(r: &Results) -> String {
             l.latency_p50_ms,
             l.latency_p99_ms,
             l.latency_max_ms,
+            row.wal_commits_per_s
+                .map_or("—".to_string(), |v| format!("{v:.0}")),
+            row.items_per_commit
+                .map_or("—".to_string(), |v| format!("{v:.0}")),
             errors
         ));
     }

@@ -224,7 +224,7 @@ impl Realism {
         row(
             &mut s,
             "zstd-3 size ratio: one span repeated",
-            format!("{:.3}", self.zstd_ratio_all_identical),
+            format!("{:.4}", self.zstd_ratio_all_identical),
         );
         s
     }

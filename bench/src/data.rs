@@ -10,9 +10,7 @@
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{self as pm, metric::Data};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -69,43 +67,22 @@ fn fleet() -> Vec<Service> {
                 r("GET", "/api/recommendations"),
                 r("GET", "/static/{asset}"),
             ],
-            &[
-                "product-catalog",
-                "cart",
-                "checkout",
-                "recommendation",
-                "ad",
-                "currency",
-            ][..],
+            &["product-catalog", "cart", "checkout", "recommendation", "ad", "currency"][..],
             None,
         ),
         s(
             "checkout",
             "1.9.0",
             "go",
-            vec![
-                r("POST", "/checkout/place-order"),
-                r("GET", "/checkout/{order_id}"),
-            ],
-            &[
-                "cart",
-                "payment",
-                "shipping",
-                "email",
-                "currency",
-                "fraud-detection",
-            ][..],
+            vec![r("POST", "/checkout/place-order"), r("GET", "/checkout/{order_id}")],
+            &["cart", "payment", "shipping", "email", "currency", "fraud-detection"][..],
             Some(("postgresql", "orders")),
         ),
         s(
             "cart",
             "3.1.2",
             "dotnet",
-            vec![
-                r("GET", "/cart/{user_id}"),
-                r("POST", "/cart/{user_id}/items"),
-                r("DELETE", "/cart/{user_id}"),
-            ],
+            vec![r("GET", "/cart/{user_id}"), r("POST", "/cart/{user_id}/items"), r("DELETE", "/cart/{user_id}")],
             &[][..],
             Some(("redis", "0")),
         ),
@@ -117,30 +94,9 @@ fn fleet() -> Vec<Service> {
             &["fraud-detection"][..],
             Some(("postgresql", "payments")),
         ),
-        s(
-            "shipping",
-            "0.9.3",
-            "rust",
-            vec![r("POST", "/quote"), r("POST", "/ship-order")],
-            &["quote"][..],
-            None,
-        ),
-        s(
-            "currency",
-            "1.0.4",
-            "cpp",
-            vec![r("GET", "/convert"), r("GET", "/currencies")],
-            &[][..],
-            None,
-        ),
-        s(
-            "email",
-            "1.1.0",
-            "ruby",
-            vec![r("POST", "/send-order-confirmation")],
-            &[][..],
-            None,
-        ),
+        s("shipping", "0.9.3", "rust", vec![r("POST", "/quote"), r("POST", "/ship-order")], &["quote"][..], None),
+        s("currency", "1.0.4", "cpp", vec![r("GET", "/convert"), r("GET", "/currencies")], &[][..], None),
+        s("email", "1.1.0", "ruby", vec![r("POST", "/send-order-confirmation")], &[][..], None),
         s(
             "recommendation",
             "2.0.0",
@@ -149,42 +105,17 @@ fn fleet() -> Vec<Service> {
             &["product-catalog"][..],
             Some(("redis", "1")),
         ),
-        s(
-            "ad",
-            "1.3.3",
-            "java",
-            vec![r("GET", "/ads"), r("GET", "/ads/{category}")],
-            &[][..],
-            None,
-        ),
+        s("ad", "1.3.3", "java", vec![r("GET", "/ads"), r("GET", "/ads/{category}")], &[][..], None),
         s(
             "product-catalog",
             "4.2.0",
             "go",
-            vec![
-                r("GET", "/products"),
-                r("GET", "/products/{id}"),
-                r("GET", "/products/search"),
-            ],
+            vec![r("GET", "/products"), r("GET", "/products/{id}"), r("GET", "/products/search")],
             &[][..],
             Some(("postgresql", "catalog")),
         ),
-        s(
-            "quote",
-            "0.5.1",
-            "php",
-            vec![r("POST", "/getquote")],
-            &[][..],
-            None,
-        ),
-        s(
-            "fraud-detection",
-            "1.0.0",
-            "kotlin",
-            vec![r("POST", "/score")],
-            &[][..],
-            Some(("mongodb", "risk")),
-        ),
+        s("quote", "0.5.1", "php", vec![r("POST", "/getquote")], &[][..], None),
+        s("fraud-detection", "1.0.0", "kotlin", vec![r("POST", "/score")], &[][..], Some(("mongodb", "risk"))),
     ];
     for (i, svc) in v.iter_mut().enumerate() {
         let n = 2 + i % 4;
@@ -213,51 +144,24 @@ const USER_AGENTS: &[&str] = &[
 
 const LOG_TEMPLATES: &[(&str, i32)] = &[
     ("User {user} logged in from {ip}", 9),
-    (
-        "{method} {path} completed in {ms}ms with status {status}",
-        9,
-    ),
+    ("{method} {path} completed in {ms}ms with status {status}", 9),
     ("Cache miss for key {key}; loading from database", 5),
     ("Cache hit ratio {ratio} over the last {n} requests", 9),
-    (
-        "Connection to {host}:{port} failed: {err}; retrying in {ms}ms",
-        13,
-    ),
-    (
-        "Order {order} placed by user {user}: {n} items, total {amount} {currency}",
-        9,
-    ),
+    ("Connection to {host}:{port} failed: {err}; retrying in {ms}ms", 13),
+    ("Order {order} placed by user {user}: {n} items, total {amount} {currency}", 9),
     ("Payment {charge} authorised for {amount} {currency}", 9),
     ("Payment {charge} declined: {reason}", 13),
     ("Slow query took {ms}ms: {sql}", 13),
-    (
-        "Scheduled job {job} finished in {ms}ms, processed {n} records",
-        9,
-    ),
+    ("Scheduled job {job} finished in {ms}ms, processed {n} records", 9),
     ("Feature flag {flag} evaluated to {bool} for user {user}", 5),
-    (
-        "Received {n} messages from topic {topic} partition {partition}",
-        5,
-    ),
+    ("Received {n} messages from topic {topic} partition {partition}", 5),
     ("Health check passed ({ms}ms)", 5),
-    (
-        "Rate limit exceeded for client {ip}: {n} requests in {ms}ms",
-        13,
-    ),
-    (
-        "Failed to parse request body: unexpected token at position {n}",
-        17,
-    ),
-    (
-        "Shipment {order} handed to carrier {carrier}, tracking {tracking}",
-        9,
-    ),
+    ("Rate limit exceeded for client {ip}: {n} requests in {ms}ms", 13),
+    ("Failed to parse request body: unexpected token at position {n}", 17),
+    ("Shipment {order} handed to carrier {carrier}, tracking {tracking}", 9),
     ("Email sent to user {user} (template {template})", 9),
     ("GC pause of {ms}ms (heap {mb} MB)", 5),
-    (
-        "Recommendation model {model} served {n} candidates for user {user}",
-        5,
-    ),
+    ("Recommendation model {model} served {n} candidates for user {user}", 5),
     ("Currency rates refreshed: {n} currencies, source {host}", 9),
     ("Unhandled exception in {function}: {err}", 17),
     ("Retrying {method} {path} after {err} (attempt {n})", 13),
@@ -304,9 +208,7 @@ impl Generator {
     }
 
     fn product(&mut self) -> String {
-        const PREFIX: &[&str] = &[
-            "OLJ", "66V", "1YM", "L9E", "2ZY", "0PU", "LS4", "9SI", "6E9", "HQT",
-        ];
+        const PREFIX: &[&str] = &["OLJ", "66V", "1YM", "L9E", "2ZY", "0PU", "LS4", "9SI", "6E9", "HQT"];
         let n = self.products.sample(&mut self.rng) as usize;
         format!("{}{:07}", PREFIX[n % PREFIX.len()], n * 7919 % 10_000_000)
     }
@@ -349,11 +251,7 @@ impl Generator {
                     self.rng.random_range(1..100_000)
                 ),
                 "ms" => format!("{:.0}", self.duration_ms.sample(&mut self.rng)),
-                "status" => self
-                    .pick(&[
-                        "200", "200", "200", "201", "204", "400", "404", "500", "503",
-                    ])
-                    .to_string(),
+                "status" => self.pick(&["200", "200", "200", "201", "204", "400", "404", "500", "503"]).to_string(),
                 "key" => format!(
                     "{}:{}",
                     self.pick(&["session", "product", "cart", "rates"]),
@@ -361,66 +259,34 @@ impl Generator {
                 ),
                 "ratio" => format!("{:.3}", self.rng.random_range(0.5..0.99)),
                 "n" => self.rng.random_range(1..5000).to_string(),
-                "host" => format!(
-                    "{}.svc.cluster.local",
-                    self.pick(&["postgres", "redis", "kafka", "rates-api", "smtp"])
-                ),
-                "port" => self
-                    .pick(&["5432", "6379", "9092", "443", "587"])
-                    .to_string(),
+                "host" => {
+                    format!("{}.svc.cluster.local", self.pick(&["postgres", "redis", "kafka", "rates-api", "smtp"]))
+                }
+                "port" => self.pick(&["5432", "6379", "9092", "443", "587"]).to_string(),
                 "err" => self.pick(ERRORS).to_string(),
                 "amount" => format!("{:.2}", self.rng.random_range(1.0..900.0)),
                 "currency" => self.pick(&["USD", "EUR", "GBP", "JPY", "CAD"]).to_string(),
                 "reason" => self
-                    .pick(&[
-                        "insufficient funds",
-                        "card expired",
-                        "fraud suspected",
-                        "issuer unavailable",
-                    ])
+                    .pick(&["insufficient funds", "card expired", "fraud suspected", "issuer unavailable"])
                     .to_string(),
                 "sql" => self.sql(),
-                "job" => self
-                    .pick(&[
-                        "reindex-products",
-                        "expire-carts",
-                        "send-digests",
-                        "rollup-metrics",
-                    ])
-                    .to_string(),
-                "flag" => self
-                    .pick(&["new-checkout", "dark-mode", "recs-v2", "free-shipping"])
-                    .to_string(),
+                "job" => self.pick(&["reindex-products", "expire-carts", "send-digests", "rollup-metrics"]).to_string(),
+                "flag" => self.pick(&["new-checkout", "dark-mode", "recs-v2", "free-shipping"]).to_string(),
                 "bool" => self.rng.random_bool(0.5).to_string(),
-                "topic" => self
-                    .pick(&["orders", "payments", "shipments", "clickstream"])
-                    .to_string(),
+                "topic" => self.pick(&["orders", "payments", "shipments", "clickstream"]).to_string(),
                 "partition" => self.rng.random_range(0..12).to_string(),
                 "carrier" => self.pick(&["UPS", "DHL", "FedEx", "USPS"]).to_string(),
                 "tracking" => format!("1Z{:016X}", self.rng.random::<u64>()),
-                "template" => self
-                    .pick(&["order-confirmation", "shipping-update", "password-reset"])
-                    .to_string(),
+                "template" => self.pick(&["order-confirmation", "shipping-update", "password-reset"]).to_string(),
                 "mb" => self.rng.random_range(128..4096).to_string(),
-                "model" => self
-                    .pick(&["als-2025-11", "two-tower-v3", "popularity"])
-                    .to_string(),
+                "model" => self.pick(&["als-2025-11", "two-tower-v3", "popularity"]).to_string(),
                 "function" => self
-                    .pick(&[
-                        "OrderService.place",
-                        "CartRepository.load",
-                        "PaymentClient.charge",
-                        "handler.ServeHTTP",
-                    ])
+                    .pick(&["OrderService.place", "CartRepository.load", "PaymentClient.charge", "handler.ServeHTTP"])
                     .to_string(),
-                "asset" => format!(
-                    "{}.{}",
-                    self.rng.random_range(1000..9999),
-                    self.pick(&["js", "css", "png", "woff2"])
-                ),
-                "category" => self
-                    .pick(&["binoculars", "telescopes", "accessories", "books"])
-                    .to_string(),
+                "asset" => {
+                    format!("{}.{}", self.rng.random_range(1000..9999), self.pick(&["js", "css", "png", "woff2"]))
+                }
+                "category" => self.pick(&["binoculars", "telescopes", "accessories", "books"]).to_string(),
                 other => other.to_string(),
             };
             out.push_str(&v);
@@ -459,14 +325,7 @@ impl Generator {
                 kv_s("k8s.pod.name", pod),
                 kv_s("k8s.namespace.name", "prod"),
                 kv_s("k8s.node.name", node),
-                kv_s(
-                    "cloud.region",
-                    if svc.is_multiple_of(3) {
-                        "eu-west-1"
-                    } else {
-                        "us-east-1"
-                    },
-                ),
+                kv_s("cloud.region", if svc.is_multiple_of(3) { "eu-west-1" } else { "us-east-1" }),
                 kv_s("deployment.environment", "production"),
                 kv_s("telemetry.sdk.name", "opentelemetry"),
                 kv_s("telemetry.sdk.language", s.language),
@@ -594,9 +453,7 @@ impl Generator {
         } else if self.rng.random_bool(0.05) {
             events.push(span::Event {
                 time_unix_nano: start + dur / 3,
-                name: self
-                    .pick(&["cache.miss", "retry", "message.sent"])
-                    .to_string(),
+                name: self.pick(&["cache.miss", "retry", "message.sent"]).to_string(),
                 attributes: vec![],
                 dropped_attributes_count: 0,
             });
@@ -607,14 +464,8 @@ impl Generator {
             let n = self.rng.random_range(0..=calls.len().min(3));
             for _ in 0..n {
                 let callee_name = *self.pick(calls);
-                let callee = self
-                    .fleet
-                    .iter()
-                    .position(|s| s.name == callee_name)
-                    .unwrap_or(0);
-                let cdur = (dur / 3)
-                    .max(100_000)
-                    .min((self.duration_ms.sample(&mut self.rng) * 1e6) as u64 + 100_000);
+                let callee = self.fleet.iter().position(|s| s.name == callee_name).unwrap_or(0);
+                let cdur = (dur / 3).max(100_000).min((self.duration_ms.sample(&mut self.rng) * 1e6) as u64 + 100_000);
                 let client_id = self.hex_id(8);
                 let peer = format!("{}.prod.svc.cluster.local", callee_name);
                 out.push((
@@ -654,16 +505,8 @@ impl Generator {
             let queries = self.rng.random_range(1..4);
             for _ in 0..queries {
                 let qdur = (self.duration_ms.sample(&mut self.rng) * 1e5) as u64 + 20_000;
-                let stmt = if system == "redis" {
-                    self.fill("GET {key}")
-                } else {
-                    self.sql()
-                };
-                let op = stmt
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("QUERY")
-                    .to_string();
+                let stmt = if system == "redis" { self.fill("GET {key}") } else { self.sql() };
+                let op = stmt.split_whitespace().next().unwrap_or("QUERY").to_string();
                 out.push((
                     svc,
                     inst,
@@ -702,10 +545,7 @@ impl Generator {
                 attributes,
                 events,
                 status: Some(if error {
-                    Status {
-                        code: 2,
-                        message: format!("HTTP {status_code}"),
-                    }
+                    Status { code: 2, message: format!("HTTP {status_code}") }
                 } else {
                     Status::default()
                 }),
@@ -740,9 +580,7 @@ impl Generator {
                 observed_time_unix_nano: t + self.rng.random_range(100_000..5_000_000),
                 severity_number: sev,
                 severity_text: severity_text(sev).into(),
-                body: Some(AnyValue {
-                    value: Some(Value::StringValue(body)),
-                }),
+                body: Some(AnyValue { value: Some(Value::StringValue(body)) }),
                 attributes: vec![
                     kv_s("log.logger", &format!("{}.{}", name, part)),
                     kv_s(
@@ -753,10 +591,7 @@ impl Generator {
                             self.rng.random_range(1..32)
                         ),
                     ),
-                    kv_s(
-                        "code.function",
-                        self.pick::<&str>(&["handle", "process", "load", "send", "run"]),
-                    ),
+                    kv_s("code.function", self.pick::<&str>(&["handle", "process", "load", "send", "run"])),
                 ],
                 trace_id: if traced { self.hex_id(16) } else { Vec::new() },
                 span_id: if traced { self.hex_id(8) } else { Vec::new() },
@@ -791,11 +626,7 @@ impl Generator {
             let t = self.advance();
             let start = t - 3_600_000_000_000;
             let mut metrics = Vec::new();
-            let routes: Vec<(&str, &str)> = self.fleet[svc]
-                .routes
-                .iter()
-                .map(|r| (r.method, r.template))
-                .collect();
+            let routes: Vec<(&str, &str)> = self.fleet[svc].routes.iter().map(|r| (r.method, r.template)).collect();
             let mut budget = |k: usize| {
                 let take = k.min(left);
                 left -= take;
@@ -804,9 +635,7 @@ impl Generator {
             // One point per route, then per-kind series, until the request holds `n` points.
             let k = budget(routes.len());
             if k > 0 {
-                let bounds = vec![
-                    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-                ];
+                let bounds = vec![0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
                 let points = routes
                     .iter()
                     .take(k)
@@ -839,10 +668,7 @@ impl Generator {
                 metrics.push(metric(
                     "http.server.request.duration",
                     "s",
-                    Data::Histogram(pm::Histogram {
-                        data_points: points,
-                        aggregation_temporality: 2,
-                    }),
+                    Data::Histogram(pm::Histogram { data_points: points, aggregation_temporality: 2 }),
                 ));
             }
             let k = budget(routes.len());
@@ -854,20 +680,14 @@ impl Generator {
                         attributes: vec![kv_s("http.request.method", m), kv_s("http.route", route)],
                         start_time_unix_nano: start,
                         time_unix_nano: t,
-                        value: Some(pm::number_data_point::Value::AsInt(
-                            self.rng.random_range(1_000..9_000_000),
-                        )),
+                        value: Some(pm::number_data_point::Value::AsInt(self.rng.random_range(1_000..9_000_000))),
                         ..Default::default()
                     })
                     .collect();
                 metrics.push(metric(
                     "http.server.requests",
                     "{request}",
-                    Data::Sum(pm::Sum {
-                        data_points: points,
-                        aggregation_temporality: 2,
-                        is_monotonic: true,
-                    }),
+                    Data::Sum(pm::Sum { data_points: points, aggregation_temporality: 2, is_monotonic: true }),
                 ));
             }
             for (name, unit, lo, hi) in [
@@ -897,15 +717,8 @@ impl Generator {
             }
             if budget(1) == 1 {
                 let scale = 3;
-                let buckets: Vec<u64> = (0..24)
-                    .map(|i| {
-                        if (6..18).contains(&i) {
-                            self.rng.random_range(0..60)
-                        } else {
-                            0
-                        }
-                    })
-                    .collect();
+                let buckets: Vec<u64> =
+                    (0..24).map(|i| if (6..18).contains(&i) { self.rng.random_range(0..60) } else { 0 }).collect();
                 let count = buckets.iter().sum::<u64>() + 2;
                 metrics.push(metric(
                     "http.client.request.duration",
@@ -914,10 +727,7 @@ impl Generator {
                         data_points: vec![pm::ExponentialHistogramDataPoint {
                             attributes: vec![kv_s(
                                 "server.address",
-                                &format!(
-                                    "{}.prod.svc.cluster.local",
-                                    self.fleet[(svc + 1) % self.fleet.len()].name
-                                ),
+                                &format!("{}.prod.svc.cluster.local", self.fleet[(svc + 1) % self.fleet.len()].name),
                             )],
                             start_time_unix_nano: start,
                             time_unix_nano: t,
@@ -940,11 +750,7 @@ impl Generator {
                     quantile: x,
                     value: x * r.random_range(10.0..200.0),
                 };
-                let qv = vec![
-                    q(0.5, &mut self.rng),
-                    q(0.9, &mut self.rng),
-                    q(0.99, &mut self.rng),
-                ];
+                let qv = vec![q(0.5, &mut self.rng), q(0.9, &mut self.rng), q(0.99, &mut self.rng)];
                 metrics.push(metric(
                     "rpc.server.duration",
                     "ms",
@@ -970,20 +776,12 @@ impl Generator {
                 schema_url: String::new(),
             });
         }
-        ExportMetricsServiceRequest {
-            resource_metrics: out,
-        }
+        ExportMetricsServiceRequest { resource_metrics: out }
     }
 }
 
 fn metric(name: &str, unit: &str, data: Data) -> pm::Metric {
-    pm::Metric {
-        name: name.into(),
-        unit: unit.into(),
-        description: String::new(),
-        metadata: vec![],
-        data: Some(data),
-    }
+    pm::Metric { name: name.into(), unit: unit.into(), description: String::new(), metadata: vec![], data: Some(data) }
 }
 
 fn severity_text(n: i32) -> &'static str {
@@ -1000,21 +798,13 @@ fn severity_text(n: i32) -> &'static str {
 pub fn kv_s(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(v.into())),
-        }),
+        value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
         ..Default::default()
     }
 }
 
 pub fn kv_i(k: &str, v: i64) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(Value::IntValue(v)),
-        }),
-        ..Default::default()
-    }
+    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::IntValue(v)) }), ..Default::default() }
 }
 
 #[cfg(test)]
@@ -1026,11 +816,7 @@ mod tests {
     fn same_seed_same_bytes_other_seed_other_bytes() {
         let enc = |seed| {
             let mut g = Generator::new(seed);
-            (
-                g.traces(500).encode_to_vec(),
-                g.logs(300).encode_to_vec(),
-                g.metrics(200).encode_to_vec(),
-            )
+            (g.traces(500).encode_to_vec(), g.logs(300).encode_to_vec(), g.metrics(200).encode_to_vec())
         };
         assert_eq!(enc(7), enc(7));
         assert_ne!(enc(7), enc(8));
@@ -1040,23 +826,9 @@ mod tests {
     fn requests_hold_exactly_the_items_asked_for() {
         let mut g = Generator::new(1);
         let t = g.traces(1000);
-        assert_eq!(
-            t.resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .map(|s| s.spans.len())
-                .sum::<usize>(),
-            1000
-        );
+        assert_eq!(t.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum::<usize>(), 1000);
         let l = g.logs(777);
-        assert_eq!(
-            l.resource_logs
-                .iter()
-                .flat_map(|r| &r.scope_logs)
-                .map(|s| s.log_records.len())
-                .sum::<usize>(),
-            777
-        );
+        assert_eq!(l.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum::<usize>(), 777);
         let m = g.metrics(333);
         let points: usize = m
             .resource_metrics
@@ -1072,35 +844,17 @@ mod tests {
     fn traces_form_trees_with_valid_parents() {
         let mut g = Generator::new(3);
         let t = g.traces(2000);
-        let spans: Vec<&Span> = t
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-            .collect();
-        let ids: std::collections::HashSet<(&[u8], &[u8])> = spans
-            .iter()
-            .map(|s| (&s.trace_id[..], &s.span_id[..]))
-            .collect();
+        let spans: Vec<&Span> = t.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).collect();
+        let ids: std::collections::HashSet<(&[u8], &[u8])> =
+            spans.iter().map(|s| (&s.trace_id[..], &s.span_id[..])).collect();
         let roots = spans.iter().filter(|s| s.parent_span_id.is_empty()).count();
         assert!(roots > 10, "several traces expected, got {roots} roots");
         let with_parent = spans
             .iter()
-            .filter(|s| {
-                !s.parent_span_id.is_empty()
-                    && ids.contains(&(&s.trace_id[..], &s.parent_span_id[..]))
-            })
+            .filter(|s| !s.parent_span_id.is_empty() && ids.contains(&(&s.trace_id[..], &s.parent_span_id[..])))
             .count();
         // Every non-root span's parent is in the batch, except in the one trace cut at the end.
-        assert!(
-            with_parent + roots + 60 >= spans.len(),
-            "{with_parent} + {roots} of {}",
-            spans.len()
-        );
-        assert!(
-            spans
-                .iter()
-                .all(|s| s.end_time_unix_nano > s.start_time_unix_nano)
-        );
+        assert!(with_parent + roots + 60 >= spans.len(), "{with_parent} + {roots} of {}", spans.len());
+        assert!(spans.iter().all(|s| s.end_time_unix_nano > s.start_time_unix_nano));
     }
 }

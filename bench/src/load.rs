@@ -101,11 +101,7 @@ impl Report {
         let errors = if self.errors.is_empty() {
             "none".to_string()
         } else {
-            self.errors
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            self.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
         };
         format!(
             "{:?} over {:?}: sent {} items, acknowledged {} ({} requests) in {:.2}s = {:.0} items/s; ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; errors: {errors}",
@@ -162,10 +158,7 @@ impl Codec for RawCodec {
 }
 
 enum Client {
-    Grpc(
-        tonic::client::Grpc<tonic::transport::Channel>,
-        http::uri::PathAndQuery,
-    ),
+    Grpc(tonic::client::Grpc<tonic::transport::Channel>, http::uri::PathAndQuery),
     Http(reqwest::Client, String),
 }
 
@@ -173,20 +166,14 @@ impl Client {
     async fn new(plan: &Plan) -> anyhow::Result<Client> {
         Ok(match plan.transport {
             Transport::Grpc => {
-                let ch =
-                    tonic::transport::Channel::from_shared(format!("http://{}", plan.endpoint))?
-                        .connect()
-                        .await?;
+                let ch = tonic::transport::Channel::from_shared(format!("http://{}", plan.endpoint))?.connect().await?;
                 Client::Grpc(
                     tonic::client::Grpc::new(ch),
                     http::uri::PathAndQuery::from_static(plan.signal.grpc_path()),
                 )
             }
             Transport::Http => Client::Http(
-                reqwest::Client::builder()
-                    .no_proxy()
-                    .timeout(Duration::from_secs(60))
-                    .build()?,
+                reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build()?,
                 format!("http://{}{}", plan.endpoint, plan.signal.http_path()),
             ),
         })
@@ -209,12 +196,7 @@ impl Client {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| {
-                        format!(
-                            "transport: {}",
-                            if e.is_timeout() { "timeout" } else { "error" }
-                        )
-                    })?;
+                    .map_err(|e| format!("transport: {}", if e.is_timeout() { "timeout" } else { "error" }))?;
                 if r.status().is_success() {
                     let _ = r.bytes().await;
                     Ok(())
@@ -229,14 +211,8 @@ impl Client {
 /// Runs the plan to completion.
 pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     anyhow::ensure!(!plan.requests.is_empty(), "no requests to send");
-    anyhow::ensure!(
-        plan.total_items.is_some() || plan.duration.is_some(),
-        "give a total item count or a duration"
-    );
-    let total_requests = plan
-        .total_items
-        .map(|t| t.div_ceil(plan.items_per_request as u64))
-        .unwrap_or(u64::MAX);
+    anyhow::ensure!(plan.total_items.is_some() || plan.duration.is_some(), "give a total item count or a duration");
+    let total_requests = plan.total_items.map(|t| t.div_ceil(plan.items_per_request as u64)).unwrap_or(u64::MAX);
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = plan.duration.map(|d| start + d);
@@ -246,8 +222,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         let next = next.clone();
         let plan = plan.clone();
         workers.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)
-                .expect("valid histogram bounds");
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds");
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             let (mut sent, mut acked) = (0u64, 0u64);
             loop {
@@ -256,8 +231,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
                     break;
                 }
                 if let Some(rate) = plan.rate {
-                    let due = start
-                        + Duration::from_secs_f64(k as f64 * plan.items_per_request as f64 / rate);
+                    let due = start + Duration::from_secs_f64(k as f64 * plan.items_per_request as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let body = plan.requests[(k % plan.requests.len() as u64) as usize].clone();

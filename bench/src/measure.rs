@@ -15,18 +15,11 @@ use std::time::{Duration, Instant};
 /// User + system CPU ticks from the text of `/proc/<pid>/stat`. The command name (field 2) may hold
 /// spaces and parentheses, so fields are counted from the last `)`.
 pub fn parse_stat_ticks(stat: &str) -> anyhow::Result<u64> {
-    let after = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .ok_or_else(|| anyhow::anyhow!("no ')' in /proc stat line"))?;
+    let after = stat.rfind(')').map(|i| &stat[i + 1..]).ok_or_else(|| anyhow::anyhow!("no ')' in /proc stat line"))?;
     let fields: Vec<&str> = after.split_whitespace().collect();
     // After the name: field 3 (state) is index 0, so utime (14) is index 11 and stime (15) index 12.
     let get = |i: usize| -> anyhow::Result<u64> {
-        fields
-            .get(i)
-            .ok_or_else(|| anyhow::anyhow!("short /proc stat line"))?
-            .parse::<u64>()
-            .map_err(Into::into)
+        fields.get(i).ok_or_else(|| anyhow::anyhow!("short /proc stat line"))?.parse::<u64>().map_err(Into::into)
     };
     Ok(get(11)? + get(12)?)
 }
@@ -45,21 +38,13 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 
 /// A `kB` field (`VmHWM`, `VmRSS`) from the text of `/proc/<pid>/status`.
 pub fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
-    status.lines().find_map(|l| {
-        l.strip_prefix(key)?
-            .strip_prefix(':')?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
+    status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
 }
 
 /// Peak resident memory of a process, in KiB.
 pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_status_kib(&status, "VmHWM")
-        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
+    parse_status_kib(&status, "VmHWM").ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
 }
 
 /// The value of an unlabelled sample in Prometheus text format.
@@ -72,20 +57,11 @@ pub fn prometheus_value(text: &str, name: &str) -> Option<f64> {
 
 /// CPU seconds per million items.
 pub fn cpu_per_million(cpu_s: f64, items: u64) -> f64 {
-    if items == 0 {
-        f64::NAN
-    } else {
-        cpu_s * 1e6 / items as f64
-    }
+    if items == 0 { f64::NAN } else { cpu_s * 1e6 / items as f64 }
 }
 
 /// Items per second one core decodes from the given requests (protobuf into the generated types).
-pub fn decode_items_per_s(
-    signal: Signal,
-    requests: &[Bytes],
-    items_per_request: usize,
-    min_time: Duration,
-) -> f64 {
+pub fn decode_items_per_s(signal: Signal, requests: &[Bytes], items_per_request: usize, min_time: Duration) -> f64 {
     let start = Instant::now();
     let mut items = 0u64;
     while start.elapsed() < min_time {
@@ -112,11 +88,7 @@ pub struct SyncedWrites {
 }
 
 /// Writes `block` bytes then fdatasyncs, repeatedly for `time`, in a file under `dir`.
-pub fn synced_write_throughput(
-    dir: &Path,
-    block: usize,
-    time: Duration,
-) -> anyhow::Result<SyncedWrites> {
+pub fn synced_write_throughput(dir: &Path, block: usize, time: Duration) -> anyhow::Result<SyncedWrites> {
     let path = dir.join(format!("openwit-bench-fsync-{}", std::process::id()));
     let mut f = std::fs::File::create(&path)?;
     let buf: Vec<u8> = (0..block).map(|i| (i * 31 % 251) as u8).collect();
@@ -156,9 +128,7 @@ mod tests {
         let t = Instant::now();
         let mut x = 0u64;
         while t.elapsed() < Duration::from_millis(300) {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         }
         std::hint::black_box(x);
         let used = cpu_seconds(pid).unwrap() - before;
@@ -167,8 +137,7 @@ mod tests {
 
     #[test]
     fn parses_status_fields() {
-        let status =
-            "Name:\topenwit\nVmPeak:\t  500000 kB\nVmHWM:\t   81234 kB\nVmRSS:\t   70000 kB\n";
+        let status = "Name:\topenwit\nVmPeak:\t  500000 kB\nVmHWM:\t   81234 kB\nVmRSS:\t   70000 kB\n";
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(81234));
         assert_eq!(parse_status_kib(status, "VmRSS"), Some(70000));
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
@@ -178,10 +147,7 @@ mod tests {
     #[test]
     fn reads_prometheus_samples() {
         let text = "# HELP x y\nopenwit_wal_commit_seconds_count 42\nopenwit_wal_commit_seconds_count_other 7\nother{a=\"b\"} 3\n";
-        assert_eq!(
-            prometheus_value(text, "openwit_wal_commit_seconds_count"),
-            Some(42.0)
-        );
+        assert_eq!(prometheus_value(text, "openwit_wal_commit_seconds_count"), Some(42.0));
         assert_eq!(prometheus_value(text, "missing"), None);
     }
 
@@ -196,10 +162,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = synced_write_throughput(dir.path(), 64 * 1024, Duration::from_millis(200)).unwrap();
         assert!(r.syncs_per_s > 0.0 && r.mib_per_s > 0.0);
-        assert!(
-            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
-            "the scratch file is removed"
-        );
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "the scratch file is removed");
     }
 
     #[test]

@@ -32,26 +32,18 @@ pub struct Realism {
 }
 
 fn spans(r: &ExportTraceServiceRequest) -> impl Iterator<Item = &Span> {
-    r.resource_spans
-        .iter()
-        .flat_map(|x| &x.scope_spans)
-        .flat_map(|s| &s.spans)
+    r.resource_spans.iter().flat_map(|x| &x.scope_spans).flat_map(|s| &s.spans)
 }
 
 fn ratio(bytes: &[u8]) -> f64 {
-    zstd::encode_all(bytes, 3)
-        .map(|c| c.len() as f64 / bytes.len() as f64)
-        .unwrap_or(f64::NAN)
+    zstd::encode_all(bytes, 3).map(|c| c.len() as f64 / bytes.len() as f64).unwrap_or(f64::NAN)
 }
 
 /// The same structure with every string, id, number and time replaced by random values.
 fn randomized(mut r: ExportTraceServiceRequest, seed: u64) -> ExportTraceServiceRequest {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let s = |len: usize, rng: &mut ChaCha8Rng| {
-        (0..len)
-            .map(|_| rng.random_range(b'!'..=b'~') as char)
-            .collect::<String>()
-    };
+    let s =
+        |len: usize, rng: &mut ChaCha8Rng| (0..len).map(|_| rng.random_range(b'!'..=b'~') as char).collect::<String>();
     for rs in &mut r.resource_spans {
         for kv in rs.resource.iter_mut().flat_map(|x| &mut x.attributes) {
             if let Some(Value::StringValue(v)) = kv.value.as_mut().and_then(|v| v.value.as_mut()) {
@@ -82,9 +74,7 @@ fn identical(r: &ExportTraceServiceRequest, n: usize) -> ExportTraceServiceReque
     let span = rs.scope_spans[0].spans[0].clone();
     rs.scope_spans.truncate(1);
     rs.scope_spans[0].spans = vec![span; n];
-    ExportTraceServiceRequest {
-        resource_spans: vec![rs],
-    }
+    ExportTraceServiceRequest { resource_spans: vec![rs] }
 }
 
 /// Measures a batch of `n` spans (and as many log records) from `seed`.
@@ -113,14 +103,9 @@ pub fn measure(seed: u64, n: usize) -> Realism {
         "db.query.text",
         "user_agent.original",
     ];
-    let distinct_values = keys
-        .iter()
-        .map(|k| (k.to_string(), distinct.get(*k).map_or(0, HashSet::len)))
-        .collect();
-    let mut durations: Vec<f64> = all
-        .iter()
-        .map(|s| (s.end_time_unix_nano - s.start_time_unix_nano) as f64 / 1e6)
-        .collect();
+    let distinct_values = keys.iter().map(|k| (k.to_string(), distinct.get(*k).map_or(0, HashSet::len))).collect();
+    let mut durations: Vec<f64> =
+        all.iter().map(|s| (s.end_time_unix_nano - s.start_time_unix_nano) as f64 / 1e6).collect();
     durations.sort_by(f64::total_cmp);
     let pct = |p: f64| durations[((durations.len() - 1) as f64 * p) as usize];
     let services: HashSet<String> = req
@@ -129,12 +114,10 @@ pub fn measure(seed: u64, n: usize) -> Realism {
         .filter_map(|r| r.resource.as_ref())
         .flat_map(|r| &r.attributes)
         .filter(|kv| kv.key == "service.name")
-        .filter_map(
-            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(Value::StringValue(s)) => Some(s.clone()),
-                _ => None,
-            },
-        )
+        .filter_map(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
         .collect();
     let bodies: HashSet<String> = logs
         .resource_logs
@@ -151,16 +134,9 @@ pub fn measure(seed: u64, n: usize) -> Realism {
         spans: all.len(),
         services: services.len(),
         span_names: all.iter().map(|s| &s.name).collect::<HashSet<_>>().len(),
-        traces: all
-            .iter()
-            .map(|s| &s.trace_id)
-            .collect::<HashSet<_>>()
-            .len(),
+        traces: all.iter().map(|s| &s.trace_id).collect::<HashSet<_>>().len(),
         distinct_values,
-        error_span_share: all
-            .iter()
-            .filter(|s| s.status.as_ref().is_some_and(|st| st.code == 2))
-            .count() as f64
+        error_span_share: all.iter().filter(|s| s.status.as_ref().is_some_and(|st| st.code == 2)).count() as f64
             / all.len() as f64,
         span_duration_ms_p50: pct(0.5),
         span_duration_ms_p99: pct(0.99),
@@ -185,47 +161,21 @@ impl Realism {
         for (k, v) in &self.distinct_values {
             row(&mut s, &format!("distinct `{k}`"), v.to_string());
         }
-        row(
-            &mut s,
-            "spans with error status",
-            format!("{:.1}%", self.error_span_share * 100.0),
-        );
+        row(&mut s, "spans with error status", format!("{:.1}%", self.error_span_share * 100.0));
         row(
             &mut s,
             "span duration p50 / p99",
-            format!(
-                "{:.1} ms / {:.1} ms",
-                self.span_duration_ms_p50, self.span_duration_ms_p99
-            ),
+            format!("{:.1} ms / {:.1} ms", self.span_duration_ms_p50, self.span_duration_ms_p99),
         );
         row(
             &mut s,
             "request size (protobuf)",
-            format!(
-                "{} bytes ({:.0} bytes/span)",
-                self.request_bytes, self.bytes_per_span
-            ),
+            format!("{} bytes ({:.0} bytes/span)", self.request_bytes, self.bytes_per_span),
         );
-        row(
-            &mut s,
-            "distinct log bodies",
-            format!("{:.1}% of records", self.log_bodies_distinct_share * 100.0),
-        );
-        row(
-            &mut s,
-            "zstd-3 size ratio: realistic",
-            format!("{:.3}", self.zstd_ratio_realistic),
-        );
-        row(
-            &mut s,
-            "zstd-3 size ratio: uniform random, same shape",
-            format!("{:.3}", self.zstd_ratio_uniform_random),
-        );
-        row(
-            &mut s,
-            "zstd-3 size ratio: one span repeated",
-            format!("{:.4}", self.zstd_ratio_all_identical),
-        );
+        row(&mut s, "distinct log bodies", format!("{:.1}% of records", self.log_bodies_distinct_share * 100.0));
+        row(&mut s, "zstd-3 size ratio: realistic", format!("{:.3}", self.zstd_ratio_realistic));
+        row(&mut s, "zstd-3 size ratio: uniform random, same shape", format!("{:.3}", self.zstd_ratio_uniform_random));
+        row(&mut s, "zstd-3 size ratio: one span repeated", format!("{:.4}", self.zstd_ratio_all_identical));
         s
     }
 }
@@ -241,19 +191,10 @@ mod tests {
         assert!(r.services >= 10, "{r:?}");
         assert!(r.distinct_values["enduser.id"] > 500, "{r:?}");
         assert!(r.distinct_values["http.route"] >= 20, "{r:?}");
-        assert!(
-            r.error_span_share > 0.003 && r.error_span_share < 0.05,
-            "{r:?}"
-        );
-        assert!(
-            r.span_duration_ms_p99 > 5.0 * r.span_duration_ms_p50,
-            "durations should be long-tailed: {r:?}"
-        );
+        assert!(r.error_span_share > 0.003 && r.error_span_share < 0.05, "{r:?}");
+        assert!(r.span_duration_ms_p99 > 5.0 * r.span_duration_ms_p50, "durations should be long-tailed: {r:?}");
         assert!(r.zstd_ratio_all_identical < r.zstd_ratio_realistic, "{r:?}");
-        assert!(
-            r.zstd_ratio_realistic < r.zstd_ratio_uniform_random,
-            "{r:?}"
-        );
+        assert!(r.zstd_ratio_realistic < r.zstd_ratio_uniform_random, "{r:?}");
         assert!(r.log_bodies_distinct_share > 0.5, "{r:?}");
     }
 }

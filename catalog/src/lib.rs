@@ -6,7 +6,7 @@
 
 mod tracker;
 
-pub use tracker::{Tracker, TrackerHandle};
+pub use tracker::{NodeInfo, Tracker, TrackerHandle};
 
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -23,10 +23,7 @@ pub enum CatalogError {
     #[error("catalog {url}: {source}")]
     Db { url: String, source: sqlx::Error },
     #[error("catalog {url}: migrations failed: {source}")]
-    Migrate {
-        url: String,
-        source: sqlx::migrate::MigrateError,
-    },
+    Migrate { url: String, source: sqlx::migrate::MigrateError },
 }
 
 /// Which engine a catalog runs on.
@@ -49,14 +46,8 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] = [
-        Stage::Kafka,
-        Stage::Wal,
-        Stage::Ingestion,
-        Stage::Storage,
-        Stage::Index,
-        Stage::Janitor,
-    ];
+    pub const ALL: [Stage; 6] =
+        [Stage::Kafka, Stage::Wal, Stage::Ingestion, Stage::Storage, Stage::Index, Stage::Janitor];
 
     /// The column prefix (`wal` → `wal_pip`, `wal_pip_completed_at`).
     pub fn column(self) -> &'static str {
@@ -97,12 +88,7 @@ pub enum Update {
     /// Every exporter stored it.
     Stored { batch_id: String, at: i64 },
     /// An exporter gave up on it; it stays in the WAL.
-    Failed {
-        batch_id: String,
-        stage: Stage,
-        error: String,
-        at: i64,
-    },
+    Failed { batch_id: String, stage: Stage, error: String, at: i64 },
     /// Its WAL segment was deleted.
     Cleaned { batch_id: String, at: i64 },
 }
@@ -191,70 +177,30 @@ impl Catalog {
         sqlx::any::install_default_drivers();
         let (engine, conn_url) = if let Some(rest) = url.strip_prefix("sqlite://") {
             let sep = if rest.contains('?') { '&' } else { '?' };
-            (
-                Engine::Sqlite,
-                if rest.contains("mode=") {
-                    url.to_string()
-                } else {
-                    format!("{url}{sep}mode=rwc")
-                },
-            )
+            (Engine::Sqlite, if rest.contains("mode=") { url.to_string() } else { format!("{url}{sep}mode=rwc") })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Engine::Postgres, url.to_string())
         } else {
             return Err(CatalogError::Url(url.to_string()));
         };
         if engine == Engine::Sqlite
-            && let Some(dir) = std::path::Path::new(
-                url.trim_start_matches("sqlite://")
-                    .split('?')
-                    .next()
-                    .unwrap_or(""),
-            )
-            .parent()
+            && let Some(dir) =
+                std::path::Path::new(url.trim_start_matches("sqlite://").split('?').next().unwrap_or("")).parent()
             && !dir.as_os_str().is_empty()
         {
             let _ = std::fs::create_dir_all(dir);
         }
-        let db = |source| CatalogError::Db {
-            url: redact(url),
-            source,
-        };
+        let db = |source| CatalogError::Db { url: redact(url), source };
         // SQLite allows one writer at a time; a single connection avoids "database is locked".
         let max = if engine == Engine::Sqlite { 1 } else { 8 };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .connect(&conn_url)
-            .await
-            .map_err(db)?;
+        let pool = AnyPoolOptions::new().max_connections(max).connect(&conn_url).await.map_err(db)?;
         if engine == Engine::Sqlite {
-            sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
-                .await
-                .map_err(db)?;
-            sqlx::query("PRAGMA synchronous=NORMAL")
-                .execute(&pool)
-                .await
-                .map_err(db)?;
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await.map_err(db)?;
+            sqlx::query("PRAGMA synchronous=NORMAL").execute(&pool).await.map_err(db)?;
         }
-        let migrator = if engine == Engine::Sqlite {
-            &SQLITE_MIGRATIONS
-        } else {
-            &POSTGRES_MIGRATIONS
-        };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|source| CatalogError::Migrate {
-                url: redact(url),
-                source,
-            })?;
-        Ok(Catalog {
-            pool,
-            engine,
-            url: redact(url),
-            original_url: url.to_string(),
-        })
+        let migrator = if engine == Engine::Sqlite { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
+        migrator.run(&pool).await.map_err(|source| CatalogError::Migrate { url: redact(url), source })?;
+        Ok(Catalog { pool, engine, url: redact(url), original_url: url.to_string() })
     }
 
     pub fn engine(&self) -> Engine {
@@ -262,10 +208,7 @@ impl Catalog {
     }
 
     fn err(&self, source: sqlx::Error) -> CatalogError {
-        CatalogError::Db {
-            url: self.url.clone(),
-            source,
-        }
+        CatalogError::Db { url: self.url.clone(), source }
     }
 
     /// Applies updates in order, in one transaction.
@@ -342,11 +285,7 @@ impl Catalog {
     }
 
     /// Batches matching a filter, newest first.
-    pub async fn batches(
-        &self,
-        f: &BatchFilter,
-        now_ms: i64,
-    ) -> Result<Vec<BatchRow>, CatalogError> {
+    pub async fn batches(&self, f: &BatchFilter, now_ms: i64) -> Result<Vec<BatchRow>, CatalogError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM batch_tracker WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR client_id = $2) \
              AND created_at <= $3 ORDER BY created_at DESC, batch_id DESC LIMIT $4"
@@ -359,19 +298,11 @@ impl Catalog {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(to_row)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
+        rows.iter().map(to_row).collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Pending batches older than `stuck_ms`, and failed batches, oldest first.
-    pub async fn alerts(
-        &self,
-        stuck_ms: i64,
-        now_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<BatchRow>, CatalogError> {
+    pub async fn alerts(&self, stuck_ms: i64, now_ms: i64, limit: i64) -> Result<Vec<BatchRow>, CatalogError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM batch_tracker WHERE status = 'failed' OR (status = 'pending' AND created_at <= $1) \
              ORDER BY created_at ASC LIMIT $2"
@@ -382,32 +313,22 @@ impl Catalog {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(to_row)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
+        rows.iter().map(to_row).collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Counts per status and stage, and per tenant over the last 5 minutes, hour and day.
     pub async fn status(&self, now_ms: i64) -> Result<StatusCounts, CatalogError> {
         let mut out = StatusCounts::default();
-        let rows = sqlx::query(
-            "SELECT status, COUNT(*) AS n FROM batch_tracker GROUP BY status ORDER BY status",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM batch_tracker GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
         for r in rows {
-            out.by_status.push((
-                r.try_get("status").map_err(|e| self.err(e))?,
-                r.try_get("n").map_err(|e| self.err(e))?,
-            ));
+            out.by_status
+                .push((r.try_get("status").map_err(|e| self.err(e))?, r.try_get("n").map_err(|e| self.err(e))?));
         }
         for s in Stage::ALL {
-            let sql = format!(
-                "SELECT COUNT(*) AS n FROM batch_tracker WHERE {}_pip = TRUE",
-                s.column()
-            );
+            let sql = format!("SELECT COUNT(*) AS n FROM batch_tracker WHERE {}_pip = TRUE", s.column());
             let n: i64 = sqlx::query(AssertSqlSafe(sql))
                 .fetch_one(&self.pool)
                 .await
@@ -429,10 +350,7 @@ impl Catalog {
                     tenant: r.try_get("client_id").map_err(|e| self.err(e))?,
                     window: window.to_string(),
                     batches: r.try_get("batches").map_err(|e| self.err(e))?,
-                    items: r
-                        .try_get::<Option<i64>, _>("items")
-                        .map_err(|e| self.err(e))?
-                        .unwrap_or(0),
+                    items: r.try_get::<Option<i64>, _>("items").map_err(|e| self.err(e))?.unwrap_or(0),
                 });
             }
         }
@@ -478,9 +396,7 @@ impl Catalog {
 }
 
 fn flag(r: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
-    r.try_get::<i64, _>(col)
-        .or_else(|_| r.try_get::<i32, _>(col).map(i64::from))
-        .map(|v| v != 0)
+    r.try_get::<i64, _>(col).or_else(|_| r.try_get::<i32, _>(col).map(i64::from)).map(|v| v != 0)
 }
 
 fn to_row(r: &AnyRow) -> Result<BatchRow, sqlx::Error> {

@@ -26,23 +26,36 @@ impl TrackerHandle {
     }
 }
 
+/// This daemon, as the `nodes` table records it.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub hostname: String,
+    pub version: String,
+}
+
+/// How often a node's heartbeat is written.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
 /// The tracker task.
 pub struct Tracker;
 
 impl Tracker {
-    /// Starts tracking into the catalog at `url`. The task connects (and reconnects) by itself and
-    /// ends once every handle is dropped and what it holds is written (or, with the catalog still
-    /// unreachable, after a last attempt).
-    pub fn start(url: String, flush_every: Duration) -> (TrackerHandle, JoinHandle<()>) {
+    /// Starts tracking into the catalog at `url`. The task connects (and reconnects) by itself,
+    /// keeps the node's heartbeat, and ends once every handle is dropped and what it holds is written
+    /// (or, with the catalog still unreachable, after a last attempt).
+    pub fn start(url: String, flush_every: Duration, node: NodeInfo) -> (TrackerHandle, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (
-            TrackerHandle { tx },
-            tokio::spawn(run(url, rx, flush_every)),
-        )
+        (TrackerHandle { tx }, tokio::spawn(run(url, rx, flush_every, node)))
     }
 }
 
-async fn run(url: String, mut rx: mpsc::UnboundedReceiver<Update>, flush_every: Duration) {
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+async fn run(url: String, mut rx: mpsc::UnboundedReceiver<Update>, flush_every: Duration, node: NodeInfo) {
+    let mut last_beat: Option<tokio::time::Instant> = None;
     let mut catalog: Option<Catalog> = None;
     let mut queue: VecDeque<Update> = VecDeque::new();
     let mut dropped = 0u64;
@@ -103,6 +116,14 @@ async fn run(url: String, mut rx: mpsc::UnboundedReceiver<Update>, flush_every: 
                     next_connect = tokio::time::Instant::now() + retry_in;
                     retry_in = (retry_in * 2).min(Duration::from_secs(10));
                 }
+            }
+        }
+        if let Some(c) = &catalog
+            && last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY)
+        {
+            match c.heartbeat(&node.node_id, &node.hostname, &node.version, now_ms()).await {
+                Ok(()) => last_beat = Some(tokio::time::Instant::now()),
+                Err(e) => tracing::warn!("node heartbeat failed: {e}"),
             }
         }
         if let Some(c) = &catalog {

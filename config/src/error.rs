@@ -13,16 +13,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(
-        source: Option<String>,
-        path: impl Into<String>,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        ConfigError {
-            source,
-            path: path.into(),
-            message: message.into(),
-        }
+    pub fn new(source: Option<String>, path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError { source, path: path.into(), message: message.into() }
     }
 }
 
@@ -51,11 +43,7 @@ impl ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(
-            f,
-            "invalid configuration ({n} problem{}):",
-            if n == 1 { "" } else { "s" }
-        )?;
+        writeln!(f, "invalid configuration ({n} problem{}):", if n == 1 { "" } else { "s" })?;
         for e in &self.0 {
             writeln!(f, "  - {e}")?;
         }

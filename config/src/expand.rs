@@ -62,9 +62,7 @@ fn expand_inline(s: &str) -> Result<String, String> {
             out.push('$');
             rest = r;
         } else if let Some(r) = after.strip_prefix('{') {
-            let end = r
-                .find('}')
-                .ok_or_else(|| format!("unterminated reference in {s:?}: a '}}' is missing"))?;
+            let end = r.find('}').ok_or_else(|| format!("unterminated reference in {s:?}: a '}}' is missing"))?;
             out.push_str(&resolve(&r[..end])?);
             rest = &r[end + 1..];
         } else {
@@ -79,9 +77,7 @@ fn expand_inline(s: &str) -> Result<String, String> {
 /// Resolves the inside of `${…}`.
 fn resolve(inner: &str) -> Result<String, String> {
     let (scheme, body) = match inner.split_once(':') {
-        Some((scheme, body))
-            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) =>
-        {
+        Some((scheme, body)) if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) => {
             (scheme, body)
         }
         _ => ("env", inner),
@@ -92,10 +88,7 @@ fn resolve(inner: &str) -> Result<String, String> {
                 Some((n, d)) => (n, Some(d)),
                 None => (body, None),
             };
-            let valid = name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(format!(
@@ -116,8 +109,6 @@ fn resolve(inner: &str) -> Result<String, String> {
         "file" => std::fs::read_to_string(body)
             .map(|t| t.trim_end_matches('\n').to_string())
             .map_err(|e| format!("${{{inner}}}: cannot read {body}: {e}")),
-        other => Err(format!(
-            "${{{inner}}}: unknown provider {other:?}; supported providers are env and file"
-        )),
+        other => Err(format!("${{{inner}}}: unknown provider {other:?}; supported providers are env and file")),
     }
 }

@@ -14,9 +14,7 @@ mod set;
 mod source;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use model::{
-    PipelineId, PipelineSpec, Resolved, ResolvedConfig, TelemetryConfig, TelemetryLogs,
-};
+pub use model::{PipelineId, PipelineSpec, Resolved, ResolvedConfig, TelemetryConfig, TelemetryLogs};
 pub use redact::redact;
 pub use source::ConfigSource;
 
@@ -42,11 +40,7 @@ pub fn load(sources: &[ConfigSource], sets: &[String]) -> Result<(Value, Origins
 }
 
 /// Loads and validates a config: the whole path from command-line sources to buildable components.
-pub fn resolve(
-    sources: &[ConfigSource],
-    sets: &[String],
-    registry: &Registry,
-) -> Result<ResolvedConfig, ConfigErrors> {
+pub fn resolve(sources: &[ConfigSource], sets: &[String], registry: &Registry) -> Result<ResolvedConfig, ConfigErrors> {
     let (tree, origins) = load(sources, sets)?;
     model::resolve(tree, &origins, registry)
 }

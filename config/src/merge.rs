@@ -27,10 +27,7 @@ impl Origins {
 pub fn key_text(k: &Value) -> String {
     match k {
         Value::String(s) => s.clone(),
-        other => serde_yaml_ng::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_string(),
     }
 }
 
@@ -52,10 +49,7 @@ pub fn merge_into(base: &mut Value, over: Value, source: &str, origins: &mut Ori
 fn merge_at(base: &mut Value, over: Value, path: &str, source: &str, origins: &mut Origins) {
     match (base, over) {
         (Value::Mapping(b), Value::Mapping(o)) => {
-            origins
-                .0
-                .entry(path.to_string())
-                .or_insert_with(|| source.to_string());
+            origins.0.entry(path.to_string()).or_insert_with(|| source.to_string());
             for (k, v) in o {
                 let child = join(path, &key_text(&k));
                 match b.get_mut(&k) {

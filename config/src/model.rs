@@ -3,9 +3,7 @@
 use crate::merge::{Origins, join, key_text};
 use crate::{ConfigError, ConfigErrors};
 use openwit_core::factory::{FactorySet, parse_section};
-use openwit_core::{
-    ComponentId, ComponentKind, Exporter, Extension, Factory, ParsedConfig, Processor, Receiver,
-};
+use openwit_core::{ComponentId, ComponentKind, Exporter, Extension, Factory, ParsedConfig, Processor, Receiver};
 use openwit_core::{Registry, Signal};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
@@ -94,12 +92,7 @@ pub struct TelemetryMetrics {
 
 impl Default for TelemetryMetrics {
     fn default() -> Self {
-        TelemetryMetrics {
-            level: "normal".into(),
-            address: None,
-            readers: None,
-            views: None,
-        }
+        TelemetryMetrics { level: "normal".into(), address: None, readers: None, views: None }
     }
 }
 
@@ -159,31 +152,20 @@ impl TelemetryConfig {
         if !LEVELS.contains(&self.logs.level.to_ascii_lowercase().as_str()) {
             return Err((
                 "logs.level".into(),
-                format!(
-                    "unknown level {:?}; valid levels: {}",
-                    self.logs.level,
-                    LEVELS.join(", ")
-                ),
+                format!("unknown level {:?}; valid levels: {}", self.logs.level, LEVELS.join(", ")),
             ));
         }
         if !["console", "json"].contains(&self.logs.encoding.as_str()) {
             return Err((
                 "logs.encoding".into(),
-                format!(
-                    "unknown encoding {:?}; valid: console, json",
-                    self.logs.encoding
-                ),
+                format!("unknown encoding {:?}; valid: console, json", self.logs.encoding),
             ));
         }
         const MLEVELS: [&str; 4] = ["none", "basic", "normal", "detailed"];
         if !MLEVELS.contains(&self.metrics.level.as_str()) {
             return Err((
                 "metrics.level".into(),
-                format!(
-                    "unknown level {:?}; valid levels: {}",
-                    self.metrics.level,
-                    MLEVELS.join(", ")
-                ),
+                format!("unknown level {:?}; valid levels: {}", self.metrics.level, MLEVELS.join(", ")),
             ));
         }
         Ok(())
@@ -215,14 +197,7 @@ struct PipelineRaw {
     exporters: Vec<String>,
 }
 
-const TOP_LEVEL: [&str; 6] = [
-    "receivers",
-    "processors",
-    "exporters",
-    "extensions",
-    "connectors",
-    "service",
-];
+const TOP_LEVEL: [&str; 6] = ["receivers", "processors", "exporters", "extensions", "connectors", "service"];
 const SERVICE_KEYS: [&str; 3] = ["extensions", "pipelines", "telemetry"];
 
 struct Ctx<'a> {
@@ -235,44 +210,26 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&mut self, path: &str, msg: impl Into<String>) {
-        self.errors
-            .push(ConfigError::new(self.origins.source_of(path), path, msg));
+        self.errors.push(ConfigError::new(self.origins.source_of(path), path, msg));
     }
 }
 
 /// Validates the merged tree against the registry.
-pub fn resolve(
-    tree: Value,
-    origins: &Origins,
-    registry: &Registry,
-) -> Result<ResolvedConfig, ConfigErrors> {
-    let mut cx = Ctx {
-        origins,
-        errors: Vec::new(),
-        broken: HashSet::new(),
-    };
+pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<ResolvedConfig, ConfigErrors> {
+    let mut cx = Ctx { origins, errors: Vec::new(), broken: HashSet::new() };
     let empty = Mapping::new();
     let top = match &tree {
         Value::Mapping(m) => m,
         Value::Null => &empty,
         _ => {
-            cx.err(
-                "",
-                "the config must be a YAML mapping with receivers, exporters, service, …",
-            );
+            cx.err("", "the config must be a YAML mapping with receivers, exporters, service, …");
             return Err(ConfigErrors(cx.errors));
         }
     };
     for k in top.keys() {
         let k = key_text(k);
         if !TOP_LEVEL.contains(&k.as_str()) {
-            cx.err(
-                &k,
-                format!(
-                    "unknown top-level key; valid keys: {}",
-                    TOP_LEVEL.join(", ")
-                ),
-            );
+            cx.err(&k, format!("unknown top-level key; valid keys: {}", TOP_LEVEL.join(", ")));
         }
     }
     let receivers = section(&mut cx, top, ComponentKind::Receiver, &registry.receivers);
@@ -294,52 +251,45 @@ pub fn resolve(
         Value::Mapping(m) => m.clone(),
         Value::Null => Mapping::new(),
         _ => {
-            cx.err(
-                "service",
-                "must be a mapping with pipelines (and optionally extensions, telemetry)",
-            );
+            cx.err("service", "must be a mapping with pipelines (and optionally extensions, telemetry)");
             Mapping::new()
         }
     };
     for k in smap.keys() {
         let k = key_text(k);
         if !SERVICE_KEYS.contains(&k.as_str()) {
-            cx.err(
-                &join("service", &k),
-                format!("unknown key; valid keys: {}", SERVICE_KEYS.join(", ")),
-            );
+            cx.err(&join("service", &k), format!("unknown key; valid keys: {}", SERVICE_KEYS.join(", ")));
         }
     }
 
-    let telemetry =
-        match parse_section::<TelemetryConfig>(smap.get("telemetry").unwrap_or(&Value::Null)) {
-            Ok(t) => {
-                if let Err((p, m)) = t.validate() {
-                    cx.err(&join("service.telemetry", &p), m);
-                }
-                t
+    let telemetry = match parse_section::<TelemetryConfig>(smap.get("telemetry").unwrap_or(&Value::Null)) {
+        Ok(t) => {
+            if let Err((p, m)) = t.validate() {
+                cx.err(&join("service.telemetry", &p), m);
             }
-            Err(i) => {
-                cx.err(&join("service.telemetry", &i.path), i.message);
-                TelemetryConfig::default()
-            }
-        };
+            t
+        }
+        Err(i) => {
+            cx.err(&join("service.telemetry", &i.path), i.message);
+            TelemetryConfig::default()
+        }
+    };
 
     let service_extensions = id_list(&mut cx, smap.get("extensions"), "service.extensions");
     for (i, id) in service_extensions.iter().enumerate() {
         if !extensions.iter().any(|e| &e.id == id) {
             let known = ids(&extensions);
-            cx.err(&format!("service.extensions[{i}]"), format!("references extension {:?}, which is not configured; configured extensions: {known}", id.to_string()));
+            cx.err(
+                &format!("service.extensions[{i}]"),
+                format!(
+                    "references extension {:?}, which is not configured; configured extensions: {known}",
+                    id.to_string()
+                ),
+            );
         }
     }
 
-    let pipelines = pipelines(
-        &mut cx,
-        smap.get("pipelines"),
-        &receivers,
-        &processors,
-        &exporters,
-    );
+    let pipelines = pipelines(&mut cx, smap.get("pipelines"), &receivers, &processors, &exporters);
 
     if cx.errors.is_empty() {
         Ok(ResolvedConfig {
@@ -361,28 +311,17 @@ fn ids<C: ?Sized>(list: &[Resolved<C>]) -> String {
     if list.is_empty() {
         return "none".to_string();
     }
-    list.iter()
-        .map(|r| r.id.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    list.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn section<C: ?Sized>(
-    cx: &mut Ctx,
-    top: &Mapping,
-    kind: ComponentKind,
-    factories: &FactorySet<C>,
-) -> Vec<Resolved<C>> {
+fn section<C: ?Sized>(cx: &mut Ctx, top: &Mapping, kind: ComponentKind, factories: &FactorySet<C>) -> Vec<Resolved<C>> {
     let name = kind.section();
     let mut out = Vec::new();
     let m = match top.get(name) {
         None | Some(Value::Null) => return out,
         Some(Value::Mapping(m)) => m,
         Some(_) => {
-            cx.err(
-                name,
-                format!("must be a mapping of {} ids to their settings", kind.noun()),
-            );
+            cx.err(name, format!("must be a mapping of {} ids to their settings", kind.noun()));
             return out;
         }
     };
@@ -411,11 +350,7 @@ fn section<C: ?Sized>(
             continue;
         };
         match factory.parse(v) {
-            Ok(config) => out.push(Resolved {
-                id,
-                factory: factory.clone(),
-                config,
-            }),
+            Ok(config) => out.push(Resolved { id, factory: factory.clone(), config }),
             Err(issue) => {
                 cx.err(&join(&path, &issue.path), issue.message);
                 cx.broken.insert((kind, id.to_string()));
@@ -456,11 +391,17 @@ fn pipelines(
     let m = match v {
         Some(Value::Mapping(m)) if !m.is_empty() => m,
         None | Some(Value::Null) | Some(Value::Mapping(_)) => {
-            cx.err("service.pipelines", "at least one pipeline is required, e.g. traces: {receivers: [otlp], exporters: [debug]}");
+            cx.err(
+                "service.pipelines",
+                "at least one pipeline is required, e.g. traces: {receivers: [otlp], exporters: [debug]}",
+            );
             return Vec::new();
         }
         Some(_) => {
-            cx.err("service.pipelines", "must be a mapping of pipeline ids (traces, metrics, logs, traces/name…) to pipelines");
+            cx.err(
+                "service.pipelines",
+                "must be a mapping of pipeline ids (traces, metrics, logs, traces/name…) to pipelines",
+            );
             return Vec::new();
         }
     };
@@ -490,16 +431,10 @@ fn pipelines(
             exporters: refs(cx, &path, "exporters", &raw.exporters, signal, exporters),
         };
         if raw.receivers.is_empty() {
-            cx.err(
-                &join(&path, "receivers"),
-                "a pipeline needs at least one receiver",
-            );
+            cx.err(&join(&path, "receivers"), "a pipeline needs at least one receiver");
         }
         if raw.exporters.is_empty() {
-            cx.err(
-                &join(&path, "exporters"),
-                "a pipeline needs at least one exporter",
-            );
+            cx.err(&join(&path, "exporters"), "a pipeline needs at least one exporter");
         }
         out.push(spec);
     }
@@ -540,10 +475,7 @@ fn refs<C: ?Sized>(
             }
             cx.err(
                 &path,
-                format!(
-                    "references {noun} {n:?}, which is not configured; configured {field}: {}",
-                    ids(configured)
-                ),
+                format!("references {noun} {n:?}, which is not configured; configured {field}: {}", ids(configured)),
             );
             continue;
         };
@@ -553,13 +485,7 @@ fn refs<C: ?Sized>(
         }
         if !r.factory.signals().contains(&signal) {
             let sup: Vec<_> = r.factory.signals().iter().map(|s| s.as_str()).collect();
-            cx.err(
-                &path,
-                format!(
-                    "{noun} {n:?} does not support {signal}; it supports {}",
-                    sup.join(", ")
-                ),
-            );
+            cx.err(&path, format!("{noun} {n:?} does not support {signal}; it supports {}", sup.join(", ")));
             continue;
         }
         out.push(id);

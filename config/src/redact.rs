@@ -27,8 +27,7 @@ fn redact_at(v: &mut Value, secret: bool) {
         Value::Mapping(m) => {
             for (k, child) in m.iter_mut() {
                 let key = k.as_str().unwrap_or_default().to_ascii_lowercase();
-                let is_secret =
-                    secret || key == "headers" || SECRET_WORDS.iter().any(|w| key.contains(w));
+                let is_secret = secret || key == "headers" || SECRET_WORDS.iter().any(|w| key.contains(w));
                 redact_at(child, is_secret);
             }
         }

@@ -8,18 +8,10 @@ use serde_yaml_ng::Value;
 /// read as YAML, so `--set processors.batch.send_batch_size=100` is a number and `[a,b]` a list.
 pub fn parse(s: &str) -> Result<Value, ConfigError> {
     let bad = |m: &str| ConfigError::new(Some(format!("--set {s}")), "", m.to_string());
-    let (key, value) = s
-        .split_once('=')
-        .ok_or_else(|| bad("expected key.path=value"))?;
-    let parts: Vec<&str> = if key.contains("::") {
-        key.split("::").collect()
-    } else {
-        key.split('.').collect()
-    };
+    let (key, value) = s.split_once('=').ok_or_else(|| bad("expected key.path=value"))?;
+    let parts: Vec<&str> = if key.contains("::") { key.split("::").collect() } else { key.split('.').collect() };
     if parts.iter().any(|p| p.trim().is_empty()) {
-        return Err(bad(
-            "the key path has an empty part; write it like processors.batch.timeout",
-        ));
+        return Err(bad("the key path has an empty part; write it like processors.batch.timeout"));
     }
     let mut tree = if value.is_empty() {
         Value::String(String::new())

@@ -37,18 +37,10 @@ impl ConfigSource {
         let me = Some(self.to_string());
         let text = match self {
             ConfigSource::File(p) => std::fs::read_to_string(p).map_err(|e| {
-                ConfigError::new(
-                    me.clone(),
-                    "",
-                    format!("cannot read config file: {e}; check the --config path"),
-                )
+                ConfigError::new(me.clone(), "", format!("cannot read config file: {e}; check the --config path"))
             })?,
             ConfigSource::Env(var) => std::env::var(var).map_err(|_| {
-                ConfigError::new(
-                    me.clone(),
-                    "",
-                    format!("environment variable {var} is not set (or not UTF-8)"),
-                )
+                ConfigError::new(me.clone(), "", format!("environment variable {var} is not set (or not UTF-8)"))
             })?,
             ConfigSource::Yaml(y) => yaml_shorthand(y),
             ConfigSource::Embedded(_, text) => text.to_string(),

@@ -2,9 +2,7 @@
 
 use crate::{ConfigSource, load, resolve};
 use openwit_core::factory::{ComponentConfig, typed};
-use openwit_core::{
-    BuildEnv, ComponentId, Exporter, Extension, Processor, Receiver, Registry, Signal,
-};
+use openwit_core::{BuildEnv, ComponentId, Exporter, Extension, Processor, Receiver, Registry, Signal};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 use std::io::Write;
@@ -113,10 +111,7 @@ fn yaml(text: &str) -> ConfigSource {
 
 fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> ConfigSource {
     let p = dir.path().join(name);
-    std::fs::File::create(&p)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+    std::fs::File::create(&p).unwrap().write_all(text.as_bytes()).unwrap();
     ConfigSource::parse(p.to_str().unwrap())
 }
 
@@ -150,27 +145,14 @@ fn set_env(k: &str, v: &str) {
 fn later_sources_win_and_maps_merge() {
     let over = "receivers:\n  otlp:\n    max_recv_msg_size_mib: 16\nexporters:\n  debug:\n    verbosity: basic\n";
     let t = tree(&[yaml(BASE), yaml(over)], &[]);
-    assert_eq!(
-        t["receivers"]["otlp"]["endpoint"].as_str(),
-        Some("localhost:4317"),
-        "key from the first source kept"
-    );
-    assert_eq!(
-        t["receivers"]["otlp"]["max_recv_msg_size_mib"].as_u64(),
-        Some(16),
-        "key from the second source added"
-    );
-    assert_eq!(
-        t["exporters"]["debug"]["verbosity"].as_str(),
-        Some("basic"),
-        "the later source wins"
-    );
+    assert_eq!(t["receivers"]["otlp"]["endpoint"].as_str(), Some("localhost:4317"), "key from the first source kept");
+    assert_eq!(t["receivers"]["otlp"]["max_recv_msg_size_mib"].as_u64(), Some(16), "key from the second source added");
+    assert_eq!(t["exporters"]["debug"]["verbosity"].as_str(), Some("basic"), "the later source wins");
 }
 
 #[test]
 fn lists_are_replaced_not_appended() {
-    let over =
-        "exporters:\n  otlp:\nservice:\n  pipelines:\n    traces:\n      exporters: [otlp]\n";
+    let over = "exporters:\n  otlp:\nservice:\n  pipelines:\n    traces:\n      exporters: [otlp]\n";
     let t = tree(&[yaml(BASE), yaml(over)], &[]);
     let exps: Vec<_> = t["service"]["pipelines"]["traces"]["exporters"]
         .as_sequence()
@@ -179,11 +161,7 @@ fn lists_are_replaced_not_appended() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(exps, vec!["otlp"]);
-    assert_eq!(
-        t["service"]["pipelines"]["traces"]["receivers"][0].as_str(),
-        Some("otlp"),
-        "sibling keys kept"
-    );
+    assert_eq!(t["service"]["pipelines"]["traces"]["receivers"][0].as_str(), Some("otlp"), "sibling keys kept");
 }
 
 #[test]
@@ -192,29 +170,16 @@ fn null_component_means_defaults_and_does_not_erase_earlier_settings() {
     resolve(&[yaml(BASE)], &[], &registry()).unwrap();
     // A later `debug:` with no value leaves the earlier settings alone.
     let t = tree(&[yaml(BASE), yaml("exporters:\n  debug:\n")], &[]);
-    assert_eq!(
-        t["exporters"]["debug"]["verbosity"].as_str(),
-        Some("detailed")
-    );
+    assert_eq!(t["exporters"]["debug"]["verbosity"].as_str(), Some("detailed"));
 }
 
 #[test]
 fn files_merge_in_command_line_order() {
     let dir = tempfile::tempdir().unwrap();
     let a = file(&dir, "a.yaml", BASE);
-    let b = file(
-        &dir,
-        "b.yaml",
-        "exporters:\n  debug:\n    verbosity: basic\n",
-    );
-    assert_eq!(
-        tree(&[a.clone(), b.clone()], &[])["exporters"]["debug"]["verbosity"].as_str(),
-        Some("basic")
-    );
-    assert_eq!(
-        tree(&[b, a], &[])["exporters"]["debug"]["verbosity"].as_str(),
-        Some("detailed")
-    );
+    let b = file(&dir, "b.yaml", "exporters:\n  debug:\n    verbosity: basic\n");
+    assert_eq!(tree(&[a.clone(), b.clone()], &[])["exporters"]["debug"]["verbosity"].as_str(), Some("basic"));
+    assert_eq!(tree(&[b, a], &[])["exporters"]["debug"]["verbosity"].as_str(), Some("detailed"));
 }
 
 #[test]
@@ -227,10 +192,7 @@ fn env_and_yaml_sources() {
         ],
         &[],
     );
-    assert_eq!(
-        t["receivers"]["otlp"]["endpoint"].as_str(),
-        Some("localhost:4317")
-    );
+    assert_eq!(t["receivers"]["otlp"]["endpoint"].as_str(), Some("localhost:4317"));
     assert_eq!(t["exporters"]["debug"]["verbosity"].as_str(), Some("basic"));
 }
 
@@ -245,27 +207,14 @@ fn set_overrides_with_dots_or_colons_and_typed_values() {
         ],
     );
     assert_eq!(t["exporters"]["debug"]["verbosity"].as_str(), Some("basic"));
-    assert_eq!(
-        t["receivers"]["otlp"]["max_recv_msg_size_mib"].as_u64(),
-        Some(32)
-    );
-    assert_eq!(
-        t["processors"]["batch"]["metadata_keys"]
-            .as_sequence()
-            .map(|s| s.len()),
-        Some(2)
-    );
+    assert_eq!(t["receivers"]["otlp"]["max_recv_msg_size_mib"].as_u64(), Some(32));
+    assert_eq!(t["processors"]["batch"]["metadata_keys"].as_sequence().map(|s| s.len()), Some(2));
 }
 
 #[test]
 fn bad_set_is_an_error_naming_it() {
-    let e = load(&[yaml(BASE)], &["novalue".to_string()])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("--set novalue") && e.contains("key.path=value"),
-        "{e}"
-    );
+    let e = load(&[yaml(BASE)], &["novalue".to_string()]).unwrap_err().to_string();
+    assert!(e.contains("--set novalue") && e.contains("key.path=value"), "{e}");
 }
 
 // ---- expansion ----
@@ -282,16 +231,8 @@ fn env_expansion_forms() {
         &[],
     );
     assert_eq!(t["a"].as_str(), Some("collector.local"));
-    assert_eq!(
-        t["b"].as_str(),
-        Some("collector.local"),
-        "${{VAR}} is ${{env:VAR}}"
-    );
-    assert_eq!(
-        t["c"].as_str(),
-        Some("http://collector.local:4317/x"),
-        "inline expansion"
-    );
+    assert_eq!(t["b"].as_str(), Some("collector.local"), "${{VAR}} is ${{env:VAR}}");
+    assert_eq!(t["c"].as_str(), Some("http://collector.local:4317/x"), "inline expansion");
     assert_eq!(t["d"].as_str(), Some("fallback"), "default when unset");
     assert_eq!(t["e"].as_str(), Some(""), "no default when set but empty");
     assert_eq!(t["f"].as_str(), Some(""), "unset without default is empty");
@@ -302,30 +243,19 @@ fn whole_field_expansion_is_typed_inline_is_text() {
     set_env("OW_TEST_NUM", "5");
     set_env("OW_TEST_BOOL", "true");
     let t = tree(
-        &[yaml(
-            "n: ${env:OW_TEST_NUM}\nb: ${env:OW_TEST_BOOL}\ns: v${env:OW_TEST_NUM}\nq: \"${env:OW_TEST_NUM}\"\n",
-        )],
+        &[yaml("n: ${env:OW_TEST_NUM}\nb: ${env:OW_TEST_BOOL}\ns: v${env:OW_TEST_NUM}\nq: \"${env:OW_TEST_NUM}\"\n")],
         &[],
     );
     assert_eq!(t["n"].as_u64(), Some(5));
     assert_eq!(t["b"].as_bool(), Some(true));
     assert_eq!(t["s"].as_str(), Some("v5"));
-    assert_eq!(
-        t["q"].as_u64(),
-        Some(5),
-        "quoting in the file does not change the typing of a whole-field reference"
-    );
+    assert_eq!(t["q"].as_u64(), Some(5), "quoting in the file does not change the typing of a whole-field reference");
 }
 
 #[test]
 fn dollar_dollar_escapes() {
     set_env("OW_TEST_ESC", "x");
-    let t = tree(
-        &[yaml(
-            "a: $${env:OW_TEST_ESC}\nb: price $$5\nc: $$$${env:OW_TEST_ESC}\nd: a $ b\n",
-        )],
-        &[],
-    );
+    let t = tree(&[yaml("a: $${env:OW_TEST_ESC}\nb: price $$5\nc: $$$${env:OW_TEST_ESC}\nd: a $ b\n")], &[]);
     assert_eq!(t["a"].as_str(), Some("${env:OW_TEST_ESC}"));
     assert_eq!(t["b"].as_str(), Some("price $5"));
     assert_eq!(t["c"].as_str(), Some("$${env:OW_TEST_ESC}"));
@@ -341,14 +271,7 @@ fn keys_are_not_expanded() {
 
 #[test]
 fn unknown_provider_is_an_error_with_path() {
-    let e = load(
-        &[yaml(
-            "exporters:\n  debug:\n    verbosity: ${vault:secret}\n",
-        )],
-        &[],
-    )
-    .unwrap_err()
-    .to_string();
+    let e = load(&[yaml("exporters:\n  debug:\n    verbosity: ${vault:secret}\n")], &[]).unwrap_err().to_string();
     assert!(
         e.contains("exporters.debug.verbosity")
             && e.contains("unknown provider \"vault\"")
@@ -359,9 +282,7 @@ fn unknown_provider_is_an_error_with_path() {
 
 #[test]
 fn bad_env_name_is_an_error() {
-    let e = load(&[yaml("a: ${env:1BAD}\n")], &[])
-        .unwrap_err()
-        .to_string();
+    let e = load(&[yaml("a: ${env:1BAD}\n")], &[]).unwrap_err().to_string();
     assert!(e.contains("not a valid environment variable name"), "{e}");
 }
 
@@ -383,78 +304,59 @@ fn exporter_aliases_are_accepted() {
 #[test]
 fn error_unknown_top_level_key() {
     let e = one_error(&format!("{BASE}recievers: {{}}\n"));
-    assert!(
-        e.contains(
-            "test.yaml: recievers: unknown top-level key; valid keys: receivers, processors"
-        ),
-        "{e}"
-    );
+    assert!(e.contains("test.yaml: recievers: unknown top-level key; valid keys: receivers, processors"), "{e}");
 }
 
 #[test]
 fn error_unknown_component_type_lists_known_types() {
-    let e = one_error(&BASE.replace(
-        "  debug:\n    verbosity: detailed",
-        "  debug:\n    verbosity: detailed\n  kafkaa:",
-    ));
-    assert!(e.contains("exporters.kafkaa: unknown exporter type \"kafkaa\"; known types: debug, otlp, otlp_grpc, tracesonly"), "{e}");
+    let e =
+        one_error(&BASE.replace("  debug:\n    verbosity: detailed", "  debug:\n    verbosity: detailed\n  kafkaa:"));
+    assert!(
+        e.contains(
+            "exporters.kafkaa: unknown exporter type \"kafkaa\"; known types: debug, otlp, otlp_grpc, tracesonly"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn error_unknown_key_names_source_path_and_valid_keys() {
     let dir = tempfile::tempdir().unwrap();
     let a = file(&dir, "base.yaml", BASE);
-    let b = file(
-        &dir,
-        "override.yaml",
-        "exporters:\n  debug:\n    verbosty: basic\n",
-    );
+    let b = file(&dir, "override.yaml", "exporters:\n  debug:\n    verbosty: basic\n");
     let e = errors(&[a, b]);
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].contains("override.yaml: exporters.debug.verbosty: unknown field `verbosty`, expected `verbosity`"), "{}", e[0]);
+    assert!(
+        e[0].contains("override.yaml: exporters.debug.verbosty: unknown field `verbosty`, expected `verbosity`"),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]
 fn error_bad_value_lists_variants() {
     let e = one_error(&BASE.replace("verbosity: detailed", "verbosity: loud"));
-    assert!(
-        e.contains(
-            "exporters.debug.verbosity: unknown variant `loud`, expected `basic` or `detailed`"
-        ),
-        "{e}"
-    );
+    assert!(e.contains("exporters.debug.verbosity: unknown variant `loud`, expected `basic` or `detailed`"), "{e}");
 }
 
 #[test]
 fn error_bad_value_type() {
-    let e = one_error(&BASE.replace(
-        "endpoint: localhost:4317",
-        "endpoint: localhost:4317\n    max_recv_msg_size_mib: lots",
-    ));
-    assert!(
-        e.contains(
-            "receivers.otlp.max_recv_msg_size_mib: invalid type: string \"lots\", expected u64"
-        ),
-        "{e}"
+    let e = one_error(
+        &BASE.replace("endpoint: localhost:4317", "endpoint: localhost:4317\n    max_recv_msg_size_mib: lots"),
     );
+    assert!(e.contains("receivers.otlp.max_recv_msg_size_mib: invalid type: string \"lots\", expected u64"), "{e}");
 }
 
 #[test]
 fn error_pipeline_without_receivers() {
     let e = one_error(&BASE.replace("      receivers: [otlp]\n", ""));
-    assert!(
-        e.contains("service.pipelines.traces.receivers: a pipeline needs at least one receiver"),
-        "{e}"
-    );
+    assert!(e.contains("service.pipelines.traces.receivers: a pipeline needs at least one receiver"), "{e}");
 }
 
 #[test]
 fn error_pipeline_without_exporters() {
     let e = one_error(&BASE.replace("      exporters: [debug]\n", ""));
-    assert!(
-        e.contains("service.pipelines.traces.exporters: a pipeline needs at least one exporter"),
-        "{e}"
-    );
+    assert!(e.contains("service.pipelines.traces.exporters: a pipeline needs at least one exporter"), "{e}");
 }
 
 #[test]
@@ -465,39 +367,33 @@ fn error_reference_to_unconfigured_component() {
 
 #[test]
 fn error_component_does_not_support_signal() {
-    let cfg = BASE.replace(
-        "    verbosity: detailed",
-        "    verbosity: detailed\n  tracesonly:",
-    ) + "    logs:\n      receivers: [otlp]\n      exporters: [tracesonly]\n";
+    let cfg = BASE.replace("    verbosity: detailed", "    verbosity: detailed\n  tracesonly:")
+        + "    logs:\n      receivers: [otlp]\n      exporters: [tracesonly]\n";
     let e = one_error(&cfg);
-    assert!(e.contains("service.pipelines.logs.exporters[0]: exporter \"tracesonly\" does not support logs; it supports traces"), "{e}");
+    assert!(
+        e.contains(
+            "service.pipelines.logs.exporters[0]: exporter \"tracesonly\" does not support logs; it supports traces"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn error_unknown_pipeline_signal() {
     let e = one_error(&BASE.replace("    traces:\n", "    spans/x:\n"));
-    assert!(
-        e.contains("service.pipelines.spans/x: unknown signal \"spans\""),
-        "{e}"
-    );
+    assert!(e.contains("service.pipelines.spans/x: unknown signal \"spans\""), "{e}");
 }
 
 #[test]
 fn error_no_pipelines() {
     let e = one_error("receivers:\n  otlp:\nexporters:\n  debug:\n");
-    assert!(
-        e.contains("service.pipelines: at least one pipeline is required"),
-        "{e}"
-    );
+    assert!(e.contains("service.pipelines: at least one pipeline is required"), "{e}");
 }
 
 #[test]
 fn error_duplicate_reference() {
     let e = one_error(&BASE.replace("processors: [batch]", "processors: [batch, batch]"));
-    assert!(
-        e.contains("processors[1]: references processor \"batch\" more than once"),
-        "{e}"
-    );
+    assert!(e.contains("processors[1]: references processor \"batch\" more than once"), "{e}");
 }
 
 #[test]
@@ -509,11 +405,7 @@ fn error_service_extension_not_configured() {
 #[test]
 fn error_invalid_component_id() {
     let e = one_error(&BASE.replace("batch", "bat-ch"));
-    assert!(
-        e.contains("processors.bat-ch: invalid processor id")
-            && e.contains("letters, digits and '_'"),
-        "{e}"
-    );
+    assert!(e.contains("processors.bat-ch: invalid processor id") && e.contains("letters, digits and '_'"), "{e}");
 }
 
 #[test]
@@ -525,23 +417,13 @@ fn error_unknown_pipeline_key() {
 #[test]
 fn error_unknown_service_key() {
     let e = one_error(&BASE.replace("service:\n", "service:\n  pipeline: {}\n"));
-    assert!(
-        e.contains("service.pipeline: unknown key; valid keys: extensions, pipelines, telemetry"),
-        "{e}"
-    );
+    assert!(e.contains("service.pipeline: unknown key; valid keys: extensions, pipelines, telemetry"), "{e}");
 }
 
 #[test]
 fn error_bad_telemetry_level() {
-    let e = one_error(&format!(
-        "{BASE}  telemetry:\n    logs:\n      level: chatty\n"
-    ));
-    assert!(
-        e.contains(
-            "service.telemetry.logs.level: unknown level \"chatty\"; valid levels: debug, info"
-        ),
-        "{e}"
-    );
+    let e = one_error(&format!("{BASE}  telemetry:\n    logs:\n      level: chatty\n"));
+    assert!(e.contains("service.telemetry.logs.level: unknown level \"chatty\"; valid levels: debug, info"), "{e}");
 }
 
 #[test]
@@ -553,18 +435,13 @@ fn error_not_yaml() {
 #[test]
 fn error_missing_file() {
     let e = errors(&[ConfigSource::parse("/nonexistent/openwit.yaml")]);
-    assert!(
-        e[0].contains("/nonexistent/openwit.yaml: cannot read config file")
-            && e[0].contains("--config"),
-        "{e:?}"
-    );
+    assert!(e[0].contains("/nonexistent/openwit.yaml: cannot read config file") && e[0].contains("--config"), "{e:?}");
 }
 
 #[test]
 fn all_problems_are_reported_at_once() {
-    let cfg = BASE
-        .replace("verbosity: detailed", "verbosity: loud")
-        .replace("processors: [batch]", "processors: [nope]");
+    let cfg =
+        BASE.replace("verbosity: detailed", "verbosity: loud").replace("processors: [batch]", "processors: [nope]");
     assert_eq!(errors(&[yaml(&cfg)]).len(), 2);
 }
 
@@ -575,14 +452,8 @@ fn collector_telemetry_keys_are_accepted() {
          metrics:\n      level: detailed\n      readers:\n        - pull:\n            exporter:\n              prometheus:\n                host: 0.0.0.0\n                port: 9999\n"
     );
     let r = resolve(&[yaml(&cfg)], &[], &registry()).unwrap();
-    assert_eq!(
-        r.telemetry.metrics_endpoint().as_deref(),
-        Some("0.0.0.0:9999")
-    );
-    assert_eq!(
-        r.telemetry.ignored_keys(),
-        vec!["logs.development", "logs.initial_fields"]
-    );
+    assert_eq!(r.telemetry.metrics_endpoint().as_deref(), Some("0.0.0.0:9999"));
+    assert_eq!(r.telemetry.ignored_keys(), vec!["logs.development", "logs.initial_fields"]);
 }
 
 #[test]

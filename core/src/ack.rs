@@ -15,14 +15,7 @@ pub type BatchId = [u8; 16];
 /// The usual text form of a batch id (`0190a1b2-…`).
 pub fn batch_id_text(id: &BatchId) -> String {
     let h = hex::encode(id);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
 /// The end of a WAL batch's journey.
@@ -43,11 +36,7 @@ pub struct AckToken {
 
 impl AckToken {
     pub fn new(id: BatchId, done: mpsc::UnboundedSender<Completion>) -> Arc<AckToken> {
-        Arc::new(AckToken {
-            id,
-            failure: Mutex::new(None),
-            done,
-        })
+        Arc::new(AckToken { id, failure: Mutex::new(None), done })
     }
 
     pub fn id(&self) -> &BatchId {
@@ -65,11 +54,7 @@ impl AckToken {
 
 impl Drop for AckToken {
     fn drop(&mut self) {
-        let error = self
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let error = self.failure.lock().unwrap_or_else(|p| p.into_inner()).take();
         // The receiving end lives as long as the daemon; after it is gone nobody needs to know.
         let _ = self.done.send(Completion { id: self.id, error });
     }
@@ -90,11 +75,7 @@ pub struct Lineage(pub Vec<Segment>);
 impl Lineage {
     /// A whole WAL batch of `items` items.
     pub fn whole(token: Arc<AckToken>, items: u32) -> Lineage {
-        Lineage(vec![Segment {
-            token,
-            start: 0,
-            len: items,
-        }])
+        Lineage(vec![Segment { token, start: 0, len: items }])
     }
 
     pub fn append(&mut self, other: Lineage) {
@@ -112,11 +93,7 @@ impl Lineage {
                 out.push(s);
             } else {
                 let s = &mut self.0[0];
-                out.push(Segment {
-                    token: s.token.clone(),
-                    start: s.start,
-                    len: left,
-                });
+                out.push(Segment { token: s.token.clone(), start: s.start, len: left });
                 s.start += left;
                 s.len -= left;
                 left = 0;
@@ -134,9 +111,7 @@ impl Lineage {
 
     /// `(batch id, item index within that batch)` for each item, in order.
     pub fn items(&self) -> impl Iterator<Item = (BatchId, u32)> + '_ {
-        self.0
-            .iter()
-            .flat_map(|s| (s.start..s.start + s.len).map(move |i| (*s.token.id(), i)))
+        self.0.iter().flat_map(|s| (s.start..s.start + s.len).map(move |i| (*s.token.id(), i)))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -153,24 +128,12 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut l = Lineage::whole(AckToken::new([1; 16], tx), 10);
         let head = l.split_front(4);
-        assert_eq!(
-            head.items().map(|(_, i)| i).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3]
-        );
-        assert_eq!(
-            l.items().map(|(_, i)| i).collect::<Vec<_>>(),
-            (4..10).collect::<Vec<_>>()
-        );
+        assert_eq!(head.items().map(|(_, i)| i).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert_eq!(l.items().map(|(_, i)| i).collect::<Vec<_>>(), (4..10).collect::<Vec<_>>());
         drop(head);
         assert!(rx.try_recv().is_err(), "still held by the rest");
         drop(l);
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            Completion {
-                id: [1; 16],
-                error: None
-            }
-        );
+        assert_eq!(rx.try_recv().unwrap(), Completion { id: [1; 16], error: None });
     }
 
     #[test]
@@ -187,9 +150,6 @@ mod tests {
 
     #[test]
     fn id_text_is_uuid_shaped() {
-        assert_eq!(
-            batch_id_text(&[0xab; 16]),
-            "abababab-abab-abab-abab-abababababab"
-        );
+        assert_eq!(batch_id_text(&[0xab; 16]), "abababab-abab-abab-abab-abababababab");
     }
 }

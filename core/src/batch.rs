@@ -32,18 +32,10 @@ impl Payload {
     /// Items as the Collector counts them: spans, metric data points, log records.
     pub fn item_count(&self) -> usize {
         match self {
-            Payload::Traces(r) => r
-                .resource_spans
-                .iter()
-                .flat_map(|rs| &rs.scope_spans)
-                .map(|ss| ss.spans.len())
-                .sum(),
-            Payload::Logs(r) => r
-                .resource_logs
-                .iter()
-                .flat_map(|rl| &rl.scope_logs)
-                .map(|sl| sl.log_records.len())
-                .sum(),
+            Payload::Traces(r) => r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum(),
+            Payload::Logs(r) => {
+                r.resource_logs.iter().flat_map(|rl| &rl.scope_logs).map(|sl| sl.log_records.len()).sum()
+            }
             Payload::Metrics(r) => r
                 .resource_metrics
                 .iter()
@@ -89,12 +81,7 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(tenant: TenantId, payload: Payload) -> Batch {
-        Batch {
-            tenant,
-            payload,
-            metadata: Arc::default(),
-            lineage: Lineage::default(),
-        }
+        Batch { tenant, payload, metadata: Arc::default(), lineage: Lineage::default() }
     }
 
     /// Appends another batch's items (and where they came from).

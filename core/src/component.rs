@@ -57,25 +57,15 @@ impl ComponentId {
             None => (s, None),
         };
         if t.is_empty() {
-            return Err(format!(
-                "{s:?} has an empty type; ids are written type[/name]"
-            ));
+            return Err(format!("{s:?} has an empty type; ids are written type[/name]"));
         }
-        if let Some(c) = t
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
-        {
-            return Err(format!(
-                "{s:?}: the type contains {c:?}; a type uses letters, digits and '_'"
-            ));
+        if let Some(c) = t.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+            return Err(format!("{s:?}: the type contains {c:?}; a type uses letters, digits and '_'"));
         }
         if n.is_some_and(str::is_empty) {
             return Err(format!("{s:?} has an empty name after '/'"));
         }
-        Ok(ComponentId {
-            type_name: t.to_string(),
-            name: n.map(str::to_string),
-        })
+        Ok(ComponentId { type_name: t.to_string(), name: n.map(str::to_string) })
     }
 }
 
@@ -167,6 +157,8 @@ pub trait Exporter: Send {
 /// What a running extension is given.
 pub struct ExtensionContext {
     pub id: ComponentId,
+    /// The catalog's URL (`sqlite://…` or `postgres://…`), for extensions that read it.
+    pub catalog_url: String,
     pub health: Arc<Health>,
     pub telemetry: Arc<Telemetry>,
     pub shutdown: CancellationToken,

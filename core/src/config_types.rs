@@ -16,8 +16,6 @@ where
 pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     match endpoint.rsplit_once(':') {
         Some((_, port)) if port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(format!(
-            "endpoint {endpoint:?} must be host:port, for example localhost:4317"
-        )),
+        _ => Err(format!("endpoint {endpoint:?} must be host:port, for example localhost:4317")),
     }
 }

@@ -21,10 +21,7 @@ pub struct ConfigIssue {
 
 impl ConfigIssue {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> ConfigIssue {
-        ConfigIssue {
-            path: path.into(),
-            message: message.into(),
-        }
+        ConfigIssue { path: path.into(), message: message.into() }
     }
 }
 
@@ -65,10 +62,7 @@ pub fn parse_section<T: DeserializeOwned + Default>(raw: &Value) -> Result<T, Co
     }
     serde_path_to_error::deserialize(raw).map_err(|e| {
         let path = e.path().to_string();
-        ConfigIssue::new(
-            if path == "." { String::new() } else { path },
-            e.into_inner().to_string(),
-        )
+        ConfigIssue::new(if path == "." { String::new() } else { path }, e.into_inner().to_string())
     })
 }
 
@@ -101,9 +95,9 @@ impl<Cfg: ComponentConfig, C: ?Sized + 'static> Factory<C> for TypedFactory<Cfg,
         Ok(Box::new(cfg))
     }
     fn build(&self, id: &ComponentId, cfg: ParsedConfig, env: &BuildEnv) -> anyhow::Result<Box<C>> {
-        let cfg = cfg.downcast::<Cfg>().map_err(|_| {
-            anyhow::anyhow!("internal error: {id} was given a config of another type")
-        })?;
+        let cfg = cfg
+            .downcast::<Cfg>()
+            .map_err(|_| anyhow::anyhow!("internal error: {id} was given a config of another type"))?;
         (self.build)(id, *cfg, env)
     }
 }
@@ -116,14 +110,7 @@ pub fn typed<Cfg: ComponentConfig, C: ?Sized + 'static>(
     description: &'static str,
     build: fn(&ComponentId, Cfg, &BuildEnv) -> anyhow::Result<Box<C>>,
 ) -> Arc<dyn Factory<C>> {
-    Arc::new(TypedFactory {
-        type_name,
-        aliases,
-        signals,
-        description,
-        build,
-        _config: PhantomData,
-    })
+    Arc::new(TypedFactory { type_name, aliases, signals, description, build, _config: PhantomData })
 }
 
 /// The factories of one component kind.
@@ -133,9 +120,7 @@ pub struct FactorySet<C: ?Sized> {
 
 impl<C: ?Sized> Default for FactorySet<C> {
     fn default() -> Self {
-        FactorySet {
-            factories: Vec::new(),
-        }
+        FactorySet { factories: Vec::new() }
     }
 }
 
@@ -146,9 +131,7 @@ impl<C: ?Sized> FactorySet<C> {
 
     /// The factory for a type name or one of its aliases.
     pub fn get(&self, type_name: &str) -> Option<&Arc<dyn Factory<C>>> {
-        self.factories
-            .iter()
-            .find(|f| f.type_name() == type_name || f.aliases().contains(&type_name))
+        self.factories.iter().find(|f| f.type_name() == type_name || f.aliases().contains(&type_name))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Factory<C>>> {

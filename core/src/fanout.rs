@@ -80,11 +80,7 @@ impl Fanout {
         let n = permits.len();
         let mut batch = Some(batch);
         for (i, p) in permits.into_iter().enumerate() {
-            let b = if i + 1 == n {
-                batch.take()
-            } else {
-                batch.clone()
-            };
+            let b = if i + 1 == n { batch.take() } else { batch.clone() };
             if let Some(b) = b {
                 p.send(b);
             }
@@ -105,11 +101,7 @@ fn deliver(permits: Vec<mpsc::Permit<'_, Batch>>, batch: Batch) {
     let mut batch = Some(batch);
     for (i, p) in permits.into_iter().enumerate() {
         // The last target takes the original; the others get copies.
-        let b = if i + 1 == n {
-            batch.take()
-        } else {
-            batch.clone()
-        };
+        let b = if i + 1 == n { batch.take() } else { batch.clone() };
         if let Some(b) = b {
             p.send(b);
         }
@@ -133,14 +125,9 @@ mod tests {
         b_tx.try_send(batch()).unwrap(); // b is now full
         let r = f.send_within(batch(), Duration::from_millis(20)).await;
         assert_eq!(r, Err(ConsumeError::Full));
-        assert!(
-            a_rx.try_recv().is_err(),
-            "a must not receive a batch that b refused"
-        );
+        assert!(a_rx.try_recv().is_err(), "a must not receive a batch that b refused");
         b_rx.recv().await.unwrap();
-        f.send_within(batch(), Duration::from_millis(20))
-            .await
-            .unwrap();
+        f.send_within(batch(), Duration::from_millis(20)).await.unwrap();
         assert!(a_rx.try_recv().is_ok());
         assert!(b_rx.try_recv().is_ok());
     }

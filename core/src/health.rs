@@ -19,9 +19,7 @@ pub struct Health {
 
 impl Default for Health {
     fn default() -> Self {
-        Health {
-            inner: Mutex::new((HealthStatus::Starting, SystemTime::now(), Instant::now())),
-        }
+        Health { inner: Mutex::new((HealthStatus::Starting, SystemTime::now(), Instant::now())) }
     }
 }
 

@@ -25,11 +25,7 @@ pub struct BatchingConfig {
 
 impl Default for BatchingConfig {
     fn default() -> Self {
-        BatchingConfig {
-            max_items: 8192,
-            max_bytes: 4 << 20,
-            timeout: Duration::from_millis(2),
-        }
+        BatchingConfig { max_items: 8192, max_bytes: 4 << 20, timeout: Duration::from_millis(2) }
     }
 }
 

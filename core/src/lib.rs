@@ -18,8 +18,8 @@ pub mod tenant;
 pub use ack::{AckToken, BatchId, Completion, Lineage, Segment, batch_id_text};
 pub use batch::{Batch, Metadata, Payload};
 pub use component::{
-    ComponentId, ComponentKind, ExportError, Exporter, Extension, ExtensionContext, Processor,
-    Receiver, ReceiverContext, SignalConsumers,
+    ComponentId, ComponentKind, ExportError, Exporter, Extension, ExtensionContext, Processor, Receiver,
+    ReceiverContext, SignalConsumers,
 };
 pub use factory::{BuildEnv, ConfigIssue, Factory, FactorySet, ParsedConfig, Registry};
 pub use fanout::{ConsumeError, Fanout};

@@ -16,8 +16,7 @@ use serde_json::{Map, Value};
 
 /// Decodes an OTLP/JSON message.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let mut tree: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    let mut tree: Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     if !tree.is_object() {
         return Err("invalid OTLP/JSON: the body must be a JSON object".to_string());
     }
@@ -38,11 +37,7 @@ fn normalize(v: &mut Value) {
             let old = std::mem::take(map);
             let mut new = Map::with_capacity(old.len());
             for (k, mut val) in old {
-                let key = if k.contains('_') {
-                    snake_to_camel(&k)
-                } else {
-                    k
-                };
+                let key = if k.contains('_') { snake_to_camel(&k) } else { k };
                 enum_name_to_number(&key, &mut val);
                 normalize(&mut val);
                 new.insert(key, val);
@@ -92,24 +87,19 @@ mod tests {
 
     #[test]
     fn decodes_canonical_otlp_json() {
-        let body = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
+        let body =
+            br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
           "scopeSpans":[{"scope":{"name":"lib"},"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",
           "spanId":"eee19b7ec3c1b174","name":"op","kind":2,"startTimeUnixNano":"1544712660000000000",
           "endTimeUnixNano":1544712661000000000,"attributes":[{"key":"n","value":{"intValue":"42"}}],
           "status":{"code":2,"message":"boom"},"futureField":{"x":1}}]}]}]}"#;
         let req: ExportTraceServiceRequest = decode(body).unwrap();
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(
-            hex::encode(&span.trace_id),
-            "5b8efff798038103d269b633813fc60c"
-        );
+        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
         assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
         assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
         assert_eq!(span.kind, 2);
-        assert_eq!(
-            span.attributes[0].value.as_ref().unwrap().value,
-            Some(Av::IntValue(42))
-        );
+        assert_eq!(span.attributes[0].value.as_ref().unwrap().value, Some(Av::IntValue(42)));
         assert_eq!(span.status.as_ref().unwrap().code, 2);
     }
 

@@ -17,9 +17,7 @@ impl Payload {
     pub fn append(&mut self, other: Payload) {
         match (self, other) {
             (Payload::Traces(a), Payload::Traces(b)) => a.resource_spans.extend(b.resource_spans),
-            (Payload::Metrics(a), Payload::Metrics(b)) => {
-                a.resource_metrics.extend(b.resource_metrics)
-            }
+            (Payload::Metrics(a), Payload::Metrics(b)) => a.resource_metrics.extend(b.resource_metrics),
             (Payload::Logs(a), Payload::Logs(b)) => a.resource_logs.extend(b.resource_logs),
             (a, b) => debug_assert!(false, "append of {} to {}", b.signal(), a.signal()),
         }
@@ -44,21 +42,21 @@ impl Payload {
     /// Removes and returns the first `n` items (all of them if there are fewer).
     pub fn split_front(&mut self, n: usize) -> Payload {
         match self {
-            Payload::Traces(r) => Payload::Traces(
-                opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+            Payload::Traces(r) => {
+                Payload::Traces(opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
                     resource_spans: take_front(&mut r.resource_spans, n, &TRACES),
-                },
-            ),
-            Payload::Metrics(r) => Payload::Metrics(
-                opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+                })
+            }
+            Payload::Metrics(r) => {
+                Payload::Metrics(opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
                     resource_metrics: take_front(&mut r.resource_metrics, n, &METRICS),
-                },
-            ),
-            Payload::Logs(r) => Payload::Logs(
-                opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+                })
+            }
+            Payload::Logs(r) => {
+                Payload::Logs(opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
                     resource_logs: take_front(&mut r.resource_logs, n, &LOGS),
-                },
-            ),
+                })
+            }
         }
     }
 }
@@ -72,12 +70,8 @@ struct Shape<R, S, I> {
     split: fn(&mut I, usize) -> I,
 }
 
-const TRACES: Shape<ResourceSpans, ScopeSpans, Span> = Shape {
-    scopes: |r| &mut r.scope_spans,
-    items: |s| &mut s.spans,
-    count: |_| 1,
-    split: |_, _| unreachable_split(),
-};
+const TRACES: Shape<ResourceSpans, ScopeSpans, Span> =
+    Shape { scopes: |r| &mut r.scope_spans, items: |s| &mut s.spans, count: |_| 1, split: |_, _| unreachable_split() };
 const LOGS: Shape<ResourceLogs, ScopeLogs, LogRecord> = Shape {
     scopes: |r| &mut r.scope_logs,
     items: |s| &mut s.log_records,
@@ -121,9 +115,7 @@ fn shell<X: Clone, C>(x: &mut X, children: fn(&mut X) -> &mut Vec<C>) -> X {
 fn take_front<R: Clone, S: Clone, I>(src: &mut Vec<R>, n: usize, sh: &Shape<R, S, I>) -> Vec<R> {
     let scope_count = |s: &mut S| (sh.items)(s).iter().map(sh.count).sum::<usize>();
     let mut left = n;
-    let mut out = take_whole(src, &mut left, |r| {
-        (sh.scopes)(r).iter_mut().map(scope_count).sum()
-    });
+    let mut out = take_whole(src, &mut left, |r| (sh.scopes)(r).iter_mut().map(scope_count).sum());
     if left == 0 || src.is_empty() {
         return out;
     }
@@ -148,17 +140,13 @@ fn take_front<R: Clone, S: Clone, I>(src: &mut Vec<R>, n: usize, sh: &Shape<R, S
 }
 
 fn split_metric(m: &mut Metric, n: usize) -> Metric {
-    use opentelemetry_proto::tonic::metrics::v1::{
-        ExponentialHistogram, Gauge, Histogram, Sum, Summary,
-    };
+    use opentelemetry_proto::tonic::metrics::v1::{ExponentialHistogram, Gauge, Histogram, Sum, Summary};
     fn front<T>(v: &mut Vec<T>, n: usize) -> Vec<T> {
         let rest = v.split_off(n.min(v.len()));
         std::mem::replace(v, rest)
     }
     let taken = match m.data.as_mut() {
-        Some(Data::Gauge(g)) => Data::Gauge(Gauge {
-            data_points: front(&mut g.data_points, n),
-        }),
+        Some(Data::Gauge(g)) => Data::Gauge(Gauge { data_points: front(&mut g.data_points, n) }),
         Some(Data::Sum(s)) => Data::Sum(Sum {
             data_points: front(&mut s.data_points, n),
             aggregation_temporality: s.aggregation_temporality,
@@ -172,9 +160,7 @@ fn split_metric(m: &mut Metric, n: usize) -> Metric {
             data_points: front(&mut h.data_points, n),
             aggregation_temporality: h.aggregation_temporality,
         }),
-        Some(Data::Summary(s)) => Data::Summary(Summary {
-            data_points: front(&mut s.data_points, n),
-        }),
+        Some(Data::Summary(s)) => Data::Summary(Summary { data_points: front(&mut s.data_points, n) }),
         None => return m.clone(),
     };
     let data = m.data.take();
@@ -204,10 +190,7 @@ mod tests {
                             spans: (0..n)
                                 .map(|_| {
                                     id = id.wrapping_add(1);
-                                    Span {
-                                        span_id: vec![id],
-                                        ..Default::default()
-                                    }
+                                    Span { span_id: vec![id], ..Default::default() }
                                 })
                                 .collect(),
                             ..Default::default()
@@ -221,12 +204,7 @@ mod tests {
 
     fn span_ids(p: &Payload) -> Vec<u8> {
         let Payload::Traces(r) = p else { return vec![] };
-        r.resource_spans
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .flat_map(|s| &s.spans)
-            .map(|s| s.span_id[0])
-            .collect()
+        r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).flat_map(|s| &s.spans).map(|s| s.span_id[0]).collect()
     }
 
     proptest! {
@@ -252,12 +230,7 @@ mod tests {
         let mut p = traces(&[vec![3, 2], vec![4]]);
         let ids = span_ids(&p);
         p.retain_items(|i| i % 3 != 1);
-        let expect: Vec<u8> = ids
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 3 != 1)
-            .map(|(_, v)| *v)
-            .collect();
+        let expect: Vec<u8> = ids.iter().enumerate().filter(|(i, _)| i % 3 != 1).map(|(_, v)| *v).collect();
         assert_eq!(span_ids(&p), expect);
         p.retain_items(|_| false);
         assert_eq!(p.item_count(), 0);
@@ -265,22 +238,14 @@ mod tests {
 
     #[test]
     fn splits_inside_a_metric_by_data_points() {
-        let points = |k: usize| {
-            (0..k)
-                .map(|i| NumberDataPoint {
-                    time_unix_nano: i as u64,
-                    ..Default::default()
-                })
-                .collect()
-        };
+        let points =
+            |k: usize| (0..k).map(|i| NumberDataPoint { time_unix_nano: i as u64, ..Default::default() }).collect();
         let mut p = Payload::Metrics(ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
                 scope_metrics: vec![ScopeMetrics {
                     metrics: vec![Metric {
                         name: "m".into(),
-                        data: Some(Data::Gauge(Gauge {
-                            data_points: points(5),
-                        })),
+                        data: Some(Data::Gauge(Gauge { data_points: points(5) })),
                         ..Default::default()
                     }],
                     ..Default::default()
@@ -294,15 +259,7 @@ mod tests {
         let Payload::Metrics(h) = &head else { panic!() };
         let m = &h.resource_metrics[0].scope_metrics[0].metrics[0];
         assert_eq!(m.name, "m");
-        let Some(Data::Gauge(g)) = &m.data else {
-            panic!()
-        };
-        assert_eq!(
-            g.data_points
-                .iter()
-                .map(|d| d.time_unix_nano)
-                .collect::<Vec<_>>(),
-            vec![0, 1, 2]
-        );
+        let Some(Data::Gauge(g)) = &m.data else { panic!() };
+        assert_eq!(g.data_points.iter().map(|d| d.time_unix_nano).collect::<Vec<_>>(), vec![0, 1, 2]);
     }
 }

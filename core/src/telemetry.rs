@@ -17,8 +17,8 @@ type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 /// The Collector's buckets for batch sizes, so that the same dashboards read the same shape.
 fn batch_size_histogram() -> Histogram {
     Histogram::new([
-        10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0,
-        6000.0, 7000.0, 8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
+        10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7000.0,
+        8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
     ])
 }
 
@@ -32,16 +32,10 @@ pub struct PerSignal {
 
 impl PerSignal {
     fn register(&self, reg: &mut Registry, prefix: &str, help: &str) {
-        for (sig, fam) in [
-            (Signal::Traces, &self.spans),
-            (Signal::Metrics, &self.metric_points),
-            (Signal::Logs, &self.log_records),
-        ] {
-            reg.register(
-                format!("{prefix}_{}", sig.item_unit()),
-                format!("{help} ({})", sig.item_unit()),
-                fam.clone(),
-            );
+        for (sig, fam) in
+            [(Signal::Traces, &self.spans), (Signal::Metrics, &self.metric_points), (Signal::Logs, &self.log_records)]
+        {
+            reg.register(format!("{prefix}_{}", sig.item_unit()), format!("{help} ({})", sig.item_unit()), fam.clone());
         }
     }
 
@@ -52,10 +46,7 @@ impl PerSignal {
             Signal::Metrics => &self.metric_points,
             Signal::Logs => &self.log_records,
         };
-        let labels: Labels = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let labels: Labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         fam.get_or_create(&labels).inc_by(n as u64);
     }
 }
@@ -106,26 +97,16 @@ impl Default for Telemetry {
             wal_disk_bytes: Gauge::default(),
             wal_segments: Gauge::default(),
             wal_pending_batches: Gauge::default(),
-            wal_commit_seconds: Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16),
-            ),
+            wal_commit_seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                0.0001, 2.0, 16,
+            )),
             wal_batches: Family::default(),
             wal_quarantined_records: Counter::default(),
         };
-        t.receiver_accepted.register(
-            registry,
-            "receiver_accepted",
-            "Items accepted by a receiver",
-        );
-        t.receiver_refused
-            .register(registry, "receiver_refused", "Items a receiver refused");
-        t.exporter_sent
-            .register(registry, "exporter_sent", "Items an exporter delivered");
-        t.exporter_send_failed.register(
-            registry,
-            "exporter_send_failed",
-            "Items an exporter failed to deliver",
-        );
+        t.receiver_accepted.register(registry, "receiver_accepted", "Items accepted by a receiver");
+        t.receiver_refused.register(registry, "receiver_refused", "Items a receiver refused");
+        t.exporter_sent.register(registry, "exporter_sent", "Items an exporter delivered");
+        t.exporter_send_failed.register(registry, "exporter_send_failed", "Items an exporter failed to deliver");
         registry.register(
             "exporter_queue_size",
             "Batches waiting in an exporter's queue",
@@ -142,16 +123,8 @@ impl Default for Telemetry {
             t.processor_batch_send_size.clone(),
         );
         let own = root.sub_registry_with_prefix("openwit");
-        own.register(
-            "wal_disk_bytes",
-            "Bytes the write-ahead log holds on disk",
-            t.wal_disk_bytes.clone(),
-        );
-        own.register(
-            "wal_segments",
-            "Segment files in the write-ahead log",
-            t.wal_segments.clone(),
-        );
+        own.register("wal_disk_bytes", "Bytes the write-ahead log holds on disk", t.wal_disk_bytes.clone());
+        own.register("wal_segments", "Segment files in the write-ahead log", t.wal_segments.clone());
         own.register(
             "wal_pending_batches",
             "WAL batches not yet stored by every exporter",
@@ -172,30 +145,19 @@ impl Default for Telemetry {
             "Corrupt WAL records quarantined at start",
             t.wal_quarantined_records.clone(),
         );
-        Telemetry {
-            registry: root,
-            ..t
-        }
+        Telemetry { registry: root, ..t }
     }
 }
 
 impl Telemetry {
     /// Registers a function that updates gauges just before each scrape (queue depths, for example).
     pub fn on_scrape(&self, f: impl Fn() + Send + Sync + 'static) {
-        self.refreshers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Box::new(f));
+        self.refreshers.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(f));
     }
 
     /// The metrics in Prometheus text format.
     pub fn encode(&self) -> String {
-        for f in self
-            .refreshers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for f in self.refreshers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             f();
         }
         let mut out = String::new();
@@ -212,24 +174,13 @@ mod tests {
     #[test]
     fn counts_appear_under_collector_names() {
         let t = Telemetry::default();
-        t.receiver_accepted.add(
-            Signal::Traces,
-            &[("receiver", "otlp"), ("transport", "grpc")],
-            3,
-        );
-        t.exporter_queue_capacity
-            .get_or_create(&vec![("exporter".into(), "debug".into())])
-            .set(100);
+        t.receiver_accepted.add(Signal::Traces, &[("receiver", "otlp"), ("transport", "grpc")], 3);
+        t.exporter_queue_capacity.get_or_create(&vec![("exporter".into(), "debug".into())]).set(100);
         let text = t.encode();
         assert!(
-            text.contains(
-                "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 3"
-            ),
+            text.contains("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 3"),
             "{text}"
         );
-        assert!(
-            text.contains("otelcol_exporter_queue_capacity{exporter=\"debug\"} 100"),
-            "{text}"
-        );
+        assert!(text.contains("otelcol_exporter_queue_capacity{exporter=\"debug\"} 100"), "{text}");
     }
 }

@@ -31,10 +31,7 @@ impl TenantId {
         if s.len() > MAX_TENANT_LEN {
             return Err(TenantError::TooLong(s.chars().count()));
         }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-        {
+        if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
             return Err(TenantError::BadChar(s.to_string(), c));
         }
         Ok(TenantId(Arc::from(s)))
@@ -68,19 +65,14 @@ pub struct TenantConfig {
 
 impl Default for TenantConfig {
     fn default() -> Self {
-        TenantConfig {
-            header: "X-Scope-OrgID".to_string(),
-            default: "default".to_string(),
-        }
+        TenantConfig { header: "X-Scope-OrgID".to_string(), default: "default".to_string() }
     }
 }
 
 impl TenantConfig {
     /// Checks the configured default tenant; called while validating the config.
     pub fn validate(&self) -> Result<(), String> {
-        TenantId::new(&self.default)
-            .map(|_| ())
-            .map_err(|e| format!("tenant.default: {e}"))?;
+        TenantId::new(&self.default).map(|_| ()).map_err(|e| format!("tenant.default: {e}"))?;
         if self.header.is_empty() {
             return Err("tenant.header must not be empty".to_string());
         }
@@ -104,18 +96,9 @@ mod tests {
     fn accepts_valid_and_refuses_invalid_ids() {
         assert!(TenantId::new("acme-prod_01").is_ok());
         assert_eq!(TenantId::new(""), Err(TenantError::Empty));
-        assert!(matches!(
-            TenantId::new("../etc"),
-            Err(TenantError::BadChar(_, '.'))
-        ));
-        assert!(matches!(
-            TenantId::new("a/b"),
-            Err(TenantError::BadChar(_, '/'))
-        ));
-        assert!(matches!(
-            TenantId::new(&"x".repeat(65)),
-            Err(TenantError::TooLong(65))
-        ));
+        assert!(matches!(TenantId::new("../etc"), Err(TenantError::BadChar(_, '.'))));
+        assert!(matches!(TenantId::new("a/b"), Err(TenantError::BadChar(_, '/'))));
+        assert!(matches!(TenantId::new(&"x".repeat(65)), Err(TenantError::TooLong(65))));
         assert!(TenantId::new(&"x".repeat(64)).is_ok());
     }
 

@@ -13,9 +13,7 @@ use anyhow::Context;
 use backon::BackoffBuilder;
 use openwit_config::{Resolved, ResolvedConfig};
 use openwit_core::telemetry::Telemetry;
-use openwit_core::{
-    Batch, BuildEnv, ComponentId, ExportError, Exporter, Fanout, ReceiverContext, SignalConsumers,
-};
+use openwit_core::{Batch, BuildEnv, ComponentId, ExportError, Exporter, Fanout, ReceiverContext, SignalConsumers};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -45,15 +43,13 @@ pub struct Durability {
     pub wal: Arc<std::sync::Mutex<openwit_wal::Wal>>,
     pub pending: Vec<openwit_wal::WalBatch>,
     pub janitor_every: std::time::Duration,
+    pub tracker: openwit_catalog::TrackerHandle,
+    pub node_id: Arc<str>,
 }
 
 /// Builds and starts everything the pipelines use, replays what the WAL holds, then starts the
 /// receivers.
-pub async fn start(
-    cfg: &mut ResolvedConfig,
-    env: &BuildEnv,
-    durability: Durability,
-) -> anyhow::Result<Graph> {
+pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durability) -> anyhow::Result<Graph> {
     let telemetry = env.telemetry.clone();
     let mut pipeline_tasks = Vec::new();
 
@@ -67,56 +63,30 @@ pub async fn start(
             let exporter = build(&mut cfg.exporters, id, env)?;
             let (tx, rx) = mpsc::channel(EXPORTER_QUEUE);
             watch_queue(&telemetry, id, &tx);
-            pipeline_tasks.push(tokio::spawn(run_exporter(
-                id.to_string(),
-                exporter,
-                rx,
-                telemetry.clone(),
-            )));
+            pipeline_tasks.push(tokio::spawn(run_exporter(id.to_string(), exporter, rx, telemetry.clone())));
             exporter_inputs.insert(id.clone(), tx);
         }
     }
 
     // Pipelines: one processor instance per pipeline, chained back to front.
-    let mut consumers: HashMap<
-        ComponentId,
-        HashMap<openwit_core::Signal, Vec<mpsc::Sender<Batch>>>,
-    > = HashMap::new();
+    let mut consumers: HashMap<ComponentId, HashMap<openwit_core::Signal, Vec<mpsc::Sender<Batch>>>> = HashMap::new();
     for spec in &cfg.pipelines {
-        let mut next: Vec<mpsc::Sender<Batch>> = spec
-            .exporters
-            .iter()
-            .map(|id| exporter_inputs[id].clone())
-            .collect();
+        let mut next: Vec<mpsc::Sender<Batch>> = spec.exporters.iter().map(|id| exporter_inputs[id].clone()).collect();
         for id in spec.processors.iter().rev() {
-            let resolved = cfg
-                .processors
-                .iter()
-                .find(|p| &p.id == id)
-                .context("processor vanished from the config")?;
+            let resolved = cfg.processors.iter().find(|p| &p.id == id).context("processor vanished from the config")?;
             // Each pipeline parses its own copy: processors are not shared between pipelines.
             let raw = &cfg.tree["processors"][id.to_string().as_str()];
-            let parsed = resolved
-                .factory
-                .parse(raw)
-                .map_err(|i| anyhow::anyhow!("processor {id}: {}", i.message))?;
+            let parsed = resolved.factory.parse(raw).map_err(|i| anyhow::anyhow!("processor {id}: {}", i.message))?;
             let processor = resolved
                 .factory
                 .build(id, parsed, env)
                 .with_context(|| format!("cannot build processor {id} for pipeline {}", spec.id))?;
             let (tx, rx) = mpsc::channel(STAGE_QUEUE);
-            pipeline_tasks.push(tokio::spawn(
-                processor.run(rx, Fanout::new(std::mem::take(&mut next))),
-            ));
+            pipeline_tasks.push(tokio::spawn(processor.run(rx, Fanout::new(std::mem::take(&mut next)))));
             next = vec![tx];
         }
         for r in &spec.receivers {
-            consumers
-                .entry(r.clone())
-                .or_default()
-                .entry(spec.id.signal)
-                .or_default()
-                .extend(next.iter().cloned());
+            consumers.entry(r.clone()).or_default().entry(spec.id.signal).or_default().extend(next.iter().cloned());
         }
     }
     drop(exporter_inputs);
@@ -126,24 +96,23 @@ pub async fn start(
         consumers
             .iter()
             .flat_map(|(id, by_signal)| {
-                by_signal.iter().map(move |(sig, targets)| {
-                    (
-                        (Arc::from(id.to_string()), *sig),
-                        Fanout::new(targets.clone()),
-                    )
-                })
+                by_signal
+                    .iter()
+                    .map(move |(sig, targets)| ((Arc::from(id.to_string()), *sig), Fanout::new(targets.clone())))
             })
             .collect(),
     );
     let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let track = durable::Tracking { tracker: durability.tracker, node_id: durability.node_id };
     let completions = tokio::spawn(durable::run_completions(
         durability.wal.clone(),
         done_rx,
         telemetry.clone(),
         durability.janitor_every,
+        track.clone(),
     ));
-    durable::replay(durability.pending, &routes, &done_tx, &telemetry).await;
-    let (ingest, writer) = Durable::start(durability.wal, routes, done_tx, telemetry.clone());
+    durable::replay(durability.pending, &routes, &done_tx, &telemetry, &track).await;
+    let (ingest, writer) = Durable::start(durability.wal, routes, done_tx, telemetry.clone(), track);
 
     let receivers_stop = CancellationToken::new();
     let mut receivers = Vec::new();
@@ -164,44 +133,23 @@ pub async fn start(
     }
     // From here only the receivers hold the durable handle: when they stop, the writer stops.
     drop(ingest);
-    Ok(Graph {
-        receivers,
-        receivers_stop,
-        writer,
-        pipeline_tasks,
-        completions,
-    })
+    Ok(Graph { receivers, receivers_stop, writer, pipeline_tasks, completions })
 }
 
 /// Builds the component `id`, taking its parsed config (each is built once).
-pub fn build<C: ?Sized>(
-    list: &mut Vec<Resolved<C>>,
-    id: &ComponentId,
-    env: &BuildEnv,
-) -> anyhow::Result<Box<C>> {
-    let pos = list
-        .iter()
-        .position(|r| &r.id == id)
-        .with_context(|| format!("{id} is not configured"))?;
+pub fn build<C: ?Sized>(list: &mut Vec<Resolved<C>>, id: &ComponentId, env: &BuildEnv) -> anyhow::Result<Box<C>> {
+    let pos = list.iter().position(|r| &r.id == id).with_context(|| format!("{id} is not configured"))?;
     let r = list.swap_remove(pos);
-    r.factory
-        .build(&r.id, r.config, env)
-        .with_context(|| format!("cannot build {id}"))
+    r.factory.build(&r.id, r.config, env).with_context(|| format!("cannot build {id}"))
 }
 
 fn watch_queue(telemetry: &Arc<Telemetry>, id: &ComponentId, tx: &mpsc::Sender<Batch>) {
     let labels = vec![("exporter".to_string(), id.to_string())];
-    telemetry
-        .exporter_queue_capacity
-        .get_or_create(&labels)
-        .set(tx.max_capacity() as i64);
+    telemetry.exporter_queue_capacity.get_or_create(&labels).set(tx.max_capacity() as i64);
     let weak = tx.downgrade();
     let size = telemetry.exporter_queue_size.get_or_create(&labels).clone();
     telemetry.on_scrape(move || {
-        let used = weak
-            .upgrade()
-            .map(|s| s.max_capacity() - s.capacity())
-            .unwrap_or(0);
+        let used = weak.upgrade().map(|s| s.max_capacity() - s.capacity()).unwrap_or(0);
         size.set(used as i64);
     });
 }

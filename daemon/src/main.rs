@@ -26,12 +26,7 @@ struct Cli {
     sets: Vec<String>,
 
     /// Where OpenWit keeps its data.
-    #[arg(
-        long,
-        global = true,
-        env = "OPENWIT_DATA_DIR",
-        default_value = "./data"
-    )]
+    #[arg(long, global = true, env = "OPENWIT_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
 
     /// How long a graceful shutdown may take to drain the pipelines before the daemon gives up.
@@ -71,15 +66,9 @@ const DEFAULT_CONFIG: &str = include_str!("default_config.yaml");
 impl Cli {
     fn sources(&self) -> Vec<ConfigSource> {
         if self.configs.is_empty() {
-            vec![ConfigSource::Embedded(
-                "embedded default config",
-                DEFAULT_CONFIG,
-            )]
+            vec![ConfigSource::Embedded("embedded default config", DEFAULT_CONFIG)]
         } else {
-            self.configs
-                .iter()
-                .map(|c| ConfigSource::parse(c))
-                .collect()
+            self.configs.iter().map(|c| ConfigSource::parse(c)).collect()
         }
     }
 }
@@ -159,11 +148,8 @@ fn components(registry: &openwit_core::Registry) -> String {
         out.push_str(title);
         out.push_str(":\n");
         for f in set.iter() {
-            let aliases = if f.aliases().is_empty() {
-                String::new()
-            } else {
-                format!(" (also: {})", f.aliases().join(", "))
-            };
+            let aliases =
+                if f.aliases().is_empty() { String::new() } else { format!(" (also: {})", f.aliases().join(", ")) };
             let signals: Vec<_> = f.signals().iter().map(|s| s.as_str()).collect();
             out.push_str(&format!(
                 "  {}{aliases}\n    signals: {}\n    {}\n",

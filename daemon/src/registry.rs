@@ -19,8 +19,8 @@ pub fn builtin() -> Registry {
         r.exporters.add(f);
     }
 
-    r.extensions
-        .add(openwit_extensions::health_check::factory());
+    r.extensions.add(openwit_extensions::health_check::factory());
     r.extensions.add(openwit_extensions::wal::factory());
+    r.extensions.add(openwit_extensions::catalog::factory());
     r
 }

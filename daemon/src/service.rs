@@ -5,6 +5,8 @@ use openwit_config::{ResolvedConfig, TelemetryConfig};
 use openwit_core::health::{Health, HealthStatus};
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{BuildEnv, ExtensionContext};
+use openwit_catalog::{NodeInfo, Tracker};
+use openwit_extensions::catalog::CatalogSettings;
 use openwit_extensions::wal::WalSettings;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,41 +31,35 @@ pub fn init_logging(t: &TelemetryConfig) {
         builder.init();
     }
     for k in t.ignored_keys() {
-        tracing::warn!(
-            "service.telemetry.{k} is accepted for Collector compatibility but has no effect in OpenWit"
-        );
+        tracing::warn!("service.telemetry.{k} is accepted for Collector compatibility but has no effect in OpenWit");
     }
 }
 
 /// Runs the config until SIGINT or SIGTERM, then shuts down gracefully.
-pub async fn run(
-    mut cfg: ResolvedConfig,
-    data_dir: PathBuf,
-    grace: Duration,
-) -> anyhow::Result<()> {
+pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> anyhow::Result<()> {
     let telemetry = Arc::new(Telemetry::default());
     let health = Arc::new(Health::default());
-    let env = BuildEnv {
-        data_dir,
-        telemetry: telemetry.clone(),
-    };
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", data_dir.display()))?;
+    let catalog = catalog_settings(&cfg);
+    let catalog_url = catalog.url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
+    let node = NodeInfo { node_id: node_id(&data_dir)?, hostname: hostname(), version: env!("CARGO_PKG_VERSION").to_string() };
+    tracing::info!(catalog = %openwit_catalog::redact(&catalog_url), node = %node.node_id, "batch tracking");
+    let node_id: Arc<str> = Arc::from(node.node_id.as_str());
+    let (tracker, tracker_task) = Tracker::start(catalog_url.clone(), catalog.flush_interval, node);
+    let env = BuildEnv { data_dir, telemetry: telemetry.clone() };
     let side_stop = CancellationToken::new();
     let mut side_tasks = Vec::new();
 
     if let Some(endpoint) = cfg.telemetry.metrics_endpoint() {
-        side_tasks.push(
-            openwit_extensions::metrics_endpoint::start(
-                &endpoint,
-                telemetry.clone(),
-                side_stop.clone(),
-            )
-            .await?,
-        );
+        side_tasks
+            .push(openwit_extensions::metrics_endpoint::start(&endpoint, telemetry.clone(), side_stop.clone()).await?);
     }
     for id in cfg.service_extensions.clone() {
         let ext = graph::build(&mut cfg.extensions, &id, &env)?;
         let ctx = ExtensionContext {
             id: id.clone(),
+            catalog_url: catalog_url.clone(),
             health: health.clone(),
             telemetry: telemetry.clone(),
             shutdown: side_stop.clone(),
@@ -71,7 +67,7 @@ pub async fn run(
         side_tasks.push(ext.start(ctx).await?);
     }
 
-    let durability = open_wal(&cfg, &env.data_dir, &telemetry)?;
+    let durability = open_wal(&cfg, &env.data_dir, &telemetry, tracker, node_id)?;
     let graph = graph::start(&mut cfg, &env, durability).await?;
     health.set(HealthStatus::Ready);
     tracing::info!(pipelines = cfg.pipelines.len(), "OpenWit is ready");
@@ -90,6 +86,8 @@ pub async fn run(
             let _ = t.await;
         }
         let _ = graph.completions.await;
+        // Every tracker handle is gone with the pipelines: the tracker writes what it holds and ends.
+        let _ = tracker_task.await;
     };
     let drained = tokio::time::timeout(grace, drain).await.is_ok();
     side_stop.cancel();
@@ -134,6 +132,8 @@ fn open_wal(
     cfg: &ResolvedConfig,
     data_dir: &std::path::Path,
     telemetry: &Telemetry,
+    tracker: openwit_catalog::TrackerHandle,
+    node_id: Arc<str>,
 ) -> anyhow::Result<graph::Durability> {
     let settings = cfg
         .extensions
@@ -142,10 +142,7 @@ fn open_wal(
         .and_then(|e| e.config.downcast_ref::<WalSettings>())
         .cloned()
         .unwrap_or_default();
-    let dir = settings
-        .directory
-        .clone()
-        .unwrap_or_else(|| data_dir.join("wal"));
+    let dir = settings.directory.clone().unwrap_or_else(|| data_dir.join("wal"));
     let wal_cfg = openwit_wal::WalConfig {
         dir: dir.clone(),
         fsync: settings.fsync,
@@ -155,12 +152,9 @@ fn open_wal(
     if !settings.fsync {
         tracing::warn!("wal.fsync is off: acknowledged data can be lost on power failure");
     }
-    let (wal, recovered) = openwit_wal::Wal::open(wal_cfg).map_err(|e| {
-        anyhow::anyhow!("cannot open the write-ahead log in {}: {e}", dir.display())
-    })?;
-    telemetry
-        .wal_quarantined_records
-        .inc_by(recovered.quarantined_records as u64);
+    let (wal, recovered) = openwit_wal::Wal::open(wal_cfg)
+        .map_err(|e| anyhow::anyhow!("cannot open the write-ahead log in {}: {e}", dir.display()))?;
+    telemetry.wal_quarantined_records.inc_by(recovered.quarantined_records as u64);
     tracing::info!(
         dir = %dir.display(),
         segments = recovered.segments,
@@ -174,5 +168,38 @@ fn open_wal(
         wal: Arc::new(std::sync::Mutex::new(wal)),
         pending: recovered.pending,
         janitor_every: settings.janitor_interval,
+        tracker,
+        node_id,
     })
+}
+
+fn catalog_settings(cfg: &ResolvedConfig) -> CatalogSettings {
+    cfg.extensions
+        .iter()
+        .find(|e| e.factory.type_name() == "catalog")
+        .and_then(|e| e.config.downcast_ref::<CatalogSettings>())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// This daemon's id in a shared catalog: made once, kept in `DATA_DIR/node_id`.
+fn node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node_id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let id = format!("{}-{}", hostname(), &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    std::fs::write(&path, &id).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(id)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "openwit".to_string())
 }

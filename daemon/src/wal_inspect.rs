@@ -16,8 +16,7 @@ pub fn inspect(dir: &Path) -> anyhow::Result<String> {
     names.sort();
     let mut scans = Vec::new();
     for p in &names {
-        let data =
-            std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+        let data = std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
         scans.push((p, data.len(), scan_segment(&data)));
     }
     let completed: HashSet<Vec<u8>> = scans
@@ -50,11 +49,7 @@ pub fn inspect(dir: &Path) -> anyhow::Result<String> {
             } else {
                 format!("FAILED for {} range(s)", scan.corrupt.len())
             },
-            if scan.torn_bytes > 0 {
-                format!(", torn tail of {} bytes", scan.torn_bytes)
-            } else {
-                String::new()
-            }
+            if scan.torn_bytes > 0 { format!(", torn tail of {} bytes", scan.torn_bytes) } else { String::new() }
         );
         for (start, end) in &scan.corrupt {
             let _ = writeln!(
@@ -96,11 +91,8 @@ pub fn inspect(dir: &Path) -> anyhow::Result<String> {
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "total: {} segments, {batches} batches, {pending} pending ({items_pending} items)",
-        scans.len()
-    );
+    let _ =
+        writeln!(out, "total: {} segments, {batches} batches, {pending} pending ({items_pending} items)", scans.len());
     Ok(out)
 }
 

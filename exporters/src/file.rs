@@ -4,8 +4,7 @@
 use async_trait::async_trait;
 use openwit_core::factory::{ComponentConfig, typed};
 use openwit_core::{
-    Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal,
-    otlp_json,
+    Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal, otlp_json,
 };
 use prost::Message;
 use serde::Deserialize;
@@ -37,10 +36,7 @@ pub struct FileConfig {
 impl ComponentConfig for FileConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         if self.path.as_os_str().is_empty() {
-            return Err(ConfigIssue::new(
-                "path",
-                "is required: the file to write to",
-            ));
+            return Err(ConfigIssue::new("path", "is required: the file to write to"));
         }
         Ok(())
     }
@@ -53,11 +49,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         &[],
         &Signal::ALL,
         "writes telemetry to a file as OTLP/JSON lines or length-prefixed protobuf",
-        |_id: &ComponentId, cfg, _env: &BuildEnv| {
-            Ok(Box::new(FileExporter::new(
-                cfg.path, cfg.format, cfg.append,
-            )))
-        },
+        |_id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(FileExporter::new(cfg.path, cfg.format, cfg.append))),
     )
 }
 
@@ -71,12 +63,7 @@ pub struct FileExporter {
 
 impl FileExporter {
     pub fn new(path: PathBuf, format: FileFormat, append: bool) -> FileExporter {
-        FileExporter {
-            path,
-            format,
-            append,
-            file: None,
-        }
+        FileExporter { path, format, append, file: None }
     }
 
     /// The record for one batch in the configured format.
@@ -108,9 +95,7 @@ impl FileExporter {
     async fn file(&mut self) -> Result<&mut tokio::fs::File, ExportError> {
         if self.file.is_none() {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| self.io_error(e))?;
+                tokio::fs::create_dir_all(dir).await.map_err(|e| self.io_error(e))?;
             }
             let mut opts = tokio::fs::OpenOptions::new();
             opts.create(true);
@@ -121,9 +106,7 @@ impl FileExporter {
             };
             self.file = Some(opts.open(&self.path).await.map_err(|e| self.io_error(e))?);
         }
-        self.file
-            .as_mut()
-            .ok_or_else(|| ExportError::Retryable("file not open".into()))
+        self.file.as_mut().ok_or_else(|| ExportError::Retryable("file not open".into()))
     }
 
     fn io_error(&self, e: std::io::Error) -> ExportError {
@@ -137,19 +120,15 @@ impl Exporter for FileExporter {
         let record = Self::encode(self.format, &batch.payload);
         let path = self.path.display().to_string();
         let f = self.file().await?;
-        f.write_all(&record)
-            .await
-            .map_err(|e| ExportError::Retryable(format!("cannot write {path}: {e}")))?;
-        f.flush()
-            .await
-            .map_err(|e| ExportError::Retryable(format!("cannot write {path}: {e}")))
+        f.write_all(&record).await.map_err(|e| ExportError::Retryable(format!("cannot write {path}: {e}")))?;
+        f.flush().await.map_err(|e| ExportError::Retryable(format!("cannot write {path}: {e}")))
     }
 
     async fn shutdown(&mut self) -> Result<(), ExportError> {
         if let Some(f) = self.file.as_mut() {
-            f.sync_all().await.map_err(|e| {
-                ExportError::Retryable(format!("cannot sync {}: {e}", self.path.display()))
-            })?;
+            f.sync_all()
+                .await
+                .map_err(|e| ExportError::Retryable(format!("cannot sync {}: {e}", self.path.display())))?;
         }
         Ok(())
     }

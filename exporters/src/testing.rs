@@ -11,9 +11,7 @@
 use crate::file::{FileExporter, FileFormat};
 use async_trait::async_trait;
 use openwit_core::factory::{ComponentConfig, typed};
-use openwit_core::{
-    Batch, BatchId, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Signal,
-};
+use openwit_core::{Batch, BatchId, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Signal};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::io::Write;
@@ -80,10 +78,7 @@ pub fn read_records(bytes: &[u8]) -> (Vec<StoredRecord>, usize) {
             .map(|c| {
                 let mut id = [0u8; 16];
                 id.copy_from_slice(&c[..16]);
-                (
-                    id,
-                    u32::from_be_bytes(c[16..20].try_into().unwrap_or_default()),
-                )
+                (id, u32::from_be_bytes(c[16..20].try_into().unwrap_or_default()))
             })
             .collect();
         out.push((items, rec[ids_end..].to_vec()));
@@ -108,10 +103,7 @@ impl TestingExporter {
         let existing = std::fs::read(&cfg.path).unwrap_or_default();
         let (records, valid) = read_records(&existing);
         let stored = records.into_iter().flat_map(|(items, _)| items).collect();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&cfg.path)?;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&cfg.path)?;
         // Drop a record torn by a crash: it was never reported as stored.
         file.set_len(valid as u64)?;
         Ok(TestingExporter {
@@ -130,18 +122,11 @@ impl Exporter for TestingExporter {
         tokio::time::sleep(self.delay).await;
         if self.fail_left > 0 {
             self.fail_left -= 1;
-            return Err(ExportError::Retryable(
-                "testing exporter: failing on purpose (fail_first)".into(),
-            ));
+            return Err(ExportError::Retryable("testing exporter: failing on purpose (fail_first)".into()));
         }
         let items: Vec<(BatchId, u32)> = batch.lineage.items().collect();
         let keep: Vec<bool> = items.iter().map(|i| !self.stored.contains(i)).collect();
-        let fresh: Vec<(BatchId, u32)> = items
-            .iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(i, _)| *i)
-            .collect();
+        let fresh: Vec<(BatchId, u32)> = items.iter().zip(&keep).filter(|(_, k)| **k).map(|(i, _)| *i).collect();
         if !items.is_empty() {
             if fresh.is_empty() {
                 return Ok(());

@@ -10,9 +10,7 @@ use axum::routing::get;
 use openwit_core::config_types::check_endpoint;
 use openwit_core::factory::{ComponentConfig, typed};
 use openwit_core::health::{Health, HealthStatus};
-use openwit_core::{
-    BuildEnv, ComponentId, ConfigIssue, Extension, ExtensionContext, Factory, Signal,
-};
+use openwit_core::{BuildEnv, ComponentId, ConfigIssue, Extension, ExtensionContext, Factory, Signal};
 use serde::Deserialize;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -51,10 +49,7 @@ impl ComponentConfig for HealthCheckConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         check_endpoint(&self.endpoint).map_err(|m| ConfigIssue::new("endpoint", m))?;
         if !self.path.starts_with('/') {
-            return Err(ConfigIssue::new(
-                "path",
-                format!("{:?} must start with '/'", self.path),
-            ));
+            return Err(ConfigIssue::new("path", format!("{:?} must start with '/'", self.path)));
         }
         Ok(())
     }
@@ -81,16 +76,10 @@ impl Extension for HealthCheck {
         let listener = crate::bind(&format!("extension {}", ctx.id), &self.cfg.endpoint).await?;
         let app = Router::new()
             .route(&self.cfg.path, get(health))
-            .with_state((
-                ctx.health.clone(),
-                Arc::new(self.cfg.response_body.clone().unwrap_or_default()),
-            ));
+            .with_state((ctx.health.clone(), Arc::new(self.cfg.response_body.clone().unwrap_or_default())));
         let shutdown = ctx.shutdown.clone();
         Ok(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-            {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
                 tracing::error!("health_check server stopped: {e}");
             }
         }))
@@ -100,31 +89,17 @@ impl Extension for HealthCheck {
 async fn health(State((health, bodies)): State<(Arc<Health>, Arc<ResponseBody>)>) -> Response {
     let (status, since, uptime) = health.get();
     let ready = status == HealthStatus::Ready;
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let custom = if ready {
-        &bodies.healthy
-    } else {
-        &bodies.unhealthy
-    };
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let custom = if ready { &bodies.healthy } else { &bodies.unhealthy };
     if let Some(body) = custom {
         return (code, body.clone()).into_response();
     }
-    let up_since = time::OffsetDateTime::from(since)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let up_since =
+        time::OffsetDateTime::from(since).format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     let body = serde_json::json!({
         "status": if ready { "Server available" } else { "Server not available" },
         "upSince": up_since,
         "uptime": format!("{:.6}s", uptime.as_secs_f64()),
     });
-    (
-        code,
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (code, [("content-type", "application/json")], body.to_string()).into_response()
 }

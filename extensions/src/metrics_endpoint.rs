@@ -16,22 +16,12 @@ pub async fn start(
     let listener = crate::bind("own telemetry (service.telemetry.metrics)", endpoint).await?;
     let scrape = move || {
         let t = telemetry.clone();
-        async move {
-            (
-                [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                t.encode(),
-            )
-        }
+        async move { ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], t.encode()) }
     };
-    let app = Router::new()
-        .route("/metrics", get(scrape.clone()))
-        .route("/", get(scrape));
+    let app = Router::new().route("/metrics", get(scrape.clone())).route("/", get(scrape));
     tracing::info!(%endpoint, "own metrics on /metrics");
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
             tracing::error!("metrics endpoint stopped: {e}");
         }
     }))

@@ -3,9 +3,7 @@
 
 use async_trait::async_trait;
 use openwit_core::factory::{ComponentConfig, typed};
-use openwit_core::{
-    BuildEnv, ComponentId, ConfigIssue, Extension, ExtensionContext, Factory, Signal,
-};
+use openwit_core::{BuildEnv, ComponentId, ConfigIssue, Extension, ExtensionContext, Factory, Signal};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,17 +47,11 @@ impl ComponentConfig for WalSettings {
         if self.max_disk_megabytes < self.segment_megabytes {
             return Err(ConfigIssue::new(
                 "max_disk_megabytes",
-                format!(
-                    "must be at least segment_megabytes ({})",
-                    self.segment_megabytes
-                ),
+                format!("must be at least segment_megabytes ({})", self.segment_megabytes),
             ));
         }
         if self.janitor_interval.is_zero() {
-            return Err(ConfigIssue::new(
-                "janitor_interval",
-                "must be longer than 0",
-            ));
+            return Err(ConfigIssue::new("janitor_interval", "must be longer than 0"));
         }
         Ok(())
     }

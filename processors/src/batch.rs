@@ -9,8 +9,7 @@ use async_trait::async_trait;
 use openwit_core::factory::{ComponentConfig, typed};
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{
-    Batch, BuildEnv, ComponentId, ConfigIssue, Factory, Fanout, Metadata, Payload, Processor,
-    Signal, TenantId,
+    Batch, BuildEnv, ComponentId, ConfigIssue, Factory, Fanout, Metadata, Payload, Processor, Signal, TenantId,
 };
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -68,11 +67,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Processor>> {
         &Signal::ALL,
         "groups items into batches by size and time, per tenant",
         |id: &ComponentId, cfg, env: &BuildEnv| {
-            Ok(Box::new(BatchProcessor {
-                id: id.to_string(),
-                cfg,
-                telemetry: env.telemetry.clone(),
-            }))
+            Ok(Box::new(BatchProcessor { id: id.to_string(), cfg, telemetry: env.telemetry.clone() }))
         },
     )
 }
@@ -140,12 +135,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 impl BatchProcessor {
     fn key(&self, batch: &Batch) -> Key {
-        let values = self
-            .cfg
-            .metadata_keys
-            .iter()
-            .map(|k| batch.metadata.get(&k.to_ascii_lowercase()).cloned())
-            .collect();
+        let values =
+            self.cfg.metadata_keys.iter().map(|k| batch.metadata.get(&k.to_ascii_lowercase()).cloned()).collect();
         (batch.tenant.clone(), values)
     }
 
@@ -160,12 +151,7 @@ impl BatchProcessor {
         Arc::new(md)
     }
 
-    async fn add(
-        &self,
-        pending: &mut HashMap<Key, Pending>,
-        batch: Batch,
-        out: &Fanout,
-    ) -> Result<(), ()> {
+    async fn add(&self, pending: &mut HashMap<Key, Pending>, batch: Batch, out: &Fanout) -> Result<(), ()> {
         let key = self.key(&batch);
         if !pending.contains_key(&key) && pending.len() >= self.cfg.metadata_cardinality_limit {
             // Over the limit: pass the data on unbatched rather than refuse what was already accepted.
@@ -185,11 +171,7 @@ impl BatchProcessor {
         });
         p.held.append(batch);
         p.items += items;
-        let threshold = if self.cfg.timeout.is_zero() {
-            1
-        } else {
-            self.cfg.send_batch_size.max(1)
-        };
+        let threshold = if self.cfg.timeout.is_zero() { 1 } else { self.cfg.send_batch_size.max(1) };
         self.drain(p, threshold, out).await?;
         if p.items == 0 {
             pending.remove(&key);
@@ -220,10 +202,7 @@ impl BatchProcessor {
             tracing::error!(processor = %self.id, "downstream closed while batches were still pending");
             return Err(());
         }
-        self.telemetry
-            .processor_batch_send_size
-            .get_or_create(&vec![("processor".into(), self.id.clone())])
-            .observe(n);
+        self.telemetry.processor_batch_send_size.get_or_create(&vec![("processor".into(), self.id.clone())]).observe(n);
         Ok(())
     }
 }
@@ -239,30 +218,17 @@ mod tests {
             TenantId::new(tenant).unwrap(),
             Payload::Logs(ExportLogsServiceRequest {
                 resource_logs: vec![ResourceLogs {
-                    scope_logs: vec![ScopeLogs {
-                        log_records: vec![LogRecord::default(); n],
-                        ..Default::default()
-                    }],
+                    scope_logs: vec![ScopeLogs { log_records: vec![LogRecord::default(); n], ..Default::default() }],
                     ..Default::default()
                 }],
             }),
         )
     }
 
-    fn start(
-        cfg: BatchConfig,
-    ) -> (
-        mpsc::Sender<Batch>,
-        mpsc::Receiver<Batch>,
-        tokio::task::JoinHandle<()>,
-    ) {
+    fn start(cfg: BatchConfig) -> (mpsc::Sender<Batch>, mpsc::Receiver<Batch>, tokio::task::JoinHandle<()>) {
         let (in_tx, in_rx) = mpsc::channel(100);
         let (out_tx, out_rx) = mpsc::channel(100);
-        let p = Box::new(BatchProcessor {
-            id: "batch".into(),
-            cfg,
-            telemetry: Arc::default(),
-        });
+        let p = Box::new(BatchProcessor { id: "batch".into(), cfg, telemetry: Arc::default() });
         let h = tokio::spawn(p.run(in_rx, Fanout::new(vec![out_tx])));
         (in_tx, out_rx, h)
     }
@@ -289,20 +255,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sends_after_timeout_and_keeps_tenants_apart() {
-        let cfg = BatchConfig {
-            send_batch_size: 100,
-            timeout: Duration::from_millis(200),
-            ..Default::default()
-        };
+        let cfg = BatchConfig { send_batch_size: 100, timeout: Duration::from_millis(200), ..Default::default() };
         let (tx, mut rx, _h) = start(cfg);
         tx.send(logs("a", 3)).await.unwrap();
         tx.send(logs("b", 4)).await.unwrap();
         tx.send(logs("a", 2)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(
-            rx.try_recv().is_err(),
-            "nothing may be sent before the timeout"
-        );
+        assert!(rx.try_recv().is_err(), "nothing may be sent before the timeout");
         tokio::time::sleep(Duration::from_millis(150)).await;
         let mut got: Vec<(String, usize)> = Vec::new();
         while let Ok(b) = rx.try_recv() {
@@ -314,11 +273,7 @@ mod tests {
 
     #[tokio::test]
     async fn zero_timeout_sends_immediately() {
-        let cfg = BatchConfig {
-            timeout: Duration::ZERO,
-            send_batch_max_size: 8192,
-            ..Default::default()
-        };
+        let cfg = BatchConfig { timeout: Duration::ZERO, send_batch_max_size: 8192, ..Default::default() };
         let (tx, mut rx, _h) = start(cfg);
         tx.send(logs("a", 3)).await.unwrap();
         assert_eq!(rx.recv().await.unwrap().item_count(), 3);
@@ -326,17 +281,9 @@ mod tests {
 
     #[test]
     fn max_below_size_is_rejected() {
-        let cfg = BatchConfig {
-            send_batch_size: 100,
-            send_batch_max_size: 50,
-            ..Default::default()
-        };
+        let cfg = BatchConfig { send_batch_size: 100, send_batch_max_size: 50, ..Default::default() };
         let e = cfg.validate().unwrap_err();
         assert_eq!(e.path, "send_batch_max_size");
-        assert!(
-            e.message.contains("at least send_batch_size (100)"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("at least send_batch_size (100)"), "{}", e.message);
     }
 }

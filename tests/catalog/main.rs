@@ -16,23 +16,12 @@ pub async fn sqlite() -> (Catalog, tempfile::TempDir) {
 /// A fresh database on the shared PostgreSQL server.
 pub async fn postgres() -> Catalog {
     static N: AtomicU32 = AtomicU32::new(0);
-    let db = format!(
-        "t{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
+    let db = format!("t{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
     // A plain connection: the catalog's own connect would also migrate the admin database.
     use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(&postgres::PgServer::url("postgres"))
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    Catalog::connect(&postgres::PgServer::url(&db))
-        .await
-        .unwrap()
+    let mut admin = sqlx::PgConnection::connect(&postgres::PgServer::url("postgres")).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut admin).await.unwrap();
+    Catalog::connect(&postgres::PgServer::url(&db)).await.unwrap()
 }
 
 /// One test per engine for each suite function.

@@ -15,26 +15,16 @@ pub struct PgServer {
 
 /// The PostgreSQL binaries: on PATH, or where Debian installs them.
 fn bindir() -> PathBuf {
-    if let Ok(out) = Command::new("sh")
-        .args(["-c", "command -v initdb"])
-        .output()
+    if let Ok(out) = Command::new("sh").args(["-c", "command -v initdb"]).output()
         && out.status.success()
     {
         let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if let Some(dir) = std::fs::canonicalize(&p)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-        {
+        if let Some(dir) = std::fs::canonicalize(&p).ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
             return dir;
         }
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .filter(|p| p.join("initdb").exists())
-                .collect()
-        })
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
         .unwrap_or_default();
     found.sort();
     found.pop().expect("PostgreSQL server binaries not found: install Debian's `postgresql` package (tests/run does)")
@@ -48,10 +38,7 @@ fn run_as() -> Option<(u32, u32)> {
             return None;
         }
         let pw = libc::getpwnam(c"postgres".as_ptr());
-        assert!(
-            !pw.is_null(),
-            "running as root but there is no `postgres` user to run PostgreSQL as"
-        );
+        assert!(!pw.is_null(), "running as root but there is no `postgres` user to run PostgreSQL as");
         Some(((*pw).pw_uid, (*pw).pw_gid))
     }
 }
@@ -85,12 +72,7 @@ impl PgServer {
             for p in [dir.path(), data.as_path()] {
                 let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
                 // SAFETY: valid path string.
-                assert_eq!(
-                    unsafe { libc::chown(c.as_ptr(), uid, gid) },
-                    0,
-                    "chown {}",
-                    p.display()
-                );
+                assert_eq!(unsafe { libc::chown(c.as_ptr(), uid, gid) }, 0, "chown {}", p.display());
             }
         }
         let out = command(bin.join("initdb"), user)
@@ -99,28 +81,12 @@ impl PgServer {
             .args(["-U", "openwit", "--auth=trust", "--no-sync", "-E", "UTF8"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = command(bin.join("postgres"), user)
             .arg("-D")
             .arg(&data)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-k",
-            ])
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-k"])
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -128,17 +94,10 @@ impl PgServer {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "PostgreSQL did not start on port {port}"
-            );
+            assert!(Instant::now() < deadline, "PostgreSQL did not start on port {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        PgServer {
-            port,
-            _child: child,
-            _dir: dir,
-        }
+        PgServer { port, _child: child, _dir: dir }
     }
 
     /// The port of the one server of this test process. The server is started from a thread that

@@ -26,50 +26,25 @@ fn stage(row: &openwit_catalog::BatchRow, s: Stage) -> (bool, Option<i64>) {
 }
 
 pub async fn migrations_apply_once_and_reconnect(c: Catalog) {
-    c.apply(&[Update::Written {
-        batch: batch("b1", "acme", T0),
-        at: T0 + 1,
-    }])
-    .await
-    .unwrap();
+    c.apply(&[Update::Written { batch: batch("b1", "acme", T0), at: T0 + 1 }]).await.unwrap();
     // Connecting again re-runs the migrator: nothing changes, nothing is lost.
     let again = c.reconnect().await.unwrap();
     assert!(again.batch("b1").await.unwrap().is_some());
-    assert_eq!(
-        again
-            .count("SELECT COUNT(*) FROM batch_tracker")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(again.count("SELECT COUNT(*) FROM batch_tracker").await.unwrap(), 1);
 }
 
 pub async fn lifecycle_written_stored_cleaned(c: Catalog) {
-    c.apply(&[Update::Written {
-        batch: batch("b1", "acme", T0),
-        at: T0 + 5,
-    }])
-    .await
-    .unwrap();
+    c.apply(&[Update::Written { batch: batch("b1", "acme", T0), at: T0 + 5 }]).await.unwrap();
     let r = c.batch("b1").await.unwrap().unwrap();
     assert_eq!(r.status, "pending");
     assert_eq!(stage(&r, Stage::Wal), (true, Some(T0 + 5)));
     assert_eq!(stage(&r, Stage::Ingestion), (true, Some(T0 + 5)));
     assert_eq!(stage(&r, Stage::Storage), (false, None));
     assert_eq!(stage(&r, Stage::Kafka), (false, None));
-    assert_eq!(
-        (r.item_count, r.byte_size, r.client_id.as_str()),
-        (100, 4096, "acme")
-    );
+    assert_eq!((r.item_count, r.byte_size, r.client_id.as_str()), (100, 4096, "acme"));
     c.apply(&[
-        Update::Stored {
-            batch_id: "b1".into(),
-            at: T0 + 9,
-        },
-        Update::Cleaned {
-            batch_id: "b1".into(),
-            at: T0 + 20,
-        },
+        Update::Stored { batch_id: "b1".into(), at: T0 + 9 },
+        Update::Cleaned { batch_id: "b1".into(), at: T0 + 20 },
     ])
     .await
     .unwrap();
@@ -83,10 +58,7 @@ pub async fn lifecycle_written_stored_cleaned(c: Catalog) {
 
 pub async fn failure_keeps_stage_and_error(c: Catalog) {
     c.apply(&[
-        Update::Written {
-            batch: batch("b1", "acme", T0),
-            at: T0,
-        },
+        Update::Written { batch: batch("b1", "acme", T0), at: T0 },
         Update::Failed {
             batch_id: "b1".into(),
             stage: Stage::Storage,
@@ -105,29 +77,12 @@ pub async fn failure_keeps_stage_and_error(c: Catalog) {
 
 pub async fn replay_counts_retries_and_creates_missing_rows(c: Catalog) {
     c.apply(&[
-        Update::Written {
-            batch: batch("b1", "acme", T0),
-            at: T0,
-        },
-        Update::Failed {
-            batch_id: "b1".into(),
-            stage: Stage::Storage,
-            error: "x".into(),
-            at: T0 + 1,
-        },
-        Update::Replayed {
-            batch: batch("b1", "acme", T0),
-            at: T0 + 100,
-        },
-        Update::Replayed {
-            batch: batch("b1", "acme", T0),
-            at: T0 + 200,
-        },
+        Update::Written { batch: batch("b1", "acme", T0), at: T0 },
+        Update::Failed { batch_id: "b1".into(), stage: Stage::Storage, error: "x".into(), at: T0 + 1 },
+        Update::Replayed { batch: batch("b1", "acme", T0), at: T0 + 100 },
+        Update::Replayed { batch: batch("b1", "acme", T0), at: T0 + 200 },
         // A batch the catalog never heard of (it was unreachable before the crash).
-        Update::Replayed {
-            batch: batch("b2", "beta", T0 + 50),
-            at: T0 + 300,
-        },
+        Update::Replayed { batch: batch("b2", "beta", T0 + 50), at: T0 + 300 },
     ])
     .await
     .unwrap();
@@ -135,185 +90,72 @@ pub async fn replay_counts_retries_and_creates_missing_rows(c: Catalog) {
     assert_eq!((r.status.as_str(), r.retry_count), ("pending", 2));
     assert_eq!(stage(&r, Stage::Ingestion), (true, Some(T0 + 200)));
     let r2 = c.batch("b2").await.unwrap().unwrap();
-    assert_eq!(
-        (r2.status.as_str(), r2.retry_count, r2.client_id.as_str()),
-        ("pending", 1, "beta")
-    );
+    assert_eq!((r2.status.as_str(), r2.retry_count, r2.client_id.as_str()), ("pending", 1, "beta"));
 }
 
 pub async fn listing_filters_by_status_tenant_age_and_limit(c: Catalog) {
     let mut u = Vec::new();
     for i in 0..10 {
         let tenant = if i % 2 == 0 { "acme" } else { "beta" };
-        u.push(Update::Written {
-            batch: batch(&format!("b{i}"), tenant, T0 + i * 60_000),
-            at: T0 + i * 60_000,
-        });
+        u.push(Update::Written { batch: batch(&format!("b{i}"), tenant, T0 + i * 60_000), at: T0 + i * 60_000 });
     }
-    u.push(Update::Stored {
-        batch_id: "b0".into(),
-        at: T0 + 1,
-    });
-    u.push(Update::Failed {
-        batch_id: "b1".into(),
-        stage: Stage::Storage,
-        error: "e".into(),
-        at: T0 + 2,
-    });
+    u.push(Update::Stored { batch_id: "b0".into(), at: T0 + 1 });
+    u.push(Update::Failed { batch_id: "b1".into(), stage: Stage::Storage, error: "e".into(), at: T0 + 2 });
     c.apply(&u).await.unwrap();
     let now = T0 + 10 * 60_000;
-    let ids = |rows: Vec<openwit_catalog::BatchRow>| {
-        rows.into_iter().map(|r| r.batch_id).collect::<Vec<_>>()
-    };
-    let all = c
-        .batches(
-            &BatchFilter {
-                limit: 100,
-                ..Default::default()
-            },
-            now,
-        )
-        .await
-        .unwrap();
+    let ids = |rows: Vec<openwit_catalog::BatchRow>| rows.into_iter().map(|r| r.batch_id).collect::<Vec<_>>();
+    let all = c.batches(&BatchFilter { limit: 100, ..Default::default() }, now).await.unwrap();
     assert_eq!(all.len(), 10);
     assert_eq!(all[0].batch_id, "b9", "newest first");
     let pending = c
-        .batches(
-            &BatchFilter {
-                status: Some("pending".into()),
-                limit: 100,
-                ..Default::default()
-            },
-            now,
-        )
+        .batches(&BatchFilter { status: Some("pending".into()), limit: 100, ..Default::default() }, now)
         .await
         .unwrap();
     assert_eq!(pending.len(), 8);
-    let failed = c
-        .batches(
-            &BatchFilter {
-                status: Some("failed".into()),
-                limit: 100,
-                ..Default::default()
-            },
-            now,
-        )
-        .await
-        .unwrap();
+    let failed =
+        c.batches(&BatchFilter { status: Some("failed".into()), limit: 100, ..Default::default() }, now).await.unwrap();
     assert_eq!(ids(failed), vec!["b1"]);
-    let acme = c
-        .batches(
-            &BatchFilter {
-                tenant: Some("acme".into()),
-                limit: 100,
-                ..Default::default()
-            },
-            now,
-        )
-        .await
-        .unwrap();
+    let acme =
+        c.batches(&BatchFilter { tenant: Some("acme".into()), limit: 100, ..Default::default() }, now).await.unwrap();
     assert!(acme.iter().all(|r| r.client_id == "acme") && acme.len() == 5);
     // At least 5 minutes old: created at or before now - 5 min (b0..b5).
-    let old = c
-        .batches(
-            &BatchFilter {
-                min_age_ms: Some(300_000),
-                limit: 100,
-                ..Default::default()
-            },
-            now,
-        )
-        .await
-        .unwrap();
+    let old =
+        c.batches(&BatchFilter { min_age_ms: Some(300_000), limit: 100, ..Default::default() }, now).await.unwrap();
     assert_eq!(ids(old), vec!["b5", "b4", "b3", "b2", "b1", "b0"]);
-    let two = c
-        .batches(
-            &BatchFilter {
-                limit: 2,
-                ..Default::default()
-            },
-            now,
-        )
-        .await
-        .unwrap();
+    let two = c.batches(&BatchFilter { limit: 2, ..Default::default() }, now).await.unwrap();
     assert_eq!(ids(two), vec!["b9", "b8"]);
 }
 
 pub async fn alerts_show_stuck_and_failed(c: Catalog) {
     c.apply(&[
-        Update::Written {
-            batch: batch("old", "acme", T0),
-            at: T0,
-        },
-        Update::Written {
-            batch: batch("new", "acme", T0 + 3_500_000),
-            at: T0 + 3_500_000,
-        },
-        Update::Written {
-            batch: batch("done", "acme", T0),
-            at: T0,
-        },
-        Update::Stored {
-            batch_id: "done".into(),
-            at: T0 + 10,
-        },
-        Update::Written {
-            batch: batch("bad", "beta", T0 + 3_590_000),
-            at: T0 + 3_590_000,
-        },
-        Update::Failed {
-            batch_id: "bad".into(),
-            stage: Stage::Storage,
-            error: "e".into(),
-            at: T0 + 3_590_001,
-        },
+        Update::Written { batch: batch("old", "acme", T0), at: T0 },
+        Update::Written { batch: batch("new", "acme", T0 + 3_500_000), at: T0 + 3_500_000 },
+        Update::Written { batch: batch("done", "acme", T0), at: T0 },
+        Update::Stored { batch_id: "done".into(), at: T0 + 10 },
+        Update::Written { batch: batch("bad", "beta", T0 + 3_590_000), at: T0 + 3_590_000 },
+        Update::Failed { batch_id: "bad".into(), stage: Stage::Storage, error: "e".into(), at: T0 + 3_590_001 },
     ])
     .await
     .unwrap();
     let alerts = c.alerts(3_600_000, T0 + 3_600_000, 100).await.unwrap();
     let ids: Vec<_> = alerts.iter().map(|r| r.batch_id.as_str()).collect();
-    assert_eq!(
-        ids,
-        vec!["old", "bad"],
-        "stuck for an hour, and failed; oldest first"
-    );
+    assert_eq!(ids, vec!["old", "bad"], "stuck for an hour, and failed; oldest first");
 }
 
 pub async fn status_counts_by_status_stage_and_tenant(c: Catalog) {
     c.apply(&[
-        Update::Written {
-            batch: batch("a", "acme", T0),
-            at: T0,
-        },
-        Update::Written {
-            batch: batch("b", "acme", T0 + 1000),
-            at: T0 + 1000,
-        },
-        Update::Written {
-            batch: batch("c", "beta", T0 - 7_200_000),
-            at: T0,
-        },
-        Update::Stored {
-            batch_id: "a".into(),
-            at: T0 + 5,
-        },
+        Update::Written { batch: batch("a", "acme", T0), at: T0 },
+        Update::Written { batch: batch("b", "acme", T0 + 1000), at: T0 + 1000 },
+        Update::Written { batch: batch("c", "beta", T0 - 7_200_000), at: T0 },
+        Update::Stored { batch_id: "a".into(), at: T0 + 5 },
     ])
     .await
     .unwrap();
     let s = c.status(T0 + 2000).await.unwrap();
-    assert_eq!(
-        s.by_status,
-        vec![("completed".to_string(), 1), ("pending".to_string(), 2)]
-    );
-    assert!(
-        s.by_stage.contains(&("wal".to_string(), 3))
-            && s.by_stage.contains(&("storage".to_string(), 1))
-    );
+    assert_eq!(s.by_status, vec![("completed".to_string(), 1), ("pending".to_string(), 2)]);
+    assert!(s.by_stage.contains(&("wal".to_string(), 3)) && s.by_stage.contains(&("storage".to_string(), 1)));
     let w = |t: &str, win: &str| {
-        s.by_tenant
-            .iter()
-            .find(|x| x.tenant == t && x.window == win)
-            .map(|x| (x.batches, x.items))
+        s.by_tenant.iter().find(|x| x.tenant == t && x.window == win).map(|x| (x.batches, x.items))
     };
     assert_eq!(w("acme", "5m"), Some((2, 200)));
     assert_eq!(w("beta", "5m"), None, "beta's batch is two hours old");
@@ -321,23 +163,11 @@ pub async fn status_counts_by_status_stage_and_tenant(c: Catalog) {
 }
 
 pub async fn many_updates_in_one_group(c: Catalog) {
-    let mut u: Vec<Update> = (0..3000)
-        .map(|i| Update::Written {
-            batch: batch(&format!("b{i:05}"), "acme", T0 + i),
-            at: T0 + i,
-        })
-        .collect();
-    u.extend((0..3000).map(|i| Update::Stored {
-        batch_id: format!("b{i:05}"),
-        at: T0 + 10_000 + i,
-    }));
+    let mut u: Vec<Update> =
+        (0..3000).map(|i| Update::Written { batch: batch(&format!("b{i:05}"), "acme", T0 + i), at: T0 + i }).collect();
+    u.extend((0..3000).map(|i| Update::Stored { batch_id: format!("b{i:05}"), at: T0 + 10_000 + i }));
     c.apply(&u).await.unwrap();
-    assert_eq!(
-        c.count("SELECT COUNT(*) FROM batch_tracker WHERE status = 'completed'")
-            .await
-            .unwrap(),
-        3000
-    );
+    assert_eq!(c.count("SELECT COUNT(*) FROM batch_tracker WHERE status = 'completed'").await.unwrap(), 3000);
 }
 
 pub async fn kafka_batches_record_offsets(c: Catalog) {
@@ -345,12 +175,7 @@ pub async fn kafka_batches_record_offsets(c: Catalog) {
     b.topics = Some("v6.qtw.traces.acme.0".into());
     b.first_offset = Some(1000);
     b.last_offset = Some(1499);
-    c.apply(&[Update::Written {
-        batch: b,
-        at: T0 + 1,
-    }])
-    .await
-    .unwrap();
+    c.apply(&[Update::Written { batch: b, at: T0 + 1 }]).await.unwrap();
     let r = c.batch("k1").await.unwrap().unwrap();
     assert_eq!(
         (r.first_offset, r.last_offset, r.topics.as_deref()),
@@ -361,15 +186,8 @@ pub async fn kafka_batches_record_offsets(c: Catalog) {
 
 pub async fn nodes_heartbeat(c: Catalog) {
     c.heartbeat("node-a", "host-1", "0.1.0", T0).await.unwrap();
-    c.heartbeat("node-a", "host-1", "0.1.0", T0 + 5000)
-        .await
-        .unwrap();
+    c.heartbeat("node-a", "host-1", "0.1.0", T0 + 5000).await.unwrap();
     c.heartbeat("node-b", "host-2", "0.1.0", T0).await.unwrap();
     assert_eq!(c.count("SELECT COUNT(*) FROM nodes").await.unwrap(), 2);
-    assert_eq!(
-        c.count("SELECT MAX(heartbeat_at) FROM nodes")
-            .await
-            .unwrap(),
-        T0 + 5000
-    );
+    assert_eq!(c.count("SELECT MAX(heartbeat_at) FROM nodes").await.unwrap(), T0 + 5000);
 }

@@ -53,21 +53,14 @@ async fn slow_exporter_yields_retryable_answers_and_bounded_memory() {
     // Waves of concurrent requests, far faster than 10 batches/s can drain.
     for _ in 0..10 {
         let wave = (0..40).map(|_| {
-            c.post(d.http_url("/v1/traces"))
-                .header("content-type", "application/x-protobuf")
-                .body(body.clone())
-                .send()
+            c.post(d.http_url("/v1/traces")).header("content-type", "application/x-protobuf").body(body.clone()).send()
         });
         for r in join_all(wave).await {
             let r = r.unwrap();
             match r.status().as_u16() {
                 200 => accepted += 1,
                 429 => {
-                    assert_eq!(
-                        r.headers()["retry-after"],
-                        "1",
-                        "a refusal must say when to retry"
-                    );
+                    assert_eq!(r.headers()["retry-after"], "1", "a refusal must say when to retry");
                     refused += 1;
                 }
                 other => panic!("unexpected status {other}: {}", r.text().await.unwrap()),
@@ -85,10 +78,7 @@ async fn slow_exporter_yields_retryable_answers_and_bounded_memory() {
     }
     assert!(refused > 0, "a full pipeline must refuse");
     assert!(accepted > 0);
-    assert!(
-        peak_queue <= 16,
-        "queue grew past its capacity: {peak_queue}"
-    );
+    assert!(peak_queue <= 16, "queue grew past its capacity: {peak_queue}");
     assert!(peak_rss < 256 * 1024, "memory not bounded: {peak_rss} KiB");
 
     // gRPC clients get UNAVAILABLE (retryable) while the pipeline is full.
@@ -112,18 +102,10 @@ async fn slow_exporter_yields_retryable_answers_and_bounded_memory() {
 
     // Everything accepted is stored, nothing refused is (2 spans per request).
     let path = d.path("traces.bin");
-    let stored = || {
-        span_count(
-            read_testing::<ExportTraceServiceRequest>(&path)
-                .iter()
-                .map(|(_, r)| r),
-        )
-    };
+    let stored = || span_count(read_testing::<ExportTraceServiceRequest>(&path).iter().map(|(_, r)| r));
     let got = eventually(Duration::from_secs(60), stored, |n| *n >= accepted * 2).await;
     assert_eq!(got, accepted * 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(stored(), accepted * 2, "refused data was stored");
-    g.export(rich_traces("after"))
-        .await
-        .expect("accepts again once drained");
+    g.export(rich_traces("after")).await.expect("accepts again once drained");
 }

@@ -30,9 +30,7 @@ fn limited() -> String {
 }
 
 async fn post(d: &Daemon, ctype: &str, encoding: Option<&str>, body: Vec<u8>) -> reqwest::Response {
-    let mut r = client()
-        .post(d.http_url("/v1/traces"))
-        .header("content-type", ctype);
+    let mut r = client().post(d.http_url("/v1/traces")).header("content-type", ctype);
     if let Some(e) = encoding {
         r = r.header("content-encoding", e);
     }
@@ -57,13 +55,7 @@ async fn http_bad_input_answers() {
     let d = Daemon::start(&limited()).await;
 
     // Garbage protobuf: 400 with a protobuf google.rpc.Status.
-    let r = post(
-        &d,
-        "application/x-protobuf",
-        None,
-        b"\xff\xff\xff\xff garbage".to_vec(),
-    )
-    .await;
+    let r = post(&d, "application/x-protobuf", None, b"\xff\xff\xff\xff garbage".to_vec()).await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.headers()["content-type"], "application/x-protobuf");
     let st = RpcStatus::decode(r.bytes().await.unwrap()).unwrap();
@@ -72,28 +64,13 @@ async fn http_bad_input_answers() {
     d.assert_serving().await;
 
     // Malformed JSON: 400 with a JSON google.rpc.Status.
-    let r = post(
-        &d,
-        "application/json",
-        None,
-        br#"{"resourceSpans": [ {"#.to_vec(),
-    )
-    .await;
+    let r = post(&d, "application/json", None, br#"{"resourceSpans": [ {"#.to_vec()).await;
     assert_eq!(r.status(), 400);
     let st: serde_json::Value = r.json().await.unwrap();
     assert_eq!(st["code"], 3);
-    assert!(
-        st["message"].as_str().unwrap().contains("invalid JSON"),
-        "{st}"
-    );
+    assert!(st["message"].as_str().unwrap().contains("invalid JSON"), "{st}");
     // Well-formed JSON of the wrong shape.
-    let r = post(
-        &d,
-        "application/json",
-        None,
-        br#"{"resourceSpans": "nope"}"#.to_vec(),
-    )
-    .await;
+    let r = post(&d, "application/json", None, br#"{"resourceSpans": "nope"}"#.to_vec()).await;
     assert_eq!(r.status(), 400);
     d.assert_serving().await;
 
@@ -105,12 +82,7 @@ async fn http_bad_input_answers() {
     // Other methods: 405.
     let r = client().get(d.http_url("/v1/traces")).send().await.unwrap();
     assert_eq!(r.status(), 405);
-    let r = client()
-        .put(d.http_url("/v1/traces"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = client().put(d.http_url("/v1/traces")).body("x").send().await.unwrap();
     assert_eq!(r.status(), 405);
 
     // Oversized body: 413.
@@ -120,38 +92,14 @@ async fn http_bad_input_answers() {
 
     // Gzip bomb: 40 KiB that inflates to 32 MiB is refused once it passes the 1 MiB limit.
     let bomb = gzip(&inflatable(32 << 20));
-    assert!(
-        bomb.len() < 64 << 10,
-        "the bomb should be small: {}",
-        bomb.len()
-    );
+    assert!(bomb.len() < 64 << 10, "the bomb should be small: {}", bomb.len());
     let r = post(&d, "application/x-protobuf", Some("gzip"), bomb).await;
     assert_eq!(r.status(), 413);
     let bomb = zstd::encode_all(&inflatable(32 << 20)[..], 19).unwrap();
-    assert_eq!(
-        post(&d, "application/x-protobuf", Some("zstd"), bomb)
-            .await
-            .status(),
-        413
-    );
+    assert_eq!(post(&d, "application/x-protobuf", Some("zstd"), bomb).await.status(), 413);
     // Corrupt compressed data and unknown encodings: 400.
-    assert_eq!(
-        post(
-            &d,
-            "application/x-protobuf",
-            Some("gzip"),
-            b"not gzip".to_vec()
-        )
-        .await
-        .status(),
-        400
-    );
-    assert_eq!(
-        post(&d, "application/x-protobuf", Some("br"), b"x".to_vec())
-            .await
-            .status(),
-        400
-    );
+    assert_eq!(post(&d, "application/x-protobuf", Some("gzip"), b"not gzip".to_vec()).await.status(), 400);
+    assert_eq!(post(&d, "application/x-protobuf", Some("br"), b"x".to_vec()).await.status(), 400);
 
     // Invalid tenant: 400, never sanitised into a path.
     for bad in ["../../etc", "a b", &"x".repeat(65)] {
@@ -169,27 +117,12 @@ async fn http_bad_input_answers() {
     }
 
     // Unknown path: 404.
-    assert_eq!(
-        client()
-            .post(d.http_url("/v1/profiles"))
-            .body("x")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(client().post(d.http_url("/v1/profiles")).body("x").send().await.unwrap().status(), 404);
 
     d.assert_serving().await;
-    assert!(
-        !std::fs::read(d.path("traces.bin")).is_ok_and(|b| !b.is_empty()),
-        "nothing refused may be stored"
-    );
+    assert!(!std::fs::read(d.path("traces.bin")).is_ok_and(|b| !b.is_empty()), "nothing refused may be stored");
     let m = d.metrics_text().await;
-    assert!(
-        m.contains("otelcol_receiver_refused_spans_total{receiver=\"otlp\",transport=\"http\"} 6"),
-        "{m}"
-    );
+    assert!(m.contains("otelcol_receiver_refused_spans_total{receiver=\"otlp\",transport=\"http\"} 6"), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,33 +143,23 @@ async fn grpc_bad_input_answers() {
 
     // Compression bomb: small on the wire, over the limit once inflated: RESOURCE_EXHAUSTED.
     big.resource_spans[0].scope_spans[0].spans[0].name = "\0".repeat(32 << 20);
-    let e = c
-        .clone()
-        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-        .export(big)
-        .await
-        .unwrap_err();
+    let e = c.clone().send_compressed(tonic::codec::CompressionEncoding::Gzip).export(big).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
 
     // Invalid tenant: INVALID_ARGUMENT.
     let mut req = tonic::Request::new(rich_traces("t"));
-    req.metadata_mut()
-        .insert("x-scope-orgid", "no/slashes".parse().unwrap());
+    req.metadata_mut().insert("x-scope-orgid", "no/slashes".parse().unwrap());
     let e = c.export(req).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("invalid tenant"), "{}", e.message());
 
     // Still serving, over gRPC too.
     let mut ok = rich_traces("ok");
-    ok.resource_spans[0].scope_spans[0].spans[0]
-        .attributes
-        .push(KeyValue {
-            key: "after".into(),
-            value: Some(AnyValue {
-                value: Some(Value::BoolValue(true)),
-            }),
-            ..Default::default()
-        });
+    ok.resource_spans[0].scope_spans[0].spans[0].attributes.push(KeyValue {
+        key: "after".into(),
+        value: Some(AnyValue { value: Some(Value::BoolValue(true)) }),
+        ..Default::default()
+    });
     c.export(ok).await.unwrap();
     d.assert_serving().await;
 }
@@ -276,20 +199,11 @@ async fn raw_grpc(d: &Daemon, payload: &[u8]) -> tonic::Code {
             RawDec
         }
     }
-    let channel = tonic::transport::Channel::from_shared(d.grpc_url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(d.grpc_url()).unwrap().connect().await.unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    let path = http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    );
-    match grpc
-        .unary(tonic::Request::new(payload.to_vec()), path, Raw)
-        .await
-    {
+    let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    match grpc.unary(tonic::Request::new(payload.to_vec()), path, Raw).await {
         Ok(_) => tonic::Code::Ok,
         Err(s) => s.code(),
     }

@@ -5,29 +5,15 @@ use std::process::Command;
 use std::time::Duration;
 
 fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .env_remove("OPENWIT_TEST_COMPONENTS")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    let out = Command::new(bin()).args(args).env_remove("OPENWIT_TEST_COMPONENTS").output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
 #[test]
 fn validate_accepts_a_good_config_and_lists_every_problem_of_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
-    std::fs::write(
-        &good,
-        FILE_PIPELINES
-            .replace("{dir}", "/tmp")
-            .replace(['{', '}'], ""),
-    )
-    .unwrap();
+    std::fs::write(&good, FILE_PIPELINES.replace("{dir}", "/tmp").replace(['{', '}'], "")).unwrap();
     // Ports were placeholders; give them numbers via --set to show overrides apply before validation.
     let (ok, out, err) = run(&[
         "validate",
@@ -54,38 +40,25 @@ fn validate_accepts_a_good_config_and_lists_every_problem_of_a_bad_one() {
     let (ok, _, err) = run(&["validate", "--config", bad.to_str().unwrap()]);
     assert!(!ok);
     assert!(err.contains("3 problems"), "{err}");
+    assert!(err.contains("bad.yaml: receivers.otlp.protocols.grpc.endpont: unknown field `endpont`"), "{err}");
     assert!(
-        err.contains("bad.yaml: receivers.otlp.protocols.grpc.endpont: unknown field `endpont`"),
+        err.contains("exporters.debugg: unknown exporter type \"debugg\"; known types: debug, file, nop, otlp"),
         "{err}"
     );
     assert!(
-        err.contains(
-            "exporters.debugg: unknown exporter type \"debugg\"; known types: debug, file, nop, otlp"
-        ),
+        err.contains("service.pipelines.traces.exporters[0]: references exporter \"debug\", which is not configured"),
         "{err}"
     );
-    assert!(err.contains("service.pipelines.traces.exporters[0]: references exporter \"debug\", which is not configured"), "{err}");
 }
 
 #[test]
 fn components_lists_the_builtins_and_hides_test_components() {
     let (ok, out, _) = run(&["components"]);
     assert!(ok);
-    for t in [
-        "otlp",
-        "batch",
-        "debug",
-        "file",
-        "nop",
-        "otlphttp",
-        "health_check",
-    ] {
+    for t in ["otlp", "batch", "debug", "file", "nop", "otlphttp", "health_check"] {
         assert!(out.contains(&format!("  {t}")), "{t} missing from:\n{out}");
     }
-    assert!(
-        !out.contains("testing"),
-        "test components must stay hidden:\n{out}"
-    );
+    assert!(!out.contains("testing"), "test components must stay hidden:\n{out}");
 }
 
 #[test]
@@ -93,20 +66,11 @@ fn print_config_merges_and_redacts() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.yaml");
     std::fs::write(&a, "exporters:\n  file:\n    path: /tmp/x\n    headers_note: ok\nextensions:\n  basicauth:\n    client_auth:\n      password: hunter2\n").unwrap();
-    let (ok, out, err) = run(&[
-        "print-config",
-        "--config",
-        a.to_str().unwrap(),
-        "--set",
-        "exporters.file.path=/tmp/y",
-    ]);
+    let (ok, out, err) = run(&["print-config", "--config", a.to_str().unwrap(), "--set", "exporters.file.path=/tmp/y"]);
     assert!(ok, "{err}");
     assert!(out.contains("path: /tmp/y"), "{out}");
     assert!(!out.contains("hunter2"), "{out}");
-    assert!(
-        out.contains("password: '[REDACTED]'") || out.contains("password: \"[REDACTED]\""),
-        "{out}"
-    );
+    assert!(out.contains("password: '[REDACTED]'") || out.contains("password: \"[REDACTED]\""), "{out}");
 }
 
 #[test]
@@ -118,12 +82,7 @@ fn start_fails_clearly_when_a_port_is_taken() {
     let st = d.wait_exit(Duration::from_secs(20));
     assert!(!st.success());
     let logs = d.logs();
-    assert!(
-        logs.contains(&format!(
-            "receiver otlp: cannot listen for OTLP/gRPC on 127.0.0.1:{port}"
-        )),
-        "{logs}"
-    );
+    assert!(logs.contains(&format!("receiver otlp: cannot listen for OTLP/gRPC on 127.0.0.1:{port}")), "{logs}");
 }
 
 #[test]
@@ -131,12 +90,7 @@ fn invalid_config_refuses_to_start() {
     let mut d = Daemon::spawn("receivers:\n  otlp:\n", &[]);
     let st = d.wait_exit(Duration::from_secs(20));
     assert!(!st.success());
-    assert!(
-        d.logs()
-            .contains("service.pipelines: at least one pipeline is required"),
-        "{}",
-        d.logs()
-    );
+    assert!(d.logs().contains("service.pipelines: at least one pipeline is required"), "{}", d.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,26 +98,16 @@ async fn embedded_default_runs_with_no_config() {
     // The embedded default listens on the Collector's standard ports; this test needs them free.
     for p in [4317, 4318, 13133, 8888] {
         if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
-            panic!(
-                "port {p} is in use; the embedded-default test needs 4317, 4318, 13133 and 8888 free"
-            );
+            panic!("port {p} is in use; the embedded-default test needs 4317, 4318, 13133 and 8888 free");
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(bin())
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(bin()).arg("--data-dir").arg(dir.path()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let c = crate::harness::client();
     let mut healthy = false;
     for _ in 0..200 {
-        if c.get("http://127.0.0.1:13133/")
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
+        if c.get("http://127.0.0.1:13133/").send().await.is_ok_and(|r| r.status() == 200) {
             healthy = true;
             break;
         }
@@ -182,9 +126,6 @@ async fn embedded_default_runs_with_no_config() {
     assert!(healthy, "the embedded default did not become healthy");
     assert_eq!(r.unwrap().status(), 200);
     assert_eq!(metrics.unwrap().status(), 200);
-    assert!(
-        st.success(),
-        "SIGINT should stop the daemon cleanly: {st:?}"
-    );
+    assert!(st.success(), "SIGINT should stop the daemon cleanly: {st:?}");
     let _ = free_port();
 }

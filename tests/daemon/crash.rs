@@ -63,10 +63,7 @@ fn request(first: u64, n: u64) -> ExportTraceServiceRequest {
         .collect();
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
             ..Default::default()
         }],
     }
@@ -83,11 +80,7 @@ async fn sender(
     stop: Arc<AtomicBool>,
 ) {
     let http = client();
-    let mut g = if grpc {
-        TraceServiceClient::connect(d_grpc).await.ok()
-    } else {
-        None
-    };
+    let mut g = if grpc { TraceServiceClient::connect(d_grpc).await.ok() } else { None };
     while !stop.load(Ordering::Relaxed) {
         let first = next.fetch_add(per_request, Ordering::Relaxed);
         let req = request(first, per_request);
@@ -113,14 +106,8 @@ async fn sender(
 fn stored(d: &Daemon) -> HashMap<u64, usize> {
     let mut out = HashMap::new();
     for (_, req) in read_testing::<ExportTraceServiceRequest>(&d.path("stored.bin")) {
-        for s in req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-        {
-            *out.entry(u64::from_be_bytes(s.span_id[..8].try_into().unwrap()))
-                .or_default() += 1;
+        for s in req.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+            *out.entry(u64::from_be_bytes(s.span_id[..8].try_into().unwrap())).or_default() += 1;
         }
     }
     out
@@ -170,11 +157,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_stores_nothing
     let mut d = Daemon::spawn_in(dir.path(), CONFIG, &[]);
     d.wait_ready().await;
     let acked: HashSet<u64> = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() > 1000,
-        "the load should have been acknowledged in volume: {}",
-        acked.len()
-    );
+    assert!(acked.len() > 1000, "the load should have been acknowledged in volume: {}", acked.len());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let s = stored(&d);
@@ -184,17 +167,9 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_stores_nothing
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     d.signal(libc::SIGTERM);
-    assert!(
-        d.wait_exit(Duration::from_secs(30)).success(),
-        "{}",
-        d.logs()
-    );
+    assert!(d.wait_exit(Duration::from_secs(30)).success(), "{}", d.logs());
     let s = stored(&d);
-    let missing: Vec<&u64> = acked
-        .iter()
-        .filter(|id| !s.contains_key(id))
-        .take(10)
-        .collect();
+    let missing: Vec<&u64> = acked.iter().filter(|id| !s.contains_key(id)).take(10).collect();
     assert!(
         missing.is_empty(),
         "{} acknowledged spans lost, e.g. {missing:?}; log:\n{}",
@@ -204,8 +179,5 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_stores_nothing
     let twice: Vec<(&u64, &usize)> = s.iter().filter(|(_, n)| **n > 1).take(10).collect();
     assert!(twice.is_empty(), "spans stored more than once: {twice:?}");
     let logs = d.logs();
-    assert!(
-        logs.contains("replaying WAL batches"),
-        "at least one restart should have replayed: {logs}"
-    );
+    assert!(logs.contains("replaying WAL batches"), "at least one restart should have replayed: {logs}");
 }

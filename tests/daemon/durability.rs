@@ -49,16 +49,8 @@ async fn post(d: &Daemon, tenant: &str, body: Vec<u8>) -> reqwest::Response {
 }
 
 fn inspect(d: &Daemon) -> String {
-    let out = Command::new(bin())
-        .args(["wal", "inspect"])
-        .arg(d.path("data/wal"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(bin()).args(["wal", "inspect"]).arg(d.path("data/wal")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -69,20 +61,12 @@ async fn wal_inspect_reports_batches_and_corruption_is_quarantined_at_start() {
     let mut d = Daemon::spawn_in(dir.path(), &cfg, &[]);
     d.wait_ready().await;
     for _ in 0..3 {
-        assert_eq!(
-            post(&d, "acme", rich_traces("inspect").encode_to_vec())
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(post(&d, "acme", rich_traces("inspect").encode_to_vec()).await.status(), 200);
     }
     d.signal(libc::SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(20)).success());
     let text = inspect(&d);
-    assert!(
-        text.contains("tenant=acme signal=traces receiver=otlp items=2"),
-        "{text}"
-    );
+    assert!(text.contains("tenant=acme signal=traces receiver=otlp items=2"), "{text}");
     assert!(text.contains("complete"), "{text}");
     assert!(text.contains("3 batches, 0 pending"), "{text}");
     assert!(text.contains("CRC ok"), "{text}");
@@ -98,34 +82,13 @@ async fn wal_inspect_reports_batches_and_corruption_is_quarantined_at_start() {
     bytes[60] ^= 0x40;
     std::fs::write(&seg, &bytes).unwrap();
     let text = inspect(&d);
-    assert!(
-        text.contains("CRC FAILED for 1 range(s)") && text.contains("CRC mismatch"),
-        "{text}"
-    );
+    assert!(text.contains("CRC FAILED for 1 range(s)") && text.contains("CRC mismatch"), "{text}");
     let d2 = Daemon::spawn_in(dir.path(), &cfg, &[]);
     d2.wait_ready().await;
-    assert!(
-        d2.logs().contains("corrupt WAL record quarantined"),
-        "{}",
-        d2.logs()
-    );
-    assert!(
-        d2.metrics_text()
-            .await
-            .contains("openwit_wal_quarantined_records_total 1")
-    );
-    assert_eq!(
-        std::fs::read_dir(d2.path("data/wal/quarantine"))
-            .unwrap()
-            .count(),
-        1
-    );
-    assert_eq!(
-        post(&d2, "acme", rich_traces("after").encode_to_vec())
-            .await
-            .status(),
-        200
-    );
+    assert!(d2.logs().contains("corrupt WAL record quarantined"), "{}", d2.logs());
+    assert!(d2.metrics_text().await.contains("openwit_wal_quarantined_records_total 1"));
+    assert_eq!(std::fs::read_dir(d2.path("data/wal/quarantine")).unwrap().count(), 1);
+    assert_eq!(post(&d2, "acme", rich_traces("after").encode_to_vec()).await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,12 +115,9 @@ async fn over_the_disk_budget_requests_are_refused_retryably_and_nothing_is_lost
     assert!(refused > 0, "the budget should have been hit");
     assert!(accepted > 5);
     // Once the exporter catches up and the janitor removes stored segments, data is accepted again.
-    let again = eventually(
-        Duration::from_secs(30),
-        || std::fs::read_dir(d.path("data/wal")).unwrap().count(),
-        |n| *n <= 2,
-    )
-    .await;
+    let again =
+        eventually(Duration::from_secs(30), || std::fs::read_dir(d.path("data/wal")).unwrap().count(), |n| *n <= 2)
+            .await;
     assert!(again <= 2, "segments were not collected: {again}");
     let mut ok_again = false;
     for _ in 0..50 {
@@ -172,19 +132,9 @@ async fn over_the_disk_budget_requests_are_refused_retryably_and_nothing_is_lost
     let path = d.path("stored.bin");
     let stored = eventually(
         Duration::from_secs(60),
-        || {
-            span_count(
-                read_testing::<ExportTraceServiceRequest>(&path)
-                    .iter()
-                    .map(|(_, r)| r),
-            )
-        },
+        || span_count(read_testing::<ExportTraceServiceRequest>(&path).iter().map(|(_, r)| r)),
         |n| *n >= accepted * 2,
     )
     .await;
-    assert_eq!(
-        stored,
-        accepted * 2,
-        "every accepted item stored once, no refused one"
-    );
+    assert_eq!(stored, accepted * 2, "every accepted item stored once, no refused one");
 }

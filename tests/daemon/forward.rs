@@ -72,8 +72,7 @@ async fn post(d: &Daemon, path: &str, body: Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_every_signal_unchanged() {
-    let sink =
-        Daemon::start(&FILE_PIPELINES.replace("verbosity: basic", "verbosity: normal")).await;
+    let sink = Daemon::start(&FILE_PIPELINES.replace("verbosity: basic", "verbosity: normal")).await;
     let fwd = Daemon::start(&forwarder(sink.grpc, sink.http)).await;
     let (t, m, l) = (rich_traces("fwd"), rich_metrics("fwd"), rich_logs("fwd"));
     post(&fwd, "/v1/traces", t.encode_to_vec()).await;
@@ -88,10 +87,7 @@ async fn forwards_every_signal_unchanged() {
     // Configured headers travel with the data: the sink saw the tenant they name.
     assert!(sink.logs().contains("tenant=forwarded"), "{}", sink.logs());
     let metrics = fwd.metrics_text().await;
-    assert!(
-        metrics.contains("otelcol_exporter_sent_spans_total{exporter=\"otlp_grpc\"} 2"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("otelcol_exporter_sent_spans_total{exporter=\"otlp_grpc\"} 2"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,15 +98,9 @@ async fn retries_until_the_destination_comes_up() {
     post(&fwd, "/v1/traces", t.encode_to_vec()).await;
     post(&fwd, "/v1/logs", l.encode_to_vec()).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        fwd.logs().contains("retrying in"),
-        "the exporter should be retrying:\n{}",
-        fwd.logs()
-    );
+    assert!(fwd.logs().contains("retrying in"), "the exporter should be retrying:\n{}", fwd.logs());
     // Now the destination starts on the ports the forwarder was told about.
-    let cfg = FILE_PIPELINES
-        .replace("{grpc}", &grpc_port.to_string())
-        .replace("{http}", &http_port.to_string());
+    let cfg = FILE_PIPELINES.replace("{grpc}", &grpc_port.to_string()).replace("{http}", &http_port.to_string());
     let sink = Daemon::start(&cfg).await;
     let got: Vec<ExportTraceServiceRequest> = records(&sink, "traces.bin", 1).await;
     assert_eq!(got, vec![t], "forwarder log:\n{}", fwd.logs());

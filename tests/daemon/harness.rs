@@ -8,11 +8,7 @@ use std::time::{Duration, Instant};
 
 /// A free TCP port on loopback (the OS picks it; released before the daemon binds it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn bin() -> &'static str {
@@ -113,25 +109,10 @@ impl Daemon {
             .env("OPENWIT_TEST_COMPONENTS", "1")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
             .spawn()
             .unwrap();
-        Daemon {
-            child: Some(child),
-            dir,
-            _tmp: None,
-            grpc,
-            http,
-            health,
-            metrics,
-            log,
-        }
+        Daemon { child: Some(child), dir, _tmp: None, grpc, http, health, metrics, log }
     }
 
     pub fn pid(&self) -> u32 {
@@ -170,14 +151,7 @@ impl Daemon {
 
     /// The daemon's own metrics, as Prometheus text.
     pub async fn metrics_text(&self) -> String {
-        client()
-            .get(format!("http://127.0.0.1:{}/metrics", self.metrics))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        client().get(format!("http://127.0.0.1:{}/metrics", self.metrics)).send().await.unwrap().text().await.unwrap()
     }
 
     /// Asserts the daemon still answers: a valid OTLP/HTTP request is accepted.
@@ -189,12 +163,7 @@ impl Daemon {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            r.status(),
-            200,
-            "daemon stopped serving; log:\n{}",
-            self.logs()
-        );
+        assert_eq!(r.status(), 200, "daemon stopped serving; log:\n{}", self.logs());
     }
 
     pub fn signal(&self, sig: i32) {
@@ -211,10 +180,7 @@ impl Daemon {
                 return st;
             }
             if Instant::now() > deadline {
-                panic!(
-                    "daemon did not exit within {timeout:?}; log:\n{}",
-                    self.logs()
-                );
+                panic!("daemon did not exit within {timeout:?}; log:\n{}", self.logs());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -231,11 +197,7 @@ impl Drop for Daemon {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 /// Reads every record of a `format: proto` file exporter output.
@@ -257,11 +219,7 @@ pub fn read_records<M: Message + Default>(path: &Path) -> Vec<M> {
 }
 
 /// Polls `read` until `done` holds or the timeout passes; returns the last value read.
-pub async fn eventually<T>(
-    timeout: Duration,
-    mut read: impl FnMut() -> T,
-    done: impl Fn(&T) -> bool,
-) -> T {
+pub async fn eventually<T>(timeout: Duration, mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         let v = read();
@@ -279,21 +237,12 @@ pub type ItemRef = ([u8; 16], u32);
 pub fn read_testing<M: Message + Default>(path: &Path) -> Vec<(Vec<ItemRef>, M)> {
     let bytes = std::fs::read(path).unwrap_or_default();
     let (records, _) = openwit_exporters::testing::read_records(&bytes);
-    records
-        .into_iter()
-        .map(|(items, body)| (items, M::decode(&body[..]).unwrap()))
-        .collect()
+    records.into_iter().map(|(items, body)| (items, M::decode(&body[..]).unwrap())).collect()
 }
 
 /// Spans in trace requests.
 pub fn span_count<'a>(
-    reqs: impl IntoIterator<
-        Item = &'a opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
-    >,
+    reqs: impl IntoIterator<Item = &'a opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
 ) -> usize {
-    reqs.into_iter()
-        .flat_map(|r| &r.resource_spans)
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum()
+    reqs.into_iter().flat_map(|r| &r.resource_spans).flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()
 }

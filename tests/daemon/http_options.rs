@@ -23,18 +23,9 @@ async fn cors_preflight_and_simple_requests() {
         .await
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
-    assert_eq!(
-        r.headers()["access-control-allow-origin"],
-        "https://app.example.com"
-    );
-    let allowed = r.headers()["access-control-allow-headers"]
-        .to_str()
-        .unwrap()
-        .to_ascii_lowercase();
-    assert!(
-        allowed.contains("x-custom") && allowed.contains("content-type"),
-        "{allowed}"
-    );
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example.com");
+    let allowed = r.headers()["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
+    assert!(allowed.contains("x-custom") && allowed.contains("content-type"), "{allowed}");
     assert_eq!(r.headers()["access-control-max-age"], "600");
     // Preflight from another origin: no permission granted.
     let r = c
@@ -55,10 +46,7 @@ async fn cors_preflight_and_simple_requests() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.headers()["access-control-allow-origin"],
-        "http://localhost:3000"
-    );
+    assert_eq!(r.headers()["access-control-allow-origin"], "http://localhost:3000");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,9 +60,5 @@ async fn url_paths_are_configurable() {
             .send()
     };
     assert_eq!(post("/otlp/traces").await.unwrap().status(), 200);
-    assert_eq!(
-        post("/v1/traces").await.unwrap().status(),
-        404,
-        "the default path is replaced, not added"
-    );
+    assert_eq!(post("/v1/traces").await.unwrap().status(), 404, "the default path is replaced, not added");
 }

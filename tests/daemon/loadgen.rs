@@ -39,11 +39,7 @@ service:
 ";
 
 fn plan(d: &Daemon, signal: Signal, transport: Transport, total: u64) -> Plan {
-    let port = if transport == Transport::Grpc {
-        d.grpc
-    } else {
-        d.http
-    };
+    let port = if transport == Transport::Grpc { d.grpc } else { d.http };
     Plan {
         signal,
         transport,
@@ -60,17 +56,9 @@ fn plan(d: &Daemon, signal: Signal, transport: Transport, total: u64) -> Plan {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_items_match_what_the_daemon_accepted() {
     let d = Daemon::start(NOP).await;
-    let grpc = load::run(&plan(&d, Signal::Traces, Transport::Grpc, 20_000))
-        .await
-        .unwrap();
-    let http = load::run(&plan(&d, Signal::Traces, Transport::Http, 10_000))
-        .await
-        .unwrap();
-    assert_eq!(
-        (grpc.items_acked, http.items_acked),
-        (20_000, 10_000),
-        "{grpc:?} {http:?}"
-    );
+    let grpc = load::run(&plan(&d, Signal::Traces, Transport::Grpc, 20_000)).await.unwrap();
+    let http = load::run(&plan(&d, Signal::Traces, Transport::Http, 10_000)).await.unwrap();
+    assert_eq!((grpc.items_acked, http.items_acked), (20_000, 10_000), "{grpc:?} {http:?}");
     assert!(grpc.errors.is_empty() && http.errors.is_empty());
     assert!(
         grpc.latency_p50_ms > 0.0
@@ -78,18 +66,8 @@ async fn acknowledged_items_match_what_the_daemon_accepted() {
             && grpc.latency_max_ms >= grpc.latency_p99_ms
     );
     let m = d.metrics_text().await;
-    assert!(
-        m.contains(
-            "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 20000"
-        ),
-        "{m}"
-    );
-    assert!(
-        m.contains(
-            "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"http\"} 10000"
-        ),
-        "{m}"
-    );
+    assert!(m.contains("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 20000"), "{m}");
+    assert!(m.contains("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"http\"} 10000"), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,15 +78,7 @@ async fn refusals_are_counted_by_kind() {
     let r = load::run(&p).await.unwrap();
     assert!(r.errors.get("http 429").copied().unwrap_or(0) > 0, "{r:?}");
     assert_eq!(r.items_sent, 40_000);
-    assert_eq!(
-        r.items_acked + 250 * r.errors.values().sum::<u64>(),
-        r.items_sent
-    );
-    let g = load::run(&plan(&d, Signal::Logs, Transport::Grpc, 40_000))
-        .await
-        .unwrap();
-    assert!(
-        g.errors.get("grpc Unavailable").copied().unwrap_or(0) > 0,
-        "{g:?}"
-    );
+    assert_eq!(r.items_acked + 250 * r.errors.values().sum::<u64>(), r.items_sent);
+    let g = load::run(&plan(&d, Signal::Logs, Transport::Grpc, 40_000)).await.unwrap();
+    assert!(g.errors.get("grpc Unavailable").copied().unwrap_or(0) > 0, "{g:?}");
 }

@@ -73,20 +73,11 @@ async fn sigterm_drains_everything_accepted_then_exits_zero() {
             Err(_) => break,
         }
     }
-    assert!(
-        saw_unavailable,
-        "health check should answer 503 while stopping"
-    );
+    assert!(saw_unavailable, "health check should answer 503 while stopping");
     let status = d.wait_exit(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "exit status {status:?}; log:\n{}",
-        d.logs()
-    );
+    assert!(status.success(), "exit status {status:?}; log:\n{}", d.logs());
     let mut got = read_testing::<ExportTraceServiceRequest>(&d.path("traces.bin"));
-    got.extend(read_testing::<ExportTraceServiceRequest>(
-        &d.path("direct.bin"),
-    ));
+    got.extend(read_testing::<ExportTraceServiceRequest>(&d.path("direct.bin")));
     // Each request has 2 spans and reaches both pipelines.
     assert_eq!(
         span_count(got.iter().map(|(_, r)| r)),
@@ -115,10 +106,5 @@ async fn grace_period_exceeded_exits_non_zero_with_a_message() {
     d.signal(libc::SIGTERM);
     let status = d.wait_exit(Duration::from_secs(10));
     assert!(!status.success());
-    assert!(
-        d.logs()
-            .contains("did not drain within the shutdown timeout"),
-        "{}",
-        d.logs()
-    );
+    assert!(d.logs().contains("did not drain within the shutdown timeout"), "{}", d.logs());
 }

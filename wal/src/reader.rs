@@ -73,9 +73,7 @@ pub fn scan_segment(data: &[u8]) -> Result<ScanResult, HeaderError> {
         }
         // Not a valid frame here. If its declared length runs past the end, and nothing valid follows,
         // it is a torn write at the tail.
-        let declared = data
-            .get(pos..pos + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize);
+        let declared = data.get(pos..pos + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize);
         let runs_past_end = declared.is_none_or(|len| pos + FRAME_PREFIX + len > data.len());
         match (pos + 1..data.len()).find(|&p| valid_frame(data, p).is_some()) {
             Some(next) => {

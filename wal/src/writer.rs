@@ -23,10 +23,7 @@ pub struct WalConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
     #[error("WAL I/O error in {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("WAL segment {path} cannot be read: {source}")]
     Header { path: PathBuf, source: HeaderError },
     #[error(
@@ -36,10 +33,7 @@ pub enum WalError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
-    move |source| WalError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| WalError::Io { path: path.to_path_buf(), source }
 }
 
 /// What `open` found.
@@ -66,6 +60,8 @@ struct Segment {
     bytes: u64,
     /// Batches recorded in this segment that are not complete yet.
     pending: HashSet<Vec<u8>>,
+    /// Every batch recorded in this segment (reported when the segment is deleted).
+    batches: Vec<Vec<u8>>,
 }
 
 /// An open WAL. Not thread-safe: one writer owns it.
@@ -96,10 +92,7 @@ impl Wal {
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".wal")?.parse().ok())
             .collect();
         seqs.sort_unstable();
-        let mut rec = Recovered {
-            segments: seqs.len(),
-            ..Default::default()
-        };
+        let mut rec = Recovered { segments: seqs.len(), ..Default::default() };
         let mut segments = BTreeMap::new();
         let mut batches: Vec<(u64, WalBatch)> = Vec::new();
         let mut done: HashSet<Vec<u8>> = HashSet::new();
@@ -107,18 +100,10 @@ impl Wal {
         for seq in &seqs {
             let path = segment_path(&cfg.dir, *seq);
             let data = std::fs::read(&path).map_err(io(&path))?;
-            let scan = scan_segment(&data).map_err(|source| WalError::Header {
-                path: path.clone(),
-                source,
-            })?;
+            let scan = scan_segment(&data).map_err(|source| WalError::Header { path: path.clone(), source })?;
             for (start, end) in &scan.corrupt {
                 rec.quarantined_records += 1;
-                quarantine(
-                    &cfg.dir,
-                    &path,
-                    *start,
-                    &data[*start as usize..*end as usize],
-                );
+                quarantine(&cfg.dir, &path, *start, &data[*start as usize..*end as usize]);
             }
             if scan.torn_bytes > 0 {
                 rec.truncated_bytes += scan.torn_bytes;
@@ -127,17 +112,9 @@ impl Wal {
                 } else {
                     // A sealed segment should never end torn: keep the bytes for inspection.
                     rec.quarantined_records += 1;
-                    quarantine(
-                        &cfg.dir,
-                        &path,
-                        scan.valid_len,
-                        &data[scan.valid_len as usize..],
-                    );
+                    quarantine(&cfg.dir, &path, scan.valid_len, &data[scan.valid_len as usize..]);
                 }
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io(&path))?;
+                let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
                 f.set_len(scan.valid_len).map_err(io(&path))?;
                 f.sync_all().map_err(io(&path))?;
             }
@@ -148,17 +125,14 @@ impl Wal {
                     None => {}
                 }
             }
-            segments.insert(
-                *seq,
-                Segment {
-                    path,
-                    bytes: scan.valid_len,
-                    pending: HashSet::new(),
-                },
-            );
+            segments
+                .insert(*seq, Segment { path, bytes: scan.valid_len, pending: HashSet::new(), batches: Vec::new() });
         }
         let mut location = std::collections::HashMap::new();
         for (seq, b) in batches {
+            if let Some(s) = segments.get_mut(&seq) {
+                s.batches.push(b.id.clone());
+            }
             if done.contains(&b.id) {
                 rec.completed += 1;
             } else if let Some(s) = segments.get_mut(&seq) {
@@ -172,19 +146,14 @@ impl Wal {
         }
         // Always write into a fresh segment: recovered segments stay as they were.
         let active_seq = last.map_or(1, |s| s + 1);
-        let mut wal = Wal {
-            active: create_segment(&cfg.dir, active_seq)?,
-            active_seq,
-            segments,
-            location,
-            cfg,
-        };
+        let mut wal = Wal { active: create_segment(&cfg.dir, active_seq)?, active_seq, segments, location, cfg };
         wal.segments.insert(
             active_seq,
             Segment {
                 path: segment_path(&wal.cfg.dir, active_seq),
                 bytes: HEADER_LEN as u64,
                 pending: HashSet::new(),
+                batches: Vec::new(),
             },
         );
         wal.collect_garbage()?;
@@ -192,11 +161,7 @@ impl Wal {
     }
 
     pub fn stats(&self) -> WalStats {
-        WalStats {
-            disk_bytes: self.disk_bytes(),
-            segments: self.segments.len(),
-            pending_batches: self.location.len(),
-        }
+        WalStats { disk_bytes: self.disk_bytes(), segments: self.segments.len(), pending_batches: self.location.len() }
     }
 
     pub fn disk_bytes(&self) -> u64 {
@@ -208,10 +173,7 @@ impl Wal {
     pub fn append_batches(&mut self, batches: &[WalBatch]) -> Result<(), WalError> {
         let used = self.disk_bytes();
         if used >= self.cfg.max_disk_bytes {
-            return Err(WalError::Full {
-                used,
-                budget: self.cfg.max_disk_bytes,
-            });
+            return Err(WalError::Full { used, budget: self.cfg.max_disk_bytes });
         }
         let mut buf = Vec::with_capacity(batches.iter().map(|b| b.payload.len() + 256).sum());
         for b in batches {
@@ -226,6 +188,7 @@ impl Wal {
         if let Some(s) = self.segments.get_mut(&seq) {
             for b in batches {
                 s.pending.insert(b.id.clone());
+                s.batches.push(b.id.clone());
                 self.location.insert(b.id.clone(), seq);
             }
         }
@@ -239,13 +202,7 @@ impl Wal {
             return Ok(());
         }
         let mut buf = Vec::new();
-        put_frame(
-            &mut buf,
-            &Record {
-                kind: Some(Kind::Completion(Completion { ids: ids.to_vec() })),
-            }
-            .encode_to_vec(),
-        );
+        put_frame(&mut buf, &Record { kind: Some(Kind::Completion(Completion { ids: ids.to_vec() })) }.encode_to_vec());
         self.write(&buf, false)?;
         for id in ids {
             if let Some(seq) = self.location.remove(id)
@@ -257,19 +214,23 @@ impl Wal {
         self.maybe_rotate()
     }
 
-    /// Deletes the oldest sealed segments whose batches are all complete. Only a prefix is deleted,
-    /// so a completion record is never removed while the batch it completes is still on disk.
-    pub fn collect_garbage(&mut self) -> Result<usize, WalError> {
-        let mut removed = 0;
+    /// Deletes the oldest sealed segments whose batches are all complete, and returns the ids of the
+    /// batches they held. Only a prefix is deleted, so a completion record is never removed while the
+    /// batch it completes is still on disk.
+    pub fn collect_garbage(&mut self) -> Result<Vec<Vec<u8>>, WalError> {
+        let mut removed = Vec::new();
+        let mut any = false;
         while let Some((&seq, seg)) = self.segments.iter().next() {
             if seq == self.active_seq || !seg.pending.is_empty() {
                 break;
             }
             std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
-            self.segments.remove(&seq);
-            removed += 1;
+            if let Some(seg) = self.segments.remove(&seq) {
+                removed.extend(seg.batches);
+            }
+            any = true;
         }
-        if removed > 0 {
+        if any {
             sync_dir(&self.cfg.dir)?;
         }
         Ok(removed)
@@ -308,6 +269,7 @@ impl Wal {
                 path: segment_path(&self.cfg.dir, next),
                 bytes: HEADER_LEN as u64,
                 pending: HashSet::new(),
+                batches: Vec::new(),
             },
         );
         self.active_seq = next;
@@ -318,11 +280,7 @@ impl Wal {
 
 fn create_segment(dir: &Path, seq: u64) -> Result<File, WalError> {
     let path = segment_path(dir, seq);
-    let mut f = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(&path)
-        .map_err(io(&path))?;
+    let mut f = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io(&path))?;
     f.write_all(&header()).map_err(io(&path))?;
     f.sync_all().map_err(io(&path))?;
     // The new file's directory entry must be durable before anything in it is acknowledged.
@@ -332,15 +290,8 @@ fn create_segment(dir: &Path, seq: u64) -> Result<File, WalError> {
 
 fn quarantine(dir: &Path, segment: &Path, offset: u64, bytes: &[u8]) {
     let qdir = dir.join("quarantine");
-    let name = format!(
-        "{}-{offset}.bad",
-        segment
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("segment")
-    );
-    let result =
-        std::fs::create_dir_all(&qdir).and_then(|_| std::fs::write(qdir.join(&name), bytes));
+    let name = format!("{}-{offset}.bad", segment.file_stem().and_then(|s| s.to_str()).unwrap_or("segment"));
+    let result = std::fs::create_dir_all(&qdir).and_then(|_| std::fs::write(qdir.join(&name), bytes));
     match result {
         Ok(()) => {
             tracing::error!(segment = %segment.display(), offset, bytes = bytes.len(), file = %name, "corrupt WAL record quarantined")
@@ -357,12 +308,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn cfg(dir: &Path) -> WalConfig {
-        WalConfig {
-            dir: dir.to_path_buf(),
-            fsync: true,
-            segment_bytes: 64 << 20,
-            max_disk_bytes: 1 << 30,
-        }
+        WalConfig { dir: dir.to_path_buf(), fsync: true, segment_bytes: 64 << 20, max_disk_bytes: 1 << 30 }
     }
 
     fn batch(i: u32, payload: Vec<u8>) -> WalBatch {
@@ -453,9 +399,7 @@ mod tests {
     #[test]
     fn truncation_at_every_byte_of_the_last_record() {
         let dir = tempfile::tempdir().unwrap();
-        let batches: Vec<WalBatch> = (0..4)
-            .map(|i| batch(i, vec![i as u8; 50 + i as usize]))
-            .collect();
+        let batches: Vec<WalBatch> = (0..4).map(|i| batch(i, vec![i as u8; 50 + i as usize])).collect();
         write_all(dir.path(), &batches);
         let seg = the_segment(dir.path());
         let full = std::fs::read(&seg).unwrap();
@@ -469,16 +413,8 @@ mod tests {
             std::fs::write(&seg_copy, &full[..cut]).unwrap();
             let (_, rec) = Wal::open(cfg(copy.path())).unwrap();
             assert_eq!(rec.pending, batches[..3].to_vec(), "cut at {cut}");
-            assert_eq!(
-                rec.truncated_bytes as usize,
-                cut - last_start,
-                "cut at {cut}"
-            );
-            assert_eq!(
-                std::fs::metadata(&seg_copy).unwrap().len() as usize,
-                last_start,
-                "torn tail truncated"
-            );
+            assert_eq!(rec.truncated_bytes as usize, cut - last_start, "cut at {cut}");
+            assert_eq!(std::fs::metadata(&seg_copy).unwrap().len() as usize, last_start, "torn tail truncated");
             // And the WAL is usable afterwards.
             let (mut w, _) = Wal::open(cfg(copy.path())).unwrap();
             w.append_batches(&[batch(9, vec![9])]).unwrap();
@@ -501,9 +437,7 @@ mod tests {
         let (_, rec) = Wal::open(cfg(dir.path())).unwrap();
         assert_eq!(rec.pending.len(), 4);
         assert_eq!(rec.quarantined_records, 1);
-        let q: Vec<_> = std::fs::read_dir(dir.path().join("quarantine"))
-            .unwrap()
-            .collect();
+        let q: Vec<_> = std::fs::read_dir(dir.path().join("quarantine")).unwrap().collect();
         assert_eq!(q.len(), 1, "the bad bytes are kept for inspection");
     }
 
@@ -520,10 +454,12 @@ mod tests {
         assert!(w.stats().segments >= 4, "rotated: {:?}", w.stats());
         // Completing a later batch frees nothing while an older one is pending.
         w.complete(&[batches[9].id.clone()]).unwrap();
-        assert_eq!(w.collect_garbage().unwrap(), 0);
+        assert!(w.collect_garbage().unwrap().is_empty());
         let ids: Vec<Vec<u8>> = batches[..9].iter().map(|b| b.id.clone()).collect();
         w.complete(&ids).unwrap();
-        assert!(w.collect_garbage().unwrap() >= 3);
+        let removed = w.collect_garbage().unwrap();
+        let all: Vec<Vec<u8>> = batches.iter().map(|b| b.id.clone()).collect();
+        assert!(removed.len() >= 3 && removed.iter().all(|id| all.contains(id)), "{removed:?}");
         assert_eq!(w.stats().pending_batches, 0);
         drop(w);
         let (w, rec) = Wal::open(c).unwrap();

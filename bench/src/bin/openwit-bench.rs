@@ -11,10 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(
-    name = "openwit-bench",
-    about = "OpenWit vs a peer collector, same load, same run"
-)]
+#[command(name = "openwit-bench", about = "OpenWit vs a peer collector, same load, same run")]
 struct Cli {
     /// The OpenWit binary to measure (a release build).
     #[arg(long, default_value = "target/release/openwit")]
@@ -83,9 +80,7 @@ impl Drop for Target {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 const OPENWIT_CONFIG: &str = "
@@ -132,19 +127,9 @@ fn start_openwit(bin: &PathBuf, name: &'static str, fsync: bool) -> anyhow::Resu
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot start {}: {e}; build it with cargo build --release -p openwit",
-                bin.display()
-            )
+            anyhow::anyhow!("cannot start {}: {e}; build it with cargo build --release -p openwit", bin.display())
         })?;
-    Ok(Target {
-        name,
-        child,
-        grpc,
-        http,
-        metrics: Some(metrics),
-        _dir: dir,
-    })
+    Ok(Target { name, child, grpc, http, metrics: Some(metrics), _dir: dir })
 }
 
 fn start_rotel(bin: &PathBuf) -> anyhow::Result<Target> {
@@ -161,34 +146,20 @@ fn start_rotel(bin: &PathBuf) -> anyhow::Result<Target> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", bin.display()))?;
-    Ok(Target {
-        name: "rotel",
-        child,
-        grpc,
-        http,
-        metrics: None,
-        _dir: dir,
-    })
+    Ok(Target { name: "rotel", child, grpc, http, metrics: None, _dir: dir })
 }
 
 async fn wait_listening(t: &mut Target) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     for port in [t.grpc, t.http] {
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 break;
             }
             if let Some(st) = t.child.try_wait()? {
                 anyhow::bail!("{} exited before listening: {st}", t.name);
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{} did not listen on {port} within 20s",
-                t.name
-            );
+            anyhow::ensure!(Instant::now() < deadline, "{} did not listen on {port} within 20s", t.name);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -198,14 +169,8 @@ async fn wait_listening(t: &mut Target) -> anyhow::Result<()> {
 /// The WAL's commit counter from OpenWit's metrics endpoint.
 async fn wal_commits(port: Option<u16>) -> Option<f64> {
     let port = port?;
-    let text = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text =
+        reqwest::Client::new().get(format!("http://127.0.0.1:{port}/metrics")).send().await.ok()?.text().await.ok()?;
     openwit_bench::measure::prometheus_value(&text, "openwit_wal_commit_seconds_count")
 }
 
@@ -224,9 +189,7 @@ fn machine() -> String {
         .and_then(|m| measure::parse_status_kib(&m, "MemTotal"))
         .map(|k| k as f64 / 1048576.0)
         .unwrap_or(0.0);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     format!("{cores} cores, {mem_gib:.0} GiB, {cpu}")
 }
 
@@ -260,12 +223,7 @@ async fn main() -> anyhow::Result<()> {
     ];
     let mut rows = Vec::new();
     for (transport, signal) in scenarios {
-        let requests = Arc::new(load::encode_requests(
-            signal,
-            cli.seed,
-            64,
-            cli.items_per_request,
-        ));
+        let requests = Arc::new(load::encode_requests(signal, cli.seed, 64, cli.items_per_request));
         let scenario = format!("{signal:?} over {transport:?}").to_lowercase();
         let mut targets: Vec<&str> = vec!["openwit", "openwit (fsync off)"];
         if cli.rotel.is_some() {
@@ -274,17 +232,11 @@ async fn main() -> anyhow::Result<()> {
         for name in targets {
             let mut t = match (name, &cli.rotel) {
                 ("rotel", Some(bin)) => start_rotel(bin)?,
-                ("openwit (fsync off)", _) => {
-                    start_openwit(&cli.openwit, "openwit (fsync off)", false)?
-                }
+                ("openwit (fsync off)", _) => start_openwit(&cli.openwit, "openwit (fsync off)", false)?,
                 _ => start_openwit(&cli.openwit, "openwit", true)?,
             };
             wait_listening(&mut t).await?;
-            let port = if transport == Transport::Grpc {
-                t.grpc
-            } else {
-                t.http
-            };
+            let port = if transport == Transport::Grpc { t.grpc } else { t.http };
             let mut plan = Plan {
                 signal,
                 transport,
@@ -319,9 +271,7 @@ async fn main() -> anyhow::Result<()> {
                 cpu_s_per_million: measure::cpu_per_million(cpu, report.items_acked),
                 peak_rss_mib: rss,
                 wal_commits_per_s: commits.map(|c| c / report.elapsed_s),
-                items_per_commit: commits
-                    .filter(|c| *c > 0.0)
-                    .map(|c| report.items_acked as f64 / c),
+                items_per_commit: commits.filter(|c| *c > 0.0).map(|c| report.items_acked as f64 / c),
                 load: report,
             });
         }
@@ -331,12 +281,7 @@ async fn main() -> anyhow::Result<()> {
         let reqs = load::encode_requests(signal, cli.seed, 64, cli.items_per_request);
         decode.push((
             format!("{signal:?}").to_lowercase(),
-            measure::decode_items_per_s(
-                signal,
-                &reqs,
-                cli.items_per_request,
-                Duration::from_secs(2),
-            ),
+            measure::decode_items_per_s(signal, &reqs, cli.items_per_request, Duration::from_secs(2)),
         ));
     }
     std::fs::create_dir_all(&cli.scratch_dir)?;
@@ -382,10 +327,8 @@ fn markdown(r: &Results) -> String {
             l.latency_p50_ms,
             l.latency_p99_ms,
             l.latency_max_ms,
-            row.wal_commits_per_s
-                .map_or("—".to_string(), |v| format!("{v:.0}")),
-            row.items_per_commit
-                .map_or("—".to_string(), |v| format!("{v:.0}")),
+            row.wal_commits_per_s.map_or("—".to_string(), |v| format!("{v:.0}")),
+            row.items_per_commit.map_or("—".to_string(), |v| format!("{v:.0}")),
             errors
         ));
     }
@@ -394,15 +337,8 @@ fn markdown(r: &Results) -> String {
         .iter()
         .filter(|x| x.target == "openwit")
         .filter_map(|o| {
-            let p = r
-                .rows
-                .iter()
-                .find(|x| x.target == "rotel" && x.scenario == o.scenario)?;
-            Some(format!(
-                "| {} | {:.2} |",
-                o.scenario,
-                o.cpu_s_per_million / p.cpu_s_per_million
-            ))
+            let p = r.rows.iter().find(|x| x.target == "rotel" && x.scenario == o.scenario)?;
+            Some(format!("| {} | {:.2} |", o.scenario, o.cpu_s_per_million / p.cpu_s_per_million))
         })
         .collect();
     if !ratios.is_empty() {
@@ -412,9 +348,7 @@ fn markdown(r: &Results) -> String {
     }
     s.push_str("\nCeilings on this machine:\n\n| measure | value |\n|---|---:|\n");
     for (sig, v) in &r.decode_items_per_s {
-        s.push_str(&format!(
-            "| protobuf decode, {sig} (one core, in-process) | {v:.0} items/s |\n"
-        ));
+        s.push_str(&format!("| protobuf decode, {sig} (one core, in-process) | {v:.0} items/s |\n"));
     }
     for w in &r.synced_writes {
         s.push_str(&format!(

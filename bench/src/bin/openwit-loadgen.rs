@@ -6,10 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(
-    name = "openwit-loadgen",
-    about = "Realistic OTLP load, deterministic from a seed"
-)]
+#[command(name = "openwit-loadgen", about = "Realistic OTLP load, deterministic from a seed")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,14 +62,8 @@ struct RunArgs {
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.trim().split_at(
-        s.trim()
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s or 2m"))?;
+    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s or 2m"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" | "" => n,
@@ -87,18 +78,13 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Report { seed, spans, json } => {
             let r = openwit_bench::realism::measure(seed, spans);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?)
-            } else {
-                print!("{}", r.markdown())
-            }
+            if json { println!("{}", serde_json::to_string_pretty(&r)?) } else { print!("{}", r.markdown()) }
         }
         Command::Run(a) => {
             if a.total_items.is_none() && a.duration.is_none() {
                 anyhow::bail!("give --total-items or --duration");
             }
-            let requests =
-                load::encode_requests(a.signal, a.seed, a.distinct_requests, a.items_per_request);
+            let requests = load::encode_requests(a.signal, a.seed, a.distinct_requests, a.items_per_request);
             let plan = Plan {
                 signal: a.signal,
                 transport: a.transport,
@@ -111,11 +97,7 @@ async fn main() -> anyhow::Result<()> {
                 rate: a.rate,
             };
             let report = load::run(&plan).await?;
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&report)?)
-            } else {
-                println!("{}", report.text())
-            }
+            if a.json { println!("{}", serde_json::to_string_pretty(&report)?) } else { println!("{}", report.text()) }
         }
     }
     Ok(())

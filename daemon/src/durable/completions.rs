@@ -14,6 +14,7 @@ pub async fn run_completions(
     mut rx: mpsc::UnboundedReceiver<Completion>,
     telemetry: Arc<Telemetry>,
     janitor_every: Duration,
+    track: super::Tracking,
 ) {
     let mut janitor = tokio::time::interval(janitor_every);
     janitor.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -25,16 +26,16 @@ pub async fn run_completions(
                 while let Ok(c) = rx.try_recv() {
                     batch.push(c);
                 }
-                record(&wal, batch, &telemetry).await;
+                record(&wal, batch, &telemetry, &track).await;
             }
             _ = janitor.tick() => {
                 let w = wal.clone();
                 let t = telemetry.clone();
+                let tr = track.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
                     match w.collect_garbage() {
-                        Ok(n) if n > 0 => tracing::debug!(segments = n, "janitor removed fully stored WAL segments"),
-                        Ok(_) => {}
+                        Ok(ids) => cleaned(&tr, ids),
                         Err(e) => tracing::error!("janitor: {e}"),
                     }
                     let s = w.stats();
@@ -48,25 +49,47 @@ pub async fn run_completions(
     }
     let _ = tokio::task::spawn_blocking(move || {
         let mut w = wal.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = w.sync().and_then(|()| w.collect_garbage().map(|_| ())) {
-            tracing::error!("WAL sync at shutdown failed: {e}");
+        match w.sync().and_then(|()| w.collect_garbage()) {
+            Ok(ids) => cleaned(&track, ids),
+            Err(e) => tracing::error!("WAL sync at shutdown failed: {e}"),
         }
     })
     .await;
 }
 
-async fn record(wal: &Arc<Mutex<Wal>>, batch: Vec<Completion>, telemetry: &Telemetry) {
+/// Tells the tracker which batches' segments the janitor deleted.
+fn cleaned(track: &super::Tracking, ids: Vec<Vec<u8>>) {
+    if ids.is_empty() {
+        return;
+    }
+    tracing::debug!(batches = ids.len(), "janitor removed fully stored WAL segments");
+    let at = super::now_ms();
+    for id in ids {
+        if let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) {
+            track.tracker.send(openwit_catalog::Update::Cleaned { batch_id: batch_id_text(&id), at });
+        }
+    }
+}
+
+async fn record(wal: &Arc<Mutex<Wal>>, batch: Vec<Completion>, telemetry: &Telemetry, track: &super::Tracking) {
     let mut ok = Vec::new();
+    let at = super::now_ms();
     for c in batch {
         match c.error {
-            None => ok.push(c.id.to_vec()),
+            None => {
+                track.tracker.send(openwit_catalog::Update::Stored { batch_id: batch_id_text(&c.id), at });
+                ok.push(c.id.to_vec());
+            }
             Some(e) => {
+                track.tracker.send(openwit_catalog::Update::Failed {
+                    batch_id: batch_id_text(&c.id),
+                    stage: openwit_catalog::Stage::Storage,
+                    error: e.clone(),
+                    at,
+                });
                 // Kept in the WAL: replayed at the next start.
                 tracing::error!(batch = %batch_id_text(&c.id), "batch failed and is kept in the WAL for replay: {e}");
-                telemetry
-                    .wal_batches
-                    .get_or_create(&vec![("outcome".into(), "failed".into())])
-                    .inc();
+                telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "failed".into())]).inc();
             }
         }
     }
@@ -75,20 +98,11 @@ async fn record(wal: &Arc<Mutex<Wal>>, batch: Vec<Completion>, telemetry: &Telem
     }
     let n = ok.len() as u64;
     let w = wal.clone();
-    match tokio::task::spawn_blocking(move || {
-        w.lock().unwrap_or_else(|p| p.into_inner()).complete(&ok)
-    })
-    .await
-    {
+    match tokio::task::spawn_blocking(move || w.lock().unwrap_or_else(|p| p.into_inner()).complete(&ok)).await {
         Ok(Ok(())) => {
-            telemetry
-                .wal_batches
-                .get_or_create(&vec![("outcome".into(), "completed".into())])
-                .inc_by(n);
+            telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "completed".into())]).inc_by(n);
         }
-        Ok(Err(e)) => tracing::error!(
-            "cannot record completed batches in the WAL (they will be replayed): {e}"
-        ),
+        Ok(Err(e)) => tracing::error!("cannot record completed batches in the WAL (they will be replayed): {e}"),
         Err(e) => tracing::error!("completion task failed: {e}"),
     }
 }

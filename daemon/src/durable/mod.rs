@@ -13,6 +13,37 @@ mod replay;
 mod writer;
 
 pub use completions::run_completions;
+
+/// Where batch tracking goes, and who this daemon is in it.
+#[derive(Clone)]
+pub struct Tracking {
+    pub tracker: openwit_catalog::TrackerHandle,
+    pub node_id: std::sync::Arc<str>,
+}
+
+/// Milliseconds since the Unix epoch, as the catalog stores times.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The catalog's view of a WAL batch.
+pub fn new_batch(b: &openwit_wal::WalBatch, node_id: &str) -> openwit_catalog::NewBatch {
+    let text = <[u8; 16]>::try_from(b.id.as_slice()).map(|i| openwit_core::batch_id_text(&i)).unwrap_or_default();
+    let topics: Vec<String> = b.sources.iter().map(|s| format!("{}/{}", s.topic, s.partition)).collect();
+    openwit_catalog::NewBatch {
+        batch_id: text,
+        client_id: b.tenant.clone(),
+        signal: signal_of(b.signal).map_or("unknown", |s| s.as_str()).to_string(),
+        receiver: b.receiver.clone(),
+        node_id: node_id.to_string(),
+        item_count: i64::from(b.items),
+        byte_size: b.payload.len() as i64,
+        topics: (!topics.is_empty()).then(|| topics.join(",")),
+        first_offset: b.sources.iter().map(|s| s.first_offset).min(),
+        last_offset: b.sources.iter().map(|s| s.last_offset).max(),
+        created_at: b.created_unix_ms,
+    }
+}
 pub use replay::replay;
 pub use writer::{Durable, Routes};
 

@@ -14,14 +14,12 @@ pub async fn replay(
     routes: &Routes,
     completions: &mpsc::UnboundedSender<Completion>,
     telemetry: &Telemetry,
+    track: &super::Tracking,
 ) {
     if pending.is_empty() {
         return;
     }
-    tracing::info!(
-        batches = pending.len(),
-        "replaying WAL batches that were not fully stored"
-    );
+    tracing::info!(batches = pending.len(), "replaying WAL batches that were not fully stored");
     let mut replayed = 0u64;
     for b in pending {
         let Ok(id) = <[u8; 16]>::try_from(b.id.as_slice()) else {
@@ -48,22 +46,18 @@ pub async fn replay(
                 continue;
             }
         };
+        track.tracker.send(openwit_catalog::Update::Replayed {
+            batch: super::new_batch(&b, &track.node_id),
+            at: super::now_ms(),
+        });
         let metadata: Metadata = b.metadata.into_iter().map(|m| (m.key, m.values)).collect();
         let token = AckToken::new(id, completions.clone());
-        let batch = Batch {
-            tenant,
-            payload,
-            metadata: Arc::new(metadata),
-            lineage: Lineage::whole(token, b.items),
-        };
+        let batch = Batch { tenant, payload, metadata: Arc::new(metadata), lineage: Lineage::whole(token, b.items) };
         if fanout.send(batch).await.is_err() {
             tracing::error!(batch = %text, "pipeline closed during replay");
             continue;
         }
         replayed += 1;
     }
-    telemetry
-        .wal_batches
-        .get_or_create(&vec![("outcome".into(), "replayed".into())])
-        .inc_by(replayed);
+    telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "replayed".into())]).inc_by(replayed);
 }

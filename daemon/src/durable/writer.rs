@@ -4,8 +4,8 @@ use super::{encode, signal_code};
 use async_trait::async_trait;
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{
-    AckToken, Batch, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest,
-    Lineage, Metadata, Payload, Signal, TenantId,
+    AckToken, Batch, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest, Lineage, Metadata,
+    Payload, Signal, TenantId,
 };
 use openwit_wal::{MetaEntry, Wal, WalBatch, WalError};
 use std::collections::{HashMap, VecDeque};
@@ -102,20 +102,11 @@ impl Durable {
         routes: Routes,
         completions: mpsc::UnboundedSender<Completion>,
         telemetry: Arc<Telemetry>,
+        track: super::Tracking,
     ) -> (Arc<Durable>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(INBOX);
-        let writer = Writer {
-            wal,
-            routes,
-            completions,
-            telemetry,
-            open: HashMap::new(),
-            ready: VecDeque::new(),
-        };
-        (
-            Arc::new(Durable { inbox: tx }),
-            tokio::spawn(writer.run(rx)),
-        )
+        let writer = Writer { wal, routes, completions, telemetry, track, open: HashMap::new(), ready: VecDeque::new() };
+        (Arc::new(Durable { inbox: tx }), tokio::spawn(writer.run(rx)))
     }
 }
 
@@ -124,6 +115,7 @@ struct Writer {
     routes: Routes,
     completions: mpsc::UnboundedSender<Completion>,
     telemetry: Arc<Telemetry>,
+    track: super::Tracking,
     open: HashMap<Key, Open>,
     /// Closed batches, oldest first, waiting to be committed.
     ready: VecDeque<(Key, Open)>,
@@ -185,12 +177,7 @@ impl Writer {
     }
 
     fn close_due(&mut self, now: Instant) {
-        let due: Vec<Key> = self
-            .open
-            .iter()
-            .filter(|(_, o)| o.close_at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let due: Vec<Key> = self.open.iter().filter(|(_, o)| o.close_at <= now).map(|(k, _)| k.clone()).collect();
         for k in due {
             if let Some(o) = self.open.remove(&k) {
                 self.ready.push_back((k, o));
@@ -220,10 +207,8 @@ impl Writer {
         if go.is_empty() {
             return;
         }
-        let created = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let created =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         let mut records = Vec::with_capacity(go.len());
         for (key, open, _) in go.iter_mut() {
             records.push(WalBatch {
@@ -234,18 +219,13 @@ impl Writer {
                 receiver: key.receiver.to_string(),
                 items: open.items as u32,
                 payload: std::mem::take(&mut open.raw),
-                metadata: key
-                    .metadata
-                    .iter()
-                    .map(|(k, v)| MetaEntry {
-                        key: k.clone(),
-                        values: v.clone(),
-                    })
-                    .collect(),
+                metadata: key.metadata.iter().map(|(k, v)| MetaEntry { key: k.clone(), values: v.clone() }).collect(),
                 sources: Vec::new(),
             });
         }
         let ids: Vec<Vec<u8>> = records.iter().map(|r| r.id.clone()).collect();
+        let rows: Vec<openwit_catalog::NewBatch> =
+            records.iter().map(|r| super::new_batch(r, &self.track.node_id)).collect();
         let wal = self.wal.clone();
         let started = std::time::Instant::now();
         let written = tokio::task::spawn_blocking(move || {
@@ -253,9 +233,7 @@ impl Writer {
             w.append_batches(&records).map(|()| w.stats())
         })
         .await;
-        self.telemetry
-            .wal_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        self.telemetry.wal_commit_seconds.observe(started.elapsed().as_secs_f64());
         let stats = match written {
             Ok(Ok(stats)) => stats,
             Ok(Err(e)) => {
@@ -273,24 +251,19 @@ impl Writer {
             }
             Err(join) => {
                 for (key, open, _) in go {
-                    self.refuse(
-                        &key,
-                        open,
-                        ConsumeError::Unavailable(format!("WAL writer task failed: {join}")),
-                    );
+                    self.refuse(&key, open, ConsumeError::Unavailable(format!("WAL writer task failed: {join}")));
                 }
                 return;
             }
         };
         self.telemetry.wal_disk_bytes.set(stats.disk_bytes as i64);
         self.telemetry.wal_segments.set(stats.segments as i64);
-        self.telemetry
-            .wal_pending_batches
-            .set(stats.pending_batches as i64);
-        self.telemetry
-            .wal_batches
-            .get_or_create(&vec![("outcome".into(), "written".into())])
-            .inc_by(ids.len() as u64);
+        self.telemetry.wal_pending_batches.set(stats.pending_batches as i64);
+        self.telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "written".into())]).inc_by(ids.len() as u64);
+        let at = super::now_ms();
+        for row in rows {
+            self.track.tracker.send(openwit_catalog::Update::Written { batch: row, at });
+        }
         for ((key, open, permits), id) in go.into_iter().zip(ids) {
             let mut bid = [0u8; 16];
             bid.copy_from_slice(&id);

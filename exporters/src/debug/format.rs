@@ -9,29 +9,21 @@ use std::fmt::Write;
 /// The one-line summary every verbosity prints.
 pub fn summary(batch: &Batch) -> String {
     match &batch.payload {
-        Payload::Traces(r) => format!(
-            "Traces: resource spans {}, spans {}",
-            r.resource_spans.len(),
-            batch.item_count()
-        ),
+        Payload::Traces(r) => {
+            format!("Traces: resource spans {}, spans {}", r.resource_spans.len(), batch.item_count())
+        }
         Payload::Metrics(r) => {
-            let metrics: usize = r
-                .resource_metrics
-                .iter()
-                .flat_map(|x| &x.scope_metrics)
-                .map(|s| s.metrics.len())
-                .sum();
+            let metrics: usize =
+                r.resource_metrics.iter().flat_map(|x| &x.scope_metrics).map(|s| s.metrics.len()).sum();
             format!(
                 "Metrics: resource metrics {}, metrics {metrics}, data points {}",
                 r.resource_metrics.len(),
                 batch.item_count()
             )
         }
-        Payload::Logs(r) => format!(
-            "Logs: resource logs {}, log records {}",
-            r.resource_logs.len(),
-            batch.item_count()
-        ),
+        Payload::Logs(r) => {
+            format!("Logs: resource logs {}, log records {}", r.resource_logs.len(), batch.item_count())
+        }
     }
 }
 
@@ -40,12 +32,7 @@ pub fn normal(p: &Payload) -> String {
     let mut out = String::new();
     match p {
         Payload::Traces(r) => {
-            for s in r
-                .resource_spans
-                .iter()
-                .flat_map(|x| &x.scope_spans)
-                .flat_map(|x| &x.spans)
-            {
+            for s in r.resource_spans.iter().flat_map(|x| &x.scope_spans).flat_map(|x| &x.spans) {
                 let _ = writeln!(
                     out,
                     "{} {} {} {}",
@@ -57,36 +44,17 @@ pub fn normal(p: &Payload) -> String {
             }
         }
         Payload::Logs(r) => {
-            for l in r
-                .resource_logs
-                .iter()
-                .flat_map(|x| &x.scope_logs)
-                .flat_map(|x| &x.log_records)
-            {
-                let _ = writeln!(
-                    out,
-                    "{} {}",
-                    any(l.body.as_ref()),
-                    attrs_inline(&l.attributes)
-                );
+            for l in r.resource_logs.iter().flat_map(|x| &x.scope_logs).flat_map(|x| &x.log_records) {
+                let _ = writeln!(out, "{} {}", any(l.body.as_ref()), attrs_inline(&l.attributes));
             }
         }
         Payload::Metrics(r) => {
-            for m in r
-                .resource_metrics
-                .iter()
-                .flat_map(|x| &x.scope_metrics)
-                .flat_map(|x| &x.metrics)
-            {
+            for m in r.resource_metrics.iter().flat_map(|x| &x.scope_metrics).flat_map(|x| &x.metrics) {
                 let _ = writeln!(
                     out,
                     "{}{} {}",
                     m.name,
-                    if m.unit.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" {{{}}}", m.unit)
-                    },
+                    if m.unit.is_empty() { String::new() } else { format!(" {{{}}}", m.unit) },
                     kind(m.data.as_ref())
                 );
             }
@@ -101,15 +69,8 @@ pub fn detailed(p: &Payload) -> String {
     match p {
         Payload::Traces(r) => {
             for (i, rs) in r.resource_spans.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "ResourceSpans #{i}\nResource SchemaURL: {}",
-                    rs.schema_url
-                );
-                resource(
-                    &mut o,
-                    rs.resource.as_ref().map(|r| r.attributes.as_slice()),
-                );
+                let _ = writeln!(o, "ResourceSpans #{i}\nResource SchemaURL: {}", rs.schema_url);
+                resource(&mut o, rs.resource.as_ref().map(|r| r.attributes.as_slice()));
                 for (j, ss) in rs.scope_spans.iter().enumerate() {
                     scope(&mut o, "ScopeSpans", j, &ss.schema_url, ss.scope.as_ref());
                     for (k, s) in ss.spans.iter().enumerate() {
@@ -121,18 +82,8 @@ pub fn detailed(p: &Payload) -> String {
                         field(&mut o, "Kind", span_kind(s.kind));
                         field(&mut o, "Start time", &s.start_time_unix_nano.to_string());
                         field(&mut o, "End time", &s.end_time_unix_nano.to_string());
-                        let (code, msg) = s
-                            .status
-                            .as_ref()
-                            .map(|st| (st.code, st.message.as_str()))
-                            .unwrap_or((0, ""));
-                        field(
-                            &mut o,
-                            "Status code",
-                            ["Unset", "Ok", "Error"]
-                                .get(code as usize)
-                                .unwrap_or(&"Unknown"),
-                        );
+                        let (code, msg) = s.status.as_ref().map(|st| (st.code, st.message.as_str())).unwrap_or((0, ""));
+                        field(&mut o, "Status code", ["Unset", "Ok", "Error"].get(code as usize).unwrap_or(&"Unknown"));
                         field(&mut o, "Status message", msg);
                         attributes(&mut o, "Attributes", &s.attributes);
                         for (e, ev) in s.events.iter().enumerate() {
@@ -159,10 +110,7 @@ pub fn detailed(p: &Payload) -> String {
         Payload::Logs(r) => {
             for (i, rl) in r.resource_logs.iter().enumerate() {
                 let _ = writeln!(o, "ResourceLog #{i}\nResource SchemaURL: {}", rl.schema_url);
-                resource(
-                    &mut o,
-                    rl.resource.as_ref().map(|r| r.attributes.as_slice()),
-                );
+                resource(&mut o, rl.resource.as_ref().map(|r| r.attributes.as_slice()));
                 for (j, sl) in rl.scope_logs.iter().enumerate() {
                     scope(&mut o, "ScopeLogs", j, &sl.schema_url, sl.scope.as_ref());
                     for (k, l) in sl.log_records.iter().enumerate() {
@@ -172,11 +120,7 @@ pub fn detailed(p: &Payload) -> String {
                             "ObservedTimestamp: {}\nTimestamp: {}",
                             l.observed_time_unix_nano, l.time_unix_nano
                         );
-                        let _ = writeln!(
-                            o,
-                            "SeverityText: {}\nSeverityNumber: {}",
-                            l.severity_text, l.severity_number
-                        );
+                        let _ = writeln!(o, "SeverityText: {}\nSeverityNumber: {}", l.severity_text, l.severity_number);
                         let _ = writeln!(o, "Body: {}", any(l.body.as_ref()));
                         attributes(&mut o, "Attributes", &l.attributes);
                         let _ = writeln!(
@@ -192,15 +136,8 @@ pub fn detailed(p: &Payload) -> String {
         }
         Payload::Metrics(r) => {
             for (i, rm) in r.resource_metrics.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "ResourceMetrics #{i}\nResource SchemaURL: {}",
-                    rm.schema_url
-                );
-                resource(
-                    &mut o,
-                    rm.resource.as_ref().map(|r| r.attributes.as_slice()),
-                );
+                let _ = writeln!(o, "ResourceMetrics #{i}\nResource SchemaURL: {}", rm.schema_url);
+                resource(&mut o, rm.resource.as_ref().map(|r| r.attributes.as_slice()));
                 for (j, sm) in rm.scope_metrics.iter().enumerate() {
                     scope(&mut o, "ScopeMetrics", j, &sm.schema_url, sm.scope.as_ref());
                     for (k, m) in sm.metrics.iter().enumerate() {
@@ -285,17 +222,10 @@ fn kind(d: Option<&Data>) -> &'static str {
 }
 
 fn span_kind(k: i32) -> &'static str {
-    [
-        "Unspecified",
-        "Internal",
-        "Server",
-        "Client",
-        "Producer",
-        "Consumer",
-    ]
-    .get(k as usize)
-    .copied()
-    .unwrap_or("Unknown")
+    ["Unspecified", "Internal", "Server", "Client", "Producer", "Consumer"]
+        .get(k as usize)
+        .copied()
+        .unwrap_or("Unknown")
 }
 
 fn field(o: &mut String, name: &str, value: &str) {
@@ -313,13 +243,8 @@ fn scope(
     schema: &str,
     s: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
 ) {
-    let (name, version) = s
-        .map(|s| (s.name.as_str(), s.version.as_str()))
-        .unwrap_or(("", ""));
-    let _ = writeln!(
-        o,
-        "{what} #{i}\n{what} SchemaURL: {schema}\nInstrumentationScope {name} {version}"
-    );
+    let (name, version) = s.map(|s| (s.name.as_str(), s.version.as_str())).unwrap_or(("", ""));
+    let _ = writeln!(o, "{what} #{i}\n{what} SchemaURL: {schema}\nInstrumentationScope {name} {version}");
 }
 
 fn attributes(o: &mut String, title: &str, attrs: &[KeyValue]) {
@@ -333,11 +258,7 @@ fn attributes(o: &mut String, title: &str, attrs: &[KeyValue]) {
 }
 
 fn attrs_inline(attrs: &[KeyValue]) -> String {
-    attrs
-        .iter()
-        .map(|kv| format!("{}={}", kv.key, any(kv.value.as_ref())))
-        .collect::<Vec<_>>()
-        .join(" ")
+    attrs.iter().map(|kv| format!("{}={}", kv.key, any(kv.value.as_ref()))).collect::<Vec<_>>().join(" ")
 }
 
 /// An AnyValue as the Collector prints it: `Str(x)`, `Int(1)`, `Map({…})`, …
@@ -349,22 +270,11 @@ pub fn any(v: Option<&AnyValue>) -> String {
         Some(Value::DoubleValue(d)) => format!("Double({d})"),
         Some(Value::BytesValue(b)) => format!("Bytes({})", hex::encode(b)),
         Some(Value::ArrayValue(a)) => {
-            format!(
-                "Slice([{}])",
-                a.values
-                    .iter()
-                    .map(|x| any(Some(x)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("Slice([{}])", a.values.iter().map(|x| any(Some(x))).collect::<Vec<_>>().join(", "))
         }
         Some(Value::KvlistValue(m)) => format!(
             "Map({{{}}})",
-            m.values
-                .iter()
-                .map(|kv| format!("{}: {}", kv.key, any(kv.value.as_ref())))
-                .collect::<Vec<_>>()
-                .join(", ")
+            m.values.iter().map(|kv| format!("{}: {}", kv.key, any(kv.value.as_ref()))).collect::<Vec<_>>().join(", ")
         ),
         Some(Value::StringValueStrindex(i)) => format!("StrIndex({i})"),
         None => "Empty()".to_string(),
@@ -380,11 +290,7 @@ mod tests {
     use openwit_core::TenantId;
 
     fn kv(k: &str, v: Value) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
-        }
+        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
     }
 
     fn traces() -> Payload {
@@ -400,18 +306,10 @@ mod tests {
                         span_id: vec![0xcd; 8],
                         name: "checkout".into(),
                         kind: 2,
-                        status: Some(Status {
-                            code: 2,
-                            message: "boom".into(),
-                        }),
+                        status: Some(Status { code: 2, message: "boom".into() }),
                         attributes: vec![
                             kv("n", Value::IntValue(7)),
-                            kv(
-                                "m",
-                                Value::KvlistValue(KeyValueList {
-                                    values: vec![kv("x", Value::BoolValue(true))],
-                                }),
-                            ),
+                            kv("m", Value::KvlistValue(KeyValueList { values: vec![kv("x", Value::BoolValue(true))] })),
                         ],
                         ..Default::default()
                     }],

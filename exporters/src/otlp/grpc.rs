@@ -7,9 +7,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsSe
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use openwit_core::factory::{ComponentConfig, typed};
-use openwit_core::{
-    Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal,
-};
+use openwit_core::{Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,31 +28,20 @@ pub struct OtlpGrpcConfig {
 
 impl Default for OtlpGrpcConfig {
     fn default() -> Self {
-        OtlpGrpcConfig {
-            endpoint: String::new(),
-            timeout: Duration::from_secs(5),
-            common: Common::default(),
-        }
+        OtlpGrpcConfig { endpoint: String::new(), timeout: Duration::from_secs(5), common: Common::default() }
     }
 }
 
 impl OtlpGrpcConfig {
     fn url(&self) -> String {
-        if self.endpoint.contains("://") {
-            self.endpoint.clone()
-        } else {
-            format!("http://{}", self.endpoint)
-        }
+        if self.endpoint.contains("://") { self.endpoint.clone() } else { format!("http://{}", self.endpoint) }
     }
 }
 
 impl ComponentConfig for OtlpGrpcConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         if self.endpoint.is_empty() {
-            return Err(ConfigIssue::new(
-                "endpoint",
-                "is required, e.g. collector:4317",
-            ));
+            return Err(ConfigIssue::new("endpoint", "is required, e.g. collector:4317"));
         }
         let plaintext = self.endpoint.starts_with("http://") || self.common.tls.insecure;
         if !plaintext {
@@ -64,10 +51,7 @@ impl ComponentConfig for OtlpGrpcConfig {
             ));
         }
         if Channel::from_shared(self.url()).is_err() {
-            return Err(ConfigIssue::new(
-                "endpoint",
-                format!("{:?} is not a valid address", self.endpoint),
-            ));
+            return Err(ConfigIssue::new("endpoint", format!("{:?} is not a valid address", self.endpoint)));
         }
         self.common.check_headers()
     }
@@ -81,9 +65,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         "forwards OTLP over gRPC to another collector or backend",
         |id: &ComponentId, cfg, _env: &BuildEnv| {
             cfg.common.note_ignored(&id.to_string());
-            let channel = Channel::from_shared(cfg.url())?
-                .timeout(cfg.timeout)
-                .connect_lazy();
+            let channel = Channel::from_shared(cfg.url())?.timeout(cfg.timeout).connect_lazy();
             let mut metadata = MetadataMap::new();
             for (k, v) in &cfg.common.headers {
                 metadata.insert(
@@ -91,12 +73,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
                     MetadataValue::try_from(v.as_str())?,
                 );
             }
-            Ok(Box::new(OtlpGrpcExporter {
-                id: id.to_string(),
-                channel,
-                metadata,
-                cfg,
-            }))
+            Ok(Box::new(OtlpGrpcExporter { id: id.to_string(), channel, metadata, cfg }))
         },
     )
 }
@@ -111,16 +88,7 @@ struct OtlpGrpcExporter {
 /// Codes after which the same request may succeed (the OTLP spec's list).
 fn retryable(code: tonic::Code) -> bool {
     use tonic::Code::*;
-    matches!(
-        code,
-        Cancelled
-            | DeadlineExceeded
-            | Aborted
-            | OutOfRange
-            | Unavailable
-            | DataLoss
-            | ResourceExhausted
-    )
+    matches!(code, Cancelled | DeadlineExceeded | Aborted | OutOfRange | Unavailable | DataLoss | ResourceExhausted)
 }
 
 impl OtlpGrpcExporter {
@@ -141,9 +109,7 @@ impl OtlpGrpcExporter {
                 if let Some(e) = enc {
                     c = c.send_compressed(e);
                 }
-                c.export(req($msg.clone(), &self.metadata))
-                    .await
-                    .map(|_| ())
+                c.export(req($msg.clone(), &self.metadata)).await.map(|_| ())
             }};
         }
         match payload {
@@ -169,11 +135,7 @@ impl Exporter for OtlpGrpcExporter {
         };
         result.map_err(|s| {
             let msg = format!("{} {}: {}", self.cfg.endpoint, s.code(), s.message());
-            if retryable(s.code()) {
-                ExportError::Retryable(msg)
-            } else {
-                ExportError::Permanent(msg)
-            }
+            if retryable(s.code()) { ExportError::Retryable(msg) } else { ExportError::Permanent(msg) }
         })
     }
 }

@@ -5,8 +5,7 @@ use async_trait::async_trait;
 use backon::Retryable;
 use openwit_core::factory::{ComponentConfig, typed};
 use openwit_core::{
-    Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal,
-    otlp_json,
+    Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal, otlp_json,
 };
 use prost::Message;
 use serde::Deserialize;
@@ -62,18 +61,13 @@ impl OtlpHttpConfig {
         if !explicit.is_empty() {
             return explicit.clone();
         }
-        format!(
-            "{}/v1/{}",
-            self.endpoint.trim_end_matches('/'),
-            signal.as_str()
-        )
+        format!("{}/v1/{}", self.endpoint.trim_end_matches('/'), signal.as_str())
     }
 }
 
 impl ComponentConfig for OtlpHttpConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
-        if self.endpoint.is_empty() && Signal::ALL.iter().any(|s| self.url(*s).starts_with("/v1/"))
-        {
+        if self.endpoint.is_empty() && Signal::ALL.iter().any(|s| self.url(*s).starts_with("/v1/")) {
             return Err(ConfigIssue::new(
                 "endpoint",
                 "is required (or traces_endpoint, metrics_endpoint and logs_endpoint), e.g. http://collector:4318",
@@ -88,10 +82,7 @@ impl ComponentConfig for OtlpHttpConfig {
                 return Err(tls_unsupported(&url, "use an http:// endpoint"));
             }
             if !url.starts_with("http://") || reqwest::Url::parse(&url).is_err() {
-                return Err(ConfigIssue::new(
-                    "endpoint",
-                    format!("{url:?} is not an http:// URL"),
-                ));
+                return Err(ConfigIssue::new("endpoint", format!("{url:?} is not an http:// URL")));
             }
         }
         self.common.check_headers()
@@ -108,21 +99,10 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
             cfg.common.note_ignored(&id.to_string());
             let mut headers = reqwest::header::HeaderMap::new();
             for (k, v) in &cfg.common.headers {
-                headers.insert(
-                    reqwest::header::HeaderName::from_bytes(k.as_bytes())?,
-                    v.parse()?,
-                );
+                headers.insert(reqwest::header::HeaderName::from_bytes(k.as_bytes())?, v.parse()?);
             }
-            let client = reqwest::Client::builder()
-                .timeout(cfg.timeout)
-                .default_headers(headers)
-                .no_proxy()
-                .build()?;
-            Ok(Box::new(OtlpHttpExporter {
-                id: id.to_string(),
-                client,
-                cfg,
-            }))
+            let client = reqwest::Client::builder().timeout(cfg.timeout).default_headers(headers).no_proxy().build()?;
+            Ok(Box::new(OtlpHttpExporter { id: id.to_string(), client, cfg }))
         },
     )
 }
@@ -152,8 +132,7 @@ impl OtlpHttpExporter {
             (Encoding::Json, Payload::Metrics(r)) => otlp_json::encode(r),
             (Encoding::Json, Payload::Logs(r)) => otlp_json::encode(r),
         };
-        let fail =
-            |e: std::io::Error| ExportError::Permanent(format!("cannot compress the request: {e}"));
+        let fail = |e: std::io::Error| ExportError::Permanent(format!("cannot compress the request: {e}"));
         Ok(match self.cfg.common.compression.enabled() {
             Some(Compression::Zstd) => zstd::encode_all(&raw[..], 3).map_err(fail)?,
             Some(_) => {
@@ -170,11 +149,7 @@ impl OtlpHttpExporter {
             Encoding::Proto => "application/x-protobuf",
             Encoding::Json => "application/json",
         };
-        let mut req = self
-            .client
-            .post(url)
-            .header("content-type", ctype)
-            .body(body.clone());
+        let mut req = self.client.post(url).header("content-type", ctype).body(body.clone());
         match self.cfg.common.compression.enabled() {
             Some(Compression::Zstd) => req = req.header("content-encoding", "zstd"),
             Some(_) => req = req.header("content-encoding", "gzip"),
@@ -199,10 +174,7 @@ impl OtlpHttpExporter {
         Err(Failure {
             retryable: matches!(status.as_u16(), 429 | 502 | 503 | 504),
             retry_after,
-            message: format!(
-                "{url}: HTTP {status}: {}",
-                text.chars().take(300).collect::<String>()
-            ),
+            message: format!("{url}: HTTP {status}: {}", text.chars().take(300).collect::<String>()),
         })
     }
 }
@@ -219,17 +191,17 @@ impl Exporter for OtlpHttpExporter {
                     .when(|f: &Failure| f.retryable)
                     // A server that says when to come back is believed.
                     .adjust(|f: &Failure, d| f.retry_after.or(d))
-                    .notify(|f, d| tracing::warn!(exporter = %self.id, "export failed ({}); retrying in {d:?}", f.message))
+                    .notify(
+                        |f, d| tracing::warn!(exporter = %self.id, "export failed ({}); retrying in {d:?}", f.message),
+                    )
                     .await
             }
             None => once().await,
         };
-        result.map_err(|f| {
-            if f.retryable {
-                ExportError::Retryable(f.message)
-            } else {
-                ExportError::Permanent(f.message)
-            }
-        })
+        result.map_err(
+            |f| {
+                if f.retryable { ExportError::Retryable(f.message) } else { ExportError::Permanent(f.message) }
+            },
+        )
     }
 }

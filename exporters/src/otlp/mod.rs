@@ -58,13 +58,8 @@ pub struct Common {
 impl Common {
     fn check_headers(&self) -> Result<(), ConfigIssue> {
         for (k, v) in &self.headers {
-            if ::http::HeaderName::from_bytes(k.as_bytes()).is_err()
-                || ::http::HeaderValue::from_str(v).is_err()
-            {
-                return Err(ConfigIssue::new(
-                    format!("headers.{k}"),
-                    "is not a valid HTTP header name and value",
-                ));
+            if ::http::HeaderName::from_bytes(k.as_bytes()).is_err() || ::http::HeaderValue::from_str(v).is_err() {
+                return Err(ConfigIssue::new(format!("headers.{k}"), "is not a valid HTTP header name and value"));
             }
         }
         Ok(())
@@ -79,8 +74,5 @@ impl Common {
 
 /// The error for a TLS endpoint, which this build cannot reach yet.
 fn tls_unsupported(endpoint: &str, what_to_do: &str) -> ConfigIssue {
-    ConfigIssue::new(
-        "tls",
-        format!("TLS to {endpoint} is not supported yet; {what_to_do}"),
-    )
+    ConfigIssue::new("tls", format!("TLS to {endpoint} is not supported yet; {what_to_do}"))
 }

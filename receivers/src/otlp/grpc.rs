@@ -29,8 +29,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = super::bind(id, "OTLP/gRPC", &cfg.endpoint).await?;
-    let max = usize::try_from(cfg.max_recv_msg_size_mib.saturating_mul(1024 * 1024))
-        .unwrap_or(usize::MAX);
+    let max = usize::try_from(cfg.max_recv_msg_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
     let c = ingest.consumers();
     let svc = |present: bool| present.then(|| (ingest.clone(), max, cfg.include_metadata));
     let traces = svc(c.traces.is_some()).map(|(i, m, md)| OtlpService::<Traces>::new(i, m, md));
@@ -45,10 +44,7 @@ pub async fn start(
     let id = id.to_string();
     tracing::info!(receiver = %id, endpoint = %cfg.endpoint, "OTLP/gRPC listening");
     Ok(tokio::spawn(async move {
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-            .await
-        {
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await {
             tracing::error!(receiver = %id, "OTLP/gRPC server stopped: {e}");
         }
     }))
@@ -75,12 +71,7 @@ impl<S> Clone for OtlpService<S> {
 
 impl<S: OtlpSignal> OtlpService<S> {
     fn new(ingest: Arc<Accept>, max: usize, include_metadata: bool) -> Self {
-        OtlpService {
-            ingest,
-            max,
-            include_metadata,
-            _signal: PhantomData,
-        }
+        OtlpService { ingest, max, include_metadata, _signal: PhantomData }
     }
 }
 
@@ -100,30 +91,21 @@ impl<S: OtlpSignal> tower::Service<http::Request<tonic::body::Body>> for OtlpSer
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let is_export = req
-            .uri()
-            .path()
-            .strip_prefix('/')
-            .and_then(|p| p.strip_prefix(S::SERVICE))
-            == Some("/Export");
+        let is_export = req.uri().path().strip_prefix('/').and_then(|p| p.strip_prefix(S::SERVICE)) == Some("/Export");
         let this = self.clone();
         Box::pin(async move {
             if !is_export {
                 return Ok(Status::unimplemented("only Export is served").into_http());
             }
-            let mut grpc =
-                tonic::server::Grpc::new(OtlpCodec::<S::Resp, S::Req>(ProstCodec::default()))
-                    .accept_compressed(CompressionEncoding::Gzip)
-                    .accept_compressed(CompressionEncoding::Zstd)
-                    .max_decoding_message_size(this.max);
+            let mut grpc = tonic::server::Grpc::new(OtlpCodec::<S::Resp, S::Req>(ProstCodec::default()))
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(this.max);
             let mut resp = grpc.unary(Export::<S>(this), req).await;
             // tonic reports an over-long message as OUT_OF_RANGE; OTLP clients expect RESOURCE_EXHAUSTED.
             let h = resp.headers_mut();
             if h.get("grpc-status").and_then(|v| v.to_str().ok()) == Some("11") {
-                h.insert(
-                    "grpc-status",
-                    http::HeaderValue::from(Code::ResourceExhausted as i32),
-                );
+                h.insert("grpc-status", http::HeaderValue::from(Code::ResourceExhausted as i32));
             }
             Ok(resp)
         })
@@ -140,26 +122,9 @@ impl<S: OtlpSignal> UnaryService<S::Req> for Export<S> {
         let svc = self.0.clone();
         Box::pin(async move {
             let md = request.metadata();
-            let tenant = svc.ingest.resolve_tenant(
-                md.get(svc.ingest.tenant_key())
-                    .and_then(|v| v.to_str().ok()),
-            );
-            let metadata = if svc.include_metadata {
-                metadata_of(md)
-            } else {
-                Metadata::new()
-            };
-            match svc
-                .ingest
-                .accept(
-                    "grpc",
-                    tenant,
-                    S::payload(request.into_inner()),
-                    None,
-                    metadata,
-                )
-                .await
-            {
+            let tenant = svc.ingest.resolve_tenant(md.get(svc.ingest.tenant_key()).and_then(|v| v.to_str().ok()));
+            let metadata = if svc.include_metadata { metadata_of(md) } else { Metadata::new() };
+            match svc.ingest.accept("grpc", tenant, S::payload(request.into_inner()), None, metadata).await {
                 Ok(()) => Ok(tonic::Response::new(S::Resp::default())),
                 Err(e @ Refusal::Tenant(_)) => Err(Status::invalid_argument(e.to_string())),
                 // Every pipeline refusal is temporary: UNAVAILABLE tells OTLP clients to retry.
@@ -175,9 +140,7 @@ fn metadata_of(md: &tonic::metadata::MetadataMap) -> Metadata {
         if let tonic::metadata::KeyAndValueRef::Ascii(k, v) = kv
             && let Ok(v) = v.to_str()
         {
-            out.entry(k.as_str().to_string())
-                .or_default()
-                .push(v.to_string());
+            out.entry(k.as_str().to_string()).or_default().push(v.to_string());
         }
     }
     out
@@ -212,9 +175,9 @@ impl<D: Decoder<Error = Status>> Decoder for InvalidArgument<D> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        self.0.decode(buf).map_err(|s| {
-            Status::invalid_argument(format!("cannot decode the OTLP request: {}", s.message()))
-        })
+        self.0
+            .decode(buf)
+            .map_err(|s| Status::invalid_argument(format!("cannot decode the OTLP request: {}", s.message())))
     }
 
     fn buffer_settings(&self) -> tonic::codec::BufferSettings {

@@ -42,8 +42,7 @@ pub async fn start(
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = super::bind(id, "OTLP/HTTP", &cfg.endpoint).await?;
     let c = ingest.consumers();
-    let (has_traces, has_metrics, has_logs) =
-        (c.traces.is_some(), c.metrics.is_some(), c.logs.is_some());
+    let (has_traces, has_metrics, has_logs) = (c.traces.is_some(), c.metrics.is_some(), c.logs.is_some());
     let state = Arc::new(HttpState {
         ingest,
         max_body: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
@@ -66,10 +65,7 @@ pub async fn start(
     let id = id.to_string();
     tracing::info!(receiver = %id, endpoint = %cfg.endpoint, "OTLP/HTTP listening");
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
             tracing::error!(receiver = %id, "OTLP/HTTP server stopped: {e}");
         }
     }))
@@ -90,23 +86,9 @@ impl Format {
     }
 }
 
-async fn export<S: OtlpSignal>(
-    State(st): State<Arc<HttpState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let format = match ctype
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-        .as_str()
-    {
+async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let format = match ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
         PROTOBUF => Format::Protobuf,
         JSON => Format::Json,
         _ => {
@@ -116,36 +98,18 @@ async fn export<S: OtlpSignal>(
     };
     let raw = match Limited::new(body, st.max_body).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return status(
-                format,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                too_large(st.max_body),
-            );
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return status(format, StatusCode::PAYLOAD_TOO_LARGE, too_large(st.max_body));
         }
         Err(e) => {
-            return status(
-                format,
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {e}"),
-            );
+            return status(format, StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"));
         }
     };
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
     let body = match decompress(encoding, raw, st.max_body) {
         Ok(b) => b,
         Err(Decompress::TooLarge) => {
-            return status(
-                format,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                too_large(st.max_body),
-            );
+            return status(format, StatusCode::PAYLOAD_TOO_LARGE, too_large(st.max_body));
         }
         Err(Decompress::Bad(m)) => return status(format, StatusCode::BAD_REQUEST, m),
     };
@@ -154,11 +118,7 @@ async fn export<S: OtlpSignal>(
         Format::Protobuf => match S::Req::decode(body) {
             Ok(r) => r,
             Err(e) => {
-                return status(
-                    format,
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot decode the OTLP protobuf body: {e}"),
-                );
+                return status(format, StatusCode::BAD_REQUEST, format!("cannot decode the OTLP protobuf body: {e}"));
             }
         },
         Format::Json => match otlp_json::decode(&body) {
@@ -167,20 +127,9 @@ async fn export<S: OtlpSignal>(
         },
     };
     let ingest = &st.ingest;
-    let tenant = ingest.resolve_tenant(
-        headers
-            .get(ingest.tenant_key())
-            .and_then(|v| v.to_str().ok()),
-    );
-    let metadata = if st.include_metadata {
-        metadata_of(&headers)
-    } else {
-        Metadata::new()
-    };
-    match ingest
-        .accept("http", tenant, S::payload(req), raw, metadata)
-        .await
-    {
+    let tenant = ingest.resolve_tenant(headers.get(ingest.tenant_key()).and_then(|v| v.to_str().ok()));
+    let metadata = if st.include_metadata { metadata_of(&headers) } else { Metadata::new() };
+    match ingest.accept("http", tenant, S::payload(req), raw, metadata).await {
         Ok(()) => {
             // A full success is an empty Export response: no bytes in protobuf, `{}` in JSON.
             let bytes = match format {
@@ -198,19 +147,14 @@ async fn export<S: OtlpSignal>(
                 }
             };
             let mut r = status(format, code, e.to_string());
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
             r
         }
     }
 }
 
 fn too_large(max: usize) -> String {
-    format!(
-        "the request body is larger than max_request_body_size ({max} bytes), before or after decompression"
-    )
+    format!("the request body is larger than max_request_body_size ({max} bytes), before or after decompression")
 }
 
 enum Decompress {
@@ -261,9 +205,7 @@ fn status(format: Format, http_code: StatusCode, message: String) -> Response {
     // gRPC codes that correspond to each HTTP answer, as the OTLP spec pairs them.
     let code = match http_code {
         StatusCode::BAD_REQUEST => tonic_code::INVALID_ARGUMENT,
-        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => {
-            tonic_code::RESOURCE_EXHAUSTED
-        }
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => tonic_code::RESOURCE_EXHAUSTED,
         _ => tonic_code::UNAVAILABLE,
     };
     let st = RpcStatus { code, message };
@@ -271,12 +213,7 @@ fn status(format: Format, http_code: StatusCode, message: String) -> Response {
         Format::Protobuf => st.encode_to_vec(),
         Format::Json => serde_json::to_vec(&st).unwrap_or_default(),
     };
-    (
-        http_code,
-        [(header::CONTENT_TYPE, format.content_type())],
-        body,
-    )
-        .into_response()
+    (http_code, [(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 mod tonic_code {
@@ -289,9 +226,7 @@ fn metadata_of(headers: &HeaderMap) -> Metadata {
     let mut out = Metadata::new();
     for (k, v) in headers {
         if let Ok(v) = v.to_str() {
-            out.entry(k.as_str().to_string())
-                .or_default()
-                .push(v.to_string());
+            out.entry(k.as_str().to_string()).or_default().push(v.to_string());
         }
     }
     out
@@ -300,13 +235,9 @@ fn metadata_of(headers: &HeaderMap) -> Metadata {
 fn cors_layer(cfg: &CorsConfig) -> tower_http::cors::CorsLayer {
     use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
     let patterns = cfg.allowed_origins.clone();
-    let mut layer = CorsLayer::new()
-        .allow_methods([http::Method::POST])
-        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin
-                .to_str()
-                .is_ok_and(|o| patterns.iter().any(|p| origin_matches(p, o)))
-        }));
+    let mut layer = CorsLayer::new().allow_methods([http::Method::POST]).allow_origin(AllowOrigin::predicate(
+        move |origin: &HeaderValue, _| origin.to_str().is_ok_and(|o| patterns.iter().any(|p| origin_matches(p, o))),
+    ));
     let mut allowed: Vec<http::HeaderName> = vec![header::CONTENT_TYPE, header::CONTENT_ENCODING];
     allowed.extend(cfg.allowed_headers.iter().filter_map(|h| h.parse().ok()));
     layer = layer.allow_headers(AllowHeaders::list(allowed));
@@ -332,9 +263,7 @@ fn origin_matches_rest(pattern: &str, rest: &str) -> bool {
     if !pattern.contains('*') {
         return rest.ends_with(pattern);
     }
-    (0..=rest.len())
-        .filter(|i| rest.is_char_boundary(*i))
-        .any(|i| origin_matches(pattern, &rest[i..]))
+    (0..=rest.len()).filter(|i| rest.is_char_boundary(*i)).any(|i| origin_matches(pattern, &rest[i..]))
 }
 
 #[cfg(test)]
@@ -344,22 +273,10 @@ mod tests {
     #[test]
     fn origin_wildcards() {
         assert!(origin_matches("*", "https://a.example.com"));
-        assert!(origin_matches(
-            "https://*.example.com",
-            "https://a.example.com"
-        ));
-        assert!(!origin_matches(
-            "https://*.example.com",
-            "https://a.example.org"
-        ));
-        assert!(origin_matches(
-            "https://app.example.com",
-            "https://app.example.com"
-        ));
-        assert!(!origin_matches(
-            "https://app.example.com",
-            "http://app.example.com"
-        ));
+        assert!(origin_matches("https://*.example.com", "https://a.example.com"));
+        assert!(!origin_matches("https://*.example.com", "https://a.example.org"));
+        assert!(origin_matches("https://app.example.com", "https://app.example.com"));
+        assert!(!origin_matches("https://app.example.com", "http://app.example.com"));
     }
 
     #[test]
@@ -369,17 +286,8 @@ mod tests {
         enc.write_all(&vec![0u8; 1 << 20]).unwrap();
         let small = Bytes::from(enc.finish().unwrap());
         assert!(small.len() < 10_000);
-        assert!(matches!(
-            decompress("gzip", small.clone(), 1000),
-            Err(Decompress::TooLarge)
-        ));
-        assert_eq!(
-            decompress("gzip", small, 1 << 20).ok().map(|b| b.len()),
-            Some(1 << 20)
-        );
-        assert!(matches!(
-            decompress("br", Bytes::new(), 10),
-            Err(Decompress::Bad(_))
-        ));
+        assert!(matches!(decompress("gzip", small.clone(), 1000), Err(Decompress::TooLarge)));
+        assert_eq!(decompress("gzip", small, 1 << 20).ok().map(|b| b.len()), Some(1 << 20));
+        assert!(matches!(decompress("br", Bytes::new(), 10), Err(Decompress::Bad(_))));
     }
 }

@@ -2,8 +2,8 @@
 
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{
-    BatchingConfig, ConsumeError, Ingest, IngestRequest, Metadata, Payload, ReceiverContext,
-    SignalConsumers, TenantConfig, TenantError, TenantId,
+    BatchingConfig, ConsumeError, Ingest, IngestRequest, Metadata, Payload, ReceiverContext, SignalConsumers,
+    TenantConfig, TenantError, TenantId,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,12 +28,7 @@ pub struct Accept {
 }
 
 impl Accept {
-    pub fn new(
-        ctx: &ReceiverContext,
-        tenant: TenantConfig,
-        batching: BatchingConfig,
-        wait: Duration,
-    ) -> Accept {
+    pub fn new(ctx: &ReceiverContext, tenant: TenantConfig, batching: BatchingConfig, wait: Duration) -> Accept {
         Accept {
             receiver: Arc::from(ctx.id.to_string()),
             consumers: ctx.consumers.clone(),

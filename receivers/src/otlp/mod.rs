@@ -9,8 +9,7 @@ use async_trait::async_trait;
 use openwit_core::config_types::{check_endpoint, present_or_default};
 use openwit_core::factory::{ComponentConfig, typed};
 use openwit_core::{
-    BatchingConfig, BuildEnv, ComponentId, ConfigIssue, Factory, Receiver, ReceiverContext, Signal,
-    TenantConfig,
+    BatchingConfig, BuildEnv, ComponentId, ConfigIssue, Factory, Receiver, ReceiverContext, Signal, TenantConfig,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -110,52 +109,33 @@ pub struct OtlpConfig {
 impl ComponentConfig for OtlpConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
-            return Err(ConfigIssue::new(
-                "protocols",
-                "enable at least one protocol: grpc or http",
-            ));
+            return Err(ConfigIssue::new("protocols", "enable at least one protocol: grpc or http"));
         }
         if let Some(g) = &self.protocols.grpc {
-            check_endpoint(&g.endpoint)
-                .map_err(|m| ConfigIssue::new("protocols.grpc.endpoint", m))?;
+            check_endpoint(&g.endpoint).map_err(|m| ConfigIssue::new("protocols.grpc.endpoint", m))?;
             if g.max_recv_msg_size_mib == 0 {
-                return Err(ConfigIssue::new(
-                    "protocols.grpc.max_recv_msg_size_mib",
-                    "must be at least 1",
-                ));
+                return Err(ConfigIssue::new("protocols.grpc.max_recv_msg_size_mib", "must be at least 1"));
             }
             if g.transport != "tcp" {
-                return Err(ConfigIssue::new(
-                    "protocols.grpc.transport",
-                    "only tcp is supported",
-                ));
+                return Err(ConfigIssue::new("protocols.grpc.transport", "only tcp is supported"));
             }
         }
         if let Some(h) = &self.protocols.http {
-            check_endpoint(&h.endpoint)
-                .map_err(|m| ConfigIssue::new("protocols.http.endpoint", m))?;
+            check_endpoint(&h.endpoint).map_err(|m| ConfigIssue::new("protocols.http.endpoint", m))?;
             for (k, p) in [
                 ("traces_url_path", &h.traces_url_path),
                 ("metrics_url_path", &h.metrics_url_path),
                 ("logs_url_path", &h.logs_url_path),
             ] {
                 if !p.starts_with('/') {
-                    return Err(ConfigIssue::new(
-                        format!("protocols.http.{k}"),
-                        format!("{p:?} must start with '/'"),
-                    ));
+                    return Err(ConfigIssue::new(format!("protocols.http.{k}"), format!("{p:?} must start with '/'")));
                 }
             }
             if h.max_request_body_size == 0 {
-                return Err(ConfigIssue::new(
-                    "protocols.http.max_request_body_size",
-                    "must be at least 1",
-                ));
+                return Err(ConfigIssue::new("protocols.http.max_request_body_size", "must be at least 1"));
             }
         }
-        self.tenant
-            .validate()
-            .map_err(|m| ConfigIssue::new("tenant", m))
+        self.tenant.validate().map_err(|m| ConfigIssue::new("tenant", m))
     }
 }
 
@@ -181,9 +161,7 @@ impl Receiver for OtlpReceiver {
             &ctx,
             self.cfg.tenant.clone(),
             self.cfg.batching,
-            self.cfg
-                .backpressure_wait
-                .unwrap_or(Duration::from_millis(500)),
+            self.cfg.backpressure_wait.unwrap_or(Duration::from_millis(500)),
         ));
         let mut tasks = Vec::new();
         if let Some(g) = &self.cfg.protocols.grpc {
@@ -204,12 +182,10 @@ impl Receiver for OtlpReceiver {
 }
 
 /// Binds a TCP listener, with an error that says which component and address failed.
-pub(crate) async fn bind(
-    id: &ComponentId,
-    proto: &str,
-    endpoint: &str,
-) -> anyhow::Result<tokio::net::TcpListener> {
+pub(crate) async fn bind(id: &ComponentId, proto: &str, endpoint: &str) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(endpoint).await.map_err(|e| {
-        anyhow::anyhow!("receiver {id}: cannot listen for {proto} on {endpoint}: {e}; is another process using the port?")
+        anyhow::anyhow!(
+            "receiver {id}: cannot listen for {proto} on {endpoint}: {e}; is another process using the port?"
+        )
     })
 }

@@ -22,5 +22,6 @@ pub fn builtin() -> Registry {
     r.extensions.add(openwit_extensions::health_check::factory());
     r.extensions.add(openwit_extensions::wal::factory());
     r.extensions.add(openwit_extensions::catalog::factory());
+    r.extensions.add(openwit_extensions::batch_monitor::factory());
     r
 }

@@ -1,11 +1,11 @@
 //! The daemon's life: start in order, run until a signal, stop in reverse order within the grace period.
 
 use crate::graph;
+use openwit_catalog::{NodeInfo, Tracker};
 use openwit_config::{ResolvedConfig, TelemetryConfig};
 use openwit_core::health::{Health, HealthStatus};
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{BuildEnv, ExtensionContext};
-use openwit_catalog::{NodeInfo, Tracker};
 use openwit_extensions::catalog::CatalogSettings;
 use openwit_extensions::wal::WalSettings;
 use std::path::PathBuf;
@@ -42,8 +42,10 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", data_dir.display()))?;
     let catalog = catalog_settings(&cfg);
-    let catalog_url = catalog.url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
-    let node = NodeInfo { node_id: node_id(&data_dir)?, hostname: hostname(), version: env!("CARGO_PKG_VERSION").to_string() };
+    let catalog_url =
+        catalog.url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
+    let node =
+        NodeInfo { node_id: node_id(&data_dir)?, hostname: hostname(), version: env!("CARGO_PKG_VERSION").to_string() };
     tracing::info!(catalog = %openwit_catalog::redact(&catalog_url), node = %node.node_id, "batch tracking");
     let node_id: Arc<str> = Arc::from(node.node_id.as_str());
     let (tracker, tracker_task) = Tracker::start(catalog_url.clone(), catalog.flush_interval, node);

@@ -1,5 +1,6 @@
 //! OpenWit's extensions, and the server for the daemon's own metrics.
 
+pub mod batch_monitor;
 pub mod catalog;
 pub mod health_check;
 pub mod metrics_endpoint;

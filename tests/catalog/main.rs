@@ -60,3 +60,51 @@ both!(
     kafka_batches_record_offsets,
     nodes_heartbeat,
 );
+
+/// Tracking survives a catalog outage: updates wait in memory, then land once the catalog is back.
+#[tokio::test]
+async fn tracker_catches_up_after_an_outage() {
+    use openwit_catalog::{NewBatch, NodeInfo, Tracker, Update};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    // The catalog's directory cannot exist while a plain file sits where it should be.
+    let blocker = dir.path().join("catalogs");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let url = format!("sqlite://{}/catalog.db", blocker.display());
+    let node = NodeInfo { node_id: "n1".into(), hostname: "h".into(), version: "v".into() };
+    let (handle, task) = Tracker::start(url.clone(), Duration::from_millis(20), node);
+    for i in 0..100 {
+        let batch = NewBatch {
+            batch_id: format!("b{i}"),
+            client_id: "acme".into(),
+            signal: "logs".into(),
+            receiver: "otlp".into(),
+            node_id: "n1".into(),
+            item_count: 1,
+            byte_size: 10,
+            topics: None,
+            first_offset: None,
+            last_offset: None,
+            created_at: i,
+        };
+        handle.send(Update::Written { batch, at: i });
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(Catalog::connect(&url).await.is_err(), "the catalog should still be unreachable");
+    // The outage ends.
+    std::fs::remove_file(&blocker).unwrap();
+    std::fs::create_dir(&blocker).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(c) = Catalog::connect(&url).await
+            && c.count("SELECT COUNT(*) FROM batch_tracker").await.unwrap_or(0) == 100
+        {
+            assert_eq!(c.count("SELECT COUNT(*) FROM nodes").await.unwrap(), 1, "heartbeat recorded too");
+            break;
+        }
+        assert!(Instant::now() < deadline, "tracking did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(handle);
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("tracker ends once its handles are gone").unwrap();
+}

@@ -3,9 +3,13 @@
 //! One test binary (modules below) so that the workspace links it once.
 
 mod harness;
+/// The throwaway PostgreSQL cluster the catalog tests use.
+#[path = "../catalog/postgres.rs"]
+mod postgres;
 
 mod backpressure;
 mod bad_input;
+mod batch_monitor;
 mod cli;
 mod crash;
 mod durability;

@@ -105,7 +105,8 @@ impl Durable {
         track: super::Tracking,
     ) -> (Arc<Durable>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(INBOX);
-        let writer = Writer { wal, routes, completions, telemetry, track, open: HashMap::new(), ready: VecDeque::new() };
+        let writer =
+            Writer { wal, routes, completions, telemetry, track, open: HashMap::new(), ready: VecDeque::new() };
         (Arc::new(Durable { inbox: tx }), tokio::spawn(writer.run(rx)))
     }
 }

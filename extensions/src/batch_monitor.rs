@@ -1,0 +1,202 @@
+//! The `batch_monitor` extension: an HTTP API over the batch tracker.
+//!
+//! - `GET /api/batch-monitor/status`: batches per status and per stage, and per tenant over the last
+//!   5 minutes, hour and day;
+//! - `GET /api/batch-monitor/batches?status=pending|failed|completed&min_age_minutes=N&tenant=T&limit=N`;
+//! - `GET /api/batch-monitor/batches/{batch_id}`: every stage with its time, and the error if any;
+//! - `GET /api/batch-monitor/alerts`: batches pending for longer than `stuck_after`, and failed ones.
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use openwit_catalog::{BatchFilter, Catalog};
+use openwit_core::config_types::check_endpoint;
+use openwit_core::factory::{ComponentConfig, typed};
+use openwit_core::{BuildEnv, ComponentId, ConfigIssue, Extension, ExtensionContext, Factory, Signal};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+
+/// Largest page of batches one request returns.
+const MAX_LIMIT: i64 = 1000;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchMonitorConfig {
+    /// The API port, shared with the query extension when it lands.
+    pub endpoint: String,
+    /// A pending batch older than this is an alert.
+    #[serde(with = "humantime_serde")]
+    pub stuck_after: Duration,
+}
+
+impl Default for BatchMonitorConfig {
+    fn default() -> Self {
+        BatchMonitorConfig { endpoint: "localhost:8083".into(), stuck_after: Duration::from_secs(3600) }
+    }
+}
+
+impl ComponentConfig for BatchMonitorConfig {
+    fn validate(&self) -> Result<(), ConfigIssue> {
+        check_endpoint(&self.endpoint).map_err(|m| ConfigIssue::new("endpoint", m))
+    }
+}
+
+pub fn factory() -> Arc<dyn Factory<dyn Extension>> {
+    typed::<BatchMonitorConfig, dyn Extension>(
+        "batch_monitor",
+        &[],
+        &Signal::ALL,
+        "HTTP API over the batch tracker: status, batches, alerts",
+        |_id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(BatchMonitor { cfg })),
+    )
+}
+
+struct BatchMonitor {
+    cfg: BatchMonitorConfig,
+}
+
+struct AppState {
+    url: String,
+    catalog: OnceCell<Catalog>,
+    stuck_after_ms: i64,
+}
+
+impl AppState {
+    /// The catalog, connected on first use so that an outage is a 503, not a failed start.
+    async fn catalog(&self) -> Result<&Catalog, Response> {
+        self.catalog
+            .get_or_try_init(|| Catalog::connect(&self.url))
+            .await
+            .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, format!("catalog unavailable: {e}")))
+    }
+}
+
+#[async_trait]
+impl Extension for BatchMonitor {
+    async fn start(self: Box<Self>, ctx: ExtensionContext) -> anyhow::Result<JoinHandle<()>> {
+        let listener = crate::bind(&format!("extension {}", ctx.id), &self.cfg.endpoint).await?;
+        let state = Arc::new(AppState {
+            url: ctx.catalog_url.clone(),
+            catalog: OnceCell::new(),
+            stuck_after_ms: self.cfg.stuck_after.as_millis() as i64,
+        });
+        let app = Router::new()
+            .route("/api/batch-monitor/status", get(status))
+            .route("/api/batch-monitor/batches", get(batches))
+            .route("/api/batch-monitor/batches/{batch_id}", get(batch))
+            .route("/api/batch-monitor/alerts", get(alerts))
+            .with_state(state);
+        tracing::info!(endpoint = %self.cfg.endpoint, "batch monitor API on /api/batch-monitor");
+        let shutdown = ctx.shutdown.clone();
+        Ok(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+                tracing::error!("batch monitor stopped: {e}");
+            }
+        }))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn error(code: StatusCode, message: String) -> Response {
+    (code, axum::Json(json!({ "error": message }))).into_response()
+}
+
+fn db_error(e: openwit_catalog::CatalogError) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, format!("catalog query failed: {e}"))
+}
+
+async fn status(State(st): State<Arc<AppState>>) -> Response {
+    let c = match st.catalog().await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match c.status(now_ms()).await {
+        Ok(s) => axum::Json(json!({
+            "batches_by_status": s.by_status.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "batches_by_stage": s.by_stage.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "tenants": s.by_tenant,
+        }))
+        .into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    min_age_minutes: Option<i64>,
+    tenant: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn batches(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{e}; parameters: status=pending|failed|completed, min_age_minutes=N, tenant=T, limit=N"),
+            );
+        }
+    };
+    if let Some(s) = &q.status
+        && !["pending", "failed", "completed"].contains(&s.as_str())
+    {
+        return error(StatusCode::BAD_REQUEST, format!("status {s:?}: use pending, failed or completed"));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return error(StatusCode::BAD_REQUEST, format!("limit {limit}: use 1 to {MAX_LIMIT}"));
+    }
+    let c = match st.catalog().await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let f =
+        BatchFilter { status: q.status, tenant: q.tenant, min_age_ms: q.min_age_minutes.map(|m| m * 60_000), limit };
+    match c.batches(&f, now_ms()).await {
+        Ok(rows) => axum::Json(json!({ "batches": rows })).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+async fn batch(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let c = match st.catalog().await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match c.batch(&id).await {
+        Ok(Some(row)) => axum::Json(row).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no batch {id:?} in the catalog")),
+        Err(e) => db_error(e),
+    }
+}
+
+async fn alerts(State(st): State<Arc<AppState>>) -> Response {
+    let c = match st.catalog().await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match c.alerts(st.stuck_after_ms, now_ms(), MAX_LIMIT).await {
+        Ok(rows) => {
+            let (failed, stuck): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.status == "failed");
+            axum::Json(json!({ "stuck_after_minutes": st.stuck_after_ms / 60_000, "failed": failed, "stuck": stuck }))
+                .into_response()
+        }
+        Err(e) => db_error(e),
+    }
+}

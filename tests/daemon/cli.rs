@@ -55,7 +55,7 @@ fn validate_accepts_a_good_config_and_lists_every_problem_of_a_bad_one() {
 fn components_lists_the_builtins_and_hides_test_components() {
     let (ok, out, _) = run(&["components"]);
     assert!(ok);
-    for t in ["otlp", "batch", "debug", "file", "nop", "otlphttp", "health_check"] {
+    for t in ["otlp", "batch", "debug", "file", "nop", "otlphttp", "health_check", "wal", "catalog", "batch_monitor"] {
         assert!(out.contains(&format!("  {t}")), "{t} missing from:\n{out}");
     }
     assert!(!out.contains("testing"), "test components must stay hidden:\n{out}");
@@ -96,9 +96,9 @@ fn invalid_config_refuses_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_default_runs_with_no_config() {
     // The embedded default listens on the Collector's standard ports; this test needs them free.
-    for p in [4317, 4318, 13133, 8888] {
+    for p in [4317, 4318, 13133, 8888, 8083] {
         if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
-            panic!("port {p} is in use; the embedded-default test needs 4317, 4318, 13133 and 8888 free");
+            panic!("port {p} is in use; the embedded-default test needs 4317, 4318, 13133, 8888 and 8083 free");
         }
     }
     let dir = tempfile::tempdir().unwrap();
@@ -120,12 +120,18 @@ async fn embedded_default_runs_with_no_config() {
         .send()
         .await;
     let metrics = c.get("http://127.0.0.1:8888/metrics").send().await;
+    let monitor = c.get("http://127.0.0.1:8083/api/batch-monitor/status").send().await;
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let st = child.wait().unwrap();
     assert!(healthy, "the embedded default did not become healthy");
     assert_eq!(r.unwrap().status(), 200);
     assert_eq!(metrics.unwrap().status(), 200);
+    assert_eq!(monitor.unwrap().status(), 200);
+    assert!(
+        dir.path().join("wal").is_dir() && dir.path().join("catalog.db").is_file(),
+        "WAL and catalog under the data dir"
+    );
     assert!(st.success(), "SIGINT should stop the daemon cleanly: {st:?}");
     let _ = free_port();
 }

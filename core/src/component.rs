@@ -1,6 +1,6 @@
 //! Component ids and the traits every receiver, processor, exporter and extension implements.
 
-use crate::{Batch, Fanout, Ingest, Signal, health::Health, telemetry::Telemetry};
+use crate::{Batch, Fanout, Ingest, Operator, Signal, health::Health, telemetry::Telemetry};
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::Arc;
@@ -159,6 +159,8 @@ pub struct ExtensionContext {
     pub id: ComponentId,
     /// The catalog's URL (`sqlite://…` or `postgres://…`), for extensions that read it.
     pub catalog_url: String,
+    /// Operator actions on the running pipelines.
+    pub operator: Arc<dyn Operator>,
     pub health: Arc<Health>,
     pub telemetry: Arc<Telemetry>,
     pub shutdown: CancellationToken,

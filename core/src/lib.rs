@@ -9,6 +9,7 @@ pub mod factory;
 pub mod fanout;
 pub mod health;
 pub mod ingest;
+pub mod operator;
 pub mod otlp_json;
 pub mod signal;
 mod split;
@@ -24,5 +25,6 @@ pub use component::{
 pub use factory::{BuildEnv, ConfigIssue, Factory, FactorySet, ParsedConfig, Registry};
 pub use fanout::{ConsumeError, Fanout};
 pub use ingest::{BatchingConfig, Ingest, IngestRequest};
+pub use operator::{Operator, OperatorError};
 pub use signal::Signal;
 pub use tenant::{TenantConfig, TenantError, TenantId};

@@ -45,6 +45,9 @@ pub struct Durability {
     pub janitor_every: std::time::Duration,
     pub tracker: openwit_catalog::TrackerHandle,
     pub node_id: Arc<str>,
+    pub export_retries: usize,
+    /// Operator retry requests, served once the pipelines run.
+    pub retries: mpsc::Receiver<durable::RetryRequest>,
 }
 
 /// Builds and starts everything the pipelines use, replays what the WAL holds, then starts the
@@ -63,7 +66,13 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durabil
             let exporter = build(&mut cfg.exporters, id, env)?;
             let (tx, rx) = mpsc::channel(EXPORTER_QUEUE);
             watch_queue(&telemetry, id, &tx);
-            pipeline_tasks.push(tokio::spawn(run_exporter(id.to_string(), exporter, rx, telemetry.clone())));
+            pipeline_tasks.push(tokio::spawn(run_exporter(
+                id.to_string(),
+                exporter,
+                rx,
+                telemetry.clone(),
+                durability.export_retries,
+            )));
             exporter_inputs.insert(id.clone(), tx);
         }
     }
@@ -104,18 +113,29 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durabil
     );
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let track = durable::Tracking { tracker: durability.tracker, node_id: durability.node_id };
+    let failed = durable::FailedSet::default();
     let completions = tokio::spawn(durable::run_completions(
         durability.wal.clone(),
         done_rx,
         telemetry.clone(),
         durability.janitor_every,
         track.clone(),
+        failed.clone(),
     ));
+    let receivers_stop = CancellationToken::new();
+    let retrier = durable::Retrier {
+        wal: durability.wal.clone(),
+        routes: routes.clone(),
+        completions: done_tx.clone(),
+        telemetry: telemetry.clone(),
+        track: track.clone(),
+        failed,
+    };
+    let retries = tokio::spawn(durable::run_retries(durability.retries, retrier, receivers_stop.clone()));
     durable::replay(durability.pending, &routes, &done_tx, &telemetry, &track).await;
     let (ingest, writer) = Durable::start(durability.wal, routes, done_tx, telemetry.clone(), track);
 
-    let receivers_stop = CancellationToken::new();
-    let mut receivers = Vec::new();
+    let mut receivers = vec![retries];
     for (id, by_signal) in consumers {
         let receiver = build(&mut cfg.receivers, &id, env)?;
         let mut sc = SignalConsumers::default();
@@ -154,20 +174,18 @@ fn watch_queue(telemetry: &Arc<Telemetry>, id: &ComponentId, tx: &mpsc::Sender<B
     });
 }
 
-/// How often a retryable export failure is tried again before the batch is marked failed.
-pub const EXPORT_RETRIES: usize = 3;
-
 async fn run_exporter(
     id: String,
     mut exporter: Box<dyn Exporter>,
     mut rx: mpsc::Receiver<Batch>,
     telemetry: Arc<Telemetry>,
+    retries: usize,
 ) {
     let labels = [("exporter", id.as_str())];
     let backoff = backon::ExponentialBuilder::new()
         .with_min_delay(std::time::Duration::from_millis(200))
         .with_max_delay(std::time::Duration::from_secs(5))
-        .with_max_times(EXPORT_RETRIES)
+        .with_max_times(retries)
         .with_jitter();
     while let Some(batch) = rx.recv().await {
         let (signal, n) = (batch.signal(), batch.item_count());

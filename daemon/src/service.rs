@@ -50,6 +50,7 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
     let node_id: Arc<str> = Arc::from(node.node_id.as_str());
     let (tracker, tracker_task) = Tracker::start(catalog_url.clone(), catalog.flush_interval, node);
     let env = BuildEnv { data_dir, telemetry: telemetry.clone() };
+    let (operator, retries) = crate::durable::operator();
     let side_stop = CancellationToken::new();
     let mut side_tasks = Vec::new();
 
@@ -62,6 +63,7 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
         let ctx = ExtensionContext {
             id: id.clone(),
             catalog_url: catalog_url.clone(),
+            operator: operator.clone(),
             health: health.clone(),
             telemetry: telemetry.clone(),
             shutdown: side_stop.clone(),
@@ -69,7 +71,7 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
         side_tasks.push(ext.start(ctx).await?);
     }
 
-    let durability = open_wal(&cfg, &env.data_dir, &telemetry, tracker, node_id)?;
+    let durability = open_wal(&cfg, &env.data_dir, &telemetry, tracker, node_id, retries)?;
     let graph = graph::start(&mut cfg, &env, durability).await?;
     health.set(HealthStatus::Ready);
     tracing::info!(pipelines = cfg.pipelines.len(), "OpenWit is ready");
@@ -136,6 +138,7 @@ fn open_wal(
     telemetry: &Telemetry,
     tracker: openwit_catalog::TrackerHandle,
     node_id: Arc<str>,
+    retries: tokio::sync::mpsc::Receiver<crate::durable::RetryRequest>,
 ) -> anyhow::Result<graph::Durability> {
     let settings = cfg
         .extensions
@@ -172,6 +175,8 @@ fn open_wal(
         janitor_every: settings.janitor_interval,
         tracker,
         node_id,
+        export_retries: settings.export_retries,
+        retries,
     })
 }
 

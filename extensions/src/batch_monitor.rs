@@ -4,7 +4,9 @@
 //!   5 minutes, hour and day;
 //! - `GET /api/batch-monitor/batches?status=pending|failed|completed&min_age_minutes=N&tenant=T&limit=N`;
 //! - `GET /api/batch-monitor/batches/{batch_id}`: every stage with its time, and the error if any;
-//! - `GET /api/batch-monitor/alerts`: batches pending for longer than `stuck_after`, and failed ones.
+//! - `GET /api/batch-monitor/alerts`: batches pending for longer than `stuck_after`, and failed ones;
+//! - `POST /api/batch-monitor/batches/{batch_id}/retry` and `POST /api/batch-monitor/retry-failed`:
+//!   send failed batches (still in the WAL) through their pipelines again, without a restart.
 
 use async_trait::async_trait;
 use axum::Router;
@@ -63,6 +65,7 @@ struct BatchMonitor {
 }
 
 struct AppState {
+    operator: Arc<dyn openwit_core::Operator>,
     url: String,
     catalog: OnceCell<Catalog>,
     stuck_after_ms: i64,
@@ -83,6 +86,7 @@ impl Extension for BatchMonitor {
     async fn start(self: Box<Self>, ctx: ExtensionContext) -> anyhow::Result<JoinHandle<()>> {
         let listener = crate::bind(&format!("extension {}", ctx.id), &self.cfg.endpoint).await?;
         let state = Arc::new(AppState {
+            operator: ctx.operator.clone(),
             url: ctx.catalog_url.clone(),
             catalog: OnceCell::new(),
             stuck_after_ms: self.cfg.stuck_after.as_millis() as i64,
@@ -92,6 +96,8 @@ impl Extension for BatchMonitor {
             .route("/api/batch-monitor/batches", get(batches))
             .route("/api/batch-monitor/batches/{batch_id}", get(batch))
             .route("/api/batch-monitor/alerts", get(alerts))
+            .route("/api/batch-monitor/batches/{batch_id}/retry", axum::routing::post(retry_one))
+            .route("/api/batch-monitor/retry-failed", axum::routing::post(retry_all))
             .with_state(state);
         tracing::info!(endpoint = %self.cfg.endpoint, "batch monitor API on /api/batch-monitor");
         let shutdown = ctx.shutdown.clone();
@@ -198,5 +204,21 @@ async fn alerts(State(st): State<Arc<AppState>>) -> Response {
                 .into_response()
         }
         Err(e) => db_error(e),
+    }
+}
+
+async fn retry_one(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    retried(st.operator.retry_failed(Some(vec![id])).await)
+}
+
+async fn retry_all(State(st): State<Arc<AppState>>) -> Response {
+    retried(st.operator.retry_failed(None).await)
+}
+
+fn retried(r: Result<usize, openwit_core::OperatorError>) -> Response {
+    match r {
+        Ok(n) => (StatusCode::ACCEPTED, axum::Json(json!({ "retried": n }))).into_response(),
+        Err(e @ openwit_core::OperatorError::NotFailed(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

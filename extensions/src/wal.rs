@@ -25,6 +25,9 @@ pub struct WalSettings {
     /// How often fully stored segments are deleted.
     #[serde(with = "humantime_serde")]
     pub janitor_interval: Duration,
+    /// How often an exporter's retryable failure is tried again (with backoff) before the batch is
+    /// marked failed and kept in the WAL.
+    pub export_retries: usize,
 }
 
 impl Default for WalSettings {
@@ -35,6 +38,7 @@ impl Default for WalSettings {
             segment_megabytes: 64,
             max_disk_megabytes: 10 * 1024,
             janitor_interval: Duration::from_secs(5),
+            export_retries: 3,
         }
     }
 }

@@ -145,3 +145,60 @@ async fn batch_monitor_on_postgresql() {
     let url = crate::postgres::PgServer::url("postgres");
     exercise(&format!("url: {url}"), "acme-pg").await;
 }
+
+/// An operator retries a failed batch without a restart: the exporter has recovered, so the batch is
+/// stored and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_retry_of_a_failed_batch() {
+    let api = free_port();
+    // 1 attempt + 2 retries fail (export_retries: 2); the exporter works from the 4th call on.
+    let cfg = CONFIG
+        .replace("API", &api.to_string())
+        .replace("CATALOG", "url: null")
+        .replace("fail_first: 1000000", "fail_first: 3")
+        .replace("  catalog:\n", "  wal:\n    export_retries: 2\n  catalog:\n");
+    let d = Daemon::start(&cfg).await;
+    let r = client()
+        .post(d.http_url("/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .header("x-scope-orgid", "ops")
+        .body(rich_logs("retry").encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let alerts =
+        until(api, "/alerts", |v| v["failed"].as_array().is_some_and(|f| f.iter().any(|r| r["client_id"] == "ops")))
+            .await;
+    let id = alerts["failed"].as_array().unwrap().iter().find(|r| r["client_id"] == "ops").unwrap()["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        crate::harness::read_testing::<opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest>(
+            &d.path("bad.bin")
+        )
+        .is_empty()
+    );
+
+    // Unknown or non-failed ids are refused.
+    let nope = client()
+        .post(format!("http://127.0.0.1:{api}/api/batch-monitor/batches/00000000-0000-0000-0000-000000000000/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nope.status(), 404);
+
+    let r = client().post(format!("http://127.0.0.1:{api}/api/batch-monitor/batches/{id}/retry")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<Value>().await.unwrap()["retried"], 1);
+    let row = until(api, &format!("/batches/{id}"), |v| v["status"] == "completed").await;
+    assert_eq!(row["retry_count"], 1);
+    let stored = crate::harness::read_testing::<
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+    >(&d.path("bad.bin"));
+    assert_eq!(stored.iter().map(|(items, _)| items.len()).sum::<usize>(), 2, "the batch's two records stored once");
+    // Nothing failed any more.
+    let r = client().post(format!("http://127.0.0.1:{api}/api/batch-monitor/retry-failed")).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["retried"], 0);
+}

@@ -236,6 +236,17 @@ impl Wal {
         Ok(removed)
     }
 
+    /// Reads back a batch that is still pending (to retry it), from the segment that holds it.
+    pub fn read_pending(&self, id: &[u8]) -> Result<Option<WalBatch>, WalError> {
+        let Some(seg) = self.location.get(id).and_then(|seq| self.segments.get(seq)) else { return Ok(None) };
+        let data = std::fs::read(&seg.path).map_err(io(&seg.path))?;
+        let scan = scan_segment(&data).map_err(|source| WalError::Header { path: seg.path.clone(), source })?;
+        Ok(scan.records.into_iter().find_map(|(_, r)| match r.kind {
+            Some(Kind::Batch(b)) if b.id == id => Some(b),
+            _ => None,
+        }))
+    }
+
     /// Flushes completions to disk (on shutdown).
     pub fn sync(&mut self) -> Result<(), WalError> {
         let path = segment_path(&self.cfg.dir, self.active_seq);
@@ -465,6 +476,18 @@ mod tests {
         let (w, rec) = Wal::open(c).unwrap();
         assert!(rec.pending.is_empty(), "completed batches are not replayed");
         assert!(w.stats().segments <= 2, "{:?}", w.stats());
+    }
+
+    #[test]
+    fn pending_batches_can_be_read_back_completed_ones_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(cfg(dir.path())).unwrap();
+        let (a, b) = (batch(1, vec![1; 10]), batch(2, vec![2; 10]));
+        w.append_batches(&[a.clone(), b.clone()]).unwrap();
+        w.complete(std::slice::from_ref(&a.id)).unwrap();
+        assert_eq!(w.read_pending(&b.id).unwrap(), Some(b));
+        assert_eq!(w.read_pending(&a.id).unwrap(), None);
+        assert_eq!(w.read_pending(&[9; 16]).unwrap(), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub async fn run_completions(
     telemetry: Arc<Telemetry>,
     janitor_every: Duration,
     track: super::Tracking,
+    failed: super::FailedSet,
 ) {
     let mut janitor = tokio::time::interval(janitor_every);
     janitor.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -26,7 +27,7 @@ pub async fn run_completions(
                 while let Ok(c) = rx.try_recv() {
                     batch.push(c);
                 }
-                record(&wal, batch, &telemetry, &track).await;
+                record(&wal, batch, &telemetry, &track, &failed).await;
             }
             _ = janitor.tick() => {
                 let w = wal.clone();
@@ -71,10 +72,25 @@ fn cleaned(track: &super::Tracking, ids: Vec<Vec<u8>>) {
     }
 }
 
-async fn record(wal: &Arc<Mutex<Wal>>, batch: Vec<Completion>, telemetry: &Telemetry, track: &super::Tracking) {
+async fn record(
+    wal: &Arc<Mutex<Wal>>,
+    batch: Vec<Completion>,
+    telemetry: &Telemetry,
+    track: &super::Tracking,
+    failed: &super::FailedSet,
+) {
     let mut ok = Vec::new();
     let at = super::now_ms();
     for c in batch {
+        {
+            // Remember failures so that an operator can retry them; forget them once stored.
+            let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
+            if c.error.is_some() {
+                f.insert(c.id);
+            } else {
+                f.remove(&c.id);
+            }
+        }
         match c.error {
             None => {
                 track.tracker.send(openwit_catalog::Update::Stored { batch_id: batch_id_text(&c.id), at });

@@ -10,6 +10,7 @@
 
 mod completions;
 mod replay;
+mod retry;
 mod writer;
 
 pub use completions::run_completions;
@@ -45,6 +46,7 @@ pub fn new_batch(b: &openwit_wal::WalBatch, node_id: &str) -> openwit_catalog::N
     }
 }
 pub use replay::replay;
+pub use retry::{FailedSet, Retrier, RetryRequest, operator, run_retries};
 pub use writer::{Durable, Routes};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;

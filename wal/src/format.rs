@@ -21,9 +21,19 @@ pub fn header() -> [u8; HEADER_LEN] {
 
 /// Appends one frame holding `body` to `out`.
 pub fn put_frame(out: &mut Vec<u8>, body: &[u8]) {
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
-    out.extend_from_slice(body);
+    put_frame_with(out, |buf| buf.extend_from_slice(body));
+}
+
+/// Appends one frame whose body `write_body` appends to the buffer directly, then fills in the
+/// length and CRC: the body is never built in a buffer of its own.
+pub fn put_frame_with(out: &mut Vec<u8>, write_body: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_PREFIX]);
+    write_body(out);
+    let body = &out[start + FRAME_PREFIX..];
+    let (len, crc) = (body.len() as u32, crc32c::crc32c(body));
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// One WAL record.

@@ -1,6 +1,6 @@
 //! Appending to the WAL, and recovering it on open.
 
-use crate::format::{Completion, HEADER_LEN, Record, WalBatch, header, put_frame, record::Kind};
+use crate::format::{Completion, HEADER_LEN, Record, WalBatch, header, put_frame, put_frame_with, record::Kind};
 use crate::reader::{HeaderError, scan_segment};
 use prost::Message;
 use std::collections::{BTreeMap, HashSet};
@@ -177,11 +177,9 @@ impl Wal {
         }
         let mut buf = Vec::with_capacity(batches.iter().map(|b| b.payload.len() + 256).sum());
         for b in batches {
-            // A `Record` holding a batch is the batch encoded as field 1; encoding it from a reference
-            // saves copying the payload into a temporary `Record`.
-            let mut body = Vec::with_capacity(b.encoded_len() + 8);
-            prost::encoding::message::encode(1, b, &mut body);
-            put_frame(&mut buf, &body);
+            // A `Record` holding a batch is the batch encoded as field 1: encoded from a reference,
+            // straight into the frame buffer.
+            put_frame_with(&mut buf, |out| prost::encoding::message::encode(1, b, out));
         }
         self.write(&buf, self.cfg.fsync)?;
         let seq = self.active_seq;

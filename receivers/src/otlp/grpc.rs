@@ -114,17 +114,18 @@ impl<S: OtlpSignal> tower::Service<http::Request<tonic::body::Body>> for OtlpSer
 
 struct Export<S>(OtlpService<S>);
 
-impl<S: OtlpSignal> UnaryService<S::Req> for Export<S> {
+impl<S: OtlpSignal> UnaryService<Raw<S::Req>> for Export<S> {
     type Response = S::Resp;
     type Future = BoxFut<Result<tonic::Response<S::Resp>, Status>>;
 
-    fn call(&mut self, request: tonic::Request<S::Req>) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<Raw<S::Req>>) -> Self::Future {
         let svc = self.0.clone();
         Box::pin(async move {
             let md = request.metadata();
             let tenant = svc.ingest.resolve_tenant(md.get(svc.ingest.tenant_key()).and_then(|v| v.to_str().ok()));
             let metadata = if svc.include_metadata { metadata_of(md) } else { Metadata::new() };
-            match svc.ingest.accept("grpc", tenant, S::payload(request.into_inner()), None, metadata).await {
+            let raw = request.into_inner();
+            match svc.ingest.accept("grpc", tenant, S::payload(raw.msg), Some(raw.bytes), metadata).await {
                 Ok(()) => Ok(tonic::Response::new(S::Resp::default())),
                 Err(e @ Refusal::Tenant(_)) => Err(Status::invalid_argument(e.to_string())),
                 // Every pipeline refusal is temporary: UNAVAILABLE tells OTLP clients to retry.
@@ -146,7 +147,15 @@ fn metadata_of(md: &tonic::metadata::MetadataMap) -> Metadata {
     out
 }
 
-/// Prost encoding, with decode failures reported as `INVALID_ARGUMENT`.
+/// A decoded request with the bytes it was decoded from: the WAL stores those bytes as they came,
+/// so the request is never encoded again.
+pub struct Raw<U> {
+    msg: U,
+    bytes: bytes::Bytes,
+}
+
+/// Prost encoding for responses; requests decode into `Raw`, with failures reported as
+/// `INVALID_ARGUMENT`.
 struct OtlpCodec<T, U>(ProstCodec<T, U>);
 
 impl<T, U> Codec for OtlpCodec<T, U>
@@ -155,32 +164,29 @@ where
     U: prost::Message + Default + Send + 'static,
 {
     type Encode = T;
-    type Decode = U;
+    type Decode = Raw<U>;
     type Encoder = <ProstCodec<T, U> as Codec>::Encoder;
-    type Decoder = InvalidArgument<<ProstCodec<T, U> as Codec>::Decoder>;
+    type Decoder = RawDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
         self.0.encoder()
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        InvalidArgument(self.0.decoder())
+        RawDecoder(PhantomData)
     }
 }
 
-struct InvalidArgument<D>(D);
+struct RawDecoder<U>(PhantomData<fn() -> U>);
 
-impl<D: Decoder<Error = Status>> Decoder for InvalidArgument<D> {
-    type Item = D::Item;
+impl<U: prost::Message + Default> Decoder for RawDecoder<U> {
+    type Item = Raw<U>;
     type Error = Status;
 
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        self.0
-            .decode(buf)
-            .map_err(|s| Status::invalid_argument(format!("cannot decode the OTLP request: {}", s.message())))
-    }
-
-    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
-        self.0.buffer_settings()
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Raw<U>>, Status> {
+        let bytes = bytes::Buf::copy_to_bytes(buf, bytes::Buf::remaining(buf));
+        let msg = U::decode(bytes.clone())
+            .map_err(|e| Status::invalid_argument(format!("cannot decode the OTLP request: {e}")))?;
+        Ok(Some(Raw { msg, bytes }))
     }
 }

@@ -2,6 +2,7 @@
 //! factories, the channels that connect components, the OTLP/JSON codec and the daemon's own telemetry.
 
 pub mod ack;
+pub mod attributes;
 pub mod batch;
 pub mod component;
 pub mod config_types;

@@ -5,13 +5,12 @@
 //! channel refuses the batch everywhere and the client's retry cannot duplicate it in the others.
 
 use crate::Batch;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Why a batch could not be handed on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConsumeError {
-    /// A downstream queue stayed full: retryable (HTTP 429/503, gRPC `UNAVAILABLE`).
+    /// A downstream queue stayed full: retryable (HTTP 429, gRPC `UNAVAILABLE`).
     #[error("the pipeline is full; retry later")]
     Full,
     /// Downstream has stopped (the daemon is shutting down): retryable against a restarted daemon.
@@ -31,6 +30,9 @@ pub struct Fanout {
     targets: Vec<mpsc::Sender<Batch>>,
 }
 
+/// Room reserved in one target; owns its sender, so it can be held across an fsync.
+pub type Permit = mpsc::OwnedPermit<Batch>;
+
 impl Fanout {
     pub fn new(targets: Vec<mpsc::Sender<Batch>>) -> Fanout {
         Fanout { targets }
@@ -40,30 +42,19 @@ impl Fanout {
         self.targets.is_empty()
     }
 
-    /// Delivers to every target, waiting at most `wait` for capacity. Used at the edge, where a full
-    /// pipeline must turn into a retryable answer to the client rather than an unbounded wait.
-    pub async fn send_within(&self, batch: Batch, wait: Duration) -> Result<(), ConsumeError> {
-        match tokio::time::timeout(wait, self.reserve_all()).await {
-            Ok(Ok(permits)) => {
-                deliver(permits, batch);
-                Ok(())
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ConsumeError::Full),
-        }
-    }
-
-    /// Delivers to every target, waiting as long as it takes. Used inside a pipeline, where waiting is
-    /// how backpressure travels upstream to the edge.
+    /// Delivers to every target, waiting as long as it takes. Used inside a pipeline and for replay,
+    /// where waiting is how backpressure travels upstream.
     pub async fn send(&self, batch: Batch) -> Result<(), ConsumeError> {
-        let permits = self.reserve_all().await?;
-        deliver(permits, batch);
+        let mut permits = Vec::with_capacity(self.targets.len());
+        for t in &self.targets {
+            permits.push(t.clone().reserve_owned().await.map_err(|_| ConsumeError::Closed)?);
+        }
+        Fanout::deliver(permits, batch);
         Ok(())
     }
 
     /// Reserves room in every target without waiting; `None` if any is full (nothing is held then).
-    /// The permits own their senders, so they can be held across an fsync.
-    pub fn try_reserve_owned(&self) -> Result<Option<Vec<mpsc::OwnedPermit<Batch>>>, ConsumeError> {
+    pub fn try_reserve(&self) -> Result<Option<Vec<Permit>>, ConsumeError> {
         let mut permits = Vec::with_capacity(self.targets.len());
         for t in &self.targets {
             match t.clone().try_reserve_owned() {
@@ -75,8 +66,9 @@ impl Fanout {
         Ok(Some(permits))
     }
 
-    /// Delivers a batch through permits from `try_reserve_owned`.
-    pub fn deliver_owned(permits: Vec<mpsc::OwnedPermit<Batch>>, batch: Batch) {
+    /// Delivers a batch through reserved permits: the last target takes the original, the others
+    /// get copies.
+    pub fn deliver(permits: Vec<Permit>, batch: Batch) {
         let n = permits.len();
         let mut batch = Some(batch);
         for (i, p) in permits.into_iter().enumerate() {
@@ -84,26 +76,6 @@ impl Fanout {
             if let Some(b) = b {
                 p.send(b);
             }
-        }
-    }
-
-    async fn reserve_all(&self) -> Result<Vec<mpsc::Permit<'_, Batch>>, ConsumeError> {
-        let mut permits = Vec::with_capacity(self.targets.len());
-        for t in &self.targets {
-            permits.push(t.reserve().await.map_err(|_| ConsumeError::Closed)?);
-        }
-        Ok(permits)
-    }
-}
-
-fn deliver(permits: Vec<mpsc::Permit<'_, Batch>>, batch: Batch) {
-    let n = permits.len();
-    let mut batch = Some(batch);
-    for (i, p) in permits.into_iter().enumerate() {
-        // The last target takes the original; the others get copies.
-        let b = if i + 1 == n { batch.take() } else { batch.clone() };
-        if let Some(b) = b {
-            p.send(b);
         }
     }
 }
@@ -118,25 +90,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn full_target_refuses_everywhere() {
+    async fn a_full_target_refuses_everywhere_and_holds_nothing() {
         let (a_tx, mut a_rx) = mpsc::channel(1);
         let (b_tx, mut b_rx) = mpsc::channel(1);
-        let f = Fanout::new(vec![a_tx, b_tx.clone()]);
+        let f = Fanout::new(vec![a_tx.clone(), b_tx.clone()]);
         b_tx.try_send(batch()).unwrap(); // b is now full
-        let r = f.send_within(batch(), Duration::from_millis(20)).await;
-        assert_eq!(r, Err(ConsumeError::Full));
+        assert!(f.try_reserve().unwrap().is_none());
+        // The refused reservation left a's room free.
+        assert_eq!(a_tx.capacity(), 1);
         assert!(a_rx.try_recv().is_err(), "a must not receive a batch that b refused");
         b_rx.recv().await.unwrap();
-        f.send_within(batch(), Duration::from_millis(20)).await.unwrap();
+        let permits = f.try_reserve().unwrap().expect("room in both now");
+        Fanout::deliver(permits, batch());
         assert!(a_rx.try_recv().is_ok());
         assert!(b_rx.try_recv().is_ok());
     }
 
     #[tokio::test]
-    async fn closed_target_reports_closed() {
-        let (a_tx, a_rx) = mpsc::channel(1);
+    async fn send_waits_for_room_and_reports_closed_targets() {
+        let (a_tx, mut a_rx) = mpsc::channel(1);
+        let f = Fanout::new(vec![a_tx.clone()]);
+        a_tx.try_send(batch()).unwrap();
+        let sending = tokio::spawn({
+            let f = f.clone();
+            async move { f.send(batch()).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!sending.is_finished(), "send must wait while the target is full");
+        a_rx.recv().await.unwrap();
+        sending.await.unwrap().unwrap();
+        assert!(a_rx.recv().await.is_some());
         drop(a_rx);
-        let f = Fanout::new(vec![a_tx]);
         assert_eq!(f.send(batch()).await, Err(ConsumeError::Closed));
+        assert_eq!(f.try_reserve().err(), Some(ConsumeError::Closed));
     }
 }

@@ -197,7 +197,7 @@ impl Writer {
                 answer(open.replies, Err(ConsumeError::Closed));
                 continue;
             };
-            match fanout.try_reserve_owned() {
+            match fanout.try_reserve() {
                 Ok(Some(permits)) => go.push((key, open, permits)),
                 Ok(None) if now < open.refuse_at => wait.push_back((key, open)),
                 Ok(None) => self.refuse(&key, open, ConsumeError::Full),
@@ -275,7 +275,7 @@ impl Writer {
                 metadata: key.metadata.clone(),
                 lineage: Lineage::whole(token, open.items as u32),
             };
-            Fanout::deliver_owned(permits, batch);
+            Fanout::deliver(permits, batch);
             answer(open.replies, Ok(()));
         }
     }

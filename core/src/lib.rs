@@ -4,6 +4,7 @@
 pub mod ack;
 pub mod attributes;
 pub mod batch;
+pub mod columnar;
 pub mod component;
 pub mod config_types;
 pub mod factory;

@@ -1,0 +1,94 @@
+//! OTLP ⇄ Arrow: one row per item, typed core columns, attributes as a queryable map plus type codes
+//! (see `docs/schema.md`). Conversion goes from the decoded protobuf straight into Arrow builders.
+
+pub mod spans;
+
+use crate::attributes::{decode_attributes, encode_attributes};
+use arrow::array::{
+    Array, ArrayBuilder, ArrayRef, AsArray, ListArray, ListBuilder, MapArray, MapBuilder, StringBuilder, UInt8Builder,
+};
+use arrow::datatypes::{DataType, TimeUnit, UInt8Type};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+
+pub(crate) type AttrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
+pub(crate) type TypesBuilder = ListBuilder<UInt8Builder>;
+
+/// Timestamps are nanoseconds since the epoch, UTC.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// OTLP times are `u64`; Arrow timestamps are `i64`. The bits are kept as they are, so every value
+/// comes back exactly (times after 2262 would read as negative timestamps in SQL).
+pub(crate) fn ts(nanos: u64) -> i64 {
+    nanos as i64
+}
+
+pub(crate) fn unts(v: i64) -> u64 {
+    v as u64
+}
+
+pub(crate) fn attr_builders() -> (AttrMapBuilder, TypesBuilder) {
+    (MapBuilder::new(None, StringBuilder::new(), StringBuilder::new()), ListBuilder::new(UInt8Builder::new()))
+}
+
+/// Appends one attribute list (or null, for a resource or scope that is absent).
+pub(crate) fn append_attrs(
+    map: &mut AttrMapBuilder,
+    types: &mut TypesBuilder,
+    attrs: Option<&[KeyValue]>,
+) -> Result<(), ArrowError> {
+    let Some(attrs) = attrs else {
+        map.append(false)?;
+        types.append(false);
+        return Ok(());
+    };
+    let (entries, codes) = encode_attributes(attrs);
+    for (k, v) in &entries {
+        map.keys().append_value(k);
+        map.values().append_value(v);
+    }
+    map.append(true)?;
+    types.values().append_slice(&codes);
+    types.append(true);
+    Ok(())
+}
+
+/// The encoded form of one row's attributes: (key, text) entries and type codes.
+pub(crate) type EncodedAttrs = (Vec<(String, String)>, Vec<u8>);
+
+pub(crate) fn read_encoded(map: &MapArray, types: &ListArray, row: usize) -> Option<EncodedAttrs> {
+    if map.is_null(row) {
+        return None;
+    }
+    let entries = map.value(row);
+    let keys = entries.column(0).as_string::<i32>();
+    let vals = entries.column(1).as_string::<i32>();
+    let e = (0..keys.len()).map(|i| (keys.value(i).to_string(), vals.value(i).to_string())).collect();
+    let t = types.value(row);
+    let codes = t.as_primitive::<UInt8Type>().values().to_vec();
+    Some((e, codes))
+}
+
+pub(crate) fn decode_encoded(enc: &EncodedAttrs) -> Result<Vec<KeyValue>, String> {
+    decode_attributes(&enc.0, &enc.1)
+}
+
+/// A column by name, with an error that says which is missing.
+pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, String> {
+    batch.column_by_name(name).ok_or_else(|| format!("column {name:?} is missing"))
+}
+
+/// Finishes builders into a record batch whose schema follows from the arrays.
+pub(crate) fn finish(columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)>) -> Result<RecordBatch, ArrowError> {
+    let mut fields = Vec::with_capacity(columns.len());
+    let mut arrays = Vec::with_capacity(columns.len());
+    for (name, mut b, nullable) in columns {
+        let a = b.finish();
+        fields.push(arrow::datatypes::Field::new(name, a.data_type().clone(), nullable));
+        arrays.push(a);
+    }
+    RecordBatch::try_new(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)), arrays)
+}

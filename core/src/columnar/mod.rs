@@ -1,6 +1,8 @@
 //! OTLP ⇄ Arrow: one row per item, typed core columns, attributes as a queryable map plus type codes
 //! (see `docs/schema.md`). Conversion goes from the decoded protobuf straight into Arrow builders.
 
+pub mod logs;
+mod resource_scope;
 pub mod spans;
 
 use crate::attributes::{decode_attributes, encode_attributes};
@@ -91,4 +93,88 @@ pub(crate) fn finish(columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)>) -> Resul
         arrays.push(a);
     }
     RecordBatch::try_new(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)), arrays)
+}
+
+/// Generators and helpers shared by the tables' property tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::attributes::strategies::attributes;
+    use opentelemetry_proto::tonic::common::v1::{EntityRef, InstrumentationScope};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use proptest::prelude::*;
+
+    fn entity_ref() -> impl Strategy<Value = EntityRef> {
+        (".{0,4}", "[a-z]{0,4}", prop::collection::vec("[a-z]{1,3}", 0..3), prop::collection::vec("[a-z]{1,3}", 0..2))
+            .prop_map(|(schema_url, kind, id_keys, description_keys)| EntityRef {
+                schema_url,
+                r#type: kind,
+                id_keys,
+                description_keys,
+            })
+    }
+
+    /// A resource, or none.
+    pub fn resource() -> impl Strategy<Value = Option<Resource>> {
+        prop::option::of((attributes(), any::<u32>(), prop::collection::vec(entity_ref(), 0..2)).prop_map(
+            |(attributes, dropped_attributes_count, entity_refs)| Resource {
+                attributes,
+                dropped_attributes_count,
+                entity_refs,
+            },
+        ))
+    }
+
+    /// A scope, or none.
+    pub fn scope() -> impl Strategy<Value = Option<InstrumentationScope>> {
+        prop::option::of(("[a-z]{0,4}", "[0-9.]{0,4}", attributes(), any::<u32>()).prop_map(
+            |(name, version, attributes, dropped_attributes_count)| InstrumentationScope {
+                name,
+                version,
+                attributes,
+                dropped_attributes_count,
+            },
+        ))
+    }
+
+    /// What rows can carry: no empty groups, and adjacent groups with identical resources (scopes)
+    /// merged. Keys are the protobuf bytes, so equality is exact.
+    pub fn normalize<R: Clone, S, I, K: PartialEq, L: PartialEq>(
+        groups: Vec<R>,
+        rkey: impl Fn(&R) -> K,
+        scopes: impl Fn(&mut R) -> &mut Vec<S>,
+        skey: impl Fn(&S) -> L,
+        items: impl Fn(&mut S) -> &mut Vec<I>,
+    ) -> Vec<R> {
+        let mut out: Vec<R> = Vec::new();
+        for mut g in groups {
+            let kept: Vec<S> = std::mem::take(scopes(&mut g))
+                .into_iter()
+                .filter_map(|mut s| (!items(&mut s).is_empty()).then_some(s))
+                .collect();
+            if kept.is_empty() {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if rkey(last) == rkey(&g) => scopes(last).extend(kept),
+                _ => {
+                    *scopes(&mut g) = kept;
+                    out.push(g);
+                }
+            }
+        }
+        for g in &mut out {
+            let mut merged: Vec<S> = Vec::new();
+            for mut s in std::mem::take(scopes(g)) {
+                match merged.last_mut() {
+                    Some(last) if skey(last) == skey(&s) => {
+                        let moved = std::mem::take(items(&mut s));
+                        items(last).extend(moved);
+                    }
+                    _ => merged.push(s),
+                }
+            }
+            *scopes(g) = merged;
+        }
+        out
+    }
 }

@@ -1,0 +1,199 @@
+//! The `logs` table: one row per log record.
+
+use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
+use super::{append_attrs, attr_builders, column, decode_encoded, finish, read_encoded, timestamp_type, ts, unts};
+use crate::attributes::{AttrType, decode_value, encode_value};
+use arrow::array::{
+    ArrayBuilder, AsArray, BinaryBuilder, Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt8Builder,
+    UInt32Builder,
+};
+use arrow::datatypes::{Int32Type, TimestampNanosecondType, UInt8Type, UInt32Type};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+/// Converts a log request into one row per log record, all for `tenant`.
+pub fn to_record_batch(tenant: &str, req: &ExportLogsServiceRequest) -> Result<RecordBatch, ArrowError> {
+    let mut tenant_b = Dict::new();
+    let mut time = TimestampNanosecondBuilder::new().with_data_type(timestamp_type());
+    let mut observed = TimestampNanosecondBuilder::new().with_data_type(timestamp_type());
+    let mut severity_number = Int32Builder::new();
+    let mut severity_text = Dict::new();
+    let mut body = StringBuilder::new();
+    let mut body_type = UInt8Builder::new();
+    let (mut trace_id, mut span_id) = (BinaryBuilder::new(), BinaryBuilder::new());
+    let mut flags = UInt32Builder::new();
+    let mut event_name = Dict::new();
+    let (mut attrs, mut types) = attr_builders();
+    let mut dropped = UInt32Builder::new();
+    let mut rs_cols = resource_scope::Builders::new();
+    for rl in &req.resource_logs {
+        let res = ResourceRow::new(rl.resource.as_ref(), &rl.schema_url);
+        for sl in &rl.scope_logs {
+            for l in &sl.log_records {
+                tenant_b.append_value(tenant);
+                time.append_value(ts(l.time_unix_nano));
+                observed.append_value(ts(l.observed_time_unix_nano));
+                severity_number.append_value(l.severity_number);
+                severity_text.append_value(&l.severity_text);
+                let (text, t) = encode_value(l.body.as_ref());
+                body.append_value(text);
+                body_type.append_value(t as u8);
+                trace_id.append_value(&l.trace_id);
+                span_id.append_value(&l.span_id);
+                flags.append_value(l.flags);
+                event_name.append_value(&l.event_name);
+                append_attrs(&mut attrs, &mut types, Some(&l.attributes))?;
+                dropped.append_value(l.dropped_attributes_count);
+                rs_cols.append(&res, sl.scope.as_ref(), &sl.schema_url)?;
+            }
+        }
+    }
+    let mut columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)> = vec![
+        ("tenant", Box::new(tenant_b), false),
+        ("time", Box::new(time), false),
+        ("observed_time", Box::new(observed), false),
+        ("severity_number", Box::new(severity_number), false),
+        ("severity_text", Box::new(severity_text), false),
+        ("body", Box::new(body), false),
+        ("body_type", Box::new(body_type), false),
+        ("trace_id", Box::new(trace_id), false),
+        ("span_id", Box::new(span_id), false),
+        ("flags", Box::new(flags), false),
+        ("event_name", Box::new(event_name), false),
+        ("attributes", Box::new(attrs), false),
+        ("attribute_types", Box::new(types), false),
+        ("dropped_attributes_count", Box::new(dropped), false),
+    ];
+    columns.extend(rs_cols.columns());
+    finish(columns)
+}
+
+/// Rebuilds the log request from rows (adjacent rows with the same resource and scope share them).
+pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportLogsServiceRequest, String> {
+    let c = |n: &str| column(batch, n);
+    let time = c("time")?.as_primitive::<TimestampNanosecondType>();
+    let observed = c("observed_time")?.as_primitive::<TimestampNanosecondType>();
+    let severity_number = c("severity_number")?.as_primitive::<Int32Type>();
+    let severity_text = c("severity_text")?;
+    let body = c("body")?.as_string::<i32>();
+    let body_type = c("body_type")?.as_primitive::<UInt8Type>();
+    let trace_id = c("trace_id")?.as_binary::<i32>();
+    let span_id = c("span_id")?.as_binary::<i32>();
+    let flags = c("flags")?.as_primitive::<UInt32Type>();
+    let event_name = c("event_name")?;
+    let attrs = c("attributes")?.as_map();
+    let types = c("attribute_types")?.as_list::<i32>();
+    let dropped = c("dropped_attributes_count")?.as_primitive::<UInt32Type>();
+    let rs_read = resource_scope::Reader::new(batch)?;
+    let mut out = ExportLogsServiceRequest::default();
+    let mut grouping = Grouping::new();
+    for row in 0..batch.num_rows() {
+        let (rk, sk) = rs_read.keys(row)?;
+        match grouping.next(rk, sk) {
+            Start::Nothing => {}
+            Start::Resource(rk, sk) => out.resource_logs.push(ResourceLogs {
+                resource: rk.resource()?,
+                scope_logs: vec![ScopeLogs {
+                    scope: sk.scope()?,
+                    log_records: Vec::new(),
+                    schema_url: sk.schema_url(),
+                }],
+                schema_url: rk.schema_url(),
+            }),
+            Start::Scope(sk) => {
+                let rl = out.resource_logs.last_mut().ok_or("internal: no resource group")?;
+                rl.scope_logs.push(ScopeLogs {
+                    scope: sk.scope()?,
+                    log_records: Vec::new(),
+                    schema_url: sk.schema_url(),
+                });
+            }
+        }
+        let t = AttrType::from_code(body_type.value(row))
+            .ok_or_else(|| format!("unknown body type {}", body_type.value(row)))?;
+        let record = LogRecord {
+            time_unix_nano: unts(time.value(row)),
+            observed_time_unix_nano: unts(observed.value(row)),
+            severity_number: severity_number.value(row),
+            severity_text: dict_str(severity_text, row)?.unwrap_or_default(),
+            body: decode_value(body.value(row), t)?,
+            attributes: decode_encoded(&read_encoded(attrs, types, row).unwrap_or_default())?,
+            dropped_attributes_count: dropped.value(row),
+            flags: flags.value(row),
+            trace_id: trace_id.value(row).to_vec(),
+            span_id: span_id.value(row).to_vec(),
+            event_name: dict_str(event_name, row)?.unwrap_or_default(),
+        };
+        let rl = out.resource_logs.last_mut().ok_or("internal: no resource group")?;
+        rl.scope_logs.last_mut().ok_or("internal: no scope group")?.log_records.push(record);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attributes::strategies::{any_value, attributes};
+    use crate::columnar::test_support::{normalize, resource, scope};
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    fn record() -> impl Strategy<Value = LogRecord> {
+        (
+            (any::<u64>(), any::<u64>(), any::<i32>(), "[A-Z]{0,5}", prop::option::of(any_value())),
+            (
+                attributes(),
+                any::<u32>(),
+                any::<u32>(),
+                prop::collection::vec(any::<u8>(), 0..17),
+                prop::collection::vec(any::<u8>(), 0..9),
+                ".{0,6}",
+            ),
+        )
+            .prop_map(|(a, b)| {
+                let (time_unix_nano, observed_time_unix_nano, severity_number, severity_text, body) = a;
+                let (attributes, dropped_attributes_count, flags, trace_id, span_id, event_name) = b;
+                LogRecord {
+                    time_unix_nano,
+                    observed_time_unix_nano,
+                    severity_number,
+                    severity_text,
+                    body: body.map(|value| AnyValue { value }),
+                    attributes,
+                    dropped_attributes_count,
+                    flags,
+                    trace_id,
+                    span_id,
+                    event_name,
+                }
+            })
+    }
+
+    fn request() -> impl Strategy<Value = ExportLogsServiceRequest> {
+        let scope_logs = (scope(), prop::collection::vec(record(), 0..4), "[a-z:/]{0,6}")
+            .prop_map(|(scope, log_records, schema_url)| ScopeLogs { scope, log_records, schema_url });
+        let resource_logs = (resource(), prop::collection::vec(scope_logs, 0..3), "[a-z:/]{0,6}")
+            .prop_map(|(resource, scope_logs, schema_url)| ResourceLogs { resource, scope_logs, schema_url });
+        prop::collection::vec(resource_logs, 0..3).prop_map(|resource_logs| ExportLogsServiceRequest { resource_logs })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn otlp_to_arrow_to_otlp_is_lossless(req in request()) {
+            let batch = to_record_batch("t1", &req).unwrap();
+            let back = from_record_batch(&batch).unwrap();
+            let expected = normalize(
+                req.resource_logs.clone(),
+                |r| (r.resource.as_ref().map(|x| x.encode_to_vec()), r.schema_url.clone()),
+                |r| &mut r.scope_logs,
+                |s| (s.scope.as_ref().map(|x| x.encode_to_vec()), s.schema_url.clone()),
+                |s| &mut s.log_records,
+            );
+            prop_assert_eq!(back.encode_to_vec(), ExportLogsServiceRequest { resource_logs: expected }.encode_to_vec());
+        }
+    }
+}

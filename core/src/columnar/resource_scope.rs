@@ -1,0 +1,273 @@
+//! The resource and scope columns every table has, written and read in one place.
+
+use super::{
+    AttrMapBuilder, EncodedAttrs, TypesBuilder, append_attrs, attr_builders, column, decode_encoded, read_encoded,
+};
+use arrow::array::{
+    Array, ArrayBuilder, ArrayRef, AsArray, BinaryArray, BinaryBuilder, ListArray, MapArray, PrimitiveArray,
+    StringArray, StringBuilder, StringDictionaryBuilder, UInt32Builder,
+};
+use arrow::datatypes::{Int32Type, UInt32Type};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::common::v1::{EntityRef, InstrumentationScope, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+
+/// `Resource.entity_refs`, stored as protobuf bytes: rare, and not worth columns of their own.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EntityRefs {
+    #[prost(message, repeated, tag = "1")]
+    refs: Vec<EntityRef>,
+}
+
+pub(crate) type Dict = StringDictionaryBuilder<Int32Type>;
+
+/// A dictionary-encoded string cell.
+pub(crate) fn dict_str(a: &ArrayRef, row: usize) -> Result<Option<String>, String> {
+    if a.is_null(row) {
+        return Ok(None);
+    }
+    let d = a.as_dictionary_opt::<Int32Type>().ok_or("expected a dictionary column")?;
+    let values = d.values().as_string::<i32>();
+    Ok(Some(values.value(d.keys().value(row) as usize).to_string()))
+}
+
+/// The resource's `service.name`, promoted to its own column.
+fn service_name(r: Option<&Resource>) -> Option<&str> {
+    r?.attributes.iter().find(|kv| kv.key == "service.name").and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// Builders for `service_name`, `resource_*` and `scope_*`.
+pub(crate) struct Builders {
+    service: Dict,
+    res_attrs: AttrMapBuilder,
+    res_types: TypesBuilder,
+    res_dropped: UInt32Builder,
+    res_entities: BinaryBuilder,
+    res_schema: StringBuilder,
+    scope_name: Dict,
+    scope_version: StringBuilder,
+    scope_attrs: AttrMapBuilder,
+    scope_types: TypesBuilder,
+    scope_dropped: UInt32Builder,
+    scope_schema: StringBuilder,
+}
+
+/// One resource group's values, computed once per group rather than per row.
+pub(crate) struct ResourceRow<'a> {
+    resource: Option<&'a Resource>,
+    service: Option<&'a str>,
+    entities: Option<Vec<u8>>,
+    schema_url: &'a str,
+}
+
+impl<'a> ResourceRow<'a> {
+    pub(crate) fn new(resource: Option<&'a Resource>, schema_url: &'a str) -> Self {
+        let entities = resource
+            .filter(|r| !r.entity_refs.is_empty())
+            .map(|r| EntityRefs { refs: r.entity_refs.clone() }.encode_to_vec());
+        ResourceRow { resource, service: service_name(resource), entities, schema_url }
+    }
+}
+
+impl Builders {
+    pub(crate) fn new() -> Builders {
+        let (res_attrs, res_types) = attr_builders();
+        let (scope_attrs, scope_types) = attr_builders();
+        Builders {
+            service: Dict::new(),
+            res_attrs,
+            res_types,
+            res_dropped: UInt32Builder::new(),
+            res_entities: BinaryBuilder::new(),
+            res_schema: StringBuilder::new(),
+            scope_name: Dict::new(),
+            scope_version: StringBuilder::new(),
+            scope_attrs,
+            scope_types,
+            scope_dropped: UInt32Builder::new(),
+            scope_schema: StringBuilder::new(),
+        }
+    }
+
+    /// Appends one row's resource and scope.
+    pub(crate) fn append(
+        &mut self,
+        res: &ResourceRow<'_>,
+        scope: Option<&InstrumentationScope>,
+        scope_schema_url: &str,
+    ) -> Result<(), ArrowError> {
+        let r = res.resource;
+        self.service.append_option(res.service);
+        append_attrs(&mut self.res_attrs, &mut self.res_types, r.map(|r| r.attributes.as_slice()))?;
+        self.res_dropped.append_option(r.map(|r| r.dropped_attributes_count));
+        self.res_entities.append_option(res.entities.as_deref());
+        self.res_schema.append_value(res.schema_url);
+        self.scope_name.append_option(scope.map(|s| s.name.as_str()));
+        self.scope_version.append_option(scope.map(|s| s.version.as_str()));
+        append_attrs(&mut self.scope_attrs, &mut self.scope_types, scope.map(|s| s.attributes.as_slice()))?;
+        self.scope_dropped.append_option(scope.map(|s| s.dropped_attributes_count));
+        self.scope_schema.append_value(scope_schema_url);
+        Ok(())
+    }
+
+    /// The columns, named, with their nullability.
+    pub(crate) fn columns(self) -> Vec<(&'static str, Box<dyn ArrayBuilder>, bool)> {
+        vec![
+            ("service_name", Box::new(self.service), true),
+            ("resource_attributes", Box::new(self.res_attrs), true),
+            ("resource_attribute_types", Box::new(self.res_types), true),
+            ("resource_dropped_attributes_count", Box::new(self.res_dropped), true),
+            ("resource_entity_refs", Box::new(self.res_entities), true),
+            ("resource_schema_url", Box::new(self.res_schema), false),
+            ("scope_name", Box::new(self.scope_name), true),
+            ("scope_version", Box::new(self.scope_version), true),
+            ("scope_attributes", Box::new(self.scope_attrs), true),
+            ("scope_attribute_types", Box::new(self.scope_types), true),
+            ("scope_dropped_attributes_count", Box::new(self.scope_dropped), true),
+            ("scope_schema_url", Box::new(self.scope_schema), false),
+        ]
+    }
+}
+
+/// What identifies a resource group: its stored form, compared exactly (NaN attributes included).
+#[derive(Clone, PartialEq)]
+pub(crate) struct ResKey {
+    attrs: Option<EncodedAttrs>,
+    dropped: Option<u32>,
+    entities: Option<Vec<u8>>,
+    schema_url: String,
+}
+
+#[derive(Clone, PartialEq)]
+pub(crate) struct ScopeKey {
+    name: Option<String>,
+    version: Option<String>,
+    attrs: Option<EncodedAttrs>,
+    dropped: Option<u32>,
+    schema_url: String,
+}
+
+/// Reads the resource and scope columns back.
+pub(crate) struct Reader<'a> {
+    res_attrs: &'a MapArray,
+    res_types: &'a ListArray,
+    res_dropped: &'a PrimitiveArray<UInt32Type>,
+    res_entities: &'a BinaryArray,
+    res_schema: &'a StringArray,
+    scope_name: &'a ArrayRef,
+    scope_version: &'a StringArray,
+    scope_attrs: &'a MapArray,
+    scope_types: &'a ListArray,
+    scope_dropped: &'a PrimitiveArray<UInt32Type>,
+    scope_schema: &'a StringArray,
+}
+
+fn opt_u32(a: &PrimitiveArray<UInt32Type>, i: usize) -> Option<u32> {
+    (!a.is_null(i)).then(|| a.value(i))
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(batch: &'a RecordBatch) -> Result<Reader<'a>, String> {
+        let c = |n: &str| column(batch, n);
+        Ok(Reader {
+            res_attrs: c("resource_attributes")?.as_map(),
+            res_types: c("resource_attribute_types")?.as_list::<i32>(),
+            res_dropped: c("resource_dropped_attributes_count")?.as_primitive::<UInt32Type>(),
+            res_entities: c("resource_entity_refs")?.as_binary::<i32>(),
+            res_schema: c("resource_schema_url")?.as_string::<i32>(),
+            scope_name: c("scope_name")?,
+            scope_version: c("scope_version")?.as_string::<i32>(),
+            scope_attrs: c("scope_attributes")?.as_map(),
+            scope_types: c("scope_attribute_types")?.as_list::<i32>(),
+            scope_dropped: c("scope_dropped_attributes_count")?.as_primitive::<UInt32Type>(),
+            scope_schema: c("scope_schema_url")?.as_string::<i32>(),
+        })
+    }
+
+    pub(crate) fn keys(&self, row: usize) -> Result<(ResKey, ScopeKey), String> {
+        let rk = ResKey {
+            attrs: read_encoded(self.res_attrs, self.res_types, row),
+            dropped: opt_u32(self.res_dropped, row),
+            entities: (!self.res_entities.is_null(row)).then(|| self.res_entities.value(row).to_vec()),
+            schema_url: self.res_schema.value(row).to_string(),
+        };
+        let sk = ScopeKey {
+            name: dict_str(self.scope_name, row)?,
+            version: (!self.scope_version.is_null(row)).then(|| self.scope_version.value(row).to_string()),
+            attrs: read_encoded(self.scope_attrs, self.scope_types, row),
+            dropped: opt_u32(self.scope_dropped, row),
+            schema_url: self.scope_schema.value(row).to_string(),
+        };
+        Ok((rk, sk))
+    }
+}
+
+impl ResKey {
+    pub(crate) fn schema_url(&self) -> String {
+        self.schema_url.clone()
+    }
+
+    pub(crate) fn resource(&self) -> Result<Option<Resource>, String> {
+        let Some(enc) = &self.attrs else { return Ok(None) };
+        Ok(Some(Resource {
+            attributes: decode_encoded(enc)?,
+            dropped_attributes_count: self.dropped.unwrap_or(0),
+            entity_refs: match &self.entities {
+                Some(b) => EntityRefs::decode(&b[..]).map_err(|e| format!("resource_entity_refs: {e}"))?.refs,
+                None => Vec::new(),
+            },
+        }))
+    }
+}
+
+impl ScopeKey {
+    pub(crate) fn schema_url(&self) -> String {
+        self.schema_url.clone()
+    }
+
+    pub(crate) fn scope(&self) -> Result<Option<InstrumentationScope>, String> {
+        let Some(enc) = &self.attrs else { return Ok(None) };
+        Ok(Some(InstrumentationScope {
+            name: self.name.clone().unwrap_or_default(),
+            version: self.version.clone().unwrap_or_default(),
+            attributes: decode_encoded(enc)?,
+            dropped_attributes_count: self.dropped.unwrap_or(0),
+        }))
+    }
+}
+
+/// Where adjacent rows change resource or scope group.
+pub(crate) struct Grouping {
+    last: Option<(ResKey, ScopeKey)>,
+}
+
+/// What a row starts: nothing new, a new scope group, or a new resource (and scope) group.
+pub(crate) enum Start {
+    Nothing,
+    Scope(ScopeKey),
+    Resource(ResKey, ScopeKey),
+}
+
+impl Grouping {
+    pub(crate) fn new() -> Grouping {
+        Grouping { last: None }
+    }
+
+    /// Compares a row's keys with the previous row's.
+    pub(crate) fn next(&mut self, rk: ResKey, sk: ScopeKey) -> Start {
+        let same_res = self.last.as_ref().is_some_and(|(r, _)| *r == rk);
+        let same_scope = same_res && self.last.as_ref().is_some_and(|(_, s)| *s == sk);
+        let start = match (same_res, same_scope) {
+            (true, true) => Start::Nothing,
+            (true, false) => Start::Scope(sk.clone()),
+            (false, _) => Start::Resource(rk.clone(), sk.clone()),
+        };
+        self.last = Some((rk, sk));
+        start
+    }
+}

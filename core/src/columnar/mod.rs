@@ -2,6 +2,7 @@
 //! (see `docs/schema.md`). Conversion goes from the decoded protobuf straight into Arrow builders.
 
 pub mod logs;
+pub mod metrics;
 mod resource_scope;
 pub mod spans;
 

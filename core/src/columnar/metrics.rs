@@ -1,0 +1,910 @@
+//! The `metrics` table: one row per data point, every metric type in one table.
+
+use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
+use super::{
+    AttrMapBuilder, EncodedAttrs, TypesBuilder, append_attrs, attr_builders, column, decode_encoded, finish,
+    read_encoded, timestamp_type, ts, unts,
+};
+use arrow::array::{
+    Array, ArrayBuilder, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+    ListBuilder, StringBuilder, StructArray, StructBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{
+    DataType, Field, Fields, Float64Type, Int32Type, Int64Type, TimestampNanosecondType, UInt32Type, UInt64Type,
+};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::{
+    Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric,
+    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, exemplar,
+    exponential_histogram_data_point::Buckets, metric::Data, number_data_point, summary_data_point::ValueAtQuantile,
+};
+
+fn exemplar_fields() -> Fields {
+    let (mut m, mut t) = attr_builders();
+    Fields::from(vec![
+        Field::new("time", timestamp_type(), false),
+        Field::new("value_double", DataType::Float64, true),
+        Field::new("value_int", DataType::Int64, true),
+        Field::new("span_id", DataType::Binary, false),
+        Field::new("trace_id", DataType::Binary, false),
+        Field::new("filtered_attributes", ArrayBuilder::finish(&mut m).data_type().clone(), true),
+        Field::new("filtered_attribute_types", ArrayBuilder::finish(&mut t).data_type().clone(), true),
+    ])
+}
+
+fn exemplar_builder() -> StructBuilder {
+    let (m, t) = attr_builders();
+    StructBuilder::new(
+        exemplar_fields(),
+        vec![
+            Box::new(TimestampNanosecondBuilder::new().with_data_type(timestamp_type())),
+            Box::new(Float64Builder::new()),
+            Box::new(Int64Builder::new()),
+            Box::new(BinaryBuilder::new()),
+            Box::new(BinaryBuilder::new()),
+            Box::new(m),
+            Box::new(t),
+        ],
+    )
+}
+
+fn quantile_builder() -> StructBuilder {
+    StructBuilder::new(
+        Fields::from(vec![
+            Field::new("quantile", DataType::Float64, false),
+            Field::new("value", DataType::Float64, false),
+        ]),
+        vec![Box::new(Float64Builder::new()), Box::new(Float64Builder::new())],
+    )
+}
+
+macro_rules! field {
+    ($s:expr, $i:expr, $t:ty) => {
+        $s.field_builder::<$t>($i).ok_or_else(|| ArrowError::SchemaError(format!("struct field {}", $i)))?
+    };
+}
+
+/// The point-level builders.
+struct Points {
+    time: TimestampNanosecondBuilder,
+    start_time: TimestampNanosecondBuilder,
+    flags: UInt32Builder,
+    attrs: AttrMapBuilder,
+    types: TypesBuilder,
+    value_double: Float64Builder,
+    value_int: Int64Builder,
+    count: UInt64Builder,
+    sum: Float64Builder,
+    min: Float64Builder,
+    max: Float64Builder,
+    explicit_bounds: ListBuilder<Float64Builder>,
+    bucket_counts: ListBuilder<UInt64Builder>,
+    scale: Int32Builder,
+    zero_count: UInt64Builder,
+    zero_threshold: Float64Builder,
+    positive_offset: Int32Builder,
+    positive_bucket_counts: ListBuilder<UInt64Builder>,
+    negative_offset: Int32Builder,
+    negative_bucket_counts: ListBuilder<UInt64Builder>,
+    quantiles: ListBuilder<StructBuilder>,
+    exemplars: ListBuilder<StructBuilder>,
+}
+
+/// The kind-specific values of one point; everything else is null.
+#[derive(Default)]
+struct Values<'a> {
+    double: Option<f64>,
+    int: Option<i64>,
+    count: Option<u64>,
+    sum: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    bounds: Option<&'a [f64]>,
+    buckets: Option<&'a [u64]>,
+    scale: Option<i32>,
+    zero_count: Option<u64>,
+    zero_threshold: Option<f64>,
+    positive: Option<&'a Buckets>,
+    negative: Option<&'a Buckets>,
+    quantiles: Option<&'a [ValueAtQuantile]>,
+}
+
+fn opt_list<B: ArrayBuilder, T: Copy>(b: &mut ListBuilder<B>, v: Option<&[T]>, push: impl Fn(&mut B, T)) {
+    match v {
+        Some(items) => {
+            for x in items {
+                push(b.values(), *x);
+            }
+            b.append(true);
+        }
+        None => b.append(false),
+    }
+}
+
+impl Points {
+    fn new() -> Points {
+        let (attrs, types) = attr_builders();
+        Points {
+            time: TimestampNanosecondBuilder::new().with_data_type(timestamp_type()),
+            start_time: TimestampNanosecondBuilder::new().with_data_type(timestamp_type()),
+            flags: UInt32Builder::new(),
+            attrs,
+            types,
+            value_double: Float64Builder::new(),
+            value_int: Int64Builder::new(),
+            count: UInt64Builder::new(),
+            sum: Float64Builder::new(),
+            min: Float64Builder::new(),
+            max: Float64Builder::new(),
+            explicit_bounds: ListBuilder::new(Float64Builder::new()),
+            bucket_counts: ListBuilder::new(UInt64Builder::new()),
+            scale: Int32Builder::new(),
+            zero_count: UInt64Builder::new(),
+            zero_threshold: Float64Builder::new(),
+            positive_offset: Int32Builder::new(),
+            positive_bucket_counts: ListBuilder::new(UInt64Builder::new()),
+            negative_offset: Int32Builder::new(),
+            negative_bucket_counts: ListBuilder::new(UInt64Builder::new()),
+            quantiles: ListBuilder::new(quantile_builder()),
+            exemplars: ListBuilder::new(exemplar_builder()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn append(
+        &mut self,
+        time: u64,
+        start: u64,
+        flags: u32,
+        attrs: &[KeyValue],
+        exemplars: &[Exemplar],
+        v: Values<'_>,
+    ) -> Result<(), ArrowError> {
+        self.time.append_value(ts(time));
+        self.start_time.append_value(ts(start));
+        self.flags.append_value(flags);
+        append_attrs(&mut self.attrs, &mut self.types, Some(attrs))?;
+        self.value_double.append_option(v.double);
+        self.value_int.append_option(v.int);
+        self.count.append_option(v.count);
+        self.sum.append_option(v.sum);
+        self.min.append_option(v.min);
+        self.max.append_option(v.max);
+        opt_list(&mut self.explicit_bounds, v.bounds, |b, x| b.append_value(x));
+        opt_list(&mut self.bucket_counts, v.buckets, |b, x| b.append_value(x));
+        self.scale.append_option(v.scale);
+        self.zero_count.append_option(v.zero_count);
+        self.zero_threshold.append_option(v.zero_threshold);
+        self.positive_offset.append_option(v.positive.map(|b| b.offset));
+        opt_list(&mut self.positive_bucket_counts, v.positive.map(|b| b.bucket_counts.as_slice()), |b, x| {
+            b.append_value(x)
+        });
+        self.negative_offset.append_option(v.negative.map(|b| b.offset));
+        opt_list(&mut self.negative_bucket_counts, v.negative.map(|b| b.bucket_counts.as_slice()), |b, x| {
+            b.append_value(x)
+        });
+        match v.quantiles {
+            Some(qs) => {
+                let s = self.quantiles.values();
+                for q in qs {
+                    field!(s, 0, Float64Builder).append_value(q.quantile);
+                    field!(s, 1, Float64Builder).append_value(q.value);
+                    s.append(true);
+                }
+                self.quantiles.append(true);
+            }
+            None => self.quantiles.append(false),
+        }
+        let s = self.exemplars.values();
+        for e in exemplars {
+            field!(s, 0, TimestampNanosecondBuilder).append_value(ts(e.time_unix_nano));
+            let (d, i) = match e.value {
+                Some(exemplar::Value::AsDouble(d)) => (Some(d), None),
+                Some(exemplar::Value::AsInt(i)) => (None, Some(i)),
+                None => (None, None),
+            };
+            field!(s, 1, Float64Builder).append_option(d);
+            field!(s, 2, Int64Builder).append_option(i);
+            field!(s, 3, BinaryBuilder).append_value(&e.span_id);
+            field!(s, 4, BinaryBuilder).append_value(&e.trace_id);
+            let (entries, codes) = crate::attributes::encode_attributes(&e.filtered_attributes);
+            let m = field!(s, 5, AttrMapBuilder);
+            for (k, v) in &entries {
+                m.keys().append_value(k);
+                m.values().append_value(v);
+            }
+            m.append(true)?;
+            let t = field!(s, 6, TypesBuilder);
+            t.values().append_slice(&codes);
+            t.append(true);
+            s.append(true);
+        }
+        self.exemplars.append(true);
+        Ok(())
+    }
+
+    fn columns(self) -> Vec<(&'static str, Box<dyn ArrayBuilder>, bool)> {
+        vec![
+            ("time", Box::new(self.time), false),
+            ("start_time", Box::new(self.start_time), false),
+            ("flags", Box::new(self.flags), false),
+            ("attributes", Box::new(self.attrs), false),
+            ("attribute_types", Box::new(self.types), false),
+            ("value_double", Box::new(self.value_double), true),
+            ("value_int", Box::new(self.value_int), true),
+            ("count", Box::new(self.count), true),
+            ("sum", Box::new(self.sum), true),
+            ("min", Box::new(self.min), true),
+            ("max", Box::new(self.max), true),
+            ("explicit_bounds", Box::new(self.explicit_bounds), true),
+            ("bucket_counts", Box::new(self.bucket_counts), true),
+            ("scale", Box::new(self.scale), true),
+            ("zero_count", Box::new(self.zero_count), true),
+            ("zero_threshold", Box::new(self.zero_threshold), true),
+            ("positive_offset", Box::new(self.positive_offset), true),
+            ("positive_bucket_counts", Box::new(self.positive_bucket_counts), true),
+            ("negative_offset", Box::new(self.negative_offset), true),
+            ("negative_bucket_counts", Box::new(self.negative_bucket_counts), true),
+            ("quantiles", Box::new(self.quantiles), true),
+            ("exemplars", Box::new(self.exemplars), false),
+        ]
+    }
+}
+
+fn number(p: &NumberDataPoint) -> Values<'_> {
+    match p.value {
+        Some(number_data_point::Value::AsDouble(d)) => Values { double: Some(d), ..Default::default() },
+        Some(number_data_point::Value::AsInt(i)) => Values { int: Some(i), ..Default::default() },
+        None => Values::default(),
+    }
+}
+
+fn histogram(p: &HistogramDataPoint) -> Values<'_> {
+    Values {
+        count: Some(p.count),
+        sum: p.sum,
+        min: p.min,
+        max: p.max,
+        bounds: Some(&p.explicit_bounds),
+        buckets: Some(&p.bucket_counts),
+        ..Default::default()
+    }
+}
+
+fn exponential(p: &ExponentialHistogramDataPoint) -> Values<'_> {
+    Values {
+        count: Some(p.count),
+        sum: p.sum,
+        min: p.min,
+        max: p.max,
+        scale: Some(p.scale),
+        zero_count: Some(p.zero_count),
+        zero_threshold: Some(p.zero_threshold),
+        positive: p.positive.as_ref(),
+        negative: p.negative.as_ref(),
+        ..Default::default()
+    }
+}
+
+fn summary(p: &SummaryDataPoint) -> Values<'_> {
+    Values { count: Some(p.count), sum: Some(p.sum), quantiles: Some(&p.quantile_values), ..Default::default() }
+}
+
+/// Converts a metrics request into one row per data point, all for `tenant`.
+pub fn to_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) -> Result<RecordBatch, ArrowError> {
+    let mut tenant_b = Dict::new();
+    let mut name = Dict::new();
+    let mut description = StringBuilder::new();
+    let mut unit = Dict::new();
+    let (mut meta, mut meta_types) = attr_builders();
+    let mut kind = Dict::new();
+    let mut temporality = Int32Builder::new();
+    let mut monotonic = BooleanBuilder::new();
+    let mut points = Points::new();
+    let mut rs_cols = resource_scope::Builders::new();
+    for rm in &req.resource_metrics {
+        let res = ResourceRow::new(rm.resource.as_ref(), &rm.schema_url);
+        for sm in &rm.scope_metrics {
+            for m in &sm.metrics {
+                let mut row = |kind_name: &str, temp: Option<i32>, mono: Option<bool>| -> Result<(), ArrowError> {
+                    tenant_b.append_value(tenant);
+                    name.append_value(&m.name);
+                    description.append_value(&m.description);
+                    unit.append_value(&m.unit);
+                    append_attrs(&mut meta, &mut meta_types, Some(&m.metadata))?;
+                    kind.append_value(kind_name);
+                    temporality.append_option(temp);
+                    monotonic.append_option(mono);
+                    rs_cols.append(&res, sm.scope.as_ref(), &sm.schema_url)
+                };
+                match &m.data {
+                    Some(Data::Gauge(g)) => {
+                        for p in &g.data_points {
+                            row("gauge", None, None)?;
+                            points.append(
+                                p.time_unix_nano,
+                                p.start_time_unix_nano,
+                                p.flags,
+                                &p.attributes,
+                                &p.exemplars,
+                                number(p),
+                            )?;
+                        }
+                    }
+                    Some(Data::Sum(s)) => {
+                        for p in &s.data_points {
+                            row("sum", Some(s.aggregation_temporality), Some(s.is_monotonic))?;
+                            points.append(
+                                p.time_unix_nano,
+                                p.start_time_unix_nano,
+                                p.flags,
+                                &p.attributes,
+                                &p.exemplars,
+                                number(p),
+                            )?;
+                        }
+                    }
+                    Some(Data::Histogram(h)) => {
+                        for p in &h.data_points {
+                            row("histogram", Some(h.aggregation_temporality), None)?;
+                            points.append(
+                                p.time_unix_nano,
+                                p.start_time_unix_nano,
+                                p.flags,
+                                &p.attributes,
+                                &p.exemplars,
+                                histogram(p),
+                            )?;
+                        }
+                    }
+                    Some(Data::ExponentialHistogram(h)) => {
+                        for p in &h.data_points {
+                            row("exponential_histogram", Some(h.aggregation_temporality), None)?;
+                            points.append(
+                                p.time_unix_nano,
+                                p.start_time_unix_nano,
+                                p.flags,
+                                &p.attributes,
+                                &p.exemplars,
+                                exponential(p),
+                            )?;
+                        }
+                    }
+                    Some(Data::Summary(s)) => {
+                        for p in &s.data_points {
+                            row("summary", None, None)?;
+                            points.append(
+                                p.time_unix_nano,
+                                p.start_time_unix_nano,
+                                p.flags,
+                                &p.attributes,
+                                &[],
+                                summary(p),
+                            )?;
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    let mut columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)> = vec![
+        ("tenant", Box::new(tenant_b), false),
+        ("metric_name", Box::new(name), false),
+        ("metric_description", Box::new(description), false),
+        ("metric_unit", Box::new(unit), false),
+        ("metric_metadata", Box::new(meta), false),
+        ("metric_metadata_types", Box::new(meta_types), false),
+        ("metric_type", Box::new(kind), false),
+        ("temporality", Box::new(temporality), true),
+        ("is_monotonic", Box::new(monotonic), true),
+    ];
+    columns.extend(points.columns());
+    columns.extend(rs_cols.columns());
+    finish(columns)
+}
+
+/// What identifies a metric: adjacent rows with equal keys are points of one metric.
+#[derive(PartialEq)]
+struct MetricKey {
+    name: String,
+    description: String,
+    unit: String,
+    metadata: Option<EncodedAttrs>,
+    kind: String,
+    temporality: Option<i32>,
+    monotonic: Option<bool>,
+}
+
+fn list_f64(a: &ArrayRef, row: usize) -> Option<Vec<f64>> {
+    let l = a.as_list::<i32>();
+    (!l.is_null(row)).then(|| l.value(row).as_primitive::<Float64Type>().values().to_vec())
+}
+
+fn list_u64(a: &ArrayRef, row: usize) -> Option<Vec<u64>> {
+    let l = a.as_list::<i32>();
+    (!l.is_null(row)).then(|| l.value(row).as_primitive::<UInt64Type>().values().to_vec())
+}
+
+fn exemplars_of(s: &StructArray) -> Result<Vec<Exemplar>, String> {
+    let time = s.column(0).as_primitive::<TimestampNanosecondType>();
+    let d = s.column(1).as_primitive::<Float64Type>();
+    let i = s.column(2).as_primitive::<Int64Type>();
+    let span = s.column(3).as_binary::<i32>();
+    let trace = s.column(4).as_binary::<i32>();
+    (0..s.len())
+        .map(|k| {
+            let enc = read_encoded(s.column(5).as_map(), s.column(6).as_list::<i32>(), k).unwrap_or_default();
+            Ok(Exemplar {
+                filtered_attributes: decode_encoded(&enc)?,
+                time_unix_nano: unts(time.value(k)),
+                span_id: span.value(k).to_vec(),
+                trace_id: trace.value(k).to_vec(),
+                value: if !d.is_null(k) {
+                    Some(exemplar::Value::AsDouble(d.value(k)))
+                } else if !i.is_null(k) {
+                    Some(exemplar::Value::AsInt(i.value(k)))
+                } else {
+                    None
+                },
+            })
+        })
+        .collect()
+}
+
+/// Rebuilds the metrics request from rows: adjacent rows with the same resource, scope and metric
+/// share them.
+pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportMetricsServiceRequest, String> {
+    let c = |n: &str| column(batch, n);
+    let (name, description, unit, kind) =
+        (c("metric_name")?, c("metric_description")?.as_string::<i32>(), c("metric_unit")?, c("metric_type")?);
+    let (meta, meta_types) = (c("metric_metadata")?.as_map(), c("metric_metadata_types")?.as_list::<i32>());
+    let temporality = c("temporality")?.as_primitive::<Int32Type>();
+    let monotonic = c("is_monotonic")?.as_boolean();
+    let time = c("time")?.as_primitive::<TimestampNanosecondType>();
+    let start = c("start_time")?.as_primitive::<TimestampNanosecondType>();
+    let flags = c("flags")?.as_primitive::<UInt32Type>();
+    let (attrs, types) = (c("attributes")?.as_map(), c("attribute_types")?.as_list::<i32>());
+    let vd = c("value_double")?.as_primitive::<Float64Type>();
+    let vi = c("value_int")?.as_primitive::<Int64Type>();
+    let count = c("count")?.as_primitive::<UInt64Type>();
+    let (sum, min, max) = (
+        c("sum")?.as_primitive::<Float64Type>(),
+        c("min")?.as_primitive::<Float64Type>(),
+        c("max")?.as_primitive::<Float64Type>(),
+    );
+    let (bounds, buckets) = (c("explicit_bounds")?, c("bucket_counts")?);
+    let scale = c("scale")?.as_primitive::<Int32Type>();
+    let zero_count = c("zero_count")?.as_primitive::<UInt64Type>();
+    let zero_threshold = c("zero_threshold")?.as_primitive::<Float64Type>();
+    let (pos_off, pos_b) = (c("positive_offset")?.as_primitive::<Int32Type>(), c("positive_bucket_counts")?);
+    let (neg_off, neg_b) = (c("negative_offset")?.as_primitive::<Int32Type>(), c("negative_bucket_counts")?);
+    let quantiles = c("quantiles")?.as_list::<i32>();
+    let exemplars = c("exemplars")?.as_list::<i32>();
+    let rs_read = resource_scope::Reader::new(batch)?;
+    let opt_f = |a: &arrow::array::PrimitiveArray<Float64Type>, r: usize| (!a.is_null(r)).then(|| a.value(r));
+
+    let mut out = ExportMetricsServiceRequest::default();
+    let mut grouping = Grouping::new();
+    let mut last_metric: Option<MetricKey> = None;
+    for row in 0..batch.num_rows() {
+        let (rk, sk) = rs_read.keys(row)?;
+        let start_group = match grouping.next(rk, sk) {
+            Start::Nothing => false,
+            Start::Resource(rk, sk) => {
+                out.resource_metrics.push(ResourceMetrics {
+                    resource: rk.resource()?,
+                    scope_metrics: vec![ScopeMetrics {
+                        scope: sk.scope()?,
+                        metrics: Vec::new(),
+                        schema_url: sk.schema_url(),
+                    }],
+                    schema_url: rk.schema_url(),
+                });
+                true
+            }
+            Start::Scope(sk) => {
+                let rm = out.resource_metrics.last_mut().ok_or("internal: no resource group")?;
+                rm.scope_metrics.push(ScopeMetrics {
+                    scope: sk.scope()?,
+                    metrics: Vec::new(),
+                    schema_url: sk.schema_url(),
+                });
+                true
+            }
+        };
+        let mk = MetricKey {
+            name: dict_str(name, row)?.unwrap_or_default(),
+            description: description.value(row).to_string(),
+            unit: dict_str(unit, row)?.unwrap_or_default(),
+            metadata: read_encoded(meta, meta_types, row),
+            kind: dict_str(kind, row)?.unwrap_or_default(),
+            temporality: (!temporality.is_null(row)).then(|| temporality.value(row)),
+            monotonic: (!monotonic.is_null(row)).then(|| monotonic.value(row)),
+        };
+        let sm = out
+            .resource_metrics
+            .last_mut()
+            .and_then(|r| r.scope_metrics.last_mut())
+            .ok_or("internal: no scope group")?;
+        if start_group || last_metric.as_ref() != Some(&mk) {
+            let data = match mk.kind.as_str() {
+                "gauge" => Data::Gauge(Gauge::default()),
+                "sum" => Data::Sum(Sum {
+                    aggregation_temporality: mk.temporality.unwrap_or(0),
+                    is_monotonic: mk.monotonic.unwrap_or(false),
+                    ..Default::default()
+                }),
+                "histogram" => Data::Histogram(Histogram {
+                    aggregation_temporality: mk.temporality.unwrap_or(0),
+                    ..Default::default()
+                }),
+                "exponential_histogram" => Data::ExponentialHistogram(ExponentialHistogram {
+                    aggregation_temporality: mk.temporality.unwrap_or(0),
+                    ..Default::default()
+                }),
+                "summary" => Data::Summary(Summary::default()),
+                other => return Err(format!("unknown metric_type {other:?}")),
+            };
+            sm.metrics.push(Metric {
+                name: mk.name.clone(),
+                description: mk.description.clone(),
+                unit: mk.unit.clone(),
+                metadata: decode_encoded(mk.metadata.as_ref().ok_or("metric_metadata is null")?)?,
+                data: Some(data),
+            });
+        }
+        let attributes = decode_encoded(&read_encoded(attrs, types, row).unwrap_or_default())?;
+        let ex = exemplars.value(row);
+        let metric = sm.metrics.last_mut().ok_or("internal: no metric")?;
+        let (t, s0, f) = (unts(time.value(row)), unts(start.value(row)), flags.value(row));
+        match metric.data.as_mut() {
+            Some(Data::Gauge(Gauge { data_points })) | Some(Data::Sum(Sum { data_points, .. })) => {
+                data_points.push(NumberDataPoint {
+                    attributes,
+                    start_time_unix_nano: s0,
+                    time_unix_nano: t,
+                    exemplars: exemplars_of(ex.as_struct())?,
+                    flags: f,
+                    value: if !vd.is_null(row) {
+                        Some(number_data_point::Value::AsDouble(vd.value(row)))
+                    } else if !vi.is_null(row) {
+                        Some(number_data_point::Value::AsInt(vi.value(row)))
+                    } else {
+                        None
+                    },
+                })
+            }
+            Some(Data::Histogram(h)) => h.data_points.push(HistogramDataPoint {
+                attributes,
+                start_time_unix_nano: s0,
+                time_unix_nano: t,
+                count: count.value(row),
+                sum: opt_f(sum, row),
+                bucket_counts: list_u64(buckets, row).unwrap_or_default(),
+                explicit_bounds: list_f64(bounds, row).unwrap_or_default(),
+                exemplars: exemplars_of(ex.as_struct())?,
+                flags: f,
+                min: opt_f(min, row),
+                max: opt_f(max, row),
+            }),
+            Some(Data::ExponentialHistogram(h)) => {
+                let buckets_of = |off: &arrow::array::PrimitiveArray<Int32Type>, b: &ArrayRef| {
+                    (!off.is_null(row)).then(|| Buckets {
+                        offset: off.value(row),
+                        bucket_counts: list_u64(b, row).unwrap_or_default(),
+                    })
+                };
+                h.data_points.push(ExponentialHistogramDataPoint {
+                    attributes,
+                    start_time_unix_nano: s0,
+                    time_unix_nano: t,
+                    count: count.value(row),
+                    sum: opt_f(sum, row),
+                    scale: scale.value(row),
+                    zero_count: zero_count.value(row),
+                    positive: buckets_of(pos_off, pos_b),
+                    negative: buckets_of(neg_off, neg_b),
+                    flags: f,
+                    exemplars: exemplars_of(ex.as_struct())?,
+                    min: opt_f(min, row),
+                    max: opt_f(max, row),
+                    zero_threshold: zero_threshold.value(row),
+                })
+            }
+            Some(Data::Summary(s)) => {
+                let q = quantiles.value(row);
+                let q = q.as_struct();
+                let (qq, qv) = (q.column(0).as_primitive::<Float64Type>(), q.column(1).as_primitive::<Float64Type>());
+                s.data_points.push(SummaryDataPoint {
+                    attributes,
+                    start_time_unix_nano: s0,
+                    time_unix_nano: t,
+                    count: count.value(row),
+                    sum: sum.value(row),
+                    quantile_values: (0..q.len())
+                        .map(|k| ValueAtQuantile { quantile: qq.value(k), value: qv.value(k) })
+                        .collect(),
+                    flags: f,
+                })
+            }
+            None => return Err("internal: metric without data".into()),
+        }
+        last_metric = Some(mk);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attributes::strategies::attributes;
+    use crate::columnar::test_support::{normalize, resource, scope};
+    use proptest::prelude::*;
+    use prost::Message;
+
+    /// Any bit pattern: point values are stored as Arrow doubles, which keep every bit.
+    fn bits() -> impl Strategy<Value = f64> {
+        any::<u64>().prop_map(f64::from_bits)
+    }
+
+    fn exemplar() -> impl Strategy<Value = Exemplar> {
+        (
+            attributes(),
+            any::<u64>(),
+            prop::collection::vec(any::<u8>(), 0..9),
+            prop::collection::vec(any::<u8>(), 0..17),
+            0..3u8,
+            bits(),
+            any::<i64>(),
+        )
+            .prop_map(|(filtered_attributes, time_unix_nano, span_id, trace_id, which, d, i)| Exemplar {
+                filtered_attributes,
+                time_unix_nano,
+                span_id,
+                trace_id,
+                value: match which {
+                    0 => None,
+                    1 => Some(exemplar::Value::AsDouble(d)),
+                    _ => Some(exemplar::Value::AsInt(i)),
+                },
+            })
+    }
+
+    type Common = (Vec<KeyValue>, u64, u64, u32, Vec<Exemplar>);
+
+    fn common() -> impl Strategy<Value = Common> {
+        (attributes(), any::<u64>(), any::<u64>(), any::<u32>(), prop::collection::vec(exemplar(), 0..2))
+    }
+
+    fn number_point() -> impl Strategy<Value = NumberDataPoint> {
+        (common(), 0..3u8, bits(), any::<i64>()).prop_map(
+            |((attributes, start, time, flags, exemplars), which, d, i)| NumberDataPoint {
+                attributes,
+                start_time_unix_nano: start,
+                time_unix_nano: time,
+                exemplars,
+                flags,
+                value: match which {
+                    0 => None,
+                    1 => Some(number_data_point::Value::AsDouble(d)),
+                    _ => Some(number_data_point::Value::AsInt(i)),
+                },
+            },
+        )
+    }
+
+    fn histogram_point() -> impl Strategy<Value = HistogramDataPoint> {
+        (
+            common(),
+            any::<u64>(),
+            prop::option::of(bits()),
+            prop::collection::vec(any::<u64>(), 0..4),
+            prop::collection::vec(bits(), 0..3),
+            prop::option::of(bits()),
+            prop::option::of(bits()),
+        )
+            .prop_map(
+                |(
+                    (attributes, start, time, flags, exemplars),
+                    count,
+                    sum,
+                    bucket_counts,
+                    explicit_bounds,
+                    min,
+                    max,
+                )| HistogramDataPoint {
+                    attributes,
+                    start_time_unix_nano: start,
+                    time_unix_nano: time,
+                    count,
+                    sum,
+                    bucket_counts,
+                    explicit_bounds,
+                    exemplars,
+                    flags,
+                    min,
+                    max,
+                },
+            )
+    }
+
+    fn buckets() -> impl Strategy<Value = Option<Buckets>> {
+        prop::option::of(
+            (any::<i32>(), prop::collection::vec(any::<u64>(), 0..4))
+                .prop_map(|(offset, bucket_counts)| Buckets { offset, bucket_counts }),
+        )
+    }
+
+    fn exponential_point() -> impl Strategy<Value = ExponentialHistogramDataPoint> {
+        (
+            common(),
+            (any::<u64>(), prop::option::of(bits()), any::<i32>(), any::<u64>()),
+            (buckets(), buckets(), prop::option::of(bits()), prop::option::of(bits()), bits()),
+        )
+            .prop_map(
+                |(
+                    (attributes, start, time, flags, exemplars),
+                    (count, sum, scale, zero_count),
+                    (positive, negative, min, max, zero_threshold),
+                )| {
+                    ExponentialHistogramDataPoint {
+                        attributes,
+                        start_time_unix_nano: start,
+                        time_unix_nano: time,
+                        count,
+                        sum,
+                        scale,
+                        zero_count,
+                        positive,
+                        negative,
+                        flags,
+                        exemplars,
+                        min,
+                        max,
+                        zero_threshold,
+                    }
+                },
+            )
+    }
+
+    fn summary_point() -> impl Strategy<Value = SummaryDataPoint> {
+        (common(), any::<u64>(), bits(), prop::collection::vec((bits(), bits()), 0..3)).prop_map(
+            |((attributes, start, time, flags, _), count, sum, qs)| SummaryDataPoint {
+                attributes,
+                start_time_unix_nano: start,
+                time_unix_nano: time,
+                count,
+                sum,
+                quantile_values: qs.into_iter().map(|(quantile, value)| ValueAtQuantile { quantile, value }).collect(),
+                flags,
+            },
+        )
+    }
+
+    fn pts<S: Strategy>(s: S) -> impl Strategy<Value = Vec<S::Value>> {
+        prop::collection::vec(s, 0..3)
+    }
+
+    fn data() -> impl Strategy<Value = Option<Data>> {
+        prop_oneof![
+            Just(None),
+            pts(number_point()).prop_map(|data_points| Some(Data::Gauge(Gauge { data_points }))),
+            (pts(number_point()), any::<i32>(), any::<bool>()).prop_map(
+                |(data_points, aggregation_temporality, is_monotonic)| {
+                    Some(Data::Sum(Sum { data_points, aggregation_temporality, is_monotonic }))
+                }
+            ),
+            (pts(histogram_point()), any::<i32>()).prop_map(|(data_points, aggregation_temporality)| Some(
+                Data::Histogram(Histogram { data_points, aggregation_temporality })
+            )),
+            (pts(exponential_point()), any::<i32>()).prop_map(|(data_points, aggregation_temporality)| {
+                Some(Data::ExponentialHistogram(ExponentialHistogram { data_points, aggregation_temporality }))
+            }),
+            pts(summary_point()).prop_map(|data_points| Some(Data::Summary(Summary { data_points }))),
+        ]
+    }
+
+    fn metric() -> impl Strategy<Value = Metric> {
+        ("[a-z.]{0,6}", ".{0,4}", "[a-zA-Z]{0,3}", attributes(), data())
+            .prop_map(|(name, description, unit, metadata, data)| Metric { name, description, unit, metadata, data })
+    }
+
+    fn request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
+        let scope_metrics = (scope(), prop::collection::vec(metric(), 0..4), "[a-z:/]{0,6}")
+            .prop_map(|(scope, metrics, schema_url)| ScopeMetrics { scope, metrics, schema_url });
+        let resource_metrics = (resource(), prop::collection::vec(scope_metrics, 0..3), "[a-z:/]{0,6}")
+            .prop_map(|(resource, scope_metrics, schema_url)| ResourceMetrics { resource, scope_metrics, schema_url });
+        prop::collection::vec(resource_metrics, 0..3)
+            .prop_map(|resource_metrics| ExportMetricsServiceRequest { resource_metrics })
+    }
+
+    fn points(m: &Metric) -> usize {
+        crate::batch::metric_point_count(m.data.as_ref())
+    }
+
+    /// A metric without its points, for comparing identities exactly.
+    fn identity(m: &Metric) -> Vec<u8> {
+        let mut shell = m.clone();
+        shell.data = match &m.data {
+            Some(Data::Gauge(_)) => Some(Data::Gauge(Gauge::default())),
+            Some(Data::Sum(s)) => Some(Data::Sum(Sum { data_points: vec![], ..s.clone() })),
+            Some(Data::Histogram(h)) => Some(Data::Histogram(Histogram { data_points: vec![], ..h.clone() })),
+            Some(Data::ExponentialHistogram(h)) => {
+                Some(Data::ExponentialHistogram(ExponentialHistogram { data_points: vec![], ..h.clone() }))
+            }
+            Some(Data::Summary(_)) => Some(Data::Summary(Summary::default())),
+            None => None,
+        };
+        let mut bytes = shell.encode_to_vec();
+        // Empty containers encode to nothing: tell the kinds apart explicitly.
+        bytes.push(match &m.data {
+            Some(Data::Gauge(_)) => 1,
+            Some(Data::Sum(_)) => 2,
+            Some(Data::Histogram(_)) => 3,
+            Some(Data::ExponentialHistogram(_)) => 4,
+            Some(Data::Summary(_)) => 5,
+            None => 0,
+        });
+        bytes
+    }
+
+    fn merge_into(a: &mut Metric, b: Metric) {
+        match (a.data.as_mut(), b.data) {
+            (Some(Data::Gauge(x)), Some(Data::Gauge(y))) => x.data_points.extend(y.data_points),
+            (Some(Data::Sum(x)), Some(Data::Sum(y))) => x.data_points.extend(y.data_points),
+            (Some(Data::Histogram(x)), Some(Data::Histogram(y))) => x.data_points.extend(y.data_points),
+            (Some(Data::ExponentialHistogram(x)), Some(Data::ExponentialHistogram(y))) => {
+                x.data_points.extend(y.data_points)
+            }
+            (Some(Data::Summary(x)), Some(Data::Summary(y))) => x.data_points.extend(y.data_points),
+            _ => unreachable!("identities matched"),
+        }
+    }
+
+    /// What rows can carry: metrics with points only, no empty groups, adjacent identical resources,
+    /// scopes and metrics merged.
+    fn normalized(req: &ExportMetricsServiceRequest) -> ExportMetricsServiceRequest {
+        let mut groups = req.resource_metrics.clone();
+        for rm in &mut groups {
+            for sm in &mut rm.scope_metrics {
+                sm.metrics.retain(|m| points(m) > 0);
+            }
+        }
+        let mut groups = normalize(
+            groups,
+            |r| (r.resource.as_ref().map(|x| x.encode_to_vec()), r.schema_url.clone()),
+            |r| &mut r.scope_metrics,
+            |s| (s.scope.as_ref().map(|x| x.encode_to_vec()), s.schema_url.clone()),
+            |s| &mut s.metrics,
+        );
+        for rm in &mut groups {
+            for sm in &mut rm.scope_metrics {
+                let mut merged: Vec<Metric> = Vec::new();
+                for m in std::mem::take(&mut sm.metrics) {
+                    match merged.last_mut() {
+                        Some(last) if identity(last) == identity(&m) => merge_into(last, m),
+                        _ => merged.push(m),
+                    }
+                }
+                sm.metrics = merged;
+            }
+        }
+        ExportMetricsServiceRequest { resource_metrics: groups }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn otlp_to_arrow_to_otlp_is_lossless(req in request()) {
+            let batch = to_record_batch("t1", &req).unwrap();
+            let n: usize = req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics).map(points).sum();
+            prop_assert_eq!(batch.num_rows(), n);
+            let back = from_record_batch(&batch).unwrap();
+            prop_assert_eq!(back.encode_to_vec(), normalized(&req).encode_to_vec());
+        }
+    }
+}

@@ -142,11 +142,12 @@ pub enum ExportError {
     Permanent(String),
 }
 
-/// A destination. The runtime calls `export` for each batch, in order, and `shutdown` once its input
-/// has drained.
+/// A destination. The runtime calls `export` for each batch, in order (again, with the same batch,
+/// after a retryable failure), and `shutdown` once its input has drained. The batch is borrowed so
+/// that retries need no copy; an exporter that must change it clones what it changes.
 #[async_trait]
 pub trait Exporter: Send {
-    async fn export(&mut self, batch: Batch) -> Result<(), ExportError>;
+    async fn export(&mut self, batch: &Batch) -> Result<(), ExportError>;
 
     /// Flushes and closes whatever the exporter holds.
     async fn shutdown(&mut self) -> Result<(), ExportError> {

@@ -192,7 +192,7 @@ async fn run_exporter(
         // The policy comes from backon; the loop is ours because each attempt borrows the exporter.
         let mut delays = backoff.build();
         let result = loop {
-            match exporter.export(batch.clone()).await {
+            match exporter.export(&batch).await {
                 Ok(()) => break Ok(()),
                 Err(e @ ExportError::Retryable(_)) => match delays.next() {
                     Some(d) => {

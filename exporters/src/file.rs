@@ -116,7 +116,7 @@ impl FileExporter {
 
 #[async_trait]
 impl Exporter for FileExporter {
-    async fn export(&mut self, batch: Batch) -> Result<(), ExportError> {
+    async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         let record = Self::encode(self.format, &batch.payload);
         let path = self.path.display().to_string();
         let f = self.file().await?;

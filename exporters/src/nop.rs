@@ -27,7 +27,7 @@ struct Nop;
 
 #[async_trait]
 impl Exporter for Nop {
-    async fn export(&mut self, _batch: Batch) -> Result<(), ExportError> {
+    async fn export(&mut self, _batch: &Batch) -> Result<(), ExportError> {
         Ok(())
     }
 }

@@ -118,7 +118,7 @@ impl TestingExporter {
 
 #[async_trait]
 impl Exporter for TestingExporter {
-    async fn export(&mut self, mut batch: Batch) -> Result<(), ExportError> {
+    async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         tokio::time::sleep(self.delay).await;
         if self.fail_left > 0 {
             self.fail_left -= 1;
@@ -127,13 +127,20 @@ impl Exporter for TestingExporter {
         let items: Vec<(BatchId, u32)> = batch.lineage.items().collect();
         let keep: Vec<bool> = items.iter().map(|i| !self.stored.contains(i)).collect();
         let fresh: Vec<(BatchId, u32)> = items.iter().zip(&keep).filter(|(_, k)| **k).map(|(i, _)| *i).collect();
-        if !items.is_empty() {
-            if fresh.is_empty() {
-                return Ok(());
-            }
-            batch.payload.retain_items(|i| keep[i]);
+        if !items.is_empty() && fresh.is_empty() {
+            return Ok(());
         }
-        let body = FileExporter::encode(FileFormat::Proto, &batch.payload);
+        // Only a partly stored batch needs a filtered copy.
+        let filtered;
+        let payload = if items.is_empty() || fresh.len() == items.len() {
+            &batch.payload
+        } else {
+            let mut p = batch.payload.clone();
+            p.retain_items(|i| keep[i]);
+            filtered = p;
+            &filtered
+        };
+        let body = FileExporter::encode(FileFormat::Proto, payload);
         let mut rec = Vec::with_capacity(8 + fresh.len() * 20 + body.len());
         let len = 4 + fresh.len() * 20 + body.len() - 4;
         rec.extend_from_slice(&(len as u32).to_be_bytes());

@@ -27,7 +27,8 @@ type Reply = oneshot::Sender<Result<(), ConsumeError>>;
 struct Request {
     key: Key,
     payload: Payload,
-    raw: Vec<u8>,
+    /// The request's protobuf bytes, as received (copied once, into the open batch).
+    raw: bytes::Bytes,
     items: usize,
     reply: Reply,
     batching: BatchingConfig,
@@ -66,8 +67,8 @@ impl Ingest for Durable {
         // Concatenated protobuf messages of one type are the message with their repeated fields
         // appended, so the WAL batch's payload is the requests' bytes end to end.
         let raw = match req.raw {
-            Some(b) => b.to_vec(),
-            None => encode(&req.payload),
+            Some(b) => b,
+            None => bytes::Bytes::from(encode(&req.payload)),
         };
         let (tx, rx) = oneshot::channel();
         let request = Request {
@@ -84,8 +85,8 @@ impl Ingest for Durable {
             batching: req.batching,
             refuse_at: Instant::now() + req.wait,
         };
-        let deadline = Instant::now() + req.wait;
-        match tokio::time::timeout_at(deadline, self.inbox.send(request)).await {
+        // Waiting for room in the writer's inbox counts against the same wait.
+        match tokio::time::timeout_at(request.refuse_at, self.inbox.send(request)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(ConsumeError::Closed),
             Err(_) => return Err(ConsumeError::Full),

@@ -65,8 +65,8 @@ struct DebugExporter {
 
 #[async_trait]
 impl Exporter for DebugExporter {
-    async fn export(&mut self, batch: Batch) -> Result<(), ExportError> {
-        let summary = format::summary(&batch);
+    async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        let summary = format::summary(batch);
         let text = match self.cfg.verbosity {
             Verbosity::Basic => summary,
             Verbosity::Normal => format!("{summary}\n{}", format::normal(&batch.payload)),

@@ -122,7 +122,7 @@ impl OtlpGrpcExporter {
 
 #[async_trait]
 impl Exporter for OtlpGrpcExporter {
-    async fn export(&mut self, batch: Batch) -> Result<(), ExportError> {
+    async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         let once = || self.send_once(&batch.payload);
         let result = match self.cfg.common.retry_on_failure.backoff() {
             Some(b) => {

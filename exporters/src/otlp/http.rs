@@ -181,7 +181,7 @@ impl OtlpHttpExporter {
 
 #[async_trait]
 impl Exporter for OtlpHttpExporter {
-    async fn export(&mut self, batch: Batch) -> Result<(), ExportError> {
+    async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         let url = self.cfg.url(batch.signal());
         let body = bytes::Bytes::from(self.body(&batch.payload)?);
         let once = || self.send_once(&url, &body);

@@ -1,6 +1,6 @@
 //! The command line: validate, components, print-config, the embedded default, start-up errors.
 
-use crate::harness::{Daemon, FILE_PIPELINES, bin, free_port};
+use crate::harness::{Daemon, FILE_PIPELINES, bin};
 use std::process::Command;
 use std::time::Duration;
 
@@ -133,5 +133,4 @@ async fn embedded_default_runs_with_no_config() {
         "WAL and catalog under the data dir"
     );
     assert!(st.success(), "SIGINT should stop the daemon cleanly: {st:?}");
-    let _ = free_port();
 }

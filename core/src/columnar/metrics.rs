@@ -93,9 +93,14 @@ struct Points {
     exemplars: ListBuilder<StructBuilder>,
 }
 
-/// The kind-specific values of one point; everything else is null.
+/// One data point as a row: the fields every kind has, and the kind-specific values (the others null).
 #[derive(Default)]
 struct Values<'a> {
+    time: u64,
+    start: u64,
+    flags: u32,
+    attrs: &'a [KeyValue],
+    exemplars: &'a [Exemplar],
     double: Option<f64>,
     int: Option<i64>,
     count: Option<u64>,
@@ -153,20 +158,11 @@ impl Points {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn append(
-        &mut self,
-        time: u64,
-        start: u64,
-        flags: u32,
-        attrs: &[KeyValue],
-        exemplars: &[Exemplar],
-        v: Values<'_>,
-    ) -> Result<(), ArrowError> {
-        self.time.append_value(ts(time));
-        self.start_time.append_value(ts(start));
-        self.flags.append_value(flags);
-        append_attrs(&mut self.attrs, &mut self.types, Some(attrs))?;
+    fn append(&mut self, v: Values<'_>) -> Result<(), ArrowError> {
+        self.time.append_value(ts(v.time));
+        self.start_time.append_value(ts(v.start));
+        self.flags.append_value(v.flags);
+        append_attrs(&mut self.attrs, &mut self.types, Some(v.attrs))?;
         self.value_double.append_option(v.double);
         self.value_int.append_option(v.int);
         self.count.append_option(v.count);
@@ -199,7 +195,7 @@ impl Points {
             None => self.quantiles.append(false),
         }
         let s = self.exemplars.values();
-        for e in exemplars {
+        for e in v.exemplars {
             field!(s, 0, TimestampNanosecondBuilder).append_value(ts(e.time_unix_nano));
             let (d, i) = match e.value {
                 Some(exemplar::Value::AsDouble(d)) => (Some(d), None),
@@ -255,15 +251,30 @@ impl Points {
 }
 
 fn number(p: &NumberDataPoint) -> Values<'_> {
-    match p.value {
-        Some(number_data_point::Value::AsDouble(d)) => Values { double: Some(d), ..Default::default() },
-        Some(number_data_point::Value::AsInt(i)) => Values { int: Some(i), ..Default::default() },
-        None => Values::default(),
+    let (double, int) = match p.value {
+        Some(number_data_point::Value::AsDouble(d)) => (Some(d), None),
+        Some(number_data_point::Value::AsInt(i)) => (None, Some(i)),
+        None => (None, None),
+    };
+    Values {
+        time: p.time_unix_nano,
+        start: p.start_time_unix_nano,
+        flags: p.flags,
+        attrs: &p.attributes,
+        exemplars: &p.exemplars,
+        double,
+        int,
+        ..Default::default()
     }
 }
 
 fn histogram(p: &HistogramDataPoint) -> Values<'_> {
     Values {
+        time: p.time_unix_nano,
+        start: p.start_time_unix_nano,
+        flags: p.flags,
+        attrs: &p.attributes,
+        exemplars: &p.exemplars,
         count: Some(p.count),
         sum: p.sum,
         min: p.min,
@@ -276,6 +287,11 @@ fn histogram(p: &HistogramDataPoint) -> Values<'_> {
 
 fn exponential(p: &ExponentialHistogramDataPoint) -> Values<'_> {
     Values {
+        time: p.time_unix_nano,
+        start: p.start_time_unix_nano,
+        flags: p.flags,
+        attrs: &p.attributes,
+        exemplars: &p.exemplars,
         count: Some(p.count),
         sum: p.sum,
         min: p.min,
@@ -290,7 +306,17 @@ fn exponential(p: &ExponentialHistogramDataPoint) -> Values<'_> {
 }
 
 fn summary(p: &SummaryDataPoint) -> Values<'_> {
-    Values { count: Some(p.count), sum: Some(p.sum), quantiles: Some(&p.quantile_values), ..Default::default() }
+    Values {
+        time: p.time_unix_nano,
+        start: p.start_time_unix_nano,
+        flags: p.flags,
+        attrs: &p.attributes,
+        exemplars: &[],
+        count: Some(p.count),
+        sum: Some(p.sum),
+        quantiles: Some(&p.quantile_values),
+        ..Default::default()
+    }
 }
 
 /// Converts a metrics request into one row per data point, all for `tenant`.
@@ -309,7 +335,30 @@ pub fn to_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) -> Resul
         let res = ResourceRow::new(rm.resource.as_ref(), &rm.schema_url);
         for sm in &rm.scope_metrics {
             for m in &sm.metrics {
-                let mut row = |kind_name: &str, temp: Option<i32>, mono: Option<bool>| -> Result<(), ArrowError> {
+                let (kind_name, temp, mono, rows): (&str, _, _, Vec<Values<'_>>) = match &m.data {
+                    Some(Data::Gauge(g)) => ("gauge", None, None, g.data_points.iter().map(number).collect()),
+                    Some(Data::Sum(x)) => (
+                        "sum",
+                        Some(x.aggregation_temporality),
+                        Some(x.is_monotonic),
+                        x.data_points.iter().map(number).collect(),
+                    ),
+                    Some(Data::Histogram(h)) => (
+                        "histogram",
+                        Some(h.aggregation_temporality),
+                        None,
+                        h.data_points.iter().map(histogram).collect(),
+                    ),
+                    Some(Data::ExponentialHistogram(h)) => (
+                        "exponential_histogram",
+                        Some(h.aggregation_temporality),
+                        None,
+                        h.data_points.iter().map(exponential).collect(),
+                    ),
+                    Some(Data::Summary(x)) => ("summary", None, None, x.data_points.iter().map(summary).collect()),
+                    None => continue,
+                };
+                for v in rows {
                     tenant_b.append_value(tenant);
                     name.append_value(&m.name);
                     description.append_value(&m.description);
@@ -318,75 +367,8 @@ pub fn to_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) -> Resul
                     kind.append_value(kind_name);
                     temporality.append_option(temp);
                     monotonic.append_option(mono);
-                    rs_cols.append(&res, sm.scope.as_ref(), &sm.schema_url)
-                };
-                match &m.data {
-                    Some(Data::Gauge(g)) => {
-                        for p in &g.data_points {
-                            row("gauge", None, None)?;
-                            points.append(
-                                p.time_unix_nano,
-                                p.start_time_unix_nano,
-                                p.flags,
-                                &p.attributes,
-                                &p.exemplars,
-                                number(p),
-                            )?;
-                        }
-                    }
-                    Some(Data::Sum(s)) => {
-                        for p in &s.data_points {
-                            row("sum", Some(s.aggregation_temporality), Some(s.is_monotonic))?;
-                            points.append(
-                                p.time_unix_nano,
-                                p.start_time_unix_nano,
-                                p.flags,
-                                &p.attributes,
-                                &p.exemplars,
-                                number(p),
-                            )?;
-                        }
-                    }
-                    Some(Data::Histogram(h)) => {
-                        for p in &h.data_points {
-                            row("histogram", Some(h.aggregation_temporality), None)?;
-                            points.append(
-                                p.time_unix_nano,
-                                p.start_time_unix_nano,
-                                p.flags,
-                                &p.attributes,
-                                &p.exemplars,
-                                histogram(p),
-                            )?;
-                        }
-                    }
-                    Some(Data::ExponentialHistogram(h)) => {
-                        for p in &h.data_points {
-                            row("exponential_histogram", Some(h.aggregation_temporality), None)?;
-                            points.append(
-                                p.time_unix_nano,
-                                p.start_time_unix_nano,
-                                p.flags,
-                                &p.attributes,
-                                &p.exemplars,
-                                exponential(p),
-                            )?;
-                        }
-                    }
-                    Some(Data::Summary(s)) => {
-                        for p in &s.data_points {
-                            row("summary", None, None)?;
-                            points.append(
-                                p.time_unix_nano,
-                                p.start_time_unix_nano,
-                                p.flags,
-                                &p.attributes,
-                                &[],
-                                summary(p),
-                            )?;
-                        }
-                    }
-                    None => {}
+                    rs_cols.append(&res, sm.scope.as_ref(), &sm.schema_url)?;
+                    points.append(v)?;
                 }
             }
         }

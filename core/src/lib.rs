@@ -11,6 +11,7 @@ pub mod factory;
 pub mod fanout;
 pub mod health;
 pub mod ingest;
+pub mod net;
 pub mod operator;
 pub mod otlp_json;
 pub mod signal;

@@ -82,7 +82,7 @@ impl PgServer {
             .output()
             .unwrap();
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = openwit_core::net::free_loopback_port();
         let child = command(bin.join("postgres"), user)
             .arg("-D")
             .arg(&data)

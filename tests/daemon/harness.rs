@@ -1,15 +1,11 @@
 //! Starting and stopping the real daemon, and reading what its exporters wrote.
 
 use prost::Message;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on loopback (the OS picks it; released before the daemon binds it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use openwit_core::net::free_loopback_port as free_port;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_openwit")

@@ -80,7 +80,7 @@ impl Drop for Target {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(openwit_core::net::free_loopback_port())
 }
 
 const OPENWIT_CONFIG: &str = "

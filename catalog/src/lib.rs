@@ -1,11 +1,13 @@
-//! The catalog: where OpenWit records every batch's journey (and, later, every file and index).
+//! The catalog: where OpenWit records every batch's journey and every file it stores.
 //!
 //! One schema on two engines through sqlx's `Any` driver: SQLite by default (a file, nothing to run)
 //! and PostgreSQL when several daemons share one catalog. The queries use `$1`-style parameters, which
 //! both engines accept, and store times as Unix milliseconds, so one set of SQL serves both.
 
+mod files;
 mod tracker;
 
+pub use files::{FileBatch, FileFilter, FileRow, HeldItems, STABLE, UPLOADING};
 pub use tracker::{NodeInfo, Tracker, TrackerHandle};
 
 use serde::Serialize;

@@ -30,17 +30,29 @@ pub struct Completion {
 #[derive(Debug)]
 pub struct AckToken {
     id: BatchId,
+    redelivered: bool,
     failure: Mutex<Option<String>>,
     done: mpsc::UnboundedSender<Completion>,
 }
 
 impl AckToken {
     pub fn new(id: BatchId, done: mpsc::UnboundedSender<Completion>) -> Arc<AckToken> {
-        Arc::new(AckToken { id, failure: Mutex::new(None), done })
+        Arc::new(AckToken { id, redelivered: false, failure: Mutex::new(None), done })
+    }
+
+    /// A token for a batch sent through the pipelines again (WAL replay at start, operator retry):
+    /// exporters may already hold some of its items from an earlier delivery.
+    pub fn redelivered(id: BatchId, done: mpsc::UnboundedSender<Completion>) -> Arc<AckToken> {
+        Arc::new(AckToken { id, redelivered: true, failure: Mutex::new(None), done })
     }
 
     pub fn id(&self) -> &BatchId {
         &self.id
+    }
+
+    /// Whether an earlier delivery of this batch may have stored some of its items.
+    pub fn is_redelivery(&self) -> bool {
+        self.redelivered
     }
 
     /// Marks the batch failed (the first failure is kept).

@@ -30,6 +30,10 @@ impl ConfigIssue {
 pub struct BuildEnv {
     pub data_dir: PathBuf,
     pub telemetry: Arc<Telemetry>,
+    /// The catalog's URL (`sqlite://…` or `postgres://…`), for components that record what they store.
+    pub catalog_url: String,
+    /// This daemon's id in the catalog (also part of the names of the files it writes).
+    pub node_id: String,
 }
 
 /// A component type: its name, the signals it supports, and how to parse and build it.

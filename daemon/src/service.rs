@@ -49,7 +49,12 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
     tracing::info!(catalog = %openwit_catalog::redact(&catalog_url), node = %node.node_id, "batch tracking");
     let node_id: Arc<str> = Arc::from(node.node_id.as_str());
     let (tracker, tracker_task) = Tracker::start(catalog_url.clone(), catalog.flush_interval, node);
-    let env = BuildEnv { data_dir, telemetry: telemetry.clone() };
+    let env = BuildEnv {
+        data_dir,
+        telemetry: telemetry.clone(),
+        catalog_url: catalog_url.clone(),
+        node_id: node_id.to_string(),
+    };
     let (operator, retries) = crate::durable::operator();
     let side_stop = CancellationToken::new();
     let mut side_tasks = Vec::new();

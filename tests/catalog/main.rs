@@ -59,6 +59,8 @@ both!(
     many_updates_in_one_group,
     kafka_batches_record_offsets,
     nodes_heartbeat,
+    files_are_recorded_with_their_batches_then_made_stable,
+    held_items_are_per_exporter_and_removal_forgets_them,
 );
 
 /// Tracking survives a catalog outage: updates wait in memory, then land once the catalog is back.

@@ -191,3 +191,74 @@ pub async fn nodes_heartbeat(c: Catalog) {
     assert_eq!(c.count("SELECT COUNT(*) FROM nodes").await.unwrap(), 2);
     assert_eq!(c.count("SELECT MAX(heartbeat_at) FROM nodes").await.unwrap(), T0 + 5000);
 }
+
+fn file(id: &str, exporter: &str, tenant: &str, table: &str) -> openwit_catalog::FileRow {
+    openwit_catalog::FileRow {
+        file_id: id.into(),
+        exporter: exporter.into(),
+        node_id: "node-a".into(),
+        tenant: tenant.into(),
+        signal: "traces".into(),
+        table_name: table.into(),
+        root: "s3://bucket/prefix".into(),
+        path: format!("{table}/tenant={tenant}/date=2026-01-01/hour=00/node-a-{id}.parquet"),
+        min_time: 1_767_225_600_000_000_000,
+        max_time: 1_767_225_600_000_000_000 + 5_000_000_000,
+        row_count: 1500,
+        byte_size: 65_536,
+        state: openwit_catalog::UPLOADING.into(),
+        created_at: T0,
+        uploaded_at: None,
+    }
+}
+
+fn held(batch: &str, start: i64, count: i64) -> openwit_catalog::FileBatch {
+    openwit_catalog::FileBatch { batch_id: batch.into(), item_start: start, item_count: count }
+}
+
+pub async fn files_are_recorded_with_their_batches_then_made_stable(c: Catalog) {
+    use openwit_catalog::{FileFilter, STABLE, UPLOADING};
+    // More batches than one INSERT carries, to cover the chunking.
+    let many: Vec<_> = (0..1203).map(|i| held(&format!("b{i:05}"), 0, 1)).collect();
+    c.add_file(&file("f1", "parquet", "acme", "spans"), &many).await.unwrap();
+    c.add_file(&file("f2", "parquet", "acme", "logs"), &[held("b00001", 1, 9)]).await.unwrap();
+    c.add_file(&file("f3", "parquet/archive", "beta", "spans"), &[held("b00001", 0, 10)]).await.unwrap();
+    // Recording a file twice changes nothing.
+    c.add_file(&file("f1", "parquet", "acme", "spans"), &many).await.unwrap();
+    assert_eq!(c.file_batches("f1").await.unwrap().len(), 1203);
+    assert_eq!(c.file_batches("f2").await.unwrap(), vec![held("b00001", 1, 9)]);
+
+    let all = c.files(&FileFilter::default()).await.unwrap();
+    assert_eq!(all.iter().map(|f| f.file_id.as_str()).collect::<Vec<_>>(), ["f1", "f2", "f3"]);
+    assert_eq!(all[0], file("f1", "parquet", "acme", "spans"));
+    let by = |f: FileFilter| {
+        let c = &c;
+        async move { c.files(&f).await.unwrap().into_iter().map(|f| f.file_id).collect::<Vec<_>>() }
+    };
+    assert_eq!(by(FileFilter { exporter: Some("parquet".into()), ..Default::default() }).await, ["f1", "f2"]);
+    assert_eq!(by(FileFilter { tenant: Some("beta".into()), ..Default::default() }).await, ["f3"]);
+    assert_eq!(by(FileFilter { table_name: Some("logs".into()), ..Default::default() }).await, ["f2"]);
+
+    c.file_stable("f1", T0 + 7).await.unwrap();
+    let stable = c.files(&FileFilter { state: Some(STABLE.into()), ..Default::default() }).await.unwrap();
+    assert_eq!(stable.len(), 1);
+    assert_eq!((stable[0].file_id.as_str(), stable[0].uploaded_at), ("f1", Some(T0 + 7)));
+    assert_eq!(by(FileFilter { state: Some(UPLOADING.into()), ..Default::default() }).await, ["f2", "f3"]);
+}
+
+pub async fn held_items_are_per_exporter_and_removal_forgets_them(c: Catalog) {
+    c.add_file(&file("f1", "parquet", "acme", "spans"), &[held("b1", 0, 4), held("b2", 0, 10)]).await.unwrap();
+    c.add_file(&file("f2", "parquet", "acme", "spans"), &[held("b1", 4, 6)]).await.unwrap();
+    c.add_file(&file("f3", "parquet/other", "acme", "spans"), &[held("b1", 0, 10)]).await.unwrap();
+    c.file_stable("f1", T0).await.unwrap();
+    let mut got = c.held_items("parquet", &["b1".into(), "b9".into()]).await.unwrap();
+    got.sort_by(|a, b| a.file_id.cmp(&b.file_id));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0].file_id.as_str(), got[0].state.as_str(), &got[0].items), ("f1", "stable", &held("b1", 0, 4)));
+    assert_eq!((got[1].file_id.as_str(), got[1].state.as_str(), &got[1].items), ("f2", "uploading", &held("b1", 4, 6)));
+    c.remove_file("f2").await.unwrap();
+    assert!(c.file_batches("f2").await.unwrap().is_empty());
+    let got = c.held_items("parquet", &["b1".into()]).await.unwrap();
+    assert_eq!(got.iter().map(|h| h.file_id.as_str()).collect::<Vec<_>>(), ["f1"]);
+    assert!(c.held_items("parquet", &[]).await.unwrap().is_empty());
+}

@@ -7,6 +7,7 @@ mod resource_scope;
 pub mod spans;
 
 use crate::attributes::{decode_attributes, encode_attributes};
+use crate::{Payload, Signal};
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, ListArray, ListBuilder, MapArray, MapBuilder, StringBuilder, UInt8Builder,
 };
@@ -17,6 +18,34 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 pub(crate) type AttrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
 pub(crate) type TypesBuilder = ListBuilder<UInt8Builder>;
+
+/// The table a signal is stored in (`spans`, `logs`, `metrics`).
+pub fn table_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Traces => "spans",
+        Signal::Logs => "logs",
+        Signal::Metrics => "metrics",
+    }
+}
+
+/// One row per item of `payload`, in item order (spans, log records, metric data points as `Payload`
+/// counts them), so that row `i` is item `i` of the batch's lineage.
+pub fn to_record_batch(tenant: &str, payload: &Payload) -> Result<RecordBatch, ArrowError> {
+    match payload {
+        Payload::Traces(r) => spans::to_record_batch(tenant, r),
+        Payload::Logs(r) => logs::to_record_batch(tenant, r),
+        Payload::Metrics(r) => metrics::to_record_batch(tenant, r),
+    }
+}
+
+/// The OTLP request that a table's rows hold.
+pub fn from_record_batch(signal: Signal, batch: &RecordBatch) -> Result<Payload, String> {
+    Ok(match signal {
+        Signal::Traces => Payload::Traces(spans::from_record_batch(batch)?),
+        Signal::Logs => Payload::Logs(logs::from_record_batch(batch)?),
+        Signal::Metrics => Payload::Metrics(metrics::from_record_batch(batch)?),
+    })
+}
 
 /// Timestamps are nanoseconds since the epoch, UTC.
 pub fn timestamp_type() -> DataType {

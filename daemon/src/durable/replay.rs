@@ -51,7 +51,7 @@ pub async fn replay(
             at: super::now_ms(),
         });
         let metadata: Metadata = b.metadata.into_iter().map(|m| (m.key, m.values)).collect();
-        let token = AckToken::new(id, completions.clone());
+        let token = AckToken::redelivered(id, completions.clone());
         let batch = Batch { tenant, payload, metadata: Arc::new(metadata), lineage: Lineage::whole(token, b.items) };
         if fanout.send(batch).await.is_err() {
             tracing::error!(batch = %text, "pipeline closed during replay");

@@ -1,12 +1,13 @@
 //! `Batch`: what flows between components.
 
 use crate::{Lineage, Signal, TenantId};
+use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Request metadata (HTTP headers / gRPC metadata) kept when a receiver has `include_metadata: true`.
 /// Keys are lower-case.
@@ -77,17 +78,25 @@ pub struct Batch {
     pub metadata: Arc<Metadata>,
     /// The WAL batches whose items this batch carries (empty when no WAL backs it).
     pub lineage: Lineage,
+    /// The items as Arrow rows, made at most once however many exporters read them (the copies a
+    /// fan-out makes share it). Code that changes `payload` in place must reset it (`Default`).
+    pub columnar: Columnar,
 }
+
+/// A batch's rows in Arrow (see `crate::columnar`), converted on first use and then shared.
+#[derive(Clone, Debug, Default)]
+pub struct Columnar(Arc<OnceLock<Result<RecordBatch, String>>>);
 
 impl Batch {
     pub fn new(tenant: TenantId, payload: Payload) -> Batch {
-        Batch { tenant, payload, metadata: Arc::default(), lineage: Lineage::default() }
+        Batch { tenant, payload, metadata: Arc::default(), lineage: Lineage::default(), columnar: Columnar::default() }
     }
 
     /// Appends another batch's items (and where they came from).
     pub fn append(&mut self, other: Batch) {
         self.payload.append(other.payload);
         self.lineage.append(other.lineage);
+        self.columnar = Columnar::default();
     }
 
     /// Removes and returns the first `n` items, as a batch with the same tenant and metadata.
@@ -97,7 +106,30 @@ impl Batch {
             payload: self.payload.split_front(n),
             metadata: self.metadata.clone(),
             lineage: self.lineage.split_front(n),
+            // Both halves change: this batch's cache is emptied (take), the new one starts empty.
+            columnar: {
+                std::mem::take(&mut self.columnar);
+                Columnar::default()
+            },
         }
+    }
+
+    /// Whether the Arrow rows were already made (by the batch processor, or an earlier reader).
+    pub fn is_converted(&self) -> bool {
+        self.columnar.0.get().is_some()
+    }
+
+    /// The items as Arrow rows, one per item in item order (row `i` is item `i` of the lineage).
+    /// Converted on the first call; later calls, and copies of this batch, share the result.
+    pub fn columnar(&self) -> Result<&RecordBatch, String> {
+        self.columnar
+            .0
+            .get_or_init(|| {
+                crate::columnar::to_record_batch(self.tenant.as_str(), &self.payload)
+                    .map_err(|e| format!("cannot convert the batch to Arrow: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub fn signal(&self) -> Signal {

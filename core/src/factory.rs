@@ -34,6 +34,8 @@ pub struct BuildEnv {
     pub catalog_url: String,
     /// This daemon's id in the catalog (also part of the names of the files it writes).
     pub node_id: String,
+    /// For processors: whether an exporter of this pipeline reads Arrow rows.
+    pub columnar_downstream: bool,
 }
 
 /// A component type: its name, the signals it supports, and how to parse and build it.
@@ -50,6 +52,40 @@ pub trait Factory<C: ?Sized>: Send + Sync {
     fn parse(&self, raw: &Value) -> Result<ParsedConfig, ConfigIssue>;
     /// Builds the component from a config that `parse` returned.
     fn build(&self, id: &ComponentId, cfg: ParsedConfig, env: &BuildEnv) -> anyhow::Result<Box<C>>;
+    /// Whether the component reads batches as Arrow rows (`Batch::columnar`): pipelines that feed one
+    /// have their batch processor convert each batch once, before the fan-out.
+    fn reads_columnar(&self) -> bool {
+        false
+    }
+}
+
+/// A factory whose components read Arrow rows (see `Factory::reads_columnar`).
+pub fn reading_columnar<C: ?Sized + 'static>(inner: Arc<dyn Factory<C>>) -> Arc<dyn Factory<C>> {
+    struct Columnar<C: ?Sized>(Arc<dyn Factory<C>>);
+    impl<C: ?Sized> Factory<C> for Columnar<C> {
+        fn type_name(&self) -> &'static str {
+            self.0.type_name()
+        }
+        fn aliases(&self) -> &'static [&'static str] {
+            self.0.aliases()
+        }
+        fn signals(&self) -> &'static [Signal] {
+            self.0.signals()
+        }
+        fn description(&self) -> &'static str {
+            self.0.description()
+        }
+        fn parse(&self, raw: &Value) -> Result<ParsedConfig, ConfigIssue> {
+            self.0.parse(raw)
+        }
+        fn build(&self, id: &ComponentId, cfg: ParsedConfig, env: &BuildEnv) -> anyhow::Result<Box<C>> {
+            self.0.build(id, cfg, env)
+        }
+        fn reads_columnar(&self) -> bool {
+            true
+        }
+    }
+    Arc::new(Columnar(inner))
 }
 
 /// A typed component config: serde does the shape (`deny_unknown_fields`, defaults), `validate` the rest.

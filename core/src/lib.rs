@@ -20,7 +20,7 @@ pub mod telemetry;
 pub mod tenant;
 
 pub use ack::{AckToken, BatchId, Completion, Lineage, Segment, batch_id_text};
-pub use batch::{Batch, Metadata, Payload};
+pub use batch::{Batch, Columnar, Metadata, Payload};
 pub use component::{
     ComponentId, ComponentKind, ExportError, Exporter, Extension, ExtensionContext, Processor, Receiver,
     ReceiverContext, SignalConsumers,

@@ -58,10 +58,14 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durabil
 
     // Exporters first, so that every queue has a consumer before anything can be sent.
     let mut exporter_inputs: HashMap<ComponentId, mpsc::Sender<Batch>> = HashMap::new();
+    let mut columnar_exporters = std::collections::HashSet::new();
     for spec in &cfg.pipelines {
         for id in &spec.exporters {
             if exporter_inputs.contains_key(id) {
                 continue;
+            }
+            if cfg.exporters.iter().any(|r| &r.id == id && r.factory.reads_columnar()) {
+                columnar_exporters.insert(id.clone());
             }
             let exporter = build(&mut cfg.exporters, id, env)?;
             let (tx, rx) = mpsc::channel(EXPORTER_QUEUE);
@@ -81,6 +85,10 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durabil
     let mut consumers: HashMap<ComponentId, HashMap<openwit_core::Signal, Vec<mpsc::Sender<Batch>>>> = HashMap::new();
     for spec in &cfg.pipelines {
         let mut next: Vec<mpsc::Sender<Batch>> = spec.exporters.iter().map(|id| exporter_inputs[id].clone()).collect();
+        let penv = BuildEnv {
+            columnar_downstream: spec.exporters.iter().any(|e| columnar_exporters.contains(e)),
+            ..env.clone()
+        };
         for id in spec.processors.iter().rev() {
             let resolved = cfg.processors.iter().find(|p| &p.id == id).context("processor vanished from the config")?;
             // Each pipeline parses its own copy: processors are not shared between pipelines.
@@ -88,7 +96,7 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durabil
             let parsed = resolved.factory.parse(raw).map_err(|i| anyhow::anyhow!("processor {id}: {}", i.message))?;
             let processor = resolved
                 .factory
-                .build(id, parsed, env)
+                .build(id, parsed, &penv)
                 .with_context(|| format!("cannot build processor {id} for pipeline {}", spec.id))?;
             let (tx, rx) = mpsc::channel(STAGE_QUEUE);
             pipeline_tasks.push(tokio::spawn(processor.run(rx, Fanout::new(std::mem::take(&mut next)))));

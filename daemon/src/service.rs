@@ -54,6 +54,7 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
         telemetry: telemetry.clone(),
         catalog_url: catalog_url.clone(),
         node_id: node_id.to_string(),
+        columnar_downstream: false,
     };
     let (operator, retries) = crate::durable::operator();
     let side_stop = CancellationToken::new();

@@ -67,7 +67,12 @@ pub fn factory() -> Arc<dyn Factory<dyn Processor>> {
         &Signal::ALL,
         "groups items into batches by size and time, per tenant",
         |id: &ComponentId, cfg, env: &BuildEnv| {
-            Ok(Box::new(BatchProcessor { id: id.to_string(), cfg, telemetry: env.telemetry.clone() }))
+            Ok(Box::new(BatchProcessor {
+                id: id.to_string(),
+                cfg,
+                telemetry: env.telemetry.clone(),
+                columnar: env.columnar_downstream,
+            }))
         },
     )
 }
@@ -76,6 +81,9 @@ struct BatchProcessor {
     id: String,
     cfg: BatchConfig,
     telemetry: Arc<Telemetry>,
+    /// Convert each batch to Arrow rows before handing it on (an exporter downstream reads them; the
+    /// copies the fan-out makes share the one conversion).
+    columnar: bool,
 }
 
 /// What separates batches: the tenant and the values of `metadata_keys`.
@@ -165,6 +173,7 @@ impl BatchProcessor {
                 payload: Payload::empty(batch.signal()),
                 metadata: self.kept_metadata(&key),
                 lineage: Default::default(),
+                columnar: Default::default(),
             },
             items: 0,
             deadline: Instant::now() + self.cfg.timeout,
@@ -198,6 +207,12 @@ impl BatchProcessor {
 
     async fn emit(&self, batch: Batch, out: &Fanout) -> Result<(), ()> {
         let n = batch.item_count() as f64;
+        if self.columnar
+            && let Err(e) = batch.columnar()
+        {
+            // The batch goes on: the exporter that needs the rows reports the error for it.
+            tracing::warn!(processor = %self.id, "{e}");
+        }
         if out.send(batch).await.is_err() {
             tracing::error!(processor = %self.id, "downstream closed while batches were still pending");
             return Err(());
@@ -228,7 +243,7 @@ mod tests {
     fn start(cfg: BatchConfig) -> (mpsc::Sender<Batch>, mpsc::Receiver<Batch>, tokio::task::JoinHandle<()>) {
         let (in_tx, in_rx) = mpsc::channel(100);
         let (out_tx, out_rx) = mpsc::channel(100);
-        let p = Box::new(BatchProcessor { id: "batch".into(), cfg, telemetry: Arc::default() });
+        let p = Box::new(BatchProcessor { id: "batch".into(), cfg, telemetry: Arc::default(), columnar: true });
         let h = tokio::spawn(p.run(in_rx, Fanout::new(vec![out_tx])));
         (in_tx, out_rx, h)
     }
@@ -251,6 +266,27 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap().item_count(), 5);
         h.await.unwrap();
         assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn converts_to_arrow_once_before_the_fan_out_when_asked() {
+        let cfg = BatchConfig { send_batch_size: 4, send_batch_max_size: 4, ..Default::default() };
+        let (tx, mut rx, _h) = start(cfg.clone());
+        tx.send(logs("a", 6)).await.unwrap();
+        let b = rx.recv().await.unwrap();
+        assert!(b.is_converted());
+        let copy = b.clone();
+        assert_eq!(copy.columnar().unwrap().num_rows(), 4);
+        // The copy shares the rows made before the fan-out: the same Arrow buffers.
+        assert!(std::ptr::eq(copy.columnar().unwrap(), b.columnar().unwrap()));
+
+        // Without a columnar exporter downstream, no conversion is paid for.
+        let (in_tx, in_rx) = mpsc::channel(10);
+        let (out_tx, mut out_rx) = mpsc::channel(10);
+        let p = Box::new(BatchProcessor { id: "batch".into(), cfg, telemetry: Arc::default(), columnar: false });
+        tokio::spawn(p.run(in_rx, Fanout::new(vec![out_tx])));
+        in_tx.send(logs("a", 4)).await.unwrap();
+        assert!(!out_rx.recv().await.unwrap().is_converted());
     }
 
     #[tokio::test(start_paused = true)]

@@ -52,7 +52,13 @@ pub async fn replay(
         });
         let metadata: Metadata = b.metadata.into_iter().map(|m| (m.key, m.values)).collect();
         let token = AckToken::redelivered(id, completions.clone());
-        let batch = Batch { tenant, payload, metadata: Arc::new(metadata), lineage: Lineage::whole(token, b.items) };
+        let batch = Batch {
+            tenant,
+            payload,
+            metadata: Arc::new(metadata),
+            lineage: Lineage::whole(token, b.items),
+            columnar: Default::default(),
+        };
         if fanout.send(batch).await.is_err() {
             tracing::error!(batch = %text, "pipeline closed during replay");
             continue;

@@ -275,6 +275,7 @@ impl Writer {
                 payload: open.payload,
                 metadata: key.metadata.clone(),
                 lineage: Lineage::whole(token, open.items as u32),
+                columnar: Default::default(),
             };
             Fanout::deliver(permits, batch);
             answer(open.replies, Ok(()));

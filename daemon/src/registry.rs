@@ -13,6 +13,7 @@ pub fn builtin() -> Registry {
     r.exporters.add(openwit_exporters::debug::factory());
     r.exporters.add(openwit_exporters::file::factory());
     r.exporters.add(openwit_exporters::nop::factory());
+    r.exporters.add(openwit_exporters::parquet::factory());
     r.exporters.add(openwit_exporters::otlp::grpc_factory());
     r.exporters.add(openwit_exporters::otlp::http_factory());
     if let Some(f) = openwit_exporters::testing::factory_if_enabled() {

@@ -4,4 +4,5 @@ pub mod debug;
 pub mod file;
 pub mod nop;
 pub mod otlp;
+pub mod parquet;
 pub mod testing;

@@ -17,4 +17,5 @@ mod forward;
 mod http_options;
 mod ingest;
 mod loadgen;
+mod parquet;
 mod shutdown;

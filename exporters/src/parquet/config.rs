@@ -1,0 +1,125 @@
+//! The `parquet` exporter's settings.
+
+use openwit_core::ConfigIssue;
+use openwit_core::factory::ComponentConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParquetConfig {
+    /// Where files go: a local path or `file://` URL, `s3://bucket/prefix`, `gs://bucket/prefix` or
+    /// `az://container/prefix`. Default: `DATA_DIR/storage`.
+    pub endpoint: Option<String>,
+    /// `object_store` settings for the endpoint's service (`aws_access_key_id`, `aws_endpoint`,
+    /// `aws_allow_http`, `google_service_account`, `azure_storage_account_name`, …). They override the
+    /// standard environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`), which are read too.
+    pub storage_options: BTreeMap<String, String>,
+    /// zstd level, 1 (fastest) to 22 (smallest).
+    pub compression_level: i32,
+    /// Rows per row group; rows are sorted by `service_name`, then `time`, within each.
+    pub row_group_size: usize,
+    pub rotation: Rotation,
+    pub staging: Staging,
+    pub retry_on_failure: Retry,
+}
+
+impl Default for ParquetConfig {
+    fn default() -> Self {
+        ParquetConfig {
+            endpoint: None,
+            storage_options: BTreeMap::new(),
+            compression_level: 3,
+            row_group_size: 128 * 1024,
+            rotation: Rotation::default(),
+            staging: Staging::default(),
+            retry_on_failure: Retry::default(),
+        }
+    }
+}
+
+/// When an active file is finalized and uploaded.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rotation {
+    /// Finalize once the file is about this big (fractions allowed: `0.5` is 512 KiB).
+    pub max_megabytes: f64,
+    /// Finalize once the file has been open this long, however small.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation { max_megabytes: 128.0, max_age: Duration::from_secs(600) }
+    }
+}
+
+/// The local directory where files are written and wait for their upload.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Staging {
+    /// Default: `DATA_DIR/parquet/<exporter id>`.
+    pub directory: Option<PathBuf>,
+    /// Finalized files waiting for the store may take this much disk; beyond it the exporter stops
+    /// taking batches (the pipeline, then the receivers, push back) until uploads catch up.
+    pub max_megabytes: u64,
+}
+
+impl Default for Staging {
+    fn default() -> Self {
+        Staging { directory: None, max_megabytes: 4096 }
+    }
+}
+
+/// How uploads (and catalog writes) are retried: with exponential backoff, for as long as it takes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    #[serde(with = "humantime_serde")]
+    pub initial_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { initial_interval: Duration::from_millis(500), max_interval: Duration::from_secs(30) }
+    }
+}
+
+impl ComponentConfig for ParquetConfig {
+    fn validate(&self) -> Result<(), ConfigIssue> {
+        if let Some(e) = &self.endpoint {
+            super::destination::Endpoint::parse(e, &self.storage_options)?;
+        } else if !self.storage_options.is_empty() {
+            return Err(ConfigIssue::new("storage_options", "apply to s3://, gs:// and az:// endpoints; set endpoint"));
+        }
+        if !(1..=22).contains(&self.compression_level) {
+            return Err(ConfigIssue::new("compression_level", "must be between 1 and 22 (zstd levels)"));
+        }
+        if self.row_group_size == 0 {
+            return Err(ConfigIssue::new("row_group_size", "must be at least 1 row"));
+        }
+        if !(self.rotation.max_megabytes > 0.0 && self.rotation.max_megabytes.is_finite()) {
+            return Err(ConfigIssue::new("rotation.max_megabytes", "must be a positive number of megabytes"));
+        }
+        if self.rotation.max_age.is_zero() {
+            return Err(ConfigIssue::new("rotation.max_age", "must be longer than zero (for example 10m)"));
+        }
+        if self.staging.max_megabytes == 0 {
+            return Err(ConfigIssue::new("staging.max_megabytes", "must be at least 1"));
+        }
+        if self.retry_on_failure.initial_interval.is_zero()
+            || self.retry_on_failure.max_interval < self.retry_on_failure.initial_interval
+        {
+            return Err(ConfigIssue::new(
+                "retry_on_failure",
+                "initial_interval must be above zero and max_interval at least initial_interval",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,297 @@
+//! Where finalized files go: a local directory, or an object store (S3 and S3-compatible servers, GCS,
+//! Azure) through `object_store`.
+
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use openwit_core::ConfigIssue;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use tokio::io::AsyncReadExt;
+
+/// Files above this size are uploaded in parts.
+const MULTIPART_ABOVE: u64 = 16 << 20;
+const PART_SIZE: usize = 8 << 20;
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// A parsed `endpoint`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Endpoint {
+    Local(PathBuf),
+    Remote { service: Service, bucket: String, prefix: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Service {
+    S3,
+    Gcs,
+    Azure,
+}
+
+impl Endpoint {
+    /// Parses `endpoint`, checking that every storage option is one the service knows.
+    pub fn parse(endpoint: &str, options: &BTreeMap<String, String>) -> Result<Endpoint, ConfigIssue> {
+        let bad = |m: String| ConfigIssue::new("endpoint", m);
+        let Some((scheme, rest)) = endpoint.split_once("://") else {
+            if endpoint.is_empty() {
+                return Err(bad("is empty; give a directory or a file://, s3://, gs:// or az:// URL".into()));
+            }
+            return Ok(Endpoint::Local(PathBuf::from(endpoint)));
+        };
+        let service = match scheme.to_ascii_lowercase().as_str() {
+            "file" => return Ok(Endpoint::Local(PathBuf::from(rest))),
+            "s3" | "s3a" => Service::S3,
+            "gs" | "gcs" => Service::Gcs,
+            "az" | "azure" | "abfs" => Service::Azure,
+            other => {
+                return Err(bad(format!(
+                    "unsupported scheme {other:?} in {endpoint:?}: use a directory, file://, s3://, gs:// or az://"
+                )));
+            }
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad(format!("{endpoint:?} names no bucket or container (expected {scheme}://NAME/prefix)")));
+        }
+        for key in options.keys() {
+            let known = match service {
+                Service::S3 => AmazonS3ConfigKey::from_str(key).is_ok(),
+                Service::Gcs => GoogleConfigKey::from_str(key).is_ok(),
+                Service::Azure => AzureConfigKey::from_str(key).is_ok(),
+            };
+            if !known {
+                return Err(ConfigIssue::new(
+                    format!("storage_options.{key}"),
+                    format!(
+                        "is not a {service:?} setting of object_store (for example aws_endpoint, aws_allow_http, google_service_account, azure_storage_account_name)"
+                    ),
+                ));
+            }
+        }
+        Ok(Endpoint::Remote { service, bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() })
+    }
+}
+
+/// An opened destination.
+pub struct Destination {
+    /// The root as recorded in the catalog (`file:///abs/dir`, `s3://bucket/prefix`).
+    pub root: String,
+    kind: Kind,
+}
+
+enum Kind {
+    Local(PathBuf),
+    Remote { store: Arc<dyn ObjectStore>, prefix: String },
+}
+
+impl Destination {
+    /// Builds the client (no request is made: an unreachable store shows in uploads, which are retried).
+    pub fn open(endpoint: &Endpoint, options: &BTreeMap<String, String>) -> anyhow::Result<Destination> {
+        match endpoint {
+            Endpoint::Local(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("cannot create the storage directory {}: {e}", dir.display()))?;
+                let dir = dir.canonicalize()?;
+                Ok(Destination { root: format!("file://{}", dir.display()), kind: Kind::Local(dir) })
+            }
+            Endpoint::Remote { service, bucket, prefix } => {
+                let opts = options.iter();
+                let store: Arc<dyn ObjectStore> = match service {
+                    Service::S3 => {
+                        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                        for (k, v) in opts {
+                            b = b.with_config(k.parse()?, v);
+                        }
+                        Arc::new(b.build()?)
+                    }
+                    Service::Gcs => {
+                        let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+                        for (k, v) in opts {
+                            b = b.with_config(k.parse()?, v);
+                        }
+                        Arc::new(b.build()?)
+                    }
+                    Service::Azure => {
+                        let mut b = MicrosoftAzureBuilder::from_env().with_container_name(bucket);
+                        for (k, v) in opts {
+                            b = b.with_config(k.parse()?, v);
+                        }
+                        Arc::new(b.build()?)
+                    }
+                };
+                let scheme = match service {
+                    Service::S3 => "s3",
+                    Service::Gcs => "gs",
+                    Service::Azure => "az",
+                };
+                let root = if prefix.is_empty() {
+                    format!("{scheme}://{bucket}")
+                } else {
+                    format!("{scheme}://{bucket}/{prefix}")
+                };
+                Ok(Destination { root, kind: Kind::Remote { store, prefix: prefix.clone() } })
+            }
+        }
+    }
+
+    fn object_path(prefix: &str, rel: &str) -> ObjectPath {
+        if prefix.is_empty() { ObjectPath::from(rel) } else { ObjectPath::from(format!("{prefix}/{rel}")) }
+    }
+
+    /// Stores the finalized local file at `rel` under the root. A local destination takes the file
+    /// itself (renamed, or copied across file systems) and makes it durable; an object store gets a copy.
+    pub async fn upload(&self, local: &Path, rel: &str) -> Result<(), String> {
+        match &self.kind {
+            Kind::Local(root) => {
+                let (from, to) = (local.to_path_buf(), root.join(rel));
+                tokio::task::spawn_blocking(move || move_durably(&from, &to))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("cannot store {}: {e}", local.display()))
+            }
+            Kind::Remote { store, prefix } => {
+                let path = Self::object_path(prefix, rel);
+                let size = tokio::fs::metadata(local).await.map_err(|e| e.to_string())?.len();
+                if size <= MULTIPART_ABOVE {
+                    let bytes = tokio::fs::read(local).await.map_err(|e| e.to_string())?;
+                    store.put(&path, bytes.into()).await.map_err(|e| e.to_string())?;
+                    return Ok(());
+                }
+                let upload = store.put_multipart(&path).await.map_err(|e| e.to_string())?;
+                let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                let mut file = tokio::fs::File::open(local).await.map_err(|e| e.to_string())?;
+                let mut buf = vec![0u8; PART_SIZE];
+                loop {
+                    let n = match file.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) => {
+                            let _ = parts.abort().await;
+                            return Err(e.to_string());
+                        }
+                    };
+                    if let Err(e) = parts.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                        return Err(e.to_string());
+                    }
+                    parts.write(&buf[..n]);
+                }
+                parts.finish().await.map(|_| ()).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Whether `rel` holds the file that was uploaded: same size and, when known, same last 8 bytes (the
+    /// footer length and the `PAR1` magic). `Err` when the store cannot be asked.
+    pub async fn verify(&self, rel: &str, size: u64, tail: Option<[u8; 8]>) -> Result<bool, String> {
+        match &self.kind {
+            Kind::Local(root) => {
+                let path = root.join(rel);
+                tokio::task::spawn_blocking(move || match std::fs::read(&path) {
+                    Ok(b) => Ok(b.len() as u64 == size && tail.is_none_or(|t| b.len() >= 8 && b[b.len() - 8..] == t)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(e.to_string()),
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            Kind::Remote { store, prefix } => {
+                let path = Self::object_path(prefix, rel);
+                let meta = match store.head(&path).await {
+                    Ok(m) => m,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                    Err(e) => return Err(e.to_string()),
+                };
+                match tail {
+                    _ if meta.size != size => Ok(false),
+                    None => Ok(true),
+                    Some(_) if size < 8 => Ok(false),
+                    Some(t) => {
+                        let got = store.get_range(&path, size - 8..size).await.map_err(|e| e.to_string())?;
+                        Ok(got.as_ref() == t)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every object under `dir` (relative to the root), for tests and tools.
+    pub async fn list(&self, dir: &str) -> Result<Vec<String>, String> {
+        match &self.kind {
+            Kind::Local(root) => {
+                let mut out = Vec::new();
+                let mut stack = vec![root.join(dir)];
+                while let Some(d) = stack.pop() {
+                    let Ok(entries) = std::fs::read_dir(&d) else { continue };
+                    for e in entries.flatten() {
+                        let p = e.path();
+                        if p.is_dir() {
+                            stack.push(p);
+                        } else if let Ok(r) = p.strip_prefix(root) {
+                            out.push(r.to_string_lossy().into_owned());
+                        }
+                    }
+                }
+                out.sort();
+                Ok(out)
+            }
+            Kind::Remote { store, prefix } => {
+                let base = Self::object_path(prefix, dir);
+                let metas: Vec<_> = store.list(Some(&base)).try_collect().await.map_err(|e| e.to_string())?;
+                let strip = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+                let mut out: Vec<String> =
+                    metas.into_iter().map(|m| m.location.to_string().trim_start_matches(&strip).to_string()).collect();
+                out.sort();
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Moves `from` to `to` so that it survives a power failure once this returns: renamed (or copied and
+/// synced when `to` is on another file system), then every directory on the way fsynced.
+fn move_durably(from: &Path, to: &Path) -> std::io::Result<()> {
+    let parent = to.parent().unwrap_or(Path::new("/"));
+    let mut created = Vec::new();
+    let mut d = Some(parent);
+    while let Some(dir) = d {
+        if dir.exists() {
+            break;
+        }
+        created.push(dir.to_path_buf());
+        d = dir.parent();
+    }
+    std::fs::create_dir_all(parent)?;
+    if let Err(e) = std::fs::rename(from, to) {
+        if e.raw_os_error() != Some(libc_exdev()) {
+            return Err(e);
+        }
+        let tmp = to.with_extension("parquet.copy");
+        std::fs::copy(from, &tmp)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, to)?;
+        std::fs::remove_file(from)?;
+    }
+    std::fs::File::open(to)?.sync_all()?;
+    sync_dir(parent)?;
+    for dir in created.iter().filter_map(|c| c.parent()) {
+        sync_dir(dir)?;
+    }
+    if let Some(staging) = from.parent() {
+        sync_dir(staging)?;
+    }
+    Ok(())
+}
+
+/// `EXDEV`: rename across file systems.
+fn libc_exdev() -> i32 {
+    18
+}
+
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,272 @@
+//! The `parquet` exporter: stores every item as a row of a Parquet file, on local disk or in an object
+//! store, and records each file in the catalog.
+//!
+//! A batch is accepted once its rows are in an active file; its WAL batch completes only when every file
+//! holding its items is stored, verified and recorded `stable` (see `uploader`). Redelivered batches
+//! (WAL replay, operator retry) are checked against the catalog's `file_batches` first, so items a file
+//! already holds are not written again.
+
+pub mod config;
+pub mod destination;
+mod uploader;
+mod writer;
+
+use arrow::array::BooleanArray;
+use arrow::compute::filter_record_batch;
+use async_trait::async_trait;
+use config::ParquetConfig;
+use destination::{Destination, Endpoint};
+use openwit_core::factory::{reading_columnar, typed};
+use openwit_core::{AckToken, Batch, BatchId, BuildEnv, ComponentId, ExportError, Exporter, Factory, Signal};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uploader::Shared;
+use writer::{Finalized, Rows, Writer, WriterSettings};
+
+pub use uploader::parse_batch_id;
+
+/// Redelivered batches whose held items are remembered (beyond this the memory is cleared).
+const HELD_CACHE_BATCHES: usize = 100_000;
+
+pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
+    reading_columnar(typed::<ParquetConfig, dyn Exporter>(
+        "parquet",
+        &[],
+        &Signal::ALL,
+        "stores telemetry as Parquet files (local disk, S3, GCS, Azure) recorded in the catalog",
+        |id: &ComponentId, cfg, env: &BuildEnv| Ok(Box::new(ParquetExporter::start(id, cfg, env)?)),
+    ))
+}
+
+/// Items of a WAL batch that a file already holds.
+struct HeldRun {
+    start: u32,
+    len: u32,
+    file_id: String,
+    stable: bool,
+}
+
+struct ParquetExporter {
+    id: String,
+    writer: Arc<Mutex<Writer>>,
+    shared: Arc<Shared>,
+    files: Option<mpsc::UnboundedSender<Finalized>>,
+    uploader: Option<JoinHandle<()>>,
+    ticker: Option<JoinHandle<()>>,
+    stop_ticker: CancellationToken,
+    held: HashMap<BatchId, Vec<HeldRun>>,
+}
+
+impl ParquetExporter {
+    fn start(id: &ComponentId, cfg: ParquetConfig, env: &BuildEnv) -> anyhow::Result<ParquetExporter> {
+        let endpoint = match &cfg.endpoint {
+            Some(e) => {
+                Endpoint::parse(e, &cfg.storage_options).map_err(|i| anyhow::anyhow!("{}: {}", i.path, i.message))?
+            }
+            None => Endpoint::Local(env.data_dir.join("storage")),
+        };
+        let destination = Destination::open(&endpoint, &cfg.storage_options).map_err(|e| {
+            anyhow::anyhow!("exporter {id}: cannot open {}: {e}", cfg.endpoint.as_deref().unwrap_or("DATA_DIR/storage"))
+        })?;
+        let staging = cfg
+            .staging
+            .directory
+            .clone()
+            .unwrap_or_else(|| env.data_dir.join("parquet").join(id.to_string().replace('/', "_")));
+        std::fs::create_dir_all(&staging).map_err(|e| {
+            anyhow::anyhow!("exporter {id}: cannot create the staging directory {}: {e}", staging.display())
+        })?;
+        tracing::info!(exporter = %id, destination = %destination.root, staging = %staging.display(), "Parquet storage");
+        let settings = WriterSettings {
+            staging: staging.clone(),
+            node_id: env.node_id.clone(),
+            compression_level: cfg.compression_level,
+            row_group_rows: cfg.row_group_size,
+            max_bytes: (cfg.rotation.max_megabytes * 1024.0 * 1024.0) as u64,
+            max_age: cfg.rotation.max_age,
+        };
+        let shared = Arc::new(Shared::new(
+            id.to_string(),
+            env.node_id.clone(),
+            env.catalog_url.clone(),
+            destination,
+            staging,
+            cfg.retry_on_failure.clone(),
+            cfg.staging.max_megabytes << 20,
+        ));
+        let writer = Arc::new(Mutex::new(Writer::new(settings)));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let uploader = tokio::spawn(uploader::run(shared.clone(), rx));
+        let stop_ticker = CancellationToken::new();
+        let every = (cfg.rotation.max_age / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let ticker = tokio::spawn(rotate_aged(writer.clone(), shared.clone(), tx.clone(), every, stop_ticker.clone()));
+        Ok(ParquetExporter {
+            id: id.to_string(),
+            writer,
+            shared,
+            files: Some(tx),
+            uploader: Some(uploader),
+            ticker: Some(ticker),
+            stop_ticker,
+            held: HashMap::new(),
+        })
+    }
+
+    /// Per row: keep it or not, and (token index, item index) for the kept rows; the batch's tokens.
+    /// Items of redelivered batches that a file already holds are dropped.
+    async fn select(&mut self, batch: &Batch) -> Result<(Vec<bool>, Vec<(u32, u32)>, Vec<Arc<AckToken>>), ExportError> {
+        let mut tokens: Vec<Arc<AckToken>> = Vec::new();
+        for s in &batch.lineage.0 {
+            if !tokens.iter().any(|t| Arc::ptr_eq(t, &s.token)) {
+                tokens.push(s.token.clone());
+            }
+        }
+        let unknown: Vec<String> = tokens
+            .iter()
+            .filter(|t| t.is_redelivery() && !self.held.contains_key(t.id()))
+            .map(|t| openwit_core::batch_id_text(t.id()))
+            .collect();
+        if !unknown.is_empty() {
+            let catalog = self.shared.wait_ready().await;
+            let found = catalog
+                .held_items(&self.id, &unknown)
+                .await
+                .map_err(|e| ExportError::Retryable(format!("cannot check what was already stored: {e}")))?;
+            if self.held.len() > HELD_CACHE_BATCHES {
+                self.held.clear();
+            }
+            for text in &unknown {
+                if let Some(id) = parse_batch_id(text) {
+                    self.held.entry(id).or_default();
+                }
+            }
+            for h in found {
+                if let Some(id) = parse_batch_id(&h.items.batch_id) {
+                    self.held.entry(id).or_default().push(HeldRun {
+                        start: h.items.item_start as u32,
+                        len: h.items.item_count as u32,
+                        stable: h.state == openwit_catalog::STABLE,
+                        file_id: h.file_id,
+                    });
+                }
+            }
+        }
+        let mut keep = Vec::with_capacity(batch.item_count());
+        let mut items = Vec::with_capacity(batch.item_count());
+        for s in &batch.lineage.0 {
+            let ti = tokens.iter().position(|t| Arc::ptr_eq(t, &s.token)).expect("collected above") as u32;
+            let runs = if s.token.is_redelivery() { self.held.get(s.token.id()) } else { None };
+            for item in s.start..s.start + s.len {
+                let holder = runs.and_then(|r| r.iter().find(|h| item >= h.start && item < h.start + h.len));
+                match holder {
+                    Some(h) => {
+                        if !h.stable {
+                            self.shared.hold_for_recovered(&h.file_id, &s.token);
+                        }
+                        keep.push(false);
+                    }
+                    None => {
+                        keep.push(true);
+                        items.push((ti, item));
+                    }
+                }
+            }
+        }
+        Ok((keep, items, tokens))
+    }
+
+    fn send(&self, files: Vec<Finalized>) {
+        if let Some(tx) = &self.files {
+            for f in files {
+                self.shared.backlog.fetch_add(f.bytes, std::sync::atomic::Ordering::AcqRel);
+                let _ = tx.send(f);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Exporter for ParquetExporter {
+    async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        self.shared.wait_ready().await;
+        self.shared.wait_for_room().await;
+        let rows = batch.columnar().map_err(ExportError::Permanent)?.clone();
+        let (keep, items, tokens) =
+            if batch.lineage.is_empty() { (Vec::new(), Vec::new(), Vec::new()) } else { self.select(batch).await? };
+        if !keep.is_empty() && keep.len() != rows.num_rows() {
+            return Err(ExportError::Permanent(format!(
+                "the batch has {} rows but its lineage {} items",
+                rows.num_rows(),
+                keep.len()
+            )));
+        }
+        let rows = if keep.iter().all(|k| *k) {
+            rows
+        } else {
+            filter_record_batch(&rows, &BooleanArray::from(keep)).map_err(|e| ExportError::Permanent(e.to_string()))?
+        };
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
+        let (writer, signal, tenant) = (self.writer.clone(), batch.signal(), batch.tenant.to_string());
+        let done = tokio::task::spawn_blocking(move || {
+            let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+            w.write(Rows { signal, tenant: &tenant, batch: rows, items, tokens })
+        })
+        .await
+        .map_err(|e| ExportError::Retryable(e.to_string()))?
+        .map_err(|e| ExportError::Retryable(format!("cannot write Parquet: {e}")))?;
+        self.send(done);
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> Result<(), ExportError> {
+        self.stop_ticker.cancel();
+        if let Some(t) = self.ticker.take() {
+            let _ = t.await;
+        }
+        let writer = self.writer.clone();
+        let done = tokio::task::spawn_blocking(move || writer.lock().unwrap_or_else(|p| p.into_inner()).finalize_all())
+            .await
+            .map_err(|e| ExportError::Permanent(e.to_string()))?;
+        let result = done.map(|files| self.send(files)).map_err(ExportError::Permanent);
+        // Closing the channel lets the uploader end once every file is stored.
+        self.files = None;
+        if let Some(u) = self.uploader.take() {
+            let _ = u.await;
+        }
+        result
+    }
+}
+
+/// Finalizes files older than `max_age`, checking every `every`.
+async fn rotate_aged(
+    writer: Arc<Mutex<Writer>>,
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Finalized>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let w = writer.clone();
+        let done = tokio::task::spawn_blocking(move || w.lock().unwrap_or_else(|p| p.into_inner()).rotate_aged()).await;
+        match done {
+            Ok(Ok(files)) => {
+                for f in files {
+                    shared.backlog.fetch_add(f.bytes, std::sync::atomic::Ordering::AcqRel);
+                    let _ = tx.send(f);
+                }
+            }
+            Ok(Err(e)) => tracing::error!(exporter = %shared.exporter, "cannot finalize a Parquet file: {e}"),
+            Err(e) => tracing::error!(exporter = %shared.exporter, "Parquet rotation task failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Takes finalized files to their destination, one at a time, in order:
+//! record in the catalog (`uploading`, with the items held) → upload → verify → mark `stable` →
+//! remove the local copy → release the WAL batches (their completion is written only now).
+//! Every step is retried with backoff for as long as it takes; meanwhile the files wait on local disk
+//! and their batches in the WAL.
+//!
+//! At start, before the first batch is taken, what a previous run left is put right: unfinished files
+//! (`*.part`) are deleted (their batches are still in the WAL), files recorded as `uploading` are
+//! uploaded again (or, when the local copy is gone, checked in the store), and finalized files the
+//! catalog never heard of are deleted.
+
+use super::config::Retry;
+use super::destination::Destination;
+use super::writer::{Finalized, size_and_tail};
+use openwit_catalog::{Catalog, FileBatch, FileFilter, FileRow, UPLOADING};
+use openwit_core::{AckToken, batch_id_text, columnar};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, OnceCell, mpsc};
+
+/// What the exporter and its uploader share.
+pub struct Shared {
+    pub exporter: String,
+    pub node_id: String,
+    pub catalog_url: String,
+    pub destination: Destination,
+    pub staging: PathBuf,
+    pub retry: Retry,
+    /// Bytes of finalized files not yet stored, and the most allowed.
+    pub backlog: AtomicU64,
+    pub budget: u64,
+    pub freed: Notify,
+    pub catalog: OnceCell<Catalog>,
+    /// Files a previous run left `uploading`, being uploaded again: the tokens of redelivered items
+    /// they hold wait here until they are stored.
+    pub recovered: Mutex<HashMap<String, Vec<Arc<AckToken>>>>,
+    ready: AtomicBool,
+    ready_notify: Notify,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        exporter: String,
+        node_id: String,
+        catalog_url: String,
+        destination: Destination,
+        staging: PathBuf,
+        retry: Retry,
+        budget: u64,
+    ) -> Shared {
+        Shared {
+            exporter,
+            node_id,
+            catalog_url,
+            destination,
+            staging,
+            retry,
+            backlog: AtomicU64::new(0),
+            budget,
+            freed: Notify::new(),
+            catalog: OnceCell::new(),
+            recovered: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+            ready_notify: Notify::new(),
+        }
+    }
+
+    /// Waits until the start-up recovery is done (the catalog is connected then).
+    pub async fn wait_ready(&self) -> &Catalog {
+        loop {
+            let notified = self.ready_notify.notified();
+            if self.ready.load(Ordering::Acquire) {
+                return self.catalog.get().expect("connected before ready");
+            }
+            notified.await;
+        }
+    }
+
+    /// Keeps `token` until the recovered file `file_id` is stored (dropped at once if it already is).
+    pub fn hold_for_recovered(&self, file_id: &str, token: &Arc<AckToken>) {
+        let mut r = self.recovered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tokens) = r.get_mut(file_id) {
+            tokens.push(token.clone());
+        }
+    }
+
+    /// Waits while finalized files waiting for the store take more than the budget.
+    pub async fn wait_for_room(&self) {
+        let mut warned = false;
+        loop {
+            let notified = self.freed.notified();
+            let used = self.backlog.load(Ordering::Acquire);
+            if used < self.budget {
+                return;
+            }
+            if !warned {
+                tracing::warn!(exporter = %self.exporter, used, budget = self.budget,
+                    "Parquet staging budget reached (is the store reachable?); holding new batches until uploads catch up");
+                warned = true;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        }
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::new()
+            .with_min_delay(self.retry.initial_interval)
+            .with_max_delay(self.retry.max_interval)
+            .without_max_times()
+            .with_jitter()
+            .build()
+    }
+
+    /// Runs `op` until it succeeds, waiting more between attempts each time.
+    async fn until_ok<T, F, Fut>(&self, what: &str, mut op: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
+        let mut delays = self.backoff();
+        loop {
+            match op().await {
+                Ok(v) => return v,
+                Err(e) => {
+                    let d = delays.next().unwrap_or(self.retry.max_interval);
+                    tracing::warn!(exporter = %self.exporter, "{what} failed ({e}); retrying in {d:?}");
+                    tokio::time::sleep(d).await;
+                }
+            }
+        }
+    }
+}
+
+/// A file on its way: what the catalog row says, the local copy, and the batches it releases.
+struct Job {
+    row: FileRow,
+    batches: Vec<FileBatch>,
+    local: PathBuf,
+    tail: Option<[u8; 8]>,
+    tokens: Vec<Arc<AckToken>>,
+    /// A file recovered at start: already in the catalog.
+    recorded: bool,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The uploader task: recovery, then every finalized file in order until the exporter closes the channel.
+pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finalized>) {
+    let url = shared.catalog_url.clone();
+    let catalog = shared
+        .until_ok("connecting to the catalog", || async { Catalog::connect(&url).await.map_err(|e| e.to_string()) })
+        .await;
+    let _ = shared.catalog.set(catalog);
+    let recovered = recover(&shared).await;
+    shared.ready.store(true, Ordering::Release);
+    shared.ready_notify.notify_waiters();
+    for job in recovered {
+        store(&shared, job).await;
+    }
+    while let Some(f) = rx.recv().await {
+        let job = job_for(&shared, f);
+        store(&shared, job).await;
+    }
+}
+
+fn job_for(shared: &Shared, f: Finalized) -> Job {
+    let row = FileRow {
+        file_id: f.file_id,
+        exporter: shared.exporter.clone(),
+        node_id: shared.node_id.clone(),
+        tenant: f.tenant,
+        signal: f.signal.as_str().to_string(),
+        table_name: columnar::table_name(f.signal).to_string(),
+        root: shared.destination.root.clone(),
+        path: f.rel_path,
+        min_time: f.min_time,
+        max_time: f.max_time,
+        row_count: f.rows as i64,
+        byte_size: f.bytes as i64,
+        state: UPLOADING.to_string(),
+        created_at: now_ms(),
+        uploaded_at: None,
+    };
+    let batches = f
+        .held
+        .iter()
+        .map(|(b, s, l)| FileBatch { batch_id: batch_id_text(b), item_start: *s as i64, item_count: *l as i64 })
+        .collect();
+    Job { row, batches, local: f.local, tail: Some(f.tail), tokens: f.tokens, recorded: false }
+}
+
+async fn store(shared: &Shared, job: Job) {
+    let catalog = shared.catalog.get().expect("connected before any file");
+    let (id, rel, size) = (job.row.file_id.clone(), job.row.path.clone(), job.row.byte_size as u64);
+    if !job.recorded {
+        shared
+            .until_ok("recording a Parquet file in the catalog", || async {
+                catalog.add_file(&job.row, &job.batches).await.map_err(|e| e.to_string())
+            })
+            .await;
+    }
+    let dest = &shared.destination;
+    let mut first = true;
+    shared
+        .until_ok(&format!("uploading {rel} to {}", dest.root), || {
+            let again = !std::mem::replace(&mut first, false);
+            let (local, rel) = (job.local.clone(), rel.clone());
+            async move {
+                // After a failed attempt the object may be there already (a lost reply): look first.
+                if again && dest.verify(&rel, size, job.tail).await? {
+                    return Ok(());
+                }
+                dest.upload(&local, &rel).await?;
+                if dest.verify(&rel, size, job.tail).await? {
+                    Ok(())
+                } else {
+                    Err(format!("{rel} does not match the local file after the upload"))
+                }
+            }
+        })
+        .await;
+    shared
+        .until_ok("marking a Parquet file stable in the catalog", || async {
+            catalog.file_stable(&id, now_ms()).await.map_err(|e| e.to_string())
+        })
+        .await;
+    if let Err(e) = std::fs::remove_file(&job.local)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %job.local.display(), "cannot remove the local copy of a stored file: {e}");
+    }
+    shared.backlog.fetch_sub(size.min(shared.backlog.load(Ordering::Acquire)), Ordering::AcqRel);
+    shared.freed.notify_waiters();
+    let waiting = shared.recovered.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    tracing::debug!(exporter = %shared.exporter, file = %rel, rows = job.row.row_count, bytes = size, "Parquet file stored");
+    // Dropping the tokens lets their WAL batches complete.
+    drop(job.tokens);
+    drop(waiting);
+}
+
+/// Puts right what a previous run left in the staging directory and the catalog; returns the files to
+/// upload again.
+async fn recover(shared: &Shared) -> Vec<Job> {
+    let catalog = shared.catalog.get().expect("connected");
+    if let Ok(entries) = std::fs::read_dir(&shared.staging) {
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "part") {
+                tracing::info!(file = %e.path().display(), "removing an unfinished Parquet file (its batches are replayed from the WAL)");
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let filter = FileFilter {
+        exporter: Some(shared.exporter.clone()),
+        node_id: Some(shared.node_id.clone()),
+        state: Some(UPLOADING.to_string()),
+        ..Default::default()
+    };
+    let rows = shared
+        .until_ok("reading unfinished uploads from the catalog", || async {
+            catalog.files(&filter).await.map_err(|e| e.to_string())
+        })
+        .await;
+    let mut jobs = Vec::new();
+    let mut known = std::collections::HashSet::new();
+    for row in rows {
+        let local = shared.staging.join(format!("{}.parquet", row.file_id));
+        known.insert(local.clone());
+        match size_and_tail(&local) {
+            Ok((size, tail)) if size == row.byte_size as u64 => {
+                tracing::info!(file = %row.path, "uploading a Parquet file a previous run left unfinished");
+                shared.backlog.fetch_add(size, Ordering::AcqRel);
+                shared.recovered.lock().unwrap_or_else(|p| p.into_inner()).insert(row.file_id.clone(), Vec::new());
+                jobs.push(Job {
+                    row,
+                    batches: Vec::new(),
+                    local,
+                    tail: Some(tail),
+                    tokens: Vec::new(),
+                    recorded: true,
+                });
+            }
+            _ => {
+                // No usable local copy: either the upload finished before the catalog heard of it, or
+                // the file never reached the store (its batches are then written again from the WAL).
+                let dest = &shared.destination;
+                let there = shared
+                    .until_ok(&format!("checking {} in {}", row.path, dest.root), || {
+                        dest.verify(&row.path, row.byte_size as u64, None)
+                    })
+                    .await;
+                let id = row.file_id.clone();
+                if there {
+                    shared
+                        .until_ok("marking a Parquet file stable in the catalog", || async {
+                            catalog.file_stable(&id, now_ms()).await.map_err(|e| e.to_string())
+                        })
+                        .await;
+                } else {
+                    tracing::info!(file = %row.path, "forgetting a Parquet file that never reached the store");
+                    shared
+                        .until_ok("removing a Parquet file from the catalog", || async {
+                            catalog.remove_file(&id).await.map_err(|e| e.to_string())
+                        })
+                        .await;
+                }
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(&shared.staging) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "parquet") && !known.contains(&p) {
+                tracing::info!(file = %p.display(), "removing a finalized Parquet file the catalog never recorded (its batches are replayed from the WAL)");
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    jobs
+}
+
+/// A text batch id back to bytes.
+pub fn parse_batch_id(text: &str) -> Option<openwit_core::BatchId> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    let bytes = hex::decode(hex).ok()?;
+    bytes.try_into().ok()
+}

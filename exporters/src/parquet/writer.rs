@@ -1,0 +1,401 @@
+//! Active files: one per (table, tenant, hour), written in the staging directory while open, then
+//! finalized (last row group, key-value metadata, footer, fsync, renamed to `*.parquet`).
+//!
+//! Rows are sorted by `service_name`, then `time`, within each row group — the scope Parquet's
+//! `sorting_columns` metadata describes — so a row group is buffered in Arrow until it is full.
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
+use openwit_core::{AckToken, BatchId, Signal, columnar};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Buffered Arrow rows are written as a row group at this size even before `row_group_size` rows.
+const MAX_BUFFERED_BYTES: usize = 128 << 20;
+/// Columns with one value per row: dictionaries would only cost.
+const NO_DICTIONARY: [&str; 3] = ["trace_id", "span_id", "parent_span_id"];
+/// Columns that get bloom filters (point lookups: a trace, a service).
+const BLOOM_FILTERED: [&str; 2] = ["trace_id", "service_name"];
+
+const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+
+#[derive(Clone, Debug)]
+pub struct WriterSettings {
+    pub staging: PathBuf,
+    pub node_id: String,
+    pub compression_level: i32,
+    pub row_group_rows: usize,
+    pub max_bytes: u64,
+    pub max_age: Duration,
+}
+
+/// A batch's rows on their way into files, with the WAL items they are.
+pub struct Rows<'a> {
+    pub signal: Signal,
+    pub tenant: &'a str,
+    pub batch: RecordBatch,
+    /// Per row: (index into `tokens`, item index in that WAL batch). Empty when no WAL backs the rows.
+    pub items: Vec<(u32, u32)>,
+    pub tokens: Vec<Arc<AckToken>>,
+}
+
+/// A finalized local file, ready for its upload.
+#[derive(Debug)]
+pub struct Finalized {
+    pub file_id: String,
+    pub local: PathBuf,
+    /// Path under the destination root: `{table}/tenant=…/date=…/hour=…/{node}-{ulid}.parquet`.
+    pub rel_path: String,
+    pub signal: Signal,
+    pub tenant: String,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub rows: u64,
+    pub bytes: u64,
+    /// The file's last 8 bytes (footer length and magic), to verify the stored copy.
+    pub tail: [u8; 8],
+    /// (WAL batch, first item, item count) runs held by the file.
+    pub held: Vec<(BatchId, u32, u32)>,
+    /// Held until the file is stored: their WAL batches complete only then.
+    pub tokens: Vec<Arc<AckToken>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    signal: Signal,
+    tenant: String,
+    hour: i64,
+}
+
+struct Active {
+    key: Key,
+    file_id: String,
+    part: PathBuf,
+    rel_path: String,
+    writer: ArrowWriter<File>,
+    sync: File,
+    schema: SchemaRef,
+    buffered: Vec<RecordBatch>,
+    buffered_rows: usize,
+    buffered_bytes: usize,
+    rows: u64,
+    min_time: i64,
+    max_time: i64,
+    opened: Instant,
+    held: Vec<(BatchId, u32, u32)>,
+    tokens: Vec<Arc<AckToken>>,
+    /// The tokens already in `tokens` (by address).
+    token_set: HashSet<usize>,
+}
+
+pub struct Writer {
+    settings: WriterSettings,
+    open: HashMap<Key, Active>,
+}
+
+impl Writer {
+    pub fn new(settings: WriterSettings) -> Writer {
+        Writer { settings, open: HashMap::new() }
+    }
+
+    /// Appends rows to the files of their hours; returns the files that reached their size. On an
+    /// error every open file is discarded and its batches marked failed (they stay in the WAL).
+    pub fn write(&mut self, rows: Rows<'_>) -> Result<Vec<Finalized>, String> {
+        let result = self.try_write(rows);
+        if let Err(e) = &result {
+            self.discard_all(e);
+        }
+        result
+    }
+
+    fn try_write(&mut self, rows: Rows<'_>) -> Result<Vec<Finalized>, String> {
+        let n = rows.batch.num_rows();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let times = effective_times(rows.signal, &rows.batch)?;
+        let mut by_hour: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (i, t) in times.iter().enumerate() {
+            by_hour.entry(t.max(&0) / NANOS_PER_HOUR).or_default().push(i as u32);
+        }
+        let mut done = Vec::new();
+        for (hour, idx) in by_hour {
+            let part = if idx.len() == n {
+                rows.batch.clone()
+            } else {
+                take_record_batch(&rows.batch, &UInt32Array::from(idx.clone())).map_err(|e| e.to_string())?
+            };
+            let key = Key { signal: rows.signal, tenant: rows.tenant.to_string(), hour };
+            if self.open.get(&key).is_some_and(|a| a.schema != part.schema()) {
+                // Another shape of rows (a newer OpenWit); a file holds one schema.
+                let a = self.open.remove(&key).expect("checked");
+                done.push(a.finalize()?);
+            }
+            if !self.open.contains_key(&key) {
+                let a = Active::open(&self.settings, &key, part.schema())?;
+                self.open.insert(key.clone(), a);
+            }
+            let a = self.open.get_mut(&key).expect("inserted");
+            for &i in &idx {
+                let t = times[i as usize];
+                a.min_time = a.min_time.min(t);
+                a.max_time = a.max_time.max(t);
+                if let Some(&(tok, item)) = rows.items.get(i as usize) {
+                    a.hold(&rows.tokens[tok as usize], item);
+                }
+            }
+            a.buffered_rows += part.num_rows();
+            a.buffered_bytes += part.get_array_memory_size();
+            a.rows += part.num_rows() as u64;
+            a.buffered.push(part);
+            if a.buffered_rows >= self.settings.row_group_rows || a.buffered_bytes >= MAX_BUFFERED_BYTES {
+                a.flush_row_group()?;
+            }
+            if a.estimated_size() >= self.settings.max_bytes {
+                let a = self.open.remove(&key).expect("present");
+                done.push(a.finalize()?);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Finalizes the files open longer than `max_age`.
+    pub fn rotate_aged(&mut self) -> Result<Vec<Finalized>, String> {
+        let max_age = self.settings.max_age;
+        let aged: Vec<Key> =
+            self.open.iter().filter(|(_, a)| a.opened.elapsed() >= max_age).map(|(k, _)| k.clone()).collect();
+        self.finalize_keys(aged)
+    }
+
+    /// Finalizes every open file (shutdown).
+    pub fn finalize_all(&mut self) -> Result<Vec<Finalized>, String> {
+        let keys: Vec<Key> = self.open.keys().cloned().collect();
+        self.finalize_keys(keys)
+    }
+
+    fn finalize_keys(&mut self, keys: Vec<Key>) -> Result<Vec<Finalized>, String> {
+        let mut done = Vec::new();
+        for k in keys {
+            if let Some(a) = self.open.remove(&k) {
+                match a.finalize() {
+                    Ok(f) => done.push(f),
+                    Err(e) => {
+                        self.discard_all(&e);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    fn discard_all(&mut self, error: &str) {
+        for (_, a) in self.open.drain() {
+            tracing::error!(file = %a.part.display(), "discarding an unfinished Parquet file ({error}); its batches stay in the WAL");
+            for t in &a.tokens {
+                t.fail(&format!("parquet: {error}"));
+            }
+            let _ = std::fs::remove_file(&a.part);
+        }
+    }
+}
+
+impl Active {
+    fn open(s: &WriterSettings, key: &Key, schema: SchemaRef) -> Result<Active, String> {
+        let file_id = ulid::Ulid::new().to_string();
+        let table = columnar::table_name(key.signal);
+        let start = time::OffsetDateTime::from_unix_timestamp(key.hour.clamp(0, 2_000_000) * 3600)
+            .map_err(|e| e.to_string())?;
+        let rel_path = format!(
+            "{table}/tenant={}/date={:04}-{:02}-{:02}/hour={:02}/{}-{file_id}.parquet",
+            key.tenant,
+            start.year(),
+            u8::from(start.month()),
+            start.day(),
+            start.hour(),
+            s.node_id
+        );
+        let part = s.staging.join(format!("{file_id}.parquet.part"));
+        let file = File::create(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+        let sync = file.try_clone().map_err(|e| e.to_string())?;
+        let props = properties(s, &schema, table, &key.tenant)?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+        Ok(Active {
+            key: key.clone(),
+            file_id,
+            part,
+            rel_path,
+            writer,
+            sync,
+            schema,
+            buffered: Vec::new(),
+            buffered_rows: 0,
+            buffered_bytes: 0,
+            rows: 0,
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+            opened: Instant::now(),
+            held: Vec::new(),
+            tokens: Vec::new(),
+            token_set: HashSet::new(),
+        })
+    }
+
+    fn hold(&mut self, token: &Arc<AckToken>, item: u32) {
+        let id = *token.id();
+        match self.held.last_mut() {
+            Some((b, start, len)) if *b == id && *start + *len == item => *len += 1,
+            _ => self.held.push((id, item, 1)),
+        }
+        if self.token_set.insert(Arc::as_ptr(token) as usize) {
+            self.tokens.push(token.clone());
+        }
+    }
+
+    /// Written bytes plus what the open row group and the buffered rows will add (a rough 8:1 for Arrow).
+    fn estimated_size(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size() + self.buffered_bytes / 8) as u64
+    }
+
+    fn flush_row_group(&mut self) -> Result<(), String> {
+        if self.buffered.is_empty() {
+            return Ok(());
+        }
+        let all = concat_batches(&self.schema, &self.buffered).map_err(|e| e.to_string())?;
+        self.buffered.clear();
+        self.buffered_rows = 0;
+        self.buffered_bytes = 0;
+        let sorted = sort_rows(&all)?;
+        self.writer.write(&sorted).map_err(|e| e.to_string())?;
+        self.writer.flush().map_err(|e| e.to_string())
+    }
+
+    fn finalize(mut self) -> Result<Finalized, String> {
+        self.flush_row_group()?;
+        for (k, v) in [("openwit.min_time", self.min_time), ("openwit.max_time", self.max_time)] {
+            self.writer.append_key_value_metadata(KeyValue::new(k.to_string(), v.to_string()));
+        }
+        let ctx = |e: &dyn std::fmt::Display| format!("cannot finalize {}: {e}", self.part.display());
+        self.writer.close().map_err(|e| ctx(&e))?;
+        self.sync.sync_all().map_err(|e| ctx(&e))?;
+        let local = self.part.with_extension("");
+        std::fs::rename(&self.part, &local).map_err(|e| ctx(&e))?;
+        if let Some(dir) = local.parent() {
+            super::destination::sync_dir(dir).map_err(|e| ctx(&e))?;
+        }
+        let (bytes, tail) = size_and_tail(&local).map_err(|e| ctx(&e))?;
+        self.held.sort_unstable();
+        let mut held: Vec<(BatchId, u32, u32)> = Vec::with_capacity(self.held.len());
+        for (b, s, l) in self.held {
+            match held.last_mut() {
+                Some((pb, ps, pl)) if *pb == b && *ps + *pl == s => *pl += l,
+                _ => held.push((b, s, l)),
+            }
+        }
+        Ok(Finalized {
+            file_id: self.file_id,
+            local,
+            rel_path: self.rel_path,
+            signal: self.key.signal,
+            tenant: self.key.tenant,
+            min_time: self.min_time,
+            max_time: self.max_time,
+            rows: self.rows,
+            bytes,
+            tail,
+            held,
+            tokens: self.tokens,
+        })
+    }
+}
+
+/// A local file's size and last 8 bytes.
+pub fn size_and_tail(path: &std::path::Path) -> std::io::Result<(u64, [u8; 8])> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    let size = f.metadata()?.len();
+    let mut tail = [0u8; 8];
+    if size >= 8 {
+        f.seek(SeekFrom::End(-8))?;
+        f.read_exact(&mut tail)?;
+    }
+    Ok((size, tail))
+}
+
+fn properties(s: &WriterSettings, schema: &SchemaRef, table: &str, tenant: &str) -> Result<WriterProperties, String> {
+    let level = ZstdLevel::try_new(s.compression_level).map_err(|e| e.to_string())?;
+    let descr = ArrowSchemaConverter::new().convert(schema).map_err(|e| e.to_string())?;
+    let leaf = |name: &str| descr.columns().iter().position(|c| c.path().string() == name);
+    let sorting: Vec<SortingColumn> = ["service_name", "time"]
+        .iter()
+        .filter_map(|n| leaf(n))
+        .map(|i| SortingColumn { column_idx: i as i32, descending: false, nulls_first: true })
+        .collect();
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(s.row_group_rows.max(1)))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_sorting_columns(Some(sorting))
+        .set_created_by(format!("OpenWit {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new("openwit.table".to_string(), table.to_string()),
+            KeyValue::new("openwit.tenant".to_string(), tenant.to_string()),
+            KeyValue::new("openwit.sorted_by".to_string(), "service_name,time (per row group)".to_string()),
+        ]));
+    for c in NO_DICTIONARY {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
+    }
+    for c in BLOOM_FILTERED {
+        if leaf(c).is_some() {
+            b = b.set_column_bloom_filter_enabled(ColumnPath::from(c), true);
+        }
+    }
+    Ok(b.build())
+}
+
+/// The time that places a row in an hour: `time`, or for log records without one, `observed_time`.
+fn effective_times(signal: Signal, batch: &RecordBatch) -> Result<Vec<i64>, String> {
+    let col = |n: &str| {
+        batch
+            .column_by_name(n)
+            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+            .ok_or_else(|| format!("the {} rows have no {n} column", columnar::table_name(signal)))
+    };
+    let time = col("time")?;
+    let observed = if signal == Signal::Logs { Some(col("observed_time")?) } else { None };
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            let t = time.value(i);
+            match observed {
+                Some(o) if t == 0 => o.value(i),
+                _ => t,
+            }
+        })
+        .collect())
+}
+
+/// Rows ordered by `service_name` (nulls first), then `time`.
+fn sort_rows(batch: &RecordBatch) -> Result<RecordBatch, String> {
+    let keys: Vec<SortColumn> = ["service_name", "time"]
+        .iter()
+        .filter_map(|n| batch.column_by_name(n))
+        .map(|c| SortColumn { values: c.clone(), options: None })
+        .collect();
+    if keys.is_empty() || batch.num_rows() < 2 {
+        return Ok(batch.clone());
+    }
+    let idx = lexsort_to_indices(&keys, None).map_err(|e| e.to_string())?;
+    if idx.values().iter().enumerate().all(|(i, &v)| i as u32 == v) && idx.null_count() == 0 {
+        return Ok(batch.clone());
+    }
+    take_record_batch(batch, &idx).map_err(|e| e.to_string())
+}

@@ -1,0 +1,379 @@
+//! The `parquet` exporter through the real binary: what is sent with an OTLP client comes back, row for
+//! row, from the Parquet files (read with the `parquet` crate), laid out as documented and recorded in
+//! the catalog.
+
+use crate::harness::Daemon;
+use arrow::array::{Array, RecordBatch};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use openwit_catalog::{Catalog, FileFilter, FileRow, STABLE};
+use openwit_core::{Payload, Signal, columnar};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::ParquetMetaData;
+use prost::Message;
+use std::time::Duration;
+
+/// `{exporter}` is the exporter section; traces, metrics and logs all go to `parquet`.
+pub const PIPELINES: &str = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+      http:
+        endpoint: 127.0.0.1:{http}
+processors:
+  batch:
+    send_batch_size: 300
+    timeout: 50ms
+exporters:
+{exporter}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [parquet]
+    metrics:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [parquet]
+    logs:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [parquet]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+";
+
+pub fn config(exporter: &str) -> String {
+    PIPELINES.replace("{exporter}", exporter)
+}
+
+/// Every item of a payload as its own one-item request, encoded and sorted: equal for two payloads
+/// that hold the same items, however grouped and ordered.
+pub fn items_of(p: &Payload) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    match p {
+        Payload::Traces(r) => {
+            for rs in &r.resource_spans {
+                for ss in &rs.scope_spans {
+                    for s in &ss.spans {
+                        let one = ResourceSpans {
+                            scope_spans: vec![ScopeSpans { spans: vec![s.clone()], ..ss.clone() }],
+                            ..rs.clone()
+                        };
+                        out.push(ExportTraceServiceRequest { resource_spans: vec![one] }.encode_to_vec());
+                    }
+                }
+            }
+        }
+        Payload::Logs(r) => {
+            for rl in &r.resource_logs {
+                for sl in &rl.scope_logs {
+                    for l in &sl.log_records {
+                        let one = ResourceLogs {
+                            scope_logs: vec![ScopeLogs { log_records: vec![l.clone()], ..sl.clone() }],
+                            ..rl.clone()
+                        };
+                        out.push(ExportLogsServiceRequest { resource_logs: vec![one] }.encode_to_vec());
+                    }
+                }
+            }
+        }
+        Payload::Metrics(r) => {
+            for rm in &r.resource_metrics {
+                for sm in &rm.scope_metrics {
+                    for m in &sm.metrics {
+                        for d in single_points(m.data.as_ref()) {
+                            let metric = Metric { data: Some(d), ..m.clone() };
+                            let one = ResourceMetrics {
+                                scope_metrics: vec![ScopeMetrics { metrics: vec![metric], ..sm.clone() }],
+                                ..rm.clone()
+                            };
+                            out.push(ExportMetricsServiceRequest { resource_metrics: vec![one] }.encode_to_vec());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn single_points(d: Option<&Data>) -> Vec<Data> {
+    macro_rules! each {
+        ($v:expr, $kind:ident) => {
+            $v.data_points
+                .iter()
+                .map(|p| {
+                    Data::$kind({
+                        let mut one = $v.clone();
+                        one.data_points = vec![p.clone()];
+                        one
+                    })
+                })
+                .collect()
+        };
+    }
+    match d {
+        Some(Data::Gauge(v)) => each!(v, Gauge),
+        Some(Data::Sum(v)) => each!(v, Sum),
+        Some(Data::Histogram(v)) => each!(v, Histogram),
+        Some(Data::ExponentialHistogram(v)) => each!(v, ExponentialHistogram),
+        Some(Data::Summary(v)) => each!(v, Summary),
+        None => Vec::new(),
+    }
+}
+
+/// The rows of a Parquet file, and its metadata.
+pub fn read_parquet(bytes: bytes::Bytes) -> (Vec<RecordBatch>, std::sync::Arc<ParquetMetaData>) {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+    let meta = builder.metadata().clone();
+    let batches = builder.build().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    (batches, meta)
+}
+
+/// The items the files hold, per signal, as `items_of` gives them.
+pub fn items_in(signal: Signal, files: &[RecordBatch]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> =
+        files.iter().flat_map(|b| items_of(&columnar::from_record_batch(signal, b).unwrap())).collect();
+    out.sort();
+    out
+}
+
+pub async fn catalog(d: &Daemon) -> Catalog {
+    Catalog::connect(&format!("sqlite://{}", d.path("data/catalog.db").display())).await.unwrap()
+}
+
+/// Waits until the stable files hold `rows` rows per table (spans, logs, metrics); returns them.
+pub async fn stable_files(c: &Catalog, rows: [i64; 3], timeout: Duration) -> Vec<FileRow> {
+    let list = || async { c.files(&FileFilter { state: Some(STABLE.into()), ..Default::default() }).await.unwrap() };
+    let count =
+        |files: &[FileRow], t: &str| files.iter().filter(|f| f.table_name == t).map(|f| f.row_count).sum::<i64>();
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let files = list().await;
+        let got = [count(&files, "spans"), count(&files, "logs"), count(&files, "metrics")];
+        if got == rows {
+            return files;
+        }
+        assert!(std::time::Instant::now() < deadline, "stable rows {got:?}, expected {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What one test sends: traces, logs and metrics from the seeded generator, plus spans spread over
+/// three hours (three partitions).
+pub struct Sent {
+    pub traces: Vec<ExportTraceServiceRequest>,
+    pub logs: Vec<ExportLogsServiceRequest>,
+    pub metrics: Vec<ExportMetricsServiceRequest>,
+}
+
+impl Sent {
+    pub fn new(seed: u64) -> Sent {
+        let mut g = openwit_bench::data::Generator::new(seed);
+        let mut traces: Vec<_> = (0..4).map(|_| g.traces(250)).collect();
+        let mut spread = g.traces(30);
+        for (i, s) in
+            spread.resource_spans.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans).enumerate()
+        {
+            let shift = (i as u64 % 3) * 3_600_000_000_000;
+            s.start_time_unix_nano += shift;
+            s.end_time_unix_nano += shift;
+        }
+        traces.push(spread);
+        Sent { traces, logs: (0..4).map(|_| g.logs(200)).collect(), metrics: (0..4).map(|_| g.metrics(60)).collect() }
+    }
+
+    pub fn payloads(&self, signal: Signal) -> Vec<Payload> {
+        match signal {
+            Signal::Traces => self.traces.iter().cloned().map(Payload::Traces).collect(),
+            Signal::Logs => self.logs.iter().cloned().map(Payload::Logs).collect(),
+            Signal::Metrics => self.metrics.iter().cloned().map(Payload::Metrics).collect(),
+        }
+    }
+
+    pub fn items(&self, signal: Signal) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = self.payloads(signal).iter().flat_map(items_of).collect();
+        out.sort();
+        out
+    }
+
+    /// Rows expected per table: spans, logs, metrics.
+    pub fn rows(&self) -> [i64; 3] {
+        [Signal::Traces, Signal::Logs, Signal::Metrics]
+            .map(|s| self.payloads(s).iter().map(|p| p.item_count() as i64).sum())
+    }
+
+    pub async fn send(&self, d: &Daemon) {
+        let mut t = TraceServiceClient::connect(d.grpc_url()).await.unwrap();
+        let mut l = LogsServiceClient::connect(d.grpc_url()).await.unwrap();
+        let mut m = MetricsServiceClient::connect(d.grpc_url()).await.unwrap();
+        for r in &self.traces {
+            t.export(r.clone()).await.unwrap();
+        }
+        for r in &self.logs {
+            l.export(r.clone()).await.unwrap();
+        }
+        for r in &self.metrics {
+            m.export(r.clone()).await.unwrap();
+        }
+    }
+}
+
+/// Checks the files against what was sent and the catalog: rows equal what was sent (each item once),
+/// paths follow the layout, the catalog's numbers are the files' numbers, and the files carry the
+/// promised encoding, statistics, bloom filters and sort order. `fetch` reads a file by catalog row.
+pub async fn check_files<F, Fut>(c: &Catalog, sent: &Sent, files: &[FileRow], node_id: &str, fetch: F)
+where
+    F: Fn(FileRow) -> Fut,
+    Fut: std::future::Future<Output = bytes::Bytes>,
+{
+    let mut by_signal: std::collections::HashMap<&str, Vec<RecordBatch>> = Default::default();
+    let mut batch_items = 0i64;
+    for f in files {
+        let bytes = fetch(f.clone()).await;
+        assert_eq!(bytes.len() as i64, f.byte_size, "{}", f.path);
+        let (rows, meta) = read_parquet(bytes);
+        let n: usize = rows.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(n as i64, f.row_count, "{}", f.path);
+
+        // Layout: {table}/tenant={tenant}/date=YYYY-MM-DD/hour=HH/{node_id}-{ulid}.parquet, the hour of the rows.
+        let hour = time::OffsetDateTime::from_unix_timestamp_nanos(f.min_time as i128).unwrap();
+        let expected_dir = format!(
+            "{}/tenant={}/date={:04}-{:02}-{:02}/hour={:02}/",
+            f.table_name,
+            f.tenant,
+            hour.year(),
+            u8::from(hour.month()),
+            hour.day(),
+            hour.hour()
+        );
+        assert!(f.path.starts_with(&expected_dir), "{} is not under {expected_dir}", f.path);
+        let name = f.path.rsplit('/').next().unwrap();
+        assert_eq!(name, format!("{node_id}-{}.parquet", f.file_id));
+        assert_eq!(f.max_time / 3_600_000_000_000, f.min_time / 3_600_000_000_000, "one hour per file");
+
+        // min/max time: the catalog's, the file's key-value metadata's and the rows' agree.
+        let kv = meta.file_metadata().key_value_metadata().unwrap();
+        let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone()).unwrap();
+        assert_eq!(get("openwit.min_time"), f.min_time.to_string());
+        assert_eq!(get("openwit.max_time"), f.max_time.to_string());
+        assert_eq!(get("openwit.table"), f.table_name);
+        let times: Vec<i64> = rows
+            .iter()
+            .flat_map(|b| {
+                let t = b.column_by_name("time").unwrap();
+                let t = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampNanosecondType>(t);
+                t.values().to_vec()
+            })
+            .collect();
+        if f.table_name != "logs" {
+            assert_eq!(*times.iter().min().unwrap(), f.min_time);
+            assert_eq!(*times.iter().max().unwrap(), f.max_time);
+        }
+
+        // Encoding, statistics, page index, bloom filters, sort order.
+        let schema = meta.file_metadata().schema_descr();
+        let leaf = |name: &str| schema.columns().iter().position(|c| c.path().string() == name);
+        for rg in meta.row_groups() {
+            let svc = leaf("service_name").unwrap();
+            let time = leaf("time").unwrap();
+            let sorting = rg.sorting_columns().expect("sorting columns recorded");
+            assert_eq!(sorting.iter().map(|s| s.column_idx as usize).collect::<Vec<_>>(), vec![svc, time]);
+            for col in rg.columns() {
+                assert!(matches!(col.compression(), parquet::basic::Compression::ZSTD(_)), "{}", col.column_path());
+            }
+            assert!(rg.column(time).statistics().is_some());
+            assert!(rg.column(svc).bloom_filter_offset().is_some(), "bloom filter on service_name");
+            if let Some(t) = leaf("trace_id") {
+                assert!(rg.column(t).bloom_filter_offset().is_some(), "bloom filter on trace_id");
+            }
+            assert!(rg.column(time).column_index_offset().is_some(), "page index");
+        }
+        // Rows sorted by service_name, then time, within the row group.
+        let sorted_ok = rows.iter().all(|b| {
+            let svc =
+                arrow::compute::cast(b.column_by_name("service_name").unwrap(), &arrow::datatypes::DataType::Utf8)
+                    .unwrap();
+            let svc = arrow::array::AsArray::as_string::<i32>(&svc);
+            let t = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampNanosecondType>(
+                b.column_by_name("time").unwrap(),
+            );
+            (1..b.num_rows()).all(|i| {
+                let a = (svc.is_valid(i - 1).then(|| svc.value(i - 1)), t.value(i - 1));
+                let z = (svc.is_valid(i).then(|| svc.value(i)), t.value(i));
+                a <= z
+            })
+        });
+        assert!(sorted_ok, "{} is not sorted by service_name, time", f.path);
+
+        let held = c.file_batches(&f.file_id).await.unwrap();
+        batch_items += held.iter().map(|h| h.item_count).sum::<i64>();
+        assert_eq!(held.iter().map(|h| h.item_count).sum::<i64>(), f.row_count, "file_batches of {}", f.path);
+        by_signal.entry(f.signal.as_str()).or_default().extend(rows);
+    }
+    assert_eq!(batch_items, sent.rows().iter().sum::<i64>());
+    for signal in [Signal::Traces, Signal::Logs, Signal::Metrics] {
+        let got = items_in(signal, by_signal.get(signal.as_str()).map(Vec::as_slice).unwrap_or(&[]));
+        assert_eq!(got.len(), sent.items(signal).len(), "{signal} items");
+        assert!(got == sent.items(signal), "{signal}: the stored items differ from those sent");
+    }
+}
+
+fn node_id(d: &Daemon) -> String {
+    std::fs::read_to_string(d.path("data/node_id")).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_sent_is_what_the_local_parquet_files_hold() {
+    let d = Daemon::start(&config(
+        "  parquet:
+    endpoint: {dir}/bucket
+    rotation:
+      max_age: 300ms
+",
+    ))
+    .await;
+    let sent = Sent::new(11);
+    sent.send(&d).await;
+    let c = catalog(&d).await;
+    let files = stable_files(&c, sent.rows(), Duration::from_secs(30)).await;
+    let root = d.path("bucket");
+    assert!(files.iter().all(|f| f.root == format!("file://{}", root.canonicalize().unwrap().display())));
+    assert!(files.iter().filter(|f| f.table_name == "spans").count() >= 3, "three hours, three span files at least");
+    check_files(&c, &sent, &files, &node_id(&d), |f| {
+        let p = root.join(&f.path);
+        async move { bytes::Bytes::from(std::fs::read(p).unwrap()) }
+    })
+    .await;
+    // Every batch is marked stored once its files are; nothing is left in staging.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let q = "SELECT COUNT(*) FROM batch_tracker WHERE storage_pip = FALSE OR storage_pip IS NULL";
+        let (open, total) = (c.count(q).await.unwrap(), c.count("SELECT COUNT(*) FROM batch_tracker").await.unwrap());
+        if open == 0 && total > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{open} of {total} batches not marked stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let staged: Vec<_> = std::fs::read_dir(d.path("data/parquet/parquet")).unwrap().flatten().collect();
+    assert!(staged.is_empty(), "{staged:?}");
+}

@@ -83,8 +83,21 @@ impl Daemon {
         d
     }
 
+    /// Starts with extra environment variables and waits until it is healthy.
+    pub async fn start_env(config: &str, env: &[(String, String)]) -> Daemon {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut d = Daemon::spawn_in_env(tmp.path(), config, &[], env);
+        d._tmp = Some(tmp);
+        d.wait_ready().await;
+        d
+    }
+
     /// Starts in an existing directory (to restart over the same data), on fresh ports.
     pub fn spawn_in(dir: &Path, config: &str, extra_args: &[&str]) -> Daemon {
+        Daemon::spawn_in_env(dir, config, extra_args, &[])
+    }
+
+    pub fn spawn_in_env(dir: &Path, config: &str, extra_args: &[&str], env: &[(String, String)]) -> Daemon {
         let dir = dir.to_path_buf();
         let (grpc, http, health, metrics) = (free_port(), free_port(), free_port(), free_port());
         let text = config
@@ -103,6 +116,7 @@ impl Daemon {
             .arg(dir.join("data"))
             .args(extra_args)
             .env("OPENWIT_TEST_COMPONENTS", "1")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())

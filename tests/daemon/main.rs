@@ -19,3 +19,4 @@ mod ingest;
 mod loadgen;
 mod parquet;
 mod shutdown;
+mod stores;

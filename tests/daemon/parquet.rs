@@ -377,3 +377,76 @@ async fn what_is_sent_is_what_the_local_parquet_files_hold() {
     let staged: Vec<_> = std::fs::read_dir(d.path("data/parquet/parquet")).unwrap().flatten().collect();
     assert!(staged.is_empty(), "{staged:?}");
 }
+
+async fn fetch_object(store: std::sync::Arc<dyn object_store::ObjectStore>, path: String) -> bytes::Bytes {
+    use object_store::ObjectStoreExt;
+    store.get(&object_store::path::Path::from(path)).await.unwrap().bytes().await.unwrap()
+}
+
+/// Paths under `prefix` in the store.
+async fn listing(store: &std::sync::Arc<dyn object_store::ObjectStore>, prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    let mut out: Vec<String> = store
+        .list(Some(&object_store::path::Path::from(prefix)))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_through_a_real_s3_server_with_credentials_from_the_environment() {
+    let s3 = crate::stores::moto("telemetry").await;
+    let d = Daemon::start_env(
+        &config(
+            "  parquet:
+    endpoint: s3://telemetry/edge/fleet-a
+    rotation:
+      max_age: 300ms
+",
+        ),
+        &crate::stores::moto_env(&s3),
+    )
+    .await;
+    let sent = Sent::new(12);
+    sent.send(&d).await;
+    let c = catalog(&d).await;
+    let files = stable_files(&c, sent.rows(), Duration::from_secs(60)).await;
+    assert!(files.iter().all(|f| f.root == "s3://telemetry/edge/fleet-a"), "{:?}", files[0].root);
+    let store = crate::stores::moto_store(&s3, "telemetry");
+    let mut expected: Vec<String> = files.iter().map(|f| format!("edge/fleet-a/{}", f.path)).collect();
+    expected.sort();
+    assert_eq!(listing(&store, "edge/fleet-a").await, expected, "the bucket holds exactly the catalog's files");
+    check_files(&c, &sent, &files, &node_id(&d), |f| fetch_object(store.clone(), format!("edge/fleet-a/{}", f.path)))
+        .await;
+    let staged: Vec<_> = std::fs::read_dir(d.path("data/parquet/parquet")).unwrap().flatten().collect();
+    assert!(staged.is_empty(), "local copies are removed once verified: {staged:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_through_azurite_with_credentials_from_the_config() {
+    let data = tempfile::tempdir().unwrap();
+    let az = crate::stores::azurite_in(data.path(), crate::harness::free_port()).await;
+    crate::stores::azurite_container(&az, "telemetry");
+    let exporter = format!(
+        "  parquet:
+    endpoint: az://telemetry/otel
+{}    rotation:
+      max_age: 300ms
+",
+        crate::stores::azurite_options(&az)
+    );
+    let d = Daemon::start(&config(&exporter)).await;
+    let sent = Sent::new(13);
+    sent.send(&d).await;
+    let c = catalog(&d).await;
+    let files = stable_files(&c, sent.rows(), Duration::from_secs(60)).await;
+    assert!(files.iter().all(|f| f.root == "az://telemetry/otel"));
+    let store = crate::stores::azurite_store(&az, "telemetry");
+    let mut expected: Vec<String> = files.iter().map(|f| format!("otel/{}", f.path)).collect();
+    expected.sort();
+    assert_eq!(listing(&store, "otel").await, expected);
+    check_files(&c, &sent, &files, &node_id(&d), |f| fetch_object(store.clone(), format!("otel/{}", f.path))).await;
+}

@@ -50,7 +50,7 @@ service:
 ";
 
 /// A request of `n` spans whose span ids are the numbers `first..first + n`.
-fn request(first: u64, n: u64) -> ExportTraceServiceRequest {
+pub fn request(first: u64, n: u64) -> ExportTraceServiceRequest {
     let spans = (first..first + n)
         .map(|i| Span {
             trace_id: [&[7u8; 8][..], &i.to_be_bytes()].concat(),
@@ -70,7 +70,7 @@ fn request(first: u64, n: u64) -> ExportTraceServiceRequest {
 }
 
 /// Sends until `stop`, recording the ids of acknowledged spans.
-async fn sender(
+pub async fn sender(
     d_http: String,
     d_grpc: String,
     grpc: bool,
@@ -113,8 +113,32 @@ fn stored(d: &Daemon) -> HashMap<u64, usize> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_stores_nothing_twice() {
+/// Spans stored in the Parquet files under `root` (every file there, catalogued or not), by span id.
+pub fn stored_in_parquet(root: &std::path::Path) -> HashMap<u64, usize> {
+    let mut out = HashMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let bytes = bytes::Bytes::from(std::fs::read(&p).unwrap());
+                for b in crate::parquet::read_parquet(bytes).0 {
+                    let ids = arrow::array::AsArray::as_binary::<i32>(b.column_by_name("span_id").unwrap());
+                    for id in ids.iter().flatten() {
+                        *out.entry(u64::from_be_bytes(id[..8].try_into().unwrap())).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Rounds of load and SIGKILL over the same data directory, then a last start and a clean stop:
+/// every acknowledged span is stored exactly once (`stored` reads what the exporter wrote).
+async fn kill_rounds(config: &str, rounds: u32, stored: impl Fn(&Daemon) -> HashMap<u64, usize>) {
     let dir = tempfile::tempdir().unwrap();
     let next = Arc::new(AtomicU64::new(1));
     let acked = Arc::new(Mutex::new(HashSet::new()));
@@ -125,8 +149,8 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_stores_nothing
         seed ^= seed << 17;
         seed
     };
-    for round in 0..10 {
-        let d = Daemon::spawn_in(dir.path(), CONFIG, &[]);
+    for round in 0..rounds {
+        let d = Daemon::spawn_in(dir.path(), config, &[]);
         d.wait_ready().await;
         let stop = Arc::new(AtomicBool::new(false));
         // Even rounds: many small requests from many senders (fsync-heavy); odd rounds: fewer, larger.
@@ -154,7 +178,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_stores_nothing
         }
     }
     // A last start replays whatever is left; then a clean stop.
-    let mut d = Daemon::spawn_in(dir.path(), CONFIG, &[]);
+    let mut d = Daemon::spawn_in(dir.path(), config, &[]);
     d.wait_ready().await;
     let acked: HashSet<u64> = acked.lock().unwrap().clone();
     assert!(acked.len() > 1000, "the load should have been acknowledged in volume: {}", acked.len());
@@ -180,4 +204,30 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_stores_nothing
     assert!(twice.is_empty(), "spans stored more than once: {twice:?}");
     let logs = d.logs();
     assert!(logs.contains("replaying WAL batches"), "at least one restart should have replayed: {logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_stores_nothing_twice() {
+    kill_rounds(CONFIG, 10, |d| stored(d)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_parquet_storage_stores_every_acknowledged_span_exactly_once() {
+    // Small files, often: kills land between writing, finalizing, recording and storing files.
+    let config = CONFIG
+        .replace(
+            "  testing:
+    path: {dir}/stored.bin
+    delay: 3ms
+",
+            "  parquet:
+    endpoint: {dir}/bucket
+    rotation:
+      max_age: 150ms
+      max_megabytes: 0.05
+",
+        )
+        .replace("exporters: [testing]", "exporters: [parquet]");
+    assert!(config.contains("exporters: [parquet]") && config.contains("max_age: 150ms"));
+    kill_rounds(&config, 8, |d| stored_in_parquet(&d.path("bucket"))).await;
 }

@@ -208,7 +208,7 @@ async fn kill_rounds(config: &str, rounds: u32, stored: impl Fn(&Daemon) -> Hash
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_stores_nothing_twice() {
-    kill_rounds(CONFIG, 10, |d| stored(d)).await;
+    kill_rounds(CONFIG, 10, stored).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,14 +63,15 @@ impl Default for Rotation {
 pub struct Staging {
     /// Default: `DATA_DIR/parquet/<exporter id>`.
     pub directory: Option<PathBuf>,
-    /// Finalized files waiting for the store may take this much disk; beyond it the exporter stops
-    /// taking batches (the pipeline, then the receivers, push back) until uploads catch up.
-    pub max_megabytes: u64,
+    /// Finalized files waiting for the store may take this much disk (fractions allowed); beyond it
+    /// the exporter stops taking batches (the pipeline, then the receivers, push back) until uploads
+    /// catch up.
+    pub max_megabytes: f64,
 }
 
 impl Default for Staging {
     fn default() -> Self {
-        Staging { directory: None, max_megabytes: 4096 }
+        Staging { directory: None, max_megabytes: 4096.0 }
     }
 }
 
@@ -109,8 +110,8 @@ impl ComponentConfig for ParquetConfig {
         if self.rotation.max_age.is_zero() {
             return Err(ConfigIssue::new("rotation.max_age", "must be longer than zero (for example 10m)"));
         }
-        if self.staging.max_megabytes == 0 {
-            return Err(ConfigIssue::new("staging.max_megabytes", "must be at least 1"));
+        if !(self.staging.max_megabytes > 0.0 && self.staging.max_megabytes.is_finite()) {
+            return Err(ConfigIssue::new("staging.max_megabytes", "must be a positive number of megabytes"));
         }
         if self.retry_on_failure.initial_interval.is_zero()
             || self.retry_on_failure.max_interval < self.retry_on_failure.initial_interval

@@ -101,23 +101,32 @@ impl Destination {
             }
             Endpoint::Remote { service, bucket, prefix } => {
                 let opts = options.iter();
+                // A few quick retries inside the client (a dropped connection, a throttled request);
+                // longer outages surface to the uploader, which keeps retrying with backoff and logs.
+                let retry = object_store::RetryConfig {
+                    max_retries: 3,
+                    retry_timeout: std::time::Duration::from_secs(20),
+                    ..Default::default()
+                };
                 let store: Arc<dyn ObjectStore> = match service {
                     Service::S3 => {
-                        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry.clone());
                         for (k, v) in opts {
                             b = b.with_config(k.parse()?, v);
                         }
                         Arc::new(b.build()?)
                     }
                     Service::Gcs => {
-                        let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+                        let mut b =
+                            GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).with_retry(retry.clone());
                         for (k, v) in opts {
                             b = b.with_config(k.parse()?, v);
                         }
                         Arc::new(b.build()?)
                     }
                     Service::Azure => {
-                        let mut b = MicrosoftAzureBuilder::from_env().with_container_name(bucket);
+                        let mut b =
+                            MicrosoftAzureBuilder::from_env().with_container_name(bucket).with_retry(retry.clone());
                         for (k, v) in opts {
                             b = b.with_config(k.parse()?, v);
                         }

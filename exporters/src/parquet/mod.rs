@@ -96,7 +96,7 @@ impl ParquetExporter {
             destination,
             staging,
             cfg.retry_on_failure.clone(),
-            cfg.staging.max_megabytes << 20,
+            (cfg.staging.max_megabytes * 1024.0 * 1024.0) as u64,
         ));
         let writer = Arc::new(Mutex::new(Writer::new(settings)));
         let (tx, rx) = mpsc::unbounded_channel();

@@ -116,7 +116,7 @@ async fn embedded_default_runs_with_no_config() {
     let r = c
         .post("http://127.0.0.1:4318/v1/logs")
         .header("content-type", "application/json")
-        .body(r#"{"resourceLogs":[]}"#)
+        .body(r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"1767225600000000000","body":{"stringValue":"stored by default"}}]}]}]}"#)
         .send()
         .await;
     let metrics = c.get("http://127.0.0.1:8888/metrics").send().await;
@@ -133,4 +133,10 @@ async fn embedded_default_runs_with_no_config() {
         "WAL and catalog under the data dir"
     );
     assert!(st.success(), "SIGINT should stop the daemon cleanly: {st:?}");
+    // Stored by default: the open file was finalized and stored on the way out.
+    let hour = dir.path().join("storage/logs/tenant=default/date=2026-01-01/hour=00");
+    let files: Vec<_> = std::fs::read_dir(&hour).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert_eq!(files.len(), 1, "one Parquet file in {}", hour.display());
+    let (rows, _) = crate::parquet::read_parquet(bytes::Bytes::from(std::fs::read(&files[0]).unwrap()));
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
 }

@@ -124,3 +124,52 @@ impl ComponentConfig for ParquetConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    fn issue(yaml: &str) -> (String, String) {
+        let raw: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        match super::super::factory().parse(&raw) {
+            Ok(_) => panic!("{yaml} was accepted"),
+            Err(i) => (i.path, i.message),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_sensible() {
+        let f = super::super::factory();
+        let cfg = f.parse(&serde_yaml_ng::Value::Null).unwrap();
+        let cfg = cfg.downcast::<super::ParquetConfig>().unwrap();
+        assert_eq!((cfg.rotation.max_megabytes, cfg.rotation.max_age.as_secs()), (128.0, 600));
+        assert_eq!(cfg.compression_level, 3);
+        assert!(f.reads_columnar());
+    }
+
+    #[test]
+    fn every_bad_setting_is_named_with_what_to_do() {
+        let (p, m) = issue("endpoint: ftp://host/x");
+        assert_eq!(p, "endpoint");
+        assert!(m.contains("unsupported scheme \"ftp\"") && m.contains("s3://"), "{m}");
+        let (p, m) = issue("endpoint: s3:///prefix");
+        assert_eq!(p, "endpoint");
+        assert!(m.contains("names no bucket"), "{m}");
+        let (p, m) = issue("endpoint: s3://b/p\nstorage_options: {aws_secret_acces_key: x}");
+        assert_eq!(p, "storage_options.aws_secret_acces_key");
+        assert!(m.contains("is not a S3 setting"), "{m}");
+        // A key of another service is refused too.
+        let (p, _) = issue("endpoint: az://c/p\nstorage_options: {aws_region: x}");
+        assert_eq!(p, "storage_options.aws_region");
+        let (p, m) = issue("storage_options: {aws_region: x}");
+        assert_eq!(p, "storage_options");
+        assert!(m.contains("set endpoint"), "{m}");
+        assert_eq!(issue("compression_level: 23").0, "compression_level");
+        assert_eq!(issue("row_group_size: 0").0, "row_group_size");
+        assert_eq!(issue("rotation: {max_megabytes: 0}").0, "rotation.max_megabytes");
+        assert_eq!(issue("rotation: {max_age: 0s}").0, "rotation.max_age");
+        assert_eq!(issue("staging: {max_megabytes: -1}").0, "staging.max_megabytes");
+        assert_eq!(issue("retry_on_failure: {initial_interval: 5s, max_interval: 1s}").0, "retry_on_failure");
+        let (p, m) = issue("rotation: {max_size: 3}");
+        assert_eq!(p, "rotation.max_size");
+        assert!(m.contains("unknown field `max_size`"), "{m}");
+    }
+}

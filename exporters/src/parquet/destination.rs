@@ -304,3 +304,52 @@ fn libc_exdev() -> i32 {
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(e: &str) -> Endpoint {
+        Endpoint::parse(e, &BTreeMap::new()).unwrap()
+    }
+
+    #[test]
+    fn endpoints_name_a_directory_or_a_bucket_and_prefix() {
+        assert_eq!(parse("/var/lib/openwit"), Endpoint::Local("/var/lib/openwit".into()));
+        assert_eq!(parse("file:///data/x"), Endpoint::Local("/data/x".into()));
+        assert_eq!(parse("relative/dir"), Endpoint::Local("relative/dir".into()));
+        assert_eq!(
+            parse("s3://telemetry/edge/a/"),
+            Endpoint::Remote { service: Service::S3, bucket: "telemetry".into(), prefix: "edge/a".into() }
+        );
+        assert_eq!(parse("s3a://b"), Endpoint::Remote { service: Service::S3, bucket: "b".into(), prefix: "".into() });
+        assert_eq!(
+            parse("gs://b/p"),
+            Endpoint::Remote { service: Service::Gcs, bucket: "b".into(), prefix: "p".into() }
+        );
+        assert_eq!(
+            parse("az://c/p"),
+            Endpoint::Remote { service: Service::Azure, bucket: "c".into(), prefix: "p".into() }
+        );
+        let opts = BTreeMap::from([("aws_endpoint".to_string(), "http://x".to_string())]);
+        assert!(Endpoint::parse("s3://b", &opts).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_local_destination_takes_the_file_and_verifies_size_and_tail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&Endpoint::Local(tmp.path().join("store")), &BTreeMap::new()).unwrap();
+        assert!(dest.root.starts_with("file:///"));
+        let local = tmp.path().join("f.parquet");
+        std::fs::write(&local, b"PAR1 body 12345678PAR1").unwrap();
+        let tail: [u8; 8] = *b"5678PAR1";
+        assert!(!dest.verify("a/b/f.parquet", 22, Some(tail)).await.unwrap(), "nothing there yet");
+        dest.upload(&local, "a/b/f.parquet").await.unwrap();
+        assert!(!local.exists(), "the staging copy moved into the store");
+        assert!(dest.verify("a/b/f.parquet", 22, Some(tail)).await.unwrap());
+        assert!(dest.verify("a/b/f.parquet", 22, None).await.unwrap());
+        assert!(!dest.verify("a/b/f.parquet", 21, None).await.unwrap(), "size differs");
+        assert!(!dest.verify("a/b/f.parquet", 22, Some(*b"xxxxPAR1")).await.unwrap(), "tail differs");
+        assert_eq!(dest.list("a").await.unwrap(), vec!["a/b/f.parquet".to_string()]);
+    }
+}

@@ -399,3 +399,158 @@ fn sort_rows(batch: &RecordBatch) -> Result<RecordBatch, String> {
     }
     take_record_batch(batch, &idx).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use tokio::sync::mpsc;
+
+    const HOUR: u64 = 3_600_000_000_000;
+    const T0: u64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00Z
+
+    fn settings(dir: &std::path::Path, max_bytes: u64) -> WriterSettings {
+        WriterSettings {
+            staging: dir.to_path_buf(),
+            node_id: "node-1".into(),
+            compression_level: 3,
+            row_group_rows: 1000,
+            max_bytes,
+            max_age: Duration::from_secs(600),
+        }
+    }
+
+    fn spans(times: &[u64]) -> RecordBatch {
+        let spans = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Span {
+                trace_id: vec![1; 16],
+                span_id: (i as u64).to_be_bytes().to_vec(),
+                start_time_unix_nano: *t,
+                ..Default::default()
+            })
+            .collect();
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        columnar::spans::to_record_batch("acme", &req).unwrap()
+    }
+
+    fn rows(batch: RecordBatch, token: &Arc<AckToken>, first_item: u32) -> Rows<'static> {
+        let n = batch.num_rows() as u32;
+        Rows {
+            signal: Signal::Traces,
+            tenant: "acme",
+            batch,
+            items: (first_item..first_item + n).map(|i| (0, i)).collect(),
+            tokens: vec![token.clone()],
+        }
+    }
+
+    #[test]
+    fn rows_go_to_the_file_of_their_hour_and_files_hold_their_batches_until_stored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, mut done) = mpsc::unbounded_channel();
+        let token = AckToken::new([7; 16], tx);
+        let mut w = Writer::new(settings(tmp.path(), u64::MAX));
+        let out = w.write(rows(spans(&[T0 + 5, T0 + HOUR + 1, T0 + 9, T0 + 2 * HOUR]), &token, 0)).unwrap();
+        assert!(out.is_empty(), "nothing reached its size");
+        drop(token);
+        let mut files = w.finalize_all().unwrap();
+        files.sort_by_key(|f| f.min_time);
+        assert_eq!(files.len(), 3);
+        assert_eq!(files.iter().map(|f| f.rows).collect::<Vec<_>>(), vec![2, 1, 1]);
+        assert_eq!((files[0].min_time, files[0].max_time), ((T0 + 5) as i64, (T0 + 9) as i64));
+        assert!(files[0].rel_path.starts_with("spans/tenant=acme/date=2026-01-01/hour=00/node-1-"));
+        assert!(files[1].rel_path.starts_with("spans/tenant=acme/date=2026-01-01/hour=01/"));
+        assert!(files[2].rel_path.starts_with("spans/tenant=acme/date=2026-01-01/hour=02/"));
+        // Items 0 and 2 in the first file, 1 and 3 in the others.
+        assert_eq!(files[0].held, vec![([7; 16], 0, 1), ([7; 16], 2, 1)]);
+        assert_eq!(files[1].held, vec![([7; 16], 1, 1)]);
+        for f in &files {
+            assert!(f.local.exists() && f.local.extension().unwrap() == "parquet");
+            assert_eq!(f.tail[4..], *b"PAR1");
+        }
+        assert!(done.try_recv().is_err(), "the WAL batch completes only when every file is stored");
+        drop(files);
+        assert!(done.try_recv().unwrap().error.is_none());
+    }
+
+    #[test]
+    fn a_file_is_finalized_once_it_reaches_its_size() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, _done) = mpsc::unbounded_channel();
+        let token = AckToken::new([1; 16], tx);
+        let mut s = settings(tmp.path(), 20_000);
+        s.row_group_rows = 50;
+        let mut w = Writer::new(s);
+        let mut finalized = Vec::new();
+        for k in 0..40u32 {
+            let times: Vec<u64> = (0..50).map(|i| T0 + (k * 50 + i) as u64).collect();
+            finalized.extend(w.write(rows(spans(&times), &token, k * 50)).unwrap());
+        }
+        finalized.extend(w.finalize_all().unwrap());
+        assert!(finalized.len() > 2, "2,000 spans at ~20 kB per file make several files");
+        assert_eq!(finalized.iter().map(|f| f.rows).sum::<u64>(), 2000);
+        // Each file holds one contiguous run of the batch's items, and together they hold all of them.
+        let mut runs: Vec<(u32, u32)> = finalized.iter().flat_map(|f| f.held.iter().map(|h| (h.1, h.2))).collect();
+        runs.sort();
+        assert_eq!(runs.iter().map(|r| r.1).sum::<u32>(), 2000);
+        assert!(runs.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+        // The size is checked after each row group; the footer of this wide schema comes on top.
+        for f in &finalized[..finalized.len() - 1] {
+            assert!(f.bytes < 100_000, "rotation near the size: {} bytes", f.bytes);
+        }
+    }
+
+    #[test]
+    fn log_records_without_a_time_are_placed_by_their_observed_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        LogRecord { observed_time_unix_nano: T0 + 3 * HOUR, ..Default::default() },
+                        LogRecord { time_unix_nano: T0, observed_time_unix_nano: T0 + 5 * HOUR, ..Default::default() },
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let batch = columnar::logs::to_record_batch("acme", &req).unwrap();
+        let mut w = Writer::new(settings(tmp.path(), u64::MAX));
+        w.write(Rows { signal: Signal::Logs, tenant: "acme", batch, items: vec![], tokens: vec![] }).unwrap();
+        let mut files = w.finalize_all().unwrap();
+        files.sort_by_key(|f| f.min_time);
+        assert_eq!(
+            files.iter().map(|f| f.rel_path.split('/').nth(3).unwrap()).collect::<Vec<_>>(),
+            ["hour=00", "hour=03"]
+        );
+    }
+
+    #[test]
+    fn a_write_error_discards_open_files_and_fails_their_batches() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, mut done) = mpsc::unbounded_channel();
+        let token = AckToken::new([3; 16], tx);
+        let mut w = Writer::new(settings(tmp.path(), u64::MAX));
+        w.write(rows(spans(&[T0]), &token, 0)).unwrap();
+        // Rows without a time column cannot be placed: the write fails.
+        let good = spans(&[T0]);
+        let bad = good.project(&[good.schema().index_of("trace_id").unwrap()]).unwrap();
+        assert!(w.write(rows(bad, &token, 1)).is_err());
+        drop(token);
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "the unfinished file is gone");
+        let c = done.try_recv().unwrap();
+        assert!(c.error.unwrap().contains("parquet"), "the batch is failed: it stays in the WAL");
+        assert!(w.finalize_all().unwrap().is_empty());
+    }
+}

@@ -5,3 +5,4 @@ pub mod data;
 pub mod load;
 pub mod measure;
 pub mod realism;
+pub mod storage;

@@ -4,6 +4,7 @@
 use clap::Parser;
 use openwit_bench::load::{self, Plan, Report, Signal, Transport};
 use openwit_bench::measure::{self, SyncedWrites};
+use openwit_bench::storage;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -34,6 +35,15 @@ struct Cli {
     /// Write the results as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Only the storage measurements (conversion throughput, bytes on disk): no daemons, no peer.
+    #[arg(long)]
+    storage_only: bool,
+    /// Items per signal for the bytes-on-disk measurement (distinct, generated).
+    #[arg(long, default_value_t = 400_000)]
+    storage_items: usize,
+    /// zstd level for the bytes-on-disk measurement (the exporter's default is 3).
+    #[arg(long, default_value_t = 3)]
+    zstd_level: i32,
 }
 
 #[derive(Serialize)]
@@ -60,6 +70,8 @@ struct Results {
     rows: Vec<Row>,
     decode_items_per_s: Vec<(String, f64)>,
     synced_writes: Vec<SyncedWrites>,
+    conversion: Vec<storage::Conversion>,
+    footprint: Vec<storage::Footprint>,
 }
 
 struct Target {
@@ -79,6 +91,41 @@ impl Drop for Target {
     }
 }
 
+const SCENARIOS: [(Transport, Signal); 4] = [
+    (Transport::Grpc, Signal::Traces),
+    (Transport::Http, Signal::Traces),
+    (Transport::Grpc, Signal::Logs),
+    (Transport::Grpc, Signal::Metrics),
+];
+
+/// Conversion throughput and bytes on disk, per signal, on generated data.
+fn storage_measures(cli: &Cli) -> anyhow::Result<(Vec<storage::Conversion>, Vec<storage::Footprint>)> {
+    let (mut conversion, mut footprint) = (Vec::new(), Vec::new());
+    for signal in [Signal::Traces, Signal::Logs, Signal::Metrics] {
+        let small = storage::payloads(signal, cli.seed, 64, cli.items_per_request);
+        conversion.push(storage::conversion(signal, &small, Duration::from_secs(2))?);
+        let requests = cli.storage_items.div_ceil(cli.items_per_request);
+        let all = storage::payloads(signal, cli.seed, requests, cli.items_per_request);
+        let f = storage::footprint(signal, &all, cli.zstd_level)?;
+        eprintln!("storage {signal:?}: {:.1} bytes/item in Parquet, {:.2} of zstd'd protobuf", f.parquet_per_item(), f.ratio());
+        footprint.push(f);
+    }
+    Ok((conversion, footprint))
+}
+
+/// Waits until the Parquet exporter has stored everything: no file left in its staging directory.
+async fn settle_storage(data: &std::path::Path) {
+    let staging = data.join("parquet/parquet");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::fs::read_dir(&staging).map(|d| d.count() == 0).unwrap_or(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("warning: Parquet staging in {} did not empty within 30 s", staging.display());
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(openwit_core::net::free_loopback_port())
 }
@@ -95,20 +142,22 @@ processors:
   batch:
 exporters:
   nop:
+  parquet:
+    rotation: {max_age: 1s}
 extensions:
   wal:
     fsync: FSYNC
 service:
   pipelines:
-    traces: {receivers: [otlp], processors: [batch], exporters: [nop]}
-    metrics: {receivers: [otlp], processors: [batch], exporters: [nop]}
-    logs: {receivers: [otlp], processors: [batch], exporters: [nop]}
+    traces: {receivers: [otlp], processors: [batch], exporters: [EXPORTER]}
+    metrics: {receivers: [otlp], processors: [batch], exporters: [EXPORTER]}
+    logs: {receivers: [otlp], processors: [batch], exporters: [EXPORTER]}
   telemetry:
     logs: {level: warn}
     metrics: {address: 127.0.0.1:METRICS}
 ";
 
-fn start_openwit(bin: &PathBuf, name: &'static str, fsync: bool) -> anyhow::Result<Target> {
+fn start_openwit(bin: &PathBuf, name: &'static str, fsync: bool, parquet: bool) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
     let (grpc, http, metrics) = (free_port()?, free_port()?, free_port()?);
     let cfg = dir.path().join("openwit.yaml");
@@ -116,7 +165,8 @@ fn start_openwit(bin: &PathBuf, name: &'static str, fsync: bool) -> anyhow::Resu
         .replace("GRPC", &grpc.to_string())
         .replace("HTTP", &http.to_string())
         .replace("METRICS", &metrics.to_string())
-        .replace("FSYNC", if fsync { "true" } else { "false" });
+        .replace("FSYNC", if fsync { "true" } else { "false" })
+        .replace("EXPORTER", if parquet { "parquet" } else { "nop" });
     std::fs::write(&cfg, text)?;
     let child = Command::new(bin)
         .arg("--config")
@@ -215,25 +265,22 @@ fn today() -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let scenarios = [
-        (Transport::Grpc, Signal::Traces),
-        (Transport::Http, Signal::Traces),
-        (Transport::Grpc, Signal::Logs),
-        (Transport::Grpc, Signal::Metrics),
-    ];
+    let (conversion, footprint) = storage_measures(&cli)?;
+    let scenarios = if cli.storage_only { &[][..] } else { &SCENARIOS[..] };
     let mut rows = Vec::new();
-    for (transport, signal) in scenarios {
+    for &(transport, signal) in scenarios {
         let requests = Arc::new(load::encode_requests(signal, cli.seed, 64, cli.items_per_request));
         let scenario = format!("{signal:?} over {transport:?}").to_lowercase();
-        let mut targets: Vec<&str> = vec!["openwit", "openwit (fsync off)"];
+        let mut targets: Vec<&str> = vec!["openwit", "openwit (fsync off)", "openwit + parquet"];
         if cli.rotel.is_some() {
             targets.push("rotel");
         }
         for name in targets {
             let mut t = match (name, &cli.rotel) {
                 ("rotel", Some(bin)) => start_rotel(bin)?,
-                ("openwit (fsync off)", _) => start_openwit(&cli.openwit, "openwit (fsync off)", false)?,
-                _ => start_openwit(&cli.openwit, "openwit", true)?,
+                ("openwit (fsync off)", _) => start_openwit(&cli.openwit, "openwit (fsync off)", false, false)?,
+                ("openwit + parquet", _) => start_openwit(&cli.openwit, "openwit + parquet", true, true)?,
+                _ => start_openwit(&cli.openwit, "openwit", true, false)?,
             };
             wait_listening(&mut t).await?;
             let port = if transport == Transport::Grpc { t.grpc } else { t.http };
@@ -255,8 +302,12 @@ async fn main() -> anyhow::Result<()> {
             let cpu0 = measure::cpu_seconds(pid)?;
             let commits0 = wal_commits(t.metrics).await;
             let report = load::run(&plan).await?;
-            // Let batches still held by the target be handled, on both targets alike.
+            // Let batches still held by the target be handled, on both targets alike; with Parquet,
+            // until every file is finalized and stored (rotation after 1 s).
             tokio::time::sleep(Duration::from_millis(300)).await;
+            if name == "openwit + parquet" {
+                settle_storage(&t._dir.path().join("data")).await;
+            }
             let cpu = measure::cpu_seconds(pid)? - cpu0;
             let rss = measure::peak_rss_kib(pid)? as f64 / 1024.0;
             let commits = match (commits0, wal_commits(t.metrics).await) {
@@ -299,6 +350,8 @@ async fn main() -> anyhow::Result<()> {
         rows,
         decode_items_per_s: decode,
         synced_writes: synced,
+        conversion,
+        footprint,
     };
     print!("{}", markdown(&results));
     if let Some(p) = &cli.json {
@@ -344,6 +397,41 @@ fn markdown(r: &Results) -> String {
     if !ratios.is_empty() {
         s.push_str("\nOpenWit CPU per item ÷ rotel CPU per item (below 1.0: OpenWit is cheaper):\n\n| scenario | ratio |\n|---|---:|\n");
         s.push_str(&ratios.join("\n"));
+        s.push('\n');
+    }
+    if !r.footprint.is_empty() {
+        s.push_str("\nConversion on one core (items/s) and bytes on disk per item, Parquet (the exporter's writer) against the same\nrequests' protobuf compressed with zstd at the same level:\n\n");
+        s.push_str("| signal | OTLP→Arrow items/s | Arrow→OTLP items/s | items | Parquet B/item | zstd stream B/item | zstd per request B/item | protobuf B/item | Parquet ÷ zstd stream | Parquet ÷ zstd per request |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (c, f) in r.conversion.iter().zip(&r.footprint) {
+            let per = |b: u64| b as f64 / f.items as f64;
+            s.push_str(&format!(
+                "| {} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |\n",
+                f.signal,
+                c.to_arrow_items_per_s,
+                c.from_arrow_items_per_s,
+                f.items,
+                f.parquet_per_item(),
+                per(f.zstd_stream_bytes),
+                per(f.zstd_per_request_bytes),
+                per(f.protobuf_bytes),
+                f.ratio(),
+                f.parquet_bytes as f64 / f.zstd_per_request_bytes as f64
+            ));
+        }
+    }
+    let parquet: Vec<String> = r
+        .rows
+        .iter()
+        .filter(|x| x.target == "openwit + parquet")
+        .filter_map(|o| {
+            let p = r.rows.iter().find(|x| x.target == "rotel" && x.scenario == o.scenario)?;
+            Some(format!("| {} | {:.2} |", o.scenario, o.cpu_s_per_million / p.cpu_s_per_million))
+        })
+        .collect();
+    if !parquet.is_empty() {
+        s.push_str("\nOpenWit storing to Parquet (WAL + conversion + files + catalog), CPU per item ÷ rotel discarding (blackhole):\n\n| scenario | ratio |\n|---|---:|\n");
+        s.push_str(&parquet.join("\n"));
         s.push('\n');
     }
     s.push_str("\nCeilings on this machine:\n\n| measure | value |\n|---|---:|\n");

@@ -9,7 +9,7 @@
 pub mod config;
 pub mod destination;
 mod uploader;
-mod writer;
+pub mod writer;
 
 use arrow::array::BooleanArray;
 use arrow::compute::filter_record_batch;

@@ -1,0 +1,132 @@
+//! Storage measurements: OTLP ⇄ Arrow conversion throughput on one core, and bytes on disk per item
+//! of the Parquet files the `parquet` exporter writes, against the same items as OTLP protobuf
+//! compressed with zstd at the same level.
+
+use crate::data::Generator;
+use crate::load::Signal;
+use openwit_core::{Payload, columnar};
+use openwit_exporters::parquet::writer::{Rows, Writer, WriterSettings};
+use prost::Message;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// Distinct requests of generated data (no request is sent twice: repeats would flatter compression).
+pub fn payloads(signal: Signal, seed: u64, requests: usize, items_per_request: usize) -> Vec<Payload> {
+    let mut g = Generator::new(seed);
+    (0..requests)
+        .map(|_| match signal {
+            Signal::Traces => Payload::Traces(g.traces(items_per_request)),
+            Signal::Logs => Payload::Logs(g.logs(items_per_request)),
+            Signal::Metrics => Payload::Metrics(g.metrics(items_per_request)),
+        })
+        .collect()
+}
+
+fn core_signal(s: Signal) -> openwit_core::Signal {
+    match s {
+        Signal::Traces => openwit_core::Signal::Traces,
+        Signal::Logs => openwit_core::Signal::Logs,
+        Signal::Metrics => openwit_core::Signal::Metrics,
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Conversion {
+    pub signal: String,
+    /// OTLP (decoded) → Arrow rows, items per second on one core.
+    pub to_arrow_items_per_s: f64,
+    /// Arrow rows → OTLP, items per second on one core.
+    pub from_arrow_items_per_s: f64,
+}
+
+/// Converts the payloads over and over for at least `time` each way, on this thread.
+pub fn conversion(signal: Signal, payloads: &[Payload], time: Duration) -> anyhow::Result<Conversion> {
+    let items: u64 = payloads.iter().map(|p| p.item_count() as u64).sum();
+    let (mut done, start) = (0u64, Instant::now());
+    let mut batches = Vec::new();
+    while start.elapsed() < time || batches.is_empty() {
+        batches.clear();
+        for p in payloads {
+            batches.push(columnar::to_record_batch("default", p)?);
+        }
+        done += items;
+    }
+    let to = done as f64 / start.elapsed().as_secs_f64();
+    let (mut done, start) = (0u64, Instant::now());
+    while start.elapsed() < time {
+        for b in &batches {
+            columnar::from_record_batch(core_signal(signal), b).map_err(anyhow::Error::msg)?;
+        }
+        done += items;
+    }
+    Ok(Conversion {
+        signal: format!("{signal:?}").to_lowercase(),
+        to_arrow_items_per_s: to,
+        from_arrow_items_per_s: done as f64 / start.elapsed().as_secs_f64(),
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Footprint {
+    pub signal: String,
+    pub items: u64,
+    pub parquet_bytes: u64,
+    pub files: usize,
+    /// All requests' protobuf, concatenated and compressed as one zstd stream.
+    pub zstd_stream_bytes: u64,
+    /// Each request's protobuf compressed on its own (OTLP with zstd on the wire).
+    pub zstd_per_request_bytes: u64,
+    pub protobuf_bytes: u64,
+    pub zstd_level: i32,
+}
+
+impl Footprint {
+    pub fn parquet_per_item(&self) -> f64 {
+        self.parquet_bytes as f64 / self.items as f64
+    }
+    /// Parquet bytes ÷ the zstd stream of the same protobuf: below 1.0 is smaller.
+    pub fn ratio(&self) -> f64 {
+        self.parquet_bytes as f64 / self.zstd_stream_bytes as f64
+    }
+}
+
+/// Writes the payloads with the exporter's own writer (its file properties, default row groups, no
+/// size rotation) and measures the files, against zstd at the same level.
+pub fn footprint(signal: Signal, payloads: &[Payload], level: i32) -> anyhow::Result<Footprint> {
+    let dir = tempfile::tempdir()?;
+    let mut w = Writer::new(WriterSettings {
+        staging: dir.path().to_path_buf(),
+        node_id: "bench".into(),
+        compression_level: level,
+        row_group_rows: 128 * 1024,
+        max_bytes: u64::MAX,
+        max_age: Duration::from_secs(3600),
+    });
+    let mut files = Vec::new();
+    for p in payloads {
+        let batch = columnar::to_record_batch("default", p)?;
+        let rows = Rows { signal: core_signal(signal), tenant: "default", batch, items: vec![], tokens: vec![] };
+        files.extend(w.write(rows).map_err(anyhow::Error::msg)?);
+    }
+    files.extend(w.finalize_all().map_err(anyhow::Error::msg)?);
+    let encoded: Vec<Vec<u8>> = payloads
+        .iter()
+        .map(|p| match p {
+            Payload::Traces(r) => r.encode_to_vec(),
+            Payload::Logs(r) => r.encode_to_vec(),
+            Payload::Metrics(r) => r.encode_to_vec(),
+        })
+        .collect();
+    let all: Vec<u8> = encoded.concat();
+    let per_request: usize = encoded.iter().map(|e| zstd::encode_all(&e[..], level).map(|z| z.len()).unwrap_or(0)).sum();
+    Ok(Footprint {
+        signal: format!("{signal:?}").to_lowercase(),
+        items: payloads.iter().map(|p| p.item_count() as u64).sum(),
+        parquet_bytes: files.iter().map(|f| f.bytes).sum(),
+        files: files.len(),
+        zstd_stream_bytes: zstd::encode_all(&all[..], level)?.len() as u64,
+        zstd_per_request_bytes: per_request as u64,
+        protobuf_bytes: all.len() as u64,
+        zstd_level: level,
+    })
+}

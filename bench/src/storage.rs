@@ -78,6 +78,8 @@ pub struct Footprint {
     pub zstd_per_request_bytes: u64,
     pub protobuf_bytes: u64,
     pub zstd_level: i32,
+    /// Compressed bytes per top-level column, largest first.
+    pub columns: Vec<(String, u64)>,
 }
 
 impl Footprint {
@@ -118,8 +120,23 @@ pub fn footprint(signal: Signal, payloads: &[Payload], level: i32) -> anyhow::Re
         })
         .collect();
     let all: Vec<u8> = encoded.concat();
-    let per_request: usize = encoded.iter().map(|e| zstd::encode_all(&e[..], level).map(|z| z.len()).unwrap_or(0)).sum();
+    let per_request: usize =
+        encoded.iter().map(|e| zstd::encode_all(&e[..], level).map(|z| z.len()).unwrap_or(0)).sum();
+    let mut columns: std::collections::BTreeMap<String, u64> = Default::default();
+    for f in &files {
+        let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&f.local)?)?;
+        use parquet::file::reader::FileReader;
+        for rg in reader.metadata().row_groups() {
+            for c in rg.columns() {
+                let top = c.column_path().parts()[0].clone();
+                *columns.entry(top).or_default() += c.compressed_size() as u64;
+            }
+        }
+    }
+    let mut columns: Vec<(String, u64)> = columns.into_iter().collect();
+    columns.sort_by_key(|c| std::cmp::Reverse(c.1));
     Ok(Footprint {
+        columns,
         signal: format!("{signal:?}").to_lowercase(),
         items: payloads.iter().map(|p| p.item_count() as u64).sum(),
         parquet_bytes: files.iter().map(|f| f.bytes).sum(),

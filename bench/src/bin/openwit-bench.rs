@@ -107,7 +107,14 @@ fn storage_measures(cli: &Cli) -> anyhow::Result<(Vec<storage::Conversion>, Vec<
         let requests = cli.storage_items.div_ceil(cli.items_per_request);
         let all = storage::payloads(signal, cli.seed, requests, cli.items_per_request);
         let f = storage::footprint(signal, &all, cli.zstd_level)?;
-        eprintln!("storage {signal:?}: {:.1} bytes/item in Parquet, {:.2} of zstd'd protobuf", f.parquet_per_item(), f.ratio());
+        eprintln!(
+            "storage {signal:?}: {:.1} bytes/item in Parquet, {:.2} of zstd'd protobuf",
+            f.parquet_per_item(),
+            f.ratio()
+        );
+        for (c, b) in f.columns.iter().take(12) {
+            eprintln!("  {c:24} {:6.2} B/item", *b as f64 / f.items as f64);
+        }
         footprint.push(f);
     }
     Ok((conversion, footprint))

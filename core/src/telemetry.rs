@@ -77,6 +77,15 @@ pub struct Telemetry {
     pub wal_batches: Family<Labels, Counter>,
     /// Corrupt records found (and quarantined) when the WAL was opened.
     pub wal_quarantined_records: Counter,
+    /// Parquet files stored (verified and recorded stable), by exporter and table.
+    pub parquet_files: Family<Labels, Counter>,
+    /// Rows and bytes in those files.
+    pub parquet_rows: Family<Labels, Counter>,
+    pub parquet_bytes: Family<Labels, Counter>,
+    /// Failed attempts of a step (`catalog`, `upload`), by exporter: each is retried.
+    pub parquet_failures: Family<Labels, Counter>,
+    /// Bytes of finalized files waiting for their store, by exporter.
+    pub parquet_staging_bytes: Family<Labels, Gauge>,
 }
 
 impl Default for Telemetry {
@@ -102,6 +111,11 @@ impl Default for Telemetry {
             )),
             wal_batches: Family::default(),
             wal_quarantined_records: Counter::default(),
+            parquet_files: Family::default(),
+            parquet_rows: Family::default(),
+            parquet_bytes: Family::default(),
+            parquet_failures: Family::default(),
+            parquet_staging_bytes: Family::default(),
         };
         t.receiver_accepted.register(registry, "receiver_accepted", "Items accepted by a receiver");
         t.receiver_refused.register(registry, "receiver_refused", "Items a receiver refused");
@@ -144,6 +158,19 @@ impl Default for Telemetry {
             "wal_quarantined_records",
             "Corrupt WAL records quarantined at start",
             t.wal_quarantined_records.clone(),
+        );
+        own.register("parquet_files", "Parquet files stored (verified, recorded stable)", t.parquet_files.clone());
+        own.register("parquet_rows", "Rows in stored Parquet files", t.parquet_rows.clone());
+        own.register("parquet_bytes", "Bytes of stored Parquet files", t.parquet_bytes.clone());
+        own.register(
+            "parquet_failures",
+            "Failed attempts to record or upload a Parquet file (each is retried)",
+            t.parquet_failures.clone(),
+        );
+        own.register(
+            "parquet_staging_bytes",
+            "Bytes of finalized Parquet files waiting for their store",
+            t.parquet_staging_bytes.clone(),
         );
         Telemetry { registry: root, ..t }
     }

@@ -376,6 +376,10 @@ async fn what_is_sent_is_what_the_local_parquet_files_hold() {
     }
     let staged: Vec<_> = std::fs::read_dir(d.path("data/parquet/parquet")).unwrap().flatten().collect();
     assert!(staged.is_empty(), "{staged:?}");
+    // The exporter's own metrics say the same.
+    assert_eq!(counter(&d, "openwit_parquet_rows_total").await, sent.rows().iter().sum::<i64>() as f64);
+    assert_eq!(counter(&d, "openwit_parquet_files_total").await, files.len() as f64);
+    assert_eq!(counter(&d, "openwit_parquet_staging_bytes").await, 0.0);
 }
 
 async fn fetch_object(store: std::sync::Arc<dyn object_store::ObjectStore>, path: String) -> bytes::Bytes {
@@ -556,4 +560,5 @@ async fn store_outage_mid_load_ingest_goes_on_then_pushes_back_and_nothing_is_lo
     let twice = stored.values().filter(|n| **n > 1).count();
     assert_eq!(twice, 0, "spans stored more than once");
     assert!(d.logs().contains("retrying"), "uploads failed and were retried during the outage");
+    assert!(counter(&d, "openwit_parquet_failures_total{").await > 0.0, "failed attempts are counted");
 }

@@ -97,6 +97,7 @@ impl ParquetExporter {
             staging,
             cfg.retry_on_failure.clone(),
             (cfg.staging.max_megabytes * 1024.0 * 1024.0) as u64,
+            env.telemetry.clone(),
         ));
         let writer = Arc::new(Mutex::new(Writer::new(settings)));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -182,7 +183,7 @@ impl ParquetExporter {
     fn send(&self, files: Vec<Finalized>) {
         if let Some(tx) = &self.files {
             for f in files {
-                self.shared.backlog.fetch_add(f.bytes, std::sync::atomic::Ordering::AcqRel);
+                self.shared.staged(f.bytes as i64);
                 let _ = tx.send(f);
             }
         }
@@ -261,7 +262,7 @@ async fn rotate_aged(
         match done {
             Ok(Ok(files)) => {
                 for f in files {
-                    shared.backlog.fetch_add(f.bytes, std::sync::atomic::Ordering::AcqRel);
+                    shared.staged(f.bytes as i64);
                     let _ = tx.send(f);
                 }
             }

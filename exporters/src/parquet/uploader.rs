@@ -13,6 +13,7 @@ use super::config::Retry;
 use super::destination::Destination;
 use super::writer::{Finalized, size_and_tail};
 use openwit_catalog::{Catalog, FileBatch, FileFilter, FileRow, UPLOADING};
+use openwit_core::telemetry::Telemetry;
 use openwit_core::{AckToken, batch_id_text, columnar};
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,6 +39,7 @@ pub struct Shared {
     /// Files a previous run left `uploading`, being uploaded again: the tokens of redelivered items
     /// they hold wait here until they are stored.
     pub recovered: Mutex<HashMap<String, Vec<Arc<AckToken>>>>,
+    pub telemetry: Arc<Telemetry>,
     ready: AtomicBool,
     ready_notify: Notify,
 }
@@ -52,6 +54,7 @@ impl Shared {
         staging: PathBuf,
         retry: Retry,
         budget: u64,
+        telemetry: Arc<Telemetry>,
     ) -> Shared {
         Shared {
             exporter,
@@ -65,6 +68,7 @@ impl Shared {
             freed: Notify::new(),
             catalog: OnceCell::new(),
             recovered: Mutex::new(HashMap::new()),
+            telemetry,
             ready: AtomicBool::new(false),
             ready_notify: Notify::new(),
         }
@@ -117,8 +121,36 @@ impl Shared {
             .build()
     }
 
-    /// Runs `op` until it succeeds, waiting more between attempts each time.
-    async fn until_ok<T, F, Fut>(&self, what: &str, mut op: F) -> T
+    fn labels(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        std::iter::once(("exporter".to_string(), self.exporter.clone()))
+            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect()
+    }
+
+    /// Adds (or with a negative `delta`, removes) bytes waiting in staging.
+    pub fn staged(&self, delta: i64) {
+        let now = if delta >= 0 {
+            self.backlog.fetch_add(delta as u64, Ordering::AcqRel) + delta as u64
+        } else {
+            let d = delta.unsigned_abs();
+            let mut cur = self.backlog.load(Ordering::Acquire);
+            loop {
+                let next = cur.saturating_sub(d);
+                match self.backlog.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => break next,
+                    Err(c) => cur = c,
+                }
+            }
+        };
+        self.telemetry.parquet_staging_bytes.get_or_create(&self.labels(&[])).set(now as i64);
+        if delta < 0 {
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// Runs `op` until it succeeds, waiting more between attempts each time; failures are counted
+    /// under `step`.
+    async fn until_ok<T, F, Fut>(&self, step: &str, what: &str, mut op: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, String>>,
@@ -128,6 +160,7 @@ impl Shared {
             match op().await {
                 Ok(v) => return v,
                 Err(e) => {
+                    self.telemetry.parquet_failures.get_or_create(&self.labels(&[("step", step)])).inc();
                     let d = delays.next().unwrap_or(self.retry.max_interval);
                     tracing::warn!(exporter = %self.exporter, "{what} failed ({e}); retrying in {d:?}");
                     tokio::time::sleep(d).await;
@@ -156,7 +189,9 @@ fn now_ms() -> i64 {
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finalized>) {
     let url = shared.catalog_url.clone();
     let catalog = shared
-        .until_ok("connecting to the catalog", || async { Catalog::connect(&url).await.map_err(|e| e.to_string()) })
+        .until_ok("catalog", "connecting to the catalog", || async {
+            Catalog::connect(&url).await.map_err(|e| e.to_string())
+        })
         .await;
     let _ = shared.catalog.set(catalog);
     let recovered = recover(&shared).await;
@@ -202,7 +237,7 @@ async fn store(shared: &Shared, job: Job) {
     let (id, rel, size) = (job.row.file_id.clone(), job.row.path.clone(), job.row.byte_size as u64);
     if !job.recorded {
         shared
-            .until_ok("recording a Parquet file in the catalog", || async {
+            .until_ok("catalog", "recording a Parquet file in the catalog", || async {
                 catalog.add_file(&job.row, &job.batches).await.map_err(|e| e.to_string())
             })
             .await;
@@ -210,7 +245,7 @@ async fn store(shared: &Shared, job: Job) {
     let dest = &shared.destination;
     let mut first = true;
     shared
-        .until_ok(&format!("uploading {rel} to {}", dest.root), || {
+        .until_ok("upload", &format!("uploading {rel} to {}", dest.root), || {
             let again = !std::mem::replace(&mut first, false);
             let (local, rel) = (job.local.clone(), rel.clone());
             async move {
@@ -228,7 +263,7 @@ async fn store(shared: &Shared, job: Job) {
         })
         .await;
     shared
-        .until_ok("marking a Parquet file stable in the catalog", || async {
+        .until_ok("catalog", "marking a Parquet file stable in the catalog", || async {
             catalog.file_stable(&id, now_ms()).await.map_err(|e| e.to_string())
         })
         .await;
@@ -237,8 +272,11 @@ async fn store(shared: &Shared, job: Job) {
     {
         tracing::warn!(file = %job.local.display(), "cannot remove the local copy of a stored file: {e}");
     }
-    shared.backlog.fetch_sub(size.min(shared.backlog.load(Ordering::Acquire)), Ordering::AcqRel);
-    shared.freed.notify_waiters();
+    shared.staged(-(size as i64));
+    let table = [("table", job.row.table_name.as_str())];
+    shared.telemetry.parquet_files.get_or_create(&shared.labels(&table)).inc();
+    shared.telemetry.parquet_rows.get_or_create(&shared.labels(&table)).inc_by(job.row.row_count as u64);
+    shared.telemetry.parquet_bytes.get_or_create(&shared.labels(&table)).inc_by(size);
     let waiting = shared.recovered.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     tracing::debug!(exporter = %shared.exporter, file = %rel, rows = job.row.row_count, bytes = size, "Parquet file stored");
     // Dropping the tokens lets their WAL batches complete.
@@ -265,7 +303,7 @@ async fn recover(shared: &Shared) -> Vec<Job> {
         ..Default::default()
     };
     let rows = shared
-        .until_ok("reading unfinished uploads from the catalog", || async {
+        .until_ok("catalog", "reading unfinished uploads from the catalog", || async {
             catalog.files(&filter).await.map_err(|e| e.to_string())
         })
         .await;
@@ -277,7 +315,7 @@ async fn recover(shared: &Shared) -> Vec<Job> {
         match size_and_tail(&local) {
             Ok((size, tail)) if size == row.byte_size as u64 => {
                 tracing::info!(file = %row.path, "uploading a Parquet file a previous run left unfinished");
-                shared.backlog.fetch_add(size, Ordering::AcqRel);
+                shared.staged(size as i64);
                 shared.recovered.lock().unwrap_or_else(|p| p.into_inner()).insert(row.file_id.clone(), Vec::new());
                 jobs.push(Job {
                     row,
@@ -293,21 +331,21 @@ async fn recover(shared: &Shared) -> Vec<Job> {
                 // the file never reached the store (its batches are then written again from the WAL).
                 let dest = &shared.destination;
                 let there = shared
-                    .until_ok(&format!("checking {} in {}", row.path, dest.root), || {
+                    .until_ok("upload", &format!("checking {} in {}", row.path, dest.root), || {
                         dest.verify(&row.path, row.byte_size as u64, None)
                     })
                     .await;
                 let id = row.file_id.clone();
                 if there {
                     shared
-                        .until_ok("marking a Parquet file stable in the catalog", || async {
+                        .until_ok("catalog", "marking a Parquet file stable in the catalog", || async {
                             catalog.file_stable(&id, now_ms()).await.map_err(|e| e.to_string())
                         })
                         .await;
                 } else {
                     tracing::info!(file = %row.path, "forgetting a Parquet file that never reached the store");
                     shared
-                        .until_ok("removing a Parquet file from the catalog", || async {
+                        .until_ok("catalog", "removing a Parquet file from the catalog", || async {
                             catalog.remove_file(&id).await.map_err(|e| e.to_string())
                         })
                         .await;

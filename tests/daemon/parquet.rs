@@ -562,3 +562,46 @@ async fn store_outage_mid_load_ingest_goes_on_then_pushes_back_and_nothing_is_lo
     assert!(d.logs().contains("retrying"), "uploads failed and were retried during the outage");
     assert!(counter(&d, "openwit_parquet_failures_total{").await > 0.0, "failed attempts are counted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_go_up_in_parts_and_are_verified() {
+    use object_store::ObjectStoreExt;
+    use openwit_exporters::parquet::destination::{Destination, Endpoint};
+    let s3 = crate::stores::moto("big").await;
+    let opts: std::collections::BTreeMap<String, String> = [
+        ("aws_access_key_id", "testing".to_string()),
+        ("aws_secret_access_key", "testing".to_string()),
+        ("aws_region", "us-east-1".to_string()),
+        ("aws_endpoint", format!("http://127.0.0.1:{}", s3.port)),
+        ("aws_allow_http", "true".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let dest = Destination::open(&Endpoint::parse("s3://big/pre", &opts).unwrap(), &opts).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("f.parquet");
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let body: Vec<u8> = (0..20 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&local, &body).unwrap();
+    let tail: [u8; 8] = body[body.len() - 8..].try_into().unwrap();
+    dest.upload(&local, "t/f.parquet").await.unwrap();
+    assert!(dest.verify("t/f.parquet", body.len() as u64, Some(tail)).await.unwrap());
+    assert!(!dest.verify("t/f.parquet", body.len() as u64 + 1, Some(tail)).await.unwrap());
+    assert!(local.exists(), "an object store gets a copy; the exporter removes the local file after verifying");
+    let store = crate::stores::moto_store(&s3, "big");
+    let meta = store.head(&object_store::path::Path::from("pre/t/f.parquet")).await.unwrap();
+    assert!(
+        meta.e_tag.as_deref().is_some_and(|e| e.trim_matches('"').ends_with("-3")),
+        "three 8 MiB parts: {:?}",
+        meta.e_tag
+    );
+    assert!(fetch_object(store, "pre/t/f.parquet".into()).await == body, "the object is the file, byte for byte");
+}

@@ -568,16 +568,7 @@ async fn large_files_go_up_in_parts_and_are_verified() {
     use object_store::ObjectStoreExt;
     use openwit_exporters::parquet::destination::{Destination, Endpoint};
     let s3 = crate::stores::moto("big").await;
-    let opts: std::collections::BTreeMap<String, String> = [
-        ("aws_access_key_id", "testing".to_string()),
-        ("aws_secret_access_key", "testing".to_string()),
-        ("aws_region", "us-east-1".to_string()),
-        ("aws_endpoint", format!("http://127.0.0.1:{}", s3.port)),
-        ("aws_allow_http", "true".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let opts = crate::stores::moto_options(&s3);
     let dest = Destination::open(&Endpoint::parse("s3://big/pre", &opts).unwrap(), &opts).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let local = tmp.path().join("f.parquet");

@@ -89,18 +89,23 @@ pub async fn moto(bucket: &str) -> Server {
     s
 }
 
-/// Environment for the daemon to reach moto the way S3 users configure it: the standard variables.
-pub fn moto_env(s: &Server) -> Vec<(String, String)> {
+/// The settings that reach moto, as `storage_options` keys.
+pub fn moto_options(s: &Server) -> std::collections::BTreeMap<String, String> {
     [
-        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", s.port)),
-        ("AWS_ALLOW_HTTP", "true".to_string()),
+        ("aws_access_key_id", "testing".to_string()),
+        ("aws_secret_access_key", "testing".to_string()),
+        ("aws_region", "us-east-1".to_string()),
+        ("aws_endpoint_url", format!("http://127.0.0.1:{}", s.port)),
+        ("aws_allow_http", "true".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// The same settings the way S3 users configure them: the standard variables (`AWS_ENDPOINT_URL`, …).
+pub fn moto_env(s: &Server) -> Vec<(String, String)> {
+    moto_options(s).into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect()
 }
 
 /// An object_store client on moto's bucket, for reading what the daemon wrote.

@@ -392,20 +392,7 @@ fn markdown(r: &Results) -> String {
             errors
         ));
     }
-    let ratios: Vec<String> = r
-        .rows
-        .iter()
-        .filter(|x| x.target == "openwit")
-        .filter_map(|o| {
-            let p = r.rows.iter().find(|x| x.target == "rotel" && x.scenario == o.scenario)?;
-            Some(format!("| {} | {:.2} |", o.scenario, o.cpu_s_per_million / p.cpu_s_per_million))
-        })
-        .collect();
-    if !ratios.is_empty() {
-        s.push_str("\nOpenWit CPU per item ÷ rotel CPU per item (below 1.0: OpenWit is cheaper):\n\n| scenario | ratio |\n|---|---:|\n");
-        s.push_str(&ratios.join("\n"));
-        s.push('\n');
-    }
+    s.push_str(&ratio_table(r, "openwit", "OpenWit CPU per item ÷ rotel CPU per item (below 1.0: OpenWit is cheaper)"));
     if !r.footprint.is_empty() {
         s.push_str("\nConversion on one core (items/s) and bytes on disk per item, Parquet (the exporter's writer) against the same\nrequests' protobuf compressed with zstd at the same level:\n\n");
         s.push_str("| signal | OTLP→Arrow items/s | Arrow→OTLP items/s | items | Parquet B/item | zstd stream B/item | zstd per request B/item | protobuf B/item | Parquet ÷ zstd stream | Parquet ÷ zstd per request |\n");
@@ -427,20 +414,11 @@ fn markdown(r: &Results) -> String {
             ));
         }
     }
-    let parquet: Vec<String> = r
-        .rows
-        .iter()
-        .filter(|x| x.target == "openwit + parquet")
-        .filter_map(|o| {
-            let p = r.rows.iter().find(|x| x.target == "rotel" && x.scenario == o.scenario)?;
-            Some(format!("| {} | {:.2} |", o.scenario, o.cpu_s_per_million / p.cpu_s_per_million))
-        })
-        .collect();
-    if !parquet.is_empty() {
-        s.push_str("\nOpenWit storing to Parquet (WAL + conversion + files + catalog), CPU per item ÷ rotel discarding (blackhole):\n\n| scenario | ratio |\n|---|---:|\n");
-        s.push_str(&parquet.join("\n"));
-        s.push('\n');
-    }
+    s.push_str(&ratio_table(
+        r,
+        "openwit + parquet",
+        "OpenWit storing to Parquet (WAL + conversion + files + catalog), CPU per item ÷ rotel discarding (blackhole)",
+    ));
     s.push_str("\nCeilings on this machine:\n\n| measure | value |\n|---|---:|\n");
     for (sig, v) in &r.decode_items_per_s {
         s.push_str(&format!("| protobuf decode, {sig} (one core, in-process) | {v:.0} items/s |\n"));
@@ -454,4 +432,22 @@ fn markdown(r: &Results) -> String {
         ));
     }
     s
+}
+
+/// `target`'s CPU per item ÷ rotel's, per scenario, as a markdown table under `heading` (empty
+/// without rotel).
+fn ratio_table(r: &Results, target: &str, heading: &str) -> String {
+    let rows: Vec<String> = r
+        .rows
+        .iter()
+        .filter(|x| x.target == target)
+        .filter_map(|o| {
+            let p = r.rows.iter().find(|x| x.target == "rotel" && x.scenario == o.scenario)?;
+            Some(format!("| {} | {:.2} |\n", o.scenario, o.cpu_s_per_million / p.cpu_s_per_million))
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!("\n{heading}:\n\n| scenario | ratio |\n|---|---:|\n{}", rows.concat())
 }

@@ -19,7 +19,7 @@ use destination::{Destination, Endpoint};
 use openwit_core::factory::{reading_columnar, typed};
 use openwit_core::{AckToken, Batch, BatchId, BuildEnv, ComponentId, ExportError, Exporter, Factory, Signal};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -29,7 +29,8 @@ use writer::{Finalized, Rows, Writer, WriterSettings};
 
 pub use uploader::parse_batch_id;
 
-/// Redelivered batches whose held items are remembered (beyond this the memory is cleared).
+/// Redelivered batches whose held items are remembered (beyond this, lookups of finished deliveries are
+/// dropped).
 const HELD_CACHE_BATCHES: usize = 100_000;
 
 pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
@@ -40,6 +41,14 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         "stores telemetry as Parquet files (local disk, S3, GCS, Azure) recorded in the catalog",
         |id: &ComponentId, cfg, env: &BuildEnv| Ok(Box::new(ParquetExporter::start(id, cfg, env)?)),
     ))
+}
+
+/// What the catalog said one delivery of a redelivered WAL batch already has in files. Kept while that
+/// delivery's token lives (its pieces arrive in several batches after the batch processor splits);
+/// a later delivery of the same WAL batch has a new token and asks again.
+struct Lookup {
+    delivery: Weak<AckToken>,
+    runs: Vec<HeldRun>,
 }
 
 /// Items of a WAL batch that a file already holds.
@@ -58,7 +67,7 @@ struct ParquetExporter {
     uploader: Option<JoinHandle<()>>,
     ticker: Option<JoinHandle<()>>,
     stop_ticker: CancellationToken,
-    held: HashMap<BatchId, Vec<HeldRun>>,
+    held: HashMap<BatchId, Lookup>,
 }
 
 impl ParquetExporter {
@@ -126,28 +135,27 @@ impl ParquetExporter {
                 tokens.push(s.token.clone());
             }
         }
-        let unknown: Vec<String> = tokens
-            .iter()
-            .filter(|t| t.is_redelivery() && !self.held.contains_key(t.id()))
-            .map(|t| openwit_core::batch_id_text(t.id()))
-            .collect();
+        let current = |held: &HashMap<BatchId, Lookup>, t: &Arc<AckToken>| {
+            held.get(t.id()).and_then(|l| l.delivery.upgrade()).is_some_and(|d| Arc::ptr_eq(&d, t))
+        };
+        let unknown: Vec<&Arc<AckToken>> =
+            tokens.iter().filter(|t| t.is_redelivery() && !current(&self.held, t)).collect();
         if !unknown.is_empty() {
+            let texts: Vec<String> = unknown.iter().map(|t| openwit_core::batch_id_text(t.id())).collect();
             let catalog = self.shared.wait_ready().await;
             let found = catalog
-                .held_items(&self.id, &unknown)
+                .held_items(&self.id, &texts)
                 .await
                 .map_err(|e| ExportError::Retryable(format!("cannot check what was already stored: {e}")))?;
             if self.held.len() > HELD_CACHE_BATCHES {
-                self.held.clear();
+                self.held.retain(|_, l| l.delivery.strong_count() > 0);
             }
-            for text in &unknown {
-                if let Some(id) = parse_batch_id(text) {
-                    self.held.entry(id).or_default();
-                }
+            for t in &unknown {
+                self.held.insert(*t.id(), Lookup { delivery: Arc::downgrade(t), runs: Vec::new() });
             }
             for h in found {
-                if let Some(id) = parse_batch_id(&h.items.batch_id) {
-                    self.held.entry(id).or_default().push(HeldRun {
+                if let Some(l) = parse_batch_id(&h.items.batch_id).and_then(|id| self.held.get_mut(&id)) {
+                    l.runs.push(HeldRun {
                         start: h.items.item_start as u32,
                         len: h.items.item_count as u32,
                         stable: h.state == openwit_catalog::STABLE,
@@ -160,7 +168,7 @@ impl ParquetExporter {
         let mut items = Vec::with_capacity(batch.item_count());
         for s in &batch.lineage.0 {
             let ti = tokens.iter().position(|t| Arc::ptr_eq(t, &s.token)).expect("collected above") as u32;
-            let runs = if s.token.is_redelivery() { self.held.get(s.token.id()) } else { None };
+            let runs = if s.token.is_redelivery() { self.held.get(s.token.id()).map(|l| &l.runs) } else { None };
             for item in s.start..s.start + s.len {
                 let holder = runs.and_then(|r| r.iter().find(|h| item >= h.start && item < h.start + h.len));
                 match holder {
@@ -269,5 +277,60 @@ async fn rotate_aged(
             Ok(Err(e)) => tracing::error!(exporter = %shared.exporter, "cannot finalize a Parquet file: {e}"),
             Err(e) => tracing::error!(exporter = %shared.exporter, "Parquet rotation task failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use openwit_core::{Lineage, Payload, TenantId};
+
+    fn logs(token: Arc<AckToken>, n: usize) -> Batch {
+        let records = (0..n)
+            .map(|i| LogRecord { time_unix_nano: 1_767_225_600_000_000_000 + i as u64, ..Default::default() })
+            .collect();
+        let mut b = Batch::new(
+            TenantId::new("acme").unwrap(),
+            Payload::Logs(ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+                    ..Default::default()
+                }],
+            }),
+        );
+        b.lineage = Lineage::whole(token, n as u32);
+        b
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_delivered_again_in_the_same_process_is_stored_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/catalog.db", tmp.path().display());
+        let env = BuildEnv {
+            data_dir: tmp.path().to_path_buf(),
+            telemetry: Arc::default(),
+            catalog_url: url.clone(),
+            node_id: "n1".into(),
+            columnar_downstream: false,
+        };
+        let mut cfg = ParquetConfig::default();
+        cfg.rotation.max_age = Duration::from_millis(100);
+        let mut e = ParquetExporter::start(&ComponentId::parse("parquet").unwrap(), cfg, &env).unwrap();
+        let (tx, mut done) = mpsc::unbounded_channel();
+        let id = [9u8; 16];
+        // Replayed at start: nothing holds it yet, so all of it is written.
+        e.export(&logs(AckToken::redelivered(id, tx.clone()), 10)).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(20), done.recv()).await.unwrap().unwrap();
+        assert!(first.error.is_none(), "stored: {first:?}");
+        // Retried by an operator (another exporter had failed it): a new delivery, already all stored.
+        e.export(&logs(AckToken::redelivered(id, tx.clone()), 10)).await.unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(20), done.recv()).await.unwrap().unwrap();
+        assert!(second.error.is_none());
+        e.shutdown().await.unwrap();
+        let catalog = openwit_catalog::Catalog::connect(&url).await.unwrap();
+        let files = catalog.files(&Default::default()).await.unwrap();
+        assert_eq!(files.iter().map(|f| f.row_count).sum::<i64>(), 10, "{files:?}");
     }
 }

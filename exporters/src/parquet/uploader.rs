@@ -88,7 +88,9 @@ impl Shared {
     /// Keeps `token` until the recovered file `file_id` is stored (dropped at once if it already is).
     pub fn hold_for_recovered(&self, file_id: &str, token: &Arc<AckToken>) {
         let mut r = self.recovered.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tokens) = r.get_mut(file_id) {
+        if let Some(tokens) = r.get_mut(file_id)
+            && !tokens.iter().any(|t| Arc::ptr_eq(t, token))
+        {
             tokens.push(token.clone());
         }
     }

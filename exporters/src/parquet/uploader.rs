@@ -313,9 +313,9 @@ async fn recover(shared: &Shared) -> Vec<Job> {
     let mut known = std::collections::HashSet::new();
     for row in rows {
         let local = shared.staging.join(format!("{}.parquet", row.file_id));
-        known.insert(local.clone());
         match size_and_tail(&local) {
             Ok((size, tail)) if size == row.byte_size as u64 => {
+                known.insert(local.clone());
                 tracing::info!(file = %row.path, "uploading a Parquet file a previous run left unfinished");
                 shared.staged(size as i64);
                 shared.recovered.lock().unwrap_or_else(|p| p.into_inner()).insert(row.file_id.clone(), Vec::new());
@@ -329,8 +329,9 @@ async fn recover(shared: &Shared) -> Vec<Job> {
                 });
             }
             _ => {
-                // No usable local copy: either the upload finished before the catalog heard of it, or
-                // the file never reached the store (its batches are then written again from the WAL).
+                // No usable local copy (a damaged one is deleted below): either the upload finished before
+                // the catalog heard of it, or the file never reached the store (its batches are then
+                // written again from the WAL).
                 let dest = &shared.destination;
                 let there = shared
                     .until_ok("upload", &format!("checking {} in {}", row.path, dest.root), || {

@@ -101,16 +101,14 @@ impl Batch {
 
     /// Removes and returns the first `n` items, as a batch with the same tenant and metadata.
     pub fn split_front(&mut self, n: usize) -> Batch {
+        // Both halves change: neither keeps rows made for the whole.
+        self.columnar = Columnar::default();
         Batch {
             tenant: self.tenant.clone(),
             payload: self.payload.split_front(n),
             metadata: self.metadata.clone(),
             lineage: self.lineage.split_front(n),
-            // Both halves change: this batch's cache is emptied (take), the new one starts empty.
-            columnar: {
-                std::mem::take(&mut self.columnar);
-                Columnar::default()
-            },
+            columnar: Columnar::default(),
         }
     }
 
@@ -138,5 +136,37 @@ impl Batch {
 
     pub fn item_count(&self) -> usize {
         self.payload.item_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    fn logs(n: usize) -> Batch {
+        let records = (0..n).map(|i| LogRecord { time_unix_nano: i as u64, ..Default::default() }).collect();
+        Batch::new(
+            TenantId::new("t").unwrap(),
+            Payload::Logs(ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+                    ..Default::default()
+                }],
+            }),
+        )
+    }
+
+    #[test]
+    fn arrow_rows_follow_every_change_of_the_items() {
+        let mut b = logs(6);
+        assert_eq!(b.columnar().unwrap().num_rows(), 6);
+        let head = b.split_front(4);
+        assert!(!b.is_converted() && !head.is_converted(), "rows made for the whole are dropped by a split");
+        assert_eq!((head.columnar().unwrap().num_rows(), b.columnar().unwrap().num_rows()), (4, 2));
+        let mut joined = head;
+        joined.append(b);
+        assert!(!joined.is_converted());
+        assert_eq!(joined.columnar().unwrap().num_rows(), 6);
     }
 }

@@ -17,6 +17,10 @@ receivers:
       http:
         endpoint: 127.0.0.1:{http}
     backpressure_wait: 20ms
+    # One WAL batch per request (2 spans): a wave of 40 requests is 40 batches for a pipeline that
+    # drains 10 a second, however the group commit happens to time them.
+    batching:
+      max_items: 2
 exporters:
   testing:
     path: {dir}/traces.bin

@@ -65,7 +65,7 @@ impl Stage {
 }
 
 /// A new batch, as the WAL wrote it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NewBatch {
     pub batch_id: String,
     pub client_id: String,
@@ -98,17 +98,9 @@ pub enum Update {
 /// A batch as the catalog holds it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BatchRow {
-    pub batch_id: String,
-    pub client_id: String,
-    pub signal: String,
-    pub receiver: String,
-    pub node_id: String,
-    pub item_count: i64,
-    pub byte_size: i64,
-    pub topics: Option<String>,
-    pub first_offset: Option<i64>,
-    pub last_offset: Option<i64>,
-    pub created_at: i64,
+    /// What the WAL wrote (its fields appear at the top level in JSON).
+    #[serde(flatten)]
+    pub batch: NewBatch,
     pub status: String,
     /// Each stage with whether it is done and when.
     pub stages: Vec<StageState>,
@@ -411,17 +403,19 @@ fn to_row(r: &AnyRow) -> Result<BatchRow, sqlx::Error> {
         });
     }
     Ok(BatchRow {
-        batch_id: r.try_get("batch_id")?,
-        client_id: r.try_get("client_id")?,
-        signal: r.try_get("signal")?,
-        receiver: r.try_get("receiver")?,
-        node_id: r.try_get("node_id")?,
-        item_count: r.try_get("item_count")?,
-        byte_size: r.try_get("byte_size")?,
-        topics: r.try_get("topics")?,
-        first_offset: r.try_get("first_offset")?,
-        last_offset: r.try_get("last_offset")?,
-        created_at: r.try_get("created_at")?,
+        batch: NewBatch {
+            batch_id: r.try_get("batch_id")?,
+            client_id: r.try_get("client_id")?,
+            signal: r.try_get("signal")?,
+            receiver: r.try_get("receiver")?,
+            node_id: r.try_get("node_id")?,
+            item_count: r.try_get("item_count")?,
+            byte_size: r.try_get("byte_size")?,
+            topics: r.try_get("topics")?,
+            first_offset: r.try_get("first_offset")?,
+            last_offset: r.try_get("last_offset")?,
+            created_at: r.try_get("created_at")?,
+        },
         status: r.try_get("status")?,
         stages,
         error_stage: r.try_get("error_stage")?,

@@ -41,7 +41,7 @@ pub async fn lifecycle_written_stored_cleaned(c: Catalog) {
     assert_eq!(stage(&r, Stage::Ingestion), (true, Some(T0 + 5)));
     assert_eq!(stage(&r, Stage::Storage), (false, None));
     assert_eq!(stage(&r, Stage::Kafka), (false, None));
-    assert_eq!((r.item_count, r.byte_size, r.client_id.as_str()), (100, 4096, "acme"));
+    assert_eq!((r.batch.item_count, r.batch.byte_size, r.batch.client_id.as_str()), (100, 4096, "acme"));
     c.apply(&[
         Update::Stored { batch_id: "b1".into(), at: T0 + 9 },
         Update::Cleaned { batch_id: "b1".into(), at: T0 + 20 },
@@ -90,7 +90,7 @@ pub async fn replay_counts_retries_and_creates_missing_rows(c: Catalog) {
     assert_eq!((r.status.as_str(), r.retry_count), ("pending", 2));
     assert_eq!(stage(&r, Stage::Ingestion), (true, Some(T0 + 200)));
     let r2 = c.batch("b2").await.unwrap().unwrap();
-    assert_eq!((r2.status.as_str(), r2.retry_count, r2.client_id.as_str()), ("pending", 1, "beta"));
+    assert_eq!((r2.status.as_str(), r2.retry_count, r2.batch.client_id.as_str()), ("pending", 1, "beta"));
 }
 
 pub async fn listing_filters_by_status_tenant_age_and_limit(c: Catalog) {
@@ -103,10 +103,10 @@ pub async fn listing_filters_by_status_tenant_age_and_limit(c: Catalog) {
     u.push(Update::Failed { batch_id: "b1".into(), stage: Stage::Storage, error: "e".into(), at: T0 + 2 });
     c.apply(&u).await.unwrap();
     let now = T0 + 10 * 60_000;
-    let ids = |rows: Vec<openwit_catalog::BatchRow>| rows.into_iter().map(|r| r.batch_id).collect::<Vec<_>>();
+    let ids = |rows: Vec<openwit_catalog::BatchRow>| rows.into_iter().map(|r| r.batch.batch_id).collect::<Vec<_>>();
     let all = c.batches(&BatchFilter { limit: 100, ..Default::default() }, now).await.unwrap();
     assert_eq!(all.len(), 10);
-    assert_eq!(all[0].batch_id, "b9", "newest first");
+    assert_eq!(all[0].batch.batch_id, "b9", "newest first");
     let pending = c
         .batches(&BatchFilter { status: Some("pending".into()), limit: 100, ..Default::default() }, now)
         .await
@@ -117,7 +117,7 @@ pub async fn listing_filters_by_status_tenant_age_and_limit(c: Catalog) {
     assert_eq!(ids(failed), vec!["b1"]);
     let acme =
         c.batches(&BatchFilter { tenant: Some("acme".into()), limit: 100, ..Default::default() }, now).await.unwrap();
-    assert!(acme.iter().all(|r| r.client_id == "acme") && acme.len() == 5);
+    assert!(acme.iter().all(|r| r.batch.client_id == "acme") && acme.len() == 5);
     // At least 5 minutes old: created at or before now - 5 min (b0..b5).
     let old =
         c.batches(&BatchFilter { min_age_ms: Some(300_000), limit: 100, ..Default::default() }, now).await.unwrap();
@@ -138,7 +138,7 @@ pub async fn alerts_show_stuck_and_failed(c: Catalog) {
     .await
     .unwrap();
     let alerts = c.alerts(3_600_000, T0 + 3_600_000, 100).await.unwrap();
-    let ids: Vec<_> = alerts.iter().map(|r| r.batch_id.as_str()).collect();
+    let ids: Vec<_> = alerts.iter().map(|r| r.batch.batch_id.as_str()).collect();
     assert_eq!(ids, vec!["old", "bad"], "stuck for an hour, and failed; oldest first");
 }
 
@@ -178,7 +178,7 @@ pub async fn kafka_batches_record_offsets(c: Catalog) {
     c.apply(&[Update::Written { batch: b, at: T0 + 1 }]).await.unwrap();
     let r = c.batch("k1").await.unwrap().unwrap();
     assert_eq!(
-        (r.first_offset, r.last_offset, r.topics.as_deref()),
+        (r.batch.first_offset, r.batch.last_offset, r.batch.topics.as_deref()),
         (Some(1000), Some(1499), Some("v6.qtw.traces.acme.0"))
     );
     assert_eq!(stage(&r, Stage::Kafka), (true, Some(T0 + 1)));

@@ -6,7 +6,7 @@
 //! Record format: `u32` length of the rest (big-endian), `u32` item count n, n × (16-byte WAL batch id,
 //! `u32` item index), then the export request as protobuf. Each record is fdatasynced before the export
 //! succeeds, and items already stored (by WAL batch id and index) are dropped, so replays after a crash
-//! store nothing twice — the same contract the Parquet exporter will keep.
+//! store nothing twice — the contract the Parquet exporter keeps through the catalog.
 
 use crate::file::{FileExporter, FileFormat};
 use async_trait::async_trait;

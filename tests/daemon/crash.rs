@@ -229,5 +229,5 @@ async fn sigkill_with_parquet_storage_stores_every_acknowledged_span_exactly_onc
         )
         .replace("exporters: [testing]", "exporters: [parquet]");
     assert!(config.contains("exporters: [parquet]") && config.contains("max_age: 150ms"));
-    kill_rounds(&config, 8, |d| stored_in_parquet(&d.path("bucket"))).await;
+    kill_rounds(&config, 10, |d| stored_in_parquet(&d.path("bucket"))).await;
 }

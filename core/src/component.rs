@@ -164,6 +164,11 @@ pub struct ExtensionContext {
     pub operator: Arc<dyn Operator>,
     pub health: Arc<Health>,
     pub telemetry: Arc<Telemetry>,
+    /// Object stores opened by exporters (read by the query extension).
+    pub stores: Arc<crate::shared::Stores>,
+    /// Where an extension adds HTTP routes; the daemon serves each endpoint once, so extensions can
+    /// share a port.
+    pub apis: Arc<crate::shared::HttpApis>,
     pub shutdown: CancellationToken,
 }
 

@@ -36,6 +36,8 @@ pub struct BuildEnv {
     pub node_id: String,
     /// For processors: whether an exporter of this pipeline reads Arrow rows.
     pub columnar_downstream: bool,
+    /// Object stores opened by exporters, for the query extension.
+    pub stores: Arc<crate::shared::Stores>,
 }
 
 /// A component type: its name, the signals it supports, and how to parse and build it.

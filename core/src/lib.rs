@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod net;
 pub mod operator;
 pub mod otlp_json;
+pub mod shared;
 pub mod signal;
 mod split;
 pub mod telemetry;

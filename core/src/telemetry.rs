@@ -86,6 +86,17 @@ pub struct Telemetry {
     pub parquet_failures: Family<Labels, Counter>,
     /// Bytes of finalized files waiting for their store, by exporter.
     pub parquet_staging_bytes: Family<Labels, Gauge>,
+    /// Queries by outcome (`ok`, `invalid`, `limit`, `timeout`, `error`).
+    pub query_requests: Family<Labels, Counter>,
+    pub query_seconds: Histogram,
+    /// Files of the queried tenant and tables in the catalog, and those left after pruning by time.
+    pub query_files_considered: Counter,
+    pub query_files_scanned: Counter,
+    /// Row groups the Parquet reader checked against the predicate, pruned (`by` = `statistics`,
+    /// `bloom_filter`), and read.
+    pub query_row_groups_considered: Counter,
+    pub query_row_groups_pruned: Family<Labels, Counter>,
+    pub query_row_groups_scanned: Counter,
 }
 
 impl Default for Telemetry {
@@ -116,6 +127,13 @@ impl Default for Telemetry {
             parquet_bytes: Family::default(),
             parquet_failures: Family::default(),
             parquet_staging_bytes: Family::default(),
+            query_requests: Family::default(),
+            query_seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16)),
+            query_files_considered: Counter::default(),
+            query_files_scanned: Counter::default(),
+            query_row_groups_considered: Counter::default(),
+            query_row_groups_pruned: Family::default(),
+            query_row_groups_scanned: Counter::default(),
         };
         t.receiver_accepted.register(registry, "receiver_accepted", "Items accepted by a receiver");
         t.receiver_refused.register(registry, "receiver_refused", "Items a receiver refused");
@@ -171,6 +189,33 @@ impl Default for Telemetry {
             "parquet_staging_bytes",
             "Bytes of finalized Parquet files waiting for their store",
             t.parquet_staging_bytes.clone(),
+        );
+        own.register("query_requests", "SQL queries by outcome", t.query_requests.clone());
+        own.register("query_seconds", "Duration of SQL queries, to the last row", t.query_seconds.clone());
+        own.register(
+            "query_files_considered",
+            "Parquet files of the queried tenant and tables in the catalog",
+            t.query_files_considered.clone(),
+        );
+        own.register(
+            "query_files_scanned",
+            "Parquet files opened by queries after pruning by time in the catalog",
+            t.query_files_scanned.clone(),
+        );
+        own.register(
+            "query_row_groups_considered",
+            "Row groups checked against a query's predicate",
+            t.query_row_groups_considered.clone(),
+        );
+        own.register(
+            "query_row_groups_pruned",
+            "Row groups skipped, by what excluded them (statistics, bloom_filter)",
+            t.query_row_groups_pruned.clone(),
+        );
+        own.register(
+            "query_row_groups_scanned",
+            "Row groups read after pruning (of those checked against a predicate)",
+            t.query_row_groups_scanned.clone(),
         );
         Telemetry { registry: root, ..t }
     }

@@ -24,5 +24,6 @@ pub fn builtin() -> Registry {
     r.extensions.add(openwit_extensions::wal::factory());
     r.extensions.add(openwit_extensions::catalog::factory());
     r.extensions.add(openwit_extensions::batch_monitor::factory());
+    r.extensions.add(openwit_extensions::query::factory());
     r
 }

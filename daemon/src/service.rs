@@ -55,10 +55,12 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
         catalog_url: catalog_url.clone(),
         node_id: node_id.to_string(),
         columnar_downstream: false,
+        stores: Arc::default(),
     };
     let (operator, retries) = crate::durable::operator();
     let side_stop = CancellationToken::new();
     let mut side_tasks = Vec::new();
+    let apis = Arc::new(openwit_core::shared::HttpApis::default());
 
     if let Some(endpoint) = cfg.telemetry.metrics_endpoint() {
         side_tasks
@@ -72,10 +74,13 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
             operator: operator.clone(),
             health: health.clone(),
             telemetry: telemetry.clone(),
+            stores: env.stores.clone(),
+            apis: apis.clone(),
             shutdown: side_stop.clone(),
         };
         side_tasks.push(ext.start(ctx).await?);
     }
+    side_tasks.extend(openwit_extensions::serve_apis(&apis, &side_stop).await?);
 
     let durability = open_wal(&cfg, &env.data_dir, &telemetry, tracker, node_id, retries)?;
     let graph = graph::start(&mut cfg, &env, durability).await?;

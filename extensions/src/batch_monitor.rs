@@ -31,7 +31,7 @@ const MAX_LIMIT: i64 = 1000;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchMonitorConfig {
-    /// The API port, shared with the query extension when it lands.
+    /// The API port (shared with the query extension when both name the same one).
     pub endpoint: String,
     /// A pending batch older than this is an alert.
     #[serde(with = "humantime_serde")]
@@ -84,7 +84,6 @@ impl AppState {
 #[async_trait]
 impl Extension for BatchMonitor {
     async fn start(self: Box<Self>, ctx: ExtensionContext) -> anyhow::Result<JoinHandle<()>> {
-        let listener = crate::bind(&format!("extension {}", ctx.id), &self.cfg.endpoint).await?;
         let state = Arc::new(AppState {
             operator: ctx.operator.clone(),
             url: ctx.catalog_url.clone(),
@@ -99,13 +98,9 @@ impl Extension for BatchMonitor {
             .route("/api/batch-monitor/batches/{batch_id}/retry", axum::routing::post(retry_one))
             .route("/api/batch-monitor/retry-failed", axum::routing::post(retry_all))
             .with_state(state);
+        ctx.apis.add(&self.cfg.endpoint, &ctx.id, app);
         tracing::info!(endpoint = %self.cfg.endpoint, "batch monitor API on /api/batch-monitor");
-        let shutdown = ctx.shutdown.clone();
-        Ok(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
-                tracing::error!("batch monitor stopped: {e}");
-            }
-        }))
+        Ok(tokio::spawn(async {}))
     }
 }
 

@@ -148,6 +148,43 @@ impl Destination {
         }
     }
 
+    /// Opens a root recorded in the catalog for reading: like `open`, but a local directory is taken as it
+    /// is (not created).
+    pub fn open_for_reading(root: &str, options: &BTreeMap<String, String>) -> anyhow::Result<Destination> {
+        match Endpoint::parse(root, options).map_err(|i| anyhow::anyhow!("{}", i.message))? {
+            Endpoint::Local(dir) => Ok(Destination { root: root.to_string(), kind: Kind::Local(dir) }),
+            remote => Destination::open(&remote, options),
+        }
+    }
+
+    /// The URL of the store that holds this root (`file://`, `s3://bucket`, …), under which a query
+    /// engine registers the store, and the store itself.
+    pub fn store(&self) -> (String, Arc<dyn ObjectStore>) {
+        match &self.kind {
+            Kind::Local(_) => ("file://".to_string(), Arc::new(object_store::local::LocalFileSystem::new())),
+            Kind::Remote { store, prefix } => {
+                let bucket_url = self.root.strip_suffix(&format!("/{prefix}")).unwrap_or(&self.root);
+                (bucket_url.to_string(), store.clone())
+            }
+        }
+    }
+
+    /// The same root read through `store` (one an exporter of this daemon already opened).
+    pub fn with_store(self, store: Arc<dyn ObjectStore>) -> Destination {
+        match self.kind {
+            Kind::Remote { prefix, .. } => Destination { root: self.root, kind: Kind::Remote { store, prefix } },
+            local => Destination { root: self.root, kind: local },
+        }
+    }
+
+    /// Where the object at `rel` under the root is, in the store `store()` returns.
+    pub fn location(&self, rel: &str) -> ObjectPath {
+        match &self.kind {
+            Kind::Local(dir) => ObjectPath::from(format!("{}/{rel}", dir.display())),
+            Kind::Remote { prefix, .. } => Destination::object_path(prefix, rel),
+        }
+    }
+
     fn object_path(prefix: &str, rel: &str) -> ObjectPath {
         if prefix.is_empty() { ObjectPath::from(rel) } else { ObjectPath::from(format!("{prefix}/{rel}")) }
     }

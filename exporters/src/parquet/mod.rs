@@ -89,6 +89,10 @@ impl ParquetExporter {
         std::fs::create_dir_all(&staging).map_err(|e| {
             anyhow::anyhow!("exporter {id}: cannot create the staging directory {}: {e}", staging.display())
         })?;
+        let (bucket_url, store) = destination.store();
+        if bucket_url != "file://" {
+            env.stores.register(&bucket_url, store);
+        }
         tracing::info!(exporter = %id, destination = %destination.root, staging = %staging.display(), "Parquet storage");
         let settings = WriterSettings {
             staging: staging.clone(),
@@ -314,6 +318,7 @@ mod tests {
             catalog_url: url.clone(),
             node_id: "n1".into(),
             columnar_downstream: false,
+            stores: Arc::default(),
         };
         let mut cfg = ParquetConfig::default();
         cfg.rotation.max_age = Duration::from_millis(100);

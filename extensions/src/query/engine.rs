@@ -1,0 +1,221 @@
+//! The query engine: a DataFusion session per query that holds only the querying tenant's tables, one
+//! runtime (memory pool, object stores, Parquet footer cache) shared by all queries.
+
+use super::functions;
+use super::sources::Sources;
+use super::table::{CATALOG_FILES_METRIC, StoredTable};
+use super::views::{CatalogView, View};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::MetricValue;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use openwit_core::Signal;
+use openwit_core::shared::Stores;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Limits every query runs under.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Rows a query may return; more is an error (add a LIMIT or aggregate).
+    pub max_rows: usize,
+    pub timeout: Duration,
+    /// Memory all running queries may hold in DataFusion's pool (sorts, joins, aggregations).
+    pub memory_bytes: usize,
+}
+
+/// Why a query failed, by what the client should do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The SQL is wrong: syntax, an unknown table or column, a type error, a statement not allowed.
+    Invalid,
+    /// A limit of the query extension was reached (rows, memory).
+    Limit,
+    Timeout,
+    /// The catalog or a store could not be reached; retrying may help.
+    Unavailable,
+    Internal,
+}
+
+impl FailureKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureKind::Invalid => "invalid",
+            FailureKind::Limit => "limit",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Unavailable => "unavailable",
+            FailureKind::Internal => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+impl QueryError {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> QueryError {
+        QueryError { kind, message: message.into() }
+    }
+
+    pub fn from_datafusion(e: &DataFusionError) -> QueryError {
+        let root = e.find_root();
+        let kind = match root {
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Configuration(_) => FailureKind::Invalid,
+            DataFusionError::ResourcesExhausted(_) => FailureKind::Limit,
+            DataFusionError::ObjectStore(_) => FailureKind::Unavailable,
+            DataFusionError::External(inner) if inner.to_string().contains("unavailable") => FailureKind::Unavailable,
+            DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => match e.to_string() {
+                // Casts of bad text and divisions by zero are the SQL's doing.
+                m if m.contains("Cast error") || m.contains("Divide by zero") || m.contains("Parser error") => {
+                    FailureKind::Invalid
+                }
+                _ => FailureKind::Internal,
+            },
+            _ => FailureKind::Internal,
+        };
+        let mut message = root.to_string();
+        if kind == FailureKind::Limit {
+            message.push_str(
+                "; the query needs more memory than extensions.query.max_memory_megabytes allows: narrow the time range, aggregate, or raise the limit",
+            );
+        }
+        QueryError { kind, message }
+    }
+}
+
+/// The engine: shared by every query of one daemon (or one CLI run).
+pub struct Engine {
+    runtime: Arc<RuntimeEnv>,
+    sources: Arc<Sources>,
+    pub limits: Limits,
+    target_partitions: usize,
+}
+
+/// A running query: its schema, its rows, and the plan (whose metrics say what was pruned once the rows
+/// are read).
+pub struct Running {
+    pub plan: Arc<dyn ExecutionPlan>,
+    pub stream: SendableRecordBatchStream,
+}
+
+/// What the plan's scans counted: files from the catalog and row groups in Parquet.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanCounts {
+    pub files_considered: usize,
+    pub files_scanned: usize,
+    pub row_groups_considered: usize,
+    pub row_groups_pruned_by_statistics: usize,
+    pub row_groups_pruned_by_bloom_filter: usize,
+    pub row_groups_scanned: usize,
+}
+
+impl Engine {
+    pub fn new(
+        catalog_url: String,
+        stores: Arc<Stores>,
+        storage_options: BTreeMap<String, String>,
+        limits: Limits,
+    ) -> anyhow::Result<Engine> {
+        let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.memory_bytes, 1.0).build_arc()?;
+        let target_partitions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Ok(Engine {
+            runtime,
+            sources: Arc::new(Sources::new(catalog_url, stores, storage_options)),
+            limits,
+            target_partitions,
+        })
+    }
+
+    /// A session that holds `tenant`'s tables and nothing else (no other catalog, no files by URL).
+    pub fn session(&self, tenant: &str) -> datafusion::error::Result<SessionContext> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(self.target_partitions)
+            .with_default_catalog_and_schema("openwit", "public");
+        let mut rules = datafusion::optimizer::Analyzer::new().rules;
+        // Before type coercion, which would compare the hex text's own bytes with the ids.
+        rules.insert(0, Arc::new(functions::HexIdLiterals));
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(self.runtime.clone())
+            .with_default_features()
+            .with_analyzer_rules(rules)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        for udf in functions::all() {
+            ctx.register_udf(udf);
+        }
+        for signal in Signal::ALL {
+            let schema = openwit_core::columnar::to_record_batch(tenant, &openwit_core::Payload::empty(signal))?.schema();
+            let table = StoredTable { signal, tenant: tenant.to_string(), schema, sources: self.sources.clone() };
+            ctx.register_table(openwit_core::columnar::table_name(signal), Arc::new(table))?;
+        }
+        for view in View::ALL {
+            let v = CatalogView { view, tenant: tenant.to_string(), sources: self.sources.clone() };
+            ctx.register_table(view.name(), Arc::new(v))?;
+        }
+        Ok(ctx)
+    }
+
+    /// Plans `sql` for `tenant` and starts it. Only queries: no DDL (no external tables over other
+    /// paths), no DML, no `SET`.
+    pub async fn start(&self, tenant: &str, sql: &str) -> Result<Running, QueryError> {
+        let ctx = self.session(tenant).map_err(|e| QueryError::from_datafusion(&e))?;
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        let df = ctx.sql_with_options(sql, options).await.map_err(|e| QueryError::from_datafusion(&e))?;
+        let plan = df.create_physical_plan().await.map_err(|e| QueryError::from_datafusion(&e))?;
+        let stream = datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx())
+            .map_err(|e| QueryError::from_datafusion(&e))?;
+        Ok(Running { plan, stream })
+    }
+}
+
+/// Sums what the plan's scans counted (call once the rows are read).
+pub fn scan_counts(plan: &Arc<dyn ExecutionPlan>) -> ScanCounts {
+    let mut c = ScanCounts::default();
+    let mut stack = vec![plan.clone()];
+    while let Some(p) = stack.pop() {
+        if let Some(metrics) = p.metrics() {
+            for m in metrics.iter() {
+                if let MetricValue::PruningMetrics { name, pruning_metrics } = m.value() {
+                    let (pruned, matched) = (pruning_metrics.pruned(), pruning_metrics.matched());
+                    match name.as_ref() {
+                        CATALOG_FILES_METRIC => {
+                            c.files_considered += pruned + matched;
+                            c.files_scanned += matched;
+                        }
+                        "row_groups_pruned_statistics" => {
+                            c.row_groups_considered += pruned + matched;
+                            c.row_groups_pruned_by_statistics += pruned;
+                        }
+                        "row_groups_pruned_bloom_filter" => c.row_groups_pruned_by_bloom_filter += pruned,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        stack.extend(p.children().into_iter().cloned());
+    }
+    c.row_groups_scanned =
+        c.row_groups_considered - c.row_groups_pruned_by_statistics - c.row_groups_pruned_by_bloom_filter;
+    c
+}

@@ -1,0 +1,363 @@
+//! The `query` extension: SQL (DataFusion) over everything the Parquet exporters stored, per tenant.
+//!
+//! - `POST /api/v1/query` with `{"sql": "...", "format": "json|ndjson|csv|arrow"}`, or
+//!   `GET /api/v1/query?sql=...&format=...`; the tenant comes from the same header as ingest;
+//! - results are streamed batch by batch; errors are JSON `{"error", "kind"}` with a status that says
+//!   whose fault it is (400 bad SQL, 413 over a limit, 408 timeout, 503 catalog or store unreachable).
+//!
+//! See `docs/query.md`.
+
+pub mod engine;
+pub mod functions;
+pub mod output;
+pub mod sources;
+pub mod table;
+pub mod views;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use engine::{Engine, FailureKind, Limits, QueryError, Running};
+use futures::StreamExt;
+use openwit_core::config_types::check_endpoint;
+use openwit_core::factory::{ComponentConfig, typed};
+use openwit_core::telemetry::Telemetry;
+use openwit_core::{
+    BuildEnv, ComponentId, ConfigIssue, Extension, ExtensionContext, Factory, Signal, TenantConfig, TenantId,
+};
+use output::{Encoder, Format};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Bytes of result read before the answer starts: a result that fits is checked whole against the row
+/// limit (a clean 413) before any byte is sent.
+const HEAD_BYTES: usize = 1 << 20;
+
+/// `extensions: query: {…}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// The API port, shared with `batch_monitor` when both name the same one.
+    pub endpoint: String,
+    /// Where the tenant comes from: the same header as ingest, by default `X-Scope-OrgID`.
+    pub tenant: TenantConfig,
+    /// Rows one query may return; a larger result is an error asking for a LIMIT or an aggregation.
+    pub max_rows: usize,
+    /// Time a query may take, to its last row.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Memory all running queries may hold for sorts, joins and aggregations (DataFusion's memory pool).
+    pub max_memory_megabytes: f64,
+    /// object_store settings for buckets no exporter of this daemon writes to (files other daemons
+    /// stored in a shared bucket); the standard AWS_/GOOGLE_/AZURE_ variables apply too.
+    pub storage_options: BTreeMap<String, String>,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            endpoint: "localhost:8083".into(),
+            tenant: TenantConfig::default(),
+            max_rows: 100_000,
+            timeout: Duration::from_secs(30),
+            max_memory_megabytes: 1024.0,
+            storage_options: BTreeMap::new(),
+        }
+    }
+}
+
+impl ComponentConfig for QueryConfig {
+    fn validate(&self) -> Result<(), ConfigIssue> {
+        check_endpoint(&self.endpoint).map_err(|m| ConfigIssue::new("endpoint", m))?;
+        self.tenant.validate().map_err(|m| ConfigIssue::new("tenant", m))?;
+        if self.max_rows == 0 {
+            return Err(ConfigIssue::new("max_rows", "must be at least 1"));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigIssue::new("timeout", "must be longer than 0"));
+        }
+        if !(self.max_memory_megabytes >= 1.0) {
+            return Err(ConfigIssue::new("max_memory_megabytes", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl QueryConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_rows: self.max_rows,
+            timeout: self.timeout,
+            memory_bytes: (self.max_memory_megabytes * 1024.0 * 1024.0) as usize,
+        }
+    }
+}
+
+pub fn factory() -> Arc<dyn Factory<dyn Extension>> {
+    typed::<QueryConfig, dyn Extension>(
+        "query",
+        &[],
+        &Signal::ALL,
+        "SQL over stored telemetry (DataFusion), per tenant: /api/v1/query",
+        |_id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(QueryExtension { cfg })),
+    )
+}
+
+struct QueryExtension {
+    cfg: QueryConfig,
+}
+
+struct AppState {
+    engine: Engine,
+    tenant: TenantConfig,
+    telemetry: Arc<Telemetry>,
+}
+
+#[async_trait]
+impl Extension for QueryExtension {
+    async fn start(self: Box<Self>, ctx: ExtensionContext) -> anyhow::Result<JoinHandle<()>> {
+        let engine = Engine::new(
+            ctx.catalog_url.clone(),
+            ctx.stores.clone(),
+            self.cfg.storage_options.clone(),
+            self.cfg.limits(),
+        )?;
+        let state = Arc::new(AppState { engine, tenant: self.cfg.tenant.clone(), telemetry: ctx.telemetry.clone() });
+        let app = Router::new().route("/api/v1/query", get(query_get).post(query_post)).with_state(state);
+        ctx.apis.add(&self.cfg.endpoint, &ctx.id, app);
+        tracing::info!(endpoint = %self.cfg.endpoint, "query API on /api/v1/query");
+        Ok(tokio::spawn(async {}))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryRequest {
+    sql: String,
+    format: Option<String>,
+}
+
+async fn query_get(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<QueryRequest>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match q {
+        Ok(Query(q)) => run(st, &headers, q).await,
+        Err(e) => error_response(&QueryError::new(
+            FailureKind::Invalid,
+            format!("{e}; parameters: sql=SELECT…, format=json|ndjson|csv|arrow"),
+        )),
+    }
+}
+
+async fn query_post(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    match serde_json::from_slice::<QueryRequest>(&body) {
+        Ok(q) => run(st, &headers, q).await,
+        Err(e) => error_response(&QueryError::new(
+            FailureKind::Invalid,
+            format!("request body: {e}; send {{\"sql\": \"SELECT …\", \"format\": \"json|ndjson|csv|arrow\"}}"),
+        )),
+    }
+}
+
+fn error_response(e: &QueryError) -> Response {
+    let status = match e.kind {
+        FailureKind::Invalid => StatusCode::BAD_REQUEST,
+        FailureKind::Limit => StatusCode::PAYLOAD_TOO_LARGE,
+        FailureKind::Timeout => StatusCode::REQUEST_TIMEOUT,
+        FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let mut r = (status, axum::Json(json!({ "error": e.message, "kind": e.kind.label() }))).into_response();
+    if e.kind == FailureKind::Unavailable {
+        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    }
+    r
+}
+
+fn tenant(cfg: &TenantConfig, headers: &HeaderMap) -> Result<TenantId, QueryError> {
+    match headers.get(&cfg.header) {
+        None => TenantId::new(&cfg.default).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string())),
+        Some(v) => {
+            let text = v.to_str().map_err(|_| {
+                QueryError::new(FailureKind::Invalid, format!("header {}: not visible ASCII", cfg.header))
+            })?;
+            TenantId::new(text).map_err(|e| QueryError::new(FailureKind::Invalid, format!("header {}: {e}", cfg.header)))
+        }
+    }
+}
+
+/// Counts one finished query in the metrics.
+fn record(t: &Telemetry, started: Instant, outcome: &str, running: Option<&Running>) {
+    t.query_requests.get_or_create(&vec![("outcome".to_string(), outcome.to_string())]).inc();
+    t.query_seconds.observe(started.elapsed().as_secs_f64());
+    if let Some(r) = running {
+        let c = engine::scan_counts(&r.plan);
+        t.query_files_considered.inc_by(c.files_considered as u64);
+        t.query_files_scanned.inc_by(c.files_scanned as u64);
+        t.query_row_groups_considered.inc_by(c.row_groups_considered as u64);
+        for (by, n) in [("statistics", c.row_groups_pruned_by_statistics), ("bloom_filter", c.row_groups_pruned_by_bloom_filter)]
+        {
+            t.query_row_groups_pruned.get_or_create(&vec![("by".to_string(), by.to_string())]).inc_by(n as u64);
+        }
+        t.query_row_groups_scanned.inc_by(c.row_groups_scanned as u64);
+    }
+}
+
+fn too_many_rows(max: usize) -> QueryError {
+    QueryError::new(
+        FailureKind::Limit,
+        format!(
+            "the result has more than {max} rows (extensions.query.max_rows): add a LIMIT, aggregate, or narrow the WHERE clause"
+        ),
+    )
+}
+
+async fn run(st: Arc<AppState>, headers: &HeaderMap, req: QueryRequest) -> Response {
+    let started = Instant::now();
+    let fail = |e: QueryError| {
+        record(&st.telemetry, started, e.kind.label(), None);
+        error_response(&e)
+    };
+    let format = match req.format.as_deref().unwrap_or("json").parse::<Format>() {
+        Ok(f) => f,
+        Err(m) => return fail(QueryError::new(FailureKind::Invalid, m)),
+    };
+    let tenant = match tenant(&st.tenant, headers) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let limits = st.engine.limits.clone();
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let timed_out = || {
+        QueryError::new(
+            FailureKind::Timeout,
+            format!(
+                "the query ran longer than {:?} (extensions.query.timeout): narrow the time range or aggregate",
+                limits.timeout
+            ),
+        )
+    };
+    let mut running = match tokio::time::timeout_at(deadline, st.engine.start(tenant.as_str(), &req.sql)).await {
+        Err(_) => return fail(timed_out()),
+        Ok(Err(e)) => return fail(e),
+        Ok(Ok(r)) => r,
+    };
+    // Read the head of the result before answering, so that a small result's errors and row count are
+    // known before the status line.
+    let schema = running.stream.schema();
+    let (mut head, mut rows, mut bytes, mut ended) = (Vec::new(), 0usize, 0usize, false);
+    while bytes < HEAD_BYTES {
+        match tokio::time::timeout_at(deadline, running.stream.next()).await {
+            Err(_) => return fail(timed_out()),
+            Ok(None) => {
+                ended = true;
+                break;
+            }
+            Ok(Some(Err(e))) => return fail(QueryError::from_datafusion(&e)),
+            Ok(Some(Ok(b))) => {
+                rows += b.num_rows();
+                bytes += b.get_array_memory_size();
+                head.push(b);
+                if rows > limits.max_rows {
+                    return fail(too_many_rows(limits.max_rows));
+                }
+            }
+        }
+    }
+    let (mut encoder, start) = match Encoder::new(format, &schema) {
+        Ok(x) => x,
+        Err(e) => return fail(QueryError::new(FailureKind::Internal, e.to_string())),
+    };
+    let mut chunks: Vec<Result<Vec<u8>, QueryError>> = vec![Ok(start)];
+    for b in &head {
+        chunks.push(encoder.batch(b).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string())));
+    }
+    let tail = async_stream_body(st.clone(), started, running, encoder, schema, rows, ended, deadline, limits);
+    let body = futures::stream::iter(chunks).chain(tail).map(|c| match c {
+        Ok(bytes) => Ok(Bytes::from(bytes)),
+        Err(e) => Err(std::io::Error::other(e.message)),
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, format.content_type())
+        .header("x-openwit-tenant", tenant.as_str())
+        .body(Body::from_stream(body))
+        .expect("valid response")
+}
+
+/// The rest of the result, after the head: batches as they come, under the row limit and the deadline.
+/// A failure here ends the response early (the client sees a cut-off body) and is logged.
+#[allow(clippy::too_many_arguments)]
+fn async_stream_body(
+    st: Arc<AppState>,
+    started: Instant,
+    running: Running,
+    encoder: Encoder,
+    schema: arrow::datatypes::SchemaRef,
+    rows: usize,
+    ended: bool,
+    deadline: tokio::time::Instant,
+    limits: Limits,
+) -> impl futures::Stream<Item = Result<Vec<u8>, QueryError>> + Send {
+    struct Tail {
+        st: Arc<AppState>,
+        started: Instant,
+        running: Running,
+        encoder: Encoder,
+        schema: arrow::datatypes::SchemaRef,
+        rows: usize,
+        ended: bool,
+        deadline: tokio::time::Instant,
+        limits: Limits,
+    }
+    impl Tail {
+        fn fail(&self, e: &QueryError) {
+            tracing::warn!("query failed after its answer began: {}", e.message);
+            record(&self.st.telemetry, self.started, e.kind.label(), Some(&self.running));
+        }
+    }
+    let tail = Tail { st, started, running, encoder, schema, rows, ended, deadline, limits };
+    futures::stream::unfold(Some(tail), |state| async move {
+        let mut t = state?;
+        loop {
+            if t.ended {
+                let end = t.encoder.finish(&t.schema).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string()));
+                record(&t.st.telemetry, t.started, "ok", Some(&t.running));
+                return Some((end, None));
+            }
+            let e = match tokio::time::timeout_at(t.deadline, t.running.stream.next()).await {
+                Err(_) => QueryError::new(
+                    FailureKind::Timeout,
+                    format!("the query ran longer than {:?} (extensions.query.timeout)", t.limits.timeout),
+                ),
+                Ok(None) => {
+                    t.ended = true;
+                    continue;
+                }
+                Ok(Some(Err(e))) => QueryError::from_datafusion(&e),
+                Ok(Some(Ok(b))) => {
+                    t.rows += b.num_rows();
+                    if t.rows > t.limits.max_rows {
+                        too_many_rows(t.limits.max_rows)
+                    } else {
+                        let chunk =
+                            t.encoder.batch(&b).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string()));
+                        return Some((chunk, Some(t)));
+                    }
+                }
+            };
+            t.fail(&e);
+            return Some((Err(e), None));
+        }
+    })
+}

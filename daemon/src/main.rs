@@ -2,6 +2,7 @@
 
 mod durable;
 mod graph;
+mod query_cli;
 mod registry;
 mod service;
 mod wal_inspect;
@@ -50,6 +51,8 @@ enum Command {
     /// Look into a write-ahead log.
     #[command(subcommand)]
     Wal(WalCommand),
+    /// Run SQL over stored telemetry: against a running daemon (--endpoint) or offline (DATA_DIR's catalog).
+    Query(query_cli::QueryArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -115,6 +118,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Query(args) => match query_cli::run(args, &cli.data_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("openwit query: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run => {
             let cfg = match openwit_config::resolve(&cli.sources(), &cli.sets, &registry) {
                 Ok(c) => c,

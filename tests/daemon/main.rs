@@ -18,5 +18,6 @@ mod http_options;
 mod ingest;
 mod loadgen;
 mod parquet;
+mod query;
 mod shutdown;
 mod stores;

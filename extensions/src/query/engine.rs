@@ -165,7 +165,8 @@ impl Engine {
             ctx.register_udf(udf);
         }
         for signal in Signal::ALL {
-            let schema = openwit_core::columnar::to_record_batch(tenant, &openwit_core::Payload::empty(signal))?.schema();
+            let schema =
+                openwit_core::columnar::to_record_batch(tenant, &openwit_core::Payload::empty(signal))?.schema();
             let table = StoredTable { signal, tenant: tenant.to_string(), schema, sources: self.sources.clone() };
             ctx.register_table(openwit_core::columnar::table_name(signal), Arc::new(table))?;
         }

@@ -221,7 +221,10 @@ impl ScalarUDFImpl for Renamed {
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         self.inner.return_type(args)
     }
-    fn return_field_from_args(&self, args: datafusion::logical_expr::ReturnFieldArgs) -> Result<arrow::datatypes::FieldRef> {
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<arrow::datatypes::FieldRef> {
         self.inner.return_field_from_args(args)
     }
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
@@ -266,9 +269,10 @@ fn is_binary_column(e: &Expr, schemas: &[DFSchema]) -> bool {
 
 fn hex_literal(e: &Expr) -> Option<&str> {
     match e {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _) => {
-            Some(s)
-        }
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Some(s),
         _ => None,
     }
 }

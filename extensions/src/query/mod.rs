@@ -37,9 +37,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-/// Bytes of result read before the answer starts: a result that fits is checked whole against the row
-/// limit (a clean 413) before any byte is sent.
-const HEAD_BYTES: usize = 1 << 20;
+/// Encoded bytes of result read before the answer starts: a result that fits is checked whole against
+/// the row limit and for errors (a clean 4xx) before any byte is sent; a longer one is streamed, and a
+/// failure past this point cuts the answer short.
+const HEAD_BYTES: usize = 4 << 20;
 
 /// `extensions: query: {…}`.
 #[derive(Clone, Debug, Deserialize)]
@@ -191,7 +192,8 @@ fn tenant(cfg: &TenantConfig, headers: &HeaderMap) -> Result<TenantId, QueryErro
             let text = v.to_str().map_err(|_| {
                 QueryError::new(FailureKind::Invalid, format!("header {}: not visible ASCII", cfg.header))
             })?;
-            TenantId::new(text).map_err(|e| QueryError::new(FailureKind::Invalid, format!("header {}: {e}", cfg.header)))
+            TenantId::new(text)
+                .map_err(|e| QueryError::new(FailureKind::Invalid, format!("header {}: {e}", cfg.header)))
         }
     }
 }
@@ -205,7 +207,8 @@ fn record(t: &Telemetry, started: Instant, outcome: &str, running: Option<&Runni
         t.query_files_considered.inc_by(c.files_considered as u64);
         t.query_files_scanned.inc_by(c.files_scanned as u64);
         t.query_row_groups_considered.inc_by(c.row_groups_considered as u64);
-        for (by, n) in [("statistics", c.row_groups_pruned_by_statistics), ("bloom_filter", c.row_groups_pruned_by_bloom_filter)]
+        for (by, n) in
+            [("statistics", c.row_groups_pruned_by_statistics), ("bloom_filter", c.row_groups_pruned_by_bloom_filter)]
         {
             t.query_row_groups_pruned.get_or_create(&vec![("by".to_string(), by.to_string())]).inc_by(n as u64);
         }
@@ -252,10 +255,15 @@ async fn run(st: Arc<AppState>, headers: &HeaderMap, req: QueryRequest) -> Respo
         Ok(Err(e)) => return fail(e),
         Ok(Ok(r)) => r,
     };
-    // Read the head of the result before answering, so that a small result's errors and row count are
-    // known before the status line.
+    // Read (and encode) the head of the result before answering, so that a result of up to HEAD_BYTES
+    // has its errors and row count known before the status line.
     let schema = running.stream.schema();
-    let (mut head, mut rows, mut bytes, mut ended) = (Vec::new(), 0usize, 0usize, false);
+    let (mut encoder, start) = match Encoder::new(format, &schema) {
+        Ok(x) => x,
+        Err(e) => return fail(QueryError::new(FailureKind::Internal, e.to_string())),
+    };
+    let (mut rows, mut bytes, mut ended) = (0usize, start.len(), false);
+    let mut chunks: Vec<Result<Vec<u8>, QueryError>> = vec![Ok(start)];
     while bytes < HEAD_BYTES {
         match tokio::time::timeout_at(deadline, running.stream.next()).await {
             Err(_) => return fail(timed_out()),
@@ -266,21 +274,18 @@ async fn run(st: Arc<AppState>, headers: &HeaderMap, req: QueryRequest) -> Respo
             Ok(Some(Err(e))) => return fail(QueryError::from_datafusion(&e)),
             Ok(Some(Ok(b))) => {
                 rows += b.num_rows();
-                bytes += b.get_array_memory_size();
-                head.push(b);
                 if rows > limits.max_rows {
                     return fail(too_many_rows(limits.max_rows));
                 }
+                match encoder.batch(&b) {
+                    Ok(chunk) => {
+                        bytes += chunk.len();
+                        chunks.push(Ok(chunk));
+                    }
+                    Err(e) => return fail(QueryError::new(FailureKind::Internal, e.to_string())),
+                }
             }
         }
-    }
-    let (mut encoder, start) = match Encoder::new(format, &schema) {
-        Ok(x) => x,
-        Err(e) => return fail(QueryError::new(FailureKind::Internal, e.to_string())),
-    };
-    let mut chunks: Vec<Result<Vec<u8>, QueryError>> = vec![Ok(start)];
-    for b in &head {
-        chunks.push(encoder.batch(b).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string())));
     }
     let tail = async_stream_body(st.clone(), started, running, encoder, schema, rows, ended, deadline, limits);
     let body = futures::stream::iter(chunks).chain(tail).map(|c| match c {
@@ -331,7 +336,8 @@ fn async_stream_body(
         let mut t = state?;
         loop {
             if t.ended {
-                let end = t.encoder.finish(&t.schema).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string()));
+                let end =
+                    t.encoder.finish(&t.schema).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string()));
                 record(&t.st.telemetry, t.started, "ok", Some(&t.running));
                 return Some((end, None));
             }

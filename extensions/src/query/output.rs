@@ -199,7 +199,10 @@ mod tests {
             render(Format::Json, &[batch(), batch()]),
             "[{\"trace_id\":\"af3c\",\"n\":1},{\"trace_id\":null,\"n\":2},{\"trace_id\":\"af3c\",\"n\":1},{\"trace_id\":null,\"n\":2}]\n"
         );
-        assert_eq!(render(Format::Ndjson, &[batch()]), "{\"trace_id\":\"af3c\",\"n\":1}\n{\"trace_id\":null,\"n\":2}\n");
+        assert_eq!(
+            render(Format::Ndjson, &[batch()]),
+            "{\"trace_id\":\"af3c\",\"n\":1}\n{\"trace_id\":null,\"n\":2}\n"
+        );
         assert_eq!(render(Format::Csv, &[batch(), batch()]), "trace_id,n\naf3c,1\n,2\naf3c,1\n,2\n");
     }
 

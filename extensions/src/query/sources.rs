@@ -27,9 +27,10 @@ impl Sources {
     }
 
     pub async fn catalog(&self) -> Result<&Catalog, BoxError> {
-        self.catalog.get_or_try_init(|| Catalog::connect(&self.catalog_url)).await.map_err(|e| {
-            format!("catalog {} unavailable: {e}", openwit_catalog::redact(&self.catalog_url)).into()
-        })
+        self.catalog
+            .get_or_try_init(|| Catalog::connect(&self.catalog_url))
+            .await
+            .map_err(|e| format!("catalog {} unavailable: {e}", openwit_catalog::redact(&self.catalog_url)).into())
     }
 
     /// The destination a file's `root` names, opened on first use.

@@ -133,7 +133,7 @@ async fn local(args: &QueryArgs, data_dir: &Path, sql: &str, format: Format, tab
             while let Some(b) = running.stream.next().await {
                 batches.push(b.map_err(|e| openwit_extensions::query::engine::QueryError::from_datafusion(&e))?);
             }
-            return Ok::<_, anyhow::Error>(print_table(&batches)?);
+            return print_table(&batches);
         }
         let schema = running.stream.schema();
         let (mut enc, start) = Encoder::new(format, &schema)?;

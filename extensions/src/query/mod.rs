@@ -85,7 +85,7 @@ impl ComponentConfig for QueryConfig {
         if self.timeout.is_zero() {
             return Err(ConfigIssue::new("timeout", "must be longer than 0"));
         }
-        if !(self.max_memory_megabytes >= 1.0) {
+        if self.max_memory_megabytes.is_nan() || self.max_memory_megabytes < 1.0 {
             return Err(ConfigIssue::new("max_memory_megabytes", "must be at least 1"));
         }
         Ok(())

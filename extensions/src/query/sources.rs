@@ -50,3 +50,9 @@ impl Sources {
         Ok(dest)
     }
 }
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sources({})", openwit_catalog::redact(&self.catalog_url))
+    }
+}

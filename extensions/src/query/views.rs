@@ -87,12 +87,6 @@ pub struct CatalogView {
     pub sources: Arc<Sources>,
 }
 
-impl std::fmt::Debug for Sources {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sources")
-    }
-}
-
 #[async_trait]
 impl TableProvider for CatalogView {
     fn schema(&self) -> SchemaRef {

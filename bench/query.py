@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Query benchmark: OpenWit's SQL API beside DuckDB reading the very same Parquet files, in one run.
+
+Starts the release `openwit` with the parquet exporter and the query extension, sends N spans from the
+load generator (every span distinct), waits until all are in stable files, then runs a fixed query set
+against both engines (each query warmed once, then timed REPEAT times; the median is reported) and
+checks that both engines return the same answer. Run through `bench/run-query`.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import duckdb
+
+CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+processors:
+  batch:
+exporters:
+  parquet:
+    rotation:
+      max_age: 20s
+extensions:
+  query:
+    endpoint: 127.0.0.1:{api}
+    max_rows: 1000
+    timeout: 10m
+    max_memory_megabytes: 4096
+service:
+  extensions: [query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [parquet]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"""
+
+
+def openwit_sql(api, sql):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{api}/api/v1/query",
+        data=json.dumps({"sql": sql, "format": "json"}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f"OpenWit refused {sql!r}: {e.read().decode()}")
+
+
+def timed(fn, repeat):
+    fn()  # warm: footers cached, files in the page cache
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def normalise(rows):
+    """Rows as sorted tuples of rounded values, so both engines' answers compare."""
+    out = []
+    for r in rows:
+        vals = []
+        for v in (r.values() if isinstance(r, dict) else r):
+            if isinstance(v, float):
+                v = round(v, 3)
+            elif isinstance(v, (bytes, bytearray)):
+                v = v.hex()
+            vals.append(str(v))
+        out.append(tuple(vals))
+    return sorted(out)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--openwit", required=True)
+    p.add_argument("--loadgen", required=True)
+    p.add_argument("--spans", type=int, default=10_000_000)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--scratch", default="bench/results/query")
+    p.add_argument("--json", default="bench/results/query.json")
+    a = p.parse_args()
+
+    shutil.rmtree(a.scratch, ignore_errors=True)
+    os.makedirs(a.scratch)
+    grpc, api, metrics = 24317, 24383, 24388
+    cfg = os.path.join(a.scratch, "config.yaml")
+    with open(cfg, "w") as f:
+        f.write(CONFIG.format(grpc=grpc, api=api, metrics=metrics))
+    data = os.path.join(a.scratch, "data")
+    log = open(os.path.join(a.scratch, "openwit.log"), "w")
+    daemon = subprocess.Popen([a.openwit, "--config", cfg, "--data-dir", data], stdout=log, stderr=log)
+    try:
+        for _ in range(100):
+            try:
+                openwit_sql(api, "SELECT 1")
+                break
+            except (urllib.error.URLError, ConnectionError, SystemExit):
+                time.sleep(0.2)
+        per_request = 500
+        t = time.time()
+        subprocess.run(
+            [a.loadgen, "run", "--endpoint", f"127.0.0.1:{grpc}", "--total-items", str(a.spans),
+             "--items-per-request", str(per_request), "--distinct-requests", str(a.spans // per_request),
+             "--concurrency", "8"],
+            check=True,
+        )
+        while True:
+            n = openwit_sql(api, "SELECT coalesce(sum(row_count), 0) AS n FROM files WHERE state = 'stable'")[0]["n"]
+            if n >= a.spans:
+                break
+            time.sleep(1)
+        print(f"{a.spans} spans sent and stored in {time.time() - t:.0f} s", file=sys.stderr)
+
+        files = openwit_sql(api, "SELECT count(*) AS n, sum(byte_size) AS b FROM files")[0]
+        rng = openwit_sql(api, "SELECT min(time) AS lo, max(time) AS hi FROM spans")[0]
+        # A window of a tenth of the data's time, in the middle; a trace id from inside it.
+        lo, hi = rng["lo"], rng["hi"]
+        mid = openwit_sql(
+            api,
+            f"SELECT to_unixtime(min(time)) + (to_unixtime(max(time)) - to_unixtime(min(time))) * 0.45 AS a, "
+            f"to_unixtime(min(time)) + (to_unixtime(max(time)) - to_unixtime(min(time))) * 0.55 AS b FROM spans",
+        )[0]
+        w0, w1 = mid["a"], mid["b"]
+        trace = openwit_sql(
+            api, f"SELECT id_to_hex(trace_id) AS t FROM spans WHERE time >= to_timestamp({w0}) LIMIT 1"
+        )[0]["t"]
+
+        con = duckdb.connect()
+        con.execute("SET threads TO 2")
+        glob = os.path.join(data, "storage", "spans", "**", "*.parquet")
+        con.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet('{glob}')")
+        window_ow = f"time >= to_timestamp({w0}) AND time < to_timestamp({w1})"
+        window_dd = f"time >= to_timestamp({w0}) AND time < to_timestamp({w1})"
+        queries = [
+            ("count all spans", "SELECT count(*) AS n FROM spans", "SELECT count(*) AS n FROM spans"),
+            (
+                "latency per service, 10% time window",
+                f"SELECT service_name, count(*) AS n, avg(duration_ns) AS avg_ns, max(duration_ns) AS max_ns FROM spans WHERE {window_ow} GROUP BY 1",
+                f"SELECT service_name, count(*) AS n, avg(duration_ns) AS avg_ns, max(duration_ns) AS max_ns FROM spans WHERE {window_dd} GROUP BY 1",
+            ),
+            (
+                "error rate per service, all time",
+                "SELECT service_name, avg(CASE WHEN status_code = 2 THEN 1.0 ELSE 0.0 END) AS rate FROM spans GROUP BY 1",
+                "SELECT service_name, avg(CASE WHEN status_code = 2 THEN 1.0 ELSE 0.0 END) AS rate FROM spans GROUP BY 1",
+            ),
+            (
+                "trace by id",
+                f"SELECT id_to_hex(span_id) AS s, name FROM spans WHERE trace_id = '{trace}'",
+                f"SELECT lower(hex(span_id)) AS s, name FROM spans WHERE trace_id = from_hex('{trace}')",
+            ),
+            (
+                "attribute filter (http.route), count",
+                "SELECT count(*) AS n FROM spans WHERE attributes['http.route'] = '/api/cart'",
+                "SELECT count(*) AS n FROM spans WHERE map_extract(attributes, 'http.route')[1] = '/api/cart'",
+            ),
+            (
+                "10 slowest spans in the window",
+                f"SELECT id_to_hex(trace_id) AS t, duration_ns FROM spans WHERE {window_ow} ORDER BY duration_ns DESC LIMIT 10",
+                f"SELECT lower(hex(trace_id)) AS t, duration_ns FROM spans WHERE {window_dd} ORDER BY duration_ns DESC LIMIT 10",
+            ),
+        ]
+        results = []
+        for name, ow_sql, dd_sql in queries:
+            ow_t, ow_rows = timed(lambda: openwit_sql(api, ow_sql), a.repeat)
+            dd_t, dd_rows = timed(lambda: con.execute(dd_sql).fetchall(), a.repeat)
+            same = normalise(ow_rows) == normalise(dd_rows)
+            results.append({"query": name, "openwit_s": ow_t, "duckdb_s": dd_t, "ratio": ow_t / dd_t, "same_answer": same})
+            print(f"{name:40} openwit {ow_t * 1000:9.1f} ms  duckdb {dd_t * 1000:9.1f} ms  ratio {ow_t / dd_t:5.2f}  same answer: {same}")
+        summary = {
+            "spans": a.spans,
+            "files": files["n"],
+            "bytes": files["b"],
+            "time_range": [lo, hi],
+            "duckdb": duckdb.__version__,
+            "repeat": a.repeat,
+            "results": results,
+        }
+        with open(a.json, "w") as f:
+            json.dump(summary, f, indent=2)
+        print(f"{files['n']} files, {files['b'] / 1e6:.0f} MB; DuckDB {duckdb.__version__}; medians of {a.repeat}")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -618,8 +618,15 @@ async fn pruning_opens_only_the_hour_asked_for_and_skips_row_groups_by_bloom_fil
     for (i, t) in ids.iter().enumerate() {
         spans.push(span(t, &format!("{:016x}", 1000 + i), "", "busy", busy + 1 + i as u64, 1, vec![], false));
     }
-    send(&api.daemon, "acme", traces(vec![("clock", spans)]), logs("clock", vec![]), metrics("clock", vec![])).await;
-    api.wait_stored("acme", [572, 0, 0]).await;
+    // A log record without a time: placed (and its file's time range set) by its observed time.
+    let timeless = LogRecord {
+        observed_time_unix_nano: T0 + busy * MS,
+        body: Some(AnyValue { value: Some(text("no time")) }),
+        ..Default::default()
+    };
+    send(&api.daemon, "acme", traces(vec![("clock", spans)]), logs("clock", vec![timeless]), metrics("clock", vec![]))
+        .await;
+    api.wait_stored("acme", [572, 1, 0]).await;
     let files = api.rows("acme", "SELECT count(*) AS n FROM files WHERE table_name = 'spans'").await;
     assert_eq!(files, json!([{"n": 72}]));
 
@@ -651,6 +658,21 @@ async fn pruning_opens_only_the_hour_asked_for_and_skips_row_groups_by_bloom_fil
         .await
         .to_string();
     assert_eq!(pruning(&plan, "catalog_files_pruned"), (72, 24), "{plan}");
+
+    // The time-less record is found by its time (0) though its file's range starts later, and ranges
+    // that exclude 0 still prune by the file's range.
+    assert_eq!(
+        api.rows("acme", "SELECT body FROM logs WHERE time < to_timestamp(1)").await,
+        json!([{"body": "no time"}])
+    );
+    let plan = api
+        .rows(
+            "acme",
+            &format!("EXPLAIN ANALYZE SELECT count(*) FROM logs WHERE time >= to_timestamp({})", busy_s + 3600),
+        )
+        .await
+        .to_string();
+    assert_eq!(pruning(&plan, "catalog_files_pruned"), (1, 0), "{plan}");
 
     // A trace by id: no time given, so every file is opened, but in the busy hour's file only the row
     // group holding the id is read; the others are skipped by statistics or by the bloom filter.

@@ -82,7 +82,7 @@ impl TableProvider for StoredTable {
         let considered = all.len();
         let files = self.prune_by_time(state, filters, all)?;
 
-        if files.is_empty() {
+        if considered == 0 {
             let schema = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),
                 None => self.schema.clone(),
@@ -106,6 +106,11 @@ impl TableProvider for StoredTable {
             };
             by_store.entry(url.clone()).or_default().push(PartitionedFile::new_from_meta(meta));
             stores.insert(url, store);
+        }
+        if by_store.is_empty() {
+            // Every file pruned: a scan of nothing, which still reports what the catalog held.
+            by_store.insert("file://".to_string(), Vec::new());
+            stores.insert("file://".to_string(), Arc::new(object_store::local::LocalFileSystem::new()) as _);
         }
         let partitions = state.config().target_partitions().max(1);
         let mut scans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
@@ -214,7 +219,8 @@ impl PruningStatistics for TimeRanges {
 /// Spreads files over `n` groups (one per partition DataFusion runs), largest first onto the lightest.
 fn spread(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
     files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
-    let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..n.min(files.len())).map(|_| (0, Vec::new())).collect();
+    let mut groups: Vec<(u64, Vec<PartitionedFile>)> =
+        (0..n.min(files.len()).max(1)).map(|_| (0, Vec::new())).collect();
     for f in files {
         let g = groups.iter_mut().min_by_key(|g| g.0).expect("at least one group");
         g.0 += f.object_meta.size;

@@ -121,11 +121,14 @@ async fn embedded_default_runs_with_no_config() {
         .await;
     let metrics = c.get("http://127.0.0.1:8888/metrics").send().await;
     let monitor = c.get("http://127.0.0.1:8083/api/batch-monitor/status").send().await;
+    // The query API shares the batch monitor's port.
+    let query = c.get("http://127.0.0.1:8083/api/v1/query?sql=SELECT%20count(*)%20AS%20n%20FROM%20logs").send().await;
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let st = child.wait().unwrap();
     assert!(healthy, "the embedded default did not become healthy");
     assert_eq!(r.unwrap().status(), 200);
+    assert_eq!(query.unwrap().status(), 200);
     assert_eq!(metrics.unwrap().status(), 200);
     assert_eq!(monitor.unwrap().status(), 200);
     assert!(

@@ -82,7 +82,8 @@ impl QueryError {
             | DataFusionError::Configuration(_) => FailureKind::Invalid,
             DataFusionError::ResourcesExhausted(_) => FailureKind::Limit,
             DataFusionError::ObjectStore(_) => FailureKind::Unavailable,
-            DataFusionError::External(inner) if inner.to_string().contains("unavailable") => FailureKind::Unavailable,
+            // Our own errors (the catalog unreachable, say) already know their kind.
+            DataFusionError::External(inner) if let Some(q) = inner.downcast_ref::<QueryError>() => q.kind,
             DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => match e.to_string() {
                 // Casts of bad text and divisions by zero are the SQL's doing.
                 m if m.contains("Cast error") || m.contains("Divide by zero") || m.contains("Parser error") => {
@@ -108,6 +109,8 @@ pub struct Engine {
     sources: Arc<Sources>,
     pub limits: Limits,
     target_partitions: usize,
+    /// The stored tables' Arrow schemas (the same for every tenant).
+    schemas: Vec<(Signal, arrow::datatypes::SchemaRef)>,
 }
 
 /// A running query: its schema, its rows, and the plan (whose metrics say what was pruned once the rows
@@ -137,7 +140,12 @@ impl Engine {
     ) -> anyhow::Result<Engine> {
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.memory_bytes, 1.0).build_arc()?;
         let target_partitions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let schemas = Signal::ALL
+            .into_iter()
+            .map(|s| Ok((s, openwit_core::columnar::to_record_batch("t", &openwit_core::Payload::empty(s))?.schema())))
+            .collect::<Result<_, arrow::error::ArrowError>>()?;
         Ok(Engine {
+            schemas,
             runtime,
             sources: Arc::new(Sources::new(catalog_url, stores, storage_options)),
             limits,
@@ -164,9 +172,8 @@ impl Engine {
         for udf in functions::all() {
             ctx.register_udf(udf);
         }
-        for signal in Signal::ALL {
-            let schema =
-                openwit_core::columnar::to_record_batch(tenant, &openwit_core::Payload::empty(signal))?.schema();
+        for (signal, schema) in &self.schemas {
+            let (signal, schema) = (*signal, schema.clone());
             let table = StoredTable { signal, tenant: tenant.to_string(), schema, sources: self.sources.clone() };
             ctx.register_table(openwit_core::columnar::table_name(signal), Arc::new(table))?;
         }

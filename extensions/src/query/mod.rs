@@ -287,7 +287,7 @@ async fn run(st: Arc<AppState>, headers: &HeaderMap, req: QueryRequest) -> Respo
             }
         }
     }
-    let tail = async_stream_body(st.clone(), started, running, encoder, schema, rows, ended, deadline, limits);
+    let tail = Tail { st: st.clone(), started, running, encoder, schema, rows, ended, deadline, limits }.stream();
     let body = futures::stream::iter(chunks).chain(tail).map(|c| match c {
         Ok(bytes) => Ok(Bytes::from(bytes)),
         Err(e) => Err(std::io::Error::other(e.message)),
@@ -302,8 +302,7 @@ async fn run(st: Arc<AppState>, headers: &HeaderMap, req: QueryRequest) -> Respo
 
 /// The rest of the result, after the head: batches as they come, under the row limit and the deadline.
 /// A failure here ends the response early (the client sees a cut-off body) and is logged.
-#[allow(clippy::too_many_arguments)]
-fn async_stream_body(
+struct Tail {
     st: Arc<AppState>,
     started: Instant,
     running: Running,
@@ -313,57 +312,48 @@ fn async_stream_body(
     ended: bool,
     deadline: tokio::time::Instant,
     limits: Limits,
-) -> impl futures::Stream<Item = Result<Vec<u8>, QueryError>> + Send {
-    struct Tail {
-        st: Arc<AppState>,
-        started: Instant,
-        running: Running,
-        encoder: Encoder,
-        schema: arrow::datatypes::SchemaRef,
-        rows: usize,
-        ended: bool,
-        deadline: tokio::time::Instant,
-        limits: Limits,
+}
+
+impl Tail {
+    fn fail(&self, e: &QueryError) {
+        tracing::warn!("query failed after its answer began: {}", e.message);
+        record(&self.st.telemetry, self.started, e.kind.label(), Some(&self.running));
     }
-    impl Tail {
-        fn fail(&self, e: &QueryError) {
-            tracing::warn!("query failed after its answer began: {}", e.message);
-            record(&self.st.telemetry, self.started, e.kind.label(), Some(&self.running));
-        }
-    }
-    let tail = Tail { st, started, running, encoder, schema, rows, ended, deadline, limits };
-    futures::stream::unfold(Some(tail), |state| async move {
-        let mut t = state?;
-        loop {
-            if t.ended {
-                let end =
-                    t.encoder.finish(&t.schema).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string()));
-                record(&t.st.telemetry, t.started, "ok", Some(&t.running));
-                return Some((end, None));
-            }
-            let e = match tokio::time::timeout_at(t.deadline, t.running.stream.next()).await {
-                Err(_) => QueryError::new(
-                    FailureKind::Timeout,
-                    format!("the query ran longer than {:?} (extensions.query.timeout)", t.limits.timeout),
-                ),
-                Ok(None) => {
-                    t.ended = true;
-                    continue;
+
+    fn stream(self) -> impl futures::Stream<Item = Result<Vec<u8>, QueryError>> + Send {
+        futures::stream::unfold(Some(self), |state| async move {
+            let mut t = state?;
+            loop {
+                if t.ended {
+                    let end =
+                        t.encoder.finish(&t.schema).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string()));
+                    record(&t.st.telemetry, t.started, "ok", Some(&t.running));
+                    return Some((end, None));
                 }
-                Ok(Some(Err(e))) => QueryError::from_datafusion(&e),
-                Ok(Some(Ok(b))) => {
-                    t.rows += b.num_rows();
-                    if t.rows > t.limits.max_rows {
-                        too_many_rows(t.limits.max_rows)
-                    } else {
-                        let chunk =
-                            t.encoder.batch(&b).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string()));
-                        return Some((chunk, Some(t)));
+                let e = match tokio::time::timeout_at(t.deadline, t.running.stream.next()).await {
+                    Err(_) => QueryError::new(
+                        FailureKind::Timeout,
+                        format!("the query ran longer than {:?} (extensions.query.timeout)", t.limits.timeout),
+                    ),
+                    Ok(None) => {
+                        t.ended = true;
+                        continue;
                     }
-                }
-            };
-            t.fail(&e);
-            return Some((Err(e), None));
-        }
-    })
+                    Ok(Some(Err(e))) => QueryError::from_datafusion(&e),
+                    Ok(Some(Ok(b))) => {
+                        t.rows += b.num_rows();
+                        if t.rows > t.limits.max_rows {
+                            too_many_rows(t.limits.max_rows)
+                        } else {
+                            let chunk =
+                                t.encoder.batch(&b).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string()));
+                            return Some((chunk, Some(t)));
+                        }
+                    }
+                };
+                t.fail(&e);
+                return Some((Err(e), None));
+            }
+        })
+    }
 }

@@ -1,6 +1,7 @@
 //! Where queries read from: the catalog (connected on first use, so an outage is an error per query,
 //! not a failed start) and the stores its files name, opened once per root.
 
+use super::engine::{FailureKind, QueryError};
 use openwit_catalog::Catalog;
 use openwit_core::shared::Stores;
 use openwit_exporters::parquet::destination::Destination;
@@ -27,10 +28,10 @@ impl Sources {
     }
 
     pub async fn catalog(&self) -> Result<&Catalog, BoxError> {
-        self.catalog
-            .get_or_try_init(|| Catalog::connect(&self.catalog_url))
-            .await
-            .map_err(|e| format!("catalog {} unavailable: {e}", openwit_catalog::redact(&self.catalog_url)).into())
+        self.catalog.get_or_try_init(|| Catalog::connect(&self.catalog_url)).await.map_err(|e| {
+            let message = format!("catalog {} unavailable: {e}", openwit_catalog::redact(&self.catalog_url));
+            Box::new(QueryError::new(FailureKind::Unavailable, message)) as BoxError
+        })
     }
 
     /// The destination a file's `root` names, opened on first use.

@@ -114,6 +114,8 @@ pub struct ReceiverContext {
     pub telemetry: Arc<Telemetry>,
     /// Cancelled when the receiver must stop accepting.
     pub shutdown: CancellationToken,
+    /// Source offsets (Kafka) of this receiver's batches that the WAL held at start.
+    pub durable_offsets: crate::DurableOffsets,
 }
 
 /// A source of telemetry. `start` binds (so that a port in use fails start-up with a clear error) and

@@ -4,7 +4,7 @@
 //! implementation gathers requests into batches, writes each batch to the WAL, fdatasyncs, and only
 //! then hands the batch to the pipelines and returns `Ok`: "accepted" always means "on disk".
 
-use crate::{ConsumeError, Metadata, Payload, TenantId};
+use crate::{AckToken, ConsumeError, Metadata, Payload, SourceOffsets, TenantId};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -41,11 +41,29 @@ pub struct IngestRequest {
     pub batching: BatchingConfig,
     /// How long the request may wait for room in a full pipeline before it is refused.
     pub wait: Duration,
+    /// The source offsets the request carries (Kafka), stored with its WAL batch; empty otherwise.
+    pub sources: Vec<SourceOffsets>,
+}
+
+/// Proof that a request is in the WAL. While any receipt of a WAL batch is held, the batch counts as
+/// not complete: it stays in the WAL (and is replayed after a crash) even once every exporter has
+/// stored it. A Kafka receiver holds its receipts until the offsets are committed, so the WAL keeps
+/// every record the source would redeliver.
+#[derive(Debug, Default)]
+pub struct Receipt {
+    /// Held, never read: dropping the last reference is what completes the batch.
+    _token: Option<Arc<AckToken>>,
+}
+
+impl Receipt {
+    pub fn new(token: Arc<AckToken>) -> Receipt {
+        Receipt { _token: Some(token) }
+    }
 }
 
 /// Accepts requests durably.
 #[async_trait]
 pub trait Ingest: Send + Sync {
     /// Returns once the request is fsynced in the WAL and handed to its pipelines, or refused.
-    async fn ingest(&self, req: IngestRequest) -> Result<(), ConsumeError>;
+    async fn ingest(&self, req: IngestRequest) -> Result<Receipt, ConsumeError>;
 }

@@ -16,6 +16,7 @@ pub mod operator;
 pub mod otlp_json;
 pub mod shared;
 pub mod signal;
+pub mod source;
 mod split;
 pub mod telemetry;
 pub mod tenant;
@@ -28,7 +29,8 @@ pub use component::{
 };
 pub use factory::{BuildEnv, ConfigIssue, Factory, FactorySet, ParsedConfig, Registry};
 pub use fanout::{ConsumeError, Fanout};
-pub use ingest::{BatchingConfig, Ingest, IngestRequest};
+pub use ingest::{BatchingConfig, Ingest, IngestRequest, Receipt};
 pub use operator::{Operator, OperatorError};
 pub use signal::Signal;
+pub use source::{DurableOffsets, OffsetSet, SourceOffsets};
 pub use tenant::{TenantConfig, TenantError, TenantId};

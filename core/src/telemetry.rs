@@ -97,6 +97,13 @@ pub struct Telemetry {
     pub query_row_groups_considered: Counter,
     pub query_row_groups_pruned: Family<Labels, Counter>,
     pub query_row_groups_scanned: Counter,
+    /// Kafka messages by receiver and outcome (`stored`, `duplicate`, `empty`, `dead_lettered`,
+    /// `dead_letter_failed`, `abandoned`).
+    pub kafka_messages: Family<Labels, Counter>,
+    /// Offset commits by receiver and outcome (`ok`, `failed`).
+    pub kafka_commits: Family<Labels, Counter>,
+    /// Partitions a Kafka receiver holds paused for backpressure.
+    pub kafka_paused_partitions: Family<Labels, Gauge>,
 }
 
 impl Default for Telemetry {
@@ -134,6 +141,9 @@ impl Default for Telemetry {
             query_row_groups_considered: Counter::default(),
             query_row_groups_pruned: Family::default(),
             query_row_groups_scanned: Counter::default(),
+            kafka_messages: Family::default(),
+            kafka_commits: Family::default(),
+            kafka_paused_partitions: Family::default(),
         };
         t.receiver_accepted.register(registry, "receiver_accepted", "Items accepted by a receiver");
         t.receiver_refused.register(registry, "receiver_refused", "Items a receiver refused");
@@ -189,6 +199,13 @@ impl Default for Telemetry {
             "parquet_staging_bytes",
             "Bytes of finalized Parquet files waiting for their store",
             t.parquet_staging_bytes.clone(),
+        );
+        own.register("kafka_messages", "Kafka messages by outcome", t.kafka_messages.clone());
+        own.register("kafka_commits", "Kafka offset commits by outcome", t.kafka_commits.clone());
+        own.register(
+            "kafka_paused_partitions",
+            "Kafka partitions paused for backpressure",
+            t.kafka_paused_partitions.clone(),
         );
         own.register("query_requests", "SQL queries by outcome", t.query_requests.clone());
         own.register("query_seconds", "Duration of SQL queries, to the last row", t.query_seconds.clone());

@@ -42,6 +42,8 @@ pub struct Graph {
 pub struct Durability {
     pub wal: Arc<std::sync::Mutex<openwit_wal::Wal>>,
     pub pending: Vec<openwit_wal::WalBatch>,
+    /// Source offsets (Kafka) the WAL holds, per receiver id.
+    pub durable_offsets: HashMap<String, openwit_core::DurableOffsets>,
     pub janitor_every: std::time::Duration,
     pub tracker: openwit_catalog::TrackerHandle,
     pub node_id: Arc<str>,
@@ -156,6 +158,7 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durabil
             ingest: ingest.clone(),
             telemetry: telemetry.clone(),
             shutdown: receivers_stop.clone(),
+            durable_offsets: durability.durable_offsets.get(&id.to_string()).cloned().unwrap_or_default(),
         };
         receivers.push(receiver.start(ctx).await?);
     }

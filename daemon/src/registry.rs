@@ -7,6 +7,7 @@ pub fn builtin() -> Registry {
     let mut r = Registry::default();
 
     r.receivers.add(openwit_receivers::otlp::factory());
+    r.receivers.add(openwit_receivers::kafka::factory());
 
     r.processors.add(openwit_processors::batch::factory());
 

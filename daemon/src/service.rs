@@ -183,12 +183,29 @@ fn open_wal(
     Ok(graph::Durability {
         wal: Arc::new(std::sync::Mutex::new(wal)),
         pending: recovered.pending,
+        durable_offsets: durable_offsets(recovered.sources),
         janitor_every: settings.janitor_interval,
         tracker,
         node_id,
         export_retries: settings.export_retries,
         retries,
     })
+}
+
+/// The WAL's source offsets, grouped by the receiver they belong to.
+fn durable_offsets(
+    sources: Vec<(String, openwit_wal::SourceRange)>,
+) -> std::collections::HashMap<String, openwit_core::DurableOffsets> {
+    let mut by_receiver: std::collections::HashMap<String, openwit_core::DurableOffsets> = Default::default();
+    for (receiver, r) in sources {
+        by_receiver.entry(receiver).or_default().add(&openwit_core::SourceOffsets {
+            topic: Arc::from(r.topic.as_str()),
+            partition: r.partition,
+            first: r.first_offset,
+            last: r.last_offset,
+        });
+    }
+    by_receiver
 }
 
 fn catalog_settings(cfg: &ResolvedConfig) -> CatalogSettings {

@@ -16,6 +16,7 @@ mod durability;
 mod forward;
 mod http_options;
 mod ingest;
+mod kafka;
 mod loadgen;
 mod parquet;
 mod query;

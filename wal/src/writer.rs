@@ -41,6 +41,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
 pub struct Recovered {
     /// Batches without a completion, in WAL order: to be replayed.
     pub pending: Vec<WalBatch>,
+    /// The source offsets (Kafka) of every batch still on disk, complete or not, with the receiver
+    /// each belongs to: what a receiver must not store again if the source redelivers it.
+    pub sources: Vec<(String, crate::format::SourceRange)>,
     pub completed: usize,
     pub quarantined_records: usize,
     pub truncated_bytes: u64,
@@ -130,6 +133,7 @@ impl Wal {
         }
         let mut location = std::collections::HashMap::new();
         for (seq, b) in batches {
+            rec.sources.extend(b.sources.iter().map(|r| (b.receiver.clone(), r.clone())));
             if let Some(s) = segments.get_mut(&seq) {
                 s.batches.push(b.id.clone());
             }
@@ -431,6 +435,34 @@ mod tests {
             let (_, rec) = Wal::open(cfg(copy.path())).unwrap();
             assert_eq!(rec.pending.len(), 4);
         }
+    }
+
+    #[test]
+    fn source_offsets_of_complete_and_pending_batches_are_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let range = |p, a, b| crate::format::SourceRange {
+            topic: "spans".into(),
+            partition: p,
+            first_offset: a,
+            last_offset: b,
+        };
+        let mut a = batch(1, vec![1]);
+        a.receiver = "kafka".into();
+        a.sources = vec![range(0, 10, 19), range(1, 5, 5)];
+        let mut b = batch(2, vec![2]);
+        b.receiver = "kafka".into();
+        b.sources = vec![range(0, 20, 29)];
+        {
+            let (mut w, _) = Wal::open(cfg(dir.path())).unwrap();
+            w.append_batches(&[a.clone(), b.clone(), batch(3, vec![3])]).unwrap();
+            w.complete(std::slice::from_ref(&a.id)).unwrap();
+        }
+        let (_, rec) = Wal::open(cfg(dir.path())).unwrap();
+        assert_eq!(rec.pending.len(), 2, "b and the batch without sources");
+        assert_eq!(rec.pending[0].sources, b.sources, "pending batches keep their sources");
+        let got: Vec<_> =
+            rec.sources.iter().map(|(r, s)| (r.as_str(), s.partition, s.first_offset, s.last_offset)).collect();
+        assert_eq!(got, vec![("kafka", 0, 10, 19), ("kafka", 1, 5, 5), ("kafka", 0, 20, 29)]);
     }
 
     #[test]

@@ -2,12 +2,13 @@
 
 use super::{encode, signal_code};
 use async_trait::async_trait;
+use openwit_core::source::push_offsets;
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{
     AckToken, Batch, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest, Lineage, Metadata,
-    Payload, Signal, TenantId,
+    Payload, Receipt, Signal, SourceOffsets, TenantId,
 };
-use openwit_wal::{MetaEntry, Wal, WalBatch, WalError};
+use openwit_wal::{MetaEntry, SourceRange, Wal, WalBatch, WalError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -22,7 +23,7 @@ const INBOX: usize = 4096;
 /// While a closed batch waits for room in its pipelines, look again this often.
 const RETRY_EVERY: Duration = Duration::from_millis(2);
 
-type Reply = oneshot::Sender<Result<(), ConsumeError>>;
+type Reply = oneshot::Sender<Result<Receipt, ConsumeError>>;
 
 struct Request {
     key: Key,
@@ -30,6 +31,7 @@ struct Request {
     /// The request's protobuf bytes, as received (copied once, into the open batch).
     raw: bytes::Bytes,
     items: usize,
+    sources: Vec<SourceOffsets>,
     reply: Reply,
     batching: BatchingConfig,
     refuse_at: Instant,
@@ -47,6 +49,7 @@ struct Open {
     payload: Payload,
     raw: Vec<u8>,
     items: usize,
+    sources: Vec<SourceOffsets>,
     replies: Vec<Reply>,
     close_at: Instant,
     refuse_at: Instant,
@@ -59,10 +62,10 @@ pub struct Durable {
 
 #[async_trait]
 impl Ingest for Durable {
-    async fn ingest(&self, req: IngestRequest) -> Result<(), ConsumeError> {
+    async fn ingest(&self, req: IngestRequest) -> Result<Receipt, ConsumeError> {
         let items = req.payload.item_count();
         if items == 0 {
-            return Ok(());
+            return Ok(Receipt::default());
         }
         // Concatenated protobuf messages of one type are the message with their repeated fields
         // appended, so the WAL batch's payload is the requests' bytes end to end.
@@ -81,6 +84,7 @@ impl Ingest for Durable {
             payload: req.payload,
             raw,
             items,
+            sources: req.sources,
             reply: tx,
             batching: req.batching,
             refuse_at: Instant::now() + req.wait,
@@ -162,6 +166,7 @@ impl Writer {
             payload: Payload::empty(req.key.signal),
             raw: Vec::new(),
             items: 0,
+            sources: Vec::new(),
             replies: Vec::new(),
             close_at: now + req.batching.timeout,
             refuse_at: req.refuse_at,
@@ -169,6 +174,9 @@ impl Writer {
         o.payload.append(req.payload);
         o.raw.extend_from_slice(&req.raw);
         o.items += req.items;
+        for r in &req.sources {
+            push_offsets(&mut o.sources, r);
+        }
         o.replies.push(req.reply);
         o.refuse_at = o.refuse_at.min(req.refuse_at);
         if (o.items >= req.batching.max_items || o.raw.len() >= req.batching.max_bytes)
@@ -195,7 +203,7 @@ impl Writer {
         let mut wait = VecDeque::new();
         while let Some((key, open)) = self.ready.pop_front() {
             let Some(fanout) = self.routes.get(&(key.receiver.clone(), key.signal)) else {
-                answer(open.replies, Err(ConsumeError::Closed));
+                refuse_all(open.replies, ConsumeError::Closed);
                 continue;
             };
             match fanout.try_reserve() {
@@ -222,7 +230,16 @@ impl Writer {
                 items: open.items as u32,
                 payload: std::mem::take(&mut open.raw),
                 metadata: key.metadata.iter().map(|(k, v)| MetaEntry { key: k.clone(), values: v.clone() }).collect(),
-                sources: Vec::new(),
+                sources: open
+                    .sources
+                    .iter()
+                    .map(|r| SourceRange {
+                        topic: r.topic.to_string(),
+                        partition: r.partition,
+                        first_offset: r.first,
+                        last_offset: r.last,
+                    })
+                    .collect(),
             });
         }
         let ids: Vec<Vec<u8>> = records.iter().map(|r| r.id.clone()).collect();
@@ -270,6 +287,8 @@ impl Writer {
             let mut bid = [0u8; 16];
             bid.copy_from_slice(&id);
             let token = AckToken::new(bid, self.completions.clone());
+            let receipts: Vec<Result<Receipt, ConsumeError>> =
+                open.replies.iter().map(|_| Ok(Receipt::new(token.clone()))).collect();
             let batch = Batch {
                 tenant: key.tenant.clone(),
                 payload: open.payload,
@@ -278,20 +297,23 @@ impl Writer {
                 columnar: Default::default(),
             };
             Fanout::deliver(permits, batch);
-            answer(open.replies, Ok(()));
+            for (reply, receipt) in open.replies.into_iter().zip(receipts) {
+                // A client that went away no longer needs its answer.
+                let _ = reply.send(receipt);
+            }
         }
     }
 
     fn refuse(&self, key: &Key, open: Open, err: ConsumeError) {
         tracing::debug!(receiver = %key.receiver, tenant = %key.tenant, items = open.items, "batch refused: {err}");
-        answer(open.replies, Err(err));
+        refuse_all(open.replies, err);
     }
 }
 
-fn answer(replies: Vec<Reply>, result: Result<(), ConsumeError>) {
+fn refuse_all(replies: Vec<Reply>, err: ConsumeError) {
     for r in replies {
         // A client that went away no longer needs its answer.
-        let _ = r.send(result.clone());
+        let _ = r.send(Err(err.clone()));
     }
 }
 

@@ -76,8 +76,10 @@ impl Accept {
                 metadata,
                 batching: self.batching,
                 wait: self.wait,
+                sources: Vec::new(),
             };
-            self.ingest.ingest(req).await?;
+            // Nothing to hold: the client's answer is the end of the receiver's part.
+            drop(self.ingest.ingest(req).await?);
             Ok(())
         }
         .await;

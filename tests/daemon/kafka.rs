@@ -1,0 +1,668 @@
+//! The `kafka` receiver against librdkafka's mock cluster (the real Kafka wire protocol, in this
+//! process): every signal and encoding, tenants from topic names, dead letters, commits only after
+//! the WAL, crashes, a rebalance between two daemons, and backpressure.
+
+use crate::harness::{Daemon, client, eventually, read_testing};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// A mock Kafka cluster and a producer writing to it.
+struct Kafka {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+    producer: BaseProducer,
+}
+
+impl Kafka {
+    fn new() -> Kafka {
+        let cluster = MockCluster::new(1).unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("linger.ms", "1")
+            .create()
+            .unwrap();
+        Kafka { cluster, producer }
+    }
+
+    fn brokers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    fn topic(&self, name: &str, partitions: i32) {
+        self.cluster.create_topic(name, partitions, 1).unwrap();
+    }
+
+    fn send(&self, topic: &str, partition: i32, payload: &[u8], headers: &[(&str, &str)]) {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(Header { key: k, value: Some(*v) });
+        }
+        let mut record = BaseRecord::<(), [u8]>::to(topic).partition(partition).payload(payload).headers(h);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    // Queue full: let deliveries drain.
+                    self.producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+    }
+
+    fn flush(&self) {
+        self.producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// The group's committed offset of each partition (`-1` where nothing is committed).
+    fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let c: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", self.brokers()).set("group.id", group).create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+        (0..partitions)
+            .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            })
+            .collect()
+    }
+
+    /// Every message of a topic, from the start.
+    fn read_all(&self, topic: &str, expected: usize) -> Vec<(Vec<u8>, BTreeMap<String, String>)> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", "e2e-reader")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        c.subscribe(&[topic]).unwrap();
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while out.len() < expected && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        use rdkafka::message::Headers;
+                        h.iter()
+                            .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((m.payload().unwrap_or_default().to_vec(), headers));
+            }
+        }
+        out
+    }
+}
+
+fn spans(names: &[String]) -> Vec<u8> {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: names
+                    .iter()
+                    .map(|n| Span {
+                        name: n.clone(),
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        start_time_unix_nano: 1_700_000_000_000_000_000,
+                        end_time_unix_nano: 1_700_000_000_100_000_000,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn logs(body: &str) -> Vec<u8> {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: 1_700_000_000_000_000_000,
+                    body: Some(AnyValue { value: Some(any_value::Value::StringValue(body.into())) }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn metrics_json(name: &str) -> Vec<u8> {
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: name.into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: 1_700_000_000_000_000_000,
+                            value: Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(7)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    serde_json::to_vec(&req).unwrap()
+}
+
+/// Span names stored by a `testing` exporter, with how often each was stored.
+fn stored_spans(path: &Path) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (_, r) in read_testing::<ExportTraceServiceRequest>(path) {
+        for s in r.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+            *out.entry(s.name.clone()).or_default() += 1;
+        }
+    }
+    out
+}
+
+fn total(m: &BTreeMap<String, usize>) -> usize {
+    m.values().sum()
+}
+
+/// Fails with the names stored twice or missing.
+fn assert_exactly_once(stored: &BTreeMap<String, usize>, expected: &[String]) {
+    let twice: Vec<_> = stored.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "stored more than once: {twice:?}");
+    let missing: Vec<_> = expected.iter().filter(|n| !stored.contains_key(*n)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} never stored, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(stored.len(), expected.len(), "nothing else stored");
+}
+
+async fn metric(d: &Daemon, prefix: &str) -> f64 {
+    d.metrics_text()
+        .await
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+const ALL_SIGNALS: &str = r#"
+receivers:
+  kafka:
+    brokers: [BROKERS]
+    group_id: e2e
+    initial_offset: earliest
+    traces:
+      topics: ['^v6\.qtw\.traces\..*']
+    metrics:
+      topics: [otlp_metrics]
+      encoding: otlp_json
+    logs:
+      topic: otlp_logs
+    tenant:
+      topic_pattern: '^v6\.qtw\.traces\.(?P<tenant>[^.]+)\.[0-9]+$'
+    header_extraction:
+      extract_headers: true
+      headers: [region]
+    batching:
+      max_items: 40
+      timeout: 20ms
+    dead_letter:
+      directory: {dir}/dead
+exporters:
+  testing/traces:
+    path: {dir}/traces.bin
+  testing/metrics:
+    path: {dir}/metrics.bin
+  testing/logs:
+    path: {dir}/logs.bin
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+  batch_monitor:
+    endpoint: 127.0.0.1:{http}
+service:
+  extensions: [health_check, batch_monitor]
+  pipelines:
+    traces:
+      receivers: [kafka]
+      exporters: [testing/traces]
+    metrics:
+      receivers: [kafka]
+      exporters: [testing/metrics]
+    logs:
+      receivers: [kafka]
+      exporters: [testing/logs]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_signal_from_several_topics_and_partitions_with_tenants_from_topic_names() {
+    let k = Kafka::new();
+    let (acme, globex) = ("v6.qtw.traces.acme.1", "v6.qtw.traces.globex.1");
+    k.topic(acme, 3);
+    k.topic(globex, 2);
+    k.topic("otlp_metrics", 2);
+    k.topic("otlp_logs", 1);
+    let mut expected_spans = Vec::new();
+    for i in 0..30 {
+        let names: Vec<String> = (0..3).map(|j| format!("acme-{i}-{j}")).collect();
+        k.send(acme, i % 3, &spans(&names), &[]);
+        expected_spans.extend(names);
+    }
+    for i in 0..20 {
+        if i == 5 {
+            // Not OTLP: dead-lettered, and the partition goes on.
+            k.send(globex, 0, b"\x0a\xff\xff\xff not protobuf", &[("why", "poison")]);
+        }
+        let names: Vec<String> = (0..2).map(|j| format!("globex-{i}-{j}")).collect();
+        k.send(globex, i % 2, &spans(&names), &[]);
+        expected_spans.extend(names);
+    }
+    for i in 0..10 {
+        k.send("otlp_metrics", i % 2, &metrics_json(&format!("metric-{i}")), &[("X-Scope-OrgID", "initech")]);
+    }
+    // A tenant id that would escape its directory: refused, dead-lettered.
+    k.send("otlp_metrics", 1, &metrics_json("bad-tenant"), &[("X-Scope-OrgID", "../etc")]);
+    for i in 0..10 {
+        k.send("otlp_logs", 0, &logs(&format!("log-{i}")), &[("region", "eu-west")]);
+    }
+    k.flush();
+
+    let d = Daemon::start(&ALL_SIGNALS.replace("BROKERS", &k.brokers())).await;
+    let stored = eventually(Duration::from_secs(60), || stored_spans(&d.path("traces.bin")), |m| total(m) >= 130).await;
+    assert_exactly_once(&stored, &expected_spans);
+
+    let metrics: Vec<String> = eventually(
+        Duration::from_secs(30),
+        || {
+            read_testing::<ExportMetricsServiceRequest>(&d.path("metrics.bin"))
+                .into_iter()
+                .flat_map(|(_, r)| r.resource_metrics)
+                .flat_map(|r| r.scope_metrics)
+                .flat_map(|s| s.metrics)
+                .map(|m| m.name)
+                .collect()
+        },
+        |v: &Vec<String>| v.len() >= 10,
+    )
+    .await;
+    let mut sorted = metrics.clone();
+    sorted.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("metric-{i}")).collect();
+    want.sort();
+    assert_eq!(sorted, want, "JSON metrics decoded, each once; the bad tenant's is not among them");
+
+    let log_reqs = eventually(
+        Duration::from_secs(30),
+        || read_testing::<ExportLogsServiceRequest>(&d.path("logs.bin")),
+        |v| v.iter().flat_map(|(i, _)| i).count() >= 10,
+    )
+    .await;
+    let mut bodies = Vec::new();
+    for (_, r) in &log_reqs {
+        for rl in &r.resource_logs {
+            let attrs = &rl.resource.as_ref().expect("a resource with the extracted header").attributes;
+            let region = attrs.iter().find(|a| a.key == "kafka.header.region").expect("kafka.header.region");
+            assert_eq!(region.value, Some(AnyValue { value: Some(any_value::Value::StringValue("eu-west".into())) }));
+            for sl in &rl.scope_logs {
+                for l in &sl.log_records {
+                    if let Some(any_value::Value::StringValue(b)) = l.body.as_ref().and_then(|b| b.value.as_ref()) {
+                        bodies.push(b.clone());
+                    }
+                }
+            }
+        }
+    }
+    bodies.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("log-{i}")).collect();
+    want.sort();
+    assert_eq!(bodies, want);
+
+    // Poison: written raw with the reason, and the partition kept flowing (globex-5.. are stored).
+    let poison = d.path("dead").join(globex).join("0-3.bin");
+    assert_eq!(std::fs::read(&poison).unwrap(), b"\x0a\xff\xff\xff not protobuf", "the payload, raw");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(poison.with_extension("json")).unwrap()).unwrap();
+    assert!(meta["reason"].as_str().unwrap().contains("invalid OTLP protobuf"), "{meta}");
+    assert_eq!(meta["headers"][0]["key"], "why");
+    let tenant_dl = d.path("dead").join("otlp_metrics").join("1-5.json");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&tenant_dl).unwrap()).unwrap();
+    assert!(meta["reason"].as_str().unwrap().contains("only letters, digits"), "{meta}");
+    assert_eq!(metric(&d, "openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"dead_lettered\"}").await, 2.0);
+    let log = d.logs();
+    assert!(log.contains("message skipped") && log.contains("offset=3"), "poison logged with its position");
+
+    // Offsets: committed to the end of every partition once everything is durable.
+    let ends =
+        [(acme, vec![10, 10, 10]), (globex, vec![11, 10]), ("otlp_metrics", vec![5, 6]), ("otlp_logs", vec![10])];
+    for (topic, want) in ends {
+        let n = want.len() as i32;
+        let got = eventually(Duration::from_secs(20), || k.committed("e2e", topic, n), |c| *c == want).await;
+        assert_eq!(got, want, "committed offsets of {topic}");
+    }
+
+    // The tracker knows each batch's tenant, topic partitions and offsets.
+    let body: serde_json::Value = client()
+        .get(d.http_url("/api/batch-monitor/batches?tenant=globex&limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = body["batches"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{body}");
+    let mut items = 0;
+    for r in rows {
+        assert_eq!(r["client_id"], "globex");
+        assert_eq!(r["receiver"], "kafka");
+        let topics = r["topics"].as_str().unwrap();
+        assert!(topics.split(',').all(|t| t.starts_with("v6.qtw.traces.globex.1/")), "{topics}");
+        assert!(r["first_offset"].as_i64().unwrap() <= r["last_offset"].as_i64().unwrap());
+        let kafka = r["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "kafka").unwrap();
+        assert_eq!(kafka["done"], true);
+        items += r["item_count"].as_i64().unwrap();
+    }
+    assert_eq!(items, 40, "globex's 40 spans, in batches of its own");
+    assert_eq!(metric(&d, "otelcol_receiver_accepted_spans_total{receiver=\"kafka\"").await, 130.0);
+}
+
+const CRASH: &str = r#"
+receivers:
+  kafka:
+    brokers: [BROKERS]
+    group_id: crash
+    initial_offset: earliest
+    traces:
+      topics: [spans]
+    batching:
+      max_items: MAX_ITEMS
+      timeout: BATCH_TIMEOUT
+    commit:
+      interval: COMMIT_INTERVAL
+exporters:
+  testing:
+    path: {dir}/stored.bin
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [kafka]
+      exporters: [testing]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#;
+
+fn crash_config(k: &Kafka, max_items: usize, batch_timeout: &str, commit_interval: &str) -> String {
+    CRASH
+        .replace("BROKERS", &k.brokers())
+        .replace("MAX_ITEMS", &max_items.to_string())
+        .replace("BATCH_TIMEOUT", batch_timeout)
+        .replace("COMMIT_INTERVAL", commit_interval)
+}
+
+fn produce_spans(k: &Kafka, topic: &str, partitions: i32, range: std::ops::Range<usize>) -> Vec<String> {
+    let mut names = Vec::new();
+    for i in range {
+        let n = vec![format!("m{i}")];
+        k.send(topic, (i % partitions as usize) as i32, &spans(&n), &[]);
+        names.extend(n);
+    }
+    k.flush();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_the_wal_and_the_commit_or_mid_batch_every_message_is_stored_once() {
+    let k = Kafka::new();
+    k.topic("spans", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let stored = dir.path().join("stored.bin");
+
+    // 1. Everything reaches the WAL and the exporter, nothing is committed (the commit interval is
+    //    longer than the test), then kill -9: Kafka will deliver all of it again.
+    let mut expected = produce_spans(&k, "spans", 2, 0..200);
+    let mut d = Daemon::spawn_in(dir.path(), &crash_config(&k, 64, "5ms", "1h"), &[]);
+    d.wait_ready().await;
+    let got = eventually(Duration::from_secs(60), || total(&stored_spans(&stored)), |n| *n >= 200).await;
+    assert_eq!(got, 200);
+    assert_eq!(k.committed("crash", "spans", 2), vec![-1, -1], "nothing committed yet");
+    d.signal(libc::SIGKILL);
+    d.wait_exit(Duration::from_secs(10));
+
+    // 2. Restart: the redelivered messages are recognised as already in the WAL and skipped. Then
+    //    kill -9 again while a batch is open (long batching timeout): those messages are in no WAL
+    //    batch and not committed.
+    let mut d = Daemon::spawn_in(dir.path(), &crash_config(&k, 100_000, "30s", "50ms"), &[]);
+    d.wait_ready().await;
+    let dup = {
+        let mut n = 0.0;
+        for _ in 0..400 {
+            n = metric(&d, "openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"duplicate\"}").await;
+            if n >= 200.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        n
+    };
+    assert_eq!(dup, 200.0, "every redelivered message recognised as already stored");
+    let committed =
+        eventually(Duration::from_secs(20), || k.committed("crash", "spans", 2), |c| *c == vec![100, 100]).await;
+    assert_eq!(committed, vec![100, 100], "the skipped messages are committed");
+    expected.extend(produce_spans(&k, "spans", 2, 200..300));
+    // Consumed (they are waiting in the open batch) but not in the WAL: wait until they are pulled in.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(total(&stored_spans(&stored)), 200, "the open batch is not stored yet");
+    d.signal(libc::SIGKILL);
+    d.wait_exit(Duration::from_secs(10));
+    assert_eq!(k.committed("crash", "spans", 2), vec![100, 100], "nothing of the open batch was committed");
+
+    // 3. Restart normally, with more produced while it runs: everything exactly once.
+    let d = Daemon::spawn_in(dir.path(), &crash_config(&k, 64, "5ms", "50ms"), &[]);
+    d.wait_ready().await;
+    expected.extend(produce_spans(&k, "spans", 2, 300..400));
+    let got = eventually(Duration::from_secs(60), || stored_spans(&stored), |m| total(m) >= 400).await;
+    assert_exactly_once(&got, &expected);
+    let committed =
+        eventually(Duration::from_secs(20), || k.committed("crash", "spans", 2), |c| *c == vec![200, 200]).await;
+    assert_eq!(committed, vec![200, 200]);
+    // Nothing more arrives late.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_exactly_once(&stored_spans(&stored), &expected);
+}
+
+const GROUP: &str = r#"
+receivers:
+  kafka:
+    brokers: [BROKERS]
+    group_id: pair
+    initial_offset: earliest
+    session_timeout: 6s
+    heartbeat_interval: 1s
+    traces:
+      topics: [spans]
+    batching:
+      max_items: 32
+      timeout: 5ms
+    dead_letter:
+      topic: dead-letters
+exporters:
+  testing:
+    path: {dir}/stored.bin
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [kafka]
+      exporters: [testing]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_between_two_daemons_loses_nothing_and_stores_nothing_twice() {
+    let k = Kafka::new();
+    k.topic("spans", 4);
+    k.topic("dead-letters", 1);
+    let cfg = GROUP.replace("BROKERS", &k.brokers());
+    let mut expected = produce_spans(&k, "spans", 4, 0..400);
+    let mut a = Daemon::start(&cfg).await;
+    eventually(Duration::from_secs(60), || total(&stored_spans(&a.path("stored.bin"))), |n| *n >= 400).await;
+
+    // B joins: the partitions are split between the two while messages keep coming.
+    let b = Daemon::start(&cfg).await;
+    let producer = {
+        let brokers = k.brokers();
+        std::thread::spawn(move || {
+            let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+            let mut names = Vec::new();
+            for i in 400..1400 {
+                let n = vec![format!("m{i}")];
+                let mut rec = BaseRecord::<(), [u8]>::to("spans").partition((i % 4) as i32);
+                let payload = spans(&n);
+                rec = rec.payload(&payload);
+                while let Err((_, r)) = p.send(rec) {
+                    p.poll(Duration::from_millis(10));
+                    rec = r;
+                }
+                if i % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+                p.poll(Duration::ZERO);
+                names.extend(n);
+            }
+            p.flush(Duration::from_secs(30)).unwrap();
+            names
+        })
+    };
+    let b_got = eventually(Duration::from_secs(60), || total(&stored_spans(&b.path("stored.bin"))), |n| *n > 0).await;
+    assert!(b_got > 0, "B was given partitions and stored from them");
+    // A leaves gracefully mid-stream: it commits what is durable before its partitions go to B.
+    a.signal(libc::SIGTERM);
+    assert!(a.wait_exit(Duration::from_secs(60)).success());
+    expected.extend(producer.join().unwrap());
+    k.send("spans", 1, b"garbage", &[]);
+    k.flush();
+
+    let both = || {
+        let mut m = stored_spans(&a.path("stored.bin"));
+        for (n, c) in stored_spans(&b.path("stored.bin")) {
+            *m.entry(n).or_default() += c;
+        }
+        m
+    };
+    let got = eventually(Duration::from_secs(60), both, |m| total(m) >= 1400).await;
+    assert_exactly_once(&got, &expected);
+    assert!(b.logs().contains("partitions assigned"), "B took partitions");
+    let committed =
+        eventually(Duration::from_secs(20), || k.committed("pair", "spans", 4), |c| *c == vec![350, 351, 350, 350])
+            .await;
+    assert_eq!(committed, vec![350, 351, 350, 350], "B committed through the end, past the dead letter");
+    let dead = k.read_all("dead-letters", 1);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, b"garbage");
+    assert_eq!(dead[0].1["openwit.dead_letter.partition"], "1");
+    assert_eq!(dead[0].1["openwit.dead_letter.offset"], "350");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_exactly_once(&both(), &expected);
+}
+
+const SLOW: &str = r#"
+receivers:
+  kafka:
+    brokers: [BROKERS]
+    group_id: slow
+    initial_offset: earliest
+    traces:
+      topics: [spans]
+    batching:
+      max_items: 16
+      timeout: 5ms
+    backpressure_wait: 50ms
+exporters:
+  testing:
+    path: {dir}/stored.bin
+    delay: 40ms
+processors:
+  batch:
+    send_batch_size: 16
+    send_batch_max_size: 16
+    timeout: 1ms
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [kafka]
+      processors: [batch]
+      exporters: [testing]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pipeline_pauses_partitions_and_loses_nothing() {
+    let k = Kafka::new();
+    k.topic("spans", 2);
+    let expected = produce_spans(&k, "spans", 2, 0..3000);
+    let d = Daemon::start(&SLOW.replace("BROKERS", &k.brokers())).await;
+    let mut paused_seen = 0.0f64;
+    let stored = d.path("stored.bin");
+    for _ in 0..1200 {
+        paused_seen = paused_seen.max(metric(&d, "openwit_kafka_paused_partitions{receiver=\"kafka\"}").await);
+        if total(&stored_spans(&stored)) >= 3000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(paused_seen, 2.0, "both partitions were paused while the exporter was behind");
+    let got = eventually(Duration::from_secs(120), || stored_spans(&stored), |m| total(m) >= 3000).await;
+    assert_exactly_once(&got, &expected);
+    assert_eq!(metric(&d, "openwit_kafka_paused_partitions{receiver=\"kafka\"}").await, 0.0, "resumed");
+    assert_eq!(metric(&d, "openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"stored\"}").await, 3000.0);
+}

@@ -66,6 +66,14 @@ impl OffsetSet {
         self.0 = out;
     }
 
+    /// Drops every offset below `offset`.
+    pub fn remove_below(&mut self, offset: i64) {
+        self.0.retain(|&(_, b)| b >= offset);
+        if let Some(first) = self.0.first_mut() {
+            first.0 = first.0.max(offset);
+        }
+    }
+
     pub fn contains(&self, offset: i64) -> bool {
         let i = self.0.partition_point(|&(_, b)| b < offset);
         self.0.get(i).is_some_and(|&(a, _)| a <= offset)
@@ -82,25 +90,33 @@ impl OffsetSet {
 
 /// Offsets already in the WAL, per (topic, partition), for one receiver.
 #[derive(Clone, Debug, Default)]
-pub struct DurableOffsets(HashMap<(Arc<str>, i32), OffsetSet>);
+pub struct DurableOffsets(HashMap<Arc<str>, HashMap<i32, OffsetSet>>);
 
 impl DurableOffsets {
     pub fn add(&mut self, o: &SourceOffsets) {
-        self.0.entry((o.topic.clone(), o.partition)).or_default().insert(o.first, o.last);
+        self.0.entry(o.topic.clone()).or_default().entry(o.partition).or_default().insert(o.first, o.last);
     }
 
     /// Whether the record at `offset` of `topic`/`partition` is already in the WAL.
     pub fn contains(&self, topic: &str, partition: i32, offset: i64) -> bool {
-        self.0.get(&(Arc::from(topic), partition)).is_some_and(|s| s.contains(offset))
+        self.0.get(topic).and_then(|p| p.get(&partition)).is_some_and(|s| s.contains(offset))
+    }
+
+    /// Forgets the offsets of a partition below `offset` (committed: the source will not send them
+    /// again).
+    pub fn forget_below(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Some(s) = self.0.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
+            s.remove_below(offset);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.values().all(|p| p.values().all(OffsetSet::is_empty))
     }
 
     /// Number of partitions with offsets.
     pub fn partitions(&self) -> usize {
-        self.0.len()
+        self.0.values().map(|p| p.values().filter(|s| !s.is_empty()).count()).sum()
     }
 }
 
@@ -133,6 +149,10 @@ mod tests {
             }
             for o in -1..220 {
                 prop_assert_eq!(set.contains(o), naive.contains(&o), "offset {}", o);
+            }
+            set.remove_below(100);
+            for o in -1..220 {
+                prop_assert_eq!(set.contains(o), o >= 100 && naive.contains(&o), "after remove_below, offset {}", o);
             }
             for w in set.ranges().windows(2) {
                 prop_assert!(w[0].1 + 1 < w[1].0, "ranges are disjoint and not adjacent: {:?}", set.ranges());

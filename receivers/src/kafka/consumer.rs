@@ -52,6 +52,10 @@ pub struct Shared {
 #[derive(Default)]
 struct State {
     parts: HashMap<PartKey, Part>,
+    /// Offsets this receiver has in the WAL and not yet seen committed: the WAL's at start, then
+    /// every message made durable since. A message found here is not stored again, whether Kafka
+    /// redelivers it after a crash or after a rebalance whose commit failed.
+    durable: DurableOffsets,
     generation: u64,
     /// Bumped on every assignment, so that a paused consumer pauses new partitions too.
     assignments: u64,
@@ -59,6 +63,9 @@ struct State {
     in_flight_bytes: usize,
     /// Messages refused by a full pipeline or WAL and waiting to be tried again.
     stalled: usize,
+    /// When the asynchronous commit still unanswered was sent: one at a time, so that commits do
+    /// not pile up while the group rebalances or the coordinator is away.
+    committing: Option<Instant>,
 }
 
 struct Part {
@@ -70,8 +77,8 @@ struct Part {
 }
 
 impl Shared {
-    pub fn new() -> Arc<Shared> {
-        Arc::new(Shared { state: Mutex::default(), changed: Condvar::new() })
+    pub fn new(durable: DurableOffsets) -> Arc<Shared> {
+        Arc::new(Shared { state: Mutex::new(State { durable, ..Default::default() }), changed: Condvar::new() })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -140,8 +147,9 @@ impl Context {
         self.telemetry.kafka_commits.get_or_create(&self.labels("ok")).inc();
         let mut st = self.shared.lock();
         for e in tpl.elements() {
-            if let (Offset::Offset(o), Some(p)) = (e.offset(), st.parts.get_mut(&(Arc::from(e.topic()), e.partition())))
-            {
+            let Offset::Offset(o) = e.offset() else { continue };
+            st.durable.forget_below(e.topic(), e.partition(), o);
+            if let Some(p) = st.parts.get_mut(&(Arc::from(e.topic()), e.partition())) {
                 p.track.committed(o);
             }
         }
@@ -211,6 +219,7 @@ impl ConsumerContext for Context {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.shared.lock().committing = None;
         match result {
             Ok(()) => self.committed(offsets),
             Err(e) => {
@@ -261,8 +270,6 @@ pub struct Poller {
     pub runtime: tokio::runtime::Handle,
     pub shutdown: CancellationToken,
     pub dead_letter: DeadLetter,
-    /// Offsets the WAL held at start: redelivered after a crash before their commit, skipped.
-    pub recovered: DurableOffsets,
     pub paused: Option<u64>,
     pub topics: HashMap<String, Arc<str>>,
     pub last_error: HashMap<String, Instant>,
@@ -311,8 +318,16 @@ impl Poller {
     /// receipts below it (an asynchronous one does so in `commit_callback`).
     fn commit(&mut self, consumer: &BaseConsumer<Context>, sync: bool) {
         let tpl = {
-            let st = self.shared.lock();
-            commit_list(st.parts.iter())
+            let mut st = self.shared.lock();
+            let waiting = st.committing.is_some_and(|at| at.elapsed() < Duration::from_secs(10));
+            if waiting && !sync {
+                return;
+            }
+            let tpl = commit_list(st.parts.iter());
+            if tpl.count() > 0 && !sync {
+                st.committing = Some(Instant::now());
+            }
+            tpl
         };
         if tpl.count() == 0 {
             return;
@@ -380,13 +395,17 @@ impl Poller {
     fn handle(&mut self, m: &BorrowedMessage<'_>) {
         let key: PartKey = (self.topic(m.topic()), m.partition());
         let offset = m.offset();
-        let generation = {
+        let (generation, duplicate) = {
             let mut st = self.shared.lock();
             let generation = st.generation;
-            st.parts
-                .entry(key.clone())
-                .or_insert_with(|| Part { track: PartitionTrack::default(), generation, active: 0, revoked: false })
-                .generation
+            let duplicate = st.durable.contains(&key.0, key.1, offset);
+            let part = st.parts.entry(key.clone()).or_insert_with(|| Part {
+                track: PartitionTrack::default(),
+                generation,
+                active: 0,
+                revoked: false,
+            });
+            (part.generation, duplicate)
         };
         let settle = |shared: &Shared, outcome: Outcome| {
             if let Some(p) = shared.lock().parts.get_mut(&key) {
@@ -394,7 +413,7 @@ impl Poller {
             }
             outcome
         };
-        if self.recovered.contains(&key.0, key.1, offset) {
+        if duplicate {
             self.outcome(settle(&self.shared, Outcome::Duplicate));
             return;
         }
@@ -602,6 +621,7 @@ impl Delivery {
                 // An abandoned message stays pending: no commit may pass it.
                 if let Some(r) = receipt {
                     p.track.durable(self.offset, r);
+                    st.durable.add(&SourceOffsets::one(self.key.0.clone(), self.key.1, self.offset));
                 }
             }
             _ if receipt.is_some() => tracing::warn!(

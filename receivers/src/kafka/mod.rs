@@ -88,7 +88,7 @@ impl Receiver for KafkaReceiver {
             settle_wait,
             routes,
         });
-        let shared = Shared::new();
+        let shared = Shared::new(ctx.durable_offsets.clone());
         let context = Context::new(receiver.clone(), shared.clone(), settle_wait, ctx.telemetry.clone());
         let consumer: BaseConsumer<Context> = client_config(&self.cfg.client_properties())
             .create_with_context(context)
@@ -118,7 +118,6 @@ impl Receiver for KafkaReceiver {
             runtime: tokio::runtime::Handle::current(),
             shutdown: ctx.shutdown.clone(),
             dead_letter,
-            recovered: ctx.durable_offsets,
             paused: None,
             topics: Default::default(),
             last_error: Default::default(),

@@ -81,7 +81,8 @@ def normalise(rows):
         vals = []
         for v in (r.values() if isinstance(r, dict) else r):
             if isinstance(v, float):
-                v = round(v, 3)
+                # Nine significant digits: both engines sum in their own order.
+                v = f"{v:.9g}"
             elif isinstance(v, (bytes, bytearray)):
                 v = v.hex()
             vals.append(str(v))

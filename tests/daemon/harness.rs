@@ -164,6 +164,17 @@ impl Daemon {
         client().get(format!("http://127.0.0.1:{}/metrics", self.metrics)).send().await.unwrap().text().await.unwrap()
     }
 
+    /// The sum of the samples whose line starts with `prefix` (a metric name, with labels or a
+    /// first part of them) in the daemon's own metrics.
+    pub async fn metric_sum(&self, prefix: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Asserts the daemon still answers: a valid OTLP/HTTP request is accepted.
     pub async fn assert_serving(&self) {
         let r = client()

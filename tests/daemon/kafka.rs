@@ -207,15 +207,6 @@ fn assert_exactly_once(stored: &BTreeMap<String, usize>, expected: &[String]) {
     assert_eq!(stored.len(), expected.len(), "nothing else stored");
 }
 
-async fn metric(d: &Daemon, prefix: &str) -> f64 {
-    d.metrics_text()
-        .await
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 const ALL_SIGNALS: &str = r#"
 receivers:
   kafka:
@@ -361,7 +352,7 @@ async fn every_signal_from_several_topics_and_partitions_with_tenants_from_topic
     let tenant_dl = d.path("dead").join("otlp_metrics").join("1-5.json");
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&tenant_dl).unwrap()).unwrap();
     assert!(meta["reason"].as_str().unwrap().contains("only letters, digits"), "{meta}");
-    assert_eq!(metric(&d, "openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"dead_lettered\"}").await, 2.0);
+    assert_eq!(d.metric_sum("openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"dead_lettered\"}").await, 2.0);
     let log = d.logs();
     assert!(log.contains("message skipped") && log.contains("offset=3"), "poison logged with its position");
 
@@ -397,45 +388,52 @@ async fn every_signal_from_several_topics_and_partitions_with_tenants_from_topic
         items += r["item_count"].as_i64().unwrap();
     }
     assert_eq!(items, 40, "globex's 40 spans, in batches of its own");
-    assert_eq!(metric(&d, "otelcol_receiver_accepted_spans_total{receiver=\"kafka\"").await, 130.0);
+    assert_eq!(d.metric_sum("otelcol_receiver_accepted_spans_total{receiver=\"kafka\"").await, 130.0);
 }
 
-const CRASH: &str = r#"
+/// One traces pipeline: the `kafka` receiver (its keys, indented under it, given in `receiver`) into the
+/// `testing` exporter (`exporter`: further keys of it), with `processors` between them.
+fn one_pipeline(brokers: &str, receiver: &str, processors: &str, exporter: &str) -> String {
+    format!(
+        r#"
 receivers:
   kafka:
-    brokers: [BROKERS]
-    group_id: crash
+    brokers: [{brokers}]
     initial_offset: earliest
     traces:
       topics: [spans]
-    batching:
-      max_items: MAX_ITEMS
-      timeout: BATCH_TIMEOUT
-    commit:
-      interval: COMMIT_INTERVAL
+{receiver}
+processors:
+  batch:
+    send_batch_size: 16
+    send_batch_max_size: 16
+    timeout: 1ms
 exporters:
   testing:
-    path: {dir}/stored.bin
+    path: {{dir}}/stored.bin
+{exporter}
 extensions:
   health_check:
-    endpoint: 127.0.0.1:{health}
+    endpoint: 127.0.0.1:{{health}}
 service:
   extensions: [health_check]
   pipelines:
     traces:
       receivers: [kafka]
+      processors: [{processors}]
       exporters: [testing]
   telemetry:
     metrics:
-      address: 127.0.0.1:{metrics}
-"#;
+      address: 127.0.0.1:{{metrics}}
+"#
+    )
+}
 
 fn crash_config(k: &Kafka, max_items: usize, batch_timeout: &str, commit_interval: &str) -> String {
-    CRASH
-        .replace("BROKERS", &k.brokers())
-        .replace("MAX_ITEMS", &max_items.to_string())
-        .replace("BATCH_TIMEOUT", batch_timeout)
-        .replace("COMMIT_INTERVAL", commit_interval)
+    let receiver = format!(
+        "    group_id: crash\n    batching:\n      max_items: {max_items}\n      timeout: {batch_timeout}\n    commit:\n      interval: {commit_interval}"
+    );
+    one_pipeline(&k.brokers(), &receiver, "", "")
 }
 
 fn produce_spans(k: &Kafka, topic: &str, partitions: i32, range: std::ops::Range<usize>) -> Vec<String> {
@@ -475,7 +473,7 @@ async fn killed_between_the_wal_and_the_commit_or_mid_batch_every_message_is_sto
     let dup = {
         let mut n = 0.0;
         for _ in 0..400 {
-            n = metric(&d, "openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"duplicate\"}").await;
+            n = d.metric_sum("openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"duplicate\"}").await;
             if n >= 200.0 {
                 break;
             }
@@ -509,44 +507,21 @@ async fn killed_between_the_wal_and_the_commit_or_mid_batch_every_message_is_sto
     assert_exactly_once(&stored_spans(&stored), &expected);
 }
 
-const GROUP: &str = r#"
-receivers:
-  kafka:
-    brokers: [BROKERS]
-    group_id: pair
-    initial_offset: earliest
+const GROUP: &str = "    group_id: pair
     session_timeout: 6s
     heartbeat_interval: 1s
-    traces:
-      topics: [spans]
     batching:
       max_items: 32
       timeout: 5ms
     dead_letter:
-      topic: dead-letters
-exporters:
-  testing:
-    path: {dir}/stored.bin
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [kafka]
-      exporters: [testing]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{metrics}
-"#;
+      topic: dead-letters";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_between_two_daemons_loses_nothing_and_stores_nothing_twice() {
     let k = Kafka::new();
     k.topic("spans", 4);
     k.topic("dead-letters", 1);
-    let cfg = GROUP.replace("BROKERS", &k.brokers());
+    let cfg = one_pipeline(&k.brokers(), GROUP, "", "");
     let mut expected = produce_spans(&k, "spans", 4, 0..400);
     let mut a = Daemon::start(&cfg).await;
     eventually(Duration::from_secs(60), || total(&stored_spans(&a.path("stored.bin"))), |n| *n >= 400).await;
@@ -618,52 +593,22 @@ async fn a_rebalance_between_two_daemons_loses_nothing_and_stores_nothing_twice(
     assert_exactly_once(&both(), &expected);
 }
 
-const SLOW: &str = r#"
-receivers:
-  kafka:
-    brokers: [BROKERS]
-    group_id: slow
-    initial_offset: earliest
-    traces:
-      topics: [spans]
+const SLOW: &str = "    group_id: slow
     batching:
       max_items: 16
       timeout: 5ms
-    backpressure_wait: 50ms
-exporters:
-  testing:
-    path: {dir}/stored.bin
-    delay: 40ms
-processors:
-  batch:
-    send_batch_size: 16
-    send_batch_max_size: 16
-    timeout: 1ms
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-service:
-  extensions: [health_check]
-  pipelines:
-    traces:
-      receivers: [kafka]
-      processors: [batch]
-      exporters: [testing]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{metrics}
-"#;
+    backpressure_wait: 50ms";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_pipeline_pauses_partitions_and_loses_nothing() {
     let k = Kafka::new();
     k.topic("spans", 2);
     let expected = produce_spans(&k, "spans", 2, 0..3000);
-    let d = Daemon::start(&SLOW.replace("BROKERS", &k.brokers())).await;
+    let d = Daemon::start(&one_pipeline(&k.brokers(), SLOW, "batch", "    delay: 40ms")).await;
     let mut paused_seen = 0.0f64;
     let stored = d.path("stored.bin");
     for _ in 0..1200 {
-        paused_seen = paused_seen.max(metric(&d, "openwit_kafka_paused_partitions{receiver=\"kafka\"}").await);
+        paused_seen = paused_seen.max(d.metric_sum("openwit_kafka_paused_partitions{receiver=\"kafka\"}").await);
         if total(&stored_spans(&stored)) >= 3000 {
             break;
         }
@@ -672,6 +617,6 @@ async fn a_full_pipeline_pauses_partitions_and_loses_nothing() {
     assert_eq!(paused_seen, 2.0, "both partitions were paused while the exporter was behind");
     let got = eventually(Duration::from_secs(120), || stored_spans(&stored), |m| total(m) >= 3000).await;
     assert_exactly_once(&got, &expected);
-    assert_eq!(metric(&d, "openwit_kafka_paused_partitions{receiver=\"kafka\"}").await, 0.0, "resumed");
-    assert_eq!(metric(&d, "openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"stored\"}").await, 3000.0);
+    assert_eq!(d.metric_sum("openwit_kafka_paused_partitions{receiver=\"kafka\"}").await, 0.0, "resumed");
+    assert_eq!(d.metric_sum("openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"stored\"}").await, 3000.0);
 }

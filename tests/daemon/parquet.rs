@@ -377,9 +377,9 @@ async fn what_is_sent_is_what_the_local_parquet_files_hold() {
     let staged: Vec<_> = std::fs::read_dir(d.path("data/parquet/parquet")).unwrap().flatten().collect();
     assert!(staged.is_empty(), "{staged:?}");
     // The exporter's own metrics say the same.
-    assert_eq!(counter(&d, "openwit_parquet_rows_total").await, sent.rows().iter().sum::<i64>() as f64);
-    assert_eq!(counter(&d, "openwit_parquet_files_total").await, files.len() as f64);
-    assert_eq!(counter(&d, "openwit_parquet_staging_bytes").await, 0.0);
+    assert_eq!(d.metric_sum("openwit_parquet_rows_total").await, sent.rows().iter().sum::<i64>() as f64);
+    assert_eq!(d.metric_sum("openwit_parquet_files_total").await, files.len() as f64);
+    assert_eq!(d.metric_sum("openwit_parquet_staging_bytes").await, 0.0);
 }
 
 async fn fetch_object(store: std::sync::Arc<dyn object_store::ObjectStore>, path: String) -> bytes::Bytes {
@@ -472,16 +472,6 @@ async fn spans_in_store(
     out
 }
 
-/// The value of a counter (summed over its labels) in the daemon's own metrics.
-async fn counter(d: &Daemon, name: &str) -> f64 {
-    d.metrics_text()
-        .await
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_outage_mid_load_ingest_goes_on_then_pushes_back_and_nothing_is_lost_or_doubled() {
     use std::collections::HashSet;
@@ -531,7 +521,7 @@ async fn store_outage_mid_load_ingest_goes_on_then_pushes_back_and_nothing_is_lo
     assert!(staged > 0, "finalized files wait in staging during the outage");
     // The staging budget fills: the exporter stops taking batches, the receivers refuse.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while counter(&d, "otelcol_receiver_refused_spans").await == 0.0 {
+    while d.metric_sum("otelcol_receiver_refused_spans").await == 0.0 {
         assert!(std::time::Instant::now() < deadline, "no backpressure once the staging budget was reached");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -560,7 +550,7 @@ async fn store_outage_mid_load_ingest_goes_on_then_pushes_back_and_nothing_is_lo
     let twice = stored.values().filter(|n| **n > 1).count();
     assert_eq!(twice, 0, "spans stored more than once");
     assert!(d.logs().contains("retrying"), "uploads failed and were retried during the outage");
-    assert!(counter(&d, "openwit_parquet_failures_total{").await > 0.0, "failed attempts are counted");
+    assert!(d.metric_sum("openwit_parquet_failures_total{").await > 0.0, "failed attempts are counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use openwit_bench::load::{self, Plan, Signal, Transport, encode_requests};
-use openwit_bench::measure::{cpu_seconds, cpu_per_million, prometheus_value};
+use openwit_bench::measure::{cpu_per_million, cpu_seconds, prometheus_value};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
@@ -29,8 +29,10 @@ struct Cli {
     messages: usize,
     #[arg(long, default_value_t = 50)]
     spans_per_message: usize,
-    #[arg(long, default_value_t = 4)]
-    partitions: i32,
+    /// Partitions of the topic; by default enough that each holds under 4 MiB (the mock broker
+    /// drops the oldest messages of a partition past 5 MiB).
+    #[arg(long)]
+    partitions: Option<i32>,
     /// Distinct generated requests, sent in turn (generation is not what is measured).
     #[arg(long, default_value_t = 200)]
     distinct: usize,
@@ -93,7 +95,7 @@ async fn start(bin: &PathBuf, receiver: &str, receiver_id: &str) -> anyhow::Resu
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("openwit.log"))?)
         .spawn()
         .with_context(|| format!("cannot start {}; build it with cargo build --release -p openwit", bin.display()))?;
     let mut d = Daemon { child, metrics, _dir: dir };
@@ -152,10 +154,16 @@ async fn main() -> anyhow::Result<()> {
     let requests = Arc::new(encode_requests(Signal::Traces, 1, cli.distinct, cli.spans_per_message));
     let spans = cli.messages * cli.spans_per_message;
     let mut results = Vec::new();
+    let avg_bytes = requests.iter().map(|r| r.len()).sum::<usize>() / requests.len().max(1);
+    let partitions = cli.partitions.unwrap_or(((cli.messages * avg_bytes) / (4 << 20) + 1) as i32);
+    eprintln!(
+        "{} messages of {} spans, {} bytes on average, over {partitions} partitions",
+        cli.messages, cli.spans_per_message, avg_bytes
+    );
 
     // Kafka: fill the topic, then let the daemon drain it.
     let cluster = MockCluster::new(1)?;
-    cluster.create_topic("otlp_spans", cli.partitions, 1)?;
+    cluster.create_topic("otlp_spans", partitions, 1)?;
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap_servers())
         .set("linger.ms", "5")
@@ -163,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
         .create()?;
     for i in 0..cli.messages {
         let body = &requests[i % requests.len()];
-        let mut rec = BaseRecord::<(), [u8]>::to("otlp_spans").partition(i as i32 % cli.partitions).payload(&body[..]);
+        let mut rec = BaseRecord::<(), [u8]>::to("otlp_spans").partition(i as i32 % partitions).payload(&body[..]);
         while let Err((_, r)) = producer.send(rec) {
             producer.poll(Duration::from_millis(5));
             rec = r;
@@ -177,22 +185,41 @@ async fn main() -> anyhow::Result<()> {
         cluster.bootstrap_servers()
     );
     let d = start(&cli.openwit, &receiver, "kafka").await?;
+    let stored_name = "openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"stored\"}";
+    // The clock starts at the first stored message: joining the group (seconds, the broker's
+    // rebalance delay) is not what is measured.
+    let started = Instant::now();
+    let first = loop {
+        let n = metric(&d, stored_name).await as usize;
+        if n > 0 {
+            break n;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "the daemon stored nothing in a minute");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
     let cpu0 = cpu_seconds(d.child.id())?;
     let t0 = Instant::now();
-    let stored_name = "openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"stored\"}";
     while (metric(&d, stored_name).await as usize) < cli.messages {
-        anyhow::ensure!(t0.elapsed() < Duration::from_secs(600), "the daemon did not drain the topic in 10 minutes");
+        if t0.elapsed() > Duration::from_secs(600) {
+            let log = std::fs::read_to_string(d._dir.path().join("openwit.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            anyhow::bail!(
+                "the daemon stored {} of {} messages in 10 minutes; its log ends:\n{}",
+                metric(&d, stored_name).await,
+                cli.messages,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (secs, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds(d.child.id())? - cpu0);
-    results.push(Result::new("kafka → WAL", cli.messages, spans, secs, cpu));
+    let measured = cli.messages - first;
+    results.push(Result::new("kafka → WAL", measured, measured * cli.spans_per_message, secs, cpu));
     // Sanity: everything consumed is committed.
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("group.id", "bench")
-        .create()?;
+    let c: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap_servers()).set("group.id", "bench").create()?;
     let mut tpl = TopicPartitionList::new();
-    for p in 0..cli.partitions {
+    for p in 0..partitions {
         tpl.add_partition("otlp_spans", p);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -224,7 +251,13 @@ async fn main() -> anyhow::Result<()> {
     let report = load::run(&plan).await?;
     let cpu = cpu_seconds(d.child.id())? - cpu0;
     anyhow::ensure!(report.errors.is_empty(), "gRPC baseline had errors: {:?}", report.errors);
-    results.push(Result::new("OTLP/gRPC → WAL (baseline)", report.requests_acked as usize, report.items_acked as usize, report.elapsed_s, cpu));
+    results.push(Result::new(
+        "OTLP/gRPC → WAL (baseline)",
+        report.requests_acked as usize,
+        report.items_acked as usize,
+        report.elapsed_s,
+        cpu,
+    ));
     drop(d);
 
     println!("| scenario | messages/s | spans/s | CPU-s per million spans |");

@@ -1,6 +1,7 @@
 //! The `kafka` receiver's config: the Collector's keys, plus OpenWit's tenant, batching, commit,
 //! dead-letter and backpressure settings, and the librdkafka properties they become.
 
+use openwit_core::config_types::present_or_default;
 use openwit_core::factory::ComponentConfig;
 use openwit_core::{BatchingConfig, ConfigIssue, Signal, TenantId};
 use serde::Deserialize;
@@ -40,7 +41,8 @@ pub struct KafkaConfig {
     pub max_fetch_size: Option<i64>,
     #[serde(with = "humantime_serde")]
     pub max_fetch_wait: Option<Duration>,
-    /// TLS is on when this section is present (unless `insecure: true`).
+    /// TLS is on when this section is present, even empty (unless `insecure: true`).
+    #[serde(deserialize_with = "present_or_default")]
     pub tls: Option<TlsConfig>,
     pub auth: Option<AuthConfig>,
     pub metadata: MetadataConfig,
@@ -176,6 +178,7 @@ pub struct AuthConfig {
     pub plain_text: Option<PlainText>,
     pub sasl: Option<SaslConfig>,
     /// The older place of the TLS settings.
+    #[serde(default, deserialize_with = "present_or_default")]
     pub tls: Option<TlsConfig>,
 }
 
@@ -625,6 +628,11 @@ mod tests {
         );
         let insecure = parse("tls: {insecure: true}").unwrap().client_properties();
         assert_eq!(insecure["security.protocol"], "plaintext");
+        let empty = parse("tls:").unwrap().client_properties();
+        assert_eq!(empty["security.protocol"], "ssl", "an empty tls section turns TLS on");
+        assert!(!empty.contains_key("enable.ssl.certificate.verification"), "and verifies certificates");
+        let older = parse("auth: {tls: {}, plain_text: {username: u, password: p}}").unwrap().client_properties();
+        assert_eq!(older["security.protocol"], "sasl_ssl");
     }
 
     #[test]

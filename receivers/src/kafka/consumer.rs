@@ -63,9 +63,6 @@ struct State {
     in_flight_bytes: usize,
     /// Messages refused by a full pipeline or WAL and waiting to be tried again.
     stalled: usize,
-    /// When the asynchronous commit still unanswered was sent: one at a time, so that commits do
-    /// not pile up while the group rebalances or the coordinator is away.
-    committing: Option<Instant>,
 }
 
 struct Part {
@@ -219,13 +216,9 @@ impl ConsumerContext for Context {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        self.shared.lock().committing = None;
-        match result {
-            Ok(()) => self.committed(offsets),
-            Err(e) => {
-                self.telemetry.kafka_commits.get_or_create(&self.labels("failed")).inc();
-                tracing::warn!(receiver = %self.receiver, "offset commit failed ({e}); it is tried again");
-            }
+        // Commits are synchronous and handled where they are made; this only reports.
+        if let Err(e) = result {
+            tracing::debug!(receiver = %self.receiver, partitions = offsets.count(), "offset commit failed: {e}");
         }
     }
 }
@@ -257,7 +250,9 @@ struct Prepared {
     signal: Signal,
     tenant: TenantId,
     payload: Payload,
-    /// The message's bytes when the payload is exactly them as protobuf (saves re-encoding).
+    /// The message's payload, to decode again if the WAL refuses it once.
+    bytes: bytes::Bytes,
+    /// The same bytes when the payload is exactly them as protobuf (saves re-encoding).
     raw: Option<bytes::Bytes>,
     items: usize,
 }
@@ -282,7 +277,7 @@ impl Poller {
         while !self.shutdown.is_cancelled() {
             self.backpressure(&consumer);
             if last_commit.elapsed() >= self.settings.commit_interval {
-                self.commit(&consumer, false);
+                self.commit(&consumer);
                 last_commit = Instant::now();
             }
             match consumer.poll(Duration::from_millis(50)) {
@@ -308,34 +303,23 @@ impl Poller {
         if left > 0 {
             tracing::warn!(receiver = %self.settings.receiver, messages = left, "stopping with messages not yet in the WAL; they are not committed and are read again at the next start");
         }
-        self.commit(&consumer, true);
+        self.commit(&consumer);
         // Dropping the consumer leaves the group; the revocation it triggers commits once more.
         drop(consumer);
         tracing::info!(receiver = %self.settings.receiver, "kafka consumer stopped");
     }
 
-    /// Commits every partition's commit point that moved; a synchronous commit also releases the
-    /// receipts below it (an asynchronous one does so in `commit_callback`).
-    fn commit(&mut self, consumer: &BaseConsumer<Context>, sync: bool) {
-        let tpl = {
-            let mut st = self.shared.lock();
-            let waiting = st.committing.is_some_and(|at| at.elapsed() < Duration::from_secs(10));
-            if waiting && !sync {
-                return;
-            }
-            let tpl = commit_list(st.parts.iter());
-            if tpl.count() > 0 && !sync {
-                st.committing = Some(Instant::now());
-            }
-            tpl
-        };
+    /// Commits every partition's commit point that moved, and on success releases the receipts
+    /// below it. Synchronous: a round trip to the coordinator every `commit.interval` at most, and
+    /// its outcome is known here (librdkafka's asynchronous commit reports through a callback that
+    /// did not reliably arrive).
+    fn commit(&mut self, consumer: &BaseConsumer<Context>) {
+        let tpl = commit_list(self.shared.lock().parts.iter());
         if tpl.count() == 0 {
             return;
         }
-        let mode = if sync { CommitMode::Sync } else { CommitMode::Async };
-        match consumer.commit(&tpl, mode) {
-            Ok(()) if sync => consumer.context().committed(&tpl),
-            Ok(()) => {}
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => consumer.context().committed(&tpl),
             Err(e) => {
                 self.telemetry.kafka_commits.get_or_create(&labels(&self.settings.receiver, "failed")).inc();
                 self.rate_limited_warn("commit", &format!("offset commit failed ({e}); it is tried again"));
@@ -422,7 +406,11 @@ impl Poller {
             None => Vec::new(),
         };
         let bytes = m.payload().unwrap_or_default();
-        let prepared = self.prepare(&key.0, bytes, &headers);
+        let prepared = self.settings.tenant.resolve(&key.0, &headers).and_then(|tenant| {
+            // One copy of the payload serves the WAL (as the batch's protobuf bytes) and a retry.
+            let copy = bytes::Bytes::copy_from_slice(bytes);
+            prepare(&self.settings, &key.0, tenant, copy, &headers)
+        });
         let prepared = match prepared {
             Ok(p) => p,
             Err(reason) => {
@@ -453,7 +441,8 @@ impl Poller {
                 p.active += 1;
             }
         }
-        let retry = RetryCopy { bytes: bytes::Bytes::copy_from_slice(bytes), headers: owned(&headers) };
+        // Headers are needed again only to copy them into the payload.
+        let retry_headers = if self.settings.headers.is_empty() { Vec::new() } else { owned(&headers) };
         let task = Delivery {
             settings: self.settings.clone(),
             shared: self.shared.clone(),
@@ -465,12 +454,7 @@ impl Poller {
             generation,
             size: bytes.len(),
         };
-        self.runtime.spawn(task.run(prepared, retry));
-    }
-
-    /// Decodes a message, finds its tenant and copies the wanted headers into it.
-    fn prepare(&self, topic: &str, bytes: &[u8], headers: &[(&str, Option<&[u8]>)]) -> Result<Prepared, String> {
-        prepare(&self.settings, topic, bytes, headers)
+        self.runtime.spawn(task.run(prepared, retry_headers));
     }
 
     fn dead_letter(&mut self, p: &Poison<'_>) {
@@ -508,27 +492,21 @@ impl Poller {
     }
 }
 
+/// Decodes a message of `topic` and copies the wanted headers into it.
 fn prepare(
     settings: &Settings,
     topic: &str,
-    bytes: &[u8],
+    tenant: TenantId,
+    bytes: bytes::Bytes,
     headers: &[(&str, Option<&[u8]>)],
 ) -> Result<Prepared, String> {
     let (signal, encoding) =
         settings.routes.route(topic).ok_or_else(|| format!("topic {topic} matches none of the receiver's topics"))?;
-    let mut payload = decode(signal, encoding, bytes)?;
-    let tenant = settings.tenant.resolve(topic, headers)?;
+    let mut payload = decode(signal, encoding, &bytes)?;
     let changed = !settings.headers.is_empty() && extract_headers(&mut payload, &settings.headers, headers);
-    let raw =
-        (encoding == super::config::Encoding::OtlpProto && !changed).then(|| bytes::Bytes::copy_from_slice(bytes));
+    let raw = (encoding == super::config::Encoding::OtlpProto && !changed).then(|| bytes.clone());
     let items = payload.item_count();
-    Ok(Prepared { signal, tenant, payload, raw, items })
-}
-
-/// What a refused message needs to be decoded again for its next attempt.
-struct RetryCopy {
-    bytes: bytes::Bytes,
-    headers: Vec<(String, Option<Vec<u8>>)>,
+    Ok(Prepared { signal, tenant, payload, bytes, raw, items })
 }
 
 fn owned(headers: &[(&str, Option<&[u8]>)]) -> Vec<(String, Option<Vec<u8>>)> {
@@ -549,8 +527,8 @@ struct Delivery {
 }
 
 impl Delivery {
-    async fn run(self, first: Prepared, retry: RetryCopy) {
-        let (signal, items, tenant) = (first.signal, first.items, first.tenant.clone());
+    async fn run(self, first: Prepared, retry_headers: Vec<(String, Option<Vec<u8>>)>) {
+        let (signal, items, tenant, bytes) = (first.signal, first.items, first.tenant.clone(), first.bytes.clone());
         let mut next = Some(first);
         let mut stalled = false;
         let mut backoff = Duration::from_millis(20);
@@ -559,8 +537,8 @@ impl Delivery {
                 Some(p) => p,
                 None => {
                     let headers: Vec<(&str, Option<&[u8]>)> =
-                        retry.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
-                    match prepare(&self.settings, &self.key.0, &retry.bytes, &headers) {
+                        retry_headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+                    match prepare(&self.settings, &self.key.0, tenant.clone(), bytes.clone(), &headers) {
                         Ok(p) => p,
                         // It decoded a moment ago; nothing to do but leave it uncommitted.
                         Err(_) => break None,

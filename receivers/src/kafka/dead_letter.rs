@@ -3,7 +3,7 @@
 
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,8 +23,9 @@ pub enum DeadLetter {
     /// `{dir}/{topic}/{partition}-{offset}.bin` holds the payload, `.json` beside it the rest.
     Directory(PathBuf),
     Topic {
-        producer: BaseProducer,
+        producer: FutureProducer,
         topic: String,
+        runtime: tokio::runtime::Handle,
     },
 }
 
@@ -33,10 +34,19 @@ impl DeadLetter {
         DeadLetter::Directory(dir)
     }
 
-    pub fn topic(connection: &ClientConfig, topic: String) -> Result<DeadLetter, String> {
-        let producer: BaseProducer =
-            connection.create().map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-        Ok(DeadLetter::Topic { producer, topic })
+    /// A producer to `topic`. `runtime` waits for the brokers' acknowledgement from the polling
+    /// thread.
+    pub fn topic(
+        connection: &ClientConfig,
+        topic: String,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<DeadLetter, String> {
+        let mut cfg = connection.clone();
+        // A delivery that cannot succeed fails within this, instead of being retried forever.
+        cfg.set("message.timeout.ms", "10000");
+        let producer: FutureProducer =
+            cfg.create().map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
+        Ok(DeadLetter::Topic { producer, topic, runtime })
     }
 
     /// Where dead letters go, for logs.
@@ -51,7 +61,7 @@ impl DeadLetter {
     pub fn store(&self, p: &Poison<'_>) -> Result<String, String> {
         match self {
             DeadLetter::Directory(dir) => write_files(dir, p),
-            DeadLetter::Topic { producer, topic } => {
+            DeadLetter::Topic { producer, topic, runtime } => {
                 let partition = p.partition.to_string();
                 let offset = p.offset.to_string();
                 let mut headers = OwnedHeaders::new();
@@ -66,19 +76,15 @@ impl DeadLetter {
                 ] {
                     headers = headers.insert(Header { key: k, value: Some(v) });
                 }
-                let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(p.payload).headers(headers);
+                let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(p.payload).headers(headers);
                 if let Some(k) = p.key {
                     record = record.key(k);
                 }
-                producer.send(record).map_err(|(e, _)| format!("cannot produce to dead-letter topic {topic}: {e}"))?;
-                // Waits for the brokers' acknowledgement; a failed delivery leaves a message in the queue.
-                producer
-                    .flush(Duration::from_secs(10))
-                    .map_err(|e| format!("dead-letter topic {topic} did not acknowledge: {e}"))?;
-                if producer.in_flight_count() > 0 {
-                    return Err(format!("dead-letter topic {topic} did not acknowledge the message"));
+                // Waits for the brokers' acknowledgement (or its failure).
+                match runtime.block_on(producer.send(record, Duration::from_secs(10))) {
+                    Ok(d) => Ok(format!("topic {topic} partition {} offset {}", d.partition, d.offset)),
+                    Err((e, _)) => Err(format!("cannot produce to dead-letter topic {topic}: {e}")),
                 }
-                Ok(format!("topic {topic}"))
             }
         }
     }

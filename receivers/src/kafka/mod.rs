@@ -58,7 +58,8 @@ fn client_config(props: &std::collections::BTreeMap<String, String>) -> ClientCo
     for (k, v) in props {
         c.set(k, v);
     }
-    c.set_log_level(RDKafkaLogLevel::Info);
+    // librdkafka's debug contexts (`client_options: {debug: fetch}`) log at debug level.
+    c.set_log_level(if props.contains_key("debug") { RDKafkaLogLevel::Debug } else { RDKafkaLogLevel::Info });
     c
 }
 
@@ -98,8 +99,12 @@ impl Receiver for KafkaReceiver {
             .subscribe(&topics)
             .map_err(|e| anyhow::anyhow!("receiver {id}: cannot subscribe to {topics:?}: {e}"))?;
         let dead_letter = match &self.cfg.dead_letter.topic {
-            Some(t) => DeadLetter::topic(&client_config(&self.cfg.connection_properties()), t.clone())
-                .map_err(|e| anyhow::anyhow!("receiver {id}: {e}"))?,
+            Some(t) => DeadLetter::topic(
+                &client_config(&self.cfg.connection_properties()),
+                t.clone(),
+                tokio::runtime::Handle::current(),
+            )
+            .map_err(|e| anyhow::anyhow!("receiver {id}: {e}"))?,
             None => DeadLetter::directory(self.dead_letter_dir.clone()),
         };
         if !ctx.durable_offsets.is_empty() {

@@ -365,6 +365,21 @@ async fn every_signal_from_several_topics_and_partitions_with_tenants_from_topic
         assert_eq!(got, want, "committed offsets of {topic}");
     }
 
+    // Commits are confirmed, and with them the WAL batches complete (each is held until its
+    // offsets are committed).
+    assert!(d.metric_sum("openwit_kafka_commits_total{receiver=\"kafka\",outcome=\"ok\"}").await > 0.0);
+    let batches = |outcome: &str| format!("openwit_wal_batches_total{{outcome=\"{outcome}\"}}");
+    let (mut written, mut completed) = (0.0, -1.0);
+    for _ in 0..200 {
+        written = d.metric_sum(&batches("written")).await;
+        completed = d.metric_sum(&batches("completed")).await;
+        if written == completed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(completed, written, "every WAL batch completes once stored and committed");
+
     // The tracker knows each batch's tenant, topic partitions and offsets.
     let body: serde_json::Value = client()
         .get(d.http_url("/api/batch-monitor/batches?tenant=globex&limit=1000"))
@@ -462,6 +477,12 @@ async fn killed_between_the_wal_and_the_commit_or_mid_batch_every_message_is_sto
     let got = eventually(Duration::from_secs(60), || total(&stored_spans(&stored)), |n| *n >= 200).await;
     assert_eq!(got, 200);
     assert_eq!(k.committed("crash", "spans", 2), vec![-1, -1], "nothing committed yet");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        d.metric_sum("openwit_wal_batches_total{outcome=\"completed\"}").await,
+        0.0,
+        "stored by the exporter but not committed: no batch is complete, all stay in the WAL"
+    );
     d.signal(libc::SIGKILL);
     d.wait_exit(Duration::from_secs(10));
 

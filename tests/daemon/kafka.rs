@@ -641,3 +641,24 @@ async fn a_full_pipeline_pauses_partitions_and_loses_nothing() {
     assert_eq!(d.metric_sum("openwit_kafka_paused_partitions{receiver=\"kafka\"}").await, 0.0, "resumed");
     assert_eq!(d.metric_sum("openwit_kafka_messages_total{receiver=\"kafka\",outcome=\"stored\"}").await, 3000.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_within_its_waits_when_the_brokers_are_gone() {
+    let k = Kafka::new();
+    k.topic("spans", 2);
+    let expected = produce_spans(&k, "spans", 2, 0..50);
+    // Nothing is committed before the brokers go (the interval outlasts the test): stopping has a
+    // commit to make that cannot succeed, and a group it cannot leave.
+    let receiver = "    group_id: gone\n    commit:\n      interval: 1h";
+    let mut d = Daemon::start(&one_pipeline(&k.brokers(), receiver, "", "")).await;
+    let got = eventually(Duration::from_secs(30), || stored_spans(&d.path("stored.bin")), |m| total(m) >= 50).await;
+    assert_exactly_once(&got, &expected);
+    drop(k);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = std::time::Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}\n{}", d.logs());
+    assert!(asked.elapsed() < Duration::from_secs(30), "stopped in {:?}", asked.elapsed());
+    assert!(d.logs().contains("could not confirm the last commit"), "{}", d.logs());
+}

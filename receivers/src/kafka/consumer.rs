@@ -124,14 +124,8 @@ impl Context {
         }
         let commit = commit_list(keys.iter().filter_map(|k| st.parts.get(k).map(|p| (k, p))));
         drop(st);
-        if commit.count() > 0 {
-            match consumer.commit(&commit, CommitMode::Sync) {
-                Ok(()) => self.committed(&commit),
-                Err(e) => {
-                    self.telemetry.kafka_commits.get_or_create(&self.labels("failed")).inc();
-                    tracing::warn!(receiver = %self.receiver, "could not commit before partitions were revoked ({e}); the next owner skips nothing and may store some messages again")
-                }
-            }
+        if commit.count() > 0 && !self.commit_and_confirm(consumer, &commit, self.settle_wait) {
+            tracing::warn!(receiver = %self.receiver, "could not confirm a commit before partitions were revoked; the next owner may store some messages again");
         }
         let mut st = self.shared.lock();
         for k in &keys {
@@ -140,8 +134,55 @@ impl Context {
         tracing::info!(receiver = %self.receiver, partitions = keys.len(), "partitions released");
     }
 
+    /// Commits `tpl` and waits up to `timeout` to see it confirmed; true once it is. Never blocks
+    /// longer: librdkafka's synchronous commit waits without a limit while the coordinator is away.
+    fn commit_and_confirm(
+        &self,
+        consumer: &BaseConsumer<Context>,
+        tpl: &TopicPartitionList,
+        timeout: Duration,
+    ) -> bool {
+        if let Err(e) = consumer.commit(tpl, CommitMode::Async) {
+            self.telemetry.kafka_commits.get_or_create(&self.labels("failed")).inc();
+            tracing::warn!(receiver = %self.receiver, "offset commit failed: {e}");
+            return false;
+        }
+        let confirmed = self.confirm(consumer, tpl, timeout);
+        let outcome = if confirmed { "ok" } else { "unconfirmed" };
+        self.telemetry.kafka_commits.get_or_create(&self.labels(outcome)).inc();
+        confirmed
+    }
+
+    /// Asks the coordinator (waiting up to `timeout`) which of `tpl`'s offsets are committed, and
+    /// releases what lies below them. True when all of `tpl` is committed.
+    fn confirm(&self, consumer: &BaseConsumer<Context>, tpl: &TopicPartitionList, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = match consumer.committed_offsets(tpl.clone(), deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(got) => got,
+                Err(e) => {
+                    tracing::debug!(receiver = %self.receiver, "cannot read committed offsets: {e}");
+                    return false;
+                }
+            };
+            self.committed(&got);
+            let done = tpl.elements().iter().all(|want| {
+                matches!(
+                    (want.offset(), got.find_partition(want.topic(), want.partition()).map(|e| e.offset())),
+                    (Offset::Offset(w), Some(Offset::Offset(g))) if g >= w
+                )
+            });
+            if done || Instant::now() >= deadline {
+                return done;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kafka holds these committed offsets: what lies below them needs no receipt and no
+    /// duplicate check any more.
     fn committed(&self, tpl: &TopicPartitionList) {
-        self.telemetry.kafka_commits.get_or_create(&self.labels("ok")).inc();
         let mut st = self.shared.lock();
         for e in tpl.elements() {
             let Offset::Offset(o) = e.offset() else { continue };
@@ -216,7 +257,7 @@ impl ConsumerContext for Context {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        // Commits are synchronous and handled where they are made; this only reports.
+        // Commits are confirmed by reading the committed offsets back (`confirm`); this only reports.
         if let Err(e) = result {
             tracing::debug!(receiver = %self.receiver, partitions = offsets.count(), "offset commit failed: {e}");
         }
@@ -289,7 +330,7 @@ impl Poller {
         self.stop(consumer);
     }
 
-    fn stop(mut self, consumer: BaseConsumer<Context>) {
+    fn stop(self, consumer: BaseConsumer<Context>) {
         if let Ok(a) = consumer.assignment() {
             let _ = consumer.pause(&a);
         }
@@ -303,27 +344,30 @@ impl Poller {
         if left > 0 {
             tracing::warn!(receiver = %self.settings.receiver, messages = left, "stopping with messages not yet in the WAL; they are not committed and are read again at the next start");
         }
-        self.commit(&consumer);
-        // Dropping the consumer leaves the group; the revocation it triggers commits once more.
-        drop(consumer);
+        let tpl = commit_list(self.shared.lock().parts.iter());
+        if tpl.count() > 0 && !consumer.context().commit_and_confirm(&consumer, &tpl, self.settings.settle_wait) {
+            tracing::warn!(receiver = %self.settings.receiver, "could not confirm the last commit; what was not committed is read again (and skipped) at the next start");
+        }
+        // Closing leaves the group (the revocation it triggers commits once more); librdkafka may wait
+        // for unreachable brokers, so the close gets a bounded time on a thread of its own.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(consumer);
+            let _ = done_tx.send(());
+        });
+        if done_rx.recv_timeout(self.settings.settle_wait).is_err() {
+            tracing::warn!(receiver = %self.settings.receiver, "the Kafka consumer did not close in time (brokers unreachable?); stopping without leaving the group cleanly");
+        }
         tracing::info!(receiver = %self.settings.receiver, "kafka consumer stopped");
     }
 
-    /// Commits every partition's commit point that moved, and on success releases the receipts
-    /// below it. Synchronous: a round trip to the coordinator every `commit.interval` at most, and
-    /// its outcome is known here (librdkafka's asynchronous commit reports through a callback that
-    /// did not reliably arrive).
+    /// Commits every partition's commit point that moved, then confirms it (waiting a short while,
+    /// so that an unreachable coordinator slows this loop down without stopping it); confirmed
+    /// commits release the receipts below them. An unconfirmed commit is simply made again.
     fn commit(&mut self, consumer: &BaseConsumer<Context>) {
         let tpl = commit_list(self.shared.lock().parts.iter());
-        if tpl.count() == 0 {
-            return;
-        }
-        match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => consumer.context().committed(&tpl),
-            Err(e) => {
-                self.telemetry.kafka_commits.get_or_create(&labels(&self.settings.receiver, "failed")).inc();
-                self.rate_limited_warn("commit", &format!("offset commit failed ({e}); it is tried again"));
-            }
+        if tpl.count() > 0 && !consumer.context().commit_and_confirm(consumer, &tpl, Duration::from_millis(500)) {
+            self.rate_limited_warn("commit", "an offset commit was not confirmed within 500 ms; it is made again");
         }
     }
 

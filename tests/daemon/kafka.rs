@@ -565,7 +565,7 @@ async fn a_rebalance_between_two_daemons_loses_nothing_and_stores_nothing_twice(
             let mut names = Vec::new();
             for i in 400..1400 {
                 let n = vec![format!("m{i}")];
-                let mut rec = BaseRecord::<(), [u8]>::to("spans").partition((i % 4) as i32);
+                let mut rec = BaseRecord::<(), [u8]>::to("spans").partition(i % 4);
                 let payload = spans(&n);
                 rec = rec.payload(&payload);
                 while let Err((_, r)) = p.send(rec) {

@@ -1,6 +1,7 @@
 //! OpenWit's benchmark tooling: realistic OTLP data, a load generator, and the measurements the
 //! benchmark runner takes.
 
+pub mod daemon;
 pub mod data;
 pub mod load;
 pub mod measure;

@@ -2,6 +2,7 @@
 //! and prints the table for `docs/BENCHMARKS.md`.
 
 use clap::Parser;
+use openwit_bench::daemon::spawn_openwit;
 use openwit_bench::load::{self, Plan, Report, Signal, Transport};
 use openwit_bench::measure::{self, SyncedWrites};
 use openwit_bench::storage;
@@ -164,28 +165,16 @@ service:
     metrics: {address: 127.0.0.1:METRICS}
 ";
 
-fn start_openwit(bin: &PathBuf, name: &'static str, fsync: bool, parquet: bool) -> anyhow::Result<Target> {
+fn start_openwit(bin: &std::path::Path, name: &'static str, fsync: bool, parquet: bool) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
     let (grpc, http, metrics) = (free_port()?, free_port()?, free_port()?);
-    let cfg = dir.path().join("openwit.yaml");
     let text = OPENWIT_CONFIG
         .replace("GRPC", &grpc.to_string())
         .replace("HTTP", &http.to_string())
         .replace("METRICS", &metrics.to_string())
         .replace("FSYNC", if fsync { "true" } else { "false" })
         .replace("EXPORTER", if parquet { "parquet" } else { "nop" });
-    std::fs::write(&cfg, text)?;
-    let child = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            anyhow::anyhow!("cannot start {}: {e}; build it with cargo build --release -p openwit", bin.display())
-        })?;
+    let child = spawn_openwit(bin, dir.path(), &text)?;
     Ok(Target { name, child, grpc, http, metrics: Some(metrics), _dir: dir })
 }
 

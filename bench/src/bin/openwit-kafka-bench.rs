@@ -5,8 +5,8 @@
 //! loopback), filled before the daemon starts, so the figure is how fast OpenWit drains a backlog:
 //! consume, decode, write and fdatasync the WAL, commit. Exporter: `nop`.
 
-use anyhow::Context as _;
 use clap::Parser;
+use openwit_bench::daemon::spawn_openwit;
 use openwit_bench::load::{self, Plan, Signal, Transport, encode_requests};
 use openwit_bench::measure::{cpu_per_million, cpu_seconds, prometheus_value};
 use rdkafka::ClientConfig;
@@ -15,7 +15,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,7 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-async fn start(bin: &PathBuf, receiver: &str, receiver_id: &str) -> anyhow::Result<Daemon> {
+async fn start(bin: &std::path::Path, receiver: &str, receiver_id: &str) -> anyhow::Result<Daemon> {
     let dir = tempfile::tempdir()?;
     let (health, metrics) = (free_port()?, free_port()?);
     let text = CONFIG
@@ -87,17 +87,7 @@ async fn start(bin: &PathBuf, receiver: &str, receiver_id: &str) -> anyhow::Resu
         .replace("RECEIVER", receiver)
         .replace("HEALTH", &health.to_string())
         .replace("METRICS", &metrics.to_string());
-    let cfg = dir.path().join("openwit.yaml");
-    std::fs::write(&cfg, text)?;
-    let child = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("openwit.log"))?)
-        .spawn()
-        .with_context(|| format!("cannot start {}; build it with cargo build --release -p openwit", bin.display()))?;
+    let child = spawn_openwit(bin, dir.path(), &text)?;
     let mut d = Daemon { child, metrics, _dir: dir };
     let deadline = Instant::now() + Duration::from_secs(30);
     let url = format!("http://127.0.0.1:{health}/");

@@ -662,3 +662,68 @@ async fn stops_within_its_waits_when_the_brokers_are_gone() {
     assert!(asked.elapsed() < Duration::from_secs(30), "stopped in {:?}", asked.elapsed());
     assert!(d.logs().contains("could not confirm the last commit"), "{}", d.logs());
 }
+
+/// A Collector `kafka` receiver config validates as it is; OpenWit's refusals name the path.
+#[test]
+fn collector_kafka_configs_validate_and_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let validate = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(crate::harness::bin())
+            .args(["validate", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let collector = r#"
+receivers:
+  kafka:
+    brokers: ["kafka-1:9092", "kafka-2:9092"]
+    client_id: otel-collector
+    group_id: otel-collector
+    initial_offset: earliest
+    protocol_version: 2.1.0
+    topic: otlp_spans
+    encoding: otlp_proto
+    logs:
+      topic: otlp_logs
+      encoding: otlp_json
+    auth:
+      sasl:
+        username: user
+        password: secret
+        mechanism: SCRAM-SHA-512
+    autocommit:
+      enable: true
+      interval: 1s
+    message_marking:
+      after: true
+      on_error: false
+    header_extraction:
+      extract_headers: true
+      headers: [tenant]
+exporters:
+  debug:
+service:
+  pipelines:
+    traces:
+      receivers: [kafka]
+      exporters: [debug]
+    logs:
+      receivers: [kafka]
+      exporters: [debug]
+"#;
+    let (ok, err) = validate("collector.yaml", collector);
+    assert!(ok, "{err}");
+    let (ok, err) = validate("encoding.yaml", &collector.replace("encoding: otlp_json", "encoding: jaeger_proto"));
+    assert!(!ok);
+    assert!(
+        err.contains("receivers.kafka.logs.encoding: encoding \"jaeger_proto\" is not supported by OpenWit"),
+        "{err}"
+    );
+    let (ok, err) = validate("sasl.yaml", &collector.replace("SCRAM-SHA-512", "AWS_MSK_IAM_OAUTHBEARER"));
+    assert!(!ok);
+    assert!(err.contains("receivers.kafka.auth.sasl.mechanism: \"AWS_MSK_IAM_OAUTHBEARER\" is not supported"), "{err}");
+}

@@ -81,6 +81,15 @@ pub fn inspect(dir: &Path) -> anyhow::Result<String> {
                         b.created_unix_ms,
                         if done { "complete" } else { "PENDING" }
                     );
+                    // Where a Kafka batch came from: what Kafka would redeliver until it is committed.
+                    if !b.sources.is_empty() {
+                        let runs: Vec<String> = b
+                            .sources
+                            .iter()
+                            .map(|r| format!("{}/{}@{}..={}", r.topic, r.partition, r.first_offset, r.last_offset))
+                            .collect();
+                        let _ = writeln!(out, "      sources {}", runs.join(" "));
+                    }
                 }
                 Some(Kind::Completion(c)) => {
                     let _ = writeln!(out, "  @{offset} completion of {} batch(es)", c.ids.len());

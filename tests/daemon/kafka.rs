@@ -485,6 +485,13 @@ async fn killed_between_the_wal_and_the_commit_or_mid_batch_every_message_is_sto
     );
     d.signal(libc::SIGKILL);
     d.wait_exit(Duration::from_secs(10));
+    let inspect = std::process::Command::new(crate::harness::bin())
+        .args(["wal", "inspect"])
+        .arg(dir.path().join("data/wal"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(text.contains("receiver=kafka") && text.contains("sources spans/0@0..="), "{text}");
 
     // 2. Restart: the redelivered messages are recognised as already in the WAL and skipped. Then
     //    kill -9 again while a batch is open (long batching timeout): those messages are in no WAL

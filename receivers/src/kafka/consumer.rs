@@ -383,26 +383,36 @@ impl Poller {
                 st.assignments,
             )
         };
+        // Decided from counters first: the assignment is read (and the gauge set) only on a change,
+        // since this runs after every message.
+        enum Act {
+            Pause,
+            Resume,
+        }
+        let act = match self.paused {
+            Some(_) if under => Act::Resume,
+            // New partitions arrived while paused: they start fetching unless paused too.
+            Some(seen) if seen != assignments => Act::Pause,
+            None if over => Act::Pause,
+            _ => return,
+        };
         let Ok(assigned) = consumer.assignment() else { return };
-        match self.paused {
-            Some(_) if under => {
+        let paused = match act {
+            Act::Resume => {
                 let _ = consumer.resume(&assigned);
                 self.paused = None;
                 tracing::debug!(receiver = %self.settings.receiver, "partitions resumed");
+                0
             }
-            Some(seen) if seen != assignments => {
-                // New partitions arrived while paused: they start fetching unless paused too.
+            Act::Pause => {
                 let _ = consumer.pause(&assigned);
+                if self.paused.is_none() {
+                    tracing::debug!(receiver = %self.settings.receiver, partitions = assigned.count(), "partitions paused: the pipeline or the WAL is full");
+                }
                 self.paused = Some(assignments);
+                assigned.count() as i64
             }
-            None if over => {
-                let _ = consumer.pause(&assigned);
-                self.paused = Some(assignments);
-                tracing::debug!(receiver = %self.settings.receiver, partitions = assigned.count(), "partitions paused: the pipeline or the WAL is full");
-            }
-            _ => {}
-        }
-        let paused = if self.paused.is_some() { assigned.count() as i64 } else { 0 };
+        };
         let labels = vec![("receiver".to_string(), self.settings.receiver.to_string())];
         self.telemetry.kafka_paused_partitions.get_or_create(&labels).set(paused);
     }

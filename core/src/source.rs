@@ -23,16 +23,20 @@ impl SourceOffsets {
     }
 }
 
-/// Appends `add` to `runs`, extending the run of the same partition it directly follows. Offsets of
-/// one partition arrive in order, so a batch usually holds one run per partition; a record that was
-/// retried out of order starts a run of its own, which keeps every run exact (no offset in a run
-/// is missing from the batch).
+/// Adds `add` to `runs`: it extends a run of the same partition it directly follows or precedes, else
+/// starts a run of its own. Requests reach the WAL writer roughly, not exactly, in offset order (each
+/// travels on its own task), so a batch holds few runs per partition, and every run is exact: no
+/// offset in a run is missing from the batch.
 pub fn push_offsets(runs: &mut Vec<SourceOffsets>, add: &SourceOffsets) {
-    if let Some(r) = runs.iter_mut().rev().find(|r| r.partition == add.partition && r.topic == add.topic)
-        && r.last.checked_add(1) == Some(add.first)
-    {
-        r.last = add.last;
-        return;
+    for r in runs.iter_mut().filter(|r| r.partition == add.partition && r.topic == add.topic) {
+        if r.last.checked_add(1) == Some(add.first) {
+            r.last = add.last;
+            return;
+        }
+        if add.last.checked_add(1) == Some(r.first) {
+            r.first = add.first;
+            return;
+        }
     }
     runs.push(add.clone());
 }
@@ -134,8 +138,12 @@ mod tests {
         }
         push_offsets(&mut runs, &SourceOffsets::one(t.clone(), 1, 8));
         push_offsets(&mut runs, &SourceOffsets::one(t.clone(), 0, 11));
+        // Out of order: extends the run it precedes, and one it follows that is not the last.
+        push_offsets(&mut runs, &SourceOffsets::one(t.clone(), 0, 4));
+        push_offsets(&mut runs, &SourceOffsets::one(t.clone(), 0, 20));
+        push_offsets(&mut runs, &SourceOffsets::one(t.clone(), 0, 12));
         let got: Vec<_> = runs.iter().map(|r| (r.partition, r.first, r.last)).collect();
-        assert_eq!(got, vec![(0, 5, 7), (0, 9, 11), (1, 8, 8)]);
+        assert_eq!(got, vec![(0, 4, 7), (0, 9, 12), (1, 8, 8), (0, 20, 20)], "8 is partition 1's: 7 and 9 stay apart");
     }
 
     proptest! {

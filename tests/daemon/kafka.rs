@@ -230,6 +230,21 @@ receivers:
       timeout: 20ms
     dead_letter:
       directory: {dir}/dead
+  kafka/swapped:
+    brokers: [BROKERS]
+    group_id: e2e-swapped
+    initial_offset: earliest
+    traces:
+      topics: [json_spans]
+      encoding: otlp_json
+    metrics:
+      topics: [proto_metrics]
+    logs:
+      topics: [json_logs]
+      encoding: otlp_json
+    header_extraction:
+      extract_headers: true
+      headers: [region]
 exporters:
   testing/traces:
     path: {dir}/traces.bin
@@ -246,13 +261,13 @@ service:
   extensions: [health_check, batch_monitor]
   pipelines:
     traces:
-      receivers: [kafka]
+      receivers: [kafka, kafka/swapped]
       exporters: [testing/traces]
     metrics:
-      receivers: [kafka]
+      receivers: [kafka, kafka/swapped]
       exporters: [testing/metrics]
     logs:
-      receivers: [kafka]
+      receivers: [kafka, kafka/swapped]
       exporters: [testing/logs]
   telemetry:
     metrics:
@@ -260,7 +275,7 @@ service:
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_signal_from_several_topics_and_partitions_with_tenants_from_topic_names() {
+async fn every_signal_in_both_encodings_from_several_topics_and_partitions_with_tenants_from_topic_names() {
     let k = Kafka::new();
     let (acme, globex) = ("v6.qtw.traces.acme.1", "v6.qtw.traces.globex.1");
     k.topic(acme, 3);
@@ -290,10 +305,34 @@ async fn every_signal_from_several_topics_and_partitions_with_tenants_from_topic
     for i in 0..10 {
         k.send("otlp_logs", 0, &logs(&format!("log-{i}")), &[("region", "eu-west")]);
     }
+    // The other encoding of each signal, through the second receiver.
+    k.topic("json_spans", 2);
+    k.topic("proto_metrics", 1);
+    k.topic("json_logs", 1);
+    for i in 0..4 {
+        let names = vec![format!("json-{i}")];
+        k.send(
+            "json_spans",
+            i % 2,
+            &serde_json::to_vec(&ExportTraceServiceRequest::decode(&spans(&names)[..]).unwrap()).unwrap(),
+            &[],
+        );
+        expected_spans.extend(names);
+        let metric: ExportMetricsServiceRequest =
+            serde_json::from_slice(&metrics_json(&format!("proto-metric-{i}"))).unwrap();
+        k.send("proto_metrics", 0, &metric.encode_to_vec(), &[]);
+        k.send(
+            "json_logs",
+            0,
+            &serde_json::to_vec(&ExportLogsServiceRequest::decode(&logs(&format!("json-log-{i}"))[..]).unwrap())
+                .unwrap(),
+            &[("region", "eu-west")],
+        );
+    }
     k.flush();
 
     let d = Daemon::start(&ALL_SIGNALS.replace("BROKERS", &k.brokers())).await;
-    let stored = eventually(Duration::from_secs(60), || stored_spans(&d.path("traces.bin")), |m| total(m) >= 130).await;
+    let stored = eventually(Duration::from_secs(60), || stored_spans(&d.path("traces.bin")), |m| total(m) >= 134).await;
     assert_exactly_once(&stored, &expected_spans);
 
     let metrics: Vec<String> = eventually(
@@ -307,19 +346,20 @@ async fn every_signal_from_several_topics_and_partitions_with_tenants_from_topic
                 .map(|m| m.name)
                 .collect()
         },
-        |v: &Vec<String>| v.len() >= 10,
+        |v: &Vec<String>| v.len() >= 14,
     )
     .await;
     let mut sorted = metrics.clone();
     sorted.sort();
-    let mut want: Vec<String> = (0..10).map(|i| format!("metric-{i}")).collect();
+    let mut want: Vec<String> =
+        (0..10).map(|i| format!("metric-{i}")).chain((0..4).map(|i| format!("proto-metric-{i}"))).collect();
     want.sort();
-    assert_eq!(sorted, want, "JSON metrics decoded, each once; the bad tenant's is not among them");
+    assert_eq!(sorted, want, "JSON and protobuf metrics decoded, each once; the bad tenant's is not among them");
 
     let log_reqs = eventually(
         Duration::from_secs(30),
         || read_testing::<ExportLogsServiceRequest>(&d.path("logs.bin")),
-        |v| v.iter().flat_map(|(i, _)| i).count() >= 10,
+        |v| v.iter().flat_map(|(i, _)| i).count() >= 14,
     )
     .await;
     let mut bodies = Vec::new();
@@ -338,7 +378,8 @@ async fn every_signal_from_several_topics_and_partitions_with_tenants_from_topic
         }
     }
     bodies.sort();
-    let mut want: Vec<String> = (0..10).map(|i| format!("log-{i}")).collect();
+    let mut want: Vec<String> =
+        (0..10).map(|i| format!("log-{i}")).chain((0..4).map(|i| format!("json-log-{i}"))).collect();
     want.sort();
     assert_eq!(bodies, want);
 
@@ -362,6 +403,11 @@ async fn every_signal_from_several_topics_and_partitions_with_tenants_from_topic
     for (topic, want) in ends {
         let n = want.len() as i32;
         let got = eventually(Duration::from_secs(20), || k.committed("e2e", topic, n), |c| *c == want).await;
+        assert_eq!(got, want, "committed offsets of {topic}");
+    }
+    for (topic, want) in [("json_spans", vec![2, 2]), ("proto_metrics", vec![4]), ("json_logs", vec![4])] {
+        let n = want.len() as i32;
+        let got = eventually(Duration::from_secs(20), || k.committed("e2e-swapped", topic, n), |c| *c == want).await;
         assert_eq!(got, want, "committed offsets of {topic}");
     }
 
@@ -491,7 +537,8 @@ async fn killed_between_the_wal_and_the_commit_or_mid_batch_every_message_is_sto
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&inspect.stdout);
-    assert!(text.contains("receiver=kafka") && text.contains("sources spans/0@0..="), "{text}");
+    assert!(text.contains("receiver=kafka") && text.contains("      sources spans/"), "{text}");
+    assert!(text.contains(" spans/0@0..=") && text.contains(" spans/1@0..="), "{text}");
 
     // 2. Restart: the redelivered messages are recognised as already in the WAL and skipped. Then
     //    kill -9 again while a batch is open (long batching timeout): those messages are in no WAL

@@ -107,7 +107,14 @@ pub fn footprint(signal: Signal, payloads: &[Payload], level: i32) -> anyhow::Re
     let mut files = Vec::new();
     for p in payloads {
         let batch = columnar::to_record_batch("default", p)?;
-        let rows = Rows { signal: core_signal(signal), tenant: "default", batch, items: vec![], tokens: vec![] };
+        let rows = Rows {
+            signal: core_signal(signal),
+            tenant: "default",
+            batch,
+            items: vec![],
+            batch_ids: vec![],
+            pledge: Default::default(),
+        };
         files.extend(w.write(rows).map_err(anyhow::Error::msg)?);
     }
     files.extend(w.finalize_all().map_err(anyhow::Error::msg)?);

@@ -5,6 +5,7 @@
 //! replace), `${…}` references are expanded, and the result is validated against the registry of
 //! component factories. Every error names the source the offending key came from and its path.
 
+mod durability;
 mod error;
 mod expand;
 mod merge;
@@ -13,6 +14,7 @@ mod redact;
 mod set;
 mod source;
 
+pub use durability::{CatalogSettings, SETTINGS, WalSettings};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{PipelineId, PipelineSpec, Resolved, ResolvedConfig, TelemetryConfig, TelemetryLogs};
 pub use redact::redact;

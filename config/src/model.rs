@@ -1,8 +1,9 @@
 //! The merged config checked against the registry, turned into what the daemon builds.
 
+use crate::durability::{CatalogSettings, SETTINGS, WalSettings};
 use crate::merge::{Origins, join, key_text};
 use crate::{ConfigError, ConfigErrors};
-use openwit_core::factory::{FactorySet, parse_section};
+use openwit_core::factory::{ComponentConfig, FactorySet, parse_section};
 use openwit_core::{ComponentId, ComponentKind, Exporter, Extension, Factory, ParsedConfig, Processor, Receiver};
 use openwit_core::{Registry, Signal};
 use serde::Deserialize;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 pub struct Resolved<C: ?Sized> {
     pub id: ComponentId,
     pub factory: Arc<dyn Factory<C>>,
-    pub config: ParsedConfig,
+    pub config: ParsedConfig<C>,
 }
 
 /// A pipeline id: `signal[/name]`.
@@ -179,8 +180,12 @@ pub struct ResolvedConfig {
     pub exporters: Vec<Resolved<dyn Exporter>>,
     pub extensions: Vec<Resolved<dyn Extension>>,
     pub pipelines: Vec<PipelineSpec>,
-    /// `service.extensions`: the extensions to run, in order.
+    /// `service.extensions`: the extensions to run, in order (settings such as `wal` left out).
     pub service_extensions: Vec<ComponentId>,
+    /// The `wal` settings (defaults when not declared).
+    pub wal: WalSettings,
+    /// The `catalog` settings (defaults when not declared).
+    pub catalog: CatalogSettings,
     pub telemetry: TelemetryConfig,
     /// The merged, expanded tree (for `print-config`).
     pub tree: Value,
@@ -236,6 +241,8 @@ pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<Re
     let processors = section(&mut cx, top, ComponentKind::Processor, &registry.processors);
     let exporters = section(&mut cx, top, ComponentKind::Exporter, &registry.exporters);
     let extensions = section(&mut cx, top, ComponentKind::Extension, &registry.extensions);
+    let wal: WalSettings = setting(&mut cx, top, "wal");
+    let catalog: CatalogSettings = setting(&mut cx, top, "catalog");
     if let Some(Value::Mapping(conns)) = top.get("connectors") {
         for k in conns.keys() {
             let k = key_text(k);
@@ -275,9 +282,17 @@ pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<Re
         }
     };
 
-    let service_extensions = id_list(&mut cx, smap.get("extensions"), "service.extensions");
+    let mut service_extensions = id_list(&mut cx, smap.get("extensions"), "service.extensions");
+    // Settings may be listed (the Collector's habit for extensions); nothing runs for them.
+    let is_setting = |id: &ComponentId| SETTINGS.iter().any(|(t, _)| *t == id.type_name);
+    let declared = |id: &ComponentId| top.get("extensions").and_then(|e| e.get(id.to_string())).is_some();
     for (i, id) in service_extensions.iter().enumerate() {
-        if !extensions.iter().any(|e| &e.id == id) {
+        if is_setting(id) && !declared(id) {
+            cx.err(
+                &format!("service.extensions[{i}]"),
+                format!("references {:?}, which is not declared under extensions", id.to_string()),
+            );
+        } else if !is_setting(id) && !extensions.iter().any(|e| &e.id == id) {
             let known = ids(&extensions);
             cx.err(
                 &format!("service.extensions[{i}]"),
@@ -289,6 +304,7 @@ pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<Re
         }
     }
 
+    service_extensions.retain(|id| !is_setting(id));
     let pipelines = pipelines(&mut cx, smap.get("pipelines"), &receivers, &processors, &exporters);
 
     if cx.errors.is_empty() {
@@ -299,6 +315,8 @@ pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<Re
             extensions,
             pipelines,
             service_extensions,
+            wal,
+            catalog,
             telemetry,
             tree,
         })
@@ -325,6 +343,8 @@ fn section<C: ?Sized>(cx: &mut Ctx, top: &Mapping, kind: ComponentKind, factorie
             return out;
         }
     };
+    // Extensions that are settings are read by `setting`.
+    let settings: &[(&str, &str)] = if kind == ComponentKind::Extension { &SETTINGS } else { &[] };
     for (k, v) in m {
         let key = key_text(k);
         let path = join(name, &key);
@@ -336,15 +356,16 @@ fn section<C: ?Sized>(cx: &mut Ctx, top: &Mapping, kind: ComponentKind, factorie
                 continue;
             }
         };
+        if settings.iter().any(|(t, _)| *t == id.type_name) {
+            continue;
+        }
         let Some(factory) = factories.get(&id.type_name) else {
+            let mut known = factories.names();
+            known.extend(settings.iter().map(|(t, _)| *t));
+            known.sort_unstable();
             cx.err(
                 &path,
-                format!(
-                    "unknown {} type {:?}; known types: {}",
-                    kind.noun(),
-                    id.type_name,
-                    factories.names().join(", ")
-                ),
+                format!("unknown {} type {:?}; known types: {}", kind.noun(), id.type_name, known.join(", ")),
             );
             cx.broken.insert((kind, id.to_string()));
             continue;
@@ -358,6 +379,34 @@ fn section<C: ?Sized>(cx: &mut Ctx, top: &Mapping, kind: ComponentKind, factorie
         }
     }
     out
+}
+
+/// Reads the one extension of type `type_name` that holds settings (defaults when there is none).
+fn setting<T: ComponentConfig>(cx: &mut Ctx, top: &Mapping, type_name: &str) -> T {
+    let Some(Value::Mapping(m)) = top.get("extensions") else { return T::default() };
+    let mut found: Option<(String, &Value)> = None;
+    for (k, v) in m {
+        let key = key_text(k);
+        if ComponentId::parse(&key).is_ok_and(|id| id.type_name == type_name) {
+            if let Some((first, _)) = &found {
+                cx.err(
+                    &join("extensions", &key),
+                    format!("{type_name} settings are already given by {first}; declare them once"),
+                );
+                continue;
+            }
+            found = Some((key, v));
+        }
+    }
+    let Some((key, raw)) = found else { return T::default() };
+    let path = join("extensions", &key);
+    match parse_section::<T>(raw).and_then(|t| t.validate().map(|()| t)) {
+        Ok(t) => t,
+        Err(i) => {
+            cx.err(&join(&path, &i.path), i.message);
+            T::default()
+        }
+    }
 }
 
 fn id_list(cx: &mut Ctx, v: Option<&Value>, path: &str) -> Vec<ComponentId> {

@@ -1,6 +1,6 @@
 //! `Batch`: what flows between components.
 
-use crate::{Lineage, Signal, TenantId};
+use crate::{Lineage, Signal, TenantId, Verdict};
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -110,6 +110,19 @@ impl Batch {
             lineage: self.lineage.split_front(n),
             columnar: Columnar::default(),
         }
+    }
+
+    /// Keeps the items whose flag is true (one per item, in order) and returns the lineage of the
+    /// others, which the caller settles (a filter: `Verdict::Dropped`).
+    pub fn retain_items(&mut self, keep: &[bool]) -> Lineage {
+        self.columnar = Columnar::default();
+        self.payload.retain_items(|i| keep.get(i).copied().unwrap_or(true));
+        self.lineage.retain(keep)
+    }
+
+    /// Settles every item this batch carries, on this path.
+    pub fn settle(self, v: &Verdict) {
+        self.lineage.settle(v);
     }
 
     /// Whether the Arrow rows were already made (by the batch processor, or an earlier reader).

@@ -78,38 +78,12 @@ impl fmt::Display for ComponentId {
     }
 }
 
-/// Where a receiver delivers each signal: one fan-out per signal over the pipelines that list it.
-#[derive(Clone, Debug, Default)]
-pub struct SignalConsumers {
-    pub traces: Option<Fanout>,
-    pub metrics: Option<Fanout>,
-    pub logs: Option<Fanout>,
-}
-
-impl SignalConsumers {
-    pub fn get(&self, signal: Signal) -> Option<&Fanout> {
-        match signal {
-            Signal::Traces => self.traces.as_ref(),
-            Signal::Metrics => self.metrics.as_ref(),
-            Signal::Logs => self.logs.as_ref(),
-        }
-    }
-
-    pub fn set(&mut self, signal: Signal, fanout: Fanout) {
-        match signal {
-            Signal::Traces => self.traces = Some(fanout),
-            Signal::Metrics => self.metrics = Some(fanout),
-            Signal::Logs => self.logs = Some(fanout),
-        }
-    }
-}
-
 /// What a running receiver is given.
 pub struct ReceiverContext {
     pub id: ComponentId,
-    /// Which signals have pipelines behind this receiver (serve only those).
-    pub consumers: SignalConsumers,
-    /// Where requests go: durably into the WAL, then into the pipelines.
+    /// The signals that pipelines take from this receiver: serve only those.
+    pub signals: Vec<Signal>,
+    /// Where requests go: durably into the WAL, then into the pipelines (the durable stage routes them).
     pub ingest: Arc<dyn Ingest>,
     pub telemetry: Arc<Telemetry>,
     /// Cancelled when the receiver must stop accepting.
@@ -119,8 +93,8 @@ pub struct ReceiverContext {
 }
 
 /// A source of telemetry. `start` binds (so that a port in use fails start-up with a clear error) and
-/// returns the task that serves until `ctx.shutdown` is cancelled; the task must drop its consumers
-/// when it ends, which is what lets the pipelines behind it drain.
+/// returns the task that serves until `ctx.shutdown` is cancelled; the task must drop its `ingest`
+/// handle when it ends, which is what lets the pipelines behind it drain.
 #[async_trait]
 pub trait Receiver: Send {
     async fn start(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<JoinHandle<()>>;
@@ -128,9 +102,15 @@ pub trait Receiver: Send {
 
 /// A pipeline stage. It owns its loop: it reads `input` until it is closed, hands results to `output`,
 /// flushes what it holds, and returns.
+///
+/// Every item it receives must leave settled: handed on (`output`), or settled by the processor itself
+/// (`Batch::retain_items` + `Verdict::Dropped` for what it removes on purpose). What it drops without a
+/// verdict — including everything it holds when it panics — counts as lost and is delivered again from
+/// the WAL. The runtime owns `input` and `output`, so after a panic a fresh instance (built from the
+/// same config) carries on with the same queues.
 #[async_trait]
 pub trait Processor: Send {
-    async fn run(self: Box<Self>, input: mpsc::Receiver<Batch>, output: Fanout);
+    async fn run(&mut self, input: &mut mpsc::Receiver<Batch>, output: &Fanout);
 }
 
 /// Why an export failed.
@@ -147,6 +127,13 @@ pub enum ExportError {
 /// A destination. The runtime calls `export` for each batch, in order (again, with the same batch,
 /// after a retryable failure), and `shutdown` once its input has drained. The batch is borrowed so
 /// that retries need no copy; an exporter that must change it clones what it changes.
+///
+/// The runtime settles the batch from the answer: `Ok` is `Verdict::Stored`, so return it only once the
+/// data is durable where it is sent. An exporter that makes data durable later (the Parquet exporter,
+/// once its file is stable) keeps its own obligation — `batch.lineage.clone()` — and settles it then;
+/// the WAL batch completes only when that is settled too, and counts as lost if it is dropped unsettled.
+/// A retryable error is retried by the runtime (`wal.export_retries`, with backoff), then settled as
+/// `Verdict::Retryable`; a permanent error is settled as `Verdict::Permanent` at once.
 #[async_trait]
 pub trait Exporter: Send {
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError>;

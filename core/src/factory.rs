@@ -3,13 +3,18 @@
 use crate::{ComponentId, Exporter, Extension, Processor, Receiver, Signal, telemetry::Telemetry};
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
-use std::any::Any;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// A component's config after it was parsed and validated, waiting to be built.
-pub type ParsedConfig = Box<dyn Any + Send + Sync>;
+/// A component's config after it was parsed and validated: it builds as many instances as asked (one
+/// per pipeline for processors, a fresh one after a panic), all from the same parsed config.
+pub trait Configured<C: ?Sized>: Send + Sync {
+    fn build(&self, id: &ComponentId, env: &BuildEnv) -> anyhow::Result<Box<C>>;
+}
+
+/// A parsed config, shared by everything that builds from it.
+pub type ParsedConfig<C> = Arc<dyn Configured<C>>;
 
 /// A problem in one component's config section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,10 +55,9 @@ pub trait Factory<C: ?Sized>: Send + Sync {
     fn signals(&self) -> &'static [Signal];
     /// One line for `openwit components`.
     fn description(&self) -> &'static str;
-    /// Parses and validates the component's section (`null` means "all defaults").
-    fn parse(&self, raw: &Value) -> Result<ParsedConfig, ConfigIssue>;
-    /// Builds the component from a config that `parse` returned.
-    fn build(&self, id: &ComponentId, cfg: ParsedConfig, env: &BuildEnv) -> anyhow::Result<Box<C>>;
+    /// Parses and validates the component's section (`null` means "all defaults") into something that
+    /// builds the component.
+    fn parse(&self, raw: &Value) -> Result<ParsedConfig<C>, ConfigIssue>;
     /// Whether the component reads batches as Arrow rows (`Batch::columnar`): pipelines that feed one
     /// have their batch processor convert each batch once, before the fan-out.
     fn reads_columnar(&self) -> bool {
@@ -77,11 +81,8 @@ pub fn reading_columnar<C: ?Sized + 'static>(inner: Arc<dyn Factory<C>>) -> Arc<
         fn description(&self) -> &'static str {
             self.0.description()
         }
-        fn parse(&self, raw: &Value) -> Result<ParsedConfig, ConfigIssue> {
+        fn parse(&self, raw: &Value) -> Result<ParsedConfig<C>, ConfigIssue> {
             self.0.parse(raw)
-        }
-        fn build(&self, id: &ComponentId, cfg: ParsedConfig, env: &BuildEnv) -> anyhow::Result<Box<C>> {
-            self.0.build(id, cfg, env)
         }
         fn reads_columnar(&self) -> bool {
             true
@@ -114,8 +115,23 @@ pub struct TypedFactory<Cfg, C: ?Sized> {
     pub aliases: &'static [&'static str],
     pub signals: &'static [Signal],
     pub description: &'static str,
-    pub build: fn(&ComponentId, Cfg, &BuildEnv) -> anyhow::Result<Box<C>>,
+    pub build: BuildFn<Cfg, C>,
     pub _config: PhantomData<fn() -> Cfg>,
+}
+
+/// Builds one instance of a component from its borrowed, typed config.
+pub type BuildFn<Cfg, C> = fn(&ComponentId, &Cfg, &BuildEnv) -> anyhow::Result<Box<C>>;
+
+/// A typed config with the function that builds from it.
+struct Typed<Cfg, C: ?Sized> {
+    cfg: Cfg,
+    build: BuildFn<Cfg, C>,
+}
+
+impl<Cfg: Send + Sync, C: ?Sized> Configured<C> for Typed<Cfg, C> {
+    fn build(&self, id: &ComponentId, env: &BuildEnv) -> anyhow::Result<Box<C>> {
+        (self.build)(id, &self.cfg, env)
+    }
 }
 
 impl<Cfg: ComponentConfig, C: ?Sized + 'static> Factory<C> for TypedFactory<Cfg, C> {
@@ -131,16 +147,10 @@ impl<Cfg: ComponentConfig, C: ?Sized + 'static> Factory<C> for TypedFactory<Cfg,
     fn description(&self) -> &'static str {
         self.description
     }
-    fn parse(&self, raw: &Value) -> Result<ParsedConfig, ConfigIssue> {
+    fn parse(&self, raw: &Value) -> Result<ParsedConfig<C>, ConfigIssue> {
         let cfg: Cfg = parse_section(raw)?;
         cfg.validate()?;
-        Ok(Box::new(cfg))
-    }
-    fn build(&self, id: &ComponentId, cfg: ParsedConfig, env: &BuildEnv) -> anyhow::Result<Box<C>> {
-        let cfg = cfg
-            .downcast::<Cfg>()
-            .map_err(|_| anyhow::anyhow!("internal error: {id} was given a config of another type"))?;
-        (self.build)(id, *cfg, env)
+        Ok(Arc::new(Typed { cfg, build: self.build }))
     }
 }
 
@@ -150,7 +160,7 @@ pub fn typed<Cfg: ComponentConfig, C: ?Sized + 'static>(
     aliases: &'static [&'static str],
     signals: &'static [Signal],
     description: &'static str,
-    build: fn(&ComponentId, Cfg, &BuildEnv) -> anyhow::Result<Box<C>>,
+    build: BuildFn<Cfg, C>,
 ) -> Arc<dyn Factory<C>> {
     Arc::new(TypedFactory { type_name, aliases, signals, description, build, _config: PhantomData })
 }

@@ -107,6 +107,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn batches_left_in_a_closed_queue_are_lost_not_stored() {
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        let token = crate::AckToken::new(crate::BatchId([1; 16]), done_tx);
+        let (a_tx, a_rx) = mpsc::channel(4);
+        let (b_tx, mut b_rx) = mpsc::channel(4);
+        let mut b = batch();
+        b.lineage = crate::Lineage::whole(token, 3);
+        Fanout::new(vec![a_tx, b_tx]).send(b).await.unwrap();
+        b_rx.recv().await.unwrap().settle(&crate::Verdict::Stored);
+        assert!(done.try_recv().is_err(), "the other path still holds its copy");
+        // The consumer of `a` goes away with the copy still queued.
+        drop(a_rx);
+        assert!(matches!(done.try_recv().unwrap().outcome, crate::Outcome::Lost(_)));
+    }
+
+    #[tokio::test]
     async fn send_waits_for_room_and_reports_closed_targets() {
         let (a_tx, mut a_rx) = mpsc::channel(1);
         let f = Fanout::new(vec![a_tx.clone()]);

@@ -20,14 +20,15 @@ pub mod source;
 mod split;
 pub mod telemetry;
 pub mod tenant;
+pub mod testing;
 
-pub use ack::{AckToken, BatchId, Completion, Lineage, Segment, batch_id_text};
+pub use ack::{AckToken, BadBatchId, BatchId, Completion, HOLDER, Lineage, Outcome, Segment, Verdict};
 pub use batch::{Batch, Columnar, Metadata, Payload};
 pub use component::{
     ComponentId, ComponentKind, ExportError, Exporter, Extension, ExtensionContext, Processor, Receiver,
-    ReceiverContext, SignalConsumers,
+    ReceiverContext,
 };
-pub use factory::{BuildEnv, ConfigIssue, Factory, FactorySet, ParsedConfig, Registry};
+pub use factory::{BuildEnv, ConfigIssue, Configured, Factory, FactorySet, ParsedConfig, Registry};
 pub use fanout::{ConsumeError, Fanout};
 pub use ingest::{BatchingConfig, Ingest, IngestRequest, Receipt};
 pub use operator::{Operator, OperatorError};

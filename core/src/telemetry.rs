@@ -97,6 +97,8 @@ pub struct Telemetry {
     pub query_row_groups_considered: Counter,
     pub query_row_groups_pruned: Family<Labels, Counter>,
     pub query_row_groups_scanned: Counter,
+    /// Panics of a pipeline component, by component id (each restarts it).
+    pub component_panics: Family<Labels, Counter>,
     /// Kafka messages by receiver and outcome (`stored`, `duplicate`, `empty`, `dead_lettered`,
     /// `dead_letter_failed`, `abandoned`).
     pub kafka_messages: Family<Labels, Counter>,
@@ -141,6 +143,7 @@ impl Default for Telemetry {
             query_row_groups_considered: Counter::default(),
             query_row_groups_pruned: Family::default(),
             query_row_groups_scanned: Counter::default(),
+            component_panics: Family::default(),
             kafka_messages: Family::default(),
             kafka_commits: Family::default(),
             kafka_paused_partitions: Family::default(),
@@ -199,6 +202,11 @@ impl Default for Telemetry {
             "parquet_staging_bytes",
             "Bytes of finalized Parquet files waiting for their store",
             t.parquet_staging_bytes.clone(),
+        );
+        own.register(
+            "component_panics",
+            "Panics of a pipeline component (each one restarts it; what it held is delivered again)",
+            t.component_panics.clone(),
         );
         own.register("kafka_messages", "Kafka messages by outcome", t.kafka_messages.clone());
         own.register("kafka_commits", "Kafka offset commits by outcome", t.kafka_commits.clone());

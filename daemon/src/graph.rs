@@ -1,19 +1,22 @@
 //! Turning a validated config into running tasks: the pipeline graph.
 //!
-//! Each used exporter gets one bounded input queue and one task; each pipeline gets its own instance
-//! of every processor it lists, chained by bounded queues; each receiver gets, per signal, a fan-out
-//! over the entries of the pipelines that list it. A pipeline's entry is its first processor's queue,
-//! or its exporters' queues when it has no processors. Components no pipeline uses are not built.
+//! Each used exporter gets one bounded input queue and one supervised task; each pipeline gets its own
+//! instance of every processor it lists (built from the one parsed config), each supervised, chained by
+//! bounded queues. The durable stage alone routes: per (receiver, signal), a fan-out over the entries of
+//! the pipelines that list the receiver; receivers only learn which signals they serve. A pipeline's
+//! entry is its first processor's queue, or its exporters' queues when it has no processors. Components
+//! no pipeline uses are not built.
 //!
-//! Closing is by ownership: the graph keeps no senders, so when the receivers stop and drop theirs,
-//! each queue closes in turn, every processor flushes, and every exporter drains and shuts down.
+//! Closing is by ownership: the graph keeps no senders, so when the receivers stop and drop their
+//! ingest handles, the WAL writer stops, each queue closes in turn, every processor flushes, and every
+//! exporter drains and shuts down.
 
-use crate::durable::{self, Durable, Routes};
+use crate::durable::{self, Durable, Routes, WalHandle, WalOwner};
+use crate::supervise::{self, Build};
 use anyhow::Context;
-use backon::BackoffBuilder;
 use openwit_config::{Resolved, ResolvedConfig};
 use openwit_core::telemetry::Telemetry;
-use openwit_core::{Batch, BuildEnv, ComponentId, ExportError, Exporter, Fanout, ReceiverContext, SignalConsumers};
+use openwit_core::{Batch, BuildEnv, ComponentId, Fanout, ReceiverContext, Signal};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -27,34 +30,37 @@ pub const STAGE_QUEUE: usize = 16;
 
 /// The running pipelines, in the order they must stop.
 pub struct Graph {
-    /// Receiver tasks; they end when `receivers_stop` is cancelled.
+    /// Receiver tasks (and the redeliverer); they end when `receivers_stop` is cancelled.
     pub receivers: Vec<JoinHandle<()>>,
     pub receivers_stop: CancellationToken,
     /// The WAL writer; it ends once every receiver has dropped its handle.
     pub writer: JoinHandle<()>,
-    /// Processor and exporter tasks; they end once their inputs have drained.
-    pub pipeline_tasks: Vec<JoinHandle<()>>,
-    /// Records completions; ends once the pipelines have dropped every batch.
+    /// Processor and exporter supervisors; they end once their inputs have drained.
+    pub pipeline_tasks: Vec<(String, JoinHandle<()>)>,
+    /// Acts on outcomes; ends once the pipelines have settled every batch.
     pub completions: JoinHandle<()>,
+    /// The WAL's owner; it stops (after a last sync) once nothing uses the WAL.
+    pub wal: WalOwner,
 }
 
 /// How the graph keeps its WAL.
 pub struct Durability {
-    pub wal: Arc<std::sync::Mutex<openwit_wal::Wal>>,
+    pub wal: WalHandle,
+    pub owner: WalOwner,
     pub pending: Vec<openwit_wal::WalBatch>,
     /// Source offsets (Kafka) the WAL holds, per receiver id.
     pub durable_offsets: HashMap<String, openwit_core::DurableOffsets>,
-    pub janitor_every: std::time::Duration,
     pub tracker: openwit_catalog::TrackerHandle,
     pub node_id: Arc<str>,
     pub export_retries: usize,
+    pub max_redeliveries: u32,
     /// Operator retry requests, served once the pipelines run.
     pub retries: mpsc::Receiver<durable::RetryRequest>,
 }
 
 /// Builds and starts everything the pipelines use, replays what the WAL holds, then starts the
 /// receivers.
-pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durability) -> anyhow::Result<Graph> {
+pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability) -> anyhow::Result<Graph> {
     let telemetry = env.telemetry.clone();
     let mut pipeline_tasks = Vec::new();
 
@@ -69,22 +75,25 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durabil
             if cfg.exporters.iter().any(|r| &r.id == id && r.factory.reads_columnar()) {
                 columnar_exporters.insert(id.clone());
             }
-            let exporter = build(&mut cfg.exporters, id, env)?;
+            let build = builder(&cfg.exporters, id, env)?;
             let (tx, rx) = mpsc::channel(EXPORTER_QUEUE);
             watch_queue(&telemetry, id, &tx);
-            pipeline_tasks.push(tokio::spawn(run_exporter(
-                id.to_string(),
-                exporter,
-                rx,
-                telemetry.clone(),
-                durability.export_retries,
-            )));
+            pipeline_tasks.push((
+                format!("exporter {id}"),
+                tokio::spawn(supervise::run_exporter(
+                    id.clone(),
+                    build,
+                    rx,
+                    telemetry.clone(),
+                    durability.export_retries,
+                )),
+            ));
             exporter_inputs.insert(id.clone(), tx);
         }
     }
 
     // Pipelines: one processor instance per pipeline, chained back to front.
-    let mut consumers: HashMap<ComponentId, HashMap<openwit_core::Signal, Vec<mpsc::Sender<Batch>>>> = HashMap::new();
+    let mut consumers: HashMap<ComponentId, HashMap<Signal, Vec<mpsc::Sender<Batch>>>> = HashMap::new();
     for spec in &cfg.pipelines {
         let mut next: Vec<mpsc::Sender<Batch>> = spec.exporters.iter().map(|id| exporter_inputs[id].clone()).collect();
         let penv = BuildEnv {
@@ -92,16 +101,22 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durabil
             ..env.clone()
         };
         for id in spec.processors.iter().rev() {
-            let resolved = cfg.processors.iter().find(|p| &p.id == id).context("processor vanished from the config")?;
-            // Each pipeline parses its own copy: processors are not shared between pipelines.
-            let raw = &cfg.tree["processors"][id.to_string().as_str()];
-            let parsed = resolved.factory.parse(raw).map_err(|i| anyhow::anyhow!("processor {id}: {}", i.message))?;
-            let processor = resolved
-                .factory
-                .build(id, parsed, &penv)
+            // Each pipeline builds its own instance from the one parsed config (as in the Collector).
+            let build = builder(&cfg.processors, id, &penv)
                 .with_context(|| format!("cannot build processor {id} for pipeline {}", spec.id))?;
             let (tx, rx) = mpsc::channel(STAGE_QUEUE);
-            pipeline_tasks.push(tokio::spawn(processor.run(rx, Fanout::new(std::mem::take(&mut next)))));
+            let name = format!("processor {id} in pipeline {}", spec.id);
+            pipeline_tasks.push((
+                name.clone(),
+                tokio::spawn(supervise::run_processor(
+                    name,
+                    id.clone(),
+                    build,
+                    rx,
+                    Fanout::new(std::mem::take(&mut next)),
+                    telemetry.clone(),
+                )),
+            ));
             next = vec![tx];
         }
         for r in &spec.receivers {
@@ -110,51 +125,52 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durabil
     }
     drop(exporter_inputs);
 
-    // The durable stage between receivers and pipelines, then replay, then receivers.
+    // The durable stage between receivers and pipelines (the one owner of routing), then replay, then
+    // receivers.
+    let receivers_signals: Vec<(ComponentId, Vec<Signal>)> =
+        consumers.iter().map(|(id, by_signal)| (id.clone(), by_signal.keys().copied().collect())).collect();
     let routes: Routes = Arc::new(
         consumers
-            .iter()
+            .into_iter()
             .flat_map(|(id, by_signal)| {
-                by_signal
-                    .iter()
-                    .map(move |(sig, targets)| ((Arc::from(id.to_string()), *sig), Fanout::new(targets.clone())))
+                let id: Arc<str> = Arc::from(id.to_string());
+                by_signal.into_iter().map(move |(sig, targets)| ((id.clone(), sig), Fanout::new(targets)))
             })
             .collect(),
     );
     let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let (lost_tx, lost_rx) = mpsc::unbounded_channel();
     let track = durable::Tracking { tracker: durability.tracker, node_id: durability.node_id };
-    let failed = durable::FailedSet::default();
+    let book = durable::Book::default();
     let completions = tokio::spawn(durable::run_completions(
         durability.wal.clone(),
         done_rx,
         telemetry.clone(),
-        durability.janitor_every,
         track.clone(),
-        failed.clone(),
+        book.clone(),
+        lost_tx,
     ));
     let receivers_stop = CancellationToken::new();
-    let retrier = durable::Retrier {
+    let redeliverer = durable::Redeliverer {
         wal: durability.wal.clone(),
         routes: routes.clone(),
         completions: done_tx.clone(),
         telemetry: telemetry.clone(),
         track: track.clone(),
-        failed,
+        book,
+        max_redeliveries: durability.max_redeliveries,
     };
-    let retries = tokio::spawn(durable::run_retries(durability.retries, retrier, receivers_stop.clone()));
+    let redeliveries =
+        tokio::spawn(durable::redeliver::run(redeliverer, durability.retries, lost_rx, receivers_stop.clone()));
     durable::replay(durability.pending, &routes, &done_tx, &telemetry, &track).await;
     let (ingest, writer) = Durable::start(durability.wal, routes, done_tx, telemetry.clone(), track);
 
-    let mut receivers = vec![retries];
-    for (id, by_signal) in consumers {
-        let receiver = build(&mut cfg.receivers, &id, env)?;
-        let mut sc = SignalConsumers::default();
-        for (signal, targets) in by_signal {
-            sc.set(signal, Fanout::new(targets));
-        }
+    let mut receivers = vec![redeliveries];
+    for (id, signals) in receivers_signals {
+        let receiver = builder(&cfg.receivers, &id, env)?()?;
         let ctx = ReceiverContext {
             id: id.clone(),
-            consumers: sc,
+            signals,
             ingest: ingest.clone(),
             telemetry: telemetry.clone(),
             shutdown: receivers_stop.clone(),
@@ -164,14 +180,19 @@ pub async fn start(cfg: &mut ResolvedConfig, env: &BuildEnv, durability: Durabil
     }
     // From here only the receivers hold the durable handle: when they stop, the writer stops.
     drop(ingest);
-    Ok(Graph { receivers, receivers_stop, writer, pipeline_tasks, completions })
+    Ok(Graph { receivers, receivers_stop, writer, pipeline_tasks, completions, wal: durability.owner })
 }
 
-/// Builds the component `id`, taking its parsed config (each is built once).
-pub fn build<C: ?Sized>(list: &mut Vec<Resolved<C>>, id: &ComponentId, env: &BuildEnv) -> anyhow::Result<Box<C>> {
-    let pos = list.iter().position(|r| &r.id == id).with_context(|| format!("{id} is not configured"))?;
-    let r = list.swap_remove(pos);
-    r.factory.build(&r.id, r.config, env).with_context(|| format!("cannot build {id}"))
+/// What builds instances of the component `id` from its parsed config (one per pipeline for
+/// processors, and a fresh one after each panic).
+pub fn builder<C: ?Sized + 'static>(
+    list: &[Resolved<C>],
+    id: &ComponentId,
+    env: &BuildEnv,
+) -> anyhow::Result<Build<C>> {
+    let r = list.iter().find(|r| &r.id == id).with_context(|| format!("{id} is not configured"))?;
+    let (config, id, env) = (r.config.clone(), id.clone(), env.clone());
+    Ok(Box::new(move || config.build(&id, &env).with_context(|| format!("cannot build {id}"))))
 }
 
 fn watch_queue(telemetry: &Arc<Telemetry>, id: &ComponentId, tx: &mpsc::Sender<Batch>) {
@@ -183,49 +204,4 @@ fn watch_queue(telemetry: &Arc<Telemetry>, id: &ComponentId, tx: &mpsc::Sender<B
         let used = weak.upgrade().map(|s| s.max_capacity() - s.capacity()).unwrap_or(0);
         size.set(used as i64);
     });
-}
-
-async fn run_exporter(
-    id: String,
-    mut exporter: Box<dyn Exporter>,
-    mut rx: mpsc::Receiver<Batch>,
-    telemetry: Arc<Telemetry>,
-    retries: usize,
-) {
-    let labels = [("exporter", id.as_str())];
-    let backoff = backon::ExponentialBuilder::new()
-        .with_min_delay(std::time::Duration::from_millis(200))
-        .with_max_delay(std::time::Duration::from_secs(5))
-        .with_max_times(retries)
-        .with_jitter();
-    while let Some(batch) = rx.recv().await {
-        let (signal, n) = (batch.signal(), batch.item_count());
-        // The policy comes from backon; the loop is ours because each attempt borrows the exporter.
-        let mut delays = backoff.build();
-        let result = loop {
-            match exporter.export(&batch).await {
-                Ok(()) => break Ok(()),
-                Err(e @ ExportError::Retryable(_)) => match delays.next() {
-                    Some(d) => {
-                        tracing::warn!(exporter = %id, "export failed ({e}); retrying in {d:?}");
-                        tokio::time::sleep(d).await;
-                    }
-                    None => break Err(e),
-                },
-                Err(e) => break Err(e),
-            }
-        };
-        match result {
-            Ok(()) => telemetry.exporter_sent.add(signal, &labels, n),
-            Err(e) => {
-                tracing::error!(exporter = %id, %signal, items = n, "export failed: {e}");
-                telemetry.exporter_send_failed.add(signal, &labels, n);
-                // The WAL keeps the batch; it is replayed at the next start.
-                batch.lineage.fail_all(&format!("exporter {id}: {e}"));
-            }
-        }
-    }
-    if let Err(e) = exporter.shutdown().await {
-        tracing::error!(exporter = %id, "shutdown failed: {e}");
-    }
 }

@@ -5,6 +5,7 @@ mod graph;
 mod query_cli;
 mod registry;
 mod service;
+mod supervise;
 mod wal_inspect;
 
 use clap::{Parser, Subcommand};
@@ -174,6 +175,9 @@ fn components(registry: &openwit_core::Registry) -> String {
     section(&mut out, "processors", &registry.processors);
     section(&mut out, "exporters", &registry.exporters);
     section(&mut out, "extensions", &registry.extensions);
+    for (name, what) in openwit_config::SETTINGS {
+        out.push_str(&format!("  {name}\n    settings, not a running extension\n    {what}\n"));
+    }
     out.push_str("connectors:\n  (none yet)\n");
     out
 }

@@ -10,6 +10,9 @@ pub fn builtin() -> Registry {
     r.receivers.add(openwit_receivers::kafka::factory());
 
     r.processors.add(openwit_processors::batch::factory());
+    if let Some(f) = openwit_processors::testing::factory_if_enabled() {
+        r.processors.add(f);
+    }
 
     r.exporters.add(openwit_exporters::debug::factory());
     r.exporters.add(openwit_exporters::file::factory());
@@ -22,8 +25,6 @@ pub fn builtin() -> Registry {
     }
 
     r.extensions.add(openwit_extensions::health_check::factory());
-    r.extensions.add(openwit_extensions::wal::factory());
-    r.extensions.add(openwit_extensions::catalog::factory());
     r.extensions.add(openwit_extensions::batch_monitor::factory());
     r.extensions.add(openwit_extensions::query::factory());
     r

@@ -6,8 +6,6 @@ use openwit_config::{ResolvedConfig, TelemetryConfig};
 use openwit_core::health::{Health, HealthStatus};
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{BuildEnv, ExtensionContext};
-use openwit_extensions::catalog::CatalogSettings;
-use openwit_extensions::wal::WalSettings;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,12 +34,12 @@ pub fn init_logging(t: &TelemetryConfig) {
 }
 
 /// Runs the config until SIGINT or SIGTERM, then shuts down gracefully.
-pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> anyhow::Result<()> {
+pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> anyhow::Result<()> {
     let telemetry = Arc::new(Telemetry::default());
     let health = Arc::new(Health::default());
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", data_dir.display()))?;
-    let catalog = catalog_settings(&cfg);
+    let catalog = cfg.catalog.clone();
     let catalog_url =
         catalog.url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
     let node =
@@ -67,7 +65,7 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
             .push(openwit_extensions::metrics_endpoint::start(&endpoint, telemetry.clone(), side_stop.clone()).await?);
     }
     for id in cfg.service_extensions.clone() {
-        let ext = graph::build(&mut cfg.extensions, &id, &env)?;
+        let ext = graph::builder(&cfg.extensions, &id, &env)?()?;
         let ctx = ExtensionContext {
             id: id.clone(),
             catalog_url: catalog_url.clone(),
@@ -83,7 +81,7 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
     side_tasks.extend(openwit_extensions::serve_apis(&apis, &side_stop).await?);
 
     let durability = open_wal(&cfg, &env.data_dir, &telemetry, tracker, node_id, retries)?;
-    let graph = graph::start(&mut cfg, &env, durability).await?;
+    let graph = graph::start(&cfg, &env, durability).await?;
     health.set(HealthStatus::Ready);
     tracing::info!(pipelines = cfg.pipelines.len(), "OpenWit is ready");
 
@@ -94,15 +92,16 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
     let drain = async {
         graph.receivers_stop.cancel();
         for t in graph.receivers {
-            let _ = t.await;
+            joined("a receiver", t.await);
         }
-        let _ = graph.writer.await;
-        for t in graph.pipeline_tasks {
-            let _ = t.await;
+        joined("the WAL writer", graph.writer.await);
+        for (name, t) in graph.pipeline_tasks {
+            joined(&name, t.await);
         }
-        let _ = graph.completions.await;
+        joined("the completion task", graph.completions.await);
+        graph.wal.stopped().await;
         // Every tracker handle is gone with the pipelines: the tracker writes what it holds and ends.
-        let _ = tracker_task.await;
+        joined("the batch tracker", tracker_task.await);
     };
     let drained = tokio::time::timeout(grace, drain).await.is_ok();
     side_stop.cancel();
@@ -116,6 +115,14 @@ pub async fn run(mut cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) ->
         anyhow::bail!(
             "pipelines did not drain within the shutdown timeout of {grace:?}; data still in flight was not exported (raise --shutdown-timeout)"
         )
+    }
+}
+
+/// Logs a task that ended by panicking (components are supervised, so this is a bug in OpenWit itself;
+/// what the task held stays in the WAL and is replayed at the next start).
+fn joined(what: &str, r: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = r {
+        tracing::error!("{what} ended abnormally: {e}");
     }
 }
 
@@ -142,22 +149,17 @@ async fn wait_for_signal() {
     }
 }
 
-/// Opens the WAL where the `wal` extension (or the default) says, recovering what it holds.
+/// Opens the WAL where the `wal` settings (or the defaults) say, recovering what it holds, and hands it
+/// to its owner thread.
 fn open_wal(
     cfg: &ResolvedConfig,
     data_dir: &std::path::Path,
-    telemetry: &Telemetry,
+    telemetry: &Arc<Telemetry>,
     tracker: openwit_catalog::TrackerHandle,
     node_id: Arc<str>,
     retries: tokio::sync::mpsc::Receiver<crate::durable::RetryRequest>,
 ) -> anyhow::Result<graph::Durability> {
-    let settings = cfg
-        .extensions
-        .iter()
-        .find(|e| e.factory.type_name() == "wal")
-        .and_then(|e| e.config.downcast_ref::<WalSettings>())
-        .cloned()
-        .unwrap_or_default();
+    let settings = &cfg.wal;
     let dir = settings.directory.clone().unwrap_or_else(|| data_dir.join("wal"));
     let wal_cfg = openwit_wal::WalConfig {
         dir: dir.clone(),
@@ -180,14 +182,24 @@ fn open_wal(
         truncated_bytes = recovered.truncated_bytes,
         "write-ahead log opened"
     );
+    let cleaned_tracker = tracker.clone();
+    let cleaned = move |ids: Vec<openwit_core::BatchId>| {
+        let at = crate::durable::now_ms();
+        for id in ids {
+            cleaned_tracker.send(openwit_catalog::Update::Cleaned { batch_id: id.to_string(), at });
+        }
+    };
+    let (handle, owner) = crate::durable::WalHandle::start(wal, settings.janitor_interval, telemetry.clone(), cleaned)
+        .map_err(|e| anyhow::anyhow!("cannot start the WAL thread: {e}"))?;
     Ok(graph::Durability {
-        wal: Arc::new(std::sync::Mutex::new(wal)),
+        wal: handle,
+        owner,
         pending: recovered.pending,
         durable_offsets: durable_offsets(recovered.sources),
-        janitor_every: settings.janitor_interval,
         tracker,
         node_id,
         export_retries: settings.export_retries,
+        max_redeliveries: settings.max_redeliveries,
         retries,
     })
 }
@@ -206,15 +218,6 @@ fn durable_offsets(
         });
     }
     by_receiver
-}
-
-fn catalog_settings(cfg: &ResolvedConfig) -> CatalogSettings {
-    cfg.extensions
-        .iter()
-        .find(|e| e.factory.type_name() == "catalog")
-        .and_then(|e| e.config.downcast_ref::<CatalogSettings>())
-        .cloned()
-        .unwrap_or_default()
 }
 
 /// This daemon's id in a shared catalog: made once, kept in `DATA_DIR/node_id`.

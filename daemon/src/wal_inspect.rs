@@ -67,9 +67,7 @@ pub fn inspect(dir: &Path) -> anyhow::Result<String> {
                         pending += 1;
                         items_pending += u64::from(b.items);
                     }
-                    let id = <[u8; 16]>::try_from(b.id.as_slice())
-                        .map(|i| openwit_core::batch_id_text(&i))
-                        .unwrap_or_else(|_| hex_of(&b.id));
+                    let id = openwit_core::BatchId::from_slice(&b.id).map_or_else(|| hex_of(&b.id), |i| i.to_string());
                     let signal = crate::durable::signal_of(b.signal).map_or("?", |s| s.as_str());
                     let _ = writeln!(
                         out,

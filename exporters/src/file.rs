@@ -49,7 +49,9 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         &[],
         &Signal::ALL,
         "writes telemetry to a file as OTLP/JSON lines or length-prefixed protobuf",
-        |_id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(FileExporter::new(cfg.path, cfg.format, cfg.append))),
+        |_id: &ComponentId, cfg: &FileConfig, _env: &BuildEnv| {
+            Ok(Box::new(FileExporter::new(cfg.path.clone(), cfg.format, cfg.append)))
+        },
     )
 }
 

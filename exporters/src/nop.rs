@@ -19,7 +19,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         &[],
         &Signal::ALL,
         "discards everything it receives",
-        |_id: &ComponentId, _cfg, _env: &BuildEnv| Ok(Box::new(Nop)),
+        |_id: &ComponentId, _cfg: &NopConfig, _env: &BuildEnv| Ok(Box::new(Nop)),
     )
 }
 

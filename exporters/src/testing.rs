@@ -1,7 +1,7 @@
-//! The `testing` exporter: stores batches in a file, at most once per item, optionally slowly. It
-//! exists for OpenWit's own end-to-end tests (backpressure, shutdown draining, crash recovery) and is
-//! registered only when the environment variable `OPENWIT_TEST_COMPONENTS=1` is set, so it never
-//! appears in a production config.
+//! The `testing` exporter: stores batches in a file, at most once per item, optionally slowly, failing
+//! or panicking on demand. It exists for OpenWit's own end-to-end tests (backpressure, shutdown
+//! draining, crash recovery, supervision, failed batches) and is registered only when the environment
+//! variable `OPENWIT_TEST_COMPONENTS=1` is set, so it never appears in a production config.
 //!
 //! Record format: `u32` length of the rest (big-endian), `u32` item count n, n × (16-byte WAL batch id,
 //! `u32` item index), then the export request as protobuf. Each record is fdatasynced before the export
@@ -19,9 +19,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The environment variable that enables test-only components.
-pub const ENABLE_ENV: &str = "OPENWIT_TEST_COMPONENTS";
-
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TestingConfig {
@@ -31,6 +28,13 @@ pub struct TestingConfig {
     pub delay: Option<Duration>,
     /// Fail this many exports (retryably) before succeeding, to exercise retries.
     pub fail_first: u32,
+    /// While this file exists, every export fails with a permanent error (an operator "fixes" the
+    /// exporter by deleting it).
+    pub fail_permanently_while: Option<PathBuf>,
+    /// Panic once, inside the Nth export call this exporter id makes in the process (0: never).
+    pub panic_on_export: u64,
+    /// Panic inside every export of a batch whose protobuf contains this text (a poison batch).
+    pub panic_on_text: Option<String>,
 }
 
 impl ComponentConfig for TestingConfig {
@@ -44,13 +48,15 @@ impl ComponentConfig for TestingConfig {
 
 /// The factory, or `None` unless test components are enabled.
 pub fn factory_if_enabled() -> Option<Arc<dyn Factory<dyn Exporter>>> {
-    (std::env::var(ENABLE_ENV).as_deref() == Ok("1")).then(|| {
+    openwit_core::testing::enabled().then(|| {
         typed::<TestingConfig, dyn Exporter>(
             "testing",
             &[],
             &Signal::ALL,
-            "test only: stores each item at most once in a file, optionally slowly",
-            |_id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(TestingExporter::open(cfg)?)),
+            "test only: stores each item at most once in a file, optionally slowly, failing or panicking on demand",
+            |id: &ComponentId, cfg: &TestingConfig, _env: &BuildEnv| {
+                Ok(Box::new(TestingExporter::open(format!("exporter {id}"), cfg.clone())?))
+            },
         )
     })
 }
@@ -76,8 +82,7 @@ pub fn read_records(bytes: &[u8]) -> (Vec<StoredRecord>, usize) {
         let items = rec[4..ids_end]
             .chunks_exact(20)
             .map(|c| {
-                let mut id = [0u8; 16];
-                id.copy_from_slice(&c[..16]);
+                let id = BatchId::from_slice(&c[..16]).unwrap_or_default();
                 (id, u32::from_be_bytes(c[16..20].try_into().unwrap_or_default()))
             })
             .collect();
@@ -88,6 +93,9 @@ pub fn read_records(bytes: &[u8]) -> (Vec<StoredRecord>, usize) {
 }
 
 struct TestingExporter {
+    /// Counts export calls across the instances of this exporter id (see `panic_on_export`).
+    key: String,
+    cfg: TestingConfig,
     path: PathBuf,
     delay: Duration,
     fail_left: u32,
@@ -96,7 +104,7 @@ struct TestingExporter {
 }
 
 impl TestingExporter {
-    fn open(cfg: TestingConfig) -> anyhow::Result<TestingExporter> {
+    fn open(key: String, cfg: TestingConfig) -> anyhow::Result<TestingExporter> {
         if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -107,9 +115,11 @@ impl TestingExporter {
         // Drop a record torn by a crash: it was never reported as stored.
         file.set_len(valid as u64)?;
         Ok(TestingExporter {
-            path: cfg.path,
+            key,
+            path: cfg.path.clone(),
             delay: cfg.delay.unwrap_or_default(),
             fail_left: cfg.fail_first,
+            cfg,
             file,
             stored,
         })
@@ -120,6 +130,23 @@ impl TestingExporter {
 impl Exporter for TestingExporter {
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         tokio::time::sleep(self.delay).await;
+        if openwit_core::testing::nth_call(&self.key, self.cfg.panic_on_export) {
+            panic!("{}: panicking in export call {} on purpose (panic_on_export)", self.key, self.cfg.panic_on_export);
+        }
+        if let Some(text) = &self.cfg.panic_on_text {
+            let body = FileExporter::encode(FileFormat::Proto, &batch.payload);
+            if body.windows(text.len().max(1)).any(|w| w == text.as_bytes()) {
+                panic!("{}: the batch contains {text:?}, panicking on purpose (panic_on_text)", self.key);
+            }
+        }
+        if let Some(p) = &self.cfg.fail_permanently_while
+            && p.exists()
+        {
+            return Err(ExportError::Permanent(format!(
+                "testing exporter: failing permanently while {} exists (fail_permanently_while)",
+                p.display()
+            )));
+        }
         if self.fail_left > 0 {
             self.fail_left -= 1;
             return Err(ExportError::Retryable("testing exporter: failing on purpose (fail_first)".into()));
@@ -146,7 +173,7 @@ impl Exporter for TestingExporter {
         rec.extend_from_slice(&(len as u32).to_be_bytes());
         rec.extend_from_slice(&(fresh.len() as u32).to_be_bytes());
         for (id, i) in &fresh {
-            rec.extend_from_slice(id);
+            rec.extend_from_slice(id.as_bytes());
             rec.extend_from_slice(&i.to_be_bytes());
         }
         // `encode` already put a 4-byte length in front of the protobuf; the record's own length covers it.

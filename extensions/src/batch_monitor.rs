@@ -56,7 +56,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Extension>> {
         &[],
         &Signal::ALL,
         "HTTP API over the batch tracker: status, batches, alerts",
-        |_id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(BatchMonitor { cfg })),
+        |_id: &ComponentId, cfg: &BatchMonitorConfig, _env: &BuildEnv| Ok(Box::new(BatchMonitor { cfg: cfg.clone() })),
     )
 }
 

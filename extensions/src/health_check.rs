@@ -62,7 +62,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Extension>> {
         &[],
         &Signal::ALL,
         "HTTP health endpoint (200 when ready, 503 while starting or stopping)",
-        |_id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(HealthCheck { cfg })),
+        |_id: &ComponentId, cfg: &HealthCheckConfig, _env: &BuildEnv| Ok(Box::new(HealthCheck { cfg: cfg.clone() })),
     )
 }
 

@@ -1,11 +1,9 @@
 //! OpenWit's extensions, and the server for the daemon's own metrics.
 
 pub mod batch_monitor;
-pub mod catalog;
 pub mod health_check;
 pub mod metrics_endpoint;
 pub mod query;
-pub mod wal;
 
 /// Binds a TCP listener with an error that names the component and the address.
 pub(crate) async fn bind(what: &str, endpoint: &str) -> anyhow::Result<tokio::net::TcpListener> {

@@ -66,10 +66,10 @@ pub fn factory() -> Arc<dyn Factory<dyn Processor>> {
         &[],
         &Signal::ALL,
         "groups items into batches by size and time, per tenant",
-        |id: &ComponentId, cfg, env: &BuildEnv| {
+        |id: &ComponentId, cfg: &BatchConfig, env: &BuildEnv| {
             Ok(Box::new(BatchProcessor {
                 id: id.to_string(),
-                cfg,
+                cfg: cfg.clone(),
                 telemetry: env.telemetry.clone(),
                 columnar: env.columnar_downstream,
             }))
@@ -98,20 +98,20 @@ struct Pending {
 
 #[async_trait]
 impl Processor for BatchProcessor {
-    async fn run(self: Box<Self>, mut input: mpsc::Receiver<Batch>, output: Fanout) {
+    async fn run(&mut self, input: &mut mpsc::Receiver<Batch>, output: &Fanout) {
         let mut pending: HashMap<Key, Pending> = HashMap::new();
         loop {
             let next_deadline = pending.values().map(|p| p.deadline).min();
             tokio::select! {
                 msg = input.recv() => match msg {
                     Some(batch) => {
-                        if self.add(&mut pending, batch, &output).await.is_err() {
+                        if self.add(&mut pending, batch, output).await.is_err() {
                             return;
                         }
                     }
                     None => {
                         for (_, p) in pending.drain() {
-                            if self.send_all(p, &output).await.is_err() {
+                            if self.send_all(p, output).await.is_err() {
                                 return;
                             }
                         }
@@ -123,7 +123,7 @@ impl Processor for BatchProcessor {
                     let due: Vec<Key> = pending.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| k.clone()).collect();
                     for key in due {
                         if let Some(p) = pending.remove(&key)
-                            && self.send_all(p, &output).await.is_err()
+                            && self.send_all(p, output).await.is_err()
                         {
                             return;
                         }
@@ -243,8 +243,11 @@ mod tests {
     fn start(cfg: BatchConfig) -> (mpsc::Sender<Batch>, mpsc::Receiver<Batch>, tokio::task::JoinHandle<()>) {
         let (in_tx, in_rx) = mpsc::channel(100);
         let (out_tx, out_rx) = mpsc::channel(100);
-        let p = Box::new(BatchProcessor { id: "batch".into(), cfg, telemetry: Arc::default(), columnar: true });
-        let h = tokio::spawn(p.run(in_rx, Fanout::new(vec![out_tx])));
+        let mut p = BatchProcessor { id: "batch".into(), cfg, telemetry: Arc::default(), columnar: true };
+        let h = tokio::spawn(async move {
+            let mut in_rx = in_rx;
+            p.run(&mut in_rx, &Fanout::new(vec![out_tx])).await
+        });
         (in_tx, out_rx, h)
     }
 
@@ -283,8 +286,11 @@ mod tests {
         // Without a columnar exporter downstream, no conversion is paid for.
         let (in_tx, in_rx) = mpsc::channel(10);
         let (out_tx, mut out_rx) = mpsc::channel(10);
-        let p = Box::new(BatchProcessor { id: "batch".into(), cfg, telemetry: Arc::default(), columnar: false });
-        tokio::spawn(p.run(in_rx, Fanout::new(vec![out_tx])));
+        let mut p = BatchProcessor { id: "batch".into(), cfg, telemetry: Arc::default(), columnar: false };
+        tokio::spawn(async move {
+            let mut in_rx = in_rx;
+            p.run(&mut in_rx, &Fanout::new(vec![out_tx])).await
+        });
         in_tx.send(logs("a", 4)).await.unwrap();
         assert!(!out_rx.recv().await.unwrap().is_converted());
     }

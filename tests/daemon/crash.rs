@@ -102,8 +102,8 @@ pub async fn sender(
     }
 }
 
-/// Every stored span id with how many times it was stored.
-fn stored(d: &Daemon) -> HashMap<u64, usize> {
+/// Every span id the `testing` exporter stored (in `stored.bin`), with how many times.
+pub fn stored(d: &Daemon) -> HashMap<u64, usize> {
     let mut out = HashMap::new();
     for (_, req) in read_testing::<ExportTraceServiceRequest>(&d.path("stored.bin")) {
         for s in req.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {

@@ -252,7 +252,7 @@ pub async fn eventually<T>(timeout: Duration, mut read: impl FnMut() -> T, done:
 }
 
 /// An item's WAL batch id and index in that batch.
-pub type ItemRef = ([u8; 16], u32);
+pub type ItemRef = (openwit_core::BatchId, u32);
 
 /// Reads a `testing` exporter's file: each record's (WAL batch id, item index) pairs and request.
 pub fn read_testing<M: Message + Default>(path: &Path) -> Vec<(Vec<ItemRef>, M)> {

@@ -22,3 +22,4 @@ mod parquet;
 mod query;
 mod shutdown;
 mod stores;
+mod verdicts;

@@ -1,124 +1,65 @@
-//! Recording completed batches, and the janitor.
+//! Acting on each WAL batch's outcome, once every path has settled it.
 
+use super::log::WalHandle;
+use super::redeliver::{Book, Lost};
 use openwit_core::telemetry::Telemetry;
-use openwit_core::{Completion, batch_id_text};
-use openwit_wal::Wal;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use openwit_core::{Completion, Outcome};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Runs until every ack token and the writer are gone (the pipelines have drained), then syncs the
-/// WAL so that the completions of a clean shutdown survive it.
+/// Runs until every ack token is gone (the pipelines have drained):
+/// - stored → a completion record in the WAL (the janitor may then delete it), `storage_pip` in the catalog;
+/// - failed (retryable or permanent verdict) → kept in the WAL, marked failed in the catalog, listed for
+///   an operator retry;
+/// - lost (dropped without a verdict) → handed to the redeliverer, which sends it again.
 pub async fn run_completions(
-    wal: Arc<Mutex<Wal>>,
+    wal: WalHandle,
     mut rx: mpsc::UnboundedReceiver<Completion>,
     telemetry: Arc<Telemetry>,
-    janitor_every: Duration,
     track: super::Tracking,
-    failed: super::FailedSet,
+    book: Book,
+    lost: mpsc::UnboundedSender<Lost>,
 ) {
-    let mut janitor = tokio::time::interval(janitor_every);
-    janitor.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            c = rx.recv() => {
-                let Some(first) = c else { break };
-                let mut batch = vec![first];
-                while let Ok(c) = rx.try_recv() {
-                    batch.push(c);
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while let Ok(c) = rx.try_recv() {
+            group.push(c);
+        }
+        let at = super::now_ms();
+        let mut stored = Vec::new();
+        for c in group {
+            let error = c.outcome.error();
+            match c.outcome {
+                Outcome::Stored => {
+                    book.forget(&c.id);
+                    track.tracker.send(openwit_catalog::Update::Stored { batch_id: c.id.to_string(), at });
+                    stored.push(c.id);
                 }
-                record(&wal, batch, &telemetry, &track, &failed).await;
-            }
-            _ = janitor.tick() => {
-                let w = wal.clone();
-                let t = telemetry.clone();
-                let tr = track.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
-                    match w.collect_garbage() {
-                        Ok(ids) => cleaned(&tr, ids),
-                        Err(e) => tracing::error!("janitor: {e}"),
-                    }
-                    let s = w.stats();
-                    t.wal_disk_bytes.set(s.disk_bytes as i64);
-                    t.wal_segments.set(s.segments as i64);
-                    t.wal_pending_batches.set(s.pending_batches as i64);
-                })
-                .await;
-            }
-        }
-    }
-    let _ = tokio::task::spawn_blocking(move || {
-        let mut w = wal.lock().unwrap_or_else(|p| p.into_inner());
-        match w.sync().and_then(|()| w.collect_garbage()) {
-            Ok(ids) => cleaned(&track, ids),
-            Err(e) => tracing::error!("WAL sync at shutdown failed: {e}"),
-        }
-    })
-    .await;
-}
-
-/// Tells the tracker which batches' segments the janitor deleted.
-fn cleaned(track: &super::Tracking, ids: Vec<Vec<u8>>) {
-    if ids.is_empty() {
-        return;
-    }
-    tracing::debug!(batches = ids.len(), "janitor removed fully stored WAL segments");
-    let at = super::now_ms();
-    for id in ids {
-        if let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) {
-            track.tracker.send(openwit_catalog::Update::Cleaned { batch_id: batch_id_text(&id), at });
-        }
-    }
-}
-
-async fn record(
-    wal: &Arc<Mutex<Wal>>,
-    batch: Vec<Completion>,
-    telemetry: &Telemetry,
-    track: &super::Tracking,
-    failed: &super::FailedSet,
-) {
-    let mut ok = Vec::new();
-    let at = super::now_ms();
-    for c in batch {
-        {
-            // Remember failures so that an operator can retry them; forget them once stored.
-            let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
-            if c.error.is_some() {
-                f.insert(c.id);
-            } else {
-                f.remove(&c.id);
+                Outcome::Lost(reason) => {
+                    tracing::warn!(batch = %c.id, "batch lost without a verdict ({reason}); it will be delivered again");
+                    // After the redeliverer stopped (shutdown), the batch simply stays in the WAL.
+                    let _ = lost.send(Lost { id: c.id, reason });
+                }
+                Outcome::Failed(_) | Outcome::Permanent(_) => {
+                    let e = error.unwrap_or_default();
+                    book.failed(c.id);
+                    track.tracker.send(openwit_catalog::Update::Failed {
+                        batch_id: c.id.to_string(),
+                        stage: openwit_catalog::Stage::Storage,
+                        error: e.clone(),
+                        at,
+                    });
+                    tracing::error!(batch = %c.id, "batch failed and is kept in the WAL: {e}");
+                    telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "failed".into())]).inc();
+                }
             }
         }
-        match c.error {
-            None => {
-                track.tracker.send(openwit_catalog::Update::Stored { batch_id: batch_id_text(&c.id), at });
-                ok.push(c.id.to_vec());
-            }
-            Some(e) => {
-                track.tracker.send(openwit_catalog::Update::Failed {
-                    batch_id: batch_id_text(&c.id),
-                    stage: openwit_catalog::Stage::Storage,
-                    error: e.clone(),
-                    at,
-                });
-                // Kept in the WAL: replayed at the next start.
-                tracing::error!(batch = %batch_id_text(&c.id), "batch failed and is kept in the WAL for replay: {e}");
-                telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "failed".into())]).inc();
-            }
+        if !stored.is_empty() {
+            telemetry
+                .wal_batches
+                .get_or_create(&vec![("outcome".into(), "completed".into())])
+                .inc_by(stored.len() as u64);
+            wal.complete(stored);
         }
-    }
-    if ok.is_empty() {
-        return;
-    }
-    let n = ok.len() as u64;
-    let w = wal.clone();
-    match tokio::task::spawn_blocking(move || w.lock().unwrap_or_else(|p| p.into_inner()).complete(&ok)).await {
-        Ok(Ok(())) => {
-            telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "completed".into())]).inc_by(n);
-        }
-        Ok(Err(e)) => tracing::error!("cannot record completed batches in the WAL (they will be replayed): {e}"),
-        Err(e) => tracing::error!("completion task failed: {e}"),
     }
 }

@@ -3,17 +3,22 @@
 //! - `writer`: gathers requests into batches per (receiver, signal, tenant, metadata), reserves room in
 //!   the batch's pipelines, writes every ready batch and fdatasyncs once (group commit), then hands
 //!   the batches on and answers the requests;
-//! - `completions`: records in the WAL the batches every exporter has stored, and runs the janitor
-//!   that deletes fully stored segments;
-//! - `replay`: at start, sends the batches the WAL holds without a completion through their pipelines
-//!   again, before receivers accept anything new.
+//! - `log`: the WAL's one owner (a thread): commits, completion records, reads, the janitor;
+//! - `completions`: acts on each batch's outcome once every path settled it: stored batches get a
+//!   completion record, failed ones are marked, lost ones go to the redeliverer;
+//! - `replay`: sends WAL batches through their pipelines again: at start (before receivers accept
+//!   anything new), and for the redeliverer;
+//! - `redeliver`: lost batches delivered again with backoff (poison after `wal.max_redeliveries`), and
+//!   operator retries of failed ones.
 
 mod completions;
+mod log;
+pub mod redeliver;
 mod replay;
-mod retry;
 mod writer;
 
 pub use completions::run_completions;
+pub use log::{WalHandle, WalOwner};
 
 /// Where batch tracking goes, and who this daemon is in it.
 #[derive(Clone)]
@@ -29,7 +34,7 @@ pub fn now_ms() -> i64 {
 
 /// The catalog's view of a WAL batch.
 pub fn new_batch(b: &openwit_wal::WalBatch, node_id: &str) -> openwit_catalog::NewBatch {
-    let text = <[u8; 16]>::try_from(b.id.as_slice()).map(|i| openwit_core::batch_id_text(&i)).unwrap_or_default();
+    let text = openwit_core::BatchId::from_slice(&b.id).map(|i| i.to_string()).unwrap_or_default();
     let topics: Vec<String> = b.sources.iter().map(|s| format!("{}/{}", s.topic, s.partition)).collect();
     openwit_catalog::NewBatch {
         batch_id: text,
@@ -45,8 +50,8 @@ pub fn new_batch(b: &openwit_wal::WalBatch, node_id: &str) -> openwit_catalog::N
         created_at: b.created_unix_ms,
     }
 }
+pub use redeliver::{Book, Redeliverer, RetryRequest, operator};
 pub use replay::replay;
-pub use retry::{FailedSet, Retrier, RetryRequest, operator, run_retries};
 pub use writer::{Durable, Routes};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;

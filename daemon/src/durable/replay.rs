@@ -2,13 +2,14 @@
 
 use super::{Routes, decode, signal_of};
 use openwit_core::telemetry::Telemetry;
-use openwit_core::{AckToken, Batch, Completion, Lineage, Metadata, TenantId, batch_id_text};
+use openwit_core::{AckToken, Batch, BatchId, Completion, Lineage, Metadata, TenantId};
 use openwit_wal::WalBatch;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Sends each pending batch through its receiver's pipelines, waiting for room as needed. Batches
-/// whose receiver or signal no longer has a pipeline stay in the WAL, with an error in the log.
+/// Sends each batch through its receiver's pipelines again, waiting for room as needed (at start, for
+/// what the WAL holds without a completion; while running, for lost and operator-retried batches).
+/// Batches whose receiver or signal no longer has a pipeline stay in the WAL, with an error in the log.
 pub async fn replay(
     pending: Vec<WalBatch>,
     routes: &Routes,
@@ -22,11 +23,11 @@ pub async fn replay(
     tracing::info!(batches = pending.len(), "replaying WAL batches that were not fully stored");
     let mut replayed = 0u64;
     for b in pending {
-        let Ok(id) = <[u8; 16]>::try_from(b.id.as_slice()) else {
+        let Some(id) = BatchId::from_slice(&b.id) else {
             tracing::error!("WAL batch with a malformed id skipped");
             continue;
         };
-        let text = batch_id_text(&id);
+        let text = id.to_string();
         let Some(signal) = signal_of(b.signal) else {
             tracing::error!(batch = %text, signal = b.signal, "WAL batch of unknown signal kept");
             continue;

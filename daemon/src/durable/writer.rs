@@ -1,16 +1,17 @@
 //! The WAL writer: batching, group commit, hand-off.
 
+use super::log::WalHandle;
 use super::{encode, signal_code};
 use async_trait::async_trait;
 use openwit_core::source::push_offsets;
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{
-    AckToken, Batch, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest, Lineage, Metadata,
-    Payload, Receipt, Signal, SourceOffsets, TenantId,
+    AckToken, Batch, BatchId, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest, Lineage,
+    Metadata, Payload, Receipt, Signal, SourceOffsets, TenantId,
 };
-use openwit_wal::{MetaEntry, SourceRange, Wal, WalBatch, WalError};
+use openwit_wal::{MetaEntry, SourceRange, WalBatch, WalError};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -103,7 +104,7 @@ impl Durable {
     /// Starts the writer task. It ends (after committing what it holds) once every `Durable` handle
     /// is dropped, which is when the receivers have stopped.
     pub fn start(
-        wal: Arc<Mutex<Wal>>,
+        wal: WalHandle,
         routes: Routes,
         completions: mpsc::UnboundedSender<Completion>,
         telemetry: Arc<Telemetry>,
@@ -117,7 +118,7 @@ impl Durable {
 }
 
 struct Writer {
-    wal: Arc<Mutex<Wal>>,
+    wal: WalHandle,
     routes: Routes,
     completions: mpsc::UnboundedSender<Completion>,
     telemetry: Arc<Telemetry>,
@@ -245,48 +246,26 @@ impl Writer {
         let ids: Vec<Vec<u8>> = records.iter().map(|r| r.id.clone()).collect();
         let rows: Vec<openwit_catalog::NewBatch> =
             records.iter().map(|r| super::new_batch(r, &self.track.node_id)).collect();
-        let wal = self.wal.clone();
-        let started = std::time::Instant::now();
-        let written = tokio::task::spawn_blocking(move || {
-            let mut w = wal.lock().unwrap_or_else(|p| p.into_inner());
-            w.append_batches(&records).map(|()| w.stats())
-        })
-        .await;
-        self.telemetry.wal_commit_seconds.observe(started.elapsed().as_secs_f64());
-        let stats = match written {
-            Ok(Ok(stats)) => stats,
-            Ok(Err(e)) => {
-                let err = match e {
-                    WalError::Full { .. } => ConsumeError::DiskBudget,
-                    other => {
-                        tracing::error!("WAL write failed: {other}");
-                        ConsumeError::Unavailable(other.to_string())
-                    }
-                };
-                for (key, open, _) in go {
-                    self.refuse(&key, open, err.clone());
+        if let Err(e) = self.wal.append(records).await {
+            let err = match e {
+                WalError::Full { .. } => ConsumeError::DiskBudget,
+                other => {
+                    tracing::error!("WAL write failed: {other}");
+                    ConsumeError::Unavailable(other.to_string())
                 }
-                return;
+            };
+            for (key, open, _) in go {
+                self.refuse(&key, open, err.clone());
             }
-            Err(join) => {
-                for (key, open, _) in go {
-                    self.refuse(&key, open, ConsumeError::Unavailable(format!("WAL writer task failed: {join}")));
-                }
-                return;
-            }
-        };
-        self.telemetry.wal_disk_bytes.set(stats.disk_bytes as i64);
-        self.telemetry.wal_segments.set(stats.segments as i64);
-        self.telemetry.wal_pending_batches.set(stats.pending_batches as i64);
+            return;
+        }
         self.telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "written".into())]).inc_by(ids.len() as u64);
         let at = super::now_ms();
         for row in rows {
             self.track.tracker.send(openwit_catalog::Update::Written { batch: row, at });
         }
         for ((key, open, permits), id) in go.into_iter().zip(ids) {
-            let mut bid = [0u8; 16];
-            bid.copy_from_slice(&id);
-            let token = AckToken::new(bid, self.completions.clone());
+            let token = AckToken::new(BatchId::from_slice(&id).unwrap_or_default(), self.completions.clone());
             let receipts: Vec<Result<Receipt, ConsumeError>> =
                 open.replies.iter().map(|_| Ok(Receipt::new(token.clone()))).collect();
             let batch = Batch {

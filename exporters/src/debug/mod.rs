@@ -54,7 +54,9 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         &[],
         &Signal::ALL,
         "prints telemetry to the log (verbosity basic, normal or detailed)",
-        |id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(DebugExporter { id: id.to_string(), cfg })),
+        |id: &ComponentId, cfg: &DebugConfig, _env: &BuildEnv| {
+            Ok(Box::new(DebugExporter { id: id.to_string(), cfg: cfg.clone() }))
+        },
     )
 }
 

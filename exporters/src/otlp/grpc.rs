@@ -63,7 +63,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         &["otlp_grpc"],
         &Signal::ALL,
         "forwards OTLP over gRPC to another collector or backend",
-        |id: &ComponentId, cfg, _env: &BuildEnv| {
+        |id: &ComponentId, cfg: &OtlpGrpcConfig, _env: &BuildEnv| {
             cfg.common.note_ignored(&id.to_string());
             let channel = Channel::from_shared(cfg.url())?.timeout(cfg.timeout).connect_lazy();
             let mut metadata = MetadataMap::new();
@@ -73,7 +73,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
                     MetadataValue::try_from(v.as_str())?,
                 );
             }
-            Ok(Box::new(OtlpGrpcExporter { id: id.to_string(), channel, metadata, cfg }))
+            Ok(Box::new(OtlpGrpcExporter { id: id.to_string(), channel, metadata, cfg: cfg.clone() }))
         },
     )
 }

@@ -95,14 +95,14 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         &["otlp_http"],
         &Signal::ALL,
         "forwards OTLP over HTTP (protobuf or JSON) to another collector or backend",
-        |id: &ComponentId, cfg, _env: &BuildEnv| {
+        |id: &ComponentId, cfg: &OtlpHttpConfig, _env: &BuildEnv| {
             cfg.common.note_ignored(&id.to_string());
             let mut headers = reqwest::header::HeaderMap::new();
             for (k, v) in &cfg.common.headers {
                 headers.insert(reqwest::header::HeaderName::from_bytes(k.as_bytes())?, v.parse()?);
             }
             let client = reqwest::Client::builder().timeout(cfg.timeout).default_headers(headers).no_proxy().build()?;
-            Ok(Box::new(OtlpHttpExporter { id: id.to_string(), client, cfg }))
+            Ok(Box::new(OtlpHttpExporter { id: id.to_string(), client, cfg: cfg.clone() }))
         },
     )
 }

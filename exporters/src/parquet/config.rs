@@ -138,8 +138,8 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_sensible() {
         let f = super::super::factory();
-        let cfg = f.parse(&serde_yaml_ng::Value::Null).unwrap();
-        let cfg = cfg.downcast::<super::ParquetConfig>().unwrap();
+        assert!(f.parse(&serde_yaml_ng::Value::Null).is_ok());
+        let cfg: super::ParquetConfig = openwit_core::factory::parse_section(&serde_yaml_ng::Value::Null).unwrap();
         assert_eq!((cfg.rotation.max_megabytes, cfg.rotation.max_age.as_secs()), (128.0, 600));
         assert_eq!(cfg.compression_level, 3);
         assert!(f.reads_columnar());

@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use config::ParquetConfig;
 use destination::{Destination, Endpoint};
 use openwit_core::factory::{reading_columnar, typed};
-use openwit_core::{AckToken, Batch, BatchId, BuildEnv, ComponentId, ExportError, Exporter, Factory, Signal};
+use openwit_core::{
+    AckToken, Batch, BatchId, BuildEnv, ComponentId, ExportError, Exporter, Factory, Lineage, Signal, Verdict,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -26,8 +28,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uploader::Shared;
 use writer::{Finalized, Rows, Writer, WriterSettings};
-
-pub use uploader::parse_batch_id;
 
 /// Redelivered batches whose held items are remembered (beyond this, lookups of finished deliveries are
 /// dropped).
@@ -39,7 +39,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         &[],
         &Signal::ALL,
         "stores telemetry as Parquet files (local disk, S3, GCS, Azure) recorded in the catalog",
-        |id: &ComponentId, cfg, env: &BuildEnv| Ok(Box::new(ParquetExporter::start(id, cfg, env)?)),
+        |id: &ComponentId, cfg: &ParquetConfig, env: &BuildEnv| Ok(Box::new(ParquetExporter::start(id, cfg, env)?)),
     ))
 }
 
@@ -71,7 +71,7 @@ struct ParquetExporter {
 }
 
 impl ParquetExporter {
-    fn start(id: &ComponentId, cfg: ParquetConfig, env: &BuildEnv) -> anyhow::Result<ParquetExporter> {
+    fn start(id: &ComponentId, cfg: &ParquetConfig, env: &BuildEnv) -> anyhow::Result<ParquetExporter> {
         let endpoint = match &cfg.endpoint {
             Some(e) => {
                 Endpoint::parse(e, &cfg.storage_options).map_err(|i| anyhow::anyhow!("{}: {}", i.path, i.message))?
@@ -130,22 +130,23 @@ impl ParquetExporter {
         })
     }
 
-    /// Per row: keep it or not, and (token index, item index) for the kept rows; the batch's tokens.
-    /// Items of redelivered batches that a file already holds are dropped.
-    async fn select(&mut self, batch: &Batch) -> Result<(Vec<bool>, Vec<(u32, u32)>, Vec<Arc<AckToken>>), ExportError> {
-        let mut tokens: Vec<Arc<AckToken>> = Vec::new();
-        for s in &batch.lineage.0 {
-            if !tokens.iter().any(|t| Arc::ptr_eq(t, &s.token)) {
-                tokens.push(s.token.clone());
+    /// Per row: keep it or not, and (batch index, item index) for the kept rows; the batch ids.
+    /// Items of redelivered batches that a file already holds are dropped; those held by a file a
+    /// previous run left unfinished are pledged to that file (stored when it is).
+    async fn select(&mut self, batch: &Batch) -> Result<(Vec<bool>, Vec<(u32, u32)>, Vec<BatchId>), ExportError> {
+        let mut tokens: Vec<&Arc<AckToken>> = Vec::new();
+        for s in batch.lineage.segments() {
+            if !tokens.iter().any(|t| Arc::ptr_eq(t, s.token())) {
+                tokens.push(s.token());
             }
         }
         let current = |held: &HashMap<BatchId, Lookup>, t: &Arc<AckToken>| {
             held.get(t.id()).and_then(|l| l.delivery.upgrade()).is_some_and(|d| Arc::ptr_eq(&d, t))
         };
         let unknown: Vec<&Arc<AckToken>> =
-            tokens.iter().filter(|t| t.is_redelivery() && !current(&self.held, t)).collect();
+            tokens.iter().copied().filter(|t| t.is_redelivery() && !current(&self.held, t)).collect();
         if !unknown.is_empty() {
-            let texts: Vec<String> = unknown.iter().map(|t| openwit_core::batch_id_text(t.id())).collect();
+            let texts: Vec<String> = unknown.iter().map(|t| t.id().to_string()).collect();
             let catalog = self.shared.wait_ready().await;
             let found = catalog
                 .held_items(&self.id, &texts)
@@ -158,7 +159,7 @@ impl ParquetExporter {
                 self.held.insert(*t.id(), Lookup { delivery: Arc::downgrade(t), runs: Vec::new() });
             }
             for h in found {
-                if let Some(l) = parse_batch_id(&h.items.batch_id).and_then(|id| self.held.get_mut(&id)) {
+                if let Some(l) = h.items.batch_id.parse::<BatchId>().ok().and_then(|id| self.held.get_mut(&id)) {
                     l.runs.push(HeldRun {
                         start: h.items.item_start as u32,
                         len: h.items.item_count as u32,
@@ -170,15 +171,21 @@ impl ParquetExporter {
         }
         let mut keep = Vec::with_capacity(batch.item_count());
         let mut items = Vec::with_capacity(batch.item_count());
-        for s in &batch.lineage.0 {
-            let ti = tokens.iter().position(|t| Arc::ptr_eq(t, &s.token)).expect("collected above") as u32;
-            let runs = if s.token.is_redelivery() { self.held.get(s.token.id()).map(|l| &l.runs) } else { None };
-            for item in s.start..s.start + s.len {
+        for s in batch.lineage.segments() {
+            let ti = tokens.iter().position(|t| Arc::ptr_eq(t, s.token())).expect("collected above") as u32;
+            let runs = if s.token().is_redelivery() { self.held.get(s.token().id()).map(|l| &l.runs) } else { None };
+            let mut pledged: Vec<&str> = Vec::new();
+            for item in s.start()..s.start() + s.len() {
                 let holder = runs.and_then(|r| r.iter().find(|h| item >= h.start && item < h.start + h.len));
                 match holder {
                     Some(h) => {
-                        if !h.stable {
-                            self.shared.hold_for_recovered(&h.file_id, &s.token);
+                        if !h.stable && !pledged.contains(&h.file_id.as_str()) {
+                            pledged.push(&h.file_id);
+                            let pledge = Lineage::range(s.token().clone(), s.start(), s.len());
+                            // Stored already (between the lookup and now): nothing left to wait for.
+                            if let Some(p) = self.shared.hold_for_recovered(&h.file_id, pledge) {
+                                p.settle(&Verdict::Stored);
+                            }
                         }
                         keep.push(false);
                     }
@@ -189,7 +196,7 @@ impl ParquetExporter {
                 }
             }
         }
-        Ok((keep, items, tokens))
+        Ok((keep, items, tokens.iter().map(|t| *t.id()).collect()))
     }
 
     fn send(&self, files: Vec<Finalized>) {
@@ -208,7 +215,7 @@ impl Exporter for ParquetExporter {
         self.shared.wait_ready().await;
         self.shared.wait_for_room().await;
         let rows = batch.columnar().map_err(ExportError::Permanent)?.clone();
-        let (keep, items, tokens) =
+        let (keep, items, batch_ids) =
             if batch.lineage.is_empty() { (Vec::new(), Vec::new(), Vec::new()) } else { self.select(batch).await? };
         if !keep.is_empty() && keep.len() != rows.num_rows() {
             return Err(ExportError::Permanent(format!(
@@ -226,9 +233,11 @@ impl Exporter for ParquetExporter {
             return Ok(());
         }
         let (writer, signal, tenant) = (self.writer.clone(), batch.signal(), batch.tenant.to_string());
+        // The files keep their own obligation for the batch: it completes only once they are stored.
+        let pledge = batch.lineage.clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
-            w.write(Rows { signal, tenant: &tenant, batch: rows, items, tokens })
+            w.write(Rows { signal, tenant: &tenant, batch: rows, items, batch_ids, pledge })
         })
         .await
         .map_err(|e| ExportError::Retryable(e.to_string()))?
@@ -253,6 +262,15 @@ impl Exporter for ParquetExporter {
             let _ = u.await;
         }
         result
+    }
+}
+
+impl Drop for ParquetExporter {
+    /// Also when the exporter panicked: the ticker stops, the uploader stores what it has queued and
+    /// ends, and the open files go with the writer (their items are lost without a verdict, so their
+    /// WAL batches are delivered again; the `.part` files are removed by the next uploader's recovery).
+    fn drop(&mut self) {
+        self.stop_ticker.cancel();
     }
 }
 
@@ -289,7 +307,7 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-    use openwit_core::{Lineage, Payload, TenantId};
+    use openwit_core::{Outcome, Payload, TenantId};
 
     fn logs(token: Arc<AckToken>, n: usize) -> Batch {
         let records = (0..n)
@@ -322,17 +340,22 @@ mod tests {
         };
         let mut cfg = ParquetConfig::default();
         cfg.rotation.max_age = Duration::from_millis(100);
-        let mut e = ParquetExporter::start(&ComponentId::parse("parquet").unwrap(), cfg, &env).unwrap();
+        let mut e = ParquetExporter::start(&ComponentId::parse("parquet").unwrap(), &cfg, &env).unwrap();
         let (tx, mut done) = mpsc::unbounded_channel();
-        let id = [9u8; 16];
+        let id = BatchId([9u8; 16]);
+        // What the runtime does: export, then settle the batch by the answer.
+        let mut deliver = async |b: Batch| {
+            e.export(&b).await.unwrap();
+            b.settle(&Verdict::Stored);
+        };
         // Replayed at start: nothing holds it yet, so all of it is written.
-        e.export(&logs(AckToken::redelivered(id, tx.clone()), 10)).await.unwrap();
+        deliver(logs(AckToken::redelivered(id, tx.clone()), 10)).await;
         let first = tokio::time::timeout(Duration::from_secs(20), done.recv()).await.unwrap().unwrap();
-        assert!(first.error.is_none(), "stored: {first:?}");
+        assert_eq!(first.outcome, Outcome::Stored, "{first:?}");
         // Retried by an operator (another exporter had failed it): a new delivery, already all stored.
-        e.export(&logs(AckToken::redelivered(id, tx.clone()), 10)).await.unwrap();
+        deliver(logs(AckToken::redelivered(id, tx.clone()), 10)).await;
         let second = tokio::time::timeout(Duration::from_secs(20), done.recv()).await.unwrap().unwrap();
-        assert!(second.error.is_none());
+        assert_eq!(second.outcome, Outcome::Stored);
         e.shutdown().await.unwrap();
         let catalog = openwit_catalog::Catalog::connect(&url).await.unwrap();
         let files = catalog.files(&Default::default()).await.unwrap();

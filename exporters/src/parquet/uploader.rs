@@ -14,7 +14,7 @@ use super::destination::Destination;
 use super::writer::{Finalized, size_and_tail};
 use openwit_catalog::{Catalog, FileBatch, FileFilter, FileRow, UPLOADING};
 use openwit_core::telemetry::Telemetry;
-use openwit_core::{AckToken, batch_id_text, columnar};
+use openwit_core::{Lineage, Verdict, columnar};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -36,9 +36,9 @@ pub struct Shared {
     pub budget: u64,
     pub freed: Notify,
     pub catalog: OnceCell<Catalog>,
-    /// Files a previous run left `uploading`, being uploaded again: the tokens of redelivered items
-    /// they hold wait here until they are stored.
-    pub recovered: Mutex<HashMap<String, Vec<Arc<AckToken>>>>,
+    /// Files a previous run left `uploading`, being uploaded again: the obligations for redelivered
+    /// items they hold wait here, settled as stored once the file is.
+    pub recovered: Mutex<HashMap<String, Lineage>>,
     pub telemetry: Arc<Telemetry>,
     ready: AtomicBool,
     ready_notify: Notify,
@@ -85,13 +85,16 @@ impl Shared {
         }
     }
 
-    /// Keeps `token` until the recovered file `file_id` is stored (dropped at once if it already is).
-    pub fn hold_for_recovered(&self, file_id: &str, token: &Arc<AckToken>) {
+    /// Keeps `pledge` until the recovered file `file_id` is stored, then settles it as stored. Returns
+    /// the pledge when that file is not waiting (it is stored already).
+    pub fn hold_for_recovered(&self, file_id: &str, pledge: Lineage) -> Option<Lineage> {
         let mut r = self.recovered.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tokens) = r.get_mut(file_id)
-            && !tokens.iter().any(|t| Arc::ptr_eq(t, token))
-        {
-            tokens.push(token.clone());
+        match r.get_mut(file_id) {
+            Some(held) => {
+                held.append(pledge);
+                None
+            }
+            None => Some(pledge),
         }
     }
 
@@ -178,7 +181,8 @@ struct Job {
     batches: Vec<FileBatch>,
     local: PathBuf,
     tail: Option<[u8; 8]>,
-    tokens: Vec<Arc<AckToken>>,
+    /// The obligations for the items the file holds: settled as stored once it is stable.
+    pledge: Lineage,
     /// A file recovered at start: already in the catalog.
     recorded: bool,
 }
@@ -187,8 +191,16 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// One uploader at a time per staging directory, for the life of the process: an exporter rebuilt after a
+/// panic starts its recovery only once its predecessor's uploader has stored what it had queued.
+static STAGING_OWNERS: std::sync::LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+    std::sync::LazyLock::new(Mutex::default);
+
 /// The uploader task: recovery, then every finalized file in order until the exporter closes the channel.
 pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finalized>) {
+    let owner =
+        STAGING_OWNERS.lock().unwrap_or_else(|p| p.into_inner()).entry(shared.staging.clone()).or_default().clone();
+    let _staging = owner.lock_owned().await;
     let url = shared.catalog_url.clone();
     let catalog = shared
         .until_ok("catalog", "connecting to the catalog", || async {
@@ -229,9 +241,9 @@ fn job_for(shared: &Shared, f: Finalized) -> Job {
     let batches = f
         .held
         .iter()
-        .map(|(b, s, l)| FileBatch { batch_id: batch_id_text(b), item_start: *s as i64, item_count: *l as i64 })
+        .map(|(b, s, l)| FileBatch { batch_id: b.to_string(), item_start: *s as i64, item_count: *l as i64 })
         .collect();
-    Job { row, batches, local: f.local, tail: Some(f.tail), tokens: f.tokens, recorded: false }
+    Job { row, batches, local: f.local, tail: Some(f.tail), pledge: f.pledge, recorded: false }
 }
 
 async fn store(shared: &Shared, job: Job) {
@@ -281,9 +293,11 @@ async fn store(shared: &Shared, job: Job) {
     shared.telemetry.parquet_bytes.get_or_create(&shared.labels(&table)).inc_by(size);
     let waiting = shared.recovered.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     tracing::debug!(exporter = %shared.exporter, file = %rel, rows = job.row.row_count, bytes = size, "Parquet file stored");
-    // Dropping the tokens lets their WAL batches complete.
-    drop(job.tokens);
-    drop(waiting);
+    // The file is durable where it was sent: its WAL batches may complete.
+    job.pledge.settle(&Verdict::Stored);
+    if let Some(w) = waiting {
+        w.settle(&Verdict::Stored);
+    }
 }
 
 /// Puts right what a previous run left in the staging directory and the catalog; returns the files to
@@ -318,13 +332,17 @@ async fn recover(shared: &Shared) -> Vec<Job> {
                 known.insert(local.clone());
                 tracing::info!(file = %row.path, "uploading a Parquet file a previous run left unfinished");
                 shared.staged(size as i64);
-                shared.recovered.lock().unwrap_or_else(|p| p.into_inner()).insert(row.file_id.clone(), Vec::new());
+                shared
+                    .recovered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(row.file_id.clone(), Lineage::default());
                 jobs.push(Job {
                     row,
                     batches: Vec::new(),
                     local,
                     tail: Some(tail),
-                    tokens: Vec::new(),
+                    pledge: Lineage::default(),
                     recorded: true,
                 });
             }
@@ -366,11 +384,4 @@ async fn recover(shared: &Shared) -> Vec<Job> {
         }
     }
     jobs
-}
-
-/// A text batch id back to bytes.
-pub fn parse_batch_id(text: &str) -> Option<openwit_core::BatchId> {
-    let hex: String = text.chars().filter(|c| *c != '-').collect();
-    let bytes = hex::decode(hex).ok()?;
-    bytes.try_into().ok()
 }

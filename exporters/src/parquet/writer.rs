@@ -7,16 +7,15 @@
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{SortColumn, interleave_record_batch, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
-use openwit_core::{AckToken, BatchId, Signal, columnar};
+use openwit_core::{BatchId, Lineage, Signal, Verdict, columnar};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Buffered Arrow rows are written as a row group at this size even before `row_group_size` rows
@@ -51,9 +50,11 @@ pub struct Rows<'a> {
     pub signal: Signal,
     pub tenant: &'a str,
     pub batch: RecordBatch,
-    /// Per row: (index into `tokens`, item index in that WAL batch). Empty when no WAL backs the rows.
+    /// Per row: (index into `batch_ids`, item index in that WAL batch). Empty when no WAL backs the rows.
     pub items: Vec<(u32, u32)>,
-    pub tokens: Vec<Arc<AckToken>>,
+    pub batch_ids: Vec<BatchId>,
+    /// The obligations for these rows' items, held by every file they go to until it is stored.
+    pub pledge: Lineage,
 }
 
 /// A finalized local file, ready for its upload.
@@ -73,8 +74,8 @@ pub struct Finalized {
     pub tail: [u8; 8],
     /// (WAL batch, first item, item count) runs held by the file.
     pub held: Vec<(BatchId, u32, u32)>,
-    /// Held until the file is stored: their WAL batches complete only then.
-    pub tokens: Vec<Arc<AckToken>>,
+    /// Settled as stored once the file is stored: their WAL batches complete only then.
+    pub pledge: Lineage,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -100,9 +101,7 @@ struct Active {
     max_time: i64,
     opened: Instant,
     held: Vec<(BatchId, u32, u32)>,
-    tokens: Vec<Arc<AckToken>>,
-    /// The tokens already in `tokens` (by address).
-    token_set: HashSet<usize>,
+    pledge: Lineage,
 }
 
 pub struct Writer {
@@ -136,7 +135,11 @@ impl Writer {
             by_hour.entry(t.max(&0) / NANOS_PER_HOUR).or_default().push(i as u32);
         }
         let mut done = Vec::new();
-        for (hour, idx) in by_hour {
+        let hours = by_hour.len();
+        let mut pledge = Some(rows.pledge);
+        for (h, (hour, idx)) in by_hour.into_iter().enumerate() {
+            // Every file the rows go to holds their batches until it is stored.
+            let file_pledge = if h + 1 == hours { pledge.take() } else { pledge.clone() }.unwrap_or_default();
             let part = if idx.len() == n {
                 rows.batch.clone()
             } else {
@@ -157,10 +160,11 @@ impl Writer {
                 let t = times[i as usize];
                 a.min_time = a.min_time.min(t);
                 a.max_time = a.max_time.max(t);
-                if let Some(&(tok, item)) = rows.items.get(i as usize) {
-                    a.hold(&rows.tokens[tok as usize], item);
+                if let Some(&(b, item)) = rows.items.get(i as usize) {
+                    a.hold(rows.batch_ids[b as usize], item);
                 }
             }
+            a.pledge.append(file_pledge);
             a.buffered_rows += part.num_rows();
             a.buffered_bytes += part.get_array_memory_size();
             a.rows += part.num_rows() as u64;
@@ -209,10 +213,8 @@ impl Writer {
     fn discard_all(&mut self, error: &str) {
         for (_, a) in self.open.drain() {
             tracing::error!(file = %a.part.display(), "discarding an unfinished Parquet file ({error}); its batches stay in the WAL");
-            for t in &a.tokens {
-                t.fail(&format!("parquet: {error}"));
-            }
             let _ = std::fs::remove_file(&a.part);
+            a.pledge.settle(&Verdict::Retryable(format!("parquet: {error}")));
         }
     }
 }
@@ -253,19 +255,14 @@ impl Active {
             max_time: i64::MIN,
             opened: Instant::now(),
             held: Vec::new(),
-            tokens: Vec::new(),
-            token_set: HashSet::new(),
+            pledge: Lineage::default(),
         })
     }
 
-    fn hold(&mut self, token: &Arc<AckToken>, item: u32) {
-        let id = *token.id();
+    fn hold(&mut self, id: BatchId, item: u32) {
         match self.held.last_mut() {
             Some((b, start, len)) if *b == id && *start + *len == item => *len += 1,
             _ => self.held.push((id, item, 1)),
-        }
-        if self.token_set.insert(Arc::as_ptr(token) as usize) {
-            self.tokens.push(token.clone());
         }
     }
 
@@ -326,7 +323,7 @@ impl Active {
             bytes,
             tail,
             held,
-            tokens: self.tokens,
+            pledge: self.pledge,
         })
     }
 }
@@ -461,6 +458,8 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use openwit_core::{AckToken, Outcome};
+    use std::sync::Arc;
     use tokio::sync::mpsc;
 
     const HOUR: u64 = 3_600_000_000_000;
@@ -504,7 +503,8 @@ mod tests {
             tenant: "acme",
             batch,
             items: (first_item..first_item + n).map(|i| (0, i)).collect(),
-            tokens: vec![token.clone()],
+            batch_ids: vec![*token.id()],
+            pledge: Lineage::range(token.clone(), first_item, n),
         }
     }
 
@@ -512,7 +512,7 @@ mod tests {
     fn rows_go_to_the_file_of_their_hour_and_files_hold_their_batches_until_stored() {
         let tmp = tempfile::tempdir().unwrap();
         let (tx, mut done) = mpsc::unbounded_channel();
-        let token = AckToken::new([7; 16], tx);
+        let token = AckToken::new(BatchId([7; 16]), tx);
         let mut w = Writer::new(settings(tmp.path(), u64::MAX));
         let out = w.write(rows(spans(&[T0 + 5, T0 + HOUR + 1, T0 + 9, T0 + 2 * HOUR]), &token, 0)).unwrap();
         assert!(out.is_empty(), "nothing reached its size");
@@ -526,22 +526,27 @@ mod tests {
         assert!(files[1].rel_path.starts_with("spans/tenant=acme/date=2026-01-01/hour=01/"));
         assert!(files[2].rel_path.starts_with("spans/tenant=acme/date=2026-01-01/hour=02/"));
         // Items 0 and 2 in the first file, 1 and 3 in the others.
-        assert_eq!(files[0].held, vec![([7; 16], 0, 1), ([7; 16], 2, 1)]);
-        assert_eq!(files[1].held, vec![([7; 16], 1, 1)]);
+        assert_eq!(files[0].held, vec![(BatchId([7; 16]), 0, 1), (BatchId([7; 16]), 2, 1)]);
+        assert_eq!(files[1].held, vec![(BatchId([7; 16]), 1, 1)]);
         for f in &files {
             assert!(f.local.exists() && f.local.extension().unwrap() == "parquet");
             assert_eq!(f.tail[4..], *b"PAR1");
         }
         assert!(done.try_recv().is_err(), "the WAL batch completes only when every file is stored");
-        drop(files);
-        assert!(done.try_recv().unwrap().error.is_none());
+        let last = files.pop().unwrap();
+        for f in files {
+            f.pledge.settle(&Verdict::Stored);
+        }
+        assert!(done.try_recv().is_err(), "one file is not stored yet");
+        last.pledge.settle(&Verdict::Stored);
+        assert_eq!(done.try_recv().unwrap().outcome, Outcome::Stored);
     }
 
     #[test]
     fn a_file_is_finalized_once_it_reaches_its_size() {
         let tmp = tempfile::tempdir().unwrap();
         let (tx, _done) = mpsc::unbounded_channel();
-        let token = AckToken::new([1; 16], tx);
+        let token = AckToken::new(BatchId([1; 16]), tx);
         let mut s = settings(tmp.path(), 20_000);
         s.row_group_rows = 50;
         let mut w = Writer::new(s);
@@ -581,7 +586,15 @@ mod tests {
         };
         let batch = columnar::logs::to_record_batch("acme", &req).unwrap();
         let mut w = Writer::new(settings(tmp.path(), u64::MAX));
-        w.write(Rows { signal: Signal::Logs, tenant: "acme", batch, items: vec![], tokens: vec![] }).unwrap();
+        w.write(Rows {
+            signal: Signal::Logs,
+            tenant: "acme",
+            batch,
+            items: vec![],
+            batch_ids: vec![],
+            pledge: Lineage::default(),
+        })
+        .unwrap();
         let mut files = w.finalize_all().unwrap();
         files.sort_by_key(|f| f.min_time);
         assert_eq!(
@@ -594,7 +607,7 @@ mod tests {
     fn a_write_error_discards_open_files_and_fails_their_batches() {
         let tmp = tempfile::tempdir().unwrap();
         let (tx, mut done) = mpsc::unbounded_channel();
-        let token = AckToken::new([3; 16], tx);
+        let token = AckToken::new(BatchId([3; 16]), tx);
         let mut w = Writer::new(settings(tmp.path(), u64::MAX));
         w.write(rows(spans(&[T0]), &token, 0)).unwrap();
         // Rows without a time column cannot be placed: the write fails.
@@ -604,7 +617,7 @@ mod tests {
         drop(token);
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "the unfinished file is gone");
         let c = done.try_recv().unwrap();
-        assert!(c.error.unwrap().contains("parquet"), "the batch is failed: it stays in the WAL");
+        assert!(matches!(&c.outcome, Outcome::Failed(e) if e.contains("parquet")), "the batch is failed: {c:?}");
         assert!(w.finalize_all().unwrap().is_empty());
     }
 }

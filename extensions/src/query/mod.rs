@@ -108,7 +108,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Extension>> {
         &[],
         &Signal::ALL,
         "SQL over stored telemetry (DataFusion), per tenant: /api/v1/query",
-        |_id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(QueryExtension { cfg })),
+        |_id: &ComponentId, cfg: &QueryConfig, _env: &BuildEnv| Ok(Box::new(QueryExtension { cfg: cfg.clone() })),
     )
 }
 

@@ -37,13 +37,13 @@ pub fn factory() -> Arc<dyn Factory<dyn Receiver>> {
         &[],
         &Signal::ALL,
         "OTLP from Kafka topics; offsets committed only after the WAL fsync",
-        |id: &ComponentId, cfg, env: &BuildEnv| {
+        |id: &ComponentId, cfg: &KafkaConfig, env: &BuildEnv| {
             let dead_letter_dir = cfg
                 .dead_letter
                 .directory
                 .clone()
                 .unwrap_or_else(|| env.data_dir.join("kafka-dead-letter").join(id.to_string().replace('/', "_")));
-            Ok(Box::new(KafkaReceiver { cfg, dead_letter_dir }))
+            Ok(Box::new(KafkaReceiver { cfg: cfg.clone(), dead_letter_dir }))
         },
     )
 }
@@ -67,8 +67,7 @@ fn client_config(props: &std::collections::BTreeMap<String, String>) -> ClientCo
 impl Receiver for KafkaReceiver {
     async fn start(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<JoinHandle<()>> {
         let id = ctx.id.to_string();
-        let signals: Vec<Signal> = Signal::ALL.into_iter().filter(|s| ctx.consumers.get(*s).is_some()).collect();
-        let routes = TopicRoutes::new(&self.cfg, &signals).map_err(|e| anyhow::anyhow!("receiver {id}: {e}"))?;
+        let routes = TopicRoutes::new(&self.cfg, &ctx.signals).map_err(|e| anyhow::anyhow!("receiver {id}: {e}"))?;
         let tenant = TenantResolver::new(&self.cfg.tenant).map_err(|e| anyhow::anyhow!("receiver {id}: {e}"))?;
         let receiver: Arc<str> = Arc::from(id.as_str());
         // Long enough for a message refused once to be written on its next attempt.
@@ -127,8 +126,7 @@ impl Receiver for KafkaReceiver {
             topics: Default::default(),
             last_error: Default::default(),
         };
-        // The poller holds the only other handles on the pipelines' inputs; they close when it ends.
-        drop(ctx.consumers);
+        // The poller holds the only other ingest handle: the pipelines' inputs close when it ends.
         drop(ctx.ingest);
         Ok(tokio::task::spawn_blocking(move || poller.run(consumer)))
     }

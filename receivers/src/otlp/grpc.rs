@@ -8,7 +8,7 @@
 use super::GrpcConfig;
 use super::ingest::{Accept, Refusal};
 use super::signals::{Logs, Metrics, OtlpSignal, Traces};
-use openwit_core::{ComponentId, Metadata};
+use openwit_core::{ComponentId, Metadata, Signal};
 use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -30,11 +30,10 @@ pub async fn start(
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = super::bind(id, "OTLP/gRPC", &cfg.endpoint).await?;
     let max = usize::try_from(cfg.max_recv_msg_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-    let c = ingest.consumers();
-    let svc = |present: bool| present.then(|| (ingest.clone(), max, cfg.include_metadata));
-    let traces = svc(c.traces.is_some()).map(|(i, m, md)| OtlpService::<Traces>::new(i, m, md));
-    let metrics = svc(c.metrics.is_some()).map(|(i, m, md)| OtlpService::<Metrics>::new(i, m, md));
-    let logs = svc(c.logs.is_some()).map(|(i, m, md)| OtlpService::<Logs>::new(i, m, md));
+    let svc = |signal| ingest.serves(signal).then(|| (ingest.clone(), max, cfg.include_metadata));
+    let traces = svc(Signal::Traces).map(|(i, m, md)| OtlpService::<Traces>::new(i, m, md));
+    let metrics = svc(Signal::Metrics).map(|(i, m, md)| OtlpService::<Metrics>::new(i, m, md));
+    let logs = svc(Signal::Logs).map(|(i, m, md)| OtlpService::<Logs>::new(i, m, md));
     let router = tonic::transport::Server::builder()
         .add_optional_service(traces)
         .add_optional_service(metrics)

@@ -16,7 +16,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use openwit_core::{ComponentId, ConsumeError, Metadata, otlp_json};
+use openwit_core::{ComponentId, ConsumeError, Metadata, Signal, otlp_json};
 use prost::Message;
 use std::io::Read;
 use std::sync::Arc;
@@ -41,8 +41,8 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = super::bind(id, "OTLP/HTTP", &cfg.endpoint).await?;
-    let c = ingest.consumers();
-    let (has_traces, has_metrics, has_logs) = (c.traces.is_some(), c.metrics.is_some(), c.logs.is_some());
+    let (has_traces, has_metrics, has_logs) =
+        (ingest.serves(Signal::Traces), ingest.serves(Signal::Metrics), ingest.serves(Signal::Logs));
     let state = Arc::new(HttpState {
         ingest,
         max_body: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),

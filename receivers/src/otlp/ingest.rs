@@ -2,8 +2,8 @@
 
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{
-    BatchingConfig, ConsumeError, Ingest, IngestRequest, Metadata, Payload, ReceiverContext, SignalConsumers,
-    TenantConfig, TenantError, TenantId,
+    BatchingConfig, ConsumeError, Ingest, IngestRequest, Metadata, Payload, ReceiverContext, Signal, TenantConfig,
+    TenantError, TenantId,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ pub enum Refusal {
 
 pub struct Accept {
     receiver: Arc<str>,
-    consumers: SignalConsumers,
+    signals: Vec<Signal>,
     ingest: Arc<dyn Ingest>,
     telemetry: Arc<Telemetry>,
     tenant: TenantConfig,
@@ -31,7 +31,7 @@ impl Accept {
     pub fn new(ctx: &ReceiverContext, tenant: TenantConfig, batching: BatchingConfig, wait: Duration) -> Accept {
         Accept {
             receiver: Arc::from(ctx.id.to_string()),
-            consumers: ctx.consumers.clone(),
+            signals: ctx.signals.clone(),
             ingest: ctx.ingest.clone(),
             telemetry: ctx.telemetry.clone(),
             tenant,
@@ -40,8 +40,9 @@ impl Accept {
         }
     }
 
-    pub fn consumers(&self) -> &SignalConsumers {
-        &self.consumers
+    /// Whether a pipeline takes `signal` from this receiver (only those are served).
+    pub fn serves(&self, signal: Signal) -> bool {
+        self.signals.contains(&signal)
     }
 
     /// The header / metadata key that names the tenant, lower-case.

@@ -146,7 +146,7 @@ pub fn factory() -> Arc<dyn Factory<dyn Receiver>> {
         &[],
         &Signal::ALL,
         "OTLP over gRPC (4317) and HTTP (4318), protobuf and JSON",
-        |_id: &ComponentId, cfg, _env: &BuildEnv| Ok(Box::new(OtlpReceiver { cfg })),
+        |_id: &ComponentId, cfg: &OtlpConfig, _env: &BuildEnv| Ok(Box::new(OtlpReceiver { cfg: cfg.clone() })),
     )
 }
 

@@ -1,0 +1,36 @@
+//! Support for the test-only components (`testing` exporter and processor), which exist for OpenWit's
+//! own end-to-end tests and are registered only when `OPENWIT_TEST_COMPONENTS=1`.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+/// The environment variable that enables test-only components.
+pub const ENABLE_ENV: &str = "OPENWIT_TEST_COMPONENTS";
+
+/// Whether test-only components are registered in this process.
+pub fn enabled() -> bool {
+    std::env::var(ENABLE_ENV).as_deref() == Ok("1")
+}
+
+/// Calls counted per key for the whole process: a component rebuilt after a panic keeps counting where
+/// its predecessor stopped, so "panic once, on the Nth call" means once.
+static CALLS: LazyLock<Mutex<HashMap<String, u64>>> = LazyLock::new(Mutex::default);
+
+/// Counts one call under `key` and says whether it is the `nth` (never when `nth` is 0).
+pub fn nth_call(key: &str, nth: u64) -> bool {
+    let mut calls = CALLS.lock().unwrap_or_else(|p| p.into_inner());
+    let n = calls.entry(key.to_string()).or_default();
+    *n += 1;
+    nth > 0 && *n == nth
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_nth_call_fires_once_per_key() {
+        let fired: Vec<bool> = (0..5).map(|_| super::nth_call("a", 3)).collect();
+        assert_eq!(fired, [false, false, true, false, false]);
+        assert!(super::nth_call("b", 1));
+        assert!(!(0..3).any(|_| super::nth_call("c", 0)));
+    }
+}

@@ -1,0 +1,203 @@
+//! Supervised pipeline tasks. Each processor and exporter runs under a supervisor that owns its input
+//! queue (and a processor's output): a component that panics is logged with its id, counted
+//! (`openwit_component_panics_total{component}`), dropped — everything it held is then lost without a
+//! verdict, so the WAL delivers it again — and rebuilt from the same config after a backoff, carrying on
+//! with the same queue. Other pipelines never notice.
+
+use backon::BackoffBuilder;
+use futures::FutureExt;
+use openwit_core::telemetry::Telemetry;
+use openwit_core::{Batch, ComponentId, ExportError, Exporter, Fanout, HOLDER, Processor, Verdict};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Builds a fresh instance of one component (from its parsed config).
+pub type Build<C> = Box<dyn Fn() -> anyhow::Result<Box<C>> + Send + Sync>;
+
+/// Restarts after a panic wait this long, doubling per consecutive panic up to `MAX_RESTART_DELAY`.
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(100);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
+/// A component that ran this long without panicking starts its backoff afresh.
+const CALM_AFTER: Duration = Duration::from_secs(30);
+
+/// What a supervisor knows of its component.
+struct Supervised<C: ?Sized> {
+    /// `processor batch in pipeline traces`, `exporter parquet`: for logs and lost items.
+    name: Arc<str>,
+    id: ComponentId,
+    build: Build<C>,
+    telemetry: Arc<Telemetry>,
+    panics: u32,
+    last_panic: Option<Instant>,
+}
+
+impl<C: ?Sized> Supervised<C> {
+    /// Builds an instance, retrying with the restart backoff while the build fails.
+    async fn instance(&mut self) -> Box<C> {
+        loop {
+            match (self.build)() {
+                Ok(c) => return c,
+                Err(e) => {
+                    tracing::error!(component = %self.name, "cannot rebuild after a panic: {e:#}");
+                    self.back_off().await;
+                }
+            }
+        }
+    }
+
+    /// Records a panic: logged, counted; then waits before the restart.
+    async fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>, remains: impl FnOnce()) {
+        let msg = panic_message(&payload);
+        self.telemetry.component_panics.get_or_create(&vec![("component".into(), self.id.to_string())]).inc();
+        tracing::error!(component = %self.name, "panicked: {msg}; what it held is delivered again from the WAL, restarting it");
+        // Whatever the dead instance still holds is lost; the outcome names who lost it.
+        let who: Arc<str> = Arc::from(format!("{}, which panicked,", self.name));
+        HOLDER.sync_scope(who, remains);
+        if self.last_panic.is_some_and(|t| t.elapsed() > CALM_AFTER) {
+            self.panics = 0;
+        }
+        self.last_panic = Some(Instant::now());
+        self.back_off().await;
+    }
+
+    async fn back_off(&mut self) {
+        let delay = FIRST_RESTART_DELAY.saturating_mul(1 << self.panics.min(16)).min(MAX_RESTART_DELAY);
+        self.panics += 1;
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string())
+}
+
+/// Runs a processor of one pipeline until its input closes, restarting it after panics.
+pub async fn run_processor(
+    name: String,
+    id: ComponentId,
+    build: Build<dyn Processor>,
+    mut input: mpsc::Receiver<Batch>,
+    output: Fanout,
+    telemetry: Arc<Telemetry>,
+) {
+    let mut s = Supervised { name: Arc::from(name), id, build, telemetry, panics: 0, last_panic: None };
+    loop {
+        let mut p = s.instance().await;
+        let run = HOLDER.scope(s.name.clone(), p.run(&mut input, &output));
+        match AssertUnwindSafe(run).catch_unwind().await {
+            // Its input closed: the pipeline is draining.
+            Ok(()) if input.is_closed() => return,
+            // Returned while batches may still come: a bug in the processor. What it dropped is lost
+            // (delivered again); a fresh instance carries on, as after a panic.
+            Ok(()) => {
+                tracing::error!(component = %s.name, "returned while its input is still open; restarting it");
+                let who: Arc<str> = Arc::from(format!("{}, which returned early,", s.name));
+                HOLDER.sync_scope(who, move || drop(p));
+                s.back_off().await;
+            }
+            Err(payload) => s.panicked(payload, move || drop(p)).await,
+        }
+    }
+}
+
+/// Runs an exporter until its input closes: each batch is exported (retryable failures retried with
+/// backoff up to `retries` times) and settled by the answer; panics restart the exporter.
+pub async fn run_exporter(
+    id: ComponentId,
+    build: Build<dyn Exporter>,
+    mut rx: mpsc::Receiver<Batch>,
+    telemetry: Arc<Telemetry>,
+    retries: usize,
+) {
+    let id_text = id.to_string();
+    let labels = [("exporter", id_text.as_str())];
+    let mut s = Supervised {
+        name: Arc::from(format!("exporter {id}")),
+        id: id.clone(),
+        build,
+        telemetry,
+        panics: 0,
+        last_panic: None,
+    };
+    let backoff = backon::ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(retries)
+        .with_jitter();
+    let mut exporter = s.instance().await;
+    while let Some(batch) = rx.recv().await {
+        let (signal, n) = (batch.signal(), batch.item_count());
+        let attempt = HOLDER.scope(s.name.clone(), export_with_retries(&mut exporter, &batch, &backoff, &s.name));
+        match AssertUnwindSafe(attempt).catch_unwind().await {
+            Ok(Ok(())) => {
+                s.telemetry.exporter_sent.add(signal, &labels, n);
+                batch.settle(&Verdict::Stored);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(exporter = %id, %signal, items = n, "export failed: {e}");
+                s.telemetry.exporter_send_failed.add(signal, &labels, n);
+                // The WAL keeps the batch, marked failed: replayed at the next start or by an operator.
+                batch.settle(&match e {
+                    ExportError::Retryable(e) => Verdict::Retryable(format!("exporter {id}: {e}")),
+                    ExportError::Permanent(e) => Verdict::Permanent(format!("exporter {id}: {e}")),
+                });
+            }
+            Err(payload) => {
+                s.telemetry.exporter_send_failed.add(signal, &labels, n);
+                let dead = std::mem::replace(&mut exporter, Box::new(Stopped));
+                s.panicked(payload, move || {
+                    drop(batch);
+                    drop(dead);
+                })
+                .await;
+                exporter = s.instance().await;
+            }
+        }
+    }
+    let shutdown = HOLDER.scope(s.name.clone(), exporter.shutdown());
+    match AssertUnwindSafe(shutdown).catch_unwind().await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(exporter = %id, "shutdown failed: {e}"),
+        Err(payload) => s.panicked(payload, || {}).await,
+    }
+}
+
+async fn export_with_retries(
+    exporter: &mut Box<dyn Exporter>,
+    batch: &Batch,
+    backoff: &backon::ExponentialBuilder,
+    name: &str,
+) -> Result<(), ExportError> {
+    // The policy comes from backon; the loop is ours because each attempt borrows the exporter.
+    let mut delays = backoff.build();
+    loop {
+        match exporter.export(batch).await {
+            Ok(()) => return Ok(()),
+            Err(e @ ExportError::Retryable(_)) => match delays.next() {
+                Some(d) => {
+                    tracing::warn!(exporter = %name, "export failed ({e}); retrying in {d:?}");
+                    tokio::time::sleep(d).await;
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Stands in for an exporter between its death and its rebuild.
+struct Stopped;
+
+#[async_trait::async_trait]
+impl Exporter for Stopped {
+    async fn export(&mut self, _batch: &Batch) -> Result<(), ExportError> {
+        Err(ExportError::Retryable("the exporter is restarting".into()))
+    }
+}

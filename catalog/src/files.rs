@@ -70,7 +70,7 @@ impl Catalog {
     /// Records a file in state `uploading` with the items it holds, in one transaction. Recording the
     /// same file again changes nothing.
     pub async fn add_file(&self, f: &FileRow, batches: &[FileBatch]) -> Result<(), CatalogError> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.pool().await?.begin().await.map_err(|e| self.err(e))?;
         let sql = format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (file_id) DO NOTHING"
@@ -117,7 +117,7 @@ impl Catalog {
         sqlx::query("UPDATE files SET state = 'stable', uploaded_at = $2 WHERE file_id = $1")
             .bind(file_id.to_string())
             .bind(at_ms)
-            .execute(&self.pool)
+            .execute(self.pool().await?)
             .await
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -125,7 +125,7 @@ impl Catalog {
 
     /// Forgets a file that never reached its store (its items are written again from the WAL).
     pub async fn remove_file(&self, file_id: &str) -> Result<(), CatalogError> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.pool().await?.begin().await.map_err(|e| self.err(e))?;
         for sql in ["DELETE FROM file_batches WHERE file_id = $1", "DELETE FROM files WHERE file_id = $1"] {
             sqlx::query(sql).bind(file_id.to_string()).execute(&mut *tx).await.map_err(|e| self.err(e))?;
         }
@@ -145,7 +145,7 @@ impl Catalog {
             .bind(f.tenant.clone())
             .bind(f.table_name.clone())
             .bind(f.state.clone())
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool().await?)
             .await
             .map_err(|e| self.err(e))?;
         rows.iter().map(to_file).collect::<Result<_, _>>().map_err(|e| self.err(e))
@@ -157,7 +157,7 @@ impl Catalog {
             "SELECT batch_id, item_start, item_count FROM file_batches WHERE file_id = $1 ORDER BY batch_id, item_start",
         )
         .bind(file_id.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool().await?)
         .await
         .map_err(|e| self.err(e))?;
         rows.iter().map(to_file_batch).collect::<Result<_, _>>().map_err(|e| self.err(e))
@@ -177,7 +177,7 @@ impl Catalog {
             for id in chunk {
                 q = q.bind(id.clone());
             }
-            for r in q.fetch_all(&self.pool).await.map_err(|e| self.err(e))? {
+            for r in q.fetch_all(self.pool().await?).await.map_err(|e| self.err(e))? {
                 let held = (|| {
                     Ok::<_, sqlx::Error>(HeldItems {
                         file_id: r.try_get("file_id")?,

@@ -14,6 +14,7 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 // `AssertSqlSafe` marks SQL assembled only from constants and this crate's own enums.
 use sqlx::{AnyPool, AssertSqlSafe, Row};
+use std::sync::Arc;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -146,7 +147,9 @@ pub struct TenantWindow {
     pub items: i64,
 }
 
-/// An open catalog.
+/// The catalog: one pool per daemon, shared by every component through this handle (cheap to clone).
+/// It connects lazily and applies the migrations once, on first use, so a catalog that is down at start
+/// delays tracking and storage (which wait and retry) but not the daemon.
 #[derive(Clone)]
 pub struct Catalog {
     pool: AnyPool,
@@ -154,6 +157,8 @@ pub struct Catalog {
     /// For messages: without the password.
     url: String,
     original_url: String,
+    /// Set once the migrations have run on this pool.
+    migrated: Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// The batch columns. Stage flags are read as integers: the `Any` driver cannot decode SQLite's
@@ -166,8 +171,9 @@ const COLUMNS: &str = "batch_id, client_id, signal, receiver, node_id, item_coun
     index_pip_completed_at, CASE WHEN janitor_pip THEN 1 ELSE 0 END AS janitor_pip, janitor_pip_completed_at";
 
 impl Catalog {
-    /// Connects and applies the migrations. SQLite files are created when missing.
-    pub async fn connect(url: &str) -> Result<Catalog, CatalogError> {
+    /// The catalog at `url`, connected on first use (nothing is contacted here: only the URL is checked).
+    /// SQLite files are created when missing.
+    pub fn open(url: &str) -> Result<Catalog, CatalogError> {
         sqlx::any::install_default_drivers();
         let (engine, conn_url) = if let Some(rest) = url.strip_prefix("sqlite://") {
             let sep = if rest.contains('?') { '&' } else { '?' };
@@ -184,17 +190,49 @@ impl Catalog {
         {
             let _ = std::fs::create_dir_all(dir);
         }
-        let db = |source| CatalogError::Db { url: redact(url), source };
         // SQLite allows one writer at a time; a single connection avoids "database is locked".
         let max = if engine == Engine::Sqlite { 1 } else { 8 };
-        let pool = AnyPoolOptions::new().max_connections(max).connect(&conn_url).await.map_err(db)?;
-        if engine == Engine::Sqlite {
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await.map_err(db)?;
-            sqlx::query("PRAGMA synchronous=NORMAL").execute(&pool).await.map_err(db)?;
-        }
-        let migrator = if engine == Engine::Sqlite { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
-        migrator.run(&pool).await.map_err(|source| CatalogError::Migrate { url: redact(url), source })?;
-        Ok(Catalog { pool, engine, url: redact(url), original_url: url.to_string() })
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            // An unreachable catalog is reported within this, and the caller backs off and retries.
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy(&conn_url)
+            .map_err(|source| CatalogError::Db { url: redact(url), source })?;
+        Ok(Catalog { pool, engine, url: redact(url), original_url: url.to_string(), migrated: Arc::default() })
+    }
+
+    /// Opens the catalog and connects now (applying the migrations): for tools and tests that want an
+    /// unreachable catalog to be an error at once.
+    pub async fn connect(url: &str) -> Result<Catalog, CatalogError> {
+        let c = Catalog::open(url)?;
+        c.pool().await?;
+        Ok(c)
+    }
+
+    /// The pool, once the migrations have run on it (run now if they have not; an error leaves them to
+    /// the next call).
+    async fn pool(&self) -> Result<&AnyPool, CatalogError> {
+        self.migrated
+            .get_or_try_init(|| async {
+                let migrator = if self.engine == Engine::Sqlite { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
+                migrator.run(&self.pool).await.map_err(|source| CatalogError::Migrate { url: self.url.clone(), source })
+            })
+            .await?;
+        Ok(&self.pool)
+    }
+
+    /// The catalog's URL without its password, for messages.
+    pub fn display_url(&self) -> &str {
+        &self.url
     }
 
     pub fn engine(&self) -> Engine {
@@ -207,7 +245,7 @@ impl Catalog {
 
     /// Applies updates in order, in one transaction.
     pub async fn apply(&self, updates: &[Update]) -> Result<(), CatalogError> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.pool().await?.begin().await.map_err(|e| self.err(e))?;
         for u in updates {
             let q = match u {
                 Update::Written { batch: b, at } | Update::Replayed { batch: b, at } => {
@@ -272,7 +310,7 @@ impl Catalog {
         let sql = format!("SELECT {COLUMNS} FROM batch_tracker WHERE batch_id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(batch_id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool().await?)
             .await
             .map_err(|e| self.err(e))?;
         row.map(|r| to_row(&r)).transpose().map_err(|e| self.err(e))
@@ -289,7 +327,7 @@ impl Catalog {
             .bind(f.tenant.clone())
             .bind(now_ms - f.min_age_ms.unwrap_or(0))
             .bind(f.limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool().await?)
             .await
             .map_err(|e| self.err(e))?;
         rows.iter().map(to_row).collect::<Result<_, _>>().map_err(|e| self.err(e))
@@ -304,7 +342,7 @@ impl Catalog {
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now_ms - stuck_ms)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool().await?)
             .await
             .map_err(|e| self.err(e))?;
         rows.iter().map(to_row).collect::<Result<_, _>>().map_err(|e| self.err(e))
@@ -314,7 +352,7 @@ impl Catalog {
     pub async fn status(&self, now_ms: i64) -> Result<StatusCounts, CatalogError> {
         let mut out = StatusCounts::default();
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM batch_tracker GROUP BY status ORDER BY status")
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool().await?)
             .await
             .map_err(|e| self.err(e))?;
         for r in rows {
@@ -324,7 +362,7 @@ impl Catalog {
         for s in Stage::ALL {
             let sql = format!("SELECT COUNT(*) AS n FROM batch_tracker WHERE {}_pip = TRUE", s.column());
             let n: i64 = sqlx::query(AssertSqlSafe(sql))
-                .fetch_one(&self.pool)
+                .fetch_one(self.pool().await?)
                 .await
                 .and_then(|r| r.try_get("n"))
                 .map_err(|e| self.err(e))?;
@@ -336,7 +374,7 @@ impl Catalog {
                  GROUP BY client_id ORDER BY client_id",
             )
             .bind(now_ms - ms)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool().await?)
             .await
             .map_err(|e| self.err(e))?;
             for r in rows {
@@ -367,13 +405,13 @@ impl Catalog {
         .bind(hostname.to_string())
         .bind(version.to_string())
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(self.pool().await?)
         .await
         .map(|_| ())
         .map_err(|e| self.err(e))
     }
 
-    /// Opens another pool on the same catalog (migrations run again, and change nothing).
+    /// Opens another pool on the same catalog (migrations run again, and change nothing): for tests.
     pub async fn reconnect(&self) -> Result<Catalog, CatalogError> {
         Catalog::connect(&self.original_url).await
     }
@@ -382,7 +420,7 @@ impl Catalog {
     /// first column of the first row.
     pub async fn count(&self, sql: &str) -> Result<i64, CatalogError> {
         sqlx::query(AssertSqlSafe(sql.to_string()))
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool().await?)
             .await
             .and_then(|r| r.try_get::<i64, _>(0))
             .map_err(|e| self.err(e))

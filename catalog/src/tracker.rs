@@ -41,12 +41,12 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 pub struct Tracker;
 
 impl Tracker {
-    /// Starts tracking into the catalog at `url`. The task connects (and reconnects) by itself,
-    /// keeps the node's heartbeat, and ends once every handle is dropped and what it holds is written
-    /// (or, with the catalog still unreachable, after a last attempt).
-    pub fn start(url: String, flush_every: Duration, node: NodeInfo) -> (TrackerHandle, JoinHandle<()>) {
+    /// Starts tracking into `catalog`. The task keeps the node's heartbeat, waits out outages (backing
+    /// off), and ends once every handle is dropped and what it holds is written (or, with the catalog
+    /// still unreachable, after a last attempt).
+    pub fn start(catalog: Catalog, flush_every: Duration, node: NodeInfo) -> (TrackerHandle, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (TrackerHandle { tx }, tokio::spawn(run(url, rx, flush_every, node)))
+        (TrackerHandle { tx }, tokio::spawn(run(catalog, rx, flush_every, node)))
     }
 }
 
@@ -54,9 +54,10 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-async fn run(url: String, mut rx: mpsc::UnboundedReceiver<Update>, flush_every: Duration, node: NodeInfo) {
+async fn run(catalog: Catalog, mut rx: mpsc::UnboundedReceiver<Update>, flush_every: Duration, node: NodeInfo) {
     let mut last_beat: Option<tokio::time::Instant> = None;
-    let mut catalog: Option<Catalog> = None;
+    // Whether the last attempt reached the catalog; while not, attempts wait for `next_connect`.
+    let mut reachable = false;
     let mut queue: VecDeque<Update> = VecDeque::new();
     let mut dropped = 0u64;
     let mut retry_in = Duration::from_millis(200);
@@ -96,57 +97,29 @@ async fn run(url: String, mut rx: mpsc::UnboundedReceiver<Update>, flush_every: 
         if !due && queue.len() < GROUP {
             continue;
         }
-        if catalog.is_none() && tokio::time::Instant::now() >= next_connect {
-            match Catalog::connect(&url).await {
-                Ok(c) => {
-                    if outage_logged {
-                        tracing::info!(catalog = %c.url, queued = queue.len(), "catalog reachable again; tracking catches up");
-                    }
-                    catalog = Some(c);
-                    outage_logged = false;
-                    retry_in = Duration::from_millis(200);
-                }
-                Err(e) => {
-                    if !outage_logged {
-                        tracing::error!(
-                            "batch tracking paused, catalog unreachable ({e}); ingest continues into the WAL"
-                        );
-                        outage_logged = true;
-                    }
-                    next_connect = tokio::time::Instant::now() + retry_in;
-                    retry_in = (retry_in * 2).min(Duration::from_secs(10));
-                }
+        if !reachable && tokio::time::Instant::now() < next_connect {
+            // Backing off during an outage.
+        } else if let Err(e) = write(&catalog, &mut queue, &node, &mut last_beat).await {
+            if !outage_logged {
+                tracing::error!("batch tracking paused, catalog unreachable ({e}); ingest continues into the WAL");
+                outage_logged = true;
             }
-        }
-        if let Some(c) = &catalog
-            && last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY)
-        {
-            match c.heartbeat(&node.node_id, &node.hostname, &node.version, now_ms()).await {
-                Ok(()) => last_beat = Some(tokio::time::Instant::now()),
-                Err(e) => tracing::warn!("node heartbeat failed: {e}"),
+            reachable = false;
+            next_connect = tokio::time::Instant::now() + retry_in;
+            retry_in = (retry_in * 2).min(Duration::from_secs(10));
+        } else {
+            if outage_logged {
+                tracing::info!(catalog = %catalog.url, "catalog reachable again; tracking caught up");
             }
-        }
-        if let Some(c) = &catalog {
-            while !queue.is_empty() {
-                let n = queue.len().min(GROUP);
-                let group: Vec<Update> = queue.iter().take(n).cloned().collect();
-                match c.apply(&group).await {
-                    Ok(()) => {
-                        queue.drain(..n);
-                    }
-                    Err(e) => {
-                        tracing::warn!("batch tracker write failed ({e}); will retry");
-                        catalog = None;
-                        break;
-                    }
-                }
-            }
+            reachable = true;
+            outage_logged = false;
+            retry_in = Duration::from_millis(200);
         }
         if closed {
             if queue.is_empty() {
                 break;
             }
-            if catalog.is_none() && tokio::time::Instant::now() >= next_connect {
+            if !reachable && tokio::time::Instant::now() >= next_connect {
                 // One more attempt happens above on the next pass; then give up.
                 if retry_in >= Duration::from_secs(2) {
                     tracing::error!(
@@ -159,4 +132,24 @@ async fn run(url: String, mut rx: mpsc::UnboundedReceiver<Update>, flush_every: 
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The node's heartbeat when due, then every queued update, in groups.
+async fn write(
+    catalog: &Catalog,
+    queue: &mut VecDeque<Update>,
+    node: &NodeInfo,
+    last_beat: &mut Option<tokio::time::Instant>,
+) -> Result<(), crate::CatalogError> {
+    if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY) {
+        catalog.heartbeat(&node.node_id, &node.hostname, &node.version, now_ms()).await?;
+        *last_beat = Some(tokio::time::Instant::now());
+    }
+    while !queue.is_empty() {
+        let n = queue.len().min(GROUP);
+        let group: Vec<Update> = queue.iter().take(n).cloned().collect();
+        catalog.apply(&group).await?;
+        queue.drain(..n);
+    }
+    Ok(())
 }

@@ -147,14 +147,14 @@ pub trait Exporter: Send {
 /// What a running extension is given.
 pub struct ExtensionContext {
     pub id: ComponentId,
-    /// The catalog's URL (`sqlite://…` or `postgres://…`), for extensions that read it.
-    pub catalog_url: String,
+    /// The catalog (one pool for the daemon).
+    pub catalog: openwit_catalog::Catalog,
     /// Operator actions on the running pipelines.
     pub operator: Arc<dyn Operator>,
     pub health: Arc<Health>,
     pub telemetry: Arc<Telemetry>,
-    /// Object stores opened by exporters (read by the query extension).
-    pub stores: Arc<crate::shared::Stores>,
+    /// Where files are kept (the query extension reads through the clients exporters opened).
+    pub storage: Arc<openwit_storage::Storage>,
     /// Where an extension adds HTTP routes; the daemon serves each endpoint once, so extensions can
     /// share a port.
     pub apis: Arc<crate::shared::HttpApis>,

@@ -35,14 +35,14 @@ impl ConfigIssue {
 pub struct BuildEnv {
     pub data_dir: PathBuf,
     pub telemetry: Arc<Telemetry>,
-    /// The catalog's URL (`sqlite://…` or `postgres://…`), for components that record what they store.
-    pub catalog_url: String,
+    /// The catalog (one pool for the daemon), for components that record what they store.
+    pub catalog: openwit_catalog::Catalog,
     /// This daemon's id in the catalog (also part of the names of the files it writes).
     pub node_id: String,
     /// For processors: whether an exporter of this pipeline reads Arrow rows.
     pub columnar_downstream: bool,
-    /// Object stores opened by exporters, for the query extension.
-    pub stores: Arc<crate::shared::Stores>,
+    /// Where files are kept: storage roots and one object-store client per bucket, for the daemon.
+    pub storage: Arc<openwit_storage::Storage>,
 }
 
 /// A component type: its name, the signals it supports, and how to parse and build it.

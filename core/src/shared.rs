@@ -1,28 +1,9 @@
-//! Things components share inside one daemon: the object stores exporters opened (so the query
-//! extension reads with the same clients and credentials), and the HTTP APIs extensions serve (so
-//! several extensions can answer on one port, as `batch_monitor` and `query` do on 8083 by default).
+//! The HTTP APIs extensions serve, shared inside one daemon so that several extensions can answer on one
+//! port (as `batch_monitor` and `query` do on 8083 by default).
 
 use crate::ComponentId;
-use object_store::ObjectStore;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-
-/// Object stores by bucket URL (`s3://bucket`, `gs://bucket`, `az://container`).
-#[derive(Default)]
-pub struct Stores {
-    by_url: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
-}
-
-impl Stores {
-    /// Remembers the store for `bucket_url`; the first one registered for a bucket is kept.
-    pub fn register(&self, bucket_url: &str, store: Arc<dyn ObjectStore>) {
-        self.by_url.lock().expect("stores lock").entry(bucket_url.to_string()).or_insert(store);
-    }
-
-    pub fn get(&self, bucket_url: &str) -> Option<Arc<dyn ObjectStore>> {
-        self.by_url.lock().expect("stores lock").get(bucket_url).cloned()
-    }
-}
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 /// HTTP routes extensions asked to serve, by listening address.
 #[derive(Default)]

@@ -125,6 +125,7 @@ async fn local(args: &QueryArgs, data_dir: &Path, sql: &str, format: Format, tab
         options.insert(k.to_string(), v.to_string());
     }
     let limits = Limits { max_rows: usize::MAX, timeout: args.timeout, memory_bytes: args.max_memory_megabytes << 20 };
+    let catalog = openwit_catalog::Catalog::open(&catalog)?;
     let engine = Engine::new(catalog, Arc::default(), options, limits)?;
     let run = async {
         let mut running = engine.start(&args.tenant, sql).await?;

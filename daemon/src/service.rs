@@ -1,7 +1,7 @@
 //! The daemon's life: start in order, run until a signal, stop in reverse order within the grace period.
 
 use crate::graph;
-use openwit_catalog::{NodeInfo, Tracker};
+use openwit_catalog::{Catalog, NodeInfo, Tracker};
 use openwit_config::{ResolvedConfig, TelemetryConfig};
 use openwit_core::health::{Health, HealthStatus};
 use openwit_core::telemetry::Telemetry;
@@ -39,21 +39,23 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
     let health = Arc::new(Health::default());
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", data_dir.display()))?;
-    let catalog = cfg.catalog.clone();
     let catalog_url =
-        catalog.url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
+        cfg.catalog.url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
+    // The daemon's services, opened once and handed to every component that uses them.
+    let catalog = Catalog::open(&catalog_url).map_err(|e| anyhow::anyhow!("extensions.catalog.url: {e}"))?;
+    let storage = Arc::new(openwit_storage::Storage::default());
     let node =
         NodeInfo { node_id: node_id(&data_dir)?, hostname: hostname(), version: env!("CARGO_PKG_VERSION").to_string() };
-    tracing::info!(catalog = %openwit_catalog::redact(&catalog_url), node = %node.node_id, "batch tracking");
+    tracing::info!(catalog = %catalog.display_url(), node = %node.node_id, "batch tracking");
     let node_id: Arc<str> = Arc::from(node.node_id.as_str());
-    let (tracker, tracker_task) = Tracker::start(catalog_url.clone(), catalog.flush_interval, node);
+    let (tracker, tracker_task) = Tracker::start(catalog.clone(), cfg.catalog.flush_interval, node);
     let env = BuildEnv {
         data_dir,
         telemetry: telemetry.clone(),
-        catalog_url: catalog_url.clone(),
+        catalog: catalog.clone(),
         node_id: node_id.to_string(),
         columnar_downstream: false,
-        stores: Arc::default(),
+        storage: storage.clone(),
     };
     let (operator, retries) = crate::durable::operator();
     let side_stop = CancellationToken::new();
@@ -68,11 +70,11 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
         let ext = graph::builder(&cfg.extensions, &id, &env)?()?;
         let ctx = ExtensionContext {
             id: id.clone(),
-            catalog_url: catalog_url.clone(),
+            catalog: catalog.clone(),
             operator: operator.clone(),
             health: health.clone(),
             telemetry: telemetry.clone(),
-            stores: env.stores.clone(),
+            storage: storage.clone(),
             apis: apis.clone(),
             shutdown: side_stop.clone(),
         };

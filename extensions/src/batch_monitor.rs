@@ -22,7 +22,6 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
 /// Largest page of batches one request returns.
@@ -66,19 +65,9 @@ struct BatchMonitor {
 
 struct AppState {
     operator: Arc<dyn openwit_core::Operator>,
-    url: String,
-    catalog: OnceCell<Catalog>,
+    /// The daemon's catalog: it connects on first use, so an outage is a 503 per request, not a failed start.
+    catalog: Catalog,
     stuck_after_ms: i64,
-}
-
-impl AppState {
-    /// The catalog, connected on first use so that an outage is a 503, not a failed start.
-    async fn catalog(&self) -> Result<&Catalog, Response> {
-        self.catalog
-            .get_or_try_init(|| Catalog::connect(&self.url))
-            .await
-            .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, format!("catalog unavailable: {e}")))
-    }
 }
 
 #[async_trait]
@@ -86,8 +75,7 @@ impl Extension for BatchMonitor {
     async fn start(self: Box<Self>, ctx: ExtensionContext) -> anyhow::Result<JoinHandle<()>> {
         let state = Arc::new(AppState {
             operator: ctx.operator.clone(),
-            url: ctx.catalog_url.clone(),
-            catalog: OnceCell::new(),
+            catalog: ctx.catalog.clone(),
             stuck_after_ms: self.cfg.stuck_after.as_millis() as i64,
         });
         let app = Router::new()
@@ -117,10 +105,7 @@ fn db_error(e: openwit_catalog::CatalogError) -> Response {
 }
 
 async fn status(State(st): State<Arc<AppState>>) -> Response {
-    let c = match st.catalog().await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = &st.catalog;
     match c.status(now_ms()).await {
         Ok(s) => axum::Json(json!({
             "batches_by_status": s.by_status.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
@@ -163,10 +148,7 @@ async fn batches(
     if !(1..=MAX_LIMIT).contains(&limit) {
         return error(StatusCode::BAD_REQUEST, format!("limit {limit}: use 1 to {MAX_LIMIT}"));
     }
-    let c = match st.catalog().await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = &st.catalog;
     let f =
         BatchFilter { status: q.status, tenant: q.tenant, min_age_ms: q.min_age_minutes.map(|m| m * 60_000), limit };
     match c.batches(&f, now_ms()).await {
@@ -176,10 +158,7 @@ async fn batches(
 }
 
 async fn batch(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let c = match st.catalog().await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = &st.catalog;
     match c.batch(&id).await {
         Ok(Some(row)) => axum::Json(row).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no batch {id:?} in the catalog")),
@@ -188,10 +167,7 @@ async fn batch(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Respo
 }
 
 async fn alerts(State(st): State<Arc<AppState>>) -> Response {
-    let c = match st.catalog().await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = &st.catalog;
     match c.alerts(st.stuck_after_ms, now_ms(), MAX_LIMIT).await {
         Ok(rows) => {
             let (failed, stuck): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.status == "failed");

@@ -74,7 +74,7 @@ async fn tracker_catches_up_after_an_outage() {
     std::fs::write(&blocker, b"not a directory").unwrap();
     let url = format!("sqlite://{}/catalog.db", blocker.display());
     let node = NodeInfo { node_id: "n1".into(), hostname: "h".into(), version: "v".into() };
-    let (handle, task) = Tracker::start(url.clone(), Duration::from_millis(20), node);
+    let (handle, task) = Tracker::start(Catalog::open(&url).unwrap(), Duration::from_millis(20), node);
     for i in 0..100 {
         let batch = NewBatch {
             batch_id: format!("b{i}"),

@@ -556,7 +556,7 @@ async fn store_outage_mid_load_ingest_goes_on_then_pushes_back_and_nothing_is_lo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_files_go_up_in_parts_and_are_verified() {
     use object_store::ObjectStoreExt;
-    use openwit_exporters::parquet::destination::{Destination, Endpoint};
+    use openwit_storage::{Destination, Endpoint};
     let s3 = crate::stores::moto("big").await;
     let opts = crate::stores::moto_options(&s3);
     let dest = Destination::open(&Endpoint::parse("s3://big/pre", &opts).unwrap(), &opts).unwrap();

@@ -94,7 +94,8 @@ impl Default for Retry {
 impl ComponentConfig for ParquetConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         if let Some(e) = &self.endpoint {
-            super::destination::Endpoint::parse(e, &self.storage_options)?;
+            openwit_storage::Endpoint::parse(e, &self.storage_options)
+                .map_err(|e| ConfigIssue::new(e.key, e.message))?;
         } else if !self.storage_options.is_empty() {
             return Err(ConfigIssue::new("storage_options", "apply to s3://, gs:// and az:// endpoints; set endpoint"));
         }

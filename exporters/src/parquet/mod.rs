@@ -7,7 +7,6 @@
 //! already holds are not written again.
 
 pub mod config;
-pub mod destination;
 mod uploader;
 pub mod writer;
 
@@ -15,11 +14,11 @@ use arrow::array::BooleanArray;
 use arrow::compute::filter_record_batch;
 use async_trait::async_trait;
 use config::ParquetConfig;
-use destination::{Destination, Endpoint};
 use openwit_core::factory::{reading_columnar, typed};
 use openwit_core::{
     AckToken, Batch, BatchId, BuildEnv, ComponentId, ExportError, Exporter, Factory, Lineage, Signal, Verdict,
 };
+use openwit_storage::Endpoint;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -73,12 +72,10 @@ struct ParquetExporter {
 impl ParquetExporter {
     fn start(id: &ComponentId, cfg: &ParquetConfig, env: &BuildEnv) -> anyhow::Result<ParquetExporter> {
         let endpoint = match &cfg.endpoint {
-            Some(e) => {
-                Endpoint::parse(e, &cfg.storage_options).map_err(|i| anyhow::anyhow!("{}: {}", i.path, i.message))?
-            }
+            Some(e) => Endpoint::parse(e, &cfg.storage_options).map_err(|e| anyhow::anyhow!("exporter {id}: {e}"))?,
             None => Endpoint::Local(env.data_dir.join("storage")),
         };
-        let destination = Destination::open(&endpoint, &cfg.storage_options).map_err(|e| {
+        let destination = env.storage.open(&endpoint, &cfg.storage_options).map_err(|e| {
             anyhow::anyhow!("exporter {id}: cannot open {}: {e}", cfg.endpoint.as_deref().unwrap_or("DATA_DIR/storage"))
         })?;
         let staging = cfg
@@ -89,10 +86,6 @@ impl ParquetExporter {
         std::fs::create_dir_all(&staging).map_err(|e| {
             anyhow::anyhow!("exporter {id}: cannot create the staging directory {}: {e}", staging.display())
         })?;
-        let (bucket_url, store) = destination.store();
-        if bucket_url != "file://" {
-            env.stores.register(&bucket_url, store);
-        }
         tracing::info!(exporter = %id, destination = %destination.root, staging = %staging.display(), "Parquet storage");
         let settings = WriterSettings {
             staging: staging.clone(),
@@ -105,7 +98,7 @@ impl ParquetExporter {
         let shared = Arc::new(Shared::new(
             id.to_string(),
             env.node_id.clone(),
-            env.catalog_url.clone(),
+            env.catalog.clone(),
             destination,
             staging,
             cfg.retry_on_failure.clone(),
@@ -333,10 +326,10 @@ mod tests {
         let env = BuildEnv {
             data_dir: tmp.path().to_path_buf(),
             telemetry: Arc::default(),
-            catalog_url: url.clone(),
+            catalog: openwit_catalog::Catalog::open(&url).unwrap(),
             node_id: "n1".into(),
             columnar_downstream: false,
-            stores: Arc::default(),
+            storage: Arc::default(),
         };
         let mut cfg = ParquetConfig::default();
         cfg.rotation.max_age = Duration::from_millis(100);

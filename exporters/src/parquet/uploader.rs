@@ -10,32 +10,32 @@
 //! catalog never heard of are deleted.
 
 use super::config::Retry;
-use super::destination::Destination;
 use super::writer::{Finalized, size_and_tail};
 use openwit_catalog::{Catalog, FileBatch, FileFilter, FileRow, UPLOADING};
 use openwit_core::telemetry::Telemetry;
 use openwit_core::{Lineage, Verdict, columnar};
+use openwit_storage::Destination;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, OnceCell, mpsc};
+use tokio::sync::{Notify, mpsc};
 
 /// What the exporter and its uploader share.
 pub struct Shared {
     pub exporter: String,
     pub node_id: String,
-    pub catalog_url: String,
-    pub destination: Destination,
+    pub destination: Arc<Destination>,
     pub staging: PathBuf,
     pub retry: Retry,
     /// Bytes of finalized files not yet stored, and the most allowed.
     pub backlog: AtomicU64,
     pub budget: u64,
     pub freed: Notify,
-    pub catalog: OnceCell<Catalog>,
+    /// The daemon's catalog.
+    pub catalog: Catalog,
     /// Files a previous run left `uploading`, being uploaded again: the obligations for redelivered
     /// items they hold wait here, settled as stored once the file is.
     pub recovered: Mutex<HashMap<String, Lineage>>,
@@ -49,8 +49,8 @@ impl Shared {
     pub fn new(
         exporter: String,
         node_id: String,
-        catalog_url: String,
-        destination: Destination,
+        catalog: Catalog,
+        destination: Arc<Destination>,
         staging: PathBuf,
         retry: Retry,
         budget: u64,
@@ -59,14 +59,13 @@ impl Shared {
         Shared {
             exporter,
             node_id,
-            catalog_url,
             destination,
             staging,
             retry,
             backlog: AtomicU64::new(0),
             budget,
             freed: Notify::new(),
-            catalog: OnceCell::new(),
+            catalog,
             recovered: Mutex::new(HashMap::new()),
             telemetry,
             ready: AtomicBool::new(false),
@@ -74,12 +73,12 @@ impl Shared {
         }
     }
 
-    /// Waits until the start-up recovery is done (the catalog is connected then).
+    /// Waits until the start-up recovery is done (the catalog was reached then).
     pub async fn wait_ready(&self) -> &Catalog {
         loop {
             let notified = self.ready_notify.notified();
             if self.ready.load(Ordering::Acquire) {
-                return self.catalog.get().expect("connected before ready");
+                return &self.catalog;
             }
             notified.await;
         }
@@ -201,13 +200,6 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finalized>
     let owner =
         STAGING_OWNERS.lock().unwrap_or_else(|p| p.into_inner()).entry(shared.staging.clone()).or_default().clone();
     let _staging = owner.lock_owned().await;
-    let url = shared.catalog_url.clone();
-    let catalog = shared
-        .until_ok("catalog", "connecting to the catalog", || async {
-            Catalog::connect(&url).await.map_err(|e| e.to_string())
-        })
-        .await;
-    let _ = shared.catalog.set(catalog);
     let recovered = recover(&shared).await;
     shared.ready.store(true, Ordering::Release);
     shared.ready_notify.notify_waiters();
@@ -247,7 +239,7 @@ fn job_for(shared: &Shared, f: Finalized) -> Job {
 }
 
 async fn store(shared: &Shared, job: Job) {
-    let catalog = shared.catalog.get().expect("connected before any file");
+    let catalog = &shared.catalog;
     let (id, rel, size) = (job.row.file_id.clone(), job.row.path.clone(), job.row.byte_size as u64);
     if !job.recorded {
         shared
@@ -264,11 +256,12 @@ async fn store(shared: &Shared, job: Job) {
             let (local, rel) = (job.local.clone(), rel.clone());
             async move {
                 // After a failed attempt the object may be there already (a lost reply): look first.
-                if again && dest.verify(&rel, size, job.tail).await? {
+                let verify = || async { dest.verify(&rel, size, job.tail).await.map_err(|e| e.to_string()) };
+                if again && verify().await? {
                     return Ok(());
                 }
-                dest.upload(&local, &rel).await?;
-                if dest.verify(&rel, size, job.tail).await? {
+                dest.upload(&local, &rel).await.map_err(|e| e.to_string())?;
+                if verify().await? {
                     Ok(())
                 } else {
                     Err(format!("{rel} does not match the local file after the upload"))
@@ -303,7 +296,7 @@ async fn store(shared: &Shared, job: Job) {
 /// Puts right what a previous run left in the staging directory and the catalog; returns the files to
 /// upload again.
 async fn recover(shared: &Shared) -> Vec<Job> {
-    let catalog = shared.catalog.get().expect("connected");
+    let catalog = &shared.catalog;
     if let Ok(entries) = std::fs::read_dir(&shared.staging) {
         for e in entries.flatten() {
             if e.path().extension().is_some_and(|x| x == "part") {
@@ -352,8 +345,8 @@ async fn recover(shared: &Shared) -> Vec<Job> {
                 // written again from the WAL).
                 let dest = &shared.destination;
                 let there = shared
-                    .until_ok("upload", &format!("checking {} in {}", row.path, dest.root), || {
-                        dest.verify(&row.path, row.byte_size as u64, None)
+                    .until_ok("upload", &format!("checking {} in {}", row.path, dest.root), || async {
+                        dest.verify(&row.path, row.byte_size as u64, None).await.map_err(|e| e.to_string())
                     })
                     .await;
                 let id = row.file_id.clone();

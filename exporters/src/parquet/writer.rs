@@ -300,7 +300,7 @@ impl Active {
         let local = self.part.with_extension("");
         std::fs::rename(&self.part, &local).map_err(|e| ctx(&e))?;
         if let Some(dir) = local.parent() {
-            super::destination::sync_dir(dir).map_err(|e| ctx(&e))?;
+            openwit_storage::sync_dir(dir).map_err(|e| ctx(&e))?;
         }
         let (bytes, tail) = size_and_tail(&local).map_err(|e| ctx(&e))?;
         self.held.sort_unstable();

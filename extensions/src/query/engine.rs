@@ -13,7 +13,6 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use openwit_core::Signal;
-use openwit_core::shared::Stores;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,8 +132,8 @@ pub struct ScanCounts {
 
 impl Engine {
     pub fn new(
-        catalog_url: String,
-        stores: Arc<Stores>,
+        catalog: openwit_catalog::Catalog,
+        storage: Arc<openwit_storage::Storage>,
         storage_options: BTreeMap<String, String>,
         limits: Limits,
     ) -> anyhow::Result<Engine> {
@@ -147,7 +146,7 @@ impl Engine {
         Ok(Engine {
             schemas,
             runtime,
-            sources: Arc::new(Sources::new(catalog_url, stores, storage_options)),
+            sources: Arc::new(Sources::new(catalog, storage, storage_options)),
             limits,
             target_partitions,
         })

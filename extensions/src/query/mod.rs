@@ -125,12 +125,8 @@ struct AppState {
 #[async_trait]
 impl Extension for QueryExtension {
     async fn start(self: Box<Self>, ctx: ExtensionContext) -> anyhow::Result<JoinHandle<()>> {
-        let engine = Engine::new(
-            ctx.catalog_url.clone(),
-            ctx.stores.clone(),
-            self.cfg.storage_options.clone(),
-            self.cfg.limits(),
-        )?;
+        let engine =
+            Engine::new(ctx.catalog.clone(), ctx.storage.clone(), self.cfg.storage_options.clone(), self.cfg.limits())?;
         let state = Arc::new(AppState { engine, tenant: self.cfg.tenant.clone(), telemetry: ctx.telemetry.clone() });
         let app = Router::new().route("/api/v1/query", get(query_get).post(query_post)).with_state(state);
         ctx.apis.add(&self.cfg.endpoint, &ctx.id, app);

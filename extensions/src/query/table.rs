@@ -69,7 +69,7 @@ impl TableProvider for StoredTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let table = openwit_core::columnar::table_name(self.signal);
-        let catalog = self.sources.catalog().await.map_err(DataFusionError::External)?;
+        let catalog = self.sources.catalog();
         // The tenant is fixed here, below SQL: no predicate can widen it.
         let filter = FileFilter {
             tenant: Some(self.tenant.clone()),
@@ -77,7 +77,7 @@ impl TableProvider for StoredTable {
             state: Some(STABLE.to_string()),
             ..Default::default()
         };
-        let all = catalog.files(&filter).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let all = catalog.files(&filter).await.map_err(|e| DataFusionError::External(self.sources.unavailable(e)))?;
         let all: Vec<FileRow> = all.into_iter().filter(|f| f.tenant == self.tenant).collect();
         let considered = all.len();
         let files = self.prune_by_time(state, filters, all)?;

@@ -111,12 +111,17 @@ impl TableProvider for CatalogView {
 
 impl CatalogView {
     async fn read(&self) -> Result<RecordBatch, Box<dyn std::error::Error + Send + Sync>> {
-        let catalog = self.sources.catalog().await?;
+        let catalog = self.sources.catalog();
         let columns: Vec<ArrayRef> = match self.view {
             View::Files => {
                 let filter = FileFilter { tenant: Some(self.tenant.clone()), ..Default::default() };
-                let rows: Vec<_> =
-                    catalog.files(&filter).await?.into_iter().filter(|f| f.tenant == self.tenant).collect();
+                let rows: Vec<_> = catalog
+                    .files(&filter)
+                    .await
+                    .map_err(|e| self.sources.unavailable(e))?
+                    .into_iter()
+                    .filter(|f| f.tenant == self.tenant)
+                    .collect();
                 let text = |f: &dyn Fn(&openwit_catalog::FileRow) -> &str| -> ArrayRef {
                     Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
                 };
@@ -151,7 +156,8 @@ impl CatalogView {
                 let filter = BatchFilter { tenant: Some(self.tenant.clone()), limit: i64::MAX, ..Default::default() };
                 let rows: Vec<_> = catalog
                     .batches(&filter, i64::MAX)
-                    .await?
+                    .await
+                    .map_err(|e| self.sources.unavailable(e))?
                     .into_iter()
                     .filter(|b| b.batch.client_id == self.tenant)
                     .collect();

@@ -1,16 +1,15 @@
-//! Where finalized files go: a local directory, or an object store (S3 and S3-compatible servers, GCS,
-//! Azure) through `object_store`.
+//! A storage root, opened: a local directory, or a prefix in an object store (S3 and S3-compatible
+//! servers, GCS, Azure) through `object_store`. Files are stored, verified and listed under it.
 
+use crate::{Endpoint, Service, StorageError};
 use futures::TryStreamExt;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
-use openwit_core::ConfigIssue;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
@@ -18,64 +17,6 @@ use tokio::io::AsyncReadExt;
 const MULTIPART_ABOVE: u64 = 16 << 20;
 const PART_SIZE: usize = 8 << 20;
 const PARTS_IN_FLIGHT: usize = 4;
-
-/// A parsed `endpoint`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Endpoint {
-    Local(PathBuf),
-    Remote { service: Service, bucket: String, prefix: String },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Service {
-    S3,
-    Gcs,
-    Azure,
-}
-
-impl Endpoint {
-    /// Parses `endpoint`, checking that every storage option is one the service knows.
-    pub fn parse(endpoint: &str, options: &BTreeMap<String, String>) -> Result<Endpoint, ConfigIssue> {
-        let bad = |m: String| ConfigIssue::new("endpoint", m);
-        let Some((scheme, rest)) = endpoint.split_once("://") else {
-            if endpoint.is_empty() {
-                return Err(bad("is empty; give a directory or a file://, s3://, gs:// or az:// URL".into()));
-            }
-            return Ok(Endpoint::Local(PathBuf::from(endpoint)));
-        };
-        let service = match scheme.to_ascii_lowercase().as_str() {
-            "file" => return Ok(Endpoint::Local(PathBuf::from(rest))),
-            "s3" | "s3a" => Service::S3,
-            "gs" | "gcs" => Service::Gcs,
-            "az" | "azure" | "abfs" => Service::Azure,
-            other => {
-                return Err(bad(format!(
-                    "unsupported scheme {other:?} in {endpoint:?}: use a directory, file://, s3://, gs:// or az://"
-                )));
-            }
-        };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(bad(format!("{endpoint:?} names no bucket or container (expected {scheme}://NAME/prefix)")));
-        }
-        for key in options.keys() {
-            let known = match service {
-                Service::S3 => AmazonS3ConfigKey::from_str(key).is_ok(),
-                Service::Gcs => GoogleConfigKey::from_str(key).is_ok(),
-                Service::Azure => AzureConfigKey::from_str(key).is_ok(),
-            };
-            if !known {
-                return Err(ConfigIssue::new(
-                    format!("storage_options.{key}"),
-                    format!(
-                        "is not a {service:?} setting of object_store (for example aws_endpoint, aws_allow_http, google_service_account, azure_storage_account_name)"
-                    ),
-                ));
-            }
-        }
-        Ok(Endpoint::Remote { service, bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() })
-    }
-}
 
 /// An opened destination.
 pub struct Destination {
@@ -91,12 +32,16 @@ enum Kind {
 
 impl Destination {
     /// Builds the client (no request is made: an unreachable store shows in uploads, which are retried).
-    pub fn open(endpoint: &Endpoint, options: &BTreeMap<String, String>) -> anyhow::Result<Destination> {
+    pub fn open(endpoint: &Endpoint, options: &BTreeMap<String, String>) -> Result<Destination, StorageError> {
         match endpoint {
             Endpoint::Local(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| anyhow::anyhow!("cannot create the storage directory {}: {e}", dir.display()))?;
-                let dir = dir.canonicalize()?;
+                let io = |source| StorageError::Io {
+                    what: "cannot create the storage directory",
+                    path: dir.clone(),
+                    source,
+                };
+                std::fs::create_dir_all(dir).map_err(io)?;
+                let dir = dir.canonicalize().map_err(io)?;
                 Ok(Destination { root: format!("file://{}", dir.display()), kind: Kind::Local(dir) })
             }
             Endpoint::Remote { service, bucket, prefix } => {
@@ -112,7 +57,7 @@ impl Destination {
                     Service::S3 => {
                         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry.clone());
                         for (k, v) in opts {
-                            b = b.with_config(k.parse()?, v);
+                            b = b.with_config(k.parse().map_err(StorageError::Store)?, v);
                         }
                         Arc::new(b.build()?)
                     }
@@ -120,7 +65,7 @@ impl Destination {
                         let mut b =
                             GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).with_retry(retry.clone());
                         for (k, v) in opts {
-                            b = b.with_config(k.parse()?, v);
+                            b = b.with_config(k.parse().map_err(StorageError::Store)?, v);
                         }
                         Arc::new(b.build()?)
                     }
@@ -128,7 +73,7 @@ impl Destination {
                         let mut b =
                             MicrosoftAzureBuilder::from_env().with_container_name(bucket).with_retry(retry.clone());
                         for (k, v) in opts {
-                            b = b.with_config(k.parse()?, v);
+                            b = b.with_config(k.parse().map_err(StorageError::Store)?, v);
                         }
                         Arc::new(b.build()?)
                     }
@@ -150,8 +95,8 @@ impl Destination {
 
     /// Opens a root recorded in the catalog for reading: like `open`, but a local directory is taken as it
     /// is (not created).
-    pub fn open_for_reading(root: &str, options: &BTreeMap<String, String>) -> anyhow::Result<Destination> {
-        match Endpoint::parse(root, options).map_err(|i| anyhow::anyhow!("{}", i.message))? {
+    pub fn open_for_reading(root: &str, options: &BTreeMap<String, String>) -> Result<Destination, StorageError> {
+        match Endpoint::parse(root, options)? {
             Endpoint::Local(dir) => Ok(Destination { root: root.to_string(), kind: Kind::Local(dir) }),
             remote => Destination::open(&remote, options),
         }
@@ -191,26 +136,28 @@ impl Destination {
 
     /// Stores the finalized local file at `rel` under the root. A local destination takes the file
     /// itself (renamed, or copied across file systems) and makes it durable; an object store gets a copy.
-    pub async fn upload(&self, local: &Path, rel: &str) -> Result<(), String> {
+    pub async fn upload(&self, local: &Path, rel: &str) -> Result<(), StorageError> {
         match &self.kind {
             Kind::Local(root) => {
                 let (from, to) = (local.to_path_buf(), root.join(rel));
+                let what = "cannot store";
                 tokio::task::spawn_blocking(move || move_durably(&from, &to))
                     .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("cannot store {}: {e}", local.display()))
+                    .map_err(|e| StorageError::Task(e.to_string()))?
+                    .map_err(|source| StorageError::Io { what, path: local.to_path_buf(), source })
             }
             Kind::Remote { store, prefix } => {
                 let path = Self::object_path(prefix, rel);
-                let size = tokio::fs::metadata(local).await.map_err(|e| e.to_string())?.len();
+                let io = |source| StorageError::Io { what: "cannot read", path: local.to_path_buf(), source };
+                let size = tokio::fs::metadata(local).await.map_err(io)?.len();
                 if size <= MULTIPART_ABOVE {
-                    let bytes = tokio::fs::read(local).await.map_err(|e| e.to_string())?;
-                    store.put(&path, bytes.into()).await.map_err(|e| e.to_string())?;
+                    let bytes = tokio::fs::read(local).await.map_err(io)?;
+                    store.put(&path, bytes.into()).await?;
                     return Ok(());
                 }
-                let upload = store.put_multipart(&path).await.map_err(|e| e.to_string())?;
+                let upload = store.put_multipart(&path).await?;
                 let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                let mut file = tokio::fs::File::open(local).await.map_err(|e| e.to_string())?;
+                let mut file = tokio::fs::File::open(local).await.map_err(io)?;
                 let mut buf = vec![0u8; PART_SIZE];
                 loop {
                     let n = match file.read(&mut buf).await {
@@ -218,46 +165,45 @@ impl Destination {
                         Ok(n) => n,
                         Err(e) => {
                             let _ = parts.abort().await;
-                            return Err(e.to_string());
+                            return Err(io(e));
                         }
                     };
-                    if let Err(e) = parts.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                        return Err(e.to_string());
-                    }
+                    parts.wait_for_capacity(PARTS_IN_FLIGHT).await?;
                     parts.write(&buf[..n]);
                 }
-                parts.finish().await.map(|_| ()).map_err(|e| e.to_string())
+                parts.finish().await?;
+                Ok(())
             }
         }
     }
 
     /// Whether `rel` holds the file that was uploaded: same size and, when known, same last 8 bytes (the
     /// footer length and the `PAR1` magic). `Err` when the store cannot be asked.
-    pub async fn verify(&self, rel: &str, size: u64, tail: Option<[u8; 8]>) -> Result<bool, String> {
+    pub async fn verify(&self, rel: &str, size: u64, tail: Option<[u8; 8]>) -> Result<bool, StorageError> {
         match &self.kind {
             Kind::Local(root) => {
                 let path = root.join(rel);
                 tokio::task::spawn_blocking(move || match std::fs::read(&path) {
                     Ok(b) => Ok(b.len() as u64 == size && tail.is_none_or(|t| b.len() >= 8 && b[b.len() - 8..] == t)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                    Err(e) => Err(e.to_string()),
+                    Err(source) => Err(StorageError::Io { what: "cannot read", path, source }),
                 })
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| StorageError::Task(e.to_string()))?
             }
             Kind::Remote { store, prefix } => {
                 let path = Self::object_path(prefix, rel);
                 let meta = match store.head(&path).await {
                     Ok(m) => m,
                     Err(object_store::Error::NotFound { .. }) => return Ok(false),
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 };
                 match tail {
                     _ if meta.size != size => Ok(false),
                     None => Ok(true),
                     Some(_) if size < 8 => Ok(false),
                     Some(t) => {
-                        let got = store.get_range(&path, size - 8..size).await.map_err(|e| e.to_string())?;
+                        let got = store.get_range(&path, size - 8..size).await?;
                         Ok(got.as_ref() == t)
                     }
                 }
@@ -266,7 +212,7 @@ impl Destination {
     }
 
     /// Every object under `dir` (relative to the root), for tests and tools.
-    pub async fn list(&self, dir: &str) -> Result<Vec<String>, String> {
+    pub async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
         match &self.kind {
             Kind::Local(root) => {
                 let mut out = Vec::new();
@@ -287,7 +233,7 @@ impl Destination {
             }
             Kind::Remote { store, prefix } => {
                 let base = Self::object_path(prefix, dir);
-                let metas: Vec<_> = store.list(Some(&base)).try_collect().await.map_err(|e| e.to_string())?;
+                let metas: Vec<_> = store.list(Some(&base)).try_collect().await?;
                 let strip = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
                 let mut out: Vec<String> =
                     metas.into_iter().map(|m| m.location.to_string().trim_start_matches(&strip).to_string()).collect();
@@ -345,32 +291,6 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(e: &str) -> Endpoint {
-        Endpoint::parse(e, &BTreeMap::new()).unwrap()
-    }
-
-    #[test]
-    fn endpoints_name_a_directory_or_a_bucket_and_prefix() {
-        assert_eq!(parse("/var/lib/openwit"), Endpoint::Local("/var/lib/openwit".into()));
-        assert_eq!(parse("file:///data/x"), Endpoint::Local("/data/x".into()));
-        assert_eq!(parse("relative/dir"), Endpoint::Local("relative/dir".into()));
-        assert_eq!(
-            parse("s3://telemetry/edge/a/"),
-            Endpoint::Remote { service: Service::S3, bucket: "telemetry".into(), prefix: "edge/a".into() }
-        );
-        assert_eq!(parse("s3a://b"), Endpoint::Remote { service: Service::S3, bucket: "b".into(), prefix: "".into() });
-        assert_eq!(
-            parse("gs://b/p"),
-            Endpoint::Remote { service: Service::Gcs, bucket: "b".into(), prefix: "p".into() }
-        );
-        assert_eq!(
-            parse("az://c/p"),
-            Endpoint::Remote { service: Service::Azure, bucket: "c".into(), prefix: "p".into() }
-        );
-        let opts = BTreeMap::from([("aws_endpoint".to_string(), "http://x".to_string())]);
-        assert!(Endpoint::parse("s3://b", &opts).is_ok());
-    }
 
     #[tokio::test]
     async fn a_local_destination_takes_the_file_and_verifies_size_and_tail() {

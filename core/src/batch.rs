@@ -120,6 +120,19 @@ impl Batch {
         self.lineage.retain(keep)
     }
 
+    /// What a filter or sampler does: keeps the items whose flag is true, settles the others as
+    /// `Verdict::Dropped` on this path, and counts them (`telemetry::dropped_items`). Returns how many
+    /// were dropped.
+    pub fn drop_items(&mut self, keep: &[bool], dropped: &crate::telemetry::SignalCounters) -> usize {
+        let signal = self.signal();
+        let before = self.item_count();
+        let removed = self.retain_items(keep);
+        let n = before - self.item_count();
+        dropped.add(signal, n);
+        removed.settle(&Verdict::Dropped);
+        n
+    }
+
     /// Settles every item this batch carries, on this path.
     pub fn settle(self, v: &Verdict) {
         self.lineage.settle(v);
@@ -168,6 +181,33 @@ mod tests {
                 }],
             }),
         )
+    }
+
+    #[test]
+    fn dropped_items_are_settled_and_counted_and_the_rest_still_held() {
+        let t = crate::telemetry::Telemetry::default();
+        let dropped = crate::telemetry::dropped_items(&t, "filter/x");
+        let (tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+        let mut b = logs(5);
+        b.lineage = crate::Lineage::whole(crate::AckToken::new(crate::BatchId([1; 16]), tx), 5);
+        assert_eq!(b.drop_items(&[true, false, false, true, false], &dropped), 3);
+        assert_eq!(b.item_count(), 2);
+        assert_eq!(b.lineage.items().map(|(_, i)| i).collect::<Vec<_>>(), vec![0, 3]);
+        let kept: Vec<u64> = match &b.payload {
+            Payload::Logs(r) => r
+                .resource_logs
+                .iter()
+                .flat_map(|rl| &rl.scope_logs)
+                .flat_map(|sl| &sl.log_records)
+                .map(|l| l.time_unix_nano)
+                .collect(),
+            _ => unreachable!(),
+        };
+        assert_eq!(kept, vec![0, 3], "the payload and its lineage stay aligned");
+        assert!(done.try_recv().is_err(), "the kept items are still held");
+        b.settle(&Verdict::Stored);
+        assert_eq!(done.try_recv().unwrap().outcome, crate::Outcome::Stored);
+        assert!(t.encode().contains("openwit_processor_dropped_log_records_total{processor=\"filter/x\"} 3"));
     }
 
     #[test]

@@ -1,267 +1,208 @@
-//! The daemon's own metrics, named as the Collector names them (`otelcol_receiver_accepted_spans`, …)
-//! so that existing Collector dashboards and alerts keep working.
+//! The daemon's own metrics: one Prometheus registry, handed to every component through its build
+//! context. Each component registers its own metrics on it and resolves the label values it uses once,
+//! when it is built, so the hot path only increments a counter it already holds. Registration is by
+//! name and idempotent: two instances of a component (one per pipeline, or a rebuild after a panic) share
+//! one family.
+//!
+//! Collector-named metrics keep the Collector's names (`otelcol_receiver_accepted_spans`, …) so that
+//! existing dashboards and alerts keep working; OpenWit's own are under `openwit_`. Every metric has its
+//! help text, and `encode` writes the Prometheus text format (0.0.4) exactly: a counter's `# HELP` and
+//! `# TYPE` name its samples (`…_total`), which is what `promtool check metrics` and Prometheus'
+//! metadata expect.
 
 use crate::Signal;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
-type Labels = Vec<(String, String)>;
-type CounterFamily = Family<Labels, Counter>;
-type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
-/// The Collector's buckets for batch sizes, so that the same dashboards read the same shape.
-fn batch_size_histogram() -> Histogram {
-    Histogram::new([
-        10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7000.0,
-        8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
-    ])
-}
-
-/// One counter family per signal, e.g. `accepted_spans`, `accepted_metric_points`, `accepted_log_records`.
-#[derive(Default, Clone)]
-pub struct PerSignal {
-    spans: CounterFamily,
-    metric_points: CounterFamily,
-    log_records: CounterFamily,
-}
-
-impl PerSignal {
-    fn register(&self, reg: &mut Registry, prefix: &str, help: &str) {
-        for (sig, fam) in
-            [(Signal::Traces, &self.spans), (Signal::Metrics, &self.metric_points), (Signal::Logs, &self.log_records)]
-        {
-            reg.register(format!("{prefix}_{}", sig.item_unit()), format!("{help} ({})", sig.item_unit()), fam.clone());
-        }
-    }
-
-    /// Adds `n` items of `signal` under `labels`.
-    pub fn add(&self, signal: Signal, labels: &[(&str, &str)], n: usize) {
-        let fam = match signal {
-            Signal::Traces => &self.spans,
-            Signal::Metrics => &self.metric_points,
-            Signal::Logs => &self.log_records,
-        };
-        let labels: Labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        fam.get_or_create(&labels).inc_by(n as u64);
-    }
-}
+/// Label pairs, in the order they are written.
+pub type Labels = Vec<(String, String)>;
+pub type Counters = Family<Labels, Counter>;
+pub type Gauges = Family<Labels, Gauge>;
+pub type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 
 type Refresher = Box<dyn Fn() + Send + Sync>;
 
-/// All of the daemon's own metrics.
+/// The registry components register their metrics on.
+#[derive(Default)]
 pub struct Telemetry {
-    registry: Registry,
+    registry: Mutex<Registry>,
+    /// What was registered under each name (a second registration returns it).
+    families: Mutex<HashMap<String, Box<dyn Any + Send + Sync>>>,
     refreshers: Mutex<Vec<Refresher>>,
-    pub receiver_accepted: PerSignal,
-    pub receiver_refused: PerSignal,
-    pub exporter_sent: PerSignal,
-    pub exporter_send_failed: PerSignal,
-    pub exporter_queue_size: Family<Labels, Gauge>,
-    pub exporter_queue_capacity: Family<Labels, Gauge>,
-    /// Items per batch a batch processor sent.
-    pub processor_batch_send_size: HistogramFamily,
-    /// OpenWit's own: bytes the WAL holds on disk.
-    pub wal_disk_bytes: Gauge,
-    /// Segments in the WAL directory.
-    pub wal_segments: Gauge,
-    /// WAL batches written but not yet stored by every exporter.
-    pub wal_pending_batches: Gauge,
-    /// Seconds each group commit (write + fdatasync) took.
-    pub wal_commit_seconds: Histogram,
-    /// WAL batches by outcome: `written`, `completed`, `failed`, `replayed`.
-    pub wal_batches: Family<Labels, Counter>,
-    /// Corrupt records found (and quarantined) when the WAL was opened.
-    pub wal_quarantined_records: Counter,
-    /// Parquet files stored (verified and recorded stable), by exporter and table.
-    pub parquet_files: Family<Labels, Counter>,
-    /// Rows and bytes in those files.
-    pub parquet_rows: Family<Labels, Counter>,
-    pub parquet_bytes: Family<Labels, Counter>,
-    /// Failed attempts of a step (`catalog`, `upload`), by exporter: each is retried.
-    pub parquet_failures: Family<Labels, Counter>,
-    /// Bytes of finalized files waiting for their store, by exporter.
-    pub parquet_staging_bytes: Family<Labels, Gauge>,
-    /// Queries by outcome (`ok`, `invalid`, `limit`, `timeout`, `error`).
-    pub query_requests: Family<Labels, Counter>,
-    pub query_seconds: Histogram,
-    /// Files of the queried tenant and tables in the catalog, and those left after pruning by time.
-    pub query_files_considered: Counter,
-    pub query_files_scanned: Counter,
-    /// Row groups the Parquet reader checked against the predicate, pruned (`by` = `statistics`,
-    /// `bloom_filter`), and read.
-    pub query_row_groups_considered: Counter,
-    pub query_row_groups_pruned: Family<Labels, Counter>,
-    pub query_row_groups_scanned: Counter,
-    /// Panics of a pipeline component, by component id (each restarts it).
-    pub component_panics: Family<Labels, Counter>,
-    /// Kafka messages by receiver and outcome (`stored`, `duplicate`, `empty`, `dead_lettered`,
-    /// `dead_letter_failed`, `abandoned`).
-    pub kafka_messages: Family<Labels, Counter>,
-    /// Offset commits by receiver and outcome (`ok`, `failed`).
-    pub kafka_commits: Family<Labels, Counter>,
-    /// Partitions a Kafka receiver holds paused for backpressure.
-    pub kafka_paused_partitions: Family<Labels, Gauge>,
 }
 
-impl Default for Telemetry {
-    fn default() -> Self {
-        // Collector-named metrics under `otelcol_`, OpenWit's own under `openwit_`.
-        let mut root = Registry::default();
-        let registry = root.sub_registry_with_prefix("otelcol");
-        let t = Telemetry {
-            registry: Registry::default(),
-            refreshers: Mutex::default(),
-            receiver_accepted: PerSignal::default(),
-            receiver_refused: PerSignal::default(),
-            exporter_sent: PerSignal::default(),
-            exporter_send_failed: PerSignal::default(),
-            exporter_queue_size: Family::default(),
-            exporter_queue_capacity: Family::default(),
-            processor_batch_send_size: Family::new_with_constructor(batch_size_histogram),
-            wal_disk_bytes: Gauge::default(),
-            wal_segments: Gauge::default(),
-            wal_pending_batches: Gauge::default(),
-            wal_commit_seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-                0.0001, 2.0, 16,
-            )),
-            wal_batches: Family::default(),
-            wal_quarantined_records: Counter::default(),
-            parquet_files: Family::default(),
-            parquet_rows: Family::default(),
-            parquet_bytes: Family::default(),
-            parquet_failures: Family::default(),
-            parquet_staging_bytes: Family::default(),
-            query_requests: Family::default(),
-            query_seconds: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16)),
-            query_files_considered: Counter::default(),
-            query_files_scanned: Counter::default(),
-            query_row_groups_considered: Counter::default(),
-            query_row_groups_pruned: Family::default(),
-            query_row_groups_scanned: Counter::default(),
-            component_panics: Family::default(),
-            kafka_messages: Family::default(),
-            kafka_commits: Family::default(),
-            kafka_paused_partitions: Family::default(),
-        };
-        t.receiver_accepted.register(registry, "receiver_accepted", "Items accepted by a receiver");
-        t.receiver_refused.register(registry, "receiver_refused", "Items a receiver refused");
-        t.exporter_sent.register(registry, "exporter_sent", "Items an exporter delivered");
-        t.exporter_send_failed.register(registry, "exporter_send_failed", "Items an exporter failed to deliver");
-        registry.register(
-            "exporter_queue_size",
-            "Batches waiting in an exporter's queue",
-            t.exporter_queue_size.clone(),
-        );
-        registry.register(
-            "exporter_queue_capacity",
-            "Capacity of an exporter's queue, in batches",
-            t.exporter_queue_capacity.clone(),
-        );
-        registry.register(
-            "processor_batch_batch_send_size",
-            "Number of items in each batch a batch processor sent",
-            t.processor_batch_send_size.clone(),
-        );
-        let own = root.sub_registry_with_prefix("openwit");
-        own.register("wal_disk_bytes", "Bytes the write-ahead log holds on disk", t.wal_disk_bytes.clone());
-        own.register("wal_segments", "Segment files in the write-ahead log", t.wal_segments.clone());
-        own.register(
-            "wal_pending_batches",
-            "WAL batches not yet stored by every exporter",
-            t.wal_pending_batches.clone(),
-        );
-        own.register(
-            "wal_commit_seconds",
-            "Duration of each WAL group commit (write + fdatasync)",
-            t.wal_commit_seconds.clone(),
-        );
-        own.register(
-            "wal_batches",
-            "WAL batches by outcome (written, completed, failed, replayed)",
-            t.wal_batches.clone(),
-        );
-        own.register(
-            "wal_quarantined_records",
-            "Corrupt WAL records quarantined at start",
-            t.wal_quarantined_records.clone(),
-        );
-        own.register("parquet_files", "Parquet files stored (verified, recorded stable)", t.parquet_files.clone());
-        own.register("parquet_rows", "Rows in stored Parquet files", t.parquet_rows.clone());
-        own.register("parquet_bytes", "Bytes of stored Parquet files", t.parquet_bytes.clone());
-        own.register(
-            "parquet_failures",
-            "Failed attempts to record or upload a Parquet file (each is retried)",
-            t.parquet_failures.clone(),
-        );
-        own.register(
-            "parquet_staging_bytes",
-            "Bytes of finalized Parquet files waiting for their store",
-            t.parquet_staging_bytes.clone(),
-        );
-        own.register(
-            "component_panics",
-            "Panics of a pipeline component (each one restarts it; what it held is delivered again)",
-            t.component_panics.clone(),
-        );
-        own.register("kafka_messages", "Kafka messages by outcome", t.kafka_messages.clone());
-        own.register("kafka_commits", "Kafka offset commits by outcome", t.kafka_commits.clone());
-        own.register(
-            "kafka_paused_partitions",
-            "Kafka partitions paused for backpressure",
-            t.kafka_paused_partitions.clone(),
-        );
-        own.register("query_requests", "SQL queries by outcome", t.query_requests.clone());
-        own.register("query_seconds", "Duration of SQL queries, to the last row", t.query_seconds.clone());
-        own.register(
-            "query_files_considered",
-            "Parquet files of the queried tenant and tables in the catalog",
-            t.query_files_considered.clone(),
-        );
-        own.register(
-            "query_files_scanned",
-            "Parquet files opened by queries after pruning by time in the catalog",
-            t.query_files_scanned.clone(),
-        );
-        own.register(
-            "query_row_groups_considered",
-            "Row groups checked against a query's predicate",
-            t.query_row_groups_considered.clone(),
-        );
-        own.register(
-            "query_row_groups_pruned",
-            "Row groups skipped, by what excluded them (statistics, bloom_filter)",
-            t.query_row_groups_pruned.clone(),
-        );
-        own.register(
-            "query_row_groups_scanned",
-            "Row groups read after pruning (of those checked against a predicate)",
-            t.query_row_groups_scanned.clone(),
-        );
-        Telemetry { registry: root, ..t }
-    }
+/// Turns `[("k", "v")]` into owned labels.
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 impl Telemetry {
+    /// The metric registered under `name`, registering `make()` with `help` the first time.
+    fn metric<M: Metric + Clone>(&self, name: &str, help: &str, make: impl FnOnce() -> M) -> M {
+        let mut families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = families.get(name) {
+            if let Some(m) = m.downcast_ref::<M>() {
+                return m.clone();
+            }
+            // A bug in OpenWit (one name, two kinds of metric); the metric still counts, unexported.
+            tracing::error!(metric = name, "metric registered twice with different types; the second is not exported");
+            return make();
+        }
+        let m = make();
+        self.registry.lock().unwrap_or_else(|p| p.into_inner()).register(name, help, m.clone());
+        families.insert(name.to_string(), Box::new(m.clone()));
+        m
+    }
+
+    /// A family of counters (the name without `_total`).
+    pub fn counters(&self, name: &str, help: &str) -> Counters {
+        self.metric(name, help, Counters::default)
+    }
+
+    /// One counter without labels (the name without `_total`).
+    pub fn counter(&self, name: &str, help: &str) -> Counter {
+        self.metric(name, help, Counter::default)
+    }
+
+    pub fn gauges(&self, name: &str, help: &str) -> Gauges {
+        self.metric(name, help, Gauges::default)
+    }
+
+    pub fn gauge(&self, name: &str, help: &str) -> Gauge {
+        self.metric(name, help, Gauge::default)
+    }
+
+    /// A family of histograms with the buckets `make` gives.
+    pub fn histograms(&self, name: &str, help: &str, make: fn() -> Histogram) -> Histograms {
+        self.metric(name, help, || Histograms::new_with_constructor(make))
+    }
+
+    pub fn histogram(&self, name: &str, help: &str, make: fn() -> Histogram) -> Histogram {
+        self.metric(name, help, make)
+    }
+
     /// Registers a function that updates gauges just before each scrape (queue depths, for example).
     pub fn on_scrape(&self, f: impl Fn() + Send + Sync + 'static) {
         self.refreshers.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(f));
     }
 
-    /// The metrics in Prometheus text format.
+    /// Every metric in the Prometheus text format (0.0.4).
     pub fn encode(&self) -> String {
         for f in self.refreshers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             f();
         }
-        let mut out = String::new();
+        let mut open_metrics = String::new();
         // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        out
+        let _ = encode(&mut open_metrics, &self.registry.lock().unwrap_or_else(|p| p.into_inner()));
+        to_prometheus_text(&open_metrics)
     }
+}
+
+/// prometheus-client writes OpenMetrics, where a counter family `x` has samples `x_total`. In the
+/// Prometheus text format the metadata names the samples: `# HELP x_total` and `# TYPE x_total counter`.
+/// `# UNIT` and `# EOF` exist only in OpenMetrics.
+fn to_prometheus_text(open_metrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in open_metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(open_metrics.len() + counters.len() * 12);
+    for line in open_metrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find(|p| line.starts_with(p));
+        match meta {
+            Some(prefix) => {
+                let rest = &line[prefix.len()..];
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) { format!("{name}_total") } else { name.to_string() };
+                out.push_str(prefix);
+                out.push_str(&name);
+                if !tail.is_empty() {
+                    out.push(' ');
+                    out.push_str(tail);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// One counter per signal (`{prefix}_spans`, `{prefix}_metric_points`, `{prefix}_log_records`), as the
+/// Collector counts items, for one set of labels resolved once.
+#[derive(Clone, Debug, Default)]
+pub struct SignalCounters {
+    spans: Counter,
+    metric_points: Counter,
+    log_records: Counter,
+}
+
+impl SignalCounters {
+    pub fn register(t: &Telemetry, prefix: &str, help: &str, labels: &Labels) -> SignalCounters {
+        let one = |s: Signal| {
+            let unit = s.item_unit();
+            t.counters(&format!("{prefix}_{unit}"), &format!("{help} ({unit})")).get_or_create(labels).clone()
+        };
+        SignalCounters {
+            spans: one(Signal::Traces),
+            metric_points: one(Signal::Metrics),
+            log_records: one(Signal::Logs),
+        }
+    }
+
+    /// Adds `n` items of `signal`.
+    pub fn add(&self, signal: Signal, n: usize) {
+        match signal {
+            Signal::Traces => &self.spans,
+            Signal::Metrics => &self.metric_points,
+            Signal::Logs => &self.log_records,
+        }
+        .inc_by(n as u64);
+    }
+}
+
+/// What a receiver counts, as the Collector names it: items accepted (durable) and refused.
+#[derive(Clone, Debug, Default)]
+pub struct ReceiverCounters {
+    pub accepted: SignalCounters,
+    pub refused: SignalCounters,
+}
+
+impl ReceiverCounters {
+    /// For receiver `id` over `transport` (`grpc`, `http`, `kafka`).
+    pub fn register(t: &Telemetry, id: &str, transport: &str) -> ReceiverCounters {
+        let l = labels(&[("receiver", id), ("transport", transport)]);
+        ReceiverCounters {
+            accepted: SignalCounters::register(t, "otelcol_receiver_accepted", "Items accepted by a receiver", &l),
+            refused: SignalCounters::register(t, "otelcol_receiver_refused", "Items a receiver refused", &l),
+        }
+    }
+}
+
+/// Items a processor removed on purpose (settled `Verdict::Dropped`), per processor:
+/// `openwit_processor_dropped_{spans,metric_points,log_records}_total{processor}`.
+pub fn dropped_items(t: &Telemetry, processor: &str) -> SignalCounters {
+    SignalCounters::register(
+        t,
+        "openwit_processor_dropped",
+        "Items a processor removed on purpose (settled as dropped)",
+        &labels(&[("processor", processor)]),
+    )
 }
 
 #[cfg(test)]
@@ -269,15 +210,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_appear_under_collector_names() {
+    fn counts_appear_under_collector_names_with_their_help() {
         let t = Telemetry::default();
-        t.receiver_accepted.add(Signal::Traces, &[("receiver", "otlp"), ("transport", "grpc")], 3);
-        t.exporter_queue_capacity.get_or_create(&vec![("exporter".into(), "debug".into())]).set(100);
+        let r = ReceiverCounters::register(&t, "otlp", "grpc");
+        r.accepted.add(Signal::Traces, 3);
+        // A second instance shares the family.
+        ReceiverCounters::register(&t, "otlp", "grpc").accepted.add(Signal::Traces, 2);
+        t.gauges("otelcol_exporter_queue_capacity", "Capacity")
+            .get_or_create(&labels(&[("exporter", "debug")]))
+            .set(100);
         let text = t.encode();
         assert!(
-            text.contains("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 3"),
+            text.contains("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"} 5"),
             "{text}"
         );
+        assert!(text.contains("# HELP otelcol_receiver_accepted_spans_total Items accepted by a receiver (spans)"));
+        assert!(text.contains("# TYPE otelcol_receiver_accepted_spans_total counter"), "{text}");
         assert!(text.contains("otelcol_exporter_queue_capacity{exporter=\"debug\"} 100"), "{text}");
+        assert!(!text.contains("# EOF"));
+    }
+
+    /// The rule `promtool check metrics` applies: every sample's metric has HELP and TYPE lines under
+    /// its own name (a histogram's `_bucket`, `_sum`, `_count` belong to the histogram).
+    #[test]
+    fn every_sample_has_help_and_type_under_its_name() {
+        let t = Telemetry::default();
+        ReceiverCounters::register(&t, "otlp", "http").refused.add(Signal::Logs, 1);
+        t.counter("openwit_wal_quarantined_records", "Corrupt records").inc();
+        t.gauge("openwit_wal_disk_bytes", "Bytes").set(7);
+        t.histogram("openwit_wal_commit_seconds", "Seconds", || Histogram::new([0.1, 1.0])).observe(0.5);
+        let text = t.encode();
+        let mut help = std::collections::HashSet::new();
+        let mut typed = std::collections::HashMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                help.insert(rest.split(' ').next().unwrap().to_string());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut it = rest.split(' ');
+                typed.insert(it.next().unwrap().to_string(), it.next().unwrap().to_string());
+            }
+        }
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+        assert!(samples.len() >= 6, "{text}");
+        for s in samples {
+            let name = s.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    name.strip_suffix(suffix).filter(|f| typed.get(*f).is_some_and(|t| t == "histogram"))
+                })
+                .unwrap_or(name);
+            assert!(help.contains(family) && typed.contains_key(family), "no HELP/TYPE for {name}:\n{text}");
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::durable::{self, Durable, Routes, WalHandle, WalOwner};
 use crate::supervise::{self, Build};
 use anyhow::Context;
 use openwit_config::{Resolved, ResolvedConfig};
-use openwit_core::telemetry::Telemetry;
+use openwit_core::telemetry::{Telemetry, labels};
 use openwit_core::{Batch, BuildEnv, ComponentId, Fanout, ReceiverContext, Signal};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +46,7 @@ pub struct Graph {
 /// How the graph keeps its WAL.
 pub struct Durability {
     pub wal: WalHandle,
+    pub metrics: Arc<durable::WalMetrics>,
     pub owner: WalOwner,
     pub pending: Vec<openwit_wal::WalBatch>,
     /// Source offsets (Kafka) the WAL holds, per receiver id.
@@ -145,7 +146,7 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
     let completions = tokio::spawn(durable::run_completions(
         durability.wal.clone(),
         done_rx,
-        telemetry.clone(),
+        durability.metrics.clone(),
         track.clone(),
         book.clone(),
         lost_tx,
@@ -155,15 +156,15 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
         wal: durability.wal.clone(),
         routes: routes.clone(),
         completions: done_tx.clone(),
-        telemetry: telemetry.clone(),
+        metrics: durability.metrics.clone(),
         track: track.clone(),
         book,
         max_redeliveries: durability.max_redeliveries,
     };
     let redeliveries =
         tokio::spawn(durable::redeliver::run(redeliverer, durability.retries, lost_rx, receivers_stop.clone()));
-    durable::replay(durability.pending, &routes, &done_tx, &telemetry, &track).await;
-    let (ingest, writer) = Durable::start(durability.wal, routes, done_tx, telemetry.clone(), track);
+    durable::replay(durability.pending, &routes, &done_tx, &durability.metrics, &track).await;
+    let (ingest, writer) = Durable::start(durability.wal, routes, done_tx, durability.metrics.clone(), track);
 
     let mut receivers = vec![redeliveries];
     for (id, signals) in receivers_signals {
@@ -195,11 +196,18 @@ pub fn builder<C: ?Sized + 'static>(
     Ok(Box::new(move || config.build(&id, &env).with_context(|| format!("cannot build {id}"))))
 }
 
+/// `otelcol_exporter_queue_capacity` and `_size` for an exporter's queue, as the Collector names them.
 fn watch_queue(telemetry: &Arc<Telemetry>, id: &ComponentId, tx: &mpsc::Sender<Batch>) {
-    let labels = vec![("exporter".to_string(), id.to_string())];
-    telemetry.exporter_queue_capacity.get_or_create(&labels).set(tx.max_capacity() as i64);
+    let l = labels(&[("exporter", &id.to_string())]);
+    telemetry
+        .gauges("otelcol_exporter_queue_capacity", "Capacity of an exporter's queue, in batches")
+        .get_or_create(&l)
+        .set(tx.max_capacity() as i64);
     let weak = tx.downgrade();
-    let size = telemetry.exporter_queue_size.get_or_create(&labels).clone();
+    let size = telemetry
+        .gauges("otelcol_exporter_queue_size", "Batches waiting in an exporter's queue")
+        .get_or_create(&l)
+        .clone();
     telemetry.on_scrape(move || {
         let used = weak.upgrade().map(|s| s.max_capacity() - s.capacity()).unwrap_or(0);
         size.set(used as i64);

@@ -174,7 +174,8 @@ fn open_wal(
     }
     let (wal, recovered) = openwit_wal::Wal::open(wal_cfg)
         .map_err(|e| anyhow::anyhow!("cannot open the write-ahead log in {}: {e}", dir.display()))?;
-    telemetry.wal_quarantined_records.inc_by(recovered.quarantined_records as u64);
+    let metrics = Arc::new(crate::durable::WalMetrics::register(telemetry));
+    metrics.quarantined_records.inc_by(recovered.quarantined_records as u64);
     tracing::info!(
         dir = %dir.display(),
         segments = recovered.segments,
@@ -191,10 +192,11 @@ fn open_wal(
             cleaned_tracker.send(openwit_catalog::Update::Cleaned { batch_id: id.to_string(), at });
         }
     };
-    let (handle, owner) = crate::durable::WalHandle::start(wal, settings.janitor_interval, telemetry.clone(), cleaned)
+    let (handle, owner) = crate::durable::WalHandle::start(wal, settings.janitor_interval, metrics.clone(), cleaned)
         .map_err(|e| anyhow::anyhow!("cannot start the WAL thread: {e}"))?;
     Ok(graph::Durability {
         wal: handle,
+        metrics,
         owner,
         pending: recovered.pending,
         durable_offsets: durable_offsets(recovered.sources),

@@ -6,7 +6,7 @@
 
 use backon::BackoffBuilder;
 use futures::FutureExt;
-use openwit_core::telemetry::Telemetry;
+use openwit_core::telemetry::{Counter, SignalCounters, Telemetry, labels};
 use openwit_core::{Batch, ComponentId, ExportError, Exporter, Fanout, HOLDER, Processor, Verdict};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -26,14 +26,25 @@ const CALM_AFTER: Duration = Duration::from_secs(30);
 struct Supervised<C: ?Sized> {
     /// `processor batch in pipeline traces`, `exporter parquet`: for logs and lost items.
     name: Arc<str>,
-    id: ComponentId,
     build: Build<C>,
-    telemetry: Arc<Telemetry>,
+    /// `openwit_component_panics_total{component}`.
+    panic_count: Counter,
     panics: u32,
     last_panic: Option<Instant>,
 }
 
 impl<C: ?Sized> Supervised<C> {
+    fn new(name: String, id: &ComponentId, build: Build<C>, telemetry: &Telemetry) -> Supervised<C> {
+        let panic_count = telemetry
+            .counters(
+                "openwit_component_panics",
+                "Panics of a pipeline component (each one restarts it; what it held is delivered again)",
+            )
+            .get_or_create(&labels(&[("component", &id.to_string())]))
+            .clone();
+        Supervised { name: Arc::from(name), build, panic_count, panics: 0, last_panic: None }
+    }
+
     /// Builds an instance, retrying with the restart backoff while the build fails.
     async fn instance(&mut self) -> Box<C> {
         loop {
@@ -50,7 +61,7 @@ impl<C: ?Sized> Supervised<C> {
     /// Records a panic: logged, counted; then waits before the restart.
     async fn panicked(&mut self, payload: Box<dyn std::any::Any + Send>, remains: impl FnOnce()) {
         let msg = panic_message(&payload);
-        self.telemetry.component_panics.get_or_create(&vec![("component".into(), self.id.to_string())]).inc();
+        self.panic_count.inc();
         tracing::error!(component = %self.name, "panicked: {msg}; what it held is delivered again from the WAL, restarting it");
         // Whatever the dead instance still holds is lost; the outcome names who lost it.
         let who: Arc<str> = Arc::from(format!("{}, which panicked,", self.name));
@@ -87,7 +98,7 @@ pub async fn run_processor(
     output: Fanout,
     telemetry: Arc<Telemetry>,
 ) {
-    let mut s = Supervised { name: Arc::from(name), id, build, telemetry, panics: 0, last_panic: None };
+    let mut s = Supervised::new(name, &id, build, &telemetry);
     loop {
         let mut p = s.instance().await;
         let run = HOLDER.scope(s.name.clone(), p.run(&mut input, &output));
@@ -116,16 +127,11 @@ pub async fn run_exporter(
     telemetry: Arc<Telemetry>,
     retries: usize,
 ) {
-    let id_text = id.to_string();
-    let labels = [("exporter", id_text.as_str())];
-    let mut s = Supervised {
-        name: Arc::from(format!("exporter {id}")),
-        id: id.clone(),
-        build,
-        telemetry,
-        panics: 0,
-        last_panic: None,
-    };
+    let l = labels(&[("exporter", &id.to_string())]);
+    let sent = SignalCounters::register(&telemetry, "otelcol_exporter_sent", "Items an exporter delivered", &l);
+    let failed =
+        SignalCounters::register(&telemetry, "otelcol_exporter_send_failed", "Items an exporter failed to deliver", &l);
+    let mut s = Supervised::new(format!("exporter {id}"), &id, build, &telemetry);
     let backoff = backon::ExponentialBuilder::new()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(5))
@@ -137,12 +143,12 @@ pub async fn run_exporter(
         let attempt = HOLDER.scope(s.name.clone(), export_with_retries(&mut exporter, &batch, &backoff, &s.name));
         match AssertUnwindSafe(attempt).catch_unwind().await {
             Ok(Ok(())) => {
-                s.telemetry.exporter_sent.add(signal, &labels, n);
+                sent.add(signal, n);
                 batch.settle(&Verdict::Stored);
             }
             Ok(Err(e)) => {
                 tracing::error!(exporter = %id, %signal, items = n, "export failed: {e}");
-                s.telemetry.exporter_send_failed.add(signal, &labels, n);
+                failed.add(signal, n);
                 // The WAL keeps the batch, marked failed: replayed at the next start or by an operator.
                 batch.settle(&match e {
                     ExportError::Retryable(e) => Verdict::Retryable(format!("exporter {id}: {e}")),
@@ -150,7 +156,7 @@ pub async fn run_exporter(
                 });
             }
             Err(payload) => {
-                s.telemetry.exporter_send_failed.add(signal, &labels, n);
+                failed.add(signal, n);
                 let dead = std::mem::replace(&mut exporter, Box::new(Stopped));
                 s.panicked(payload, move || {
                     drop(batch);

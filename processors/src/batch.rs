@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use openwit_core::factory::{ComponentConfig, typed};
-use openwit_core::telemetry::Telemetry;
+use openwit_core::telemetry::{Histogram, Telemetry, labels};
 use openwit_core::{
     Batch, BuildEnv, ComponentId, ConfigIssue, Factory, Fanout, Metadata, Payload, Processor, Signal, TenantId,
 };
@@ -70,17 +70,37 @@ pub fn factory() -> Arc<dyn Factory<dyn Processor>> {
             Ok(Box::new(BatchProcessor {
                 id: id.to_string(),
                 cfg: cfg.clone(),
-                telemetry: env.telemetry.clone(),
+                send_size: send_size(&env.telemetry, &id.to_string()),
                 columnar: env.columnar_downstream,
             }))
         },
     )
 }
 
+/// The Collector's buckets for batch sizes, so that the same dashboards read the same shape.
+fn batch_size_buckets() -> Histogram {
+    Histogram::new([
+        10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7000.0,
+        8000.0, 9000.0, 10000.0, 20000.0, 30000.0, 50000.0, 100000.0,
+    ])
+}
+
+/// `otelcol_processor_batch_batch_send_size{processor}`, as the Collector names it.
+fn send_size(t: &Telemetry, processor: &str) -> Histogram {
+    t.histograms(
+        "otelcol_processor_batch_batch_send_size",
+        "Number of items in each batch a batch processor sent",
+        batch_size_buckets,
+    )
+    .get_or_create(&labels(&[("processor", processor)]))
+    .clone()
+}
+
 struct BatchProcessor {
     id: String,
     cfg: BatchConfig,
-    telemetry: Arc<Telemetry>,
+    /// Items per batch sent.
+    send_size: Histogram,
     /// Convert each batch to Arrow rows before handing it on (an exporter downstream reads them; the
     /// copies the fan-out makes share the one conversion).
     columnar: bool,
@@ -217,7 +237,7 @@ impl BatchProcessor {
             tracing::error!(processor = %self.id, "downstream closed while batches were still pending");
             return Err(());
         }
-        self.telemetry.processor_batch_send_size.get_or_create(&vec![("processor".into(), self.id.clone())]).observe(n);
+        self.send_size.observe(n);
         Ok(())
     }
 }
@@ -243,7 +263,7 @@ mod tests {
     fn start(cfg: BatchConfig) -> (mpsc::Sender<Batch>, mpsc::Receiver<Batch>, tokio::task::JoinHandle<()>) {
         let (in_tx, in_rx) = mpsc::channel(100);
         let (out_tx, out_rx) = mpsc::channel(100);
-        let mut p = BatchProcessor { id: "batch".into(), cfg, telemetry: Arc::default(), columnar: true };
+        let mut p = BatchProcessor { id: "batch".into(), cfg, send_size: batch_size_buckets(), columnar: true };
         let h = tokio::spawn(async move {
             let mut in_rx = in_rx;
             p.run(&mut in_rx, &Fanout::new(vec![out_tx])).await
@@ -286,7 +306,7 @@ mod tests {
         // Without a columnar exporter downstream, no conversion is paid for.
         let (in_tx, in_rx) = mpsc::channel(10);
         let (out_tx, mut out_rx) = mpsc::channel(10);
-        let mut p = BatchProcessor { id: "batch".into(), cfg, telemetry: Arc::default(), columnar: false };
+        let mut p = BatchProcessor { id: "batch".into(), cfg, send_size: batch_size_buckets(), columnar: false };
         tokio::spawn(async move {
             let mut in_rx = in_rx;
             p.run(&mut in_rx, &Fanout::new(vec![out_tx])).await

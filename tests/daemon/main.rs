@@ -18,6 +18,7 @@ mod http_options;
 mod ingest;
 mod kafka;
 mod loadgen;
+mod own_metrics;
 mod parquet;
 mod query;
 mod shutdown;

@@ -1,8 +1,8 @@
 //! Acting on each WAL batch's outcome, once every path has settled it.
 
 use super::log::WalHandle;
+use super::metrics::WalMetrics;
 use super::redeliver::{Book, Lost};
-use openwit_core::telemetry::Telemetry;
 use openwit_core::{Completion, Outcome};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 pub async fn run_completions(
     wal: WalHandle,
     mut rx: mpsc::UnboundedReceiver<Completion>,
-    telemetry: Arc<Telemetry>,
+    metrics: Arc<WalMetrics>,
     track: super::Tracking,
     book: Book,
     lost: mpsc::UnboundedSender<Lost>,
@@ -50,15 +50,12 @@ pub async fn run_completions(
                         at,
                     });
                     tracing::error!(batch = %c.id, "batch failed and is kept in the WAL: {e}");
-                    telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "failed".into())]).inc();
+                    metrics.failed.inc();
                 }
             }
         }
         if !stored.is_empty() {
-            telemetry
-                .wal_batches
-                .get_or_create(&vec![("outcome".into(), "completed".into())])
-                .inc_by(stored.len() as u64);
+            metrics.completed.inc_by(stored.len() as u64);
             wal.complete(stored);
         }
     }

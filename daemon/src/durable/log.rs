@@ -2,8 +2,8 @@
 //! the writer, completion records, reads for redeliveries, the janitor — in the order it is asked. The
 //! WAL's files are touched by nobody else, and its blocking I/O never runs on the async runtime.
 
+use super::metrics::WalMetrics;
 use openwit_core::BatchId;
-use openwit_core::telemetry::Telemetry;
 use openwit_wal::{Wal, WalBatch, WalError, WalStats};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
@@ -45,13 +45,13 @@ impl WalHandle {
     pub fn start(
         wal: Wal,
         janitor_every: Duration,
-        telemetry: Arc<Telemetry>,
+        metrics: Arc<WalMetrics>,
         cleaned: impl Fn(Vec<BatchId>) + Send + 'static,
     ) -> std::io::Result<(WalHandle, WalOwner)> {
         let (tx, rx) = std_mpsc::channel();
         let (done_tx, done) = oneshot::channel();
         std::thread::Builder::new().name("openwit-wal".into()).spawn(move || {
-            own(wal, rx, janitor_every, &telemetry, &cleaned);
+            own(wal, rx, janitor_every, &metrics, &cleaned);
             let _ = done_tx.send(());
         })?;
         Ok((WalHandle { tx }, WalOwner { done }))
@@ -82,7 +82,7 @@ fn own(
     mut wal: Wal,
     rx: std_mpsc::Receiver<Command>,
     janitor_every: Duration,
-    telemetry: &Telemetry,
+    metrics: &WalMetrics,
     cleaned: &dyn Fn(Vec<BatchId>),
 ) {
     let mut next_janitor = Instant::now() + janitor_every;
@@ -92,9 +92,9 @@ fn own(
             Ok(Command::Append(batches, reply)) => {
                 let started = Instant::now();
                 let r = wal.append_batches(&batches).map(|()| wal.stats());
-                telemetry.wal_commit_seconds.observe(started.elapsed().as_secs_f64());
+                metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                 if let Ok(s) = &r {
-                    publish(telemetry, s);
+                    metrics.publish(s);
                 }
                 let _ = reply.send(r);
             }
@@ -113,7 +113,7 @@ fn own(
                 let _ = reply.send(r);
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                janitor(&mut wal, telemetry, cleaned);
+                janitor(&mut wal, metrics, cleaned);
                 next_janitor = Instant::now() + janitor_every;
             }
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
@@ -124,11 +124,11 @@ fn own(
     if let Err(e) = wal.sync() {
         tracing::error!("WAL sync at shutdown failed: {e}");
     }
-    janitor(&mut wal, telemetry, cleaned);
+    janitor(&mut wal, metrics, cleaned);
 }
 
 /// Deletes fully stored segments.
-fn janitor(wal: &mut Wal, telemetry: &Telemetry, cleaned: &dyn Fn(Vec<BatchId>)) {
+fn janitor(wal: &mut Wal, metrics: &WalMetrics, cleaned: &dyn Fn(Vec<BatchId>)) {
     match wal.collect_garbage() {
         Ok(ids) if !ids.is_empty() => {
             tracing::debug!(batches = ids.len(), "janitor removed fully stored WAL segments");
@@ -137,11 +137,5 @@ fn janitor(wal: &mut Wal, telemetry: &Telemetry, cleaned: &dyn Fn(Vec<BatchId>))
         Ok(_) => {}
         Err(e) => tracing::error!("janitor: {e}"),
     }
-    publish(telemetry, &wal.stats());
-}
-
-fn publish(telemetry: &Telemetry, s: &WalStats) {
-    telemetry.wal_disk_bytes.set(s.disk_bytes as i64);
-    telemetry.wal_segments.set(s.segments as i64);
-    telemetry.wal_pending_batches.set(s.pending_batches as i64);
+    metrics.publish(&wal.stats());
 }

@@ -13,12 +13,14 @@
 
 mod completions;
 mod log;
+mod metrics;
 pub mod redeliver;
 mod replay;
 mod writer;
 
 pub use completions::run_completions;
 pub use log::{WalHandle, WalOwner};
+pub use metrics::WalMetrics;
 
 /// Where batch tracking goes, and who this daemon is in it.
 #[derive(Clone)]

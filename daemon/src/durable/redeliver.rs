@@ -5,9 +5,9 @@
 //! - when an operator retries failed batches (the batch monitor's API).
 
 use super::log::WalHandle;
+use super::metrics::WalMetrics;
 use super::{Routes, Tracking, replay};
 use async_trait::async_trait;
-use openwit_core::telemetry::Telemetry;
 use openwit_core::{BatchId, Completion, Operator, OperatorError};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -100,7 +100,7 @@ pub struct Redeliverer {
     pub wal: WalHandle,
     pub routes: Routes,
     pub completions: mpsc::UnboundedSender<Completion>,
-    pub telemetry: Arc<Telemetry>,
+    pub metrics: Arc<WalMetrics>,
     pub track: Tracking,
     pub book: Book,
     /// Automatic redeliveries of a batch lost in a row before it is failed as poison.
@@ -144,7 +144,7 @@ pub async fn run(
                 match r.wal.read(ids).await {
                     Ok(batches) => {
                         tracing::info!(batches = batches.len(), "delivering lost batches again");
-                        replay(batches, &r.routes, &r.completions, &r.telemetry, &r.track).await;
+                        replay(batches, &r.routes, &r.completions, &r.metrics, &r.track).await;
                     }
                     Err(e) => tracing::error!("cannot read lost batches back from the WAL (they stay there): {e}"),
                 }
@@ -175,7 +175,7 @@ impl Redeliverer {
             error,
             at: super::now_ms(),
         });
-        self.telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "failed".into())]).inc();
+        self.metrics.failed.inc();
     }
 
     async fn retry(&self, ids: Option<Vec<String>>) -> Result<usize, OperatorError> {
@@ -199,7 +199,7 @@ impl Redeliverer {
         });
         let n = batches.len();
         tracing::info!(batches = n, ids = ?chosen, "operator retry of failed batches");
-        replay(batches, &self.routes, &self.completions, &self.telemetry, &self.track).await;
+        replay(batches, &self.routes, &self.completions, &self.metrics, &self.track).await;
         Ok(n)
     }
 }

@@ -1,7 +1,7 @@
 //! Replaying what the WAL holds without a completion.
 
+use super::metrics::WalMetrics;
 use super::{Routes, decode, signal_of};
-use openwit_core::telemetry::Telemetry;
 use openwit_core::{AckToken, Batch, BatchId, Completion, Lineage, Metadata, TenantId};
 use openwit_wal::WalBatch;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ pub async fn replay(
     pending: Vec<WalBatch>,
     routes: &Routes,
     completions: &mpsc::UnboundedSender<Completion>,
-    telemetry: &Telemetry,
+    metrics: &WalMetrics,
     track: &super::Tracking,
 ) {
     if pending.is_empty() {
@@ -66,5 +66,5 @@ pub async fn replay(
         }
         replayed += 1;
     }
-    telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "replayed".into())]).inc_by(replayed);
+    metrics.replayed.inc_by(replayed);
 }

@@ -1,10 +1,10 @@
 //! The WAL writer: batching, group commit, hand-off.
 
 use super::log::WalHandle;
+use super::metrics::WalMetrics;
 use super::{encode, signal_code};
 use async_trait::async_trait;
 use openwit_core::source::push_offsets;
-use openwit_core::telemetry::Telemetry;
 use openwit_core::{
     AckToken, Batch, BatchId, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest, Lineage,
     Metadata, Payload, Receipt, Signal, SourceOffsets, TenantId,
@@ -107,12 +107,11 @@ impl Durable {
         wal: WalHandle,
         routes: Routes,
         completions: mpsc::UnboundedSender<Completion>,
-        telemetry: Arc<Telemetry>,
+        metrics: Arc<WalMetrics>,
         track: super::Tracking,
     ) -> (Arc<Durable>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(INBOX);
-        let writer =
-            Writer { wal, routes, completions, telemetry, track, open: HashMap::new(), ready: VecDeque::new() };
+        let writer = Writer { wal, routes, completions, metrics, track, open: HashMap::new(), ready: VecDeque::new() };
         (Arc::new(Durable { inbox: tx }), tokio::spawn(writer.run(rx)))
     }
 }
@@ -121,7 +120,7 @@ struct Writer {
     wal: WalHandle,
     routes: Routes,
     completions: mpsc::UnboundedSender<Completion>,
-    telemetry: Arc<Telemetry>,
+    metrics: Arc<WalMetrics>,
     track: super::Tracking,
     open: HashMap<Key, Open>,
     /// Closed batches, oldest first, waiting to be committed.
@@ -259,7 +258,7 @@ impl Writer {
             }
             return;
         }
-        self.telemetry.wal_batches.get_or_create(&vec![("outcome".into(), "written".into())]).inc_by(ids.len() as u64);
+        self.metrics.written.inc_by(ids.len() as u64);
         let at = super::now_ms();
         for row in rows {
             self.track.tracker.send(openwit_catalog::Update::Written { batch: row, at });

@@ -7,6 +7,7 @@
 //! already holds are not written again.
 
 pub mod config;
+mod metrics;
 mod uploader;
 pub mod writer;
 
@@ -103,7 +104,7 @@ impl ParquetExporter {
             staging,
             cfg.retry_on_failure.clone(),
             (cfg.staging.max_megabytes * 1024.0 * 1024.0) as u64,
-            env.telemetry.clone(),
+            metrics::ParquetMetrics::register(&env.telemetry, &id.to_string()),
         ));
         let writer = Arc::new(Mutex::new(Writer::new(settings)));
         let (tx, rx) = mpsc::unbounded_channel();

@@ -10,9 +10,9 @@
 //! catalog never heard of are deleted.
 
 use super::config::Retry;
+use super::metrics::ParquetMetrics;
 use super::writer::{Finalized, size_and_tail};
 use openwit_catalog::{Catalog, FileBatch, FileFilter, FileRow, UPLOADING};
-use openwit_core::telemetry::Telemetry;
 use openwit_core::{Lineage, Verdict, columnar};
 use openwit_storage::Destination;
 use std::collections::HashMap;
@@ -39,7 +39,7 @@ pub struct Shared {
     /// Files a previous run left `uploading`, being uploaded again: the obligations for redelivered
     /// items they hold wait here, settled as stored once the file is.
     pub recovered: Mutex<HashMap<String, Lineage>>,
-    pub telemetry: Arc<Telemetry>,
+    pub metrics: ParquetMetrics,
     ready: AtomicBool,
     ready_notify: Notify,
 }
@@ -54,7 +54,7 @@ impl Shared {
         staging: PathBuf,
         retry: Retry,
         budget: u64,
-        telemetry: Arc<Telemetry>,
+        metrics: ParquetMetrics,
     ) -> Shared {
         Shared {
             exporter,
@@ -67,7 +67,7 @@ impl Shared {
             freed: Notify::new(),
             catalog,
             recovered: Mutex::new(HashMap::new()),
-            telemetry,
+            metrics,
             ready: AtomicBool::new(false),
             ready_notify: Notify::new(),
         }
@@ -125,12 +125,6 @@ impl Shared {
             .build()
     }
 
-    fn labels(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        std::iter::once(("exporter".to_string(), self.exporter.clone()))
-            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .collect()
-    }
-
     /// Adds (or with a negative `delta`, removes) bytes waiting in staging.
     pub fn staged(&self, delta: i64) {
         let now = if delta >= 0 {
@@ -146,7 +140,7 @@ impl Shared {
                 }
             }
         };
-        self.telemetry.parquet_staging_bytes.get_or_create(&self.labels(&[])).set(now as i64);
+        self.metrics.staging_bytes.set(now as i64);
         if delta < 0 {
             self.freed.notify_waiters();
         }
@@ -154,7 +148,7 @@ impl Shared {
 
     /// Runs `op` until it succeeds, waiting more between attempts each time; failures are counted
     /// under `step`.
-    async fn until_ok<T, F, Fut>(&self, step: &str, what: &str, mut op: F) -> T
+    async fn until_ok<T, F, Fut>(&self, step: Step, what: &str, mut op: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, String>>,
@@ -164,7 +158,10 @@ impl Shared {
             match op().await {
                 Ok(v) => return v,
                 Err(e) => {
-                    self.telemetry.parquet_failures.get_or_create(&self.labels(&[("step", step)])).inc();
+                    match step {
+                        Step::Catalog => self.metrics.catalog_failures.inc(),
+                        Step::Upload => self.metrics.upload_failures.inc(),
+                    };
                     let d = delays.next().unwrap_or(self.retry.max_interval);
                     tracing::warn!(exporter = %self.exporter, "{what} failed ({e}); retrying in {d:?}");
                     tokio::time::sleep(d).await;
@@ -172,6 +169,13 @@ impl Shared {
             }
         }
     }
+}
+
+/// The steps whose failures are counted (`openwit_parquet_failures_total{step}`).
+#[derive(Clone, Copy)]
+enum Step {
+    Catalog,
+    Upload,
 }
 
 /// A file on its way: what the catalog row says, the local copy, and the batches it releases.
@@ -243,7 +247,7 @@ async fn store(shared: &Shared, job: Job) {
     let (id, rel, size) = (job.row.file_id.clone(), job.row.path.clone(), job.row.byte_size as u64);
     if !job.recorded {
         shared
-            .until_ok("catalog", "recording a Parquet file in the catalog", || async {
+            .until_ok(Step::Catalog, "recording a Parquet file in the catalog", || async {
                 catalog.add_file(&job.row, &job.batches).await.map_err(|e| e.to_string())
             })
             .await;
@@ -251,7 +255,7 @@ async fn store(shared: &Shared, job: Job) {
     let dest = &shared.destination;
     let mut first = true;
     shared
-        .until_ok("upload", &format!("uploading {rel} to {}", dest.root), || {
+        .until_ok(Step::Upload, &format!("uploading {rel} to {}", dest.root), || {
             let again = !std::mem::replace(&mut first, false);
             let (local, rel) = (job.local.clone(), rel.clone());
             async move {
@@ -270,7 +274,7 @@ async fn store(shared: &Shared, job: Job) {
         })
         .await;
     shared
-        .until_ok("catalog", "marking a Parquet file stable in the catalog", || async {
+        .until_ok(Step::Catalog, "marking a Parquet file stable in the catalog", || async {
             catalog.file_stable(&id, now_ms()).await.map_err(|e| e.to_string())
         })
         .await;
@@ -280,10 +284,9 @@ async fn store(shared: &Shared, job: Job) {
         tracing::warn!(file = %job.local.display(), "cannot remove the local copy of a stored file: {e}");
     }
     shared.staged(-(size as i64));
-    let table = [("table", job.row.table_name.as_str())];
-    shared.telemetry.parquet_files.get_or_create(&shared.labels(&table)).inc();
-    shared.telemetry.parquet_rows.get_or_create(&shared.labels(&table)).inc_by(job.row.row_count as u64);
-    shared.telemetry.parquet_bytes.get_or_create(&shared.labels(&table)).inc_by(size);
+    if let Some(signal) = openwit_core::Signal::parse(&job.row.signal) {
+        shared.metrics.stored(signal, job.row.row_count as u64, size);
+    }
     let waiting = shared.recovered.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     tracing::debug!(exporter = %shared.exporter, file = %rel, rows = job.row.row_count, bytes = size, "Parquet file stored");
     // The file is durable where it was sent: its WAL batches may complete.
@@ -312,7 +315,7 @@ async fn recover(shared: &Shared) -> Vec<Job> {
         ..Default::default()
     };
     let rows = shared
-        .until_ok("catalog", "reading unfinished uploads from the catalog", || async {
+        .until_ok(Step::Catalog, "reading unfinished uploads from the catalog", || async {
             catalog.files(&filter).await.map_err(|e| e.to_string())
         })
         .await;
@@ -345,21 +348,21 @@ async fn recover(shared: &Shared) -> Vec<Job> {
                 // written again from the WAL).
                 let dest = &shared.destination;
                 let there = shared
-                    .until_ok("upload", &format!("checking {} in {}", row.path, dest.root), || async {
+                    .until_ok(Step::Upload, &format!("checking {} in {}", row.path, dest.root), || async {
                         dest.verify(&row.path, row.byte_size as u64, None).await.map_err(|e| e.to_string())
                     })
                     .await;
                 let id = row.file_id.clone();
                 if there {
                     shared
-                        .until_ok("catalog", "marking a Parquet file stable in the catalog", || async {
+                        .until_ok(Step::Catalog, "marking a Parquet file stable in the catalog", || async {
                             catalog.file_stable(&id, now_ms()).await.map_err(|e| e.to_string())
                         })
                         .await;
                 } else {
                     tracing::info!(file = %row.path, "forgetting a Parquet file that never reached the store");
                     shared
-                        .until_ok("catalog", "removing a Parquet file from the catalog", || async {
+                        .until_ok(Step::Catalog, "removing a Parquet file from the catalog", || async {
                             catalog.remove_file(&id).await.map_err(|e| e.to_string())
                         })
                         .await;

@@ -9,6 +9,7 @@
 
 pub mod engine;
 pub mod functions;
+mod metrics;
 pub mod output;
 pub mod sources;
 pub mod table;
@@ -23,9 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use engine::{Engine, FailureKind, Limits, QueryError, Running};
 use futures::StreamExt;
+use metrics::QueryMetrics;
 use openwit_core::config_types::check_endpoint;
 use openwit_core::factory::{ComponentConfig, typed};
-use openwit_core::telemetry::Telemetry;
 use openwit_core::{
     BuildEnv, ComponentId, ConfigIssue, Extension, ExtensionContext, Factory, Signal, TenantConfig, TenantId,
 };
@@ -119,7 +120,7 @@ struct QueryExtension {
 struct AppState {
     engine: Engine,
     tenant: TenantConfig,
-    telemetry: Arc<Telemetry>,
+    metrics: QueryMetrics,
 }
 
 #[async_trait]
@@ -127,7 +128,8 @@ impl Extension for QueryExtension {
     async fn start(self: Box<Self>, ctx: ExtensionContext) -> anyhow::Result<JoinHandle<()>> {
         let engine =
             Engine::new(ctx.catalog.clone(), ctx.storage.clone(), self.cfg.storage_options.clone(), self.cfg.limits())?;
-        let state = Arc::new(AppState { engine, tenant: self.cfg.tenant.clone(), telemetry: ctx.telemetry.clone() });
+        let metrics = QueryMetrics::register(&ctx.telemetry);
+        let state = Arc::new(AppState { engine, tenant: self.cfg.tenant.clone(), metrics });
         let app = Router::new().route("/api/v1/query", get(query_get).post(query_post)).with_state(state);
         ctx.apis.add(&self.cfg.endpoint, &ctx.id, app);
         tracing::info!(endpoint = %self.cfg.endpoint, "query API on /api/v1/query");
@@ -194,24 +196,6 @@ fn tenant(cfg: &TenantConfig, headers: &HeaderMap) -> Result<TenantId, QueryErro
     }
 }
 
-/// Counts one finished query in the metrics.
-fn record(t: &Telemetry, started: Instant, outcome: &str, running: Option<&Running>) {
-    t.query_requests.get_or_create(&vec![("outcome".to_string(), outcome.to_string())]).inc();
-    t.query_seconds.observe(started.elapsed().as_secs_f64());
-    if let Some(r) = running {
-        let c = engine::scan_counts(&r.plan);
-        t.query_files_considered.inc_by(c.files_considered as u64);
-        t.query_files_scanned.inc_by(c.files_scanned as u64);
-        t.query_row_groups_considered.inc_by(c.row_groups_considered as u64);
-        for (by, n) in
-            [("statistics", c.row_groups_pruned_by_statistics), ("bloom_filter", c.row_groups_pruned_by_bloom_filter)]
-        {
-            t.query_row_groups_pruned.get_or_create(&vec![("by".to_string(), by.to_string())]).inc_by(n as u64);
-        }
-        t.query_row_groups_scanned.inc_by(c.row_groups_scanned as u64);
-    }
-}
-
 fn too_many_rows(max: usize) -> QueryError {
     QueryError::new(
         FailureKind::Limit,
@@ -224,7 +208,7 @@ fn too_many_rows(max: usize) -> QueryError {
 async fn run(st: Arc<AppState>, headers: &HeaderMap, req: QueryRequest) -> Response {
     let started = Instant::now();
     let fail = |e: QueryError| {
-        record(&st.telemetry, started, e.kind.label(), None);
+        st.metrics.record(started, e.kind.label(), None);
         error_response(&e)
     };
     let format = match req.format.as_deref().unwrap_or("json").parse::<Format>() {
@@ -313,7 +297,7 @@ struct Tail {
 impl Tail {
     fn fail(&self, e: &QueryError) {
         tracing::warn!("query failed after its answer began: {}", e.message);
-        record(&self.st.telemetry, self.started, e.kind.label(), Some(&self.running));
+        self.st.metrics.record(self.started, e.kind.label(), Some(&self.running));
     }
 
     fn stream(self) -> impl futures::Stream<Item = Result<Vec<u8>, QueryError>> + Send {
@@ -323,7 +307,7 @@ impl Tail {
                 if t.ended {
                     let end =
                         t.encoder.finish(&t.schema).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string()));
-                    record(&t.st.telemetry, t.started, "ok", Some(&t.running));
+                    t.st.metrics.record(t.started, "ok", Some(&t.running));
                     return Some((end, None));
                 }
                 let e = match tokio::time::timeout_at(t.deadline, t.running.stream.next()).await {

@@ -9,8 +9,8 @@
 
 use super::dead_letter::{DeadLetter, Poison};
 use super::message::{TenantResolver, TopicRoutes, decode, extract_headers};
+use super::metrics::KafkaMetrics;
 use super::offsets::PartitionTrack;
-use openwit_core::telemetry::Telemetry;
 use openwit_core::{
     BatchingConfig, ConsumeError, DurableOffsets, Ingest, IngestRequest, Payload, Receipt, Signal, SourceOffsets,
     TenantId,
@@ -88,16 +88,12 @@ pub struct Context {
     receiver: Arc<str>,
     shared: Arc<Shared>,
     settle_wait: Duration,
-    telemetry: Arc<Telemetry>,
+    metrics: Arc<KafkaMetrics>,
 }
 
 impl Context {
-    pub fn new(receiver: Arc<str>, shared: Arc<Shared>, settle_wait: Duration, telemetry: Arc<Telemetry>) -> Context {
-        Context { receiver, shared, settle_wait, telemetry }
-    }
-
-    fn labels(&self, outcome: &str) -> Vec<(String, String)> {
-        labels(&self.receiver, outcome)
+    pub fn new(receiver: Arc<str>, shared: Arc<Shared>, settle_wait: Duration, metrics: Arc<KafkaMetrics>) -> Context {
+        Context { receiver, shared, settle_wait, metrics }
     }
 
     /// Before partitions go: waits for their messages on the way to the WAL, commits what is durable,
@@ -143,13 +139,13 @@ impl Context {
         timeout: Duration,
     ) -> bool {
         if let Err(e) = consumer.commit(tpl, CommitMode::Async) {
-            self.telemetry.kafka_commits.get_or_create(&self.labels("failed")).inc();
+            self.metrics.commit("failed");
             tracing::warn!(receiver = %self.receiver, "offset commit failed: {e}");
             return false;
         }
         let confirmed = self.confirm(consumer, tpl, timeout);
         let outcome = if confirmed { "ok" } else { "unconfirmed" };
-        self.telemetry.kafka_commits.get_or_create(&self.labels(outcome)).inc();
+        self.metrics.commit(outcome);
         confirmed
     }
 
@@ -192,11 +188,6 @@ impl Context {
             }
         }
     }
-}
-
-/// Metric labels: the receiver and an outcome.
-fn labels(receiver: &str, outcome: &str) -> Vec<(String, String)> {
-    vec![("receiver".into(), receiver.to_string()), ("outcome".into(), outcome.into())]
 }
 
 /// The offsets to commit for these partitions: each one's commit point, where it moved.
@@ -302,7 +293,7 @@ pub struct Poller {
     pub settings: Arc<Settings>,
     pub shared: Arc<Shared>,
     pub ingest: Arc<dyn Ingest>,
-    pub telemetry: Arc<Telemetry>,
+    pub metrics: Arc<KafkaMetrics>,
     pub runtime: tokio::runtime::Handle,
     pub shutdown: CancellationToken,
     pub dead_letter: DeadLetter,
@@ -413,8 +404,7 @@ impl Poller {
                 assigned.count() as i64
             }
         };
-        let labels = vec![("receiver".to_string(), self.settings.receiver.to_string())];
-        self.telemetry.kafka_paused_partitions.get_or_create(&labels).set(paused);
+        self.metrics.paused_partitions.set(paused);
     }
 
     fn topic(&mut self, name: &str) -> Arc<str> {
@@ -427,7 +417,7 @@ impl Poller {
     }
 
     fn outcome(&self, outcome: Outcome) {
-        self.telemetry.kafka_messages.get_or_create(&labels(&self.settings.receiver, outcome.label())).inc();
+        self.metrics.message(outcome.label());
     }
 
     fn handle(&mut self, m: &BorrowedMessage<'_>) {
@@ -501,7 +491,7 @@ impl Poller {
             settings: self.settings.clone(),
             shared: self.shared.clone(),
             ingest: self.ingest.clone(),
-            telemetry: self.telemetry.clone(),
+            metrics: self.metrics.clone(),
             shutdown: self.shutdown.clone(),
             key,
             offset,
@@ -518,10 +508,7 @@ impl Poller {
                 "message skipped: {}; written to {at}", p.reason
             ),
             Err(e) => {
-                self.telemetry
-                    .kafka_messages
-                    .get_or_create(&labels(&self.settings.receiver, "dead_letter_failed"))
-                    .inc();
+                self.metrics.message("dead_letter_failed");
                 tracing::error!(
                     receiver = %self.settings.receiver, topic = p.topic, partition = p.partition, offset = p.offset,
                     "message skipped: {}; it could NOT be dead-lettered ({e}); it stays readable in Kafka until retention removes it", p.reason
@@ -572,7 +559,7 @@ struct Delivery {
     settings: Arc<Settings>,
     shared: Arc<Shared>,
     ingest: Arc<dyn Ingest>,
-    telemetry: Arc<Telemetry>,
+    metrics: Arc<KafkaMetrics>,
     shutdown: CancellationToken,
     key: PartKey,
     offset: i64,
@@ -626,13 +613,12 @@ impl Delivery {
                 }
             }
         };
-        let per_signal = [("receiver", &*self.settings.receiver), ("transport", "kafka")];
         let outcome = if result.is_some() { Outcome::Stored } else { Outcome::Abandoned };
         match outcome {
-            Outcome::Stored => self.telemetry.receiver_accepted.add(signal, &per_signal, items),
-            _ => self.telemetry.receiver_refused.add(signal, &per_signal, items),
+            Outcome::Stored => self.metrics.items.accepted.add(signal, items),
+            _ => self.metrics.items.refused.add(signal, items),
         }
-        self.telemetry.kafka_messages.get_or_create(&labels(&self.settings.receiver, outcome.label())).inc();
+        self.metrics.message(outcome.label());
         self.finish(stalled, result);
     }
 

@@ -12,6 +12,7 @@ mod config;
 mod consumer;
 mod dead_letter;
 mod message;
+mod metrics;
 mod offsets;
 
 pub use config::KafkaConfig;
@@ -89,7 +90,8 @@ impl Receiver for KafkaReceiver {
             routes,
         });
         let shared = Shared::new(ctx.durable_offsets.clone());
-        let context = Context::new(receiver.clone(), shared.clone(), settle_wait, ctx.telemetry.clone());
+        let metrics = Arc::new(metrics::KafkaMetrics::register(&ctx.telemetry, &id));
+        let context = Context::new(receiver.clone(), shared.clone(), settle_wait, metrics.clone());
         let consumer: BaseConsumer<Context> = client_config(&self.cfg.client_properties())
             .create_with_context(context)
             .map_err(|e| anyhow::anyhow!("receiver {id}: cannot create the Kafka consumer: {e}"))?;
@@ -118,7 +120,7 @@ impl Receiver for KafkaReceiver {
             settings,
             shared,
             ingest: ctx.ingest.clone(),
-            telemetry: ctx.telemetry.clone(),
+            metrics,
             runtime: tokio::runtime::Handle::current(),
             shutdown: ctx.shutdown.clone(),
             dead_letter,

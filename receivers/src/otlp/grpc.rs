@@ -6,7 +6,7 @@
 //! Decompression is bounded by the same limit, so a compression bomb is refused, not inflated.
 
 use super::GrpcConfig;
-use super::ingest::{Accept, Refusal};
+use super::ingest::{Accept, Refusal, Transport};
 use super::signals::{Logs, Metrics, OtlpSignal, Traces};
 use openwit_core::{ComponentId, Metadata, Signal};
 use std::convert::Infallible;
@@ -124,7 +124,7 @@ impl<S: OtlpSignal> UnaryService<Raw<S::Req>> for Export<S> {
             let tenant = svc.ingest.resolve_tenant(md.get(svc.ingest.tenant_key()).and_then(|v| v.to_str().ok()));
             let metadata = if svc.include_metadata { metadata_of(md) } else { Metadata::new() };
             let raw = request.into_inner();
-            match svc.ingest.accept("grpc", tenant, S::payload(raw.msg), Some(raw.bytes), metadata).await {
+            match svc.ingest.accept(Transport::Grpc, tenant, S::payload(raw.msg), Some(raw.bytes), metadata).await {
                 Ok(()) => Ok(tonic::Response::new(S::Resp::default())),
                 Err(e @ Refusal::Tenant(_)) => Err(Status::invalid_argument(e.to_string())),
                 // Every pipeline refusal is temporary: UNAVAILABLE tells OTLP clients to retry.

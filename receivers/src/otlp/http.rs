@@ -5,7 +5,7 @@
 //! decompression); 415 for other content types; 405 for other methods (axum's method router);
 //! 429 (pipeline full) and 503 (shutting down) with `Retry-After`.
 
-use super::ingest::{Accept, Refusal};
+use super::ingest::{Accept, Refusal, Transport};
 use super::signals::{Logs, Metrics, OtlpSignal, Traces};
 use super::{CorsConfig, HttpConfig};
 use axum::Router;
@@ -129,7 +129,7 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
     let ingest = &st.ingest;
     let tenant = ingest.resolve_tenant(headers.get(ingest.tenant_key()).and_then(|v| v.to_str().ok()));
     let metadata = if st.include_metadata { metadata_of(&headers) } else { Metadata::new() };
-    match ingest.accept("http", tenant, S::payload(req), raw, metadata).await {
+    match ingest.accept(Transport::Http, tenant, S::payload(req), raw, metadata).await {
         Ok(()) => {
             // A full success is an empty Export response: no bytes in protobuf, `{}` in JSON.
             let bytes = match format {

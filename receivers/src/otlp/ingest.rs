@@ -1,6 +1,6 @@
 //! The accept path shared by gRPC and HTTP: tenant, metadata, the durable hand-off, own metrics.
 
-use openwit_core::telemetry::Telemetry;
+use openwit_core::telemetry::ReceiverCounters;
 use openwit_core::{
     BatchingConfig, ConsumeError, Ingest, IngestRequest, Metadata, Payload, ReceiverContext, Signal, TenantConfig,
     TenantError, TenantId,
@@ -17,11 +17,28 @@ pub enum Refusal {
     Pipeline(#[from] ConsumeError),
 }
 
+/// How a request came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    Http,
+}
+
+impl Transport {
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Http => "http",
+        }
+    }
+}
+
 pub struct Accept {
     receiver: Arc<str>,
     signals: Vec<Signal>,
     ingest: Arc<dyn Ingest>,
-    telemetry: Arc<Telemetry>,
+    grpc: ReceiverCounters,
+    http: ReceiverCounters,
     tenant: TenantConfig,
     batching: BatchingConfig,
     wait: Duration,
@@ -33,7 +50,8 @@ impl Accept {
             receiver: Arc::from(ctx.id.to_string()),
             signals: ctx.signals.clone(),
             ingest: ctx.ingest.clone(),
-            telemetry: ctx.telemetry.clone(),
+            grpc: ReceiverCounters::register(&ctx.telemetry, &ctx.id.to_string(), Transport::Grpc.label()),
+            http: ReceiverCounters::register(&ctx.telemetry, &ctx.id.to_string(), Transport::Http.label()),
             tenant,
             batching,
             wait,
@@ -58,7 +76,7 @@ impl Accept {
     /// `raw` is the request's protobuf encoding when the receiver has it.
     pub async fn accept(
         &self,
-        transport: &str,
+        transport: Transport,
         tenant: Result<TenantId, TenantError>,
         payload: Payload,
         raw: Option<bytes::Bytes>,
@@ -66,7 +84,10 @@ impl Accept {
     ) -> Result<(), Refusal> {
         let signal = payload.signal();
         let items = payload.item_count();
-        let labels = [("receiver", &*self.receiver), ("transport", transport)];
+        let counters = match transport {
+            Transport::Grpc => &self.grpc,
+            Transport::Http => &self.http,
+        };
         let result = async {
             let tenant = tenant?;
             let req = IngestRequest {
@@ -85,10 +106,10 @@ impl Accept {
         }
         .await;
         match &result {
-            Ok(()) => self.telemetry.receiver_accepted.add(signal, &labels, items),
+            Ok(()) => counters.accepted.add(signal, items),
             Err(e) => {
-                tracing::debug!(receiver = %self.receiver, %transport, %signal, items, "refused: {e}");
-                self.telemetry.receiver_refused.add(signal, &labels, items);
+                tracing::debug!(receiver = %self.receiver, transport = transport.label(), %signal, items, "refused: {e}");
+                counters.refused.add(signal, items);
             }
         }
         result

@@ -1,0 +1,63 @@
+//! The Parquet exporter's own metrics (`openwit_parquet_*`), resolved for one exporter when it is built.
+
+use openwit_core::Signal;
+use openwit_core::telemetry::{Counter, Gauge, Telemetry, labels};
+
+/// Counters per table (spans, logs, metrics).
+struct PerTable([Counter; 3]);
+
+impl PerTable {
+    fn get(&self, signal: Signal) -> &Counter {
+        &self.0[match signal {
+            Signal::Traces => 0,
+            Signal::Logs => 1,
+            Signal::Metrics => 2,
+        }]
+    }
+}
+
+pub struct ParquetMetrics {
+    files: PerTable,
+    rows: PerTable,
+    bytes: PerTable,
+    /// Failed attempts of the `catalog` and `upload` steps (each is retried).
+    pub catalog_failures: Counter,
+    pub upload_failures: Counter,
+    /// Bytes of finalized files waiting for their store.
+    pub staging_bytes: Gauge,
+}
+
+impl ParquetMetrics {
+    pub fn register(t: &Telemetry, exporter: &str) -> ParquetMetrics {
+        let per_table = |name: &str, help: &str| {
+            let f = t.counters(name, help);
+            PerTable([Signal::Traces, Signal::Logs, Signal::Metrics].map(|s| {
+                f.get_or_create(&labels(&[("exporter", exporter), ("table", openwit_core::columnar::table_name(s))]))
+                    .clone()
+            }))
+        };
+        let failures = t.counters(
+            "openwit_parquet_failures",
+            "Failed attempts to record or upload a Parquet file (each is retried)",
+        );
+        let step = |s: &str| failures.get_or_create(&labels(&[("exporter", exporter), ("step", s)])).clone();
+        ParquetMetrics {
+            files: per_table("openwit_parquet_files", "Parquet files stored (verified, recorded stable)"),
+            rows: per_table("openwit_parquet_rows", "Rows in stored Parquet files"),
+            bytes: per_table("openwit_parquet_bytes", "Bytes of stored Parquet files"),
+            catalog_failures: step("catalog"),
+            upload_failures: step("upload"),
+            staging_bytes: t
+                .gauges("openwit_parquet_staging_bytes", "Bytes of finalized Parquet files waiting for their store")
+                .get_or_create(&labels(&[("exporter", exporter)]))
+                .clone(),
+        }
+    }
+
+    /// A file of `signal`'s table is stored.
+    pub fn stored(&self, signal: Signal, rows: u64, bytes: u64) {
+        self.files.get(signal).inc();
+        self.rows.get(signal).inc_by(rows);
+        self.bytes.get(signal).inc_by(bytes);
+    }
+}

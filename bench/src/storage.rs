@@ -55,7 +55,7 @@ pub fn conversion(signal: Signal, payloads: &[Payload], time: Duration) -> anyho
     let (mut done, start) = (0u64, Instant::now());
     while start.elapsed() < time {
         for b in &batches {
-            columnar::from_record_batch(core_signal(signal), b).map_err(anyhow::Error::msg)?;
+            columnar::from_record_batch(core_signal(signal), b)?;
         }
         done += items;
     }

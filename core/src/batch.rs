@@ -85,7 +85,12 @@ pub struct Batch {
 
 /// A batch's rows in Arrow (see `crate::columnar`), converted on first use and then shared.
 #[derive(Clone, Debug, Default)]
-pub struct Columnar(Arc<OnceLock<Result<RecordBatch, String>>>);
+pub struct Columnar(Arc<OnceLock<Result<RecordBatch, ConversionError>>>);
+
+/// The items could not be made into Arrow rows (shared by the copies of the batch that asked).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("cannot convert the batch to Arrow: {0}")]
+pub struct ConversionError(Arc<arrow::error::ArrowError>);
 
 impl Batch {
     pub fn new(tenant: TenantId, payload: Payload) -> Batch {
@@ -145,12 +150,12 @@ impl Batch {
 
     /// The items as Arrow rows, one per item in item order (row `i` is item `i` of the lineage).
     /// Converted on the first call; later calls, and copies of this batch, share the result.
-    pub fn columnar(&self) -> Result<&RecordBatch, String> {
+    pub fn columnar(&self) -> Result<&RecordBatch, ConversionError> {
         self.columnar
             .0
             .get_or_init(|| {
                 crate::columnar::to_record_batch(self.tenant.as_str(), &self.payload)
-                    .map_err(|e| format!("cannot convert the batch to Arrow: {e}"))
+                    .map_err(|e| ConversionError(Arc::new(e)))
             })
             .as_ref()
             .map_err(Clone::clone)

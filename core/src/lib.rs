@@ -23,7 +23,7 @@ pub mod tenant;
 pub mod testing;
 
 pub use ack::{AckToken, BadBatchId, BatchId, Completion, HOLDER, Lineage, Outcome, Segment, Verdict};
-pub use batch::{Batch, Columnar, Metadata, Payload};
+pub use batch::{Batch, Columnar, ConversionError, Metadata, Payload};
 pub use component::{
     ComponentId, ComponentKind, ExportError, Exporter, Extension, ExtensionContext, Processor, Receiver,
     ReceiverContext,

@@ -1,5 +1,6 @@
 //! The `logs` table: one row per log record.
 
+use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
 use super::{append_attrs, attr_builders, column, decode_encoded, finish, read_encoded, timestamp_type, ts, unts};
 use crate::attributes::{AttrType, decode_value, encode_value};
@@ -71,7 +72,7 @@ pub fn to_record_batch(tenant: &str, req: &ExportLogsServiceRequest) -> Result<R
 }
 
 /// Rebuilds the log request from rows (adjacent rows with the same resource and scope share them).
-pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportLogsServiceRequest, String> {
+pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportLogsServiceRequest, ColumnarError> {
     let c = |n: &str| column(batch, n);
     let time = c("time")?.as_primitive::<TimestampNanosecondType>();
     let observed = c("observed_time")?.as_primitive::<TimestampNanosecondType>();

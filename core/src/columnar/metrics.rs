@@ -1,5 +1,6 @@
 //! The `metrics` table: one row per data point, every metric type in one table.
 
+use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
 use super::{
     AttrMapBuilder, EncodedAttrs, TypesBuilder, append_attrs, attr_builders, column, decode_encoded, finish,
@@ -411,7 +412,7 @@ fn list_u64(a: &ArrayRef, row: usize) -> Option<Vec<u64>> {
     (!l.is_null(row)).then(|| l.value(row).as_primitive::<UInt64Type>().values().to_vec())
 }
 
-fn exemplars_of(s: &StructArray) -> Result<Vec<Exemplar>, String> {
+fn exemplars_of(s: &StructArray) -> Result<Vec<Exemplar>, ColumnarError> {
     let time = s.column(0).as_primitive::<TimestampNanosecondType>();
     let d = s.column(1).as_primitive::<Float64Type>();
     let i = s.column(2).as_primitive::<Int64Type>();
@@ -439,7 +440,7 @@ fn exemplars_of(s: &StructArray) -> Result<Vec<Exemplar>, String> {
 
 /// Rebuilds the metrics request from rows: adjacent rows with the same resource, scope and metric
 /// share them.
-pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportMetricsServiceRequest, String> {
+pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportMetricsServiceRequest, ColumnarError> {
     let c = |n: &str| column(batch, n);
     let (name, description, unit, kind) =
         (c("metric_name")?, c("metric_description")?.as_string::<i32>(), c("metric_unit")?, c("metric_type")?);
@@ -529,7 +530,7 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportMetricsServiceRequ
                     ..Default::default()
                 }),
                 "summary" => Data::Summary(Summary::default()),
-                other => return Err(format!("unknown metric_type {other:?}")),
+                other => return Err(format!("unknown metric_type {other:?}").into()),
             };
             sm.metrics.push(Metric {
                 name: mk.name.clone(),

@@ -28,6 +28,28 @@ pub fn table_name(signal: Signal) -> &'static str {
     }
 }
 
+/// Why rows do not turn back into OTLP (rows another program wrote, or a newer OpenWit's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ColumnarError {
+    #[error("column {0:?} is missing")]
+    MissingColumn(String),
+    /// A column holds what its table's schema does not allow (a wrong type, an undecodable value).
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl From<String> for ColumnarError {
+    fn from(s: String) -> ColumnarError {
+        ColumnarError::Malformed(s)
+    }
+}
+
+impl From<&str> for ColumnarError {
+    fn from(s: &str) -> ColumnarError {
+        ColumnarError::Malformed(s.to_string())
+    }
+}
+
 /// One row per item of `payload`, in item order (spans, log records, metric data points as `Payload`
 /// counts them), so that row `i` is item `i` of the batch's lineage.
 pub fn to_record_batch(tenant: &str, payload: &Payload) -> Result<RecordBatch, ArrowError> {
@@ -39,7 +61,7 @@ pub fn to_record_batch(tenant: &str, payload: &Payload) -> Result<RecordBatch, A
 }
 
 /// The OTLP request that a table's rows hold.
-pub fn from_record_batch(signal: Signal, batch: &RecordBatch) -> Result<Payload, String> {
+pub fn from_record_batch(signal: Signal, batch: &RecordBatch) -> Result<Payload, ColumnarError> {
     Ok(match signal {
         Signal::Traces => Payload::Traces(spans::from_record_batch(batch)?),
         Signal::Logs => Payload::Logs(logs::from_record_batch(batch)?),
@@ -104,13 +126,13 @@ pub(crate) fn read_encoded(map: &MapArray, types: &ListArray, row: usize) -> Opt
     Some((e, codes))
 }
 
-pub(crate) fn decode_encoded(enc: &EncodedAttrs) -> Result<Vec<KeyValue>, String> {
-    decode_attributes(&enc.0, &enc.1)
+pub(crate) fn decode_encoded(enc: &EncodedAttrs) -> Result<Vec<KeyValue>, ColumnarError> {
+    Ok(decode_attributes(&enc.0, &enc.1)?)
 }
 
 /// A column by name, with an error that says which is missing.
-pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, String> {
-    batch.column_by_name(name).ok_or_else(|| format!("column {name:?} is missing"))
+pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ColumnarError> {
+    batch.column_by_name(name).ok_or_else(|| ColumnarError::MissingColumn(name.to_string()))
 }
 
 /// Finishes builders into a record batch whose schema follows from the arrays.

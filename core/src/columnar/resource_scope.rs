@@ -1,5 +1,6 @@
 //! The resource and scope columns every table has, written and read in one place.
 
+use super::ColumnarError;
 use super::{
     AttrMapBuilder, EncodedAttrs, TypesBuilder, append_attrs, attr_builders, column, decode_encoded, read_encoded,
 };
@@ -24,7 +25,7 @@ struct EntityRefs {
 pub(crate) type Dict = StringDictionaryBuilder<Int32Type>;
 
 /// A dictionary-encoded string cell.
-pub(crate) fn dict_str(a: &ArrayRef, row: usize) -> Result<Option<String>, String> {
+pub(crate) fn dict_str(a: &ArrayRef, row: usize) -> Result<Option<String>, ColumnarError> {
     if a.is_null(row) {
         return Ok(None);
     }
@@ -172,7 +173,7 @@ fn opt_u32(a: &PrimitiveArray<UInt32Type>, i: usize) -> Option<u32> {
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(batch: &'a RecordBatch) -> Result<Reader<'a>, String> {
+    pub(crate) fn new(batch: &'a RecordBatch) -> Result<Reader<'a>, ColumnarError> {
         let c = |n: &str| column(batch, n);
         Ok(Reader {
             res_attrs: c("resource_attributes")?.as_map(),
@@ -189,7 +190,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    pub(crate) fn keys(&self, row: usize) -> Result<(ResKey, ScopeKey), String> {
+    pub(crate) fn keys(&self, row: usize) -> Result<(ResKey, ScopeKey), ColumnarError> {
         let rk = ResKey {
             attrs: read_encoded(self.res_attrs, self.res_types, row),
             dropped: opt_u32(self.res_dropped, row),
@@ -212,7 +213,7 @@ impl ResKey {
         self.schema_url.clone()
     }
 
-    pub(crate) fn resource(&self) -> Result<Option<Resource>, String> {
+    pub(crate) fn resource(&self) -> Result<Option<Resource>, ColumnarError> {
         let Some(enc) = &self.attrs else { return Ok(None) };
         Ok(Some(Resource {
             attributes: decode_encoded(enc)?,
@@ -230,7 +231,7 @@ impl ScopeKey {
         self.schema_url.clone()
     }
 
-    pub(crate) fn scope(&self) -> Result<Option<InstrumentationScope>, String> {
+    pub(crate) fn scope(&self) -> Result<Option<InstrumentationScope>, ColumnarError> {
         let Some(enc) = &self.attrs else { return Ok(None) };
         Ok(Some(InstrumentationScope {
             name: self.name.clone().unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! The `spans` table: one row per span.
 
+use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
 use super::{
     AttrMapBuilder, TypesBuilder, append_attrs, attr_builders, column, decode_encoded, finish, read_encoded,
@@ -175,7 +176,7 @@ pub fn to_record_batch(tenant: &str, req: &ExportTraceServiceRequest) -> Result<
 }
 
 /// Rebuilds the trace request from rows (adjacent rows with the same resource and scope share them).
-pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportTraceServiceRequest, String> {
+pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportTraceServiceRequest, ColumnarError> {
     let c = |n: &str| column(batch, n);
     let time = c("time")?.as_primitive::<TimestampNanosecondType>();
     let end_time = c("end_time")?.as_primitive::<TimestampNanosecondType>();

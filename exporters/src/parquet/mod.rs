@@ -208,7 +208,7 @@ impl Exporter for ParquetExporter {
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         self.shared.wait_ready().await;
         self.shared.wait_for_room().await;
-        let rows = batch.columnar().map_err(ExportError::Permanent)?.clone();
+        let rows = batch.columnar().map_err(|e| ExportError::Permanent(e.to_string()))?.clone();
         let (keep, items, batch_ids) =
             if batch.lineage.is_empty() { (Vec::new(), Vec::new(), Vec::new()) } else { self.select(batch).await? };
         if !keep.is_empty() && keep.len() != rows.num_rows() {
@@ -235,7 +235,10 @@ impl Exporter for ParquetExporter {
         })
         .await
         .map_err(|e| ExportError::Retryable(e.to_string()))?
-        .map_err(|e| ExportError::Retryable(format!("cannot write Parquet: {e}")))?;
+        .map_err(|e| {
+            let message = format!("cannot write Parquet: {e}");
+            if e.is_permanent() { ExportError::Permanent(message) } else { ExportError::Retryable(message) }
+        })?;
         self.send(done);
         Ok(())
     }
@@ -249,7 +252,7 @@ impl Exporter for ParquetExporter {
         let done = tokio::task::spawn_blocking(move || writer.lock().unwrap_or_else(|p| p.into_inner()).finalize_all())
             .await
             .map_err(|e| ExportError::Permanent(e.to_string()))?;
-        let result = done.map(|files| self.send(files)).map_err(ExportError::Permanent);
+        let result = done.map(|files| self.send(files)).map_err(|e| ExportError::Permanent(e.to_string()));
         // Closing the channel lets the uploader end once every file is stored.
         self.files = None;
         if let Some(u) = self.uploader.take() {

@@ -35,6 +35,29 @@ const DICTIONARY_PAGE_BYTES: usize = 4 << 20;
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
+/// Why rows could not be written into a file.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The staging disk failed (full, read-only, an I/O error): worth retrying.
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    /// The Parquet encoder failed (most often an I/O error underneath): worth retrying.
+    #[error("Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("Arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The rows are not those of their table (a missing time column): retrying will not help.
+    #[error("{0}")]
+    Rows(String),
+}
+
+impl WriteError {
+    /// Whether writing the same rows again cannot succeed.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, WriteError::Rows(_))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct WriterSettings {
     pub staging: PathBuf,
@@ -116,7 +139,7 @@ impl Writer {
 
     /// Appends rows to the files of their hours; returns the files that reached their size. On an
     /// error every open file is discarded and its batches marked failed (they stay in the WAL).
-    pub fn write(&mut self, rows: Rows<'_>) -> Result<Vec<Finalized>, String> {
+    pub fn write(&mut self, rows: Rows<'_>) -> Result<Vec<Finalized>, WriteError> {
         let result = self.try_write(rows);
         if let Err(e) = &result {
             self.discard_all(e);
@@ -124,7 +147,7 @@ impl Writer {
         result
     }
 
-    fn try_write(&mut self, rows: Rows<'_>) -> Result<Vec<Finalized>, String> {
+    fn try_write(&mut self, rows: Rows<'_>) -> Result<Vec<Finalized>, WriteError> {
         let n = rows.batch.num_rows();
         if n == 0 {
             return Ok(Vec::new());
@@ -143,7 +166,7 @@ impl Writer {
             let part = if idx.len() == n {
                 rows.batch.clone()
             } else {
-                take_record_batch(&rows.batch, &UInt32Array::from(idx.clone())).map_err(|e| e.to_string())?
+                take_record_batch(&rows.batch, &UInt32Array::from(idx.clone()))?
             };
             let key = Key { signal: rows.signal, tenant: rows.tenant.to_string(), hour };
             if self.open.get(&key).is_some_and(|a| a.schema != part.schema()) {
@@ -181,7 +204,7 @@ impl Writer {
     }
 
     /// Finalizes the files open longer than `max_age`.
-    pub fn rotate_aged(&mut self) -> Result<Vec<Finalized>, String> {
+    pub fn rotate_aged(&mut self) -> Result<Vec<Finalized>, WriteError> {
         let max_age = self.settings.max_age;
         let aged: Vec<Key> =
             self.open.iter().filter(|(_, a)| a.opened.elapsed() >= max_age).map(|(k, _)| k.clone()).collect();
@@ -189,12 +212,12 @@ impl Writer {
     }
 
     /// Finalizes every open file (shutdown).
-    pub fn finalize_all(&mut self) -> Result<Vec<Finalized>, String> {
+    pub fn finalize_all(&mut self) -> Result<Vec<Finalized>, WriteError> {
         let keys: Vec<Key> = self.open.keys().cloned().collect();
         self.finalize_keys(keys)
     }
 
-    fn finalize_keys(&mut self, keys: Vec<Key>) -> Result<Vec<Finalized>, String> {
+    fn finalize_keys(&mut self, keys: Vec<Key>) -> Result<Vec<Finalized>, WriteError> {
         let mut done = Vec::new();
         for k in keys {
             if let Some(a) = self.open.remove(&k) {
@@ -210,7 +233,7 @@ impl Writer {
         Ok(done)
     }
 
-    fn discard_all(&mut self, error: &str) {
+    fn discard_all(&mut self, error: &WriteError) {
         for (_, a) in self.open.drain() {
             tracing::error!(file = %a.part.display(), "discarding an unfinished Parquet file ({error}); its batches stay in the WAL");
             let _ = std::fs::remove_file(&a.part);
@@ -220,11 +243,11 @@ impl Writer {
 }
 
 impl Active {
-    fn open(s: &WriterSettings, key: &Key, schema: SchemaRef) -> Result<Active, String> {
+    fn open(s: &WriterSettings, key: &Key, schema: SchemaRef) -> Result<Active, WriteError> {
         let file_id = ulid::Ulid::new().to_string();
         let table = columnar::table_name(key.signal);
         let start = time::OffsetDateTime::from_unix_timestamp(key.hour.clamp(0, 2_000_000) * 3600)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| WriteError::Rows(format!("hour {} cannot be placed: {e}", key.hour)))?;
         let rel_path = format!(
             "{table}/tenant={}/date={:04}-{:02}-{:02}/hour={:02}/{}-{file_id}.parquet",
             key.tenant,
@@ -235,10 +258,11 @@ impl Active {
             s.node_id
         );
         let part = s.staging.join(format!("{file_id}.parquet.part"));
-        let file = File::create(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
-        let sync = file.try_clone().map_err(|e| e.to_string())?;
+        let io = |source| WriteError::Io { what: "cannot create", path: part.clone(), source };
+        let file = File::create(&part).map_err(io)?;
+        let sync = file.try_clone().map_err(io)?;
         let props = properties(s, &schema, table, &key.tenant)?;
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
         Ok(Active {
             key: key.clone(),
             file_id,
@@ -273,7 +297,7 @@ impl Active {
 
     /// Writes the buffered rows as one row group, sorted. The sorted rows are gathered straight from the
     /// buffered batches a slice at a time, so the row group is never copied whole in Arrow.
-    fn flush_row_group(&mut self) -> Result<(), String> {
+    fn flush_row_group(&mut self) -> Result<(), WriteError> {
         if self.buffered.is_empty() {
             return Ok(());
         }
@@ -283,26 +307,26 @@ impl Active {
         let order = sorted_order(&batches)?;
         let refs: Vec<&RecordBatch> = batches.iter().collect();
         for slice in order.chunks(WRITE_SLICE_ROWS) {
-            let rows = interleave_record_batch(&refs, slice).map_err(|e| e.to_string())?;
-            self.writer.write(&rows).map_err(|e| e.to_string())?;
+            let rows = interleave_record_batch(&refs, slice)?;
+            self.writer.write(&rows)?;
         }
-        self.writer.flush().map_err(|e| e.to_string())
+        Ok(self.writer.flush()?)
     }
 
-    fn finalize(mut self) -> Result<Finalized, String> {
+    fn finalize(mut self) -> Result<Finalized, WriteError> {
         self.flush_row_group()?;
         for (k, v) in [("openwit.min_time", self.min_time), ("openwit.max_time", self.max_time)] {
             self.writer.append_key_value_metadata(KeyValue::new(k.to_string(), v.to_string()));
         }
-        let ctx = |e: &dyn std::fmt::Display| format!("cannot finalize {}: {e}", self.part.display());
-        self.writer.close().map_err(|e| ctx(&e))?;
-        self.sync.sync_all().map_err(|e| ctx(&e))?;
+        let io = |source| WriteError::Io { what: "cannot finalize", path: self.part.clone(), source };
+        self.writer.close()?;
+        self.sync.sync_all().map_err(io)?;
         let local = self.part.with_extension("");
-        std::fs::rename(&self.part, &local).map_err(|e| ctx(&e))?;
+        std::fs::rename(&self.part, &local).map_err(io)?;
         if let Some(dir) = local.parent() {
-            openwit_storage::sync_dir(dir).map_err(|e| ctx(&e))?;
+            openwit_storage::sync_dir(dir).map_err(io)?;
         }
-        let (bytes, tail) = size_and_tail(&local).map_err(|e| ctx(&e))?;
+        let (bytes, tail) = size_and_tail(&local).map_err(io)?;
         self.held.sort_unstable();
         let mut held: Vec<(BatchId, u32, u32)> = Vec::with_capacity(self.held.len());
         for (b, s, l) in self.held {
@@ -341,9 +365,14 @@ pub fn size_and_tail(path: &std::path::Path) -> std::io::Result<(u64, [u8; 8])> 
     Ok((size, tail))
 }
 
-fn properties(s: &WriterSettings, schema: &SchemaRef, table: &str, tenant: &str) -> Result<WriterProperties, String> {
-    let level = ZstdLevel::try_new(s.compression_level).map_err(|e| e.to_string())?;
-    let descr = ArrowSchemaConverter::new().convert(schema).map_err(|e| e.to_string())?;
+fn properties(
+    s: &WriterSettings,
+    schema: &SchemaRef,
+    table: &str,
+    tenant: &str,
+) -> Result<WriterProperties, WriteError> {
+    let level = ZstdLevel::try_new(s.compression_level)?;
+    let descr = ArrowSchemaConverter::new().convert(schema)?;
     let leaf = |name: &str| descr.columns().iter().position(|c| c.path().string() == name);
     let sorting: Vec<SortingColumn> = ["service_name", "time"]
         .iter()
@@ -405,12 +434,12 @@ fn properties(s: &WriterSettings, schema: &SchemaRef, table: &str, tenant: &str)
 }
 
 /// The time that places a row in an hour: `time`, or for log records without one, `observed_time`.
-fn effective_times(signal: Signal, batch: &RecordBatch) -> Result<Vec<i64>, String> {
+fn effective_times(signal: Signal, batch: &RecordBatch) -> Result<Vec<i64>, WriteError> {
     let col = |n: &str| {
         batch
             .column_by_name(n)
             .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-            .ok_or_else(|| format!("the {} rows have no {n} column", columnar::table_name(signal)))
+            .ok_or_else(|| WriteError::Rows(format!("the {} rows have no {n} column", columnar::table_name(signal))))
     };
     let time = col("time")?;
     let observed = if signal == Signal::Logs { Some(col("observed_time")?) } else { None };
@@ -427,15 +456,15 @@ fn effective_times(signal: Signal, batch: &RecordBatch) -> Result<Vec<i64>, Stri
 
 /// (batch, row) pairs of `batches` in the order of `service_name` (nulls first), then `time`. Only the
 /// two key columns are concatenated to sort.
-fn sorted_order(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, String> {
+fn sorted_order(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, WriteError> {
     let mut pairs: Vec<(usize, usize)> =
         batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r))).collect();
-    let key = |name: &str| -> Result<Option<arrow::array::ArrayRef>, String> {
+    let key = |name: &str| -> Result<Option<arrow::array::ArrayRef>, WriteError> {
         let cols: Vec<&dyn Array> = batches.iter().filter_map(|b| b.column_by_name(name).map(|c| c.as_ref())).collect();
         if cols.len() != batches.len() {
             return Ok(None);
         }
-        arrow::compute::concat(&cols).map(Some).map_err(|e| e.to_string())
+        Ok(Some(arrow::compute::concat(&cols)?))
     };
     let keys: Vec<SortColumn> = [key("service_name")?, key("time")?]
         .into_iter()
@@ -445,7 +474,7 @@ fn sorted_order(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, String> 
     if keys.is_empty() || pairs.len() < 2 {
         return Ok(pairs);
     }
-    let idx = lexsort_to_indices(&keys, None).map_err(|e| e.to_string())?;
+    let idx = lexsort_to_indices(&keys, None)?;
     let unsorted = std::mem::take(&mut pairs);
     pairs.extend(idx.values().iter().map(|&i| unsorted[i as usize]));
     Ok(pairs)
@@ -613,7 +642,8 @@ mod tests {
         // Rows without a time column cannot be placed: the write fails.
         let good = spans(&[T0]);
         let bad = good.project(&[good.schema().index_of("trace_id").unwrap()]).unwrap();
-        assert!(w.write(rows(bad, &token, 1)).is_err());
+        let e = w.write(rows(bad, &token, 1)).unwrap_err();
+        assert!(e.is_permanent(), "rows without a time column will never fit: {e}");
         drop(token);
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "the unfinished file is gone");
         let c = done.try_recv().unwrap();

@@ -8,7 +8,7 @@
 //! the tasks it waits for.
 
 use super::dead_letter::{DeadLetter, Poison};
-use super::message::{TenantResolver, TopicRoutes, decode, extract_headers};
+use super::message::{MessageError, TenantResolver, TopicRoutes, decode, extract_headers};
 use super::metrics::KafkaMetrics;
 use super::offsets::PartitionTrack;
 use openwit_core::{
@@ -457,7 +457,8 @@ impl Poller {
         });
         let prepared = match prepared {
             Ok(p) => p,
-            Err(reason) => {
+            Err(e) => {
+                let reason = e.to_string();
                 let poison = Poison {
                     topic: &key.0,
                     partition: key.1,
@@ -540,9 +541,9 @@ fn prepare(
     tenant: TenantId,
     bytes: bytes::Bytes,
     headers: &[(&str, Option<&[u8]>)],
-) -> Result<Prepared, String> {
+) -> Result<Prepared, MessageError> {
     let (signal, encoding) =
-        settings.routes.route(topic).ok_or_else(|| format!("topic {topic} matches none of the receiver's topics"))?;
+        settings.routes.route(topic).ok_or_else(|| MessageError::UnknownTopic(topic.to_string()))?;
     let mut payload = decode(signal, encoding, &bytes)?;
     let changed = !settings.headers.is_empty() && extract_headers(&mut payload, &settings.headers, headers);
     let raw = (encoding == super::config::Encoding::OtlpProto && !changed).then(|| bytes.clone());

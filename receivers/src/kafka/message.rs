@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use openwit_core::{Payload, Signal, TenantId, otlp_json};
+use openwit_core::{Payload, Signal, TenantError, TenantId, otlp_json};
 use prost::Message;
 use regex::Regex;
 use std::collections::HashMap;
@@ -72,35 +72,55 @@ impl TenantResolver {
     }
 
     /// Invalid ids are refused (the message is dead-lettered), never sanitised.
-    pub fn resolve(&self, topic: &str, headers: &[(&str, Option<&[u8]>)]) -> Result<TenantId, String> {
+    pub fn resolve(&self, topic: &str, headers: &[(&str, Option<&[u8]>)]) -> Result<TenantId, MessageError> {
         if let Some(caps) = self.pattern.as_ref().and_then(|re| re.captures(topic))
             && let Some(t) = caps.name("tenant")
         {
-            return TenantId::new(t.as_str()).map_err(|e| format!("the tenant in topic {topic:?} is invalid: {e}"));
+            return TenantId::new(t.as_str())
+                .map_err(|source| MessageError::TenantInTopic { topic: topic.to_string(), source });
         }
         let named = headers.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(&self.header));
         match named {
             Some((_, Some(v))) => {
-                let v = std::str::from_utf8(v).map_err(|_| format!("header {} is not UTF-8", self.header))?;
-                TenantId::new(v.trim()).map_err(|e| format!("header {}: {e}", self.header))
+                let header = || self.header.clone();
+                let v = std::str::from_utf8(v).map_err(|_| MessageError::TenantHeaderNotUtf8 { header: header() })?;
+                TenantId::new(v.trim()).map_err(|source| MessageError::TenantHeader { header: header(), source })
             }
             _ => Ok(self.default.clone()),
         }
     }
 }
 
+/// Why a message cannot be stored: it is dead-lettered with this as its reason.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("invalid OTLP protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    /// The OTLP/JSON decoder's own words (`invalid JSON: …`, `invalid OTLP/JSON: …`).
+    #[error("{0}")]
+    Json(String),
+    #[error("topic {0} matches none of the receiver's topics")]
+    UnknownTopic(String),
+    #[error("the tenant in topic {topic:?} is invalid: {source}")]
+    TenantInTopic { topic: String, source: TenantError },
+    #[error("header {header} is not UTF-8")]
+    TenantHeaderNotUtf8 { header: String },
+    #[error("header {header}: {source}")]
+    TenantHeader { header: String, source: TenantError },
+}
+
 /// Decodes a message's payload as an OTLP export request of `signal`.
-pub fn decode(signal: Signal, encoding: Encoding, bytes: &[u8]) -> Result<Payload, String> {
-    fn proto<T: Message + Default>(b: &[u8]) -> Result<T, String> {
-        T::decode(b).map_err(|e| format!("invalid OTLP protobuf: {e}"))
+pub fn decode(signal: Signal, encoding: Encoding, bytes: &[u8]) -> Result<Payload, MessageError> {
+    fn json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, MessageError> {
+        otlp_json::decode(b).map_err(MessageError::Json)
     }
     Ok(match (signal, encoding) {
-        (Signal::Traces, Encoding::OtlpProto) => Payload::Traces(proto::<ExportTraceServiceRequest>(bytes)?),
-        (Signal::Metrics, Encoding::OtlpProto) => Payload::Metrics(proto::<ExportMetricsServiceRequest>(bytes)?),
-        (Signal::Logs, Encoding::OtlpProto) => Payload::Logs(proto::<ExportLogsServiceRequest>(bytes)?),
-        (Signal::Traces, Encoding::OtlpJson) => Payload::Traces(otlp_json::decode(bytes)?),
-        (Signal::Metrics, Encoding::OtlpJson) => Payload::Metrics(otlp_json::decode(bytes)?),
-        (Signal::Logs, Encoding::OtlpJson) => Payload::Logs(otlp_json::decode(bytes)?),
+        (Signal::Traces, Encoding::OtlpProto) => Payload::Traces(ExportTraceServiceRequest::decode(bytes)?),
+        (Signal::Metrics, Encoding::OtlpProto) => Payload::Metrics(ExportMetricsServiceRequest::decode(bytes)?),
+        (Signal::Logs, Encoding::OtlpProto) => Payload::Logs(ExportLogsServiceRequest::decode(bytes)?),
+        (Signal::Traces, Encoding::OtlpJson) => Payload::Traces(json(bytes)?),
+        (Signal::Metrics, Encoding::OtlpJson) => Payload::Metrics(json(bytes)?),
+        (Signal::Logs, Encoding::OtlpJson) => Payload::Logs(json(bytes)?),
     })
 }
 
@@ -173,7 +193,8 @@ mod tests {
         assert_eq!(t.resolve("v6.qtw.traces.acme.3", h).unwrap().as_str(), "acme");
         assert_eq!(t.resolve("other", h).unwrap().as_str(), "from-header");
         assert_eq!(t.resolve("other", &[]).unwrap().as_str(), "default");
-        assert!(t.resolve("v6.qtw.traces.a$b.3", &[]).unwrap_err().contains("invalid"));
+        let e = t.resolve("v6.qtw.traces.a$b.3", &[]).unwrap_err();
+        assert!(matches!(e, MessageError::TenantInTopic { .. }) && e.to_string().contains("invalid"), "{e}");
         assert!(t.resolve("other", &[("X-Scope-OrgID", Some(b"../etc"))]).is_err());
     }
 

@@ -8,14 +8,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use prost::Message;
 use std::time::Duration;
 
+/// Over the harness's `BASE`.
 const SLOW: &str = "
 receivers:
   otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-      http:
-        endpoint: 127.0.0.1:{http}
     backpressure_wait: 20ms
     # One WAL batch per request (2 spans): a wave of 40 requests is 40 batches for a pipeline that
     # drains 10 a second, however the group commit happens to time them.
@@ -25,18 +21,11 @@ exporters:
   testing:
     path: {dir}/traces.bin
     delay: 100ms
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
 service:
-  extensions: [health_check]
   pipelines:
     traces:
       receivers: [otlp]
       exporters: [testing]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{metrics}
 ";
 
 fn rss_kib(pid: u32) -> u64 {
@@ -47,7 +36,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_exporter_yields_retryable_answers_and_bounded_memory() {
-    let d = Daemon::start(SLOW).await;
+    let d = Daemon::start_on_base(&[SLOW]).await;
     let body = rich_traces("bp").encode_to_vec(); // 2 spans per request
     let c = client();
     let mut accepted = 0usize;

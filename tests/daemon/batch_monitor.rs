@@ -43,13 +43,14 @@ service:
       address: 127.0.0.1:{metrics}
 ";
 
-async fn get(api: u16, path: &str) -> (u16, Value) {
+pub async fn get(api: u16, path: &str) -> (u16, Value) {
     let r = client().get(format!("http://127.0.0.1:{api}/api/batch-monitor{path}")).send().await.unwrap();
     let code = r.status().as_u16();
     (code, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn until(api: u16, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+/// Polls the batch monitor on `api` until `done` holds (20 s at most).
+pub async fn until(api: u16, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (code, v) = get(api, path).await;

@@ -12,15 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Batching that splits and merges WAL batches (lineage is exercised), a slowish exporter (items are
-/// in flight when the kill comes), small segments (rotation and the janitor run during the test).
+/// in flight when the kill comes), small segments (rotation and the janitor run during the test); over
+/// the harness's `BASE`.
 const CONFIG: &str = "
 receivers:
   otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-      http:
-        endpoint: 127.0.0.1:{http}
     backpressure_wait: 2s
 processors:
   batch:
@@ -32,21 +28,15 @@ exporters:
     path: {dir}/stored.bin
     delay: 3ms
 extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
   wal:
     segment_megabytes: 1
     janitor_interval: 100ms
 service:
-  extensions: [health_check]
   pipelines:
     traces:
       receivers: [otlp]
       processors: [batch]
       exporters: [testing]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{metrics}
 ";
 
 /// A request of `n` spans whose span ids are the numbers `first..first + n`.
@@ -150,7 +140,7 @@ async fn kill_rounds(config: &str, rounds: u32, stored: impl Fn(&Daemon) -> Hash
         seed
     };
     for round in 0..rounds {
-        let d = Daemon::spawn_in(dir.path(), config, &[]);
+        let d = Daemon::spawn_in_on_base(dir.path(), config);
         d.wait_ready().await;
         let stop = Arc::new(AtomicBool::new(false));
         // Even rounds: many small requests from many senders (fsync-heavy); odd rounds: fewer, larger.
@@ -178,7 +168,7 @@ async fn kill_rounds(config: &str, rounds: u32, stored: impl Fn(&Daemon) -> Hash
         }
     }
     // A last start replays whatever is left; then a clean stop.
-    let mut d = Daemon::spawn_in(dir.path(), config, &[]);
+    let mut d = Daemon::spawn_in_on_base(dir.path(), config);
     d.wait_ready().await;
     let acked: HashSet<u64> = acked.lock().unwrap().clone();
     assert!(acked.len() > 1000, "the load should have been acknowledged in volume: {}", acked.len());

@@ -1,6 +1,6 @@
 //! The `otlp` and `otlphttp` exporters forward to another daemon unchanged, and retry while it is down.
 
-use crate::harness::{Daemon, FILE_PIPELINES, client, free_port};
+use crate::harness::{Daemon, FILE_PIPELINES, free_port};
 use crate::ingest::{records, rich_logs, rich_metrics, rich_traces};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -59,25 +59,14 @@ service:
     )
 }
 
-async fn post(d: &Daemon, path: &str, body: Vec<u8>) {
-    let r = client()
-        .post(d.http_url(path))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_every_signal_unchanged() {
     let sink = Daemon::start(&FILE_PIPELINES.replace("verbosity: basic", "verbosity: normal")).await;
     let fwd = Daemon::start(&forwarder(sink.grpc, sink.http)).await;
     let (t, m, l) = (rich_traces("fwd"), rich_metrics("fwd"), rich_logs("fwd"));
-    post(&fwd, "/v1/traces", t.encode_to_vec()).await;
-    post(&fwd, "/v1/metrics", m.encode_to_vec()).await;
-    post(&fwd, "/v1/logs", l.encode_to_vec()).await;
+    assert_eq!(fwd.post_protobuf("/v1/traces", t.encode_to_vec()).await, 200);
+    assert_eq!(fwd.post_protobuf("/v1/metrics", m.encode_to_vec()).await, 200);
+    assert_eq!(fwd.post_protobuf("/v1/logs", l.encode_to_vec()).await, 200);
     let got: Vec<ExportTraceServiceRequest> = records(&sink, "traces.bin", 1).await;
     assert_eq!(got, vec![t], "log:\n{}", fwd.logs());
     let got: Vec<ExportMetricsServiceRequest> = records(&sink, "metrics.bin", 1).await;
@@ -95,8 +84,8 @@ async fn retries_until_the_destination_comes_up() {
     let (grpc_port, http_port) = (free_port(), free_port());
     let fwd = Daemon::start(&forwarder(grpc_port, http_port)).await;
     let (t, l) = (rich_traces("late"), rich_logs("late"));
-    post(&fwd, "/v1/traces", t.encode_to_vec()).await;
-    post(&fwd, "/v1/logs", l.encode_to_vec()).await;
+    assert_eq!(fwd.post_protobuf("/v1/traces", t.encode_to_vec()).await, 200);
+    assert_eq!(fwd.post_protobuf("/v1/logs", l.encode_to_vec()).await, 200);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(fwd.logs().contains("retrying in"), "the exporter should be retrying:\n{}", fwd.logs());
     // Now the destination starts on the ports the forwarder was told about.

@@ -66,7 +66,45 @@ service:
       address: 127.0.0.1:{metrics}
 ";
 
+/// What most tests share: OTLP on both protocols, the health check, the own-metrics endpoint. A test adds
+/// its components and pipelines in a second config source, deep-merged over this one as the Collector
+/// merges several `--config`s (`Daemon::start_on_base`).
+pub const BASE: &str = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+      http:
+        endpoint: 127.0.0.1:{http}
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:{health}
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{metrics}
+";
+
 impl Daemon {
+    /// Starts the daemon with `BASE` and then `configs` as its config sources (merged in order), and
+    /// waits until it is healthy.
+    pub async fn start_on_base(configs: &[&str]) -> Daemon {
+        let tmp = tempfile::tempdir().unwrap();
+        let sources: Vec<&str> = std::iter::once(BASE).chain(configs.iter().copied()).collect();
+        let mut d = Daemon::spawn_sources(tmp.path(), &sources, &[], &[]);
+        d._tmp = Some(tmp);
+        d.wait_ready().await;
+        d
+    }
+
+    /// Starts in an existing directory (to restart over the same data) with `BASE` and then `config`,
+    /// without waiting.
+    pub fn spawn_in_on_base(dir: &Path, config: &str) -> Daemon {
+        Daemon::spawn_sources(dir, &[BASE, config], &[], &[])
+    }
+
     /// Starts the daemon with `config` (placeholders filled in) and waits until it is healthy.
     pub async fn start(config: &str) -> Daemon {
         let d = Daemon::spawn(config, &[]);
@@ -98,20 +136,27 @@ impl Daemon {
     }
 
     pub fn spawn_in_env(dir: &Path, config: &str, extra_args: &[&str], env: &[(String, String)]) -> Daemon {
+        Daemon::spawn_sources(dir, &[config], extra_args, env)
+    }
+
+    /// Starts with several config sources, merged in order (placeholders filled in in each).
+    fn spawn_sources(dir: &Path, configs: &[&str], extra_args: &[&str], env: &[(String, String)]) -> Daemon {
         let dir = dir.to_path_buf();
         let (grpc, http, health, metrics) = (free_port(), free_port(), free_port(), free_port());
-        let text = config
-            .replace("{grpc}", &grpc.to_string())
-            .replace("{http}", &http.to_string())
-            .replace("{health}", &health.to_string())
-            .replace("{metrics}", &metrics.to_string())
-            .replace("{dir}", dir.to_str().unwrap());
-        let cfg_path = dir.join("config.yaml");
-        std::fs::write(&cfg_path, text).unwrap();
+        let mut cmd = Command::new(bin());
+        for (i, config) in configs.iter().enumerate() {
+            let text = config
+                .replace("{grpc}", &grpc.to_string())
+                .replace("{http}", &http.to_string())
+                .replace("{health}", &health.to_string())
+                .replace("{metrics}", &metrics.to_string())
+                .replace("{dir}", dir.to_str().unwrap());
+            let cfg_path = dir.join(if i == 0 { "config.yaml".to_string() } else { format!("config-{i}.yaml") });
+            std::fs::write(&cfg_path, text).unwrap();
+            cmd.arg("--config").arg(&cfg_path);
+        }
         let log = dir.join("daemon.log");
-        let child = Command::new(bin())
-            .arg("--config")
-            .arg(&cfg_path)
+        let child = cmd
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(extra_args)
@@ -173,6 +218,18 @@ impl Daemon {
             .filter(|l| l.starts_with(prefix))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// Posts an OTLP/HTTP protobuf body to `path` (`/v1/traces`, …); the answer's status.
+    pub async fn post_protobuf(&self, path: &str, body: Vec<u8>) -> u16 {
+        let r = client()
+            .post(self.http_url(path))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
     }
 
     /// Asserts the daemon still answers: a valid OTLP/HTTP request is accepted.

@@ -4,14 +4,10 @@ use crate::harness::Daemon;
 use openwit_bench::load::{self, Plan, Signal, Transport};
 use std::sync::Arc;
 
+/// Over the harness's `BASE`.
 const NOP: &str = "
 receivers:
   otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-      http:
-        endpoint: 127.0.0.1:{http}
     backpressure_wait: 5ms
 processors:
   batch:
@@ -20,11 +16,7 @@ exporters:
   testing:
     path: {dir}/slow.bin
     delay: 200ms
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
 service:
-  extensions: [health_check]
   pipelines:
     traces:
       receivers: [otlp]
@@ -33,9 +25,6 @@ service:
     logs:
       receivers: [otlp]
       exporters: [testing]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{metrics}
 ";
 
 fn plan(d: &Daemon, signal: Signal, transport: Transport, total: u64) -> Plan {
@@ -55,7 +44,7 @@ fn plan(d: &Daemon, signal: Signal, transport: Transport, total: u64) -> Plan {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_items_match_what_the_daemon_accepted() {
-    let d = Daemon::start(NOP).await;
+    let d = Daemon::start_on_base(&[NOP]).await;
     let grpc = load::run(&plan(&d, Signal::Traces, Transport::Grpc, 20_000)).await.unwrap();
     let http = load::run(&plan(&d, Signal::Traces, Transport::Http, 10_000)).await.unwrap();
     assert_eq!((grpc.items_acked, http.items_acked), (20_000, 10_000), "{grpc:?} {http:?}");
@@ -72,7 +61,7 @@ async fn acknowledged_items_match_what_the_daemon_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_counted_by_kind() {
-    let d = Daemon::start(NOP).await;
+    let d = Daemon::start_on_base(&[NOP]).await;
     let mut p = plan(&d, Signal::Logs, Transport::Http, 40_000);
     p.concurrency = 16;
     let r = load::run(&p).await.unwrap();

@@ -2,18 +2,14 @@
 //! under the name of its samples, checked by Prometheus' own linter (`promtool check metrics`, from
 //! Debian's `prometheus` package, which tests/run unpacks).
 
-use crate::harness::{Daemon, client};
+use crate::harness::{Daemon, client, free_port};
 use crate::ingest::rich_traces;
 use prost::Message;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+/// Over the harness's `BASE`.
 const CONFIG: &str = "
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{http}
 processors:
   batch:
     timeout: 10ms
@@ -25,10 +21,8 @@ exporters:
   debug:
     verbosity: basic
 extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
   query:
-    endpoint: 127.0.0.1:{grpc}
+    endpoint: 127.0.0.1:QUERY
 service:
   extensions: [health_check, query]
   pipelines:
@@ -36,14 +30,11 @@ service:
       receivers: [otlp]
       processors: [batch]
       exporters: [parquet, debug]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{metrics}
 ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_finds_nothing_to_say_about_the_metrics() {
-    let d = Daemon::start(CONFIG).await;
+    let d = Daemon::start_on_base(&[&CONFIG.replace("QUERY", &free_port().to_string())]).await;
     let r = client()
         .post(d.http_url("/v1/traces"))
         .header("content-type", "application/x-protobuf")

@@ -3,6 +3,7 @@
 //! the WAL); a batch that kills its component every time is failed as poison, not looped on forever;
 //! a permanently failing exporter leaves its batches failed and listed until an operator retries them.
 
+use crate::batch_monitor::{get, until};
 use crate::crash::{sender, stored};
 use crate::harness::{Daemon, client, free_port, read_testing};
 use crate::ingest::rich_logs;
@@ -16,15 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Traces through a batch processor (merging and splitting WAL batches) and PROCESSORS to a `testing`
-/// exporter with EXPORTER settings.
+/// exporter with EXPORTER settings (over the harness's `BASE`).
 const PIPELINE: &str = "
 receivers:
   otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-      http:
-        endpoint: 127.0.0.1:{http}
     backpressure_wait: 2s
 processors:
   batch:
@@ -38,19 +34,12 @@ exporters:
     path: {dir}/stored.bin
     delay: 1ms
     EXPORTER
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
 service:
-  extensions: [health_check]
   pipelines:
     traces:
       receivers: [otlp]
       processors: [PROCESSORS]
       exporters: [testing]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{metrics}
 ";
 
 fn config(processors: &str, testing_processor: &str, exporter: &str) -> String {
@@ -106,7 +95,7 @@ async fn assert_stored_exactly_once(d: &Daemon, acked: &HashSet<u64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exporter_that_panics_mid_load_loses_nothing_and_stores_nothing_twice() {
-    let d = Daemon::start(&config("batch", "", "panic_on_export: 8")).await;
+    let d = Daemon::start_on_base(&[&config("batch", "", "panic_on_export: 8")]).await;
     let acked = load(&d, Duration::from_millis(1500)).await;
     assert_stored_exactly_once(&d, &acked).await;
     assert_eq!(d.metric_sum("openwit_component_panics_total{component=\"testing\"}").await, 1.0);
@@ -120,7 +109,7 @@ async fn an_exporter_that_panics_mid_load_loses_nothing_and_stores_nothing_twice
 async fn a_processor_that_panics_mid_load_loses_nothing_and_stores_nothing_twice() {
     // The testing processor sits after the batch processor: it panics holding a merged batch made of
     // pieces of many WAL batches.
-    let d = Daemon::start(&config("batch, testing", "panic_on_batch: 8", "")).await;
+    let d = Daemon::start_on_base(&[&config("batch, testing", "panic_on_batch: 8", "")]).await;
     let acked = load(&d, Duration::from_millis(1500)).await;
     assert_stored_exactly_once(&d, &acked).await;
     assert_eq!(d.metric_sum("openwit_component_panics_total{component=\"testing\"}").await, 1.0);
@@ -130,7 +119,7 @@ async fn a_processor_that_panics_mid_load_loses_nothing_and_stores_nothing_twice
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_that_stops_early_loses_nothing_and_stores_nothing_twice() {
     // It returns from its loop with a batch in hand and batches still queued behind it.
-    let d = Daemon::start(&config("batch, testing", "return_on_batch: 8", "")).await;
+    let d = Daemon::start_on_base(&[&config("batch, testing", "return_on_batch: 8", "")]).await;
     let acked = load(&d, Duration::from_millis(1500)).await;
     assert_stored_exactly_once(&d, &acked).await;
     assert!(d.logs().contains("returned while its input is still open"), "{}", d.logs());
@@ -143,14 +132,23 @@ fn named_span(name: &str, id: u64) -> Vec<u8> {
     r.encode_to_vec()
 }
 
-const POISON: &str = "
+/// One WAL batch per request, the batch monitor on API, over the harness's `BASE`; EXPORTERS and
+/// PIPELINES follow.
+const MONITORED: &str = "
 receivers:
   otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{http}
     batching:
       max_items: 1
+extensions:
+  batch_monitor:
+    endpoint: 127.0.0.1:API
+  catalog:
+    flush_interval: 50ms
+service:
+  extensions: [health_check, batch_monitor]
+";
+
+const POISON: &str = "
 exporters:
   testing:
     path: {dir}/stored.bin
@@ -158,16 +156,9 @@ exporters:
   testing/logs:
     path: {dir}/logs.bin
 extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-  batch_monitor:
-    endpoint: 127.0.0.1:API
   wal:
     max_redeliveries: 2
-  catalog:
-    flush_interval: 50ms
 service:
-  extensions: [health_check, batch_monitor]
   pipelines:
     traces:
       receivers: [otlp]
@@ -175,53 +166,26 @@ service:
     logs:
       receivers: [otlp]
       exporters: [testing/logs]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{metrics}
 ";
 
-async fn monitor(api: u16, path: &str) -> Value {
-    let r = client().get(format!("http://127.0.0.1:{api}/api/batch-monitor{path}")).send().await.unwrap();
-    r.json().await.unwrap_or(Value::Null)
-}
-
-/// Polls the batch monitor until `done` holds.
-async fn monitor_until(api: u16, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = monitor(api, path).await;
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{path} never satisfied the test; last answer: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn post(d: &Daemon, path: &str, body: Vec<u8>) -> u16 {
-    let r = client()
-        .post(d.http_url(path))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    r.status().as_u16()
+/// The harness's `BASE`, then `MONITORED` with the batch monitor on `api`, then `config`.
+async fn start_monitored(api: u16, config: &str) -> Daemon {
+    Daemon::start_on_base(&[&MONITORED.replace("API", &api.to_string()), config]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_panics_its_exporter_every_time_is_failed_as_poison() {
     let api = free_port();
-    let d = Daemon::start(&POISON.replace("API", &api.to_string())).await;
+    let d = start_monitored(api, POISON).await;
     for i in 1..=3 {
-        assert_eq!(post(&d, "/v1/traces", named_span("fine", i)).await, 200);
+        assert_eq!(d.post_protobuf("/v1/traces", named_span("fine", i)).await, 200);
     }
-    assert_eq!(post(&d, "/v1/traces", named_span("poison", 100)).await, 200);
+    assert_eq!(d.post_protobuf("/v1/traces", named_span("poison", 100)).await, 200);
     for i in 4..=6 {
-        assert_eq!(post(&d, "/v1/traces", named_span("fine", i)).await, 200);
+        assert_eq!(d.post_protobuf("/v1/traces", named_span("fine", i)).await, 200);
     }
     // The first delivery and two redeliveries panic; then the batch is failed, kept, and alerted on.
-    let alerts = monitor_until(api, "/alerts", |v| v["failed"].as_array().is_some_and(|f| !f.is_empty())).await;
+    let alerts = until(api, "/alerts", |v| v["failed"].as_array().is_some_and(|f| !f.is_empty())).await;
     let failed = &alerts["failed"][0];
     let error = failed["error_message"].as_str().unwrap();
     assert!(error.contains("poison batch") && error.contains("3 deliveries"), "{failed}");
@@ -236,8 +200,8 @@ async fn a_batch_that_panics_its_exporter_every_time_is_failed_as_poison() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(d.metric_sum("openwit_component_panics_total{component=\"testing\"}").await, 3.0);
     // The daemon and its other pipelines kept serving throughout.
-    assert_eq!(post(&d, "/v1/traces", named_span("fine", 7)).await, 200);
-    assert_eq!(post(&d, "/v1/logs", rich_logs("after").encode_to_vec()).await, 200);
+    assert_eq!(d.post_protobuf("/v1/traces", named_span("fine", 7)).await, 200);
+    assert_eq!(d.post_protobuf("/v1/logs", rich_logs("after").encode_to_vec()).await, 200);
     let logs_path = d.path("logs.bin");
     let n = crate::harness::eventually(
         Duration::from_secs(10),
@@ -249,65 +213,44 @@ async fn a_batch_that_panics_its_exporter_every_time_is_failed_as_poison() {
 }
 
 const PERMANENT: &str = "
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{http}
-    batching:
-      max_items: 1
 exporters:
   testing:
     path: {dir}/stored.bin
     fail_permanently_while: {dir}/broken
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:{health}
-  batch_monitor:
-    endpoint: 127.0.0.1:API
-  catalog:
-    flush_interval: 50ms
 service:
-  extensions: [health_check, batch_monitor]
   pipelines:
     logs:
       receivers: [otlp]
       exporters: [testing]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{metrics}
 ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanently_failing_exporter_leaves_its_batches_failed_until_an_operator_retries_them() {
     let api = free_port();
-    let d = Daemon::start(&PERMANENT.replace("API", &api.to_string())).await;
+    let d = start_monitored(api, PERMANENT).await;
     std::fs::write(d.path("broken"), b"").unwrap();
     for i in 0..3 {
-        assert_eq!(post(&d, "/v1/logs", rich_logs(&format!("p{i}")).encode_to_vec()).await, 200);
+        assert_eq!(d.post_protobuf("/v1/logs", rich_logs(&format!("p{i}")).encode_to_vec()).await, 200);
     }
-    let failed =
-        monitor_until(api, "/batches?status=failed", |v| v["batches"].as_array().is_some_and(|b| b.len() == 3)).await;
+    let failed = until(api, "/batches?status=failed", |v| v["batches"].as_array().is_some_and(|b| b.len() == 3)).await;
     for b in failed["batches"].as_array().unwrap() {
         let e = b["error_message"].as_str().unwrap();
         assert!(e.starts_with("permanent failure: exporter testing") && e.contains("fail_permanently_while"), "{b}");
         assert_eq!(b["error_stage"], "storage");
     }
-    let alerts = monitor(api, "/alerts").await;
+    let (_, alerts) = get(api, "/alerts").await;
     assert_eq!(alerts["failed"].as_array().unwrap().len(), 3, "{alerts}");
     // Not retried in place, and kept: nothing stored, nothing completes on its own.
     assert!(!d.logs().contains("retrying in"), "{}", d.logs());
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(read_testing::<ExportLogsServiceRequest>(&d.path("stored.bin")).is_empty());
-    assert_eq!(monitor(api, "/batches?status=completed").await["batches"].as_array().map(Vec::len), Some(0));
+    assert_eq!(get(api, "/batches?status=completed").await.1["batches"].as_array().map(Vec::len), Some(0));
 
     // Fixed: the operator retries, and every failed batch is stored once.
     std::fs::remove_file(d.path("broken")).unwrap();
     let r = client().post(format!("http://127.0.0.1:{api}/api/batch-monitor/retry-failed")).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["retried"], 3);
-    let done =
-        monitor_until(api, "/batches?status=completed", |v| v["batches"].as_array().is_some_and(|b| b.len() == 3))
-            .await;
+    let done = until(api, "/batches?status=completed", |v| v["batches"].as_array().is_some_and(|b| b.len() == 3)).await;
     assert!(done["batches"].as_array().unwrap().iter().all(|b| b["retry_count"] == 1), "{done}");
     let stored = read_testing::<ExportLogsServiceRequest>(&d.path("stored.bin"));
     let items: Vec<_> = stored.iter().flat_map(|(items, _)| items.iter().copied()).collect();

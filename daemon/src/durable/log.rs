@@ -87,6 +87,12 @@ fn own(
 ) {
     let mut next_janitor = Instant::now() + janitor_every;
     loop {
+        // Checked before waiting, not only on a quiet channel: under steady load commands never stop
+        // coming, and the janitor must still run on time.
+        if Instant::now() >= next_janitor {
+            janitor(&mut wal, metrics, cleaned);
+            next_janitor = Instant::now() + janitor_every;
+        }
         let wait = next_janitor.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(Command::Append(batches, reply)) => {
@@ -112,10 +118,8 @@ fn own(
                     .map(|found| found.into_iter().flatten().collect());
                 let _ = reply.send(r);
             }
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                janitor(&mut wal, metrics, cleaned);
-                next_janitor = Instant::now() + janitor_every;
-            }
+            // The janitor's turn comes at the top of the loop.
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
@@ -138,4 +142,61 @@ fn janitor(wal: &mut Wal, metrics: &WalMetrics, cleaned: &dyn Fn(Vec<BatchId>)) 
         Err(e) => tracing::error!("janitor: {e}"),
     }
     metrics.publish(&wal.stats());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openwit_core::telemetry::Telemetry;
+
+    fn batch(n: u8) -> WalBatch {
+        WalBatch {
+            id: vec![n; 16],
+            signal: 3,
+            tenant: "t".into(),
+            items: 1,
+            payload: vec![0; 600 << 10],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_janitor_runs_on_time_under_a_steady_stream_of_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = openwit_wal::WalConfig {
+            dir: dir.path().to_path_buf(),
+            fsync: false,
+            segment_bytes: 1 << 20,
+            max_disk_bytes: 1 << 30,
+        };
+        let (wal, _) = Wal::open(cfg).unwrap();
+        let cleaned = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = cleaned.clone();
+        let metrics = Arc::new(WalMetrics::register(&Telemetry::default()));
+        let (h, _owner) = WalHandle::start(wal, Duration::from_millis(50), metrics, move |ids| {
+            seen.lock().unwrap().extend(ids);
+        })
+        .unwrap();
+        // Three segments' worth of batches, all complete: the first segments may go.
+        for n in 1..=6 {
+            h.append(vec![batch(n)]).await.unwrap();
+        }
+        h.complete((1..=6).map(|n| BatchId([n; 16])).collect());
+        // Commands keep coming, back to back: the channel is never quiet.
+        let flood = h.clone();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let sender = std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                flood.complete(Vec::new());
+            }
+        });
+        let deadline = Instant::now() + Duration::from_millis(600);
+        while Instant::now() < deadline && cleaned.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sender.join().unwrap();
+        assert!(!cleaned.lock().unwrap().is_empty(), "the janitor never ran while commands kept coming");
+    }
 }

@@ -1,0 +1,56 @@
+//! Operations that fail on command: `fsync` returning EIO on the WAL's files, `write` returning ENOSPC,
+//! `read` returning EIO on one segment.
+
+/// The operations a fault can hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Read,
+    /// `write` and growing a file with `truncate`.
+    Write,
+    /// `fsync`/`fdatasync` of a file.
+    Fsync,
+    /// `fsync` of a directory.
+    Fsyncdir,
+    Create,
+    Mkdir,
+    Rename,
+    Unlink,
+}
+
+/// One rule: operations `op` on paths containing `path_contains` fail with `errno`, `times` times (or
+/// until cleared).
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub op: Op,
+    pub path_contains: String,
+    pub errno: i32,
+    /// How many more operations fail; `None`: every one until the rule is cleared.
+    pub times: Option<u32>,
+}
+
+impl Fault {
+    /// `op` on any path containing `path_contains` fails with `errno` until cleared.
+    pub fn always(op: Op, path_contains: &str, errno: i32) -> Fault {
+        Fault { op, path_contains: path_contains.into(), errno, times: None }
+    }
+
+    /// The next `times` such operations fail with `errno`.
+    pub fn times(op: Op, path_contains: &str, errno: i32, times: u32) -> Fault {
+        Fault { op, path_contains: path_contains.into(), errno, times: Some(times) }
+    }
+
+    /// Whether this rule fails `op` on `path` now (and counts it).
+    pub(crate) fn matches(&mut self, op: Op, path: &str) -> bool {
+        if op != self.op || !path.contains(&self.path_contains) {
+            return false;
+        }
+        match &mut self.times {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+        }
+    }
+}

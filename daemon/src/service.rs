@@ -176,12 +176,17 @@ fn open_wal(
         .map_err(|e| anyhow::anyhow!("cannot open the write-ahead log in {}: {e}", dir.display()))?;
     let metrics = Arc::new(crate::durable::WalMetrics::register(telemetry));
     metrics.quarantined_records.inc_by(recovered.quarantined_records as u64);
+    for q in &recovered.quarantined_segments {
+        metrics.quarantined_segments.get_or_create(&openwit_core::telemetry::labels(&[("segment", &q.name)])).inc();
+    }
     tracing::info!(
         dir = %dir.display(),
         segments = recovered.segments,
         pending = recovered.pending.len(),
         completed = recovered.completed,
         quarantined = recovered.quarantined_records,
+        quarantined_segments = recovered.quarantined_segments.len(),
+        voided = recovered.voided,
         truncated_bytes = recovered.truncated_bytes,
         "write-ahead log opened"
     );

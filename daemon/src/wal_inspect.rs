@@ -19,16 +19,20 @@ pub fn inspect(dir: &Path) -> anyhow::Result<String> {
         let data = std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
         scans.push((p, data.len(), scan_segment(&data)));
     }
-    let completed: HashSet<Vec<u8>> = scans
-        .iter()
-        .filter_map(|(_, _, s)| s.as_ref().ok())
-        .flat_map(|s| &s.records)
-        .filter_map(|(_, r)| match &r.kind {
-            Some(Kind::Completion(c)) => Some(c.ids.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let ids_of = |want_void: bool| -> HashSet<Vec<u8>> {
+        scans
+            .iter()
+            .filter_map(|(_, _, s)| s.as_ref().ok())
+            .flat_map(|s| &s.records)
+            .filter_map(|(_, r)| match &r.kind {
+                Some(Kind::Completion(c)) if !want_void => Some(c.ids.clone()),
+                Some(Kind::Voided(v)) if want_void => Some(v.ids.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+    let (completed, voided) = (ids_of(false), ids_of(true));
     let mut out = String::new();
     let (mut batches, mut pending, mut items_pending) = (0usize, 0usize, 0u64);
     for (path, size, scan) in &scans {
@@ -63,7 +67,8 @@ pub fn inspect(dir: &Path) -> anyhow::Result<String> {
                 Some(Kind::Batch(b)) => {
                     batches += 1;
                     let done = completed.contains(&b.id);
-                    if !done {
+                    let void = voided.contains(&b.id);
+                    if !done && !void {
                         pending += 1;
                         items_pending += u64::from(b.items);
                     }
@@ -77,7 +82,13 @@ pub fn inspect(dir: &Path) -> anyhow::Result<String> {
                         b.items,
                         b.payload.len(),
                         b.created_unix_ms,
-                        if done { "complete" } else { "PENDING" }
+                        if void {
+                            "VOIDED (its commit failed and its requests were refused; never replayed)"
+                        } else if done {
+                            "complete"
+                        } else {
+                            "PENDING"
+                        }
                     );
                     // Where a Kafka batch came from: what Kafka would redeliver until it is committed.
                     if !b.sources.is_empty() {
@@ -91,6 +102,9 @@ pub fn inspect(dir: &Path) -> anyhow::Result<String> {
                 }
                 Some(Kind::Completion(c)) => {
                     let _ = writeln!(out, "  @{offset} completion of {} batch(es)", c.ids.len());
+                }
+                Some(Kind::Voided(v)) => {
+                    let _ = writeln!(out, "  @{offset} void record for {} batch(es) whose commit failed", v.ids.len());
                 }
                 None => {
                     let _ = writeln!(out, "  @{offset} empty record");

@@ -39,7 +39,7 @@ pub fn put_frame_with(out: &mut Vec<u8>, write_body: impl FnOnce(&mut Vec<u8>)) 
 /// One WAL record.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Record {
-    #[prost(oneof = "record::Kind", tags = "1, 2")]
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3")]
     pub kind: Option<record::Kind>,
 }
 
@@ -51,6 +51,8 @@ pub mod record {
         Batch(super::WalBatch),
         #[prost(message, tag = "2")]
         Completion(super::Completion),
+        #[prost(message, tag = "3")]
+        Voided(super::Voided),
     }
 }
 
@@ -107,6 +109,14 @@ pub struct SourceRange {
 /// Batches that every exporter has stored.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Completion {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub ids: Vec<Vec<u8>>,
+}
+
+/// Batches whose commit failed (their requests were refused): whatever of their frames reached the disk
+/// must never be replayed, or a client that retried would find its data stored twice.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Voided {
     #[prost(bytes = "vec", repeated, tag = "1")]
     pub ids: Vec<Vec<u8>>,
 }

@@ -1,6 +1,8 @@
 //! Appending to the WAL, and recovering it on open.
 
-use crate::format::{Completion, HEADER_LEN, Record, WalBatch, header, put_frame, put_frame_with, record::Kind};
+use crate::format::{
+    Completion, HEADER_LEN, Record, Voided, WalBatch, header, put_frame, put_frame_with, record::Kind,
+};
 use crate::reader::{HeaderError, scan_segment};
 use prost::Message;
 use std::collections::{BTreeMap, HashSet};
@@ -46,8 +48,20 @@ pub struct Recovered {
     pub sources: Vec<(String, crate::format::SourceRange)>,
     pub completed: usize,
     pub quarantined_records: usize,
+    /// Segments that could not be read at all, moved to `quarantine/` whole.
+    pub quarantined_segments: Vec<QuarantinedSegment>,
+    /// Batches whose commit had failed: found on disk, not replayed.
+    pub voided: usize,
     pub truncated_bytes: u64,
     pub segments: usize,
+}
+
+/// A segment set aside at open because it could not be read.
+#[derive(Debug, Clone)]
+pub struct QuarantinedSegment {
+    /// The segment's file name (`00000000000000000007.wal`).
+    pub name: String,
+    pub reason: String,
 }
 
 /// Numbers for metrics and `wal inspect`.
@@ -75,6 +89,22 @@ pub struct Wal {
     active_seq: u64,
     /// Which segment holds each pending batch.
     location: std::collections::HashMap<Vec<u8>, u64>,
+    /// The sequence number the next segment gets (past any file a failed attempt may have left).
+    next_seq: u64,
+    /// The active segment must not be written or synced any more (it filled up, or a write to it could
+    /// not be undone, or its fdatasync failed): a new one is started before the next write.
+    sealed: bool,
+    /// Batches whose commit failed and whose `Voided` record is not durable yet.
+    unvoided: Vec<Vec<u8>>,
+    /// Batches of segments deleted (at open, at rotation) since the last `collect_garbage` call, which
+    /// reports them.
+    cleaned: Vec<Vec<u8>>,
+}
+
+/// Which half of a write went wrong.
+enum WriteFailure {
+    Write(WalError),
+    Sync(WalError),
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -100,10 +130,17 @@ impl Wal {
         let mut batches: Vec<(u64, WalBatch)> = Vec::new();
         let mut done: HashSet<Vec<u8>> = HashSet::new();
         let last = seqs.last().copied();
+        let mut voided: HashSet<Vec<u8>> = HashSet::new();
         for seq in &seqs {
             let path = segment_path(&cfg.dir, *seq);
-            let data = std::fs::read(&path).map_err(io(&path))?;
-            let scan = scan_segment(&data).map_err(|source| WalError::Header { path: path.clone(), source })?;
+            let read = std::fs::read(&path).map_err(|e| format!("cannot read it: {e}"));
+            let (data, scan) = match read.and_then(|d| scan_segment(&d).map(|s| (d, s)).map_err(|e| e.to_string())) {
+                Ok(x) => x,
+                Err(reason) => {
+                    rec.quarantined_segments.push(quarantine_segment(&cfg.dir, &path, reason));
+                    continue;
+                }
+            };
             for (start, end) in &scan.corrupt {
                 rec.quarantined_records += 1;
                 quarantine(&cfg.dir, &path, *start, &data[*start as usize..*end as usize]);
@@ -117,14 +154,20 @@ impl Wal {
                     rec.quarantined_records += 1;
                     quarantine(&cfg.dir, &path, scan.valid_len, &data[scan.valid_len as usize..]);
                 }
-                let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
-                f.set_len(scan.valid_len).map_err(io(&path))?;
-                f.sync_all().map_err(io(&path))?;
+                // New data always goes to a fresh segment, so a tail that cannot be cut stays harmless.
+                let cut = OpenOptions::new().write(true).open(&path).and_then(|f| {
+                    f.set_len(scan.valid_len)?;
+                    f.sync_all()
+                });
+                if let Err(e) = cut {
+                    tracing::error!(segment = %path.display(), "cannot truncate the torn tail of a WAL segment: {e}");
+                }
             }
             for (_, r) in scan.records {
                 match r.kind {
                     Some(Kind::Batch(b)) => batches.push((*seq, b)),
                     Some(Kind::Completion(c)) => done.extend(c.ids),
+                    Some(Kind::Voided(v)) => voided.extend(v.ids),
                     None => {}
                 }
             }
@@ -133,6 +176,11 @@ impl Wal {
         }
         let mut location = std::collections::HashMap::new();
         for (seq, b) in batches {
+            if voided.contains(&b.id) {
+                // Its request was refused: its offsets were never committed, its data never acknowledged.
+                rec.voided += 1;
+                continue;
+            }
             rec.sources.extend(b.sources.iter().map(|r| (b.receiver.clone(), r.clone())));
             if let Some(s) = segments.get_mut(&seq) {
                 s.batches.push(b.id.clone());
@@ -150,7 +198,17 @@ impl Wal {
         }
         // Always write into a fresh segment: recovered segments stay as they were.
         let active_seq = last.map_or(1, |s| s + 1);
-        let mut wal = Wal { active: create_segment(&cfg.dir, active_seq)?, active_seq, segments, location, cfg };
+        let mut wal = Wal {
+            active: create_segment(&cfg.dir, active_seq)?,
+            active_seq,
+            segments,
+            location,
+            next_seq: active_seq + 1,
+            sealed: false,
+            unvoided: Vec::new(),
+            cleaned: Vec::new(),
+            cfg,
+        };
         wal.segments.insert(
             active_seq,
             Segment {
@@ -160,7 +218,7 @@ impl Wal {
                 batches: Vec::new(),
             },
         );
-        wal.collect_garbage()?;
+        wal.delete_complete_segments()?;
         Ok((wal, rec))
     }
 
@@ -173,8 +231,9 @@ impl Wal {
     }
 
     /// Writes the batches and makes them durable with one fdatasync (group commit). All or none of
-    /// them are accepted: over budget, nothing is written.
+    /// them are accepted: over budget, nothing is written; on an I/O error none of them is ever replayed.
     pub fn append_batches(&mut self, batches: &[WalBatch]) -> Result<(), WalError> {
+        self.writable()?;
         let used = self.disk_bytes();
         if used >= self.cfg.max_disk_bytes {
             return Err(WalError::Full { used, budget: self.cfg.max_disk_bytes });
@@ -185,7 +244,10 @@ impl Wal {
             // straight into the frame buffer.
             put_frame_with(&mut buf, |out| prost::encoding::message::encode(1, b, out));
         }
-        self.write(&buf, self.cfg.fsync)?;
+        if let Err(failure) = self.write(&buf, self.cfg.fsync) {
+            let ids: Vec<Vec<u8>> = batches.iter().map(|b| b.id.clone()).collect();
+            return Err(self.failed(failure, ids));
+        }
         let seq = self.active_seq;
         if let Some(s) = self.segments.get_mut(&seq) {
             for b in batches {
@@ -194,7 +256,9 @@ impl Wal {
                 self.location.insert(b.id.clone(), seq);
             }
         }
-        self.maybe_rotate()
+        // The batches are durable: what goes wrong from here must not refuse them.
+        self.maybe_rotate();
+        Ok(())
     }
 
     /// Records that these batches are complete. Not synced: a lost completion only causes a replay
@@ -203,9 +267,12 @@ impl Wal {
         if ids.is_empty() {
             return Ok(());
         }
+        self.writable()?;
         let mut buf = Vec::new();
         put_frame(&mut buf, &Record { kind: Some(Kind::Completion(Completion { ids: ids.to_vec() })) }.encode_to_vec());
-        self.write(&buf, false)?;
+        if let Err(failure) = self.write(&buf, false) {
+            return Err(self.failed(failure, Vec::new()));
+        }
         for id in ids {
             if let Some(seq) = self.location.remove(id)
                 && let Some(s) = self.segments.get_mut(&seq)
@@ -213,14 +280,20 @@ impl Wal {
                 s.pending.remove(id);
             }
         }
-        self.maybe_rotate()
+        self.maybe_rotate();
+        Ok(())
     }
 
     /// Deletes the oldest sealed segments whose batches are all complete, and returns the ids of the
-    /// batches they held. Only a prefix is deleted, so a completion record is never removed while the
-    /// batch it completes is still on disk.
+    /// batches they held, with those of segments deleted at open and at rotation since the last call.
+    /// Only a prefix is deleted, so a completion or void record is never removed while the batch it
+    /// names is still on disk.
     pub fn collect_garbage(&mut self) -> Result<Vec<Vec<u8>>, WalError> {
-        let mut removed = Vec::new();
+        self.delete_complete_segments()?;
+        Ok(std::mem::take(&mut self.cleaned))
+    }
+
+    fn delete_complete_segments(&mut self) -> Result<(), WalError> {
         let mut any = false;
         while let Some((&seq, seg)) = self.segments.iter().next() {
             if seq == self.active_seq || !seg.pending.is_empty() {
@@ -228,14 +301,14 @@ impl Wal {
             }
             std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
             if let Some(seg) = self.segments.remove(&seq) {
-                removed.extend(seg.batches);
+                self.cleaned.extend(seg.batches);
             }
             any = true;
         }
         if any {
             sync_dir(&self.cfg.dir)?;
         }
-        Ok(removed)
+        Ok(())
     }
 
     /// Reads back a batch that is still pending (to retry it), from the segment that holds it.
@@ -251,43 +324,112 @@ impl Wal {
 
     /// Flushes completions to disk (on shutdown).
     pub fn sync(&mut self) -> Result<(), WalError> {
+        if self.sealed {
+            // Already synced when it filled up, or no longer trusted: nothing to add.
+            return Ok(());
+        }
         let path = segment_path(&self.cfg.dir, self.active_seq);
         self.active.sync_data().map_err(io(&path))
     }
 
-    fn write(&mut self, buf: &[u8], sync: bool) -> Result<(), WalError> {
+    fn write(&mut self, buf: &[u8], sync: bool) -> Result<(), WriteFailure> {
         let path = segment_path(&self.cfg.dir, self.active_seq);
-        self.active.write_all(buf).map_err(io(&path))?;
-        if sync {
-            self.active.sync_data().map_err(io(&path))?;
-        }
+        self.active.write_all(buf).map_err(|e| WriteFailure::Write(io(&path)(e)))?;
         if let Some(s) = self.segments.get_mut(&self.active_seq) {
             s.bytes += buf.len() as u64;
+        }
+        if sync {
+            self.active.sync_data().map_err(|e| WriteFailure::Sync(io(&path)(e)))?;
         }
         Ok(())
     }
 
-    fn maybe_rotate(&mut self) -> Result<(), WalError> {
-        let size = self.segments.get(&self.active_seq).map_or(0, |s| s.bytes);
-        if size < self.cfg.segment_bytes {
+    /// Makes sure the frames of a failed write (of the batches `ids`) are never replayed, and returns the
+    /// error for the caller. After a failed write the segment is cut back to where it was and synced;
+    /// after a failed fdatasync, or if that cut fails, the segment is never touched again and the batches
+    /// are recorded as voided in a new segment.
+    fn failed(&mut self, failure: WriteFailure, ids: Vec<Vec<u8>>) -> WalError {
+        let path = segment_path(&self.cfg.dir, self.active_seq);
+        let error = match failure {
+            WriteFailure::Write(e) => {
+                let valid = self.segments.get(&self.active_seq).map_or(HEADER_LEN as u64, |s| s.bytes);
+                match self.active.set_len(valid).and_then(|()| self.active.sync_data()) {
+                    Ok(()) => return e,
+                    Err(cut) => {
+                        tracing::error!(segment = %path.display(), "WAL write failed ({e}) and cannot be undone ({cut}); the segment is sealed");
+                        e
+                    }
+                }
+            }
+            WriteFailure::Sync(e) => {
+                tracing::error!(segment = %path.display(), "WAL fdatasync failed ({e}); the segment is sealed and never synced again, its last batches are voided");
+                e
+            }
+        };
+        self.sealed = true;
+        self.unvoided.extend(ids);
+        if let Err(e) = self.writable() {
+            tracing::error!("cannot start a new WAL segment ({e}); appends are refused until it can");
+        }
+        error
+    }
+
+    /// Starts a new segment if the active one is sealed, writing the pending `Voided` record into it.
+    fn writable(&mut self) -> Result<(), WalError> {
+        if !self.sealed {
             return Ok(());
         }
-        let path = segment_path(&self.cfg.dir, self.active_seq);
-        self.active.sync_data().map_err(io(&path))?;
-        let next = self.active_seq + 1;
-        self.active = create_segment(&self.cfg.dir, next)?;
-        self.segments.insert(
-            next,
-            Segment {
-                path: segment_path(&self.cfg.dir, next),
-                bytes: HEADER_LEN as u64,
-                pending: HashSet::new(),
-                batches: Vec::new(),
-            },
-        );
-        self.active_seq = next;
-        self.collect_garbage()?;
+        let seq = self.next_seq;
+        // Whatever this attempt leaves behind, the next one uses a new name.
+        self.next_seq += 1;
+        let path = segment_path(&self.cfg.dir, seq);
+        let mut bytes = HEADER_LEN as u64;
+        let started = create_segment(&self.cfg.dir, seq).and_then(|mut f| {
+            if !self.unvoided.is_empty() {
+                let mut buf = Vec::new();
+                let record = Record { kind: Some(Kind::Voided(Voided { ids: self.unvoided.clone() })) };
+                put_frame(&mut buf, &record.encode_to_vec());
+                f.write_all(&buf).and_then(|()| f.sync_data()).map_err(io(&path))?;
+                bytes += buf.len() as u64;
+            }
+            Ok(f)
+        });
+        let file = match started {
+            Ok(f) => f,
+            Err(e) => {
+                // Not even a header survives a cut unless synced; a partial file is quarantined at open.
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        self.active = file;
+        self.active_seq = seq;
+        self.segments.insert(seq, Segment { path, bytes, pending: HashSet::new(), batches: Vec::new() });
+        self.sealed = false;
+        self.unvoided.clear();
         Ok(())
+    }
+
+    /// Seals the active segment once it is full and starts the next one. Failures are logged: the data
+    /// written so far is durable, and the next write retries.
+    fn maybe_rotate(&mut self) {
+        let size = self.segments.get(&self.active_seq).map_or(0, |s| s.bytes);
+        if size < self.cfg.segment_bytes {
+            return;
+        }
+        let path = segment_path(&self.cfg.dir, self.active_seq);
+        // Makes the completion records in it durable; batches were synced when written.
+        if let Err(e) = self.active.sync_data() {
+            tracing::error!(segment = %path.display(), "WAL fdatasync at rotation failed: {e}");
+        }
+        self.sealed = true;
+        if let Err(e) = self.writable() {
+            tracing::error!("cannot start a new WAL segment ({e}); appends are refused until it can");
+            return;
+        }
+        if let Err(e) = self.delete_complete_segments() {
+            tracing::error!("WAL janitor at rotation: {e}");
+        }
     }
 }
 
@@ -299,6 +441,25 @@ fn create_segment(dir: &Path, seq: u64) -> Result<File, WalError> {
     // The new file's directory entry must be durable before anything in it is acknowledged.
     sync_dir(dir)?;
     Ok(f)
+}
+
+/// Moves a segment that cannot be read into `quarantine/`, under a name that never clashes.
+fn quarantine_segment(dir: &Path, segment: &Path, reason: String) -> QuarantinedSegment {
+    let name = segment.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let qdir = dir.join("quarantine");
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let moved = std::fs::create_dir_all(&qdir)
+        .and_then(|()| std::fs::rename(segment, qdir.join(format!("{name}.{stamp}.segment"))))
+        .and_then(|()| sync_dir(dir).map_err(std::io::Error::other));
+    match moved {
+        Ok(()) => {
+            tracing::error!(segment = %name, "WAL segment cannot be read ({reason}); moved to quarantine/, the rest replays")
+        }
+        Err(e) => {
+            tracing::error!(segment = %name, "WAL segment cannot be read ({reason}) nor moved to quarantine/ ({e}); skipped, the rest replays")
+        }
+    }
+    QuarantinedSegment { name, reason }
 }
 
 fn quarantine(dir: &Path, segment: &Path, offset: u64, bytes: &[u8]) {
@@ -314,6 +475,9 @@ fn quarantine(dir: &Path, segment: &Path, offset: u64, bytes: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod fault_tests;
 
 #[cfg(test)]
 mod tests {
@@ -506,6 +670,26 @@ mod tests {
         let (w, rec) = Wal::open(c).unwrap();
         assert!(rec.pending.is_empty(), "completed batches are not replayed");
         assert!(w.stats().segments <= 2, "{:?}", w.stats());
+    }
+
+    #[test]
+    fn batches_of_segments_deleted_at_rotation_and_at_open_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path());
+        // One batch per segment.
+        c.segment_bytes = 100;
+        let (mut w, _) = Wal::open(c.clone()).unwrap();
+        let (a, b) = (batch(1, vec![1; 100]), batch(2, vec![2; 100]));
+        w.append_batches(std::slice::from_ref(&a)).unwrap();
+        w.complete(std::slice::from_ref(&a.id)).unwrap();
+        // Rotating after this append deletes the first segment.
+        w.append_batches(std::slice::from_ref(&b)).unwrap();
+        assert_eq!(w.collect_garbage().unwrap(), vec![a.id.clone()]);
+        w.complete(std::slice::from_ref(&b.id)).unwrap();
+        drop(w);
+        // Opening deletes the segment of the completed `b`.
+        let (mut w, _) = Wal::open(c).unwrap();
+        assert_eq!(w.collect_garbage().unwrap(), vec![b.id]);
     }
 
     #[test]

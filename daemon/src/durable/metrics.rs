@@ -15,6 +15,8 @@ pub struct WalMetrics {
     pub failed: Counter,
     pub replayed: Counter,
     pub quarantined_records: Counter,
+    /// Segments that could not be read at start, by name.
+    pub quarantined_segments: openwit_core::telemetry::Counters,
 }
 
 impl WalMetrics {
@@ -37,6 +39,10 @@ impl WalMetrics {
             replayed: outcome("replayed"),
             quarantined_records: t
                 .counter("openwit_wal_quarantined_records", "Corrupt WAL records quarantined at start"),
+            quarantined_segments: t.counters(
+                "openwit_wal_quarantined_segments",
+                "WAL segments that could not be read at start, moved to quarantine/ (label: the segment's file name)",
+            ),
         }
     }
 

@@ -76,6 +76,13 @@ fn empty(reply: ReplyEmpty, result: Result<(), i32>) {
 }
 
 impl Filesystem for LossyFs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // Large writes reach the filesystem in several requests, so a fault can hit the middle of one, as
+        // a disk that fills up mid-write does.
+        let _ = config.set_max_write(128 << 10);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let found = {
             let st = self.state();

@@ -299,7 +299,8 @@ mod tests {
         let mut late = None;
         m.power_cut(|| {
             // What runs on the disk between the cut and its end fails.
-            late = Some((f.write_all(b"late").map_err(|e| e.raw_os_error()), f.sync_data().map_err(|e| e.raw_os_error())));
+            late =
+                Some((f.write_all(b"late").map_err(|e| e.raw_os_error()), f.sync_data().map_err(|e| e.raw_os_error())));
         })
         .unwrap();
         assert_eq!(late, Some((Err(Some(libc::EIO)), Err(Some(libc::EIO)))));

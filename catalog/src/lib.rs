@@ -188,7 +188,8 @@ impl Catalog {
                 std::path::Path::new(url.trim_start_matches("sqlite://").split('?').next().unwrap_or("")).parent()
             && !dir.as_os_str().is_empty()
         {
-            let _ = std::fs::create_dir_all(dir);
+            // Its name must survive a power cut with the database in it.
+            let _ = openwit_storage::create_dir_all_durably(dir);
         }
         // SQLite allows one writer at a time; a single connection avoids "database is locked".
         let max = if engine == Engine::Sqlite { 1 } else { 8 };
@@ -200,7 +201,7 @@ impl Catalog {
                 Box::pin(async move {
                     if engine == Engine::Sqlite {
                         sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous=FULL").execute(&mut *conn).await?;
                     }
                     Ok(())
                 })

@@ -37,7 +37,7 @@ pub fn init_logging(t: &TelemetryConfig) {
 pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> anyhow::Result<()> {
     let telemetry = Arc::new(Telemetry::default());
     let health = Arc::new(Health::default());
-    std::fs::create_dir_all(&data_dir)
+    openwit_storage::create_dir_all_durably(&data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", data_dir.display()))?;
     let catalog_url =
         cfg.catalog.url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
@@ -172,6 +172,8 @@ fn open_wal(
     if !settings.fsync {
         tracing::warn!("wal.fsync is off: acknowledged data can be lost on power failure");
     }
+    openwit_storage::create_dir_all_durably(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create the write-ahead log directory {}: {e}", dir.display()))?;
     let (wal, recovered) = openwit_wal::Wal::open(wal_cfg)
         .map_err(|e| anyhow::anyhow!("cannot open the write-ahead log in {}: {e}", dir.display()))?;
     let metrics = Arc::new(crate::durable::WalMetrics::register(telemetry));
@@ -239,7 +241,8 @@ fn node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
         }
     }
     let id = format!("{}-{}", hostname(), &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    std::fs::write(&path, &id).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    openwit_storage::write_durably(&path, id.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(id)
 }
 

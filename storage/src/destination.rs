@@ -1,6 +1,7 @@
 //! A storage root, opened: a local directory, or a prefix in an object store (S3 and S3-compatible
 //! servers, GCS, Azure) through `object_store`. Files are stored, verified and listed under it.
 
+use crate::local::{create_dir_all_durably, sync_dir};
 use crate::{Endpoint, Service, StorageError};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -40,7 +41,7 @@ impl Destination {
                     path: dir.clone(),
                     source,
                 };
-                std::fs::create_dir_all(dir).map_err(io)?;
+                create_dir_all_durably(dir).map_err(io)?;
                 let dir = dir.canonicalize().map_err(io)?;
                 Ok(Destination { root: format!("file://{}", dir.display()), kind: Kind::Local(dir) })
             }
@@ -248,16 +249,7 @@ impl Destination {
 /// synced when `to` is on another file system), then every directory on the way fsynced.
 fn move_durably(from: &Path, to: &Path) -> std::io::Result<()> {
     let parent = to.parent().unwrap_or(Path::new("/"));
-    let mut created = Vec::new();
-    let mut d = Some(parent);
-    while let Some(dir) = d {
-        if dir.exists() {
-            break;
-        }
-        created.push(dir.to_path_buf());
-        d = dir.parent();
-    }
-    std::fs::create_dir_all(parent)?;
+    create_dir_all_durably(parent)?;
     if let Err(e) = std::fs::rename(from, to) {
         if e.raw_os_error() != Some(libc_exdev()) {
             return Err(e);
@@ -270,9 +262,6 @@ fn move_durably(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     std::fs::File::open(to)?.sync_all()?;
     sync_dir(parent)?;
-    for dir in created.iter().filter_map(|c| c.parent()) {
-        sync_dir(dir)?;
-    }
     if let Some(staging) = from.parent() {
         sync_dir(staging)?;
     }
@@ -282,31 +271,4 @@ fn move_durably(from: &Path, to: &Path) -> std::io::Result<()> {
 /// `EXDEV`: rename across file systems.
 fn libc_exdev() -> i32 {
     18
-}
-
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_local_destination_takes_the_file_and_verifies_size_and_tail() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dest = Destination::open(&Endpoint::Local(tmp.path().join("store")), &BTreeMap::new()).unwrap();
-        assert!(dest.root.starts_with("file:///"));
-        let local = tmp.path().join("f.parquet");
-        std::fs::write(&local, b"PAR1 body 12345678PAR1").unwrap();
-        let tail: [u8; 8] = *b"5678PAR1";
-        assert!(!dest.verify("a/b/f.parquet", 22, Some(tail)).await.unwrap(), "nothing there yet");
-        dest.upload(&local, "a/b/f.parquet").await.unwrap();
-        assert!(!local.exists(), "the staging copy moved into the store");
-        assert!(dest.verify("a/b/f.parquet", 22, Some(tail)).await.unwrap());
-        assert!(dest.verify("a/b/f.parquet", 22, None).await.unwrap());
-        assert!(!dest.verify("a/b/f.parquet", 21, None).await.unwrap(), "size differs");
-        assert!(!dest.verify("a/b/f.parquet", 22, Some(*b"xxxxPAR1")).await.unwrap(), "tail differs");
-        assert_eq!(dest.list("a").await.unwrap(), vec!["a/b/f.parquet".to_string()]);
-    }
 }

@@ -5,10 +5,12 @@
 
 mod destination;
 mod endpoint;
+mod local;
 mod resolver;
 
-pub use destination::{Destination, sync_dir};
+pub use destination::Destination;
 pub use endpoint::{Endpoint, EndpointError, Service};
+pub use local::{create_dir_all_durably, sync_dir, write_durably};
 pub use resolver::Storage;
 
 use std::path::PathBuf;

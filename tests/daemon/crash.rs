@@ -130,6 +130,28 @@ pub fn stored_in_parquet(root: &std::path::Path) -> HashMap<u64, usize> {
 /// every acknowledged span is stored exactly once (`stored` reads what the exporter wrote).
 async fn kill_rounds(config: &str, rounds: u32, stored: impl Fn(&Daemon) -> HashMap<u64, usize>) {
     let dir = tempfile::tempdir().unwrap();
+    let ended = load_and_end_rounds(dir.path(), config, rounds, &mut |d: &mut Daemon| {
+        d.signal(libc::SIGKILL);
+        d.wait_exit(Duration::from_secs(10));
+    })
+    .await;
+    check_exactly_once(dir.path(), config, &ended, stored).await;
+}
+
+/// What rounds of load left: the spans acknowledged, and the first id never sent.
+pub struct Ended {
+    pub acked: HashSet<u64>,
+    pub sent_below: u64,
+}
+
+/// Rounds over `dir`: the daemon starts, concurrent senders load it over gRPC and HTTP, and after a
+/// random while `end` ends it (a SIGKILL, a power cut).
+pub async fn load_and_end_rounds(
+    dir: &std::path::Path,
+    config: &str,
+    rounds: u32,
+    end: &mut dyn FnMut(&mut Daemon),
+) -> Ended {
     let next = Arc::new(AtomicU64::new(1));
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
@@ -140,7 +162,7 @@ async fn kill_rounds(config: &str, rounds: u32, stored: impl Fn(&Daemon) -> Hash
         seed
     };
     for round in 0..rounds {
-        let d = Daemon::spawn_in_on_base(dir.path(), config);
+        let mut d = Daemon::spawn_in_on_base(dir, config);
         d.wait_ready().await;
         let stop = Arc::new(AtomicBool::new(false));
         // Even rounds: many small requests from many senders (fsync-heavy); odd rounds: fewer, larger.
@@ -159,18 +181,27 @@ async fn kill_rounds(config: &str, rounds: u32, stored: impl Fn(&Daemon) -> Hash
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(150 + rand() % 600)).await;
-        let mut d = d;
-        d.signal(libc::SIGKILL);
-        d.wait_exit(Duration::from_secs(10));
+        end(&mut d);
         stop.store(true, Ordering::Relaxed);
         for t in tasks {
             let _ = t.await;
         }
     }
-    // A last start replays whatever is left; then a clean stop.
-    let mut d = Daemon::spawn_in_on_base(dir.path(), config);
+    let acked = acked.lock().unwrap().clone();
+    Ended { acked, sent_below: next.load(Ordering::Relaxed) }
+}
+
+/// A last start replays whatever is left, then a clean stop: every acknowledged span is stored exactly
+/// once, and nothing stored was never sent.
+pub async fn check_exactly_once(
+    dir: &std::path::Path,
+    config: &str,
+    ended: &Ended,
+    stored: impl Fn(&Daemon) -> HashMap<u64, usize>,
+) -> HashMap<u64, usize> {
+    let mut d = Daemon::spawn_in_on_base(dir, config);
     d.wait_ready().await;
-    let acked: HashSet<u64> = acked.lock().unwrap().clone();
+    let acked = &ended.acked;
     assert!(acked.len() > 1000, "the load should have been acknowledged in volume: {}", acked.len());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -192,8 +223,11 @@ async fn kill_rounds(config: &str, rounds: u32, stored: impl Fn(&Daemon) -> Hash
     );
     let twice: Vec<(&u64, &usize)> = s.iter().filter(|(_, n)| **n > 1).take(10).collect();
     assert!(twice.is_empty(), "spans stored more than once: {twice:?}");
+    let never_sent: Vec<&u64> = s.keys().filter(|id| **id == 0 || **id >= ended.sent_below).take(10).collect();
+    assert!(never_sent.is_empty(), "spans stored that were never sent: {never_sent:?}");
     let logs = d.logs();
     assert!(logs.contains("replaying WAL batches"), "at least one restart should have replayed: {logs}");
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

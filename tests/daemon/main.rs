@@ -20,6 +20,7 @@ mod kafka;
 mod loadgen;
 mod own_metrics;
 mod parquet;
+mod power_loss;
 mod query;
 mod shutdown;
 mod stores;

@@ -84,7 +84,7 @@ impl ParquetExporter {
             .directory
             .clone()
             .unwrap_or_else(|| env.data_dir.join("parquet").join(id.to_string().replace('/', "_")));
-        std::fs::create_dir_all(&staging).map_err(|e| {
+        openwit_storage::create_dir_all_durably(&staging).map_err(|e| {
             anyhow::anyhow!("exporter {id}: cannot create the staging directory {}: {e}", staging.display())
         })?;
         tracing::info!(exporter = %id, destination = %destination.root, staging = %staging.display(), "Parquet storage");

@@ -84,10 +84,13 @@ pub struct NewBatch {
 /// Something that happened to a batch. Applied in order, in groups.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Update {
-    /// Fsynced in the WAL and handed to its pipelines.
+    /// Fsynced in the WAL (`at`: when the fdatasync returned).
     Written { batch: NewBatch, at: i64 },
-    /// Sent through its pipelines again at start (the row is created if the catalog never saw it).
+    /// Read back from the WAL to go through its pipelines again (the row is created if the catalog never
+    /// saw it).
     Replayed { batch: NewBatch, at: i64 },
+    /// Handed to its pipelines (after `Written`, and again after each `Replayed`).
+    Ingested { batch_id: String, at: i64 },
     /// Every exporter stored it.
     Stored { batch_id: String, at: i64 },
     /// An exporter gave up on it; it stays in the WAL.
@@ -253,16 +256,16 @@ impl Catalog {
                     let replay = matches!(u, Update::Replayed { .. });
                     let sql = if replay {
                         "INSERT INTO batch_tracker (batch_id, client_id, signal, receiver, node_id, item_count, byte_size, topics, \
-                         first_offset, last_offset, created_at, wal_pip, wal_pip_completed_at, ingestion_pip, ingestion_pip_completed_at, \
+                         first_offset, last_offset, created_at, wal_pip, wal_pip_completed_at, \
                          kafka_pip, kafka_pip_completed_at, status, retry_count, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, TRUE, $12, TRUE, $12, $13, $14, 'pending', 1, $12) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, TRUE, $12, $13, $14, 'pending', 1, $12) \
                          ON CONFLICT (batch_id) DO UPDATE SET retry_count = batch_tracker.retry_count + 1, status = 'pending', \
-                         ingestion_pip = TRUE, ingestion_pip_completed_at = $12, node_id = $5, updated_at = $12"
+                         node_id = $5, updated_at = $12"
                     } else {
                         "INSERT INTO batch_tracker (batch_id, client_id, signal, receiver, node_id, item_count, byte_size, topics, \
-                         first_offset, last_offset, created_at, wal_pip, wal_pip_completed_at, ingestion_pip, ingestion_pip_completed_at, \
+                         first_offset, last_offset, created_at, wal_pip, wal_pip_completed_at, \
                          kafka_pip, kafka_pip_completed_at, status, retry_count, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, TRUE, $12, TRUE, $12, $13, $14, 'pending', 0, $12) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, TRUE, $12, $13, $14, 'pending', 0, $12) \
                          ON CONFLICT (batch_id) DO NOTHING"
                     };
                     let kafka = b.topics.is_some();
@@ -282,6 +285,12 @@ impl Catalog {
                         .bind(kafka)
                         .bind(kafka.then_some(*at))
                 }
+                Update::Ingested { batch_id, at } => sqlx::query(
+                    "UPDATE batch_tracker SET ingestion_pip = TRUE, ingestion_pip_completed_at = $2, updated_at = $2 \
+                     WHERE batch_id = $1",
+                )
+                .bind(batch_id.clone())
+                .bind(*at),
                 Update::Stored { batch_id, at } => sqlx::query(
                     "UPDATE batch_tracker SET storage_pip = TRUE, storage_pip_completed_at = $2, status = 'completed', updated_at = $2 \
                      WHERE batch_id = $1",

@@ -20,6 +20,10 @@ pub enum TenantError {
     TooLong(usize),
     #[error("tenant id {0:?} contains {1:?}; only letters, digits, '_' and '-' are allowed")]
     BadChar(String, char),
+    #[error(
+        "the tenant header is not text (bytes outside UTF-8); send 1 to {MAX_TENANT_LEN} characters from [A-Za-z0-9_-]"
+    )]
+    NotText,
 }
 
 impl TenantId {
@@ -79,10 +83,11 @@ impl TenantConfig {
         Ok(())
     }
 
-    /// Resolves the tenant from the header value, if any.
-    pub fn resolve(&self, header_value: Option<&str>) -> Result<TenantId, TenantError> {
+    /// Resolves the tenant from the header's value as sent, if any. A value that is present but not a valid
+    /// tenant id (whatever its bytes) is refused, never taken for a missing header.
+    pub fn resolve(&self, header_value: Option<&[u8]>) -> Result<TenantId, TenantError> {
         match header_value {
-            Some(v) => TenantId::new(v.trim()),
+            Some(v) => TenantId::new(std::str::from_utf8(v).map_err(|_| TenantError::NotText)?.trim()),
             None => TenantId::new(&self.default),
         }
     }
@@ -106,6 +111,10 @@ mod tests {
     fn resolves_default_when_header_missing() {
         let cfg = TenantConfig::default();
         assert_eq!(cfg.resolve(None).unwrap().as_str(), "default");
-        assert_eq!(cfg.resolve(Some("t1")).unwrap().as_str(), "t1");
+        assert_eq!(cfg.resolve(Some(b"t1")).unwrap().as_str(), "t1");
+        // Present but not a tenant id, whatever its bytes: refused, never the default.
+        assert_eq!(cfg.resolve(Some(b"\xff\xfe")), Err(TenantError::NotText));
+        assert!(matches!(cfg.resolve(Some("caf\u{e9}".as_bytes())), Err(TenantError::BadChar(_, '\u{e9}'))));
+        assert!(matches!(cfg.resolve(Some(b"a\tb")), Err(TenantError::BadChar(_, '\t'))));
     }
 }

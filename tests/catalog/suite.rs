@@ -38,7 +38,10 @@ pub async fn lifecycle_written_stored_cleaned(c: Catalog) {
     let r = c.batch("b1").await.unwrap().unwrap();
     assert_eq!(r.status, "pending");
     assert_eq!(stage(&r, Stage::Wal), (true, Some(T0 + 5)));
-    assert_eq!(stage(&r, Stage::Ingestion), (true, Some(T0 + 5)));
+    assert_eq!(stage(&r, Stage::Ingestion), (false, None), "durable, not yet handed to its pipelines");
+    c.apply(&[Update::Ingested { batch_id: "b1".into(), at: T0 + 6 }]).await.unwrap();
+    let r = c.batch("b1").await.unwrap().unwrap();
+    assert_eq!(stage(&r, Stage::Ingestion), (true, Some(T0 + 6)));
     assert_eq!(stage(&r, Stage::Storage), (false, None));
     assert_eq!(stage(&r, Stage::Kafka), (false, None));
     assert_eq!((r.batch.item_count, r.batch.byte_size, r.batch.client_id.as_str()), (100, 4096, "acme"));
@@ -81,6 +84,7 @@ pub async fn replay_counts_retries_and_creates_missing_rows(c: Catalog) {
         Update::Failed { batch_id: "b1".into(), stage: Stage::Storage, error: "x".into(), at: T0 + 1 },
         Update::Replayed { batch: batch("b1", "acme", T0), at: T0 + 100 },
         Update::Replayed { batch: batch("b1", "acme", T0), at: T0 + 200 },
+        Update::Ingested { batch_id: "b1".into(), at: T0 + 201 },
         // A batch the catalog never heard of (it was unreachable before the crash).
         Update::Replayed { batch: batch("b2", "beta", T0 + 50), at: T0 + 300 },
     ])
@@ -88,7 +92,7 @@ pub async fn replay_counts_retries_and_creates_missing_rows(c: Catalog) {
     .unwrap();
     let r = c.batch("b1").await.unwrap().unwrap();
     assert_eq!((r.status.as_str(), r.retry_count), ("pending", 2));
-    assert_eq!(stage(&r, Stage::Ingestion), (true, Some(T0 + 200)));
+    assert_eq!(stage(&r, Stage::Ingestion), (true, Some(T0 + 201)));
     let r2 = c.batch("b2").await.unwrap().unwrap();
     assert_eq!((r2.status.as_str(), r2.retry_count, r2.batch.client_id.as_str()), ("pending", 1, "beta"));
 }

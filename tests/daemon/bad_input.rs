@@ -101,12 +101,15 @@ async fn http_bad_input_answers() {
     assert_eq!(post(&d, "application/x-protobuf", Some("gzip"), b"not gzip".to_vec()).await.status(), 400);
     assert_eq!(post(&d, "application/x-protobuf", Some("br"), b"x".to_vec()).await.status(), 400);
 
-    // Invalid tenant: 400, never sanitised into a path.
-    for bad in ["../../etc", "a b", &"x".repeat(65)] {
+    // Invalid tenant: 400, never sanitised into a path, and never taken for a missing header (which would
+    // store the data under `default`) when its bytes are not visible ASCII.
+    let long = "x".repeat(65);
+    let bad: [&[u8]; 6] = [b"../../etc", b"a b", long.as_bytes(), b"acme\xff", "caf\u{e9}".as_bytes(), b"a\tb"];
+    for bad in bad {
         let r = client()
             .post(d.http_url("/v1/traces"))
             .header("content-type", "application/x-protobuf")
-            .header("x-scope-orgid", bad)
+            .header("x-scope-orgid", reqwest::header::HeaderValue::from_bytes(bad).unwrap())
             .body(rich_traces("t").encode_to_vec())
             .send()
             .await
@@ -122,7 +125,7 @@ async fn http_bad_input_answers() {
     d.assert_serving().await;
     assert!(!std::fs::read(d.path("traces.bin")).is_ok_and(|b| !b.is_empty()), "nothing refused may be stored");
     let m = d.metrics_text().await;
-    assert!(m.contains("otelcol_receiver_refused_spans_total{receiver=\"otlp\",transport=\"http\"} 6"), "{m}");
+    assert!(m.contains("otelcol_receiver_refused_spans_total{receiver=\"otlp\",transport=\"http\"} 12"), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,12 +149,15 @@ async fn grpc_bad_input_answers() {
     let e = c.clone().send_compressed(tonic::codec::CompressionEncoding::Gzip).export(big).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
 
-    // Invalid tenant: INVALID_ARGUMENT.
-    let mut req = tonic::Request::new(rich_traces("t"));
-    req.metadata_mut().insert("x-scope-orgid", "no/slashes".parse().unwrap());
-    let e = c.export(req).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    assert!(e.message().contains("invalid tenant"), "{}", e.message());
+    // Invalid tenant, also in bytes that are not visible ASCII: INVALID_ARGUMENT.
+    for bad in [&b"no/slashes"[..], b"acme\xff"] {
+        let mut req = tonic::Request::new(rich_traces("t"));
+        let value = tonic::metadata::AsciiMetadataValue::try_from(bad).unwrap();
+        req.metadata_mut().insert("x-scope-orgid", value);
+        let e = c.export(req).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        assert!(e.message().contains("invalid tenant"), "{}", e.message());
+    }
 
     // Still serving, over gRPC too.
     let mut ok = rich_traces("ok");

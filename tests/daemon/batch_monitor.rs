@@ -98,6 +98,8 @@ async fn exercise(catalog: &str, tenant: &str) {
         assert!(stage(row, s)["completed_at"].as_i64().is_some());
     }
     assert_eq!(stage(row, "kafka")["done"], false);
+    let at = |s: &str| stage(row, s)["completed_at"].as_i64().unwrap();
+    assert!(at("wal") <= at("ingestion") && at("ingestion") <= at("storage"), "stages in order: {row}");
     let id = row["batch_id"].as_str().unwrap().to_string();
     let (code, one) = get(api, &format!("/batches/{id}")).await;
     assert_eq!((code, one["batch_id"].as_str()), (200, Some(id.as_str())));

@@ -64,6 +64,7 @@ pub async fn replay(
             tracing::error!(batch = %text, "pipeline closed during replay");
             continue;
         }
+        track.tracker.send(openwit_catalog::Update::Ingested { batch_id: text, at: super::now_ms() });
         replayed += 1;
     }
     metrics.replayed.inc_by(replayed);

@@ -264,7 +264,9 @@ impl Writer {
             self.track.tracker.send(openwit_catalog::Update::Written { batch: row, at });
         }
         for ((key, open, permits), id) in go.into_iter().zip(ids) {
-            let token = AckToken::new(BatchId::from_slice(&id).unwrap_or_default(), self.completions.clone());
+            let batch_id = BatchId::from_slice(&id).unwrap_or_default();
+            let token_id = batch_id.to_string();
+            let token = AckToken::new(batch_id, self.completions.clone());
             let receipts: Vec<Result<Receipt, ConsumeError>> =
                 open.replies.iter().map(|_| Ok(Receipt::new(token.clone()))).collect();
             let batch = Batch {
@@ -275,6 +277,7 @@ impl Writer {
                 columnar: Default::default(),
             };
             Fanout::deliver(permits, batch);
+            self.track.tracker.send(openwit_catalog::Update::Ingested { batch_id: token_id, at: super::now_ms() });
             for (reply, receipt) in open.replies.into_iter().zip(receipts) {
                 // A client that went away no longer needs its answer.
                 let _ = reply.send(receipt);

@@ -121,7 +121,7 @@ impl<S: OtlpSignal> UnaryService<Raw<S::Req>> for Export<S> {
         let svc = self.0.clone();
         Box::pin(async move {
             let md = request.metadata();
-            let tenant = svc.ingest.resolve_tenant(md.get(svc.ingest.tenant_key()).and_then(|v| v.to_str().ok()));
+            let tenant = svc.ingest.resolve_tenant(md.get(svc.ingest.tenant_key()).map(|v| v.as_bytes()));
             let metadata = if svc.include_metadata { metadata_of(md) } else { Metadata::new() };
             let raw = request.into_inner();
             match svc.ingest.accept(Transport::Grpc, tenant, S::payload(raw.msg), Some(raw.bytes), metadata).await {

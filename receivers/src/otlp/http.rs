@@ -127,7 +127,7 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
         },
     };
     let ingest = &st.ingest;
-    let tenant = ingest.resolve_tenant(headers.get(ingest.tenant_key()).and_then(|v| v.to_str().ok()));
+    let tenant = ingest.resolve_tenant(headers.get(ingest.tenant_key()).map(|v| v.as_bytes()));
     let metadata = if st.include_metadata { metadata_of(&headers) } else { Metadata::new() };
     match ingest.accept(Transport::Http, tenant, S::payload(req), raw, metadata).await {
         Ok(()) => {

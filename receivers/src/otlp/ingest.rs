@@ -68,7 +68,7 @@ impl Accept {
         self.tenant.header.to_ascii_lowercase()
     }
 
-    pub fn resolve_tenant(&self, value: Option<&str>) -> Result<TenantId, TenantError> {
+    pub fn resolve_tenant(&self, value: Option<&[u8]>) -> Result<TenantId, TenantError> {
         self.tenant.resolve(value)
     }
 

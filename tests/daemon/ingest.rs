@@ -595,6 +595,8 @@ async fn batch_processor_groups_by_tenant_and_metadata_keys() {
             .post(d.http_url("/v1/logs"))
             .header("content-type", "application/x-protobuf")
             .header("x-team", team)
+            .header("authorization", "Bearer s3cr3t-token")
+            .header("cookie", "session=s3cr3t-cookie")
             .body(rich_logs(team).encode_to_vec())
             .send()
             .await
@@ -604,6 +606,7 @@ async fn batch_processor_groups_by_tenant_and_metadata_keys() {
     // gRPC metadata groups the same way.
     let mut req = tonic::Request::new(rich_logs("red"));
     req.metadata_mut().insert("x-team", "red".parse().unwrap());
+    req.metadata_mut().insert("authorization", "Bearer s3cr3t-token".parse().unwrap());
     opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient::connect(d.grpc_url())
         .await
         .unwrap()
@@ -630,6 +633,16 @@ async fn batch_processor_groups_by_tenant_and_metadata_keys() {
         .collect();
     sizes.sort();
     assert_eq!(sizes, vec![("blue".to_string(), 4), ("red".to_string(), 8)]);
+    // The metadata went into the WAL with each batch; the credentials did not.
+    let wal: Vec<u8> = std::fs::read_dir(d.path("data/wal"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
+        .flat_map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    let has = |needle: &[u8]| wal.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"x-team"), "metadata is kept in the WAL");
+    assert!(!has(b"s3cr3t"), "credentials must never be stored at rest");
     let m = d.metrics_text().await;
     assert!(m.contains("otelcol_processor_batch_batch_send_size_count{processor=\"batch\"} 2"), "{m}");
     assert!(m.contains("otelcol_processor_batch_batch_send_size_sum{processor=\"batch\"} 12.0"), "{m}");

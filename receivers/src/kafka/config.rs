@@ -484,6 +484,10 @@ fn assignment_strategy(s: &str) -> Option<&'static str> {
 
 const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
+/// librdkafka settings that would commit offsets on their own (`auto.commit.enable` is the old name of
+/// `enable.auto.commit`).
+const COMMIT_KEYS: [&str; 3] = ["enable.auto.commit", "enable.auto.offset.store", "auto.commit.enable"];
+
 impl ComponentConfig for KafkaConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         if self.brokers.is_empty() || self.brokers.iter().any(|b| b.trim().is_empty()) {
@@ -555,6 +559,13 @@ impl ComponentConfig for KafkaConfig {
         }
         if self.dead_letter.directory.is_some() && self.dead_letter.topic.is_some() {
             return Err(ConfigIssue::new("dead_letter", "set either directory or topic, not both"));
+        }
+        if let Some(k) = self.client_options.keys().find(|k| COMMIT_KEYS.contains(&k.as_str())) {
+            return Err(ConfigIssue::new(
+                format!("client_options.{k}"),
+                "OpenWit commits an offset only once its message is fsynced in the WAL; automatic commits or \
+                 offset stores would commit messages that are not durable yet. Remove this key",
+            ));
         }
         if self.max_in_flight_messages == 0 {
             return Err(ConfigIssue::new("max_in_flight_messages", "must be at least 1"));
@@ -652,6 +663,10 @@ mod tests {
         assert!(err("group_rebalance_strategy: fair").contains("choose range, roundrobin or sticky"));
         assert!(err("commit: {strategy: on_timer}").contains("unknown variant `on_timer`"));
         assert!(err("dead_letter: {directory: /x, topic: y}").contains("either directory or topic"));
+        for key in ["enable.auto.commit", "enable.auto.offset.store", "auto.commit.enable"] {
+            let e = err(&format!("client_options: {{{key}: 'true'}}"));
+            assert!(e.starts_with(&format!("client_options.{key}:")) && e.contains("fsynced in the WAL"), "{e}");
+        }
         assert!(err("brokers: []").starts_with("brokers"));
         assert!(err("topics: [a]").contains("unknown field `topics`"));
     }

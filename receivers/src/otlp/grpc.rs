@@ -122,7 +122,8 @@ impl<S: OtlpSignal> UnaryService<Raw<S::Req>> for Export<S> {
         Box::pin(async move {
             let md = request.metadata();
             let tenant = svc.ingest.resolve_tenant(md.get(svc.ingest.tenant_key()).map(|v| v.as_bytes()));
-            let metadata = if svc.include_metadata { metadata_of(md) } else { Metadata::new() };
+            let metadata =
+                if svc.include_metadata { super::metadata::kept(&md.clone().into_headers()) } else { Metadata::new() };
             let raw = request.into_inner();
             match svc.ingest.accept(Transport::Grpc, tenant, S::payload(raw.msg), Some(raw.bytes), metadata).await {
                 Ok(()) => Ok(tonic::Response::new(S::Resp::default())),
@@ -132,18 +133,6 @@ impl<S: OtlpSignal> UnaryService<Raw<S::Req>> for Export<S> {
             }
         })
     }
-}
-
-fn metadata_of(md: &tonic::metadata::MetadataMap) -> Metadata {
-    let mut out = Metadata::new();
-    for kv in md.iter() {
-        if let tonic::metadata::KeyAndValueRef::Ascii(k, v) = kv
-            && let Ok(v) = v.to_str()
-        {
-            out.entry(k.as_str().to_string()).or_default().push(v.to_string());
-        }
-    }
-    out
 }
 
 /// A decoded request with the bytes it was decoded from: the WAL stores those bytes as they came,

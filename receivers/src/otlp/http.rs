@@ -128,7 +128,7 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
     };
     let ingest = &st.ingest;
     let tenant = ingest.resolve_tenant(headers.get(ingest.tenant_key()).map(|v| v.as_bytes()));
-    let metadata = if st.include_metadata { metadata_of(&headers) } else { Metadata::new() };
+    let metadata = if st.include_metadata { super::metadata::kept(&headers) } else { Metadata::new() };
     match ingest.accept(Transport::Http, tenant, S::payload(req), raw, metadata).await {
         Ok(()) => {
             // A full success is an empty Export response: no bytes in protobuf, `{}` in JSON.
@@ -220,16 +220,6 @@ mod tonic_code {
     pub const INVALID_ARGUMENT: i32 = 3;
     pub const RESOURCE_EXHAUSTED: i32 = 8;
     pub const UNAVAILABLE: i32 = 14;
-}
-
-fn metadata_of(headers: &HeaderMap) -> Metadata {
-    let mut out = Metadata::new();
-    for (k, v) in headers {
-        if let Ok(v) = v.to_str() {
-            out.entry(k.as_str().to_string()).or_default().push(v.to_string());
-        }
-    }
-    out
 }
 
 fn cors_layer(cfg: &CorsConfig) -> tower_http::cors::CorsLayer {

@@ -3,6 +3,7 @@
 mod grpc;
 mod http;
 mod ingest;
+mod metadata;
 mod signals;
 
 use async_trait::async_trait;

@@ -22,6 +22,10 @@ pub fn init_logging(t: &TelemetryConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (a full disk under a redirected stderr) is dropped. With the
+        // default, tracing reports it with eprintln!, which panics when stderr fails too: the WAL writer
+        // died that way in the disk-fault tests, and ingest stopped for good.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if t.logs.encoding == "json" {
         builder.json().init();
@@ -87,7 +91,18 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
     health.set(HealthStatus::Ready);
     tracing::info!(pipelines = cfg.pipelines.len(), "OpenWit is ready");
 
-    wait_for_signal().await;
+    let mut writer = graph.writer;
+    tokio::select! {
+        () = wait_for_signal() => {}
+        r = &mut writer => {
+            // Only a bug ends it while receivers run. Nothing acknowledged is lost (it is in the WAL); a
+            // daemon that refuses everything while looking healthy is worse than one that exits and is
+            // restarted.
+            health.set(HealthStatus::Stopping);
+            let why = r.err().map_or_else(|| "it returned".to_string(), |e| e.to_string());
+            anyhow::bail!("the WAL writer stopped ({why}); exiting so that a restart replays the WAL");
+        }
+    }
     health.set(HealthStatus::Stopping);
     tracing::info!(grace = ?grace, "shutting down: no longer accepting data, draining pipelines");
 
@@ -96,7 +111,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
         for t in graph.receivers {
             joined("a receiver", t.await);
         }
-        joined("the WAL writer", graph.writer.await);
+        joined("the WAL writer", writer.await);
         for (name, t) in graph.pipeline_tasks {
             joined(&name, t.await);
         }

@@ -139,8 +139,24 @@ impl Daemon {
         Daemon::spawn_sources(dir, &[config], extra_args, env)
     }
 
+    /// Starts in `dir` (to restart over the same data) with `BASE` and then `config`, without waiting, its
+    /// log in `log` rather than in `dir` (for a directory on a test filesystem that fails or forgets).
+    pub fn spawn_in_on_base_logging_to(dir: &Path, config: &str, log: &Path) -> Daemon {
+        Daemon::spawn_sources_logging_to(dir, &[BASE, config], &[], &[], log)
+    }
+
     /// Starts with several config sources, merged in order (placeholders filled in in each).
     fn spawn_sources(dir: &Path, configs: &[&str], extra_args: &[&str], env: &[(String, String)]) -> Daemon {
+        Daemon::spawn_sources_logging_to(dir, configs, extra_args, env, &dir.join("daemon.log"))
+    }
+
+    fn spawn_sources_logging_to(
+        dir: &Path,
+        configs: &[&str],
+        extra_args: &[&str],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> Daemon {
         let dir = dir.to_path_buf();
         let (grpc, http, health, metrics) = (free_port(), free_port(), free_port(), free_port());
         let mut cmd = Command::new(bin());
@@ -155,7 +171,7 @@ impl Daemon {
             std::fs::write(&cfg_path, text).unwrap();
             cmd.arg("--config").arg(&cfg_path);
         }
-        let log = dir.join("daemon.log");
+        let log = log.to_path_buf();
         let child = cmd
             .arg("--data-dir")
             .arg(dir.join("data"))

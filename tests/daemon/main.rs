@@ -12,6 +12,7 @@ mod bad_input;
 mod batch_monitor;
 mod cli;
 mod crash;
+mod disk_faults;
 mod durability;
 mod forward;
 mod http_options;

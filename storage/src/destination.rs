@@ -183,9 +183,18 @@ impl Destination {
     pub async fn verify(&self, rel: &str, size: u64, tail: Option<[u8; 8]>) -> Result<bool, StorageError> {
         match &self.kind {
             Kind::Local(root) => {
-                let path = root.join(rel);
+                let (root, path) = (root.clone(), root.join(rel));
                 tokio::task::spawn_blocking(move || match std::fs::read(&path) {
-                    Ok(b) => Ok(b.len() as u64 == size && tail.is_none_or(|t| b.len() >= 8 && b[b.len() - 8..] == t)),
+                    Ok(b) if b.len() as u64 == size && tail.is_none_or(|t| b.len() >= 8 && b[b.len() - 8..] == t) => {
+                        // Seeing the file is not enough: after a failed attempt (a directory fsync that
+                        // failed) it may be visible and still not survive a power cut. Stored means durable.
+                        sync_up_to(&root, &path).map(|()| true).map_err(|source| StorageError::Io {
+                            what: "cannot make durable",
+                            path,
+                            source,
+                        })
+                    }
+                    Ok(_) => Ok(false),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                     Err(source) => Err(StorageError::Io { what: "cannot read", path, source }),
                 })
@@ -264,6 +273,21 @@ fn move_durably(from: &Path, to: &Path) -> std::io::Result<()> {
     sync_dir(parent)?;
     if let Some(staging) = from.parent() {
         sync_dir(staging)?;
+    }
+    Ok(())
+}
+
+/// Syncs `path` and every directory from its parent up to `root`: after this, the file survives a power cut
+/// under its name, however the steps that put it there went.
+fn sync_up_to(root: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()?;
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        sync_dir(d)?;
+        if d == root {
+            break;
+        }
+        dir = d.parent();
     }
     Ok(())
 }

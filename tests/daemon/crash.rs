@@ -130,12 +130,12 @@ pub fn stored_in_parquet(root: &std::path::Path) -> HashMap<u64, usize> {
 /// every acknowledged span is stored exactly once (`stored` reads what the exporter wrote).
 async fn kill_rounds(config: &str, rounds: u32, stored: impl Fn(&Daemon) -> HashMap<u64, usize>) {
     let dir = tempfile::tempdir().unwrap();
-    let ended = load_and_end_rounds(dir.path(), config, rounds, &mut |d: &mut Daemon| {
+    let ended = load_and_end_rounds(dir.path(), None, config, rounds, &mut |d: &mut Daemon| {
         d.signal(libc::SIGKILL);
         d.wait_exit(Duration::from_secs(10));
     })
     .await;
-    check_exactly_once(dir.path(), config, &ended, stored).await;
+    check_exactly_once(dir.path(), None, config, &ended, stored).await;
 }
 
 /// What rounds of load left: the spans acknowledged, and the first id never sent.
@@ -144,10 +144,19 @@ pub struct Ended {
     pub sent_below: u64,
 }
 
+/// Starts the daemon on `dir`, its log in `dir` or in `log`.
+fn spawn(dir: &std::path::Path, log: Option<&std::path::Path>, config: &str) -> Daemon {
+    match log {
+        Some(log) => Daemon::spawn_in_on_base_logging_to(dir, config, log),
+        None => Daemon::spawn_in_on_base(dir, config),
+    }
+}
+
 /// Rounds over `dir`: the daemon starts, concurrent senders load it over gRPC and HTTP, and after a
 /// random while `end` ends it (a SIGKILL, a power cut).
 pub async fn load_and_end_rounds(
     dir: &std::path::Path,
+    log: Option<&std::path::Path>,
     config: &str,
     rounds: u32,
     end: &mut dyn FnMut(&mut Daemon),
@@ -162,7 +171,7 @@ pub async fn load_and_end_rounds(
         seed
     };
     for round in 0..rounds {
-        let mut d = Daemon::spawn_in_on_base(dir, config);
+        let mut d = spawn(dir, log, config);
         d.wait_ready().await;
         let stop = Arc::new(AtomicBool::new(false));
         // Even rounds: many small requests from many senders (fsync-heavy); odd rounds: fewer, larger.
@@ -195,15 +204,17 @@ pub async fn load_and_end_rounds(
 /// once, and nothing stored was never sent.
 pub async fn check_exactly_once(
     dir: &std::path::Path,
+    log: Option<&std::path::Path>,
     config: &str,
     ended: &Ended,
     stored: impl Fn(&Daemon) -> HashMap<u64, usize>,
 ) -> HashMap<u64, usize> {
-    let mut d = Daemon::spawn_in_on_base(dir, config);
+    let mut d = spawn(dir, log, config);
     d.wait_ready().await;
     let acked = &ended.acked;
     assert!(acked.len() > 1000, "the load should have been acknowledged in volume: {}", acked.len());
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(60);
     loop {
         let s = stored(&d);
         if acked.iter().all(|id| s.contains_key(id)) || std::time::Instant::now() > deadline {
@@ -211,6 +222,7 @@ pub async fn check_exactly_once(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    println!("last start: everything acknowledged stored after {:?}", started.elapsed());
     d.signal(libc::SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(30)).success(), "{}", d.logs());
     let s = stored(&d);

@@ -4,7 +4,7 @@
 
 use crate::crash::{Ended, check_exactly_once, load_and_end_rounds, stored_in_parquet};
 use crate::harness::Daemon;
-use openwit_lossyfs::LossyMount;
+use openwit_lossyfs::{Fault, LossyMount, Op};
 use std::time::Duration;
 
 /// Small Parquet files, often, so that cuts land between writing, finalizing, recording and storing
@@ -63,7 +63,7 @@ async fn power_cuts_at_random_moments_lose_nothing_acknowledged_and_store_nothin
     let dir = disk.path().to_path_buf();
     let rounds = rounds();
     let mut cuts = 0u32;
-    let ended: Ended = load_and_end_rounds(&dir, CONFIG, rounds, &mut |d: &mut Daemon| {
+    let ended: Ended = load_and_end_rounds(&dir, None, CONFIG, rounds, &mut |d: &mut Daemon| {
         disk.power_cut(|| {
             d.signal(libc::SIGKILL);
             d.wait_exit(Duration::from_secs(10));
@@ -72,7 +72,7 @@ async fn power_cuts_at_random_moments_lose_nothing_acknowledged_and_store_nothin
         cuts += 1;
     })
     .await;
-    let stored = check_exactly_once(&dir, CONFIG, &ended, |d| stored_in_parquet(&d.path("bucket"))).await;
+    let stored = check_exactly_once(&dir, None, CONFIG, &ended, |d| stored_in_parquet(&d.path("bucket"))).await;
     let (rows, distinct) = through_the_catalog(&dir);
     assert_eq!(rows, distinct, "a span is recorded twice in the catalog's files");
     assert_eq!(rows, stored.len() as u64, "every file in the bucket is recorded in the catalog, and only those");
@@ -81,5 +81,54 @@ async fn power_cuts_at_random_moments_lose_nothing_acknowledged_and_store_nothin
         ended.acked.len(),
         stored.len(),
         stored.len() - ended.acked.len()
+    );
+}
+
+/// The disk faults each round meets before its power cut: the Parquet staging directory, the catalog and
+/// the bucket fail their fsyncs or run out of space for a while.
+fn faults_for(round: u32) -> Vec<Fault> {
+    let round = std::env::var("PROBE_KIND").ok().and_then(|v| v.parse().ok()).unwrap_or(round);
+    match if round >= 4 { round } else { round % 4 } {
+        0 => vec![Fault::times(Op::Fsync, "/data/parquet/", libc::EIO, 3)],
+        1 => vec![Fault::times(Op::Fsync, "catalog.db", libc::EIO, 2)],
+        2 => vec![Fault::times(Op::Write, "/data/parquet/", libc::ENOSPC, 20)],
+        _ => {
+            vec![Fault::times(Op::Fsync, "/bucket/", libc::EIO, 3), Fault::times(Op::Write, "catalog.db", libc::EIO, 2)]
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_faults_in_staging_catalog_and_bucket_then_power_cuts_lose_nothing_and_store_nothing_twice() {
+    // The daemon's log on a good disk, outside the faults and cuts.
+    let good = tempfile::tempdir().unwrap();
+    std::fs::create_dir(good.path().join("disk")).unwrap();
+    let mut disk = LossyMount::mount(&good.path().join("disk")).expect("the power-loss tests need /dev/fuse and root");
+    let log = good.path().join("daemon.log");
+    let dir = disk.path().to_path_buf();
+    let mut round = 0u32;
+    disk.disk().inject_all(faults_for(round));
+    let ended = load_and_end_rounds(&dir, Some(&log), CONFIG, rounds(), &mut |d: &mut Daemon| {
+        disk.power_cut(|| {
+            d.signal(libc::SIGKILL);
+            d.wait_exit(Duration::from_secs(10));
+        })
+        .unwrap();
+        round += 1;
+        disk.disk().clear_faults();
+        disk.disk().inject_all(faults_for(round));
+    })
+    .await;
+    let injected = disk.disk().injected();
+    disk.disk().clear_faults();
+    let stored = check_exactly_once(&dir, Some(&log), CONFIG, &ended, |d| stored_in_parquet(&d.path("bucket"))).await;
+    let (rows, distinct) = through_the_catalog(&dir);
+    assert_eq!(rows, distinct, "a span is recorded twice in the catalog's files");
+    assert_eq!(rows, stored.len() as u64, "every file in the bucket is recorded in the catalog, and only those");
+    assert!(injected > 0, "the faults were met");
+    println!(
+        "faults + power loss: {round} cuts, {injected} operations failed, {} spans acknowledged, {} stored",
+        ended.acked.len(),
+        stored.len()
     );
 }

@@ -48,6 +48,11 @@ impl Disk {
         self.state().faults.push(fault);
     }
 
+    /// Adds several fault rules.
+    pub fn inject_all(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state().faults.extend(faults);
+    }
+
     pub fn clear_faults(&self) {
         self.state().faults.clear();
     }

@@ -184,6 +184,7 @@ impl State {
         out.next_ino = self.next_ino;
         out.generation = self.generation + 1;
         out.faults = self.faults.clone();
+        out.injected = self.injected;
         out.full = self.full;
         out.inodes.clear();
         let mut todo = vec![ROOT];

@@ -4,6 +4,7 @@
 //! the batch. At start the daemon reads them back from the WAL, so that a receiver recognises records
 //! redelivered after a crash between the WAL's fsync and the source's commit, and skips them.
 
+use crate::AckToken;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -92,35 +93,67 @@ impl OffsetSet {
     }
 }
 
-/// Offsets already in the WAL, per (topic, partition), for one receiver.
-#[derive(Clone, Debug, Default)]
-pub struct DurableOffsets(HashMap<Arc<str>, HashMap<i32, OffsetSet>>);
+/// Offsets already in the WAL, per (topic, partition), for one receiver; and, for the WAL batches replayed
+/// at start, a hold on each until the source's committed offset passes it.
+///
+/// Why the holds: a replayed batch is stored without its receiver, which may not own its partitions yet
+/// (a consumer group hands them over only after the previous member's session ends). Were it completed as
+/// soon as it is stored, its WAL segment could be deleted before the offsets are committed, and a crash
+/// then would make the source deliver those records again with nothing left to recognise them by: stored
+/// twice. Holding the batch until the commit keeps its offsets in the WAL for as long as they matter.
+#[derive(Debug, Default)]
+pub struct DurableOffsets {
+    sets: HashMap<Arc<str>, HashMap<i32, OffsetSet>>,
+    holds: Vec<OffsetHold>,
+}
+
+/// A replayed batch's hold on one source range.
+#[derive(Debug)]
+struct OffsetHold {
+    topic: Arc<str>,
+    partition: i32,
+    last: i64,
+    _token: Arc<AckToken>,
+}
 
 impl DurableOffsets {
     pub fn add(&mut self, o: &SourceOffsets) {
-        self.0.entry(o.topic.clone()).or_default().entry(o.partition).or_default().insert(o.first, o.last);
+        self.sets.entry(o.topic.clone()).or_default().entry(o.partition).or_default().insert(o.first, o.last);
+    }
+
+    /// Keeps `token` (a replayed WAL batch) from completing until the committed offset of `o`'s partition
+    /// passes `o`.
+    pub fn hold_until_committed(&mut self, o: &SourceOffsets, token: Arc<AckToken>) {
+        self.add(o);
+        self.holds.push(OffsetHold { topic: o.topic.clone(), partition: o.partition, last: o.last, _token: token });
     }
 
     /// Whether the record at `offset` of `topic`/`partition` is already in the WAL.
     pub fn contains(&self, topic: &str, partition: i32, offset: i64) -> bool {
-        self.0.get(topic).and_then(|p| p.get(&partition)).is_some_and(|s| s.contains(offset))
+        self.sets.get(topic).and_then(|p| p.get(&partition)).is_some_and(|s| s.contains(offset))
     }
 
     /// Forgets the offsets of a partition below `offset` (committed: the source will not send them
-    /// again).
+    /// again), and releases the holds they covered.
     pub fn forget_below(&mut self, topic: &str, partition: i32, offset: i64) {
-        if let Some(s) = self.0.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
+        if let Some(s) = self.sets.get_mut(topic).and_then(|p| p.get_mut(&partition)) {
             s.remove_below(offset);
         }
+        self.holds.retain(|h| !(&*h.topic == topic && h.partition == partition && h.last < offset));
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.values().all(|p| p.values().all(OffsetSet::is_empty))
+        self.sets.values().all(|p| p.values().all(OffsetSet::is_empty))
     }
 
     /// Number of partitions with offsets.
     pub fn partitions(&self) -> usize {
-        self.0.values().map(|p| p.values().filter(|s| !s.is_empty()).count()).sum()
+        self.sets.values().map(|p| p.values().filter(|s| !s.is_empty()).count()).sum()
+    }
+
+    /// Replayed batches still waiting for their offsets to be committed.
+    pub fn holds(&self) -> usize {
+        self.holds.len()
     }
 }
 
@@ -128,6 +161,23 @@ impl DurableOffsets {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_replayed_batch_is_held_until_the_commit_passes_its_last_offset() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let token = crate::AckToken::redelivered(crate::BatchId([1; 16]), tx);
+        let mut d = DurableOffsets::default();
+        let t: Arc<str> = Arc::from("spans");
+        d.hold_until_committed(&SourceOffsets { topic: t.clone(), partition: 0, first: 10, last: 19 }, token.clone());
+        d.hold_until_committed(&SourceOffsets { topic: t.clone(), partition: 1, first: 5, last: 5 }, token.clone());
+        assert!(d.contains("spans", 0, 12) && d.contains("spans", 1, 5));
+        d.forget_below("spans", 0, 19);
+        d.forget_below("spans", 1, 6);
+        d.forget_below("other", 0, 100);
+        assert_eq!((d.holds(), Arc::strong_count(&token)), (1, 2), "offset 19 of partition 0 is not committed yet");
+        d.forget_below("spans", 0, 20);
+        assert_eq!((d.holds(), Arc::strong_count(&token)), (0, 1), "released");
+    }
 
     #[test]
     fn runs_extend_only_when_contiguous() {

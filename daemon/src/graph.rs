@@ -163,7 +163,9 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
     };
     let redeliveries =
         tokio::spawn(durable::redeliver::run(redeliverer, durability.retries, lost_rx, receivers_stop.clone()));
-    durable::replay(durability.pending, &routes, &done_tx, &durability.metrics, &track).await;
+    let mut durable_offsets = durability.durable_offsets;
+    durable::replay(durability.pending, &routes, &done_tx, &durability.metrics, &track, Some(&mut durable_offsets))
+        .await;
     let (ingest, writer) = Durable::start(durability.wal, routes, done_tx, durability.metrics.clone(), track);
 
     let mut receivers = vec![redeliveries];
@@ -175,7 +177,8 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
             ingest: ingest.clone(),
             telemetry: telemetry.clone(),
             shutdown: receivers_stop.clone(),
-            durable_offsets: durability.durable_offsets.get(&id.to_string()).cloned().unwrap_or_default(),
+            // Moved, not copied: the holds in it are released by this receiver's commits.
+            durable_offsets: durable_offsets.remove(&id.to_string()).unwrap_or_default(),
         };
         receivers.push(receiver.start(ctx).await?);
     }

@@ -144,7 +144,7 @@ pub async fn run(
                 match r.wal.read(ids).await {
                     Ok(batches) => {
                         tracing::info!(batches = batches.len(), "delivering lost batches again");
-                        replay(batches, &r.routes, &r.completions, &r.metrics, &r.track).await;
+                        replay(batches, &r.routes, &r.completions, &r.metrics, &r.track, None).await;
                     }
                     Err(e) => tracing::error!("cannot read lost batches back from the WAL (they stay there): {e}"),
                 }
@@ -199,7 +199,7 @@ impl Redeliverer {
         });
         let n = batches.len();
         tracing::info!(batches = n, ids = ?chosen, "operator retry of failed batches");
-        replay(batches, &self.routes, &self.completions, &self.metrics, &self.track).await;
+        replay(batches, &self.routes, &self.completions, &self.metrics, &self.track, None).await;
         Ok(n)
     }
 }

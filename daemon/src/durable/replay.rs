@@ -2,20 +2,25 @@
 
 use super::metrics::WalMetrics;
 use super::{Routes, decode, signal_of};
-use openwit_core::{AckToken, Batch, BatchId, Completion, Lineage, Metadata, TenantId};
+use openwit_core::{AckToken, Batch, BatchId, Completion, DurableOffsets, Lineage, Metadata, SourceOffsets, TenantId};
 use openwit_wal::WalBatch;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Sends each batch through its receiver's pipelines again, waiting for room as needed (at start, for
 /// what the WAL holds without a completion; while running, for lost and operator-retried batches).
 /// Batches whose receiver or signal no longer has a pipeline stay in the WAL, with an error in the log.
+/// At start, a batch read from a source with offsets (Kafka) is also held in `offsets` (its receiver's)
+/// until the source's committed offset passes it; the redeliverer passes none (the receiver still holds
+/// the batch's receipt then).
 pub async fn replay(
     pending: Vec<WalBatch>,
     routes: &Routes,
     completions: &mpsc::UnboundedSender<Completion>,
     metrics: &WalMetrics,
     track: &super::Tracking,
+    mut offsets: Option<&mut HashMap<String, DurableOffsets>>,
 ) {
     if pending.is_empty() {
         return;
@@ -53,6 +58,17 @@ pub async fn replay(
         });
         let metadata: Metadata = b.metadata.into_iter().map(|m| (m.key, m.values)).collect();
         let token = AckToken::redelivered(id, completions.clone());
+        for r in offsets.is_some().then_some(&b.sources).into_iter().flatten() {
+            let o = SourceOffsets {
+                topic: Arc::from(r.topic.as_str()),
+                partition: r.partition,
+                first: r.first_offset,
+                last: r.last_offset,
+            };
+            if let Some(offsets) = offsets.as_deref_mut() {
+                offsets.entry(b.receiver.clone()).or_default().hold_until_committed(&o, token.clone());
+            }
+        }
         let batch = Batch {
             tenant,
             payload,

@@ -66,7 +66,7 @@ fn client_config(props: &std::collections::BTreeMap<String, String>) -> ClientCo
 
 #[async_trait]
 impl Receiver for KafkaReceiver {
-    async fn start(self: Box<Self>, ctx: ReceiverContext) -> anyhow::Result<JoinHandle<()>> {
+    async fn start(self: Box<Self>, mut ctx: ReceiverContext) -> anyhow::Result<JoinHandle<()>> {
         let id = ctx.id.to_string();
         let routes = TopicRoutes::new(&self.cfg, &ctx.signals).map_err(|e| anyhow::anyhow!("receiver {id}: {e}"))?;
         let tenant = TenantResolver::new(&self.cfg.tenant).map_err(|e| anyhow::anyhow!("receiver {id}: {e}"))?;
@@ -89,7 +89,7 @@ impl Receiver for KafkaReceiver {
             settle_wait,
             routes,
         });
-        let shared = Shared::new(ctx.durable_offsets.clone());
+        let shared = Shared::new(std::mem::take(&mut ctx.durable_offsets));
         let metrics = Arc::new(metrics::KafkaMetrics::register(&ctx.telemetry, &id));
         let context = Context::new(receiver.clone(), shared.clone(), settle_wait, metrics.clone());
         let consumer: BaseConsumer<Context> = client_config(&self.cfg.client_properties())

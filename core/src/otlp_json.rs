@@ -6,6 +6,9 @@
 //! (`"kind": "SPAN_KIND_SERVER"`); a pass over the parsed tree rewrites those into the canonical form
 //! before the typed decode. OTLP/JSON never uses user data as object keys (attributes are
 //! `{"key": …, "value": …}` lists), so renaming every object key is safe.
+//!
+//! A key given twice in one object (`"resourceLogs"` twice, or `resource_logs` beside `resourceLogs`) is
+//! refused, as protobuf's JSON mapping says: taking one of them would drop the other's data silently.
 
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
@@ -16,12 +19,79 @@ use serde_json::{Map, Value};
 
 /// Decodes an OTLP/JSON message.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let mut tree: Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Strict(mut tree) = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     if !tree.is_object() {
         return Err("invalid OTLP/JSON: the body must be a JSON object".to_string());
     }
-    normalize(&mut tree);
+    normalize(&mut tree)?;
     serde_json::from_value(tree).map_err(|e| format!("invalid OTLP/JSON: {e}"))
+}
+
+/// A JSON value parsed with duplicate object keys refused (serde_json's own `Value` keeps the last).
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if out.contains_key(&k) {
+                return Err(serde::de::Error::custom(format!("key {k:?} appears twice in one object")));
+            }
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// Encodes a message as OTLP/JSON.
@@ -30,21 +100,27 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     serde_json::to_vec(msg).unwrap_or_default()
 }
 
-fn normalize(v: &mut Value) {
+fn normalize(v: &mut Value) -> Result<(), String> {
     match v {
-        Value::Array(items) => items.iter_mut().for_each(normalize),
+        Value::Array(items) => items.iter_mut().try_for_each(normalize),
         Value::Object(map) => {
             let old = std::mem::take(map);
             let mut new = Map::with_capacity(old.len());
             for (k, mut val) in old {
                 let key = if k.contains('_') { snake_to_camel(&k) } else { k };
                 enum_name_to_number(&key, &mut val);
-                normalize(&mut val);
+                normalize(&mut val)?;
+                if new.contains_key(&key) {
+                    return Err(format!(
+                        "invalid OTLP/JSON: field {key:?} is given twice (in snake_case and camelCase)"
+                    ));
+                }
                 new.insert(key, val);
             }
             *map = new;
+            Ok(())
         }
-        _ => {}
+        _ => Ok(()),
     }
 }
 
@@ -82,6 +158,7 @@ fn enum_name_to_number(key: &str, val: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
 
@@ -122,6 +199,19 @@ mod tests {
         let req: ExportTraceServiceRequest = decode(body).unwrap();
         let again: ExportTraceServiceRequest = decode(&encode(&req)).unwrap();
         assert_eq!(req, again);
+    }
+
+    #[test]
+    fn refuses_keys_given_twice() {
+        let twice = br#"{"resourceLogs":[],"resourceLogs":[{"scopeLogs":[{"logRecords":[{}]}]}]}"#;
+        let e = decode::<ExportLogsServiceRequest>(twice).unwrap_err();
+        assert!(e.contains("\"resourceLogs\" appears twice"), "{e}");
+        let both = br#"{"resource_logs":[],"resourceLogs":[]}"#;
+        assert!(decode::<ExportLogsServiceRequest>(both).unwrap_err().contains("given twice"));
+        // Numbers keep working, small and large.
+        let n = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":1544712661000000000,"body":{"doubleValue":1.5}}]}]}]}"#;
+        let r = decode::<ExportLogsServiceRequest>(n).unwrap();
+        assert_eq!(r.resource_logs[0].scope_logs[0].log_records[0].time_unix_nano, 1_544_712_661_000_000_000);
     }
 
     #[test]

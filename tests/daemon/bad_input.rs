@@ -172,6 +172,11 @@ async fn grpc_bad_input_answers() {
 
 /// Sends raw bytes as the body of a TraceService/Export call; returns the gRPC status code.
 async fn raw_grpc(d: &Daemon, payload: &[u8]) -> tonic::Code {
+    raw_grpc_to(d, "/opentelemetry.proto.collector.trace.v1.TraceService/Export", payload).await
+}
+
+/// Sends `payload` as the request message of the gRPC method at `path`, bytes as they are.
+pub async fn raw_grpc_to(d: &Daemon, path: &'static str, payload: &[u8]) -> tonic::Code {
     use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
     #[derive(Default)]
     struct Raw;
@@ -208,7 +213,7 @@ async fn raw_grpc(d: &Daemon, payload: &[u8]) -> tonic::Code {
     let channel = tonic::transport::Channel::from_shared(d.grpc_url()).unwrap().connect().await.unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    let path = http::uri::PathAndQuery::from_static(path);
     match grpc.unary(tonic::Request::new(payload.to_vec()), path, Raw).await {
         Ok(_) => tonic::Code::Ok,
         Err(s) => s.code(),

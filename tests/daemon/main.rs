@@ -15,6 +15,7 @@ mod crash;
 mod disk_faults;
 mod durability;
 mod forward;
+mod hostile;
 mod http_options;
 mod ingest;
 mod kafka;

@@ -133,3 +133,31 @@ impl Receiver for KafkaReceiver {
         Ok(tokio::task::spawn_blocking(move || poller.run(consumer)))
     }
 }
+
+/// The message path for the fuzzers (`tests/fuzz`): what the consumer does with a message's bytes before
+/// it is handed to the WAL. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::config::{Encoding, KafkaTenant};
+    use super::message::{TenantResolver, decode, extract_headers};
+    use openwit_core::{Payload, Signal};
+
+    /// Decodes `payload` as `signal` in OTLP/JSON (`json`) or protobuf, resolves the tenant from `topic`
+    /// (with a `tenant=…` topic pattern) and `headers`, and extracts the headers into resource attributes.
+    pub fn message(
+        signal: Signal,
+        json: bool,
+        topic: &str,
+        headers: &[(&str, Option<&[u8]>)],
+        payload: &[u8],
+    ) -> Option<Payload> {
+        let encoding = if json { Encoding::OtlpJson } else { Encoding::OtlpProto };
+        let tenant = KafkaTenant { topic_pattern: Some(r"^t\.(?P<tenant>[^.]+)$".into()), ..Default::default() };
+        let resolver = TenantResolver::new(&tenant).ok()?;
+        let _ = resolver.resolve(topic, headers);
+        let mut p = decode(signal, encoding, payload).ok()?;
+        let wanted: Vec<String> = headers.iter().map(|(k, _)| k.to_string()).collect();
+        extract_headers(&mut p, &wanted, headers);
+        Some(p)
+    }
+}

@@ -152,6 +152,37 @@ fn spawn(dir: &std::path::Path, log: Option<&std::path::Path>, config: &str) -> 
     }
 }
 
+/// A small deterministic random source (xorshift64): the same moments in every run of a test.
+pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
+/// `CONFIG` with the Parquet exporter in place of `testing`: small files, often, so that kills and cuts
+/// land between writing, finalizing, recording and storing files.
+pub fn parquet_config() -> String {
+    let config = CONFIG
+        .replace(
+            "  testing:
+    path: {dir}/stored.bin
+    delay: 3ms
+",
+            "  parquet:
+    endpoint: {dir}/bucket
+    rotation:
+      max_age: 150ms
+      max_megabytes: 0.05
+",
+        )
+        .replace("exporters: [testing]", "exporters: [parquet]");
+    assert!(config.contains("exporters: [parquet]") && config.contains("max_age: 150ms"));
+    config
+}
+
 /// Rounds over `dir`: the daemon starts, concurrent senders load it over gRPC and HTTP, and after a
 /// random while `end` ends it (a SIGKILL, a power cut).
 pub async fn load_and_end_rounds(
@@ -163,13 +194,7 @@ pub async fn load_and_end_rounds(
 ) -> Ended {
     let next = Arc::new(AtomicU64::new(1));
     let acked = Arc::new(Mutex::new(HashSet::new()));
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut rand = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rand = xorshift(0x9E37_79B9_7F4A_7C15);
     for round in 0..rounds {
         let mut d = spawn(dir, log, config);
         d.wait_ready().await;
@@ -249,21 +274,5 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_stores_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_parquet_storage_stores_every_acknowledged_span_exactly_once() {
-    // Small files, often: kills land between writing, finalizing, recording and storing files.
-    let config = CONFIG
-        .replace(
-            "  testing:
-    path: {dir}/stored.bin
-    delay: 3ms
-",
-            "  parquet:
-    endpoint: {dir}/bucket
-    rotation:
-      max_age: 150ms
-      max_megabytes: 0.05
-",
-        )
-        .replace("exporters: [testing]", "exporters: [parquet]");
-    assert!(config.contains("exporters: [parquet]") && config.contains("max_age: 150ms"));
-    kill_rounds(&config, 10, |d| stored_in_parquet(&d.path("bucket"))).await;
+    kill_rounds(&parquet_config(), 10, |d| stored_in_parquet(&d.path("bucket"))).await;
 }

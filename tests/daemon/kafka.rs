@@ -810,13 +810,7 @@ async fn power_cuts_never_leave_a_committed_offset_over_data_that_is_not_durable
       max_megabytes: 0.05";
     let config =
         one_pipeline(&k.brokers(), receiver, "", exporter).replace("exporters: [testing]", "exporters: [parquet]");
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let mut rand = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rand = crate::crash::xorshift(0x2545_F491_4F6C_DD1D);
     let (mut produced, per_message, rounds) = (0u64, 5u64, 10u32);
     let mut committed_before_cut = Vec::new();
     for _ in 0..rounds {

@@ -2,39 +2,10 @@
 //! and the local bucket) lives on the lossy test filesystem, which forgets everything not fsynced when
 //! the power is cut. A SIGKILL cannot show a missing fsync (the page cache survives it); this can.
 
-use crate::crash::{Ended, check_exactly_once, load_and_end_rounds, stored_in_parquet};
+use crate::crash::{Ended, check_exactly_once, load_and_end_rounds, parquet_config, stored_in_parquet};
 use crate::harness::Daemon;
 use openwit_lossyfs::{Fault, LossyMount, Op};
 use std::time::Duration;
-
-/// Small Parquet files, often, so that cuts land between writing, finalizing, recording and storing
-/// files; small WAL segments, so that rotation and the janitor run; over the harness's `BASE`.
-const CONFIG: &str = "
-receivers:
-  otlp:
-    backpressure_wait: 2s
-processors:
-  batch:
-    send_batch_size: 150
-    send_batch_max_size: 150
-    timeout: 20ms
-exporters:
-  parquet:
-    endpoint: {dir}/bucket
-    rotation:
-      max_age: 150ms
-      max_megabytes: 0.05
-extensions:
-  wal:
-    segment_megabytes: 1
-    janitor_interval: 100ms
-service:
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [parquet]
-";
 
 /// Rounds in the test suite; `tests/soak/power-loss` runs more through `OPENWIT_POWER_CUT_ROUNDS`.
 fn rounds() -> u32 {
@@ -58,12 +29,13 @@ fn through_the_catalog(dir: &std::path::Path) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cuts_at_random_moments_lose_nothing_acknowledged_and_store_nothing_twice() {
+    let config = parquet_config();
     let backing = tempfile::tempdir().unwrap();
     let mut disk = LossyMount::mount(backing.path()).expect("the power-loss tests need /dev/fuse and root");
     let dir = disk.path().to_path_buf();
     let rounds = rounds();
     let mut cuts = 0u32;
-    let ended: Ended = load_and_end_rounds(&dir, None, CONFIG, rounds, &mut |d: &mut Daemon| {
+    let ended: Ended = load_and_end_rounds(&dir, None, &config, rounds, &mut |d: &mut Daemon| {
         disk.power_cut(|| {
             d.signal(libc::SIGKILL);
             d.wait_exit(Duration::from_secs(10));
@@ -72,7 +44,7 @@ async fn power_cuts_at_random_moments_lose_nothing_acknowledged_and_store_nothin
         cuts += 1;
     })
     .await;
-    let stored = check_exactly_once(&dir, None, CONFIG, &ended, |d| stored_in_parquet(&d.path("bucket"))).await;
+    let stored = check_exactly_once(&dir, None, &config, &ended, |d| stored_in_parquet(&d.path("bucket"))).await;
     let (rows, distinct) = through_the_catalog(&dir);
     assert_eq!(rows, distinct, "a span is recorded twice in the catalog's files");
     assert_eq!(rows, stored.len() as u64, "every file in the bucket is recorded in the catalog, and only those");
@@ -100,6 +72,7 @@ fn faults_for(round: u32) -> Vec<Fault> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_faults_in_staging_catalog_and_bucket_then_power_cuts_lose_nothing_and_store_nothing_twice() {
+    let config = parquet_config();
     // The daemon's log on a good disk, outside the faults and cuts.
     let good = tempfile::tempdir().unwrap();
     std::fs::create_dir(good.path().join("disk")).unwrap();
@@ -108,7 +81,7 @@ async fn disk_faults_in_staging_catalog_and_bucket_then_power_cuts_lose_nothing_
     let dir = disk.path().to_path_buf();
     let mut round = 0u32;
     disk.disk().inject_all(faults_for(round));
-    let ended = load_and_end_rounds(&dir, Some(&log), CONFIG, rounds(), &mut |d: &mut Daemon| {
+    let ended = load_and_end_rounds(&dir, Some(&log), &config, rounds(), &mut |d: &mut Daemon| {
         disk.power_cut(|| {
             d.signal(libc::SIGKILL);
             d.wait_exit(Duration::from_secs(10));
@@ -121,7 +94,7 @@ async fn disk_faults_in_staging_catalog_and_bucket_then_power_cuts_lose_nothing_
     .await;
     let injected = disk.disk().injected();
     disk.disk().clear_faults();
-    let stored = check_exactly_once(&dir, Some(&log), CONFIG, &ended, |d| stored_in_parquet(&d.path("bucket"))).await;
+    let stored = check_exactly_once(&dir, Some(&log), &config, &ended, |d| stored_in_parquet(&d.path("bucket"))).await;
     let (rows, distinct) = through_the_catalog(&dir);
     assert_eq!(rows, distinct, "a span is recorded twice in the catalog's files");
     assert_eq!(rows, stored.len() as u64, "every file in the bucket is recorded in the catalog, and only those");

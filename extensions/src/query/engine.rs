@@ -9,9 +9,10 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricValue;
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use openwit_core::Signal;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -186,13 +187,28 @@ impl Engine {
     /// Plans `sql` for `tenant` and starts it. Only queries: no DDL (no external tables over other
     /// paths), no DML, no `SET`.
     pub async fn start(&self, tenant: &str, sql: &str) -> Result<Running, QueryError> {
-        let ctx = self.session(tenant).map_err(|e| QueryError::from_datafusion(&e))?;
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        let df = ctx.sql_with_options(sql, options).await.map_err(|e| QueryError::from_datafusion(&e))?;
+        let (ctx, df) = self.parse(tenant, sql).await?;
         let plan = df.create_physical_plan().await.map_err(|e| QueryError::from_datafusion(&e))?;
         let stream = datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx())
             .map_err(|e| QueryError::from_datafusion(&e))?;
         Ok(Running { plan, stream })
+    }
+}
+
+impl Engine {
+    /// Parses `sql` into a logical plan over `tenant`'s session, refusing what is not a query.
+    async fn parse(&self, tenant: &str, sql: &str) -> Result<(SessionContext, DataFrame), QueryError> {
+        let ctx = self.session(tenant).map_err(|e| QueryError::from_datafusion(&e))?;
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        let df = ctx.sql_with_options(sql, options).await.map_err(|e| QueryError::from_datafusion(&e))?;
+        Ok((ctx, df))
+    }
+
+    /// Everything `start` does before it reads the catalog: parse, check, analyse (our rules included)
+    /// and optimise. What the `query_request` fuzz target drives; touches neither catalog nor storage.
+    pub async fn plan(&self, tenant: &str, sql: &str) -> Result<LogicalPlan, QueryError> {
+        let (_, df) = self.parse(tenant, sql).await?;
+        df.into_optimized_plan().map_err(|e| QueryError::from_datafusion(&e))
     }
 }
 
@@ -225,4 +241,37 @@ pub fn scan_counts(plan: &Arc<dyn ExecutionPlan>) -> ScanCounts {
     c.row_groups_scanned =
         c.row_groups_considered - c.row_groups_pruned_by_statistics - c.row_groups_pruned_by_bloom_filter;
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `plan` (what the `query_request` fuzz target drives) really plans: queries pass, with OpenWit's
+    /// functions and rules; what is not a query is refused as the client's mistake.
+    #[tokio::test]
+    async fn plan_accepts_queries_and_refuses_statements_without_reading_the_catalog() {
+        // A catalog that cannot be opened: planning must not touch it.
+        let catalog = openwit_catalog::Catalog::open("sqlite:///nonexistent-dir/openwit/catalog.db").unwrap();
+        let limits = Limits { max_rows: 10, timeout: Duration::from_secs(5), memory_bytes: 16 << 20 };
+        let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits).unwrap();
+        for sql in [
+            "SELECT time_bucket(INTERVAL '1 minute', time), count(*) FROM logs GROUP BY 1",
+            "SELECT id_to_hex(span_id) FROM spans WHERE trace_id = '5b8efff798038103d269b633813fc60c'",
+            "SELECT attr_int(attributes, 'code') FROM metrics",
+            "SELECT table_name FROM files",
+        ] {
+            engine.plan("acme", sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        for sql in [
+            "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/etc'",
+            "SET datafusion.execution.target_partitions = 1",
+            "SELECT * FROM '/etc/passwd'",
+            "SELECT nope FROM spans",
+            "SELEC 1",
+        ] {
+            let e = engine.plan("acme", sql).await.unwrap_err();
+            assert_eq!(e.kind, FailureKind::Invalid, "{sql}: {e}");
+        }
+    }
 }

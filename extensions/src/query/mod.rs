@@ -11,6 +11,7 @@ pub mod engine;
 pub mod functions;
 mod metrics;
 pub mod output;
+pub mod request;
 pub mod sources;
 pub mod table;
 pub mod views;
@@ -18,7 +19,7 @@ pub mod views;
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -27,10 +28,9 @@ use futures::StreamExt;
 use metrics::QueryMetrics;
 use openwit_core::config_types::check_endpoint;
 use openwit_core::factory::{ComponentConfig, typed};
-use openwit_core::{
-    BuildEnv, ComponentId, ConfigIssue, Extension, ExtensionContext, Factory, Signal, TenantConfig, TenantId,
-};
-use output::{Encoder, Format};
+use openwit_core::{BuildEnv, ComponentId, ConfigIssue, Extension, ExtensionContext, Factory, Signal, TenantConfig};
+use output::Encoder;
+use request::QueryRequest;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -137,34 +137,21 @@ impl Extension for QueryExtension {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QueryRequest {
-    sql: String,
-    format: Option<String>,
-}
-
-async fn query_get(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    q: Result<Query<QueryRequest>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    match q {
-        Ok(Query(q)) => run(st, &headers, q).await,
-        Err(e) => error_response(&QueryError::new(
-            FailureKind::Invalid,
-            format!("{e}; parameters: sql=SELECT…, format=json|ndjson|csv|arrow"),
-        )),
-    }
+async fn query_get(State(st): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    answer(st, &headers, QueryRequest::from_query_string(q.as_deref().unwrap_or(""))).await
 }
 
 async fn query_post(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    match serde_json::from_slice::<QueryRequest>(&body) {
-        Ok(q) => run(st, &headers, q).await,
-        Err(e) => error_response(&QueryError::new(
-            FailureKind::Invalid,
-            format!("request body: {e}; send {{\"sql\": \"SELECT …\", \"format\": \"json|ndjson|csv|arrow\"}}"),
-        )),
+    answer(st, &headers, QueryRequest::from_json(&body)).await
+}
+
+async fn answer(st: Arc<AppState>, headers: &HeaderMap, req: Result<QueryRequest, QueryError>) -> Response {
+    match req {
+        Ok(req) => run(st, headers, req).await,
+        Err(e) => {
+            st.metrics.record(Instant::now(), e.kind.label(), None);
+            error_response(&e)
+        }
     }
 }
 
@@ -183,19 +170,6 @@ fn error_response(e: &QueryError) -> Response {
     r
 }
 
-fn tenant(cfg: &TenantConfig, headers: &HeaderMap) -> Result<TenantId, QueryError> {
-    match headers.get(&cfg.header) {
-        None => TenantId::new(&cfg.default).map_err(|e| QueryError::new(FailureKind::Internal, e.to_string())),
-        Some(v) => {
-            let text = v.to_str().map_err(|_| {
-                QueryError::new(FailureKind::Invalid, format!("header {}: not visible ASCII", cfg.header))
-            })?;
-            TenantId::new(text)
-                .map_err(|e| QueryError::new(FailureKind::Invalid, format!("header {}: {e}", cfg.header)))
-        }
-    }
-}
-
 fn too_many_rows(max: usize) -> QueryError {
     QueryError::new(
         FailureKind::Limit,
@@ -211,11 +185,8 @@ async fn run(st: Arc<AppState>, headers: &HeaderMap, req: QueryRequest) -> Respo
         st.metrics.record(started, e.kind.label(), None);
         error_response(&e)
     };
-    let format = match req.format.as_deref().unwrap_or("json").parse::<Format>() {
-        Ok(f) => f,
-        Err(m) => return fail(QueryError::new(FailureKind::Invalid, m)),
-    };
-    let tenant = match tenant(&st.tenant, headers) {
+    let format = req.format;
+    let tenant = match request::tenant(&st.tenant, headers.get(&st.tenant.header).map(|v| v.as_bytes())) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };

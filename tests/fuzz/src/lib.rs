@@ -23,6 +23,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("kafka_message", kafka_message),
     ("wal_segment", wal_segment),
     ("config", config),
+    #[cfg(feature = "query")]
+    ("query_request", query_request),
 ];
 
 fn signal(b: u8) -> Signal {
@@ -116,6 +118,61 @@ pub fn config(data: &[u8]) {
         openwit_config::ConfigSource::Yaml("receivers: {otlp: {protocols: {grpc: {endpoint: '${env:HOME}'}}}}".into());
     let sets: Vec<String> = if set.contains('=') { vec![set.to_string()] } else { Vec::new() };
     let _ = openwit_config::load(&[base, openwit_config::ConfigSource::Yaml(yaml.to_string())], &sets);
+}
+
+#[cfg(feature = "query")]
+/// A query API request: the text up to the first newline is the tenant header's value (none when the
+/// line is absent), then one byte for how the rest arrives (`POST` JSON body, `GET` query string, or the
+/// SQL alone), then the request. A request that parses is planned as the daemon plans it (parse, the
+/// statement guard, analysis with OpenWit's rules, optimisation) over an engine whose catalog is never
+/// reached.
+pub fn query_request(data: &[u8]) {
+    use openwit_extensions::query::request::{QueryRequest, tenant};
+    use std::sync::LazyLock;
+    static ENGINE: LazyLock<(tokio::runtime::Runtime, openwit_extensions::query::engine::Engine)> =
+        LazyLock::new(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            // The catalog's pool is made inside a runtime, even when it never connects.
+            let _inside = rt.enter();
+            let dir = std::env::temp_dir().join("openwit-fuzz-query");
+            // Opened lazily and never connected: planning does not read the catalog.
+            let catalog = openwit_catalog::Catalog::open(&format!("sqlite://{}/catalog.db", dir.display()))
+                .expect("a SQLite URL");
+            let limits = openwit_extensions::query::engine::Limits {
+                max_rows: 1000,
+                timeout: std::time::Duration::from_secs(5),
+                memory_bytes: 64 << 20,
+            };
+            let engine =
+                openwit_extensions::query::engine::Engine::new(catalog, Default::default(), Default::default(), limits)
+                    .expect("the engine builds");
+            drop(_inside);
+            (rt, engine)
+        });
+    let (header, rest) = match data.iter().position(|&b| b == b'\n') {
+        Some(at) => (Some(&data[..at]), &data[at + 1..]),
+        None => (None, data),
+    };
+    let tenants = openwit_core::TenantConfig::default();
+    let Ok(tenant) = tenant(&tenants, header) else { return };
+    let Some((&how, body)) = rest.split_first() else { return };
+    let request = match how % 3 {
+        0 => QueryRequest::from_json(body),
+        1 => match std::str::from_utf8(body) {
+            Ok(q) => QueryRequest::from_query_string(q),
+            Err(_) => return,
+        },
+        _ => match std::str::from_utf8(body) {
+            Ok(sql) => {
+                Ok(QueryRequest { sql: sql.to_string(), format: openwit_extensions::query::output::Format::Json })
+            }
+            Err(_) => return,
+        },
+    };
+    let Ok(request) = request else { return };
+    let (rt, engine) = &*ENGINE;
+    // Errors are answers (400 and the like); only a panic is a finding.
+    let _ = rt.block_on(engine.plan(tenant.as_str(), &request.sql));
 }
 
 #[cfg(test)]
@@ -374,6 +431,32 @@ mod seeds {
             ("shorthand", "exporters::debug::verbosity=detailed\nprocessors::batch::send_batch_size: 10\n"),
         ] {
             write("config", name, text.as_bytes());
+        }
+        // The query examples of docs/query.md as raw SQL, and requests in each form the API takes.
+        let docs = include_str!("../../../docs/query.md");
+        let examples = docs.split("```sql").nth(1).expect("docs/query.md has a SQL example block");
+        let examples = examples.split("```").next().unwrap();
+        let mut sql = String::new();
+        for (i, line) in examples.lines().filter(|l| !l.starts_with("--") && !l.trim().is_empty()).enumerate() {
+            sql.push_str(line);
+            sql.push('\n');
+            if line.trim_end().ends_with(';') {
+                write(
+                    "query_request",
+                    &format!("docs-{i}"),
+                    format!("\x02{}", sql.trim_end_matches([';', '\n'])).as_bytes(),
+                );
+                sql.clear();
+            }
+        }
+        for (name, data) in [
+            ("post", &b"acme\n\x00{\"sql\": \"SELECT count(*) FROM logs WHERE severity_number >= 17\", \"format\": \"csv\"}"[..]),
+            ("get", b"\x01sql=SELECT+*+FROM+spans+WHERE+trace_id+%3D+%275b8efff798038103d269b633813fc60c%27+LIMIT+5&format=ndjson"),
+            ("ddl", b"\x02CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/etc'"),
+            ("set", b"\x02SET datafusion.execution.target_partitions = 1"),
+            ("information-schema", b"team-1\n\x02SELECT table_name, column_name FROM information_schema.columns"),
+        ] {
+            write("query_request", name, data);
         }
     }
 }

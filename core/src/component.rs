@@ -111,6 +111,17 @@ pub trait Receiver: Send {
 #[async_trait]
 pub trait Processor: Send {
     async fn run(&mut self, input: &mut mpsc::Receiver<Batch>, output: &Fanout);
+
+    /// A check the receivers of this processor's pipeline make before they accept a request (before
+    /// the WAL): how `memory_limiter` refuses data while memory is short. Asked once, at start.
+    fn admission(&self) -> Option<Arc<dyn Admission>> {
+        None
+    }
+}
+
+/// Whether a receiver may accept data now. A refusal is retryable: the client is told to come back.
+pub trait Admission: Send + Sync {
+    fn admit(&self) -> Result<(), crate::ConsumeError>;
 }
 
 /// Why an export failed.

@@ -41,6 +41,9 @@ pub struct BuildEnv {
     pub node_id: String,
     /// For processors: whether an exporter of this pipeline reads Arrow rows.
     pub columnar_downstream: bool,
+    /// For processors: the signal of the pipeline the instance is built for (its config may only fit
+    /// some signals, as the Collector's `include`/`exclude` do).
+    pub signal: Option<crate::Signal>,
     /// Where files are kept: storage roots and one object-store client per bucket, for the daemon.
     pub storage: Arc<openwit_storage::Storage>,
 }

@@ -22,6 +22,9 @@ pub enum ConsumeError {
     /// The WAL cannot be written (an I/O error): retryable, and an operator should look.
     #[error("the write-ahead log cannot be written: {0}")]
     Unavailable(String),
+    /// A `memory_limiter` refuses data while the process is over its soft limit: retryable.
+    #[error("{0}")]
+    MemoryLimit(String),
 }
 
 /// The set of channels a batch is delivered to.

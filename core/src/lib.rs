@@ -25,7 +25,7 @@ pub mod testing;
 pub use ack::{AckToken, BadBatchId, BatchId, Completion, HOLDER, Lineage, Outcome, Segment, Verdict};
 pub use batch::{Batch, Columnar, ConversionError, Metadata, Payload};
 pub use component::{
-    ComponentId, ComponentKind, ExportError, Exporter, Extension, ExtensionContext, Processor, Receiver,
+    Admission, ComponentId, ComponentKind, ExportError, Exporter, Extension, ExtensionContext, Processor, Receiver,
     ReceiverContext,
 };
 pub use factory::{BuildEnv, ConfigIssue, Configured, Factory, FactorySet, ParsedConfig, Registry};

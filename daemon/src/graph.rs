@@ -77,12 +77,15 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
                 columnar_exporters.insert(id.clone());
             }
             let build = builder(&cfg.exporters, id, env)?;
+            // Built here, so that a config that cannot build stops the start with its error.
+            let first = build()?;
             let (tx, rx) = mpsc::channel(EXPORTER_QUEUE);
             watch_queue(&telemetry, id, &tx);
             pipeline_tasks.push((
                 format!("exporter {id}"),
                 tokio::spawn(supervise::run_exporter(
                     id.clone(),
+                    first,
                     build,
                     rx,
                     telemetry.clone(),
@@ -95,16 +98,27 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
 
     // Pipelines: one processor instance per pipeline, chained back to front.
     let mut consumers: HashMap<ComponentId, HashMap<Signal, Vec<mpsc::Sender<Batch>>>> = HashMap::new();
+    let mut gates: durable::Gates = HashMap::new();
     for spec in &cfg.pipelines {
         let mut next: Vec<mpsc::Sender<Batch>> = spec.exporters.iter().map(|id| exporter_inputs[id].clone()).collect();
-        let penv = BuildEnv {
-            columnar_downstream: spec.exporters.iter().any(|e| columnar_exporters.contains(e)),
-            ..env.clone()
-        };
-        for id in spec.processors.iter().rev() {
+        let columnar = spec.exporters.iter().any(|e| columnar_exporters.contains(e));
+        for (from_end, id) in spec.processors.iter().rev().enumerate() {
+            // Only the last processor converts to Arrow: rows made earlier would be remade after any
+            // processor that changes the items.
+            let penv = BuildEnv {
+                columnar_downstream: columnar && from_end == 0,
+                signal: Some(spec.id.signal),
+                ..env.clone()
+            };
             // Each pipeline builds its own instance from the one parsed config (as in the Collector).
             let build = builder(&cfg.processors, id, &penv)
                 .with_context(|| format!("cannot build processor {id} for pipeline {}", spec.id))?;
+            let first = build().with_context(|| format!("processor {id} in pipeline {}", spec.id))?;
+            if let Some(gate) = first.admission() {
+                for r in &spec.receivers {
+                    gates.entry(Arc::from(r.to_string())).or_default().push(gate.clone());
+                }
+            }
             let (tx, rx) = mpsc::channel(STAGE_QUEUE);
             let name = format!("processor {id} in pipeline {}", spec.id);
             pipeline_tasks.push((
@@ -112,6 +126,7 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
                 tokio::spawn(supervise::run_processor(
                     name,
                     id.clone(),
+                    first,
                     build,
                     rx,
                     Fanout::new(std::mem::take(&mut next)),
@@ -166,7 +181,7 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
     let mut durable_offsets = durability.durable_offsets;
     durable::replay(durability.pending, &routes, &done_tx, &durability.metrics, &track, Some(&mut durable_offsets))
         .await;
-    let (ingest, writer) = Durable::start(durability.wal, routes, done_tx, durability.metrics.clone(), track);
+    let (ingest, writer) = Durable::start(durability.wal, routes, done_tx, durability.metrics.clone(), track, gates);
 
     let mut receivers = vec![redeliveries];
     for (id, signals) in receivers_signals {

@@ -10,6 +10,9 @@ pub fn builtin() -> Registry {
     r.receivers.add(openwit_receivers::kafka::factory());
 
     r.processors.add(openwit_processors::batch::factory());
+    r.processors.add(openwit_processors::attributes::factory());
+    r.processors.add(openwit_processors::resource::factory());
+    r.processors.add(openwit_processors::memory_limiter::factory());
     if let Some(f) = openwit_processors::testing::factory_if_enabled() {
         r.processors.add(f);
     }

@@ -59,6 +59,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
         catalog: catalog.clone(),
         node_id: node_id.to_string(),
         columnar_downstream: false,
+        signal: None,
         storage: storage.clone(),
     };
     let (operator, retries) = crate::durable::operator();

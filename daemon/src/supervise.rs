@@ -27,6 +27,8 @@ struct Supervised<C: ?Sized> {
     /// `processor batch in pipeline traces`, `exporter parquet`: for logs and lost items.
     name: Arc<str>,
     build: Build<C>,
+    /// The instance built at start (where a build error stops the daemon); later ones come from `build`.
+    first: Option<Box<C>>,
     /// `openwit_component_panics_total{component}`.
     panic_count: Counter,
     panics: u32,
@@ -34,7 +36,7 @@ struct Supervised<C: ?Sized> {
 }
 
 impl<C: ?Sized> Supervised<C> {
-    fn new(name: String, id: &ComponentId, build: Build<C>, telemetry: &Telemetry) -> Supervised<C> {
+    fn new(name: String, id: &ComponentId, first: Box<C>, build: Build<C>, telemetry: &Telemetry) -> Supervised<C> {
         let panic_count = telemetry
             .counters(
                 "openwit_component_panics",
@@ -42,11 +44,14 @@ impl<C: ?Sized> Supervised<C> {
             )
             .get_or_create(&labels(&[("component", &id.to_string())]))
             .clone();
-        Supervised { name: Arc::from(name), build, panic_count, panics: 0, last_panic: None }
+        Supervised { name: Arc::from(name), build, first: Some(first), panic_count, panics: 0, last_panic: None }
     }
 
     /// Builds an instance, retrying with the restart backoff while the build fails.
     async fn instance(&mut self) -> Box<C> {
+        if let Some(c) = self.first.take() {
+            return c;
+        }
         loop {
             match (self.build)() {
                 Ok(c) => return c,
@@ -93,12 +98,13 @@ fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
 pub async fn run_processor(
     name: String,
     id: ComponentId,
+    first: Box<dyn Processor>,
     build: Build<dyn Processor>,
     mut input: mpsc::Receiver<Batch>,
     output: Fanout,
     telemetry: Arc<Telemetry>,
 ) {
-    let mut s = Supervised::new(name, &id, build, &telemetry);
+    let mut s = Supervised::new(name, &id, first, build, &telemetry);
     loop {
         let mut p = s.instance().await;
         let run = HOLDER.scope(s.name.clone(), p.run(&mut input, &output));
@@ -122,6 +128,7 @@ pub async fn run_processor(
 /// backoff up to `retries` times) and settled by the answer; panics restart the exporter.
 pub async fn run_exporter(
     id: ComponentId,
+    first: Box<dyn Exporter>,
     build: Build<dyn Exporter>,
     mut rx: mpsc::Receiver<Batch>,
     telemetry: Arc<Telemetry>,
@@ -131,7 +138,7 @@ pub async fn run_exporter(
     let sent = SignalCounters::register(&telemetry, "otelcol_exporter_sent", "Items an exporter delivered", &l);
     let failed =
         SignalCounters::register(&telemetry, "otelcol_exporter_send_failed", "Items an exporter failed to deliver", &l);
-    let mut s = Supervised::new(format!("exporter {id}"), &id, build, &telemetry);
+    let mut s = Supervised::new(format!("exporter {id}"), &id, first, build, &telemetry);
     let backoff = backon::ExponentialBuilder::new()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(5))

@@ -399,7 +399,7 @@ fn sdk_resource() -> SdkResource {
 }
 
 /// Sends one span, one log record and two metrics through the real SDK; returns the trace id.
-fn send_with_sdk(grpc: bool, endpoint: String) -> [u8; 16] {
+pub fn send_with_sdk(grpc: bool, endpoint: String) -> [u8; 16] {
     use opentelemetry_otlp::{LogExporter, MetricExporter, SpanExporter};
     let ep = |path: &str| {
         if grpc { endpoint.clone() } else { format!("{endpoint}{path}") }

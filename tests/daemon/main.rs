@@ -23,6 +23,7 @@ mod loadgen;
 mod own_metrics;
 mod parquet;
 mod power_loss;
+mod processors;
 mod query;
 mod shutdown;
 mod stores;

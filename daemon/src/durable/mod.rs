@@ -54,7 +54,7 @@ pub fn new_batch(b: &openwit_wal::WalBatch, node_id: &str) -> openwit_catalog::N
 }
 pub use redeliver::{Book, Redeliverer, RetryRequest, operator};
 pub use replay::replay;
-pub use writer::{Durable, Routes};
+pub use writer::{Durable, Gates, Routes};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;

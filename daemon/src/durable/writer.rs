@@ -6,8 +6,8 @@ use super::{encode, signal_code};
 use async_trait::async_trait;
 use openwit_core::source::push_offsets;
 use openwit_core::{
-    AckToken, Batch, BatchId, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest, Lineage,
-    Metadata, Payload, Receipt, Signal, SourceOffsets, TenantId,
+    AckToken, Admission, Batch, BatchId, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest,
+    Lineage, Metadata, Payload, Receipt, Signal, SourceOffsets, TenantId,
 };
 use openwit_wal::{MetaEntry, SourceRange, WalBatch, WalError};
 use std::collections::{HashMap, VecDeque};
@@ -56,9 +56,13 @@ struct Open {
     refuse_at: Instant,
 }
 
+/// Each receiver's admission checks (its pipelines' `memory_limiter`s).
+pub type Gates = HashMap<Arc<str>, Vec<Arc<dyn Admission>>>;
+
 /// The durable front door receivers call.
 pub struct Durable {
     inbox: mpsc::Sender<Request>,
+    gates: Gates,
 }
 
 #[async_trait]
@@ -67,6 +71,10 @@ impl Ingest for Durable {
         let items = req.payload.item_count();
         if items == 0 {
             return Ok(Receipt::default());
+        }
+        // Refused before anything is written: the client retries, nothing is half-accepted.
+        for gate in self.gates.get(&req.receiver).into_iter().flatten() {
+            gate.admit()?;
         }
         // Concatenated protobuf messages of one type are the message with their repeated fields
         // appended, so the WAL batch's payload is the requests' bytes end to end.
@@ -109,10 +117,11 @@ impl Durable {
         completions: mpsc::UnboundedSender<Completion>,
         metrics: Arc<WalMetrics>,
         track: super::Tracking,
+        gates: Gates,
     ) -> (Arc<Durable>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(INBOX);
         let writer = Writer { wal, routes, completions, metrics, track, open: HashMap::new(), ready: VecDeque::new() };
-        (Arc::new(Durable { inbox: tx }), tokio::spawn(writer.run(rx)))
+        (Arc::new(Durable { inbox: tx, gates }), tokio::spawn(writer.run(rx)))
     }
 }
 

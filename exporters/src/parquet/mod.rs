@@ -333,6 +333,7 @@ mod tests {
             catalog: openwit_catalog::Catalog::open(&url).unwrap(),
             node_id: "n1".into(),
             columnar_downstream: false,
+            signal: None,
             storage: Arc::default(),
         };
         let mut cfg = ParquetConfig::default();

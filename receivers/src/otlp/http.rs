@@ -142,9 +142,10 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
         Err(Refusal::Pipeline(e)) => {
             let code = match e {
                 ConsumeError::Full => StatusCode::TOO_MANY_REQUESTS,
-                ConsumeError::Closed | ConsumeError::DiskBudget | ConsumeError::Unavailable(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                ConsumeError::Closed
+                | ConsumeError::DiskBudget
+                | ConsumeError::Unavailable(_)
+                | ConsumeError::MemoryLimit(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
             let mut r = status(format, code, e.to_string());
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));

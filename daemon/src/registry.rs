@@ -13,6 +13,8 @@ pub fn builtin() -> Registry {
     r.processors.add(openwit_processors::attributes::factory());
     r.processors.add(openwit_processors::resource::factory());
     r.processors.add(openwit_processors::memory_limiter::factory());
+    r.processors.add(openwit_processors::filter::factory());
+    r.processors.add(openwit_processors::transform::factory());
     if let Some(f) = openwit_processors::testing::factory_if_enabled() {
         r.processors.add(f);
     }

@@ -2,7 +2,10 @@
 
 pub mod attributes;
 pub mod batch;
+pub mod filter;
 pub mod memory_limiter;
+pub mod ottl;
 pub mod resource;
 pub mod testing;
+pub mod transform;
 pub mod value;

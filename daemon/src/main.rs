@@ -163,9 +163,10 @@ fn components(registry: &openwit_core::Registry) -> String {
                 if f.aliases().is_empty() { String::new() } else { format!(" (also: {})", f.aliases().join(", ")) };
             let signals: Vec<_> = f.signals().iter().map(|s| s.as_str()).collect();
             out.push_str(&format!(
-                "  {}{aliases}\n    signals: {}\n    {}\n",
+                "  {}{aliases}\n    signals: {}\n    stability: {}\n    {}\n",
                 f.type_name(),
                 signals.join(", "),
+                registry::stability(f.type_name()),
                 f.description()
             ));
         }

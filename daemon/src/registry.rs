@@ -34,3 +34,15 @@ pub fn builtin() -> Registry {
     r.extensions.add(openwit_extensions::query::factory());
     r
 }
+
+/// How settled each built-in is, in the Collector's terms (`development`, `alpha`, `beta`, `stable`):
+/// alpha while its keys or behaviour may still change, beta once they follow the Collector's and are
+/// covered end to end.
+pub fn stability(type_name: &str) -> &'static str {
+    match type_name {
+        "otlp" | "batch" | "parquet" | "file" | "debug" | "nop" | "health_check" => "beta",
+        "kafka" | "otlphttp" | "query" | "batch_monitor" | "memory_limiter" | "resource" | "attributes" => "beta",
+        "filter" | "transform" => "alpha",
+        _ => "development",
+    }
+}

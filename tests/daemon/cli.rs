@@ -55,9 +55,26 @@ fn validate_accepts_a_good_config_and_lists_every_problem_of_a_bad_one() {
 fn components_lists_the_builtins_and_hides_test_components() {
     let (ok, out, _) = run(&["components"]);
     assert!(ok);
-    for t in ["otlp", "batch", "debug", "file", "nop", "otlphttp", "health_check", "wal", "catalog", "batch_monitor"] {
+    for t in [
+        "otlp",
+        "batch",
+        "memory_limiter",
+        "resource",
+        "attributes",
+        "filter",
+        "transform",
+        "debug",
+        "file",
+        "nop",
+        "otlphttp",
+        "health_check",
+        "wal",
+        "catalog",
+        "batch_monitor",
+    ] {
         assert!(out.contains(&format!("  {t}")), "{t} missing from:\n{out}");
     }
+    assert!(out.contains("  filter\n    signals: traces, metrics, logs\n    stability: alpha"), "{out}");
     assert!(!out.contains("testing"), "test components must stay hidden:\n{out}");
 }
 
@@ -151,4 +168,27 @@ async fn embedded_default_runs_with_no_config() {
     assert_eq!(files.len(), 1, "one Parquet file in {}", hour.display());
     let (rows, _) = crate::parquet::read_parquet(bytes::Bytes::from(std::fs::read(&files[0]).unwrap()));
     assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+}
+
+/// The Collector configs of `tests/configs/` (production shapes written for OpenWit) are valid as they are.
+#[test]
+fn the_collector_config_corpus_validates_unchanged() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let (ok, out, err) = run(&["validate", "--config", path.to_str().unwrap()]);
+        assert!(ok, "{}: {out}{err}", path.display());
+        n += 1;
+    }
+    assert!(n >= 3, "tests/configs holds {n} configs");
+    // And a broken statement is caught by validate, with its place.
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    let text = std::fs::read_to_string(dir.join("filter-health-checks.yaml"))
+        .unwrap()
+        .replace("IsMatch(name", "IsMatches(name");
+    std::fs::write(bad.path(), text).unwrap();
+    let (ok, out, err) = run(&["validate", "--config", bad.path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(format!("{out}{err}").contains("traces.span[2]: unknown converter IsMatches"), "{out}{err}");
 }

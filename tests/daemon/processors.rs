@@ -130,7 +130,8 @@ async fn resource_and_attributes_reshape_what_the_sdk_sends_as_the_collector_wou
     // `update` changes the key only where it exists, and only in the metrics included.
     let metrics = rows(
         api,
-        "SELECT metric_name, attributes['region'] AS region, resource_attributes['cloud.region'] AS cloud
+        // DISTINCT: the SDK's periodic reader exports its cumulative points again at shutdown.
+        "SELECT DISTINCT metric_name, attributes['region'] AS region, resource_attributes['cloud.region'] AS cloud
          FROM metrics ORDER BY metric_name",
     )
     .await;
@@ -196,7 +197,8 @@ service:
     assert_eq!(d.metric_sum("openwit_wal_batches_total").await, 0.0, "{}", d.metrics_text().await);
     assert_eq!(d.metric_sum("openwit_memory_limiter_refusing").await, 1.0);
     assert!(!d.path("logs.bin").exists() || std::fs::metadata(d.path("logs.bin")).unwrap().len() == 0);
-    d.assert_serving().await;
+    // Still up (its health check answers), only refusing.
+    d.wait_ready().await;
 }
 
 #[test]
@@ -224,4 +226,119 @@ service:
     assert!(!st.success());
     let logs = d.logs();
     assert!(logs.contains("processor attributes in pipeline traces") && logs.contains("include.log_bodies"), "{logs}");
+}
+
+/// Spans named `GET /health` (route `/health`) and `checkout`, and log lines at INFO and ERROR, through
+/// the OpenTelemetry SDK over OTLP/HTTP.
+fn send_mixed_with_sdk(endpoint: String, health: usize, checkout: usize) {
+    use opentelemetry::KeyValue;
+    use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+    use opentelemetry_otlp::{LogExporter, Protocol, SpanExporter, WithExportConfig};
+    let spans = SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(format!("{endpoint}/v1/traces"))
+        .build()
+        .unwrap();
+    let logs = LogExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(format!("{endpoint}/v1/logs"))
+        .build()
+        .unwrap();
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name("shop").build();
+    let tp = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(spans)
+        .with_resource(resource.clone())
+        .build();
+    let tracer = tp.tracer("shop");
+    for (name, route, n) in [("GET /health", "/health", health), ("checkout", "/cart", checkout)] {
+        for _ in 0..n {
+            let mut s = tracer.start(name);
+            s.set_attribute(KeyValue::new("http.route", route));
+            s.end();
+        }
+    }
+    let lp =
+        opentelemetry_sdk::logs::SdkLoggerProvider::builder().with_batch_exporter(logs).with_resource(resource).build();
+    let logger = lp.logger("shop");
+    for (sev, text, body) in
+        [(Severity::Info, "INFO", "cache warm"), (Severity::Error, "ERROR", "payment failed user=alice@example.com")]
+    {
+        let mut rec = logger.create_log_record();
+        rec.set_body(AnyValue::from(body));
+        rec.set_severity_number(sev);
+        rec.set_severity_text(text);
+        logger.emit(rec);
+    }
+    tp.force_flush().unwrap();
+    lp.force_flush().unwrap();
+    tp.shutdown().unwrap();
+    lp.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_drops_and_transform_rewrites_what_the_sdk_sends() {
+    let api = free_port();
+    let config = r#"
+processors:
+  filter:
+    error_mode: ignore
+    traces:
+      span: ['attributes["http.route"] == "/health"']
+    logs:
+      log_record: ['severity_number < SEVERITY_NUMBER_WARN']
+  transform:
+    trace_statements:
+      - 'set(span.attributes["route.length"], Len(span.attributes["http.route"]))'
+    log_statements:
+      - context: log
+        conditions: ['IsMatch(body, "user=")']
+        statements:
+          - 'replace_pattern(body, "user=[^ ]+", "user=REDACTED")'
+          - 'set(attributes["redacted"], true)'
+  batch:
+    timeout: 50ms
+exporters:
+  parquet:
+    rotation:
+      max_age: 300ms
+extensions:
+  query:
+    endpoint: 127.0.0.1:{api}
+service:
+  extensions: [health_check, query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [filter, transform, batch]
+      exporters: [parquet]
+    logs:
+      receivers: [otlp]
+      processors: [filter, transform, batch]
+      exporters: [parquet]
+"#
+    .replace("{api}", &api.to_string());
+    let d = Daemon::start_on_base(&[&config]).await;
+    let url = d.http_url("");
+    tokio::task::spawn_blocking(move || send_mixed_with_sdk(url, 3, 2)).await.unwrap();
+
+    let spans = rows(api, "SELECT name, attr_int(attributes, 'route.length') AS len FROM spans ORDER BY name").await;
+    assert_eq!(spans, json!([{"name": "checkout", "len": 5}, {"name": "checkout", "len": 5}]), "{}", d.logs());
+    let logs = rows(api, "SELECT body, severity_text, attr_bool(attributes, 'redacted') AS redacted FROM logs").await;
+    assert_eq!(logs, json!([{"body": "payment failed user=REDACTED", "severity_text": "ERROR", "redacted": true}]));
+
+    // The dropped items were settled as dropped: counted, and their batches completed, not failed.
+    assert_eq!(d.metric_sum("openwit_processor_dropped_spans_total{processor=\"filter\"}").await, 3.0);
+    assert_eq!(d.metric_sum("openwit_processor_dropped_log_records_total{processor=\"filter\"}").await, 1.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = sql(api, "SELECT status, count(*) AS n FROM batches GROUP BY status").await;
+        if st.as_array().unwrap().iter().all(|r| r["status"] == "completed") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "batches not all completed: {st}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

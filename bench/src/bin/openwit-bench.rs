@@ -45,6 +45,10 @@ struct Cli {
     /// zstd level for the bytes-on-disk measurement (the exporter's default is 3).
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
+    /// Only the processor cost: logs over gRPC through `batch` alone, with a `filter` dropping ~97 %
+    /// of them, and with a `transform` setting and deleting attributes (all to `nop`, WAL fsyncing).
+    #[arg(long)]
+    processors: bool,
 }
 
 #[derive(Serialize)]
@@ -138,7 +142,7 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(openwit_core::net::free_loopback_port())
 }
 
-const OPENWIT_CONFIG: &str = "
+const OPENWIT_CONFIG: &str = r#"
 receivers:
   otlp:
     protocols:
@@ -148,6 +152,17 @@ receivers:
         endpoint: 127.0.0.1:HTTP
 processors:
   batch:
+  # ~97 % of the generated logs: thread numbers run 1..31 and only those ending in -1 are kept.
+  filter:
+    logs:
+      log_record: ['not IsMatch(attributes["thread.name"], "-1$")']
+  transform:
+    log_statements:
+      - context: log
+        statements:
+          - set(attributes["deployment.environment"], "prod")
+          - set(attributes["logger"], attributes["log.logger"])
+          - delete_key(attributes, "code.function")
 exporters:
   nop:
   parquet:
@@ -159,13 +174,20 @@ service:
   pipelines:
     traces: {receivers: [otlp], processors: [batch], exporters: [EXPORTER]}
     metrics: {receivers: [otlp], processors: [batch], exporters: [EXPORTER]}
-    logs: {receivers: [otlp], processors: [batch], exporters: [EXPORTER]}
+    logs: {receivers: [otlp], processors: [PROCESSORS], exporters: [EXPORTER]}
   telemetry:
     logs: {level: warn}
     metrics: {address: 127.0.0.1:METRICS}
-";
+"#;
 
-fn start_openwit(bin: &std::path::Path, name: &'static str, fsync: bool, parquet: bool) -> anyhow::Result<Target> {
+/// Starts OpenWit; `processors` is the logs pipeline's list.
+fn start_openwit(
+    bin: &std::path::Path,
+    name: &'static str,
+    fsync: bool,
+    parquet: bool,
+    processors: &str,
+) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
     let (grpc, http, metrics) = (free_port()?, free_port()?, free_port()?);
     let text = OPENWIT_CONFIG
@@ -173,7 +195,8 @@ fn start_openwit(bin: &std::path::Path, name: &'static str, fsync: bool, parquet
         .replace("HTTP", &http.to_string())
         .replace("METRICS", &metrics.to_string())
         .replace("FSYNC", if fsync { "true" } else { "false" })
-        .replace("EXPORTER", if parquet { "parquet" } else { "nop" });
+        .replace("EXPORTER", if parquet { "parquet" } else { "nop" })
+        .replace("PROCESSORS", processors);
     let child = spawn_openwit(bin, dir.path(), &text)?;
     Ok(Target { name, child, grpc, http, metrics: Some(metrics), _dir: dir })
 }
@@ -214,10 +237,14 @@ async fn wait_listening(t: &mut Target) -> anyhow::Result<()> {
 
 /// The WAL's commit counter from OpenWit's metrics endpoint.
 async fn wal_commits(port: Option<u16>) -> Option<f64> {
-    let port = port?;
+    metric(port?, "openwit_wal_commit_seconds_count").await
+}
+
+/// A sample of OpenWit's own metrics, by name.
+async fn metric(port: u16, name: &str) -> Option<f64> {
     let text =
         reqwest::Client::new().get(format!("http://127.0.0.1:{port}/metrics")).send().await.ok()?.text().await.ok()?;
-    openwit_bench::measure::prometheus_value(&text, "openwit_wal_commit_seconds_count")
+    openwit_bench::measure::prometheus_value(&text, name)
 }
 
 fn machine() -> String {
@@ -262,21 +289,33 @@ fn today() -> String {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (conversion, footprint) = storage_measures(&cli)?;
-    let scenarios = if cli.storage_only { &[][..] } else { &SCENARIOS[..] };
+    let scenarios = match (cli.storage_only, cli.processors) {
+        (true, _) => &[][..],
+        (false, true) => &[(Transport::Grpc, Signal::Logs)][..],
+        (false, false) => &SCENARIOS[..],
+    };
     let mut rows = Vec::new();
     for &(transport, signal) in scenarios {
         let requests = Arc::new(load::encode_requests(signal, cli.seed, 64, cli.items_per_request));
         let scenario = format!("{signal:?} over {transport:?}").to_lowercase();
-        let mut targets: Vec<&str> = vec!["openwit", "openwit (fsync off)", "openwit + parquet"];
+        let mut targets: Vec<&str> = if cli.processors {
+            vec!["openwit", "openwit + filter", "openwit + transform"]
+        } else {
+            vec!["openwit", "openwit (fsync off)", "openwit + parquet"]
+        };
         if cli.rotel.is_some() {
             targets.push("rotel");
         }
         for name in targets {
             let mut t = match (name, &cli.rotel) {
                 ("rotel", Some(bin)) => start_rotel(bin)?,
-                ("openwit (fsync off)", _) => start_openwit(&cli.openwit, "openwit (fsync off)", false, false)?,
-                ("openwit + parquet", _) => start_openwit(&cli.openwit, "openwit + parquet", true, true)?,
-                _ => start_openwit(&cli.openwit, "openwit", true, false)?,
+                ("openwit (fsync off)", _) => start_openwit(&cli.openwit, "openwit (fsync off)", false, false, "batch")?,
+                ("openwit + parquet", _) => start_openwit(&cli.openwit, "openwit + parquet", true, true, "batch")?,
+                ("openwit + filter", _) => start_openwit(&cli.openwit, "openwit + filter", true, false, "filter, batch")?,
+                ("openwit + transform", _) => {
+                    start_openwit(&cli.openwit, "openwit + transform", true, false, "transform, batch")?
+                }
+                _ => start_openwit(&cli.openwit, "openwit", true, false, "batch")?,
             };
             wait_listening(&mut t).await?;
             let port = if transport == Transport::Grpc { t.grpc } else { t.http };
@@ -311,6 +350,13 @@ async fn main() -> anyhow::Result<()> {
                 _ => None,
             };
             eprintln!("{name:8} {scenario:18} {}", report.text());
+            if let Some(port) = t.metrics
+                && name == "openwit + filter"
+            {
+                let dropped = metric(port, "openwit_processor_dropped_log_records_total{processor=\"filter\"}").await.unwrap_or(0.0);
+                let sent = (plan.total_items.unwrap_or(0) + (cli.items / 20).max(cli.items_per_request as u64)) as f64;
+                eprintln!("         filter dropped {:.1} % of the log records sent", 100.0 * dropped / sent);
+            }
             rows.push(Row {
                 target: name.to_string(),
                 scenario: scenario.clone(),
@@ -381,7 +427,15 @@ fn markdown(r: &Results) -> String {
             errors
         ));
     }
-    s.push_str(&ratio_table(r, "openwit", "OpenWit CPU per item ÷ rotel CPU per item (below 1.0: OpenWit is cheaper)"));
+    s.push_str(&ratio_table(
+        r,
+        "openwit",
+        "rotel",
+        "OpenWit CPU per item ÷ rotel CPU per item (below 1.0: OpenWit is cheaper)",
+    ));
+    for p in ["openwit + filter", "openwit + transform"] {
+        s.push_str(&ratio_table(r, p, "openwit", &format!("{p}, CPU per item ÷ the same pipeline without it (batch only)")));
+    }
     if !r.footprint.is_empty() {
         s.push_str("\nConversion on one core (items/s) and bytes on disk per item, Parquet (the exporter's writer) against the same\nrequests' protobuf compressed with zstd at the same level:\n\n");
         s.push_str("| signal | OTLP→Arrow items/s | Arrow→OTLP items/s | items | Parquet B/item | zstd stream B/item | zstd per request B/item | protobuf B/item | Parquet ÷ zstd stream | Parquet ÷ zstd per request |\n");
@@ -406,6 +460,7 @@ fn markdown(r: &Results) -> String {
     s.push_str(&ratio_table(
         r,
         "openwit + parquet",
+        "rotel",
         "OpenWit storing to Parquet (WAL + conversion + files + catalog), CPU per item ÷ rotel discarding (blackhole)",
     ));
     s.push_str("\nCeilings on this machine:\n\n| measure | value |\n|---|---:|\n");
@@ -423,15 +478,15 @@ fn markdown(r: &Results) -> String {
     s
 }
 
-/// `target`'s CPU per item ÷ rotel's, per scenario, as a markdown table under `heading` (empty
-/// without rotel).
-fn ratio_table(r: &Results, target: &str, heading: &str) -> String {
+/// `target`'s CPU per item ÷ `baseline`'s, per scenario, as a markdown table under `heading` (empty
+/// when either was not measured).
+fn ratio_table(r: &Results, target: &str, baseline: &str, heading: &str) -> String {
     let rows: Vec<String> = r
         .rows
         .iter()
         .filter(|x| x.target == target)
         .filter_map(|o| {
-            let p = r.rows.iter().find(|x| x.target == "rotel" && x.scenario == o.scenario)?;
+            let p = r.rows.iter().find(|x| x.target == baseline && x.scenario == o.scenario)?;
             Some(format!("| {} | {:.2} |\n", o.scenario, o.cpu_s_per_million / p.cpu_s_per_million))
         })
         .collect();

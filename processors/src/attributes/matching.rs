@@ -208,13 +208,14 @@ impl Matcher {
             }
             Patterns::compile(list, regexp).map(Some).map_err(|e| ConfigIssue::new(at(field), e))
         };
-        if !regexp && !m.match_type.is_empty() {
-            if let Some(bad) = m.span_kinds.iter().find(|k| !SPAN_KINDS.contains(&k.as_str())) {
-                return Err(ConfigIssue::new(
-                    at("span_kinds"),
-                    format!("{bad:?} is not a span kind; with match_type strict use one of {}", SPAN_KINDS.join(", ")),
-                ));
-            }
+        if !regexp
+            && !m.match_type.is_empty()
+            && let Some(bad) = m.span_kinds.iter().find(|k| !SPAN_KINDS.contains(&k.as_str()))
+        {
+            return Err(ConfigIssue::new(
+                at("span_kinds"),
+                format!("{bad:?} is not a span kind; with match_type strict use one of {}", SPAN_KINDS.join(", ")),
+            ));
         }
         let attrs = |field: &str, list: &[AttributeMatch]| -> Result<Vec<(String, Option<ValueMatch>)>, ConfigIssue> {
             list.iter()

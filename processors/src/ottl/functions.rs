@@ -296,7 +296,8 @@ pub fn call(c: Converter, a: Vec<Val>) -> Result<Val, String> {
         },
         Len => Val::Int(
             i64::try_from(match &a[0] {
-                Val::Str(s) => s.chars().count(),
+                // Bytes, as Go's len().
+                Val::Str(s) => s.len(),
                 Val::Bytes(b) => b.len(),
                 Val::Map(m) => m.len(),
                 Val::List(l) => l.len(),
@@ -606,7 +607,7 @@ mod tests {
         assert_eq!(call(Converter::ConvertCase, vec![s("HelloWorld"), s("snake")]), Ok(s("hello_world")));
         assert_eq!(call(Converter::Int, vec![s("42")]), Ok(Val::Int(42)));
         assert_eq!(call(Converter::Int, vec![s("x")]), Ok(Val::Nil));
-        assert_eq!(call(Converter::Len, vec![s("héllo")]), Ok(Val::Int(5)));
+        assert_eq!(call(Converter::Len, vec![s("héllo")]), Ok(Val::Int(6)), "bytes, as in Go");
         assert_eq!(
             call(Converter::Sha1, vec![s("abc")]),
             Ok(s("a9993e364706816aba3e25717850c26c9cd0d89d")),

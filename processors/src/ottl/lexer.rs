@@ -89,7 +89,7 @@ pub fn lex(text: &str) -> Result<Vec<Spanned>, String> {
                 j += 1;
             }
             let hex = &text[i + 2..j];
-            if hex.len() % 2 != 0 {
+            if !hex.len().is_multiple_of(2) {
                 return Err(format!("at {start}: bytes literal 0x{hex} has an odd number of hex digits"));
             }
             let bytes =

@@ -309,9 +309,13 @@ async fn main() -> anyhow::Result<()> {
         for name in targets {
             let mut t = match (name, &cli.rotel) {
                 ("rotel", Some(bin)) => start_rotel(bin)?,
-                ("openwit (fsync off)", _) => start_openwit(&cli.openwit, "openwit (fsync off)", false, false, "batch")?,
+                ("openwit (fsync off)", _) => {
+                    start_openwit(&cli.openwit, "openwit (fsync off)", false, false, "batch")?
+                }
                 ("openwit + parquet", _) => start_openwit(&cli.openwit, "openwit + parquet", true, true, "batch")?,
-                ("openwit + filter", _) => start_openwit(&cli.openwit, "openwit + filter", true, false, "filter, batch")?,
+                ("openwit + filter", _) => {
+                    start_openwit(&cli.openwit, "openwit + filter", true, false, "filter, batch")?
+                }
                 ("openwit + transform", _) => {
                     start_openwit(&cli.openwit, "openwit + transform", true, false, "transform, batch")?
                 }
@@ -353,7 +357,9 @@ async fn main() -> anyhow::Result<()> {
             if let Some(port) = t.metrics
                 && name == "openwit + filter"
             {
-                let dropped = metric(port, "openwit_processor_dropped_log_records_total{processor=\"filter\"}").await.unwrap_or(0.0);
+                let dropped = metric(port, "openwit_processor_dropped_log_records_total{processor=\"filter\"}")
+                    .await
+                    .unwrap_or(0.0);
                 let sent = (plan.total_items.unwrap_or(0) + (cli.items / 20).max(cli.items_per_request as u64)) as f64;
                 eprintln!("         filter dropped {:.1} % of the log records sent", 100.0 * dropped / sent);
             }
@@ -434,7 +440,12 @@ fn markdown(r: &Results) -> String {
         "OpenWit CPU per item ÷ rotel CPU per item (below 1.0: OpenWit is cheaper)",
     ));
     for p in ["openwit + filter", "openwit + transform"] {
-        s.push_str(&ratio_table(r, p, "openwit", &format!("{p}, CPU per item ÷ the same pipeline without it (batch only)")));
+        s.push_str(&ratio_table(
+            r,
+            p,
+            "openwit",
+            &format!("{p}, CPU per item ÷ the same pipeline without it (batch only)"),
+        ));
     }
     if !r.footprint.is_empty() {
         s.push_str("\nConversion on one core (items/s) and bytes on disk per item, Parquet (the exporter's writer) against the same\nrequests' protobuf compressed with zstd at the same level:\n\n");

@@ -271,6 +271,7 @@ mod tests {
             ("{logs: {log_record: ['kind == 1']}}", "logs.log_record[0]", "kind is not a path of the log context"),
             ("{metrics: {datapoint: ['value_double <']}}", "metrics.datapoint[0]", "expected"),
             ("{traces: {spanevent: ['name == \"x\"']}}", "traces.spanevent", "not supported"),
+            ("{traces: {span: ['IsMatch(name, \"(\")']}}", "traces.span[0]", "not a valid regular expression"),
         ] {
             let e = cfg(yaml).validate().unwrap_err();
             assert_eq!(e.path, path, "{yaml}: {e:?}");

@@ -115,6 +115,11 @@ const CONVERTERS: &[(&str, Converter, Params)] = &[
     ("UnixNano", Converter::UnixNano, &[("time", true)]),
 ];
 
+/// Whether a parameter takes a regular expression (`pattern` of the `replace_*match*` editors is a glob).
+pub fn is_regex_param(function: &str, param: &str) -> bool {
+    param == "regex" || (param == "pattern" && !function.starts_with("replace_"))
+}
+
 /// The names of every function, for docs and messages.
 pub fn names() -> (Vec<&'static str>, Vec<&'static str>) {
     (EDITORS.iter().map(|e| e.0).collect(), CONVERTERS.iter().map(|c| c.0).collect())
@@ -630,6 +635,15 @@ mod tests {
         assert!(glob("a?c", "abc"));
         assert!(!glob("/api/*", "/web/api/x"));
         assert!(glob("*", ""));
+    }
+
+    #[test]
+    fn regex_params_are_known() {
+        assert!(is_regex_param("IsMatch", "pattern"));
+        assert!(is_regex_param("delete_matching_keys", "pattern"));
+        assert!(is_regex_param("replace_pattern", "regex"));
+        assert!(!is_regex_param("replace_match", "pattern"));
+        assert!(!is_regex_param("replace_all_matches", "pattern"));
     }
 
     #[test]

@@ -100,6 +100,15 @@ fn order_args<'a>(call: &'a Call, params: &[(&str, bool)]) -> Result<Vec<Option<
     {
         return Err(format!("{}: missing argument {p}", call.name));
     }
+    // A regular expression written in the config is checked now, not on the first item.
+    for ((param, _), arg) in params.iter().zip(&out) {
+        if let Some(Expr::Str(p)) = arg
+            && functions::is_regex_param(&call.name, param)
+        {
+            regex::Regex::new(p)
+                .map_err(|e| format!("{}: {param} {p:?} is not a valid regular expression: {e}", call.name))?;
+        }
+    }
     Ok(out)
 }
 

@@ -1,5 +1,6 @@
 //! The `filter` processor, with the Collector's OTTL form: an item is dropped when any of its context's
-//! conditions is true. Dropped items are settled `Verdict::Dropped` and counted
+//! conditions is true (a span event matching a `spanevent` condition is removed from its span). Dropped
+//! items are settled `Verdict::Dropped` and counted
 //! (`openwit_processor_dropped_*_total{processor}`); the rest go on.
 //!
 //! ```yaml
@@ -59,6 +60,8 @@ pub struct LogConditions {
 #[derive(Clone, Debug, Default)]
 struct Conditions {
     span: Vec<Condition>,
+    /// Matching events are removed from their span (events are not items: nothing to settle).
+    spanevent: Vec<Condition>,
     metric: Vec<Condition>,
     datapoint: Vec<Condition>,
     log: Vec<Condition>,
@@ -73,14 +76,9 @@ fn compile_all(list: &[String], ctx: Context, path: &str) -> Result<Vec<Conditio
 
 impl FilterConfig {
     fn compile(&self) -> Result<Conditions, ConfigIssue> {
-        if !self.traces.spanevent.is_empty() {
-            return Err(ConfigIssue::new(
-                "traces.spanevent",
-                "span event conditions are not supported yet; filter whole spans with traces.span",
-            ));
-        }
         Ok(Conditions {
             span: compile_all(&self.traces.span, Context::Span, "traces.span")?,
+            spanevent: compile_all(&self.traces.spanevent, Context::SpanEvent, "traces.spanevent")?,
             metric: compile_all(&self.metrics.metric, Context::Metric, "metrics.metric")?,
             datapoint: compile_all(&self.metrics.datapoint, Context::DataPoint, "metrics.datapoint")?,
             log: compile_all(&self.logs.log_record, Context::Log, "logs.log_record")?,
@@ -141,7 +139,10 @@ impl FilterProcessor {
         };
         let c = &self.conditions;
         let flags = match batch.signal() {
-            Signal::Traces => any(&mut batch.payload, Context::Span, &c.span),
+            Signal::Traces => {
+                any(&mut batch.payload, Context::SpanEvent, &c.spanevent);
+                any(&mut batch.payload, Context::Span, &c.span)
+            }
             Signal::Logs => any(&mut batch.payload, Context::Log, &c.log),
             Signal::Metrics => {
                 let by_metric = any(&mut batch.payload, Context::Metric, &c.metric);
@@ -251,6 +252,32 @@ mod tests {
     }
 
     #[test]
+    fn span_events_matching_are_removed_and_spans_stay() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
+        let p = processor(r#"{traces: {spanevent: ['name == "cache.miss" and span.name == "GET"']}}"#);
+        let ev = |n: &str| Event { name: n.into(), ..Default::default() };
+        let span = |n: &str| Span { name: n.into(), events: vec![ev("cache.miss"), ev("retry")], ..Default::default() };
+        let mut b = Batch::new(
+            TenantId::new("t").unwrap(),
+            Payload::Traces(ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    scope_spans: vec![ScopeSpans { spans: vec![span("GET"), span("POST")], ..Default::default() }],
+                    ..Default::default()
+                }],
+            }),
+        );
+        assert!(!p.matches(&mut b).unwrap().contains(&true), "no span is dropped");
+        let Payload::Traces(r) = &b.payload else { unreachable!() };
+        let events: Vec<Vec<&str>> = r.resource_spans[0].scope_spans[0]
+            .spans
+            .iter()
+            .map(|s| s.events.iter().map(|e| e.name.as_str()).collect())
+            .collect();
+        assert_eq!(events, [vec!["retry"], vec!["cache.miss", "retry"]]);
+    }
+
+    #[test]
     fn error_modes() {
         // A math error on every item: `1 / 0`.
         let mut b = logs(&[("a", 9)]);
@@ -270,7 +297,7 @@ mod tests {
             ("{traces: {span: ['name == \"x\"', 'Frob(name)']}}", "traces.span[1]", "unknown converter Frob"),
             ("{logs: {log_record: ['kind == 1']}}", "logs.log_record[0]", "kind is not a path of the log context"),
             ("{metrics: {datapoint: ['value_double <']}}", "metrics.datapoint[0]", "expected"),
-            ("{traces: {spanevent: ['name == \"x\"']}}", "traces.spanevent", "not supported"),
+            ("{traces: {spanevent: ['kind == 1']}}", "traces.spanevent[0]", "not a path of the spanevent context"),
             ("{traces: {span: ['IsMatch(name, \"(\")']}}", "traces.span[0]", "not a valid regular expression"),
         ] {
             let e = cfg(yaml).validate().unwrap_err();

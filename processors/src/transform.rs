@@ -54,7 +54,7 @@ struct Compiled {
 /// The contexts a signal's statements may use, most general first.
 fn contexts(signal: Signal) -> &'static [Context] {
     match signal {
-        Signal::Traces => &[Context::Resource, Context::Scope, Context::Span],
+        Signal::Traces => &[Context::Resource, Context::Scope, Context::Span, Context::SpanEvent],
         Signal::Metrics => &[Context::Resource, Context::Scope, Context::Metric, Context::DataPoint],
         Signal::Logs => &[Context::Resource, Context::Scope, Context::Log],
     }
@@ -97,11 +97,7 @@ fn compile_groups(
                     let ctx = Context::parse(&g.context).filter(|c| contexts(signal).contains(c)).ok_or_else(|| {
                         ConfigIssue::new(
                             format!("{at}.context"),
-                            format!(
-                                "{:?} is not a context of {key} (use one of {:?}; spanevent is not supported yet)",
-                                g.context,
-                                contexts(signal)
-                            ),
+                            format!("{:?} is not a context of {key} (use one of {:?})", g.context, contexts(signal)),
                         )
                     })?;
                     let conditions = g

@@ -33,6 +33,7 @@ pub enum Context {
     Resource,
     Scope,
     Span,
+    SpanEvent,
     Log,
     Metric,
     DataPoint,
@@ -44,6 +45,7 @@ impl Context {
             "resource" => Context::Resource,
             "scope" | "instrumentation_scope" => Context::Scope,
             "span" => Context::Span,
+            "spanevent" => Context::SpanEvent,
             "log" | "log_record" => Context::Log,
             "metric" => Context::Metric,
             "datapoint" => Context::DataPoint,
@@ -56,6 +58,7 @@ impl Context {
             Context::Resource => &["resource"],
             Context::Scope => &["scope", "instrumentation_scope"],
             Context::Span => &["span"],
+            Context::SpanEvent => &["spanevent"],
             Context::Log => &["log"],
             Context::Metric => &["metric"],
             Context::DataPoint => &["datapoint"],
@@ -110,6 +113,12 @@ pub enum Field {
     MetricDescription,
     MetricUnit,
     MetricTypeOfPoint,
+    SpanEventName,
+    EventTime,
+    EventDropped,
+    ParentName,
+    ParentKind,
+    ParentAttributes,
 }
 
 /// A path bound to a context: a field, and keys into its value.
@@ -172,7 +181,13 @@ fn own_field(ctx: Context, name: &str) -> Option<Field> {
         (Context::Scope, "version") => ScopeVersion,
         (Context::Scope, "attributes") => ScopeAttributes,
         (Context::Scope, "dropped_attributes_count") => ScopeDropped,
-        (Context::Span | Context::Log | Context::DataPoint, "attributes") => Attributes,
+        (Context::Span | Context::SpanEvent | Context::Log | Context::DataPoint, "attributes") => Attributes,
+        (Context::SpanEvent, "name") => SpanEventName,
+        (Context::SpanEvent, "time_unix_nano") => EventTime,
+        (Context::SpanEvent, "dropped_attributes_count") => EventDropped,
+        (Context::SpanEvent, "span.name") => ParentName,
+        (Context::SpanEvent, "span.kind") => ParentKind,
+        (Context::SpanEvent, "span.attributes") => ParentAttributes,
         (Context::Span | Context::Log, "trace_id") => TraceId,
         (Context::Span | Context::Log, "trace_id.string") => TraceIdString,
         (Context::Span | Context::Log, "span_id") => SpanId,
@@ -230,6 +245,14 @@ pub struct MetricInfo {
     pub kind: i64,
 }
 
+/// What a span event's statements may read of its span (`span.name`, `span.kind`, `span.attributes`).
+#[derive(Clone, Debug, Default)]
+pub struct SpanInfo {
+    pub name: String,
+    pub kind: i32,
+    pub attributes: Vec<KeyValue>,
+}
+
 /// The item a statement runs over, with its resource and scope.
 pub struct Item<'a> {
     pub resource: &'a mut Resource,
@@ -242,6 +265,8 @@ pub struct Item<'a> {
 pub enum Own<'a> {
     None,
     Span(&'a mut Span),
+    /// A span event, with what its statements may read of its span.
+    Event(&'a mut opentelemetry_proto::tonic::trace::v1::span::Event, SpanInfo),
     Log(&'a mut LogRecord),
     Metric(&'a mut Metric),
     Point(Point<'a>, MetricInfo),
@@ -317,6 +342,7 @@ impl Item<'_> {
             (Field::Cache, _) => &mut self.cache,
             (Field::Attributes, Own::Span(s)) => &mut s.attributes,
             (Field::Attributes, Own::Log(l)) => &mut l.attributes,
+            (Field::Attributes, Own::Event(e, _)) => &mut e.attributes,
             (Field::Attributes, Own::Point(p, _)) => match p {
                 Point::Number(p) => &mut p.attributes,
                 Point::Histogram(p) => &mut p.attributes,
@@ -331,6 +357,9 @@ impl Item<'_> {
     pub fn get(&mut self, b: &Bound) -> Val {
         if let Some(map) = self.map_mut(b.field) {
             return get_keys(Val::Map(map.clone()), &b.keys);
+        }
+        if let (Field::ParentAttributes, Own::Event(_, info)) = (b.field, &self.own) {
+            return get_keys(Val::Map(info.attributes.clone()), &b.keys);
         }
         if b.field == Field::Body {
             let Own::Log(l) = &self.own else { return Val::Nil };
@@ -387,6 +416,11 @@ impl Item<'_> {
                 _ => 0,
             })),
             (Monotonic, Own::Metric(m)) => Val::Bool(matches!(&m.data, Some(Data::Sum(s)) if s.is_monotonic)),
+            (SpanEventName, Own::Event(e, _)) => Val::Str(e.name.clone()),
+            (EventTime, Own::Event(e, _)) => u64_val(e.time_unix_nano),
+            (EventDropped, Own::Event(e, _)) => Val::Int(i64::from(e.dropped_attributes_count)),
+            (ParentName, Own::Event(_, info)) => Val::Str(info.name.clone()),
+            (ParentKind, Own::Event(_, info)) => Val::Int(i64::from(info.kind)),
             (MetricName, Own::Point(_, info)) => Val::Str(info.name.clone()),
             (MetricDescription, Own::Point(_, info)) => Val::Str(info.description.clone()),
             (MetricUnit, Own::Point(_, info)) => Val::Str(info.unit.clone()),
@@ -494,6 +528,9 @@ impl Item<'_> {
             (SeverityNumber, Own::Log(l)) => to_i32(&v).map(|x| l.severity_number = x),
             (SeverityText, Own::Log(l)) => to_string(v).map(|x| l.severity_text = x),
             (EventName, Own::Log(l)) => to_string(v).map(|x| l.event_name = x),
+            (SpanEventName, Own::Event(e, _)) => to_string(v).map(|x| e.name = x),
+            (EventTime, Own::Event(e, _)) => to_u64(&v).map(|x| e.time_unix_nano = x),
+            (EventDropped, Own::Event(e, _)) => to_u32(&v).map(|x| e.dropped_attributes_count = x),
             (Description, Own::Metric(m)) => to_string(v).map(|x| m.description = x),
             (Unit, Own::Metric(m)) => to_string(v).map(|x| m.unit = x),
             (ValueDouble, Own::Point(Point::Number(p), _)) => match v {

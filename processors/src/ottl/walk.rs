@@ -3,7 +3,7 @@
 //! can hand them to `Batch::drop_items`. A decision taken higher up (a resource, a scope, a metric)
 //! counts for every item under it.
 
-use super::paths::{Context, Item, MetricInfo, Own, Point, metric_type};
+use super::paths::{Context, Item, MetricInfo, Own, Point, SpanInfo, metric_type};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use openwit_core::Payload;
@@ -41,7 +41,23 @@ pub fn visit(payload: &mut Payload, ctx: Context, mut f: impl FnMut(&mut Item) -
                         continue;
                     }
                     for span in &mut ss.spans {
-                        if ctx == Context::Span {
+                        if ctx == Context::SpanEvent {
+                            // Events are not items: a true decision removes the event (what a filter
+                            // wants; transform's visitor always answers false).
+                            let info = SpanInfo {
+                                name: span.name.clone(),
+                                kind: span.kind,
+                                attributes: span.attributes.clone(),
+                            };
+                            let mut decision = Vec::with_capacity(1);
+                            span.events.retain_mut(|ev| {
+                                decision.clear();
+                                let own = Own::Event(ev, info.clone());
+                                decide(&mut Item { resource, scope, own, cache: Vec::new() }, 1, &mut decision);
+                                !decision[0]
+                            });
+                            flags.push(false);
+                        } else if ctx == Context::Span {
                             decide(
                                 &mut Item { resource, scope, own: Own::Span(span), cache: Vec::new() },
                                 1,

@@ -356,7 +356,12 @@ impl Item<'_> {
     /// Reads a bound path.
     pub fn get(&mut self, b: &Bound) -> Val {
         if let Some(map) = self.map_mut(b.field) {
-            return get_keys(Val::Map(map.clone()), &b.keys);
+            // Look the first key up in place: only the value read is copied, not the whole map.
+            return match b.keys.split_first() {
+                None => Val::Map(map.clone()),
+                Some((Key::Str(k), rest)) => get_keys(Val::from_any(crate::value::get(map, k)), rest),
+                Some((Key::Int(_), _)) => Val::Nil,
+            };
         }
         if let (Field::ParentAttributes, Own::Event(_, info)) = (b.field, &self.own) {
             return get_keys(Val::Map(info.attributes.clone()), &b.keys);

@@ -278,6 +278,44 @@ mod tests {
     }
 
     #[test]
+    fn metrics_by_metric_and_by_point() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::metrics::v1::{
+            Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data, number_data_point,
+        };
+        let gauge = |name: &str, values: &[f64]| Metric {
+            name: name.into(),
+            unit: "s".into(),
+            data: Some(Data::Gauge(Gauge {
+                data_points: values
+                    .iter()
+                    .map(|v| NumberDataPoint {
+                        value: Some(number_data_point::Value::AsDouble(*v)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })),
+            ..Default::default()
+        };
+        let p = processor(
+            r#"{metrics: {metric: ['name == "debug.queue"'], datapoint: ['value_double < 0.0 and metric.unit == "s"']}}"#,
+        );
+        let mut b = Batch::new(
+            TenantId::new("t").unwrap(),
+            Payload::Metrics(ExportMetricsServiceRequest {
+                resource_metrics: vec![ResourceMetrics {
+                    scope_metrics: vec![ScopeMetrics {
+                        metrics: vec![gauge("latency", &[1.0, -1.0, 2.0]), gauge("debug.queue", &[5.0, 6.0])],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }),
+        );
+        assert_eq!(p.matches(&mut b).unwrap(), [false, true, false, true, true]);
+    }
+
+    #[test]
     fn error_modes() {
         // A math error on every item: `1 / 0`.
         let mut b = logs(&[("a", 9)]);

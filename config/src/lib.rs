@@ -5,6 +5,7 @@
 //! replace), `${…}` references are expanded, and the result is validated against the registry of
 //! component factories. Every error names the source the offending key came from and its path.
 
+mod connectors;
 mod durability;
 mod error;
 mod expand;

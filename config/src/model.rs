@@ -179,6 +179,9 @@ pub struct ResolvedConfig {
     pub processors: Vec<Resolved<dyn Processor>>,
     pub exporters: Vec<Resolved<dyn Exporter>>,
     pub extensions: Vec<Resolved<dyn Extension>>,
+    /// Connectors: each the exporter of some pipelines and the receiver of others (they run as
+    /// processors whose output is the pipelines that read from them).
+    pub connectors: Vec<Resolved<dyn Processor>>,
     pub pipelines: Vec<PipelineSpec>,
     /// `service.extensions`: the extensions to run, in order (settings such as `wal` left out).
     pub service_extensions: Vec<ComponentId>,
@@ -205,7 +208,7 @@ struct PipelineRaw {
 const TOP_LEVEL: [&str; 6] = ["receivers", "processors", "exporters", "extensions", "connectors", "service"];
 const SERVICE_KEYS: [&str; 3] = ["extensions", "pipelines", "telemetry"];
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     origins: &'a Origins,
     errors: Vec<ConfigError>,
     /// Components declared in a section whose own config is invalid: already reported, so references
@@ -214,7 +217,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, path: &str, msg: impl Into<String>) {
+    pub(crate) fn err(&mut self, path: &str, msg: impl Into<String>) {
         self.errors.push(ConfigError::new(self.origins.source_of(path), path, msg));
     }
 }
@@ -243,12 +246,23 @@ pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<Re
     let extensions = section(&mut cx, top, ComponentKind::Extension, &registry.extensions);
     let wal: WalSettings = setting(&mut cx, top, "wal");
     let catalog: CatalogSettings = setting(&mut cx, top, "catalog");
-    if let Some(Value::Mapping(conns)) = top.get("connectors") {
-        for k in conns.keys() {
-            let k = key_text(k);
+    let connectors = section(&mut cx, top, ComponentKind::Connector, &registry.connectors);
+    for c in &connectors {
+        let clash = if receivers.iter().any(|r| r.id == c.id) {
+            Some("receiver")
+        } else if exporters.iter().any(|e| e.id == c.id) {
+            Some("exporter")
+        } else {
+            None
+        };
+        if let Some(kind) = clash {
             cx.err(
-                &join("connectors", &k),
-                "unknown connector type; OpenWit has no connectors yet (known types: none)",
+                &join("connectors", &c.id.to_string()),
+                format!(
+                    "{} is declared both as a connector and as a {kind}: a pipeline could not tell which one it \
+                     lists; rename one of them (e.g. {}/2)",
+                    c.id, c.id
+                ),
             );
         }
     }
@@ -305,7 +319,8 @@ pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<Re
     }
 
     service_extensions.retain(|id| !is_setting(id));
-    let pipelines = pipelines(&mut cx, smap.get("pipelines"), &receivers, &processors, &exporters);
+    let pipelines = pipelines(&mut cx, smap.get("pipelines"), &receivers, &processors, &exporters, &connectors);
+    crate::connectors::check(&mut cx, &connectors, &pipelines);
 
     if cx.errors.is_empty() {
         Ok(ResolvedConfig {
@@ -313,6 +328,7 @@ pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<Re
             processors,
             exporters,
             extensions,
+            connectors,
             pipelines,
             service_extensions,
             wal,
@@ -436,6 +452,7 @@ fn pipelines(
     receivers: &[Resolved<dyn Receiver>],
     processors: &[Resolved<dyn Processor>],
     exporters: &[Resolved<dyn Exporter>],
+    connectors: &[Resolved<dyn Processor>],
 ) -> Vec<PipelineSpec> {
     let m = match v {
         Some(Value::Mapping(m)) if !m.is_empty() => m,
@@ -475,9 +492,9 @@ fn pipelines(
         };
         let spec = PipelineSpec {
             id: PipelineId { signal, name },
-            receivers: refs(cx, &path, "receivers", &raw.receivers, signal, receivers),
-            processors: refs(cx, &path, "processors", &raw.processors, signal, processors),
-            exporters: refs(cx, &path, "exporters", &raw.exporters, signal, exporters),
+            receivers: refs(cx, &path, "receivers", &raw.receivers, signal, receivers, connectors),
+            processors: refs(cx, &path, "processors", &raw.processors, signal, processors, &[]),
+            exporters: refs(cx, &path, "exporters", &raw.exporters, signal, exporters, connectors),
         };
         if raw.receivers.is_empty() {
             cx.err(&join(&path, "receivers"), "a pipeline needs at least one receiver");
@@ -490,7 +507,8 @@ fn pipelines(
     out
 }
 
-/// Checks one list of references in a pipeline: parseable, configured, not repeated, supports the signal.
+/// Checks one list of references in a pipeline: parseable, configured (as the component kind, or as a
+/// connector where one may stand: receivers and exporters), not repeated, supports the signal.
 fn refs<C: ?Sized>(
     cx: &mut Ctx,
     pipeline_path: &str,
@@ -498,6 +516,7 @@ fn refs<C: ?Sized>(
     names: &[String],
     signal: Signal,
     configured: &[Resolved<C>],
+    connectors: &[Resolved<dyn Processor>],
 ) -> Vec<ComponentId> {
     let noun = field.trim_end_matches('s');
     let kind = match field {
@@ -518,22 +537,38 @@ fn refs<C: ?Sized>(
                 continue;
             }
         };
-        let Some(r) = configured.iter().find(|r| r.id == id) else {
-            if cx.broken.contains(&(kind, id.to_string())) {
-                continue;
-            }
-            cx.err(
-                &path,
-                format!("references {noun} {n:?}, which is not configured; configured {field}: {}", ids(configured)),
-            );
-            continue;
+        let signals = match configured.iter().find(|r| r.id == id) {
+            Some(r) => r.factory.signals(),
+            None => match connectors.iter().find(|c| c.id == id) {
+                Some(c) => c.factory.signals(),
+                None => {
+                    if cx.broken.contains(&(kind, id.to_string()))
+                        || cx.broken.contains(&(ComponentKind::Connector, id.to_string()))
+                    {
+                        continue;
+                    }
+                    let also = if kind == ComponentKind::Processor {
+                        String::new()
+                    } else {
+                        format!("; configured connectors: {}", ids(connectors))
+                    };
+                    cx.err(
+                        &path,
+                        format!(
+                            "references {noun} {n:?}, which is not configured; configured {field}: {}{also}",
+                            ids(configured)
+                        ),
+                    );
+                    continue;
+                }
+            },
         };
         if !seen.insert(id.clone()) {
             cx.err(&path, format!("references {noun} {n:?} more than once"));
             continue;
         }
-        if !r.factory.signals().contains(&signal) {
-            let sup: Vec<_> = r.factory.signals().iter().map(|s| s.as_str()).collect();
+        if !signals.contains(&signal) {
+            let sup: Vec<_> = signals.iter().map(|s| s.as_str()).collect();
             cx.err(&path, format!("{noun} {n:?} does not support {signal}; it supports {}", sup.join(", ")));
             continue;
         }

@@ -36,6 +36,18 @@ impl ComponentConfig for ExpCfg {}
 struct Empty {}
 impl ComponentConfig for Empty {}
 
+/// A routing-like connector config: the pipelines it names.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RouteCfg {
+    pipelines: Vec<String>,
+}
+impl ComponentConfig for RouteCfg {
+    fn pipeline_refs(&self) -> Vec<(String, String)> {
+        self.pipelines.iter().enumerate().map(|(i, p)| (format!("pipelines[{i}]"), p.clone())).collect()
+    }
+}
+
 fn nope<T: ?Sized>() -> anyhow::Result<Box<T>> {
     anyhow::bail!("not built in config tests")
 }
@@ -75,6 +87,20 @@ fn registry() -> Registry {
         "tracesonly",
         &[],
         &[Signal::Traces],
+        "",
+        |_: &ComponentId, _, _: &BuildEnv| nope(),
+    ));
+    r.connectors.add(typed::<Empty, dyn Processor>(
+        "forward",
+        &[],
+        &Signal::ALL,
+        "",
+        |_: &ComponentId, _, _: &BuildEnv| nope(),
+    ));
+    r.connectors.add(typed::<RouteCfg, dyn Processor>(
+        "routing",
+        &[],
+        &Signal::ALL,
         "",
         |_: &ComponentId, _, _: &BuildEnv| nope(),
     ));
@@ -470,4 +496,108 @@ fn redaction_hides_secrets_and_headers() {
     assert_eq!(o["headers"]["x-api"].as_str(), Some("[REDACTED]"));
     assert_eq!(o["auth_token"].as_str(), Some("[REDACTED]"));
     assert_eq!(o["password"].as_str(), Some("[REDACTED]"));
+}
+
+const JOINED: &str = "
+receivers:
+  otlp:
+exporters:
+  debug:
+connectors:
+  forward:
+  routing:
+    pipelines: [logs/b]
+service:
+  pipelines:
+    logs/in:
+      receivers: [otlp]
+      exporters: [forward]
+    logs/a:
+      receivers: [forward]
+      exporters: [routing]
+    logs/b:
+      receivers: [routing]
+      exporters: [debug]
+";
+
+#[test]
+fn connectors_join_pipelines_as_exporter_and_receiver() {
+    let r = resolve(&[yaml(JOINED)], &[], &registry()).unwrap();
+    let ids: Vec<String> = r.connectors.iter().map(|c| c.id.to_string()).collect();
+    assert_eq!(ids, ["forward", "routing"]);
+    let a = r.pipelines.iter().find(|p| p.id.to_string() == "logs/a").unwrap();
+    assert_eq!(a.receivers[0].to_string(), "forward");
+    assert_eq!(a.exporters[0].to_string(), "routing");
+}
+
+#[test]
+fn a_connector_used_at_one_end_only_is_refused() {
+    let only_exporter = JOINED.replace("      receivers: [forward]\n", "      receivers: [otlp]\n");
+    let e = errors(&[yaml(&only_exporter)]);
+    assert!(
+        e.iter().any(|m| m.contains("service.pipelines.logs/in.exporters")
+            && m.contains("connector forward is an exporter of logs pipeline logs/in but no logs pipeline lists it under receivers")),
+        "{e:?}"
+    );
+    let only_receiver = JOINED.replace("      exporters: [forward]\n", "      exporters: [debug]\n");
+    let e = errors(&[yaml(&only_receiver)]);
+    assert!(e.iter().any(|m| m.contains("logs/a.receivers") && m.contains("nothing would ever reach it")), "{e:?}");
+    // A connector between signals it does not convert: traces in, logs out.
+    let across = JOINED.replace("    logs/in:", "    traces/in:");
+    let e = errors(&[yaml(&across)]);
+    assert!(e.iter().any(|m| m.contains("traces pipeline traces/in but no traces pipeline")), "{e:?}");
+}
+
+#[test]
+fn a_pipeline_a_connector_names_must_read_from_it() {
+    let e = errors(&[yaml(&JOINED.replace("pipelines: [logs/b]", "pipelines: [logs/a]"))]);
+    assert!(
+        e.iter().any(|m| m.contains("connectors.routing.pipelines[0]")
+            && m.contains("does not list routing under its receivers")),
+        "{e:?}"
+    );
+    let e = errors(&[yaml(&JOINED.replace("pipelines: [logs/b]", "pipelines: [logs/zzz]"))]);
+    assert!(e.iter().any(|m| m.contains("\"logs/zzz\", which is not configured") && m.contains("logs/b")), "{e:?}");
+}
+
+#[test]
+fn a_cycle_through_connectors_is_refused_and_named() {
+    let cyclic = "
+receivers:
+  otlp:
+exporters:
+  debug:
+connectors:
+  forward:
+  forward/back:
+service:
+  pipelines:
+    traces/in:
+      receivers: [otlp, forward/back]
+      exporters: [forward]
+    traces/out:
+      receivers: [forward]
+      exporters: [debug, forward/back]
+";
+    let e = errors(&[yaml(cyclic)]);
+    assert!(
+        e.iter().any(|m| m.contains("cycle detected: traces/in → forward → traces/out → forward/back → traces/in")),
+        "{e:?}"
+    );
+    // A pipeline feeding itself.
+    let own = "
+receivers:
+  otlp:
+exporters:
+  debug:
+connectors:
+  forward:
+service:
+  pipelines:
+    logs:
+      receivers: [otlp, forward]
+      exporters: [debug, forward]
+";
+    let e = errors(&[yaml(own)]);
+    assert!(e.iter().any(|m| m.contains("cycle detected: logs → forward → logs")), "{e:?}");
 }

@@ -117,6 +117,22 @@ impl Batch {
         }
     }
 
+    /// Moves the items whose flag is true (one per item, in order) into a new batch with the same tenant
+    /// and metadata, obligations included: what a router does before sending each part its own way.
+    pub fn take_items(&mut self, take: &[bool]) -> Batch {
+        let mut payload = self.payload.clone();
+        payload.retain_items(|i| take.get(i).copied().unwrap_or(false));
+        let keep: Vec<bool> = (0..self.item_count()).map(|i| !take.get(i).copied().unwrap_or(false)).collect();
+        let lineage = self.retain_items(&keep);
+        Batch {
+            tenant: self.tenant.clone(),
+            payload,
+            metadata: self.metadata.clone(),
+            lineage,
+            columnar: Columnar::default(),
+        }
+    }
+
     /// Keeps the items whose flag is true (one per item, in order) and returns the lineage of the
     /// others, which the caller settles (a filter: `Verdict::Dropped`).
     pub fn retain_items(&mut self, keep: &[bool]) -> Lineage {

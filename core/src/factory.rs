@@ -11,6 +11,11 @@ use std::sync::Arc;
 /// per pipeline for processors, a fresh one after a panic), all from the same parsed config.
 pub trait Configured<C: ?Sized>: Send + Sync {
     fn build(&self, id: &ComponentId, env: &BuildEnv) -> anyhow::Result<Box<C>>;
+    /// The pipelines this config names (a routing connector's tables), as (path in the section,
+    /// pipeline id): the config check verifies each one exists and reads from the component.
+    fn pipeline_refs(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A parsed config, shared by everything that builds from it.
@@ -46,6 +51,9 @@ pub struct BuildEnv {
     pub signal: Option<crate::Signal>,
     /// Where files are kept: storage roots and one object-store client per bucket, for the daemon.
     pub storage: Arc<openwit_storage::Storage>,
+    /// For connectors: the entries of the pipelines that list the connector as a receiver, by pipeline
+    /// id (`logs/acme`), in config order. Empty for every other component.
+    pub connector_outputs: Arc<Vec<(String, crate::Fanout)>>,
 }
 
 /// A component type: its name, the signals it supports, and how to parse and build it.
@@ -99,6 +107,10 @@ pub trait ComponentConfig: DeserializeOwned + Default + Send + Sync + 'static {
     fn validate(&self) -> Result<(), ConfigIssue> {
         Ok(())
     }
+    /// See `Configured::pipeline_refs`.
+    fn pipeline_refs(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// Parses a config section into `T`, reporting the path of the first problem.
@@ -131,9 +143,12 @@ struct Typed<Cfg, C: ?Sized> {
     build: BuildFn<Cfg, C>,
 }
 
-impl<Cfg: Send + Sync, C: ?Sized> Configured<C> for Typed<Cfg, C> {
+impl<Cfg: ComponentConfig, C: ?Sized> Configured<C> for Typed<Cfg, C> {
     fn build(&self, id: &ComponentId, env: &BuildEnv) -> anyhow::Result<Box<C>> {
         (self.build)(id, &self.cfg, env)
+    }
+    fn pipeline_refs(&self) -> Vec<(String, String)> {
+        self.cfg.pipeline_refs()
     }
 }
 
@@ -212,4 +227,7 @@ pub struct Registry {
     pub processors: FactorySet<dyn Processor>,
     pub exporters: FactorySet<dyn Exporter>,
     pub extensions: FactorySet<dyn Extension>,
+    /// Connectors run as processors whose output is the pipelines that read from them
+    /// (`BuildEnv::connector_outputs`); the plain `Fanout` they get reaches all of those pipelines.
+    pub connectors: FactorySet<dyn Processor>,
 }

@@ -41,6 +41,11 @@ impl Fanout {
         Fanout { targets }
     }
 
+    /// One fan-out over the targets of several (a connector route to several pipelines).
+    pub fn union<'a>(parts: impl IntoIterator<Item = &'a Fanout>) -> Fanout {
+        Fanout { targets: parts.into_iter().flat_map(|f| f.targets.iter().cloned()).collect() }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.targets.is_empty()
     }

@@ -7,6 +7,11 @@
 //! entry is its first processor's queue, or its exporters' queues when it has no processors. Components
 //! no pipeline uses are not built.
 //!
+//! A connector gets one queue and one supervised instance per signal it carries: the pipelines that
+//! export to it feed the queue, and its output is the entries of the pipelines of that signal that list
+//! it as a receiver. Batches pass through with their WAL obligations, so nothing is written twice. The
+//! config check refuses cycles, so closing by ownership still reaches every task.
+//!
 //! Closing is by ownership: the graph keeps no senders, so when the receivers stop and drop their
 //! ingest handles, the WAL writer stops, each queue closes in turn, every processor flushes, and every
 //! exporter drains and shuts down.
@@ -68,9 +73,10 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
     // Exporters first, so that every queue has a consumer before anything can be sent.
     let mut exporter_inputs: HashMap<ComponentId, mpsc::Sender<Batch>> = HashMap::new();
     let mut columnar_exporters = std::collections::HashSet::new();
+    let is_connector = |id: &ComponentId| cfg.connectors.iter().any(|c| &c.id == id);
     for spec in &cfg.pipelines {
         for id in &spec.exporters {
-            if exporter_inputs.contains_key(id) {
+            if exporter_inputs.contains_key(id) || is_connector(id) {
                 continue;
             }
             if cfg.exporters.iter().any(|r| &r.id == id && r.factory.reads_columnar()) {
@@ -96,11 +102,29 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
         }
     }
 
+    // Connector queues, one per (connector, signal) that some pipeline exports to.
+    let mut connector_inputs: HashMap<(ComponentId, Signal), (mpsc::Sender<Batch>, mpsc::Receiver<Batch>)> =
+        HashMap::new();
+    for spec in &cfg.pipelines {
+        for id in spec.exporters.iter().filter(|id| is_connector(id)) {
+            connector_inputs.entry((id.clone(), spec.id.signal)).or_insert_with(|| mpsc::channel(STAGE_QUEUE));
+        }
+    }
+    // What each connector feeds: (pipeline id, its entry), per signal, in config order.
+    let mut connector_outputs: HashMap<(ComponentId, Signal), Vec<(String, Fanout)>> = HashMap::new();
+
     // Pipelines: one processor instance per pipeline, chained back to front.
     let mut consumers: HashMap<ComponentId, HashMap<Signal, Vec<mpsc::Sender<Batch>>>> = HashMap::new();
     let mut gates: durable::Gates = HashMap::new();
     for spec in &cfg.pipelines {
-        let mut next: Vec<mpsc::Sender<Batch>> = spec.exporters.iter().map(|id| exporter_inputs[id].clone()).collect();
+        let mut next: Vec<mpsc::Sender<Batch>> = spec
+            .exporters
+            .iter()
+            .map(|id| match exporter_inputs.get(id) {
+                Some(tx) => tx.clone(),
+                None => connector_inputs[&(id.clone(), spec.id.signal)].0.clone(),
+            })
+            .collect();
         let columnar = spec.exporters.iter().any(|e| columnar_exporters.contains(e));
         for (from_end, id) in spec.processors.iter().rev().enumerate() {
             // Only the last processor converts to Arrow: rows made earlier would be remade after any
@@ -115,7 +139,8 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
                 .with_context(|| format!("cannot build processor {id} for pipeline {}", spec.id))?;
             let first = build().with_context(|| format!("processor {id} in pipeline {}", spec.id))?;
             if let Some(gate) = first.admission() {
-                for r in &spec.receivers {
+                // Through connectors, the gate reaches the receivers that feed this pipeline.
+                for r in origin_receivers(cfg, spec) {
                     gates.entry(Arc::from(r.to_string())).or_default().push(gate.clone());
                 }
             }
@@ -136,10 +161,32 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
             next = vec![tx];
         }
         for r in &spec.receivers {
-            consumers.entry(r.clone()).or_default().entry(spec.id.signal).or_default().extend(next.iter().cloned());
+            if is_connector(r) {
+                connector_outputs
+                    .entry((r.clone(), spec.id.signal))
+                    .or_default()
+                    .push((spec.id.to_string(), Fanout::new(next.clone())));
+            } else {
+                consumers.entry(r.clone()).or_default().entry(spec.id.signal).or_default().extend(next.iter().cloned());
+            }
         }
     }
     drop(exporter_inputs);
+
+    // Connectors, once every pipeline they feed has its entry.
+    for ((id, signal), (tx, rx)) in connector_inputs {
+        drop(tx);
+        let outputs = connector_outputs.remove(&(id.clone(), signal)).unwrap_or_default();
+        let all = Fanout::union(outputs.iter().map(|(_, f)| f));
+        let cenv = BuildEnv { signal: Some(signal), connector_outputs: Arc::new(outputs), ..env.clone() };
+        let name = format!("connector {id} ({signal})");
+        let build = builder(&cfg.connectors, &id, &cenv).with_context(|| format!("cannot build {name}"))?;
+        let first = build().with_context(|| name.clone())?;
+        pipeline_tasks.push((
+            name.clone(),
+            tokio::spawn(supervise::run_processor(name, id, first, build, rx, all, telemetry.clone())),
+        ));
+    }
 
     // The durable stage between receivers and pipelines (the one owner of routing), then replay, then
     // receivers.
@@ -200,6 +247,24 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
     // From here only the receivers hold the durable handle: when they stop, the writer stops.
     drop(ingest);
     Ok(Graph { receivers, receivers_stop, writer, pipeline_tasks, completions, wal: durability.owner })
+}
+
+/// The receivers whose data reaches pipeline `spec`: its own, and through each connector it receives
+/// from, those of the pipelines that export to that connector (the config has no cycles).
+fn origin_receivers<'a>(cfg: &'a ResolvedConfig, spec: &'a openwit_config::PipelineSpec) -> Vec<&'a ComponentId> {
+    let mut out = Vec::new();
+    for r in &spec.receivers {
+        if cfg.connectors.iter().any(|c| &c.id == r) {
+            for up in cfg.pipelines.iter().filter(|p| p.id.signal == spec.id.signal && p.exporters.contains(r)) {
+                out.extend(origin_receivers(cfg, up));
+            }
+        } else {
+            out.push(r);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// What builds instances of the component `id` from its parsed config (one per pipeline for

@@ -175,10 +175,10 @@ fn components(registry: &openwit_core::Registry) -> String {
     section(&mut out, "receivers", &registry.receivers);
     section(&mut out, "processors", &registry.processors);
     section(&mut out, "exporters", &registry.exporters);
+    section(&mut out, "connectors", &registry.connectors);
     section(&mut out, "extensions", &registry.extensions);
     for (name, what) in openwit_config::SETTINGS {
         out.push_str(&format!("  {name}\n    settings, not a running extension\n    {what}\n"));
     }
-    out.push_str("connectors:\n  (none yet)\n");
     out
 }

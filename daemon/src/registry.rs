@@ -15,9 +15,13 @@ pub fn builtin() -> Registry {
     r.processors.add(openwit_processors::memory_limiter::factory());
     r.processors.add(openwit_processors::filter::factory());
     r.processors.add(openwit_processors::transform::factory());
+    r.processors.add(openwit_processors::probabilistic_sampler::factory());
     if let Some(f) = openwit_processors::testing::factory_if_enabled() {
         r.processors.add(f);
     }
+
+    r.connectors.add(openwit_connectors::forward::factory());
+    r.connectors.add(openwit_connectors::routing::factory());
 
     r.exporters.add(openwit_exporters::debug::factory());
     r.exporters.add(openwit_exporters::file::factory());
@@ -42,7 +46,7 @@ pub fn stability(type_name: &str) -> &'static str {
     match type_name {
         "otlp" | "batch" | "parquet" | "file" | "debug" | "nop" | "health_check" => "beta",
         "kafka" | "otlphttp" | "query" | "batch_monitor" | "memory_limiter" | "resource" | "attributes" => "beta",
-        "filter" | "transform" => "alpha",
+        "filter" | "transform" | "probabilistic_sampler" | "forward" | "routing" => "alpha",
         _ => "development",
     }
 }

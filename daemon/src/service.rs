@@ -61,6 +61,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
         columnar_downstream: false,
         signal: None,
         storage: storage.clone(),
+        connector_outputs: Arc::default(),
     };
     let (operator, retries) = crate::durable::operator();
     let side_stop = CancellationToken::new();

@@ -11,6 +11,7 @@ mod backpressure;
 mod bad_input;
 mod batch_monitor;
 mod cli;
+mod connectors;
 mod crash;
 mod disk_faults;
 mod durability;

@@ -335,6 +335,7 @@ mod tests {
             columnar_downstream: false,
             signal: None,
             storage: Arc::default(),
+            connector_outputs: Arc::default(),
         };
         let mut cfg = ParquetConfig::default();
         cfg.rotation.max_age = Duration::from_millis(100);

@@ -21,6 +21,7 @@ mod split;
 pub mod telemetry;
 pub mod tenant;
 pub mod testing;
+pub mod tls;
 
 pub use ack::{AckToken, BadBatchId, BatchId, Completion, HOLDER, Lineage, Outcome, Segment, Verdict};
 pub use batch::{Batch, Columnar, ConversionError, Metadata, Payload};

@@ -35,17 +35,21 @@ pub struct BatchMonitorConfig {
     /// A pending batch older than this is an alert.
     #[serde(with = "humantime_serde")]
     pub stuck_after: Duration,
+    /// TLS on the API port (the same as the query extension's when they share it).
+    #[serde(deserialize_with = "openwit_core::config_types::present_or_default")]
+    pub tls: Option<openwit_core::tls::TlsSettings>,
 }
 
 impl Default for BatchMonitorConfig {
     fn default() -> Self {
-        BatchMonitorConfig { endpoint: "localhost:8083".into(), stuck_after: Duration::from_secs(3600) }
+        BatchMonitorConfig { endpoint: "localhost:8083".into(), stuck_after: Duration::from_secs(3600), tls: None }
     }
 }
 
 impl ComponentConfig for BatchMonitorConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
-        check_endpoint(&self.endpoint).map_err(|m| ConfigIssue::new("endpoint", m))
+        check_endpoint(&self.endpoint).map_err(|m| ConfigIssue::new("endpoint", m))?;
+        crate::check_tls(&self.tls)
     }
 }
 
@@ -86,7 +90,7 @@ impl Extension for BatchMonitor {
             .route("/api/batch-monitor/batches/{batch_id}/retry", axum::routing::post(retry_one))
             .route("/api/batch-monitor/retry-failed", axum::routing::post(retry_all))
             .with_state(state);
-        ctx.apis.add(&self.cfg.endpoint, &ctx.id, app);
+        ctx.apis.add(&self.cfg.endpoint, &ctx.id, app, self.cfg.tls.clone());
         tracing::info!(endpoint = %self.cfg.endpoint, "batch monitor API on /api/batch-monitor");
         Ok(tokio::spawn(async {}))
     }

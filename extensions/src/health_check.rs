@@ -32,6 +32,8 @@ pub struct HealthCheckConfig {
     pub response_body: Option<ResponseBody>,
     /// Accepted for compatibility (deprecated in the Collector); has no effect.
     pub check_collector_pipeline: Option<serde_json::Value>,
+    #[serde(deserialize_with = "openwit_core::config_types::present_or_default")]
+    pub tls: Option<openwit_core::tls::TlsSettings>,
 }
 
 impl Default for HealthCheckConfig {
@@ -41,6 +43,7 @@ impl Default for HealthCheckConfig {
             path: "/".into(),
             response_body: None,
             check_collector_pipeline: None,
+            tls: None,
         }
     }
 }
@@ -48,6 +51,7 @@ impl Default for HealthCheckConfig {
 impl ComponentConfig for HealthCheckConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         check_endpoint(&self.endpoint).map_err(|m| ConfigIssue::new("endpoint", m))?;
+        crate::check_tls(&self.tls)?;
         if !self.path.starts_with('/') {
             return Err(ConfigIssue::new("path", format!("{:?} must start with '/'", self.path)));
         }
@@ -73,7 +77,7 @@ struct HealthCheck {
 #[async_trait]
 impl Extension for HealthCheck {
     async fn start(self: Box<Self>, ctx: ExtensionContext) -> anyhow::Result<JoinHandle<()>> {
-        let listener = crate::bind(&format!("extension {}", ctx.id), &self.cfg.endpoint).await?;
+        let listener = crate::bind(&format!("extension {}", ctx.id), &self.cfg.endpoint, self.cfg.tls.as_ref()).await?;
         let app = Router::new()
             .route(&self.cfg.path, get(health))
             .with_state((ctx.health.clone(), Arc::new(self.cfg.response_body.clone().unwrap_or_default())));

@@ -5,11 +5,27 @@ pub mod health_check;
 pub mod metrics_endpoint;
 pub mod query;
 
-/// Binds a TCP listener with an error that names the component and the address.
-pub(crate) async fn bind(what: &str, endpoint: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(endpoint)
+/// Listens on `endpoint` (with TLS when `tls` is set) with errors that name the component and the address.
+pub(crate) async fn bind(
+    what: &str,
+    endpoint: &str,
+    tls: Option<&openwit_core::tls::TlsSettings>,
+) -> anyhow::Result<openwit_core::tls::Incoming> {
+    let tls = tls.map(|t| openwit_core::tls::ServerTls::new(what, t, &[b"h2", b"http/1.1"])).transpose()?;
+    let listener = tokio::net::TcpListener::bind(endpoint)
         .await
-        .map_err(|e| anyhow::anyhow!("{what}: cannot listen on {endpoint}: {e}; is another process using the port?"))
+        .map_err(|e| anyhow::anyhow!("{what}: cannot listen on {endpoint}: {e}; is another process using the port?"))?;
+    Ok(openwit_core::tls::incoming(listener, tls, what)?)
+}
+
+/// Checks an extension's `tls` section as a server's.
+pub(crate) fn check_tls(tls: &Option<openwit_core::tls::TlsSettings>) -> Result<(), openwit_core::ConfigIssue> {
+    match tls {
+        Some(t) => t
+            .validate(openwit_core::tls::Side::Server)
+            .map_err(|i| openwit_core::ConfigIssue::new(format!("tls.{}", i.path), i.message)),
+        None => Ok(()),
+    }
 }
 
 /// Serves the routes extensions added, one server per endpoint (extensions that name the same endpoint
@@ -20,9 +36,18 @@ pub async fn serve_apis(
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
     for (endpoint, routers) in apis.take() {
-        let owners: Vec<String> = routers.iter().map(|(id, _)| id.to_string()).collect();
-        let listener = bind(&format!("extensions {}", owners.join(", ")), &endpoint).await?;
-        let app = routers.into_iter().fold(axum::Router::new(), |app, (_, r)| app.merge(r));
+        let owners: Vec<String> = routers.iter().map(|r| r.owner.to_string()).collect();
+        let tls = routers[0].tls.clone();
+        if let Some(other) = routers.iter().find(|r| r.tls != tls) {
+            anyhow::bail!(
+                "extensions {} and {} serve on the same endpoint {endpoint} with different tls settings; \
+                 give them the same tls, or different endpoints",
+                routers[0].owner,
+                other.owner
+            );
+        }
+        let listener = bind(&format!("extensions {}", owners.join(", ")), &endpoint, tls.as_ref()).await?;
+        let app = routers.into_iter().fold(axum::Router::new(), |app, r| app.merge(r.router));
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {

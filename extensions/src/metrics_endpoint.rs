@@ -13,7 +13,7 @@ pub async fn start(
     telemetry: Arc<Telemetry>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let listener = crate::bind("own telemetry (service.telemetry.metrics)", endpoint).await?;
+    let listener = crate::bind("own telemetry (service.telemetry.metrics)", endpoint, None).await?;
     let scrape = move || {
         let t = telemetry.clone();
         async move { ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], t.encode()) }

@@ -28,4 +28,5 @@ mod processors;
 mod query;
 mod shutdown;
 mod stores;
+mod tls;
 mod verdicts;

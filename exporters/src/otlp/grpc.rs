@@ -1,12 +1,13 @@
 //! `otlp`: OTLP over gRPC.
 
-use super::{Common, Compression, tls_unsupported};
+use super::{Common, Compression};
 use async_trait::async_trait;
 use backon::Retryable;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use openwit_core::factory::{ComponentConfig, typed};
+use openwit_core::tls::{ClientTls, TlsConnector};
 use openwit_core::{Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -33,8 +34,26 @@ impl Default for OtlpGrpcConfig {
 }
 
 impl OtlpGrpcConfig {
+    /// TLS, as the Collector decides: `https://` always, `http://` never, a bare `host:port` unless
+    /// `tls.insecure` is set.
+    fn uses_tls(&self) -> bool {
+        if self.endpoint.starts_with("https://") {
+            true
+        } else if self.endpoint.starts_with("http://") {
+            false
+        } else {
+            !self.common.tls.insecure
+        }
+    }
+
     fn url(&self) -> String {
-        if self.endpoint.contains("://") { self.endpoint.clone() } else { format!("http://{}", self.endpoint) }
+        if self.endpoint.contains("://") {
+            self.endpoint.clone()
+        } else if self.uses_tls() {
+            format!("https://{}", self.endpoint)
+        } else {
+            format!("http://{}", self.endpoint)
+        }
     }
 }
 
@@ -43,13 +62,7 @@ impl ComponentConfig for OtlpGrpcConfig {
         if self.endpoint.is_empty() {
             return Err(ConfigIssue::new("endpoint", "is required, e.g. collector:4317"));
         }
-        let plaintext = self.endpoint.starts_with("http://") || self.common.tls.insecure;
-        if !plaintext {
-            return Err(tls_unsupported(
-                &self.endpoint,
-                "for plaintext gRPC write http://host:port or set tls: {insecure: true}",
-            ));
-        }
+        self.common.check_tls()?;
         if Channel::from_shared(self.url()).is_err() {
             return Err(ConfigIssue::new("endpoint", format!("{:?} is not a valid address", self.endpoint)));
         }
@@ -65,7 +78,13 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         "forwards OTLP over gRPC to another collector or backend",
         |id: &ComponentId, cfg: &OtlpGrpcConfig, _env: &BuildEnv| {
             cfg.common.note_ignored(&id.to_string());
-            let channel = Channel::from_shared(cfg.url())?.timeout(cfg.timeout).connect_lazy();
+            let endpoint = Channel::from_shared(cfg.url())?.timeout(cfg.timeout);
+            let channel = if cfg.uses_tls() {
+                let tls = ClientTls::new(&format!("exporter {id}"), &cfg.common.tls, &[b"h2"])?;
+                endpoint.connect_with_connector_lazy(TlsConnector::new(Some(tls)))
+            } else {
+                endpoint.connect_lazy()
+            };
             let mut metadata = MetadataMap::new();
             for (k, v) in &cfg.common.headers {
                 metadata.insert(

@@ -1,9 +1,10 @@
 //! `otlphttp`: OTLP over HTTP, protobuf or JSON.
 
-use super::{Common, Compression, tls_unsupported};
+use super::{Common, Compression};
 use async_trait::async_trait;
 use backon::Retryable;
 use openwit_core::factory::{ComponentConfig, typed};
+use openwit_core::tls::ClientTls;
 use openwit_core::{
     Batch, BuildEnv, ComponentId, ConfigIssue, ExportError, Exporter, Factory, Payload, Signal, otlp_json,
 };
@@ -78,13 +79,11 @@ impl ComponentConfig for OtlpHttpConfig {
             if url.starts_with("/v1/") {
                 continue;
             }
-            if url.starts_with("https://") {
-                return Err(tls_unsupported(&url, "use an http:// endpoint"));
-            }
-            if !url.starts_with("http://") || reqwest::Url::parse(&url).is_err() {
-                return Err(ConfigIssue::new("endpoint", format!("{url:?} is not an http:// URL")));
+            if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
+                return Err(ConfigIssue::new("endpoint", format!("{url:?} is not an http:// or https:// URL")));
             }
         }
+        self.common.check_tls()?;
         self.common.check_headers()
     }
 }
@@ -101,16 +100,68 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
             for (k, v) in &cfg.common.headers {
                 headers.insert(reqwest::header::HeaderName::from_bytes(k.as_bytes())?, v.parse()?);
             }
-            let client = reqwest::Client::builder().timeout(cfg.timeout).default_headers(headers).no_proxy().build()?;
-            Ok(Box::new(OtlpHttpExporter { id: id.to_string(), client, cfg: cfg.clone() }))
+            // As the Collector: the scheme decides; `https://` uses the tls settings.
+            let tls = Signal::ALL
+                .iter()
+                .any(|s| cfg.url(*s).starts_with("https://"))
+                .then(|| ClientTls::new(&format!("exporter {id}"), &cfg.common.tls, &[b"h2", b"http/1.1"]))
+                .transpose()?;
+            let clients = Clients::new(cfg.timeout, headers, tls)?;
+            Ok(Box::new(OtlpHttpExporter { id: id.to_string(), clients, cfg: cfg.clone() }))
         },
     )
 }
 
 struct OtlpHttpExporter {
     id: String,
-    client: reqwest::Client,
+    clients: Clients,
     cfg: OtlpHttpConfig,
+}
+
+/// The HTTP client, made again when the TLS settings were reloaded (renewed certificate files).
+struct Clients {
+    timeout: Duration,
+    headers: reqwest::header::HeaderMap,
+    tls: Option<Arc<ClientTls>>,
+    current: std::sync::Mutex<(Option<Arc<rustls::ClientConfig>>, reqwest::Client)>,
+}
+
+impl Clients {
+    fn new(
+        timeout: Duration,
+        headers: reqwest::header::HeaderMap,
+        tls: Option<Arc<ClientTls>>,
+    ) -> anyhow::Result<Clients> {
+        let config = tls.as_ref().map(|t| t.config());
+        let client = Self::build(timeout, &headers, config.clone())?;
+        Ok(Clients { timeout, headers, tls, current: std::sync::Mutex::new((config, client)) })
+    }
+
+    fn build(
+        timeout: Duration,
+        headers: &reqwest::header::HeaderMap,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> anyhow::Result<reqwest::Client> {
+        let mut b = reqwest::Client::builder().timeout(timeout).default_headers(headers.clone()).no_proxy();
+        if let Some(c) = tls {
+            b = b.use_preconfigured_tls((*c).clone());
+        }
+        Ok(b.build()?)
+    }
+
+    fn get(&self) -> reqwest::Client {
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = &self.tls {
+            let now = t.config();
+            if !cur.0.as_ref().is_some_and(|c| Arc::ptr_eq(c, &now)) {
+                match Self::build(self.timeout, &self.headers, Some(now.clone())) {
+                    Ok(c) => *cur = (Some(now), c),
+                    Err(e) => tracing::warn!("cannot rebuild the HTTP client with reloaded TLS settings: {e}"),
+                }
+            }
+        }
+        cur.1.clone()
+    }
 }
 
 /// Why one attempt failed.
@@ -149,7 +200,7 @@ impl OtlpHttpExporter {
             Encoding::Proto => "application/x-protobuf",
             Encoding::Json => "application/json",
         };
-        let mut req = self.client.post(url).header("content-type", ctype).body(body.clone());
+        let mut req = self.clients.get().post(url).header("content-type", ctype).body(body.clone());
         match self.cfg.common.compression.enabled() {
             Some(Compression::Zstd) => req = req.header("content-encoding", "zstd"),
             Some(_) => req = req.header("content-encoding", "gzip"),

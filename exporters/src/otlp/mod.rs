@@ -9,6 +9,7 @@ pub use grpc::factory as grpc_factory;
 pub use http::factory as http_factory;
 
 use openwit_core::ConfigIssue;
+use openwit_core::tls::{Side, TlsSettings};
 use retry::RetryConfig;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -35,19 +36,12 @@ impl Compression {
     }
 }
 
-/// `tls`: only plaintext is supported for now, so `insecure: true` must be said out loud for
-/// endpoints that the Collector would reach over TLS.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    pub insecure: bool,
-}
-
 /// Keys both OTLP exporters share.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Common {
-    pub tls: TlsConfig,
+    /// The Collector's client `tls` keys (CA, client certificate, `insecure`, `server_name_override`…).
+    pub tls: TlsSettings,
     pub headers: BTreeMap<String, String>,
     pub compression: Compression,
     pub retry_on_failure: RetryConfig,
@@ -56,6 +50,10 @@ pub struct Common {
 }
 
 impl Common {
+    fn check_tls(&self) -> Result<(), ConfigIssue> {
+        self.tls.validate(Side::Client).map_err(|i| ConfigIssue::new(format!("tls.{}", i.path), i.message))
+    }
+
     fn check_headers(&self) -> Result<(), ConfigIssue> {
         for (k, v) in &self.headers {
             if ::http::HeaderName::from_bytes(k.as_bytes()).is_err() || ::http::HeaderValue::from_str(v).is_err() {
@@ -70,9 +68,4 @@ impl Common {
             tracing::warn!(exporter = %id, "sending_queue is accepted for Collector compatibility; OpenWit's own bounded queue is used");
         }
     }
-}
-
-/// The error for a TLS endpoint, which this build cannot reach yet.
-fn tls_unsupported(endpoint: &str, what_to_do: &str) -> ConfigIssue {
-    ConfigIssue::new("tls", format!("TLS to {endpoint} is not supported yet; {what_to_do}"))
 }

@@ -61,6 +61,9 @@ pub struct QueryConfig {
     /// object_store settings for buckets no exporter of this daemon writes to (files other daemons
     /// stored in a shared bucket); the standard AWS_/GOOGLE_/AZURE_ variables apply too.
     pub storage_options: BTreeMap<String, String>,
+    /// TLS on the API port (the same as batch_monitor's when they share it).
+    #[serde(deserialize_with = "openwit_core::config_types::present_or_default")]
+    pub tls: Option<openwit_core::tls::TlsSettings>,
 }
 
 impl Default for QueryConfig {
@@ -72,6 +75,7 @@ impl Default for QueryConfig {
             timeout: Duration::from_secs(30),
             max_memory_megabytes: 1024.0,
             storage_options: BTreeMap::new(),
+            tls: None,
         }
     }
 }
@@ -80,6 +84,7 @@ impl ComponentConfig for QueryConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         check_endpoint(&self.endpoint).map_err(|m| ConfigIssue::new("endpoint", m))?;
         self.tenant.validate().map_err(|m| ConfigIssue::new("tenant", m))?;
+        crate::check_tls(&self.tls)?;
         if self.max_rows == 0 {
             return Err(ConfigIssue::new("max_rows", "must be at least 1"));
         }
@@ -131,7 +136,7 @@ impl Extension for QueryExtension {
         let metrics = QueryMetrics::register(&ctx.telemetry);
         let state = Arc::new(AppState { engine, tenant: self.cfg.tenant.clone(), metrics });
         let app = Router::new().route("/api/v1/query", get(query_get).post(query_post)).with_state(state);
-        ctx.apis.add(&self.cfg.endpoint, &ctx.id, app);
+        ctx.apis.add(&self.cfg.endpoint, &ctx.id, app, self.cfg.tls.clone());
         tracing::info!(endpoint = %self.cfg.endpoint, "query API on /api/v1/query");
         Ok(tokio::spawn(async {}))
     }

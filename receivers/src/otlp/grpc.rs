@@ -28,7 +28,7 @@ pub async fn start(
     ingest: Arc<Accept>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let listener = super::bind(id, "OTLP/gRPC", &cfg.endpoint).await?;
+    let incoming = super::bind(id, "OTLP/gRPC", &cfg.endpoint, cfg.tls.as_ref(), &[b"h2"]).await?;
     let max = usize::try_from(cfg.max_recv_msg_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
     let svc = |signal| ingest.serves(signal).then(|| (ingest.clone(), max, cfg.include_metadata));
     let traces = svc(Signal::Traces).map(|(i, m, md)| OtlpService::<Traces>::new(i, m, md));
@@ -39,9 +39,8 @@ pub async fn start(
         .add_optional_service(metrics)
         .add_optional_service(logs);
     drop(ingest);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let id = id.to_string();
-    tracing::info!(receiver = %id, endpoint = %cfg.endpoint, "OTLP/gRPC listening");
+    tracing::info!(receiver = %id, endpoint = %cfg.endpoint, tls = cfg.tls.is_some(), "OTLP/gRPC listening");
     Ok(tokio::spawn(async move {
         if let Err(e) = router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await {
             tracing::error!(receiver = %id, "OTLP/gRPC server stopped: {e}");

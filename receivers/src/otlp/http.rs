@@ -40,7 +40,7 @@ pub async fn start(
     ingest: Arc<Accept>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let listener = super::bind(id, "OTLP/HTTP", &cfg.endpoint).await?;
+    let listener = super::bind(id, "OTLP/HTTP", &cfg.endpoint, cfg.tls.as_ref(), &[b"h2", b"http/1.1"]).await?;
     let (has_traces, has_metrics, has_logs) =
         (ingest.serves(Signal::Traces), ingest.serves(Signal::Metrics), ingest.serves(Signal::Logs));
     let state = Arc::new(HttpState {
@@ -63,7 +63,7 @@ pub async fn start(
         app = app.layer(cors_layer(cors));
     }
     let id = id.to_string();
-    tracing::info!(receiver = %id, endpoint = %cfg.endpoint, "OTLP/HTTP listening");
+    tracing::info!(receiver = %id, endpoint = %cfg.endpoint, tls = cfg.tls.is_some(), "OTLP/HTTP listening");
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
             tracing::error!(receiver = %id, "OTLP/HTTP server stopped: {e}");

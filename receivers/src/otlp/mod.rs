@@ -9,6 +9,7 @@ mod signals;
 use async_trait::async_trait;
 use openwit_core::config_types::{check_endpoint, present_or_default};
 use openwit_core::factory::{ComponentConfig, typed};
+use openwit_core::tls::{ServerTls, Side, TlsSettings};
 use openwit_core::{
     BatchingConfig, BuildEnv, ComponentId, ConfigIssue, Factory, Receiver, ReceiverContext, Signal, TenantConfig,
 };
@@ -28,6 +29,9 @@ pub struct GrpcConfig {
     pub include_metadata: bool,
     /// Only `tcp` is supported.
     pub transport: String,
+    /// TLS (and mutual TLS with `client_ca_file`); plaintext when absent.
+    #[serde(deserialize_with = "present_or_default")]
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for GrpcConfig {
@@ -37,6 +41,7 @@ impl Default for GrpcConfig {
             max_recv_msg_size_mib: 4,
             include_metadata: false,
             transport: "tcp".into(),
+            tls: None,
         }
     }
 }
@@ -66,6 +71,9 @@ pub struct HttpConfig {
     pub include_metadata: bool,
     #[serde(deserialize_with = "present_or_default")]
     pub cors: Option<CorsConfig>,
+    /// TLS (and mutual TLS with `client_ca_file`); plaintext when absent.
+    #[serde(deserialize_with = "present_or_default")]
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for HttpConfig {
@@ -78,6 +86,7 @@ impl Default for HttpConfig {
             max_request_body_size: 20 * 1024 * 1024,
             include_metadata: false,
             cors: None,
+            tls: None,
         }
     }
 }
@@ -120,6 +129,10 @@ impl ComponentConfig for OtlpConfig {
             if g.transport != "tcp" {
                 return Err(ConfigIssue::new("protocols.grpc.transport", "only tcp is supported"));
             }
+            if let Some(t) = &g.tls {
+                t.validate(Side::Server)
+                    .map_err(|i| ConfigIssue::new(format!("protocols.grpc.tls.{}", i.path), i.message))?;
+            }
         }
         if let Some(h) = &self.protocols.http {
             check_endpoint(&h.endpoint).map_err(|m| ConfigIssue::new("protocols.http.endpoint", m))?;
@@ -134,6 +147,10 @@ impl ComponentConfig for OtlpConfig {
             }
             if h.max_request_body_size == 0 {
                 return Err(ConfigIssue::new("protocols.http.max_request_body_size", "must be at least 1"));
+            }
+            if let Some(t) = &h.tls {
+                t.validate(Side::Server)
+                    .map_err(|i| ConfigIssue::new(format!("protocols.http.tls.{}", i.path), i.message))?;
             }
         }
         self.tenant.validate().map_err(|m| ConfigIssue::new("tenant", m))
@@ -183,10 +200,21 @@ impl Receiver for OtlpReceiver {
 }
 
 /// Binds a TCP listener, with an error that says which component and address failed.
-pub(crate) async fn bind(id: &ComponentId, proto: &str, endpoint: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(endpoint).await.map_err(|e| {
+/// Listens on `endpoint`, with TLS when `tls` is set (certificates are loaded here: a bad file stops the
+/// start with its name). `alpn`: the protocols offered in the TLS handshake.
+pub(crate) async fn bind(
+    id: &ComponentId,
+    proto: &str,
+    endpoint: &str,
+    tls: Option<&TlsSettings>,
+    alpn: &[&[u8]],
+) -> anyhow::Result<openwit_core::tls::Incoming> {
+    let what = format!("receiver {id} ({proto})");
+    let tls = tls.map(|t| ServerTls::new(&what, t, alpn)).transpose()?;
+    let listener = tokio::net::TcpListener::bind(endpoint).await.map_err(|e| {
         anyhow::anyhow!(
             "receiver {id}: cannot listen for {proto} on {endpoint}: {e}; is another process using the port?"
         )
-    })
+    })?;
+    Ok(openwit_core::tls::incoming(listener, tls, &what)?)
 }

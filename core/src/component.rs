@@ -169,6 +169,8 @@ pub struct ExtensionContext {
     /// Where an extension adds HTTP routes; the daemon serves each endpoint once, so extensions can
     /// share a port.
     pub apis: Arc<crate::shared::HttpApis>,
+    /// The running authenticators, for extensions with `auth: {authenticator: …}`.
+    pub auth: Arc<crate::auth::Authenticators>,
     pub shutdown: CancellationToken,
 }
 
@@ -176,4 +178,8 @@ pub struct ExtensionContext {
 #[async_trait]
 pub trait Extension: Send {
     async fn start(self: Box<Self>, ctx: ExtensionContext) -> anyhow::Result<JoinHandle<()>>;
+    /// What an authenticator extension offers receivers, exporters and APIs (`None` for the others).
+    fn authenticator(&self) -> Option<crate::auth::Authenticator> {
+        None
+    }
 }

@@ -54,6 +54,8 @@ pub struct BuildEnv {
     /// For connectors: the entries of the pipelines that list the connector as a receiver, by pipeline
     /// id (`logs/acme`), in config order. Empty for every other component.
     pub connector_outputs: Arc<Vec<(String, crate::Fanout)>>,
+    /// The running authenticators, for components with `auth: {authenticator: …}`.
+    pub auth: Arc<crate::auth::Authenticators>,
 }
 
 /// A component type: its name, the signals it supports, and how to parse and build it.

@@ -3,6 +3,7 @@
 
 pub mod ack;
 pub mod attributes;
+pub mod auth;
 pub mod batch;
 pub mod columnar;
 pub mod component;

@@ -34,6 +34,9 @@ pub fn builtin() -> Registry {
     }
 
     r.extensions.add(openwit_extensions::health_check::factory());
+    r.extensions.add(openwit_extensions::auth::bearertokenauth::factory());
+    r.extensions.add(openwit_extensions::auth::basicauth::factory());
+    r.extensions.add(openwit_extensions::auth::headers_setter::factory());
     r.extensions.add(openwit_extensions::batch_monitor::factory());
     r.extensions.add(openwit_extensions::query::factory());
     r
@@ -47,6 +50,7 @@ pub fn stability(type_name: &str) -> &'static str {
         "otlp" | "batch" | "parquet" | "file" | "debug" | "nop" | "health_check" => "beta",
         "kafka" | "otlphttp" | "query" | "batch_monitor" | "memory_limiter" | "resource" | "attributes" => "beta",
         "filter" | "transform" | "probabilistic_sampler" | "forward" | "routing" => "alpha",
+        "bearertokenauth" | "basicauth" | "headers_setter" => "alpha",
         _ => "development",
     }
 }

@@ -62,6 +62,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
         signal: None,
         storage: storage.clone(),
         connector_outputs: Arc::default(),
+        auth: Arc::default(),
     };
     let (operator, retries) = crate::durable::operator();
     let side_stop = CancellationToken::new();
@@ -72,8 +73,20 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
         side_tasks
             .push(openwit_extensions::metrics_endpoint::start(&endpoint, telemetry.clone(), side_stop.clone()).await?);
     }
+    // Extensions are built first so that the authenticators among them are known to everything that
+    // references one (receivers, exporters, the API port), then started.
+    let mut built = Vec::new();
+    let mut auth = openwit_core::auth::Authenticators::default();
     for id in cfg.service_extensions.clone() {
         let ext = graph::builder(&cfg.extensions, &id, &env)?()?;
+        if let Some(a) = ext.authenticator() {
+            auth.insert(&id.to_string(), a);
+        }
+        built.push((id, ext));
+    }
+    let auth = Arc::new(auth);
+    let env = BuildEnv { auth: auth.clone(), ..env };
+    for (id, ext) in built {
         let ctx = ExtensionContext {
             id: id.clone(),
             catalog: catalog.clone(),
@@ -82,6 +95,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
             telemetry: telemetry.clone(),
             storage: storage.clone(),
             apis: apis.clone(),
+            auth: auth.clone(),
             shutdown: side_stop.clone(),
         };
         side_tasks.push(ext.start(ctx).await?);

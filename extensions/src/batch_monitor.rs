@@ -35,6 +35,9 @@ pub struct BatchMonitorConfig {
     /// A pending batch older than this is an alert.
     #[serde(with = "humantime_serde")]
     pub stuck_after: Duration,
+    /// `auth: {authenticator: <extension id>}`: requests need accepted credentials; an identity bound to a
+    /// tenant sees that tenant's batches only and cannot retry; an admin (`*`) sees all.
+    pub auth: Option<openwit_core::auth::AuthRef>,
     /// TLS on the API port (the same as the query extension's when they share it).
     #[serde(deserialize_with = "openwit_core::config_types::present_or_default")]
     pub tls: Option<openwit_core::tls::TlsSettings>,
@@ -42,7 +45,12 @@ pub struct BatchMonitorConfig {
 
 impl Default for BatchMonitorConfig {
     fn default() -> Self {
-        BatchMonitorConfig { endpoint: "localhost:8083".into(), stuck_after: Duration::from_secs(3600), tls: None }
+        BatchMonitorConfig {
+            endpoint: "localhost:8083".into(),
+            stuck_after: Duration::from_secs(3600),
+            auth: None,
+            tls: None,
+        }
     }
 }
 
@@ -90,6 +98,7 @@ impl Extension for BatchMonitor {
             .route("/api/batch-monitor/batches/{batch_id}/retry", axum::routing::post(retry_one))
             .route("/api/batch-monitor/retry-failed", axum::routing::post(retry_all))
             .with_state(state);
+        let app = crate::guarded(app, self.cfg.auth.as_ref(), &ctx)?;
         ctx.apis.add(&self.cfg.endpoint, &ctx.id, app, self.cfg.tls.clone());
         tracing::info!(endpoint = %self.cfg.endpoint, "batch monitor API on /api/batch-monitor");
         Ok(tokio::spawn(async {}))
@@ -108,9 +117,21 @@ fn db_error(e: openwit_catalog::CatalogError) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, format!("catalog query failed: {e}"))
 }
 
-async fn status(State(st): State<Arc<AppState>>) -> Response {
+type Who = Option<axum::Extension<openwit_core::auth::Identity>>;
+
+/// The tenant the caller is limited to, if any.
+fn tenant_limit(who: &Who) -> Option<String> {
+    crate::bound_to(who.as_ref().map(|w| &w.0)).map(|t| t.as_str().to_string())
+}
+
+async fn status(State(st): State<Arc<AppState>>, who: Who) -> Response {
     let c = &st.catalog;
     match c.status(now_ms()).await {
+        // A tenant's identity sees its own tenant's figures only (the totals would tell about others).
+        Ok(s) if let Some(t) = tenant_limit(&who) => {
+            axum::Json(json!({ "tenants": s.by_tenant.into_iter().filter(|w| w.tenant == t).collect::<Vec<_>>() }))
+                .into_response()
+        }
         Ok(s) => axum::Json(json!({
             "batches_by_status": s.by_status.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
             "batches_by_stage": s.by_stage.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
@@ -132,6 +153,7 @@ struct ListQuery {
 
 async fn batches(
     State(st): State<Arc<AppState>>,
+    who: Who,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Query(q) = match q {
@@ -152,28 +174,41 @@ async fn batches(
     if !(1..=MAX_LIMIT).contains(&limit) {
         return error(StatusCode::BAD_REQUEST, format!("limit {limit}: use 1 to {MAX_LIMIT}"));
     }
+    let tenant = match (tenant_limit(&who), q.tenant) {
+        (Some(mine), Some(asked)) if asked != mine => {
+            return error(StatusCode::FORBIDDEN, format!("this identity sees tenant {mine} only, not {asked}"));
+        }
+        (Some(mine), _) => Some(mine),
+        (None, asked) => asked,
+    };
     let c = &st.catalog;
-    let f =
-        BatchFilter { status: q.status, tenant: q.tenant, min_age_ms: q.min_age_minutes.map(|m| m * 60_000), limit };
+    let f = BatchFilter { status: q.status, tenant, min_age_ms: q.min_age_minutes.map(|m| m * 60_000), limit };
     match c.batches(&f, now_ms()).await {
         Ok(rows) => axum::Json(json!({ "batches": rows })).into_response(),
         Err(e) => db_error(e),
     }
 }
 
-async fn batch(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+async fn batch(State(st): State<Arc<AppState>>, who: Who, Path(id): Path<String>) -> Response {
     let c = &st.catalog;
+    let mine = tenant_limit(&who);
     match c.batch(&id).await {
-        Ok(Some(row)) => axum::Json(row).into_response(),
+        // Another tenant's batch is answered as absent: its existence is not the caller's to know.
+        Ok(Some(row)) if mine.as_ref().is_none_or(|t| *t == row.batch.client_id) => axum::Json(row).into_response(),
+        Ok(Some(_)) => error(StatusCode::NOT_FOUND, format!("no batch {id:?} in the catalog")),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no batch {id:?} in the catalog")),
         Err(e) => db_error(e),
     }
 }
 
-async fn alerts(State(st): State<Arc<AppState>>) -> Response {
+async fn alerts(State(st): State<Arc<AppState>>, who: Who) -> Response {
     let c = &st.catalog;
+    let mine = tenant_limit(&who);
     match c.alerts(st.stuck_after_ms, now_ms(), MAX_LIMIT).await {
-        Ok(rows) => {
+        Ok(mut rows) => {
+            if let Some(t) = &mine {
+                rows.retain(|r| &r.batch.client_id == t);
+            }
             let (failed, stuck): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.status == "failed");
             axum::Json(json!({ "stuck_after_minutes": st.stuck_after_ms / 60_000, "failed": failed, "stuck": stuck }))
                 .into_response()
@@ -182,11 +217,23 @@ async fn alerts(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn retry_one(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+fn operator_only(who: &Who) -> Option<Response> {
+    tenant_limit(who).map(|t| {
+        error(StatusCode::FORBIDDEN, format!("retrying is for admin identities; this one is bound to tenant {t}"))
+    })
+}
+
+async fn retry_one(State(st): State<Arc<AppState>>, who: Who, Path(id): Path<String>) -> Response {
+    if let Some(r) = operator_only(&who) {
+        return r;
+    }
     retried(st.operator.retry_failed(Some(vec![id])).await)
 }
 
-async fn retry_all(State(st): State<Arc<AppState>>) -> Response {
+async fn retry_all(State(st): State<Arc<AppState>>, who: Who) -> Response {
+    if let Some(r) = operator_only(&who) {
+        return r;
+    }
     retried(st.operator.retry_failed(None).await)
 }
 

@@ -1,5 +1,6 @@
 //! OpenWit's extensions, and the server for the daemon's own metrics.
 
+pub mod auth;
 pub mod batch_monitor;
 pub mod health_check;
 pub mod metrics_endpoint;
@@ -16,6 +17,45 @@ pub(crate) async fn bind(
         .await
         .map_err(|e| anyhow::anyhow!("{what}: cannot listen on {endpoint}: {e}; is another process using the port?"))?;
     Ok(openwit_core::tls::incoming(listener, tls, what)?)
+}
+
+/// Puts `router` behind the referenced authenticator (none: open): a request without accepted
+/// credentials gets 401 before any handler runs; the handlers find the `Identity` in the request's
+/// extensions.
+pub(crate) fn guarded(
+    router: axum::Router,
+    auth: Option<&openwit_core::auth::AuthRef>,
+    ctx: &openwit_core::ExtensionContext,
+) -> anyhow::Result<axum::Router> {
+    use axum::response::IntoResponse;
+    let Some(r) = auth else { return Ok(router) };
+    let server = ctx.auth.server(r).map_err(|m| anyhow::anyhow!("extension {}: {m}", ctx.id))?;
+    Ok(router.layer(axum::middleware::from_fn(move |mut req: axum::extract::Request, next: axum::middleware::Next| {
+        let server = server.clone();
+        async move {
+            match server.authenticate(req.headers()) {
+                Ok(identity) => {
+                    req.extensions_mut().insert(identity);
+                    next.run(req).await
+                }
+                Err(e) => {
+                    let code = match e {
+                        openwit_core::auth::AuthError::Unauthenticated(_) => axum::http::StatusCode::UNAUTHORIZED,
+                        openwit_core::auth::AuthError::Forbidden(_) => axum::http::StatusCode::FORBIDDEN,
+                    };
+                    (code, axum::Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+                }
+            }
+        }
+    })))
+}
+
+/// The tenant a bound identity is limited to (`None`: no authenticator, no binding, or an admin).
+pub(crate) fn bound_to(identity: Option<&openwit_core::auth::Identity>) -> Option<&openwit_core::TenantId> {
+    match identity.map(|i| &i.binding) {
+        Some(openwit_core::auth::Binding::Tenant(t)) => Some(t),
+        _ => None,
+    }
 }
 
 /// Checks an extension's `tls` section as a server's.

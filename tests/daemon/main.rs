@@ -7,6 +7,7 @@ mod harness;
 #[path = "../catalog/postgres.rs"]
 mod postgres;
 
+mod auth;
 mod backpressure;
 mod bad_input;
 mod batch_monitor;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::codec::CompressionEncoding;
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -76,8 +76,9 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         &["otlp_grpc"],
         &Signal::ALL,
         "forwards OTLP over gRPC to another collector or backend",
-        |id: &ComponentId, cfg: &OtlpGrpcConfig, _env: &BuildEnv| {
+        |id: &ComponentId, cfg: &OtlpGrpcConfig, env: &BuildEnv| {
             cfg.common.note_ignored(&id.to_string());
+            let auth = cfg.common.client_auth(&id.to_string(), env)?;
             let endpoint = Channel::from_shared(cfg.url())?.timeout(cfg.timeout);
             let channel = if cfg.uses_tls() {
                 let tls = ClientTls::new(&format!("exporter {id}"), &cfg.common.tls, &[b"h2"])?;
@@ -85,14 +86,11 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
             } else {
                 endpoint.connect_lazy()
             };
-            let mut metadata = MetadataMap::new();
+            let mut headers = http::HeaderMap::new();
             for (k, v) in &cfg.common.headers {
-                metadata.insert(
-                    MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())?,
-                    MetadataValue::try_from(v.as_str())?,
-                );
+                headers.insert(http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())?, v.parse()?);
             }
-            Ok(Box::new(OtlpGrpcExporter { id: id.to_string(), channel, metadata, cfg: cfg.clone() }))
+            Ok(Box::new(OtlpGrpcExporter { id: id.to_string(), channel, headers, auth, cfg: cfg.clone() }))
         },
     )
 }
@@ -100,7 +98,9 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
 struct OtlpGrpcExporter {
     id: String,
     channel: Channel,
-    metadata: MetadataMap,
+    /// The configured `headers`, sent as gRPC metadata.
+    headers: http::HeaderMap,
+    auth: Option<Arc<dyn openwit_core::auth::ClientAuth>>,
     cfg: OtlpGrpcConfig,
 }
 
@@ -111,7 +111,7 @@ fn retryable(code: tonic::Code) -> bool {
 }
 
 impl OtlpGrpcExporter {
-    async fn send_once(&self, payload: &Payload) -> Result<(), tonic::Status> {
+    async fn send_once(&self, payload: &Payload, metadata: &MetadataMap) -> Result<(), tonic::Status> {
         let enc = match self.cfg.common.compression.enabled() {
             Some(Compression::Zstd) => Some(CompressionEncoding::Zstd),
             Some(_) => Some(CompressionEncoding::Gzip),
@@ -128,7 +128,7 @@ impl OtlpGrpcExporter {
                 if let Some(e) = enc {
                     c = c.send_compressed(e);
                 }
-                c.export(req($msg.clone(), &self.metadata)).await.map(|_| ())
+                c.export(req($msg.clone(), metadata)).await.map(|_| ())
             }};
         }
         match payload {
@@ -142,7 +142,10 @@ impl OtlpGrpcExporter {
 #[async_trait]
 impl Exporter for OtlpGrpcExporter {
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
-        let once = || self.send_once(&batch.payload);
+        let headers = Common::request_headers(&self.headers, self.auth.as_ref(), batch)
+            .map_err(|m| ExportError::Retryable(format!("exporter {}: auth: {m}", self.id)))?;
+        let metadata = MetadataMap::from_headers(headers);
+        let once = || self.send_once(&batch.payload, &metadata);
         let result = match self.cfg.common.retry_on_failure.backoff() {
             Some(b) => {
                 once.retry(b)

@@ -94,8 +94,9 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         &["otlp_http"],
         &Signal::ALL,
         "forwards OTLP over HTTP (protobuf or JSON) to another collector or backend",
-        |id: &ComponentId, cfg: &OtlpHttpConfig, _env: &BuildEnv| {
+        |id: &ComponentId, cfg: &OtlpHttpConfig, env: &BuildEnv| {
             cfg.common.note_ignored(&id.to_string());
+            let auth = cfg.common.client_auth(&id.to_string(), env)?;
             let mut headers = reqwest::header::HeaderMap::new();
             for (k, v) in &cfg.common.headers {
                 headers.insert(reqwest::header::HeaderName::from_bytes(k.as_bytes())?, v.parse()?);
@@ -106,8 +107,8 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
                 .any(|s| cfg.url(*s).starts_with("https://"))
                 .then(|| ClientTls::new(&format!("exporter {id}"), &cfg.common.tls, &[b"h2", b"http/1.1"]))
                 .transpose()?;
-            let clients = Clients::new(cfg.timeout, headers, tls)?;
-            Ok(Box::new(OtlpHttpExporter { id: id.to_string(), clients, cfg: cfg.clone() }))
+            let clients = Clients::new(cfg.timeout, headers.clone(), tls)?;
+            Ok(Box::new(OtlpHttpExporter { id: id.to_string(), clients, headers, auth, cfg: cfg.clone() }))
         },
     )
 }
@@ -115,6 +116,9 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
 struct OtlpHttpExporter {
     id: String,
     clients: Clients,
+    /// The configured `headers` (also the client's defaults), for the authenticator to start from.
+    headers: reqwest::header::HeaderMap,
+    auth: Option<Arc<dyn openwit_core::auth::ClientAuth>>,
     cfg: OtlpHttpConfig,
 }
 
@@ -195,12 +199,18 @@ impl OtlpHttpExporter {
         })
     }
 
-    async fn send_once(&self, url: &str, body: &bytes::Bytes) -> Result<(), Failure> {
+    async fn send_once(
+        &self,
+        url: &str,
+        body: &bytes::Bytes,
+        headers: &reqwest::header::HeaderMap,
+    ) -> Result<(), Failure> {
         let ctype = match self.cfg.encoding {
             Encoding::Proto => "application/x-protobuf",
             Encoding::Json => "application/json",
         };
-        let mut req = self.clients.get().post(url).header("content-type", ctype).body(body.clone());
+        let mut req =
+            self.clients.get().post(url).headers(headers.clone()).header("content-type", ctype).body(body.clone());
         match self.cfg.common.compression.enabled() {
             Some(Compression::Zstd) => req = req.header("content-encoding", "zstd"),
             Some(_) => req = req.header("content-encoding", "gzip"),
@@ -235,7 +245,9 @@ impl Exporter for OtlpHttpExporter {
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         let url = self.cfg.url(batch.signal());
         let body = bytes::Bytes::from(self.body(&batch.payload)?);
-        let once = || self.send_once(&url, &body);
+        let headers = Common::request_headers(&self.headers, self.auth.as_ref(), batch)
+            .map_err(|m| ExportError::Retryable(format!("exporter {}: auth: {m}", self.id)))?;
+        let once = || self.send_once(&url, &body, &headers);
         let result = match self.cfg.common.retry_on_failure.backoff() {
             Some(b) => {
                 once.retry(b)

@@ -8,12 +8,14 @@ mod retry;
 pub use grpc::factory as grpc_factory;
 pub use http::factory as http_factory;
 
-use openwit_core::ConfigIssue;
+use openwit_core::auth::{AuthRef, ClientAuth};
 use openwit_core::tls::{Side, TlsSettings};
+use openwit_core::{Batch, BuildEnv, ConfigIssue};
 use retry::RetryConfig;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Request compression.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -47,9 +49,29 @@ pub struct Common {
     pub retry_on_failure: RetryConfig,
     /// Accepted for compatibility; OpenWit queues in front of every exporter itself.
     pub sending_queue: Option<IgnoredAny>,
+    /// `auth: {authenticator: <extension id>}`: credentials (or headers) added to every request.
+    pub auth: Option<AuthRef>,
 }
 
 impl Common {
+    /// The client side of the referenced authenticator (a wrong reference stops the start).
+    fn client_auth(&self, id: &str, env: &BuildEnv) -> anyhow::Result<Option<Arc<dyn ClientAuth>>> {
+        self.auth.as_ref().map(|r| env.auth.client(r).map_err(|m| anyhow::anyhow!("exporter {id}: {m}"))).transpose()
+    }
+
+    /// The headers of one request for `batch`: the configured ones, then the authenticator's.
+    fn request_headers(
+        base: &::http::HeaderMap,
+        auth: Option<&Arc<dyn ClientAuth>>,
+        batch: &Batch,
+    ) -> Result<::http::HeaderMap, String> {
+        let mut h = base.clone();
+        if let Some(a) = auth {
+            openwit_core::auth::apply(a.headers(&batch.metadata, &batch.tenant)?, &mut h);
+        }
+        Ok(h)
+    }
+
     fn check_tls(&self) -> Result<(), ConfigIssue> {
         self.tls.validate(Side::Client).map_err(|i| ConfigIssue::new(format!("tls.{}", i.path), i.message))
     }

@@ -336,6 +336,7 @@ mod tests {
             signal: None,
             storage: Arc::default(),
             connector_outputs: Arc::default(),
+            auth: Arc::default(),
         };
         let mut cfg = ParquetConfig::default();
         cfg.rotation.max_age = Duration::from_millis(100);

@@ -61,6 +61,9 @@ pub struct QueryConfig {
     /// object_store settings for buckets no exporter of this daemon writes to (files other daemons
     /// stored in a shared bucket); the standard AWS_/GOOGLE_/AZURE_ variables apply too.
     pub storage_options: BTreeMap<String, String>,
+    /// `auth: {authenticator: <extension id>}`: queries need accepted credentials; an identity bound to a
+    /// tenant queries that tenant only.
+    pub auth: Option<openwit_core::auth::AuthRef>,
     /// TLS on the API port (the same as batch_monitor's when they share it).
     #[serde(deserialize_with = "openwit_core::config_types::present_or_default")]
     pub tls: Option<openwit_core::tls::TlsSettings>,
@@ -75,6 +78,7 @@ impl Default for QueryConfig {
             timeout: Duration::from_secs(30),
             max_memory_megabytes: 1024.0,
             storage_options: BTreeMap::new(),
+            auth: None,
             tls: None,
         }
     }
@@ -136,23 +140,26 @@ impl Extension for QueryExtension {
         let metrics = QueryMetrics::register(&ctx.telemetry);
         let state = Arc::new(AppState { engine, tenant: self.cfg.tenant.clone(), metrics });
         let app = Router::new().route("/api/v1/query", get(query_get).post(query_post)).with_state(state);
+        let app = crate::guarded(app, self.cfg.auth.as_ref(), &ctx)?;
         ctx.apis.add(&self.cfg.endpoint, &ctx.id, app, self.cfg.tls.clone());
         tracing::info!(endpoint = %self.cfg.endpoint, "query API on /api/v1/query");
         Ok(tokio::spawn(async {}))
     }
 }
 
-async fn query_get(State(st): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    answer(st, &headers, QueryRequest::from_query_string(q.as_deref().unwrap_or(""))).await
+type Who = Option<axum::Extension<openwit_core::auth::Identity>>;
+
+async fn query_get(State(st): State<Arc<AppState>>, who: Who, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    answer(st, &headers, who, QueryRequest::from_query_string(q.as_deref().unwrap_or(""))).await
 }
 
-async fn query_post(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    answer(st, &headers, QueryRequest::from_json(&body)).await
+async fn query_post(State(st): State<Arc<AppState>>, who: Who, headers: HeaderMap, body: Bytes) -> Response {
+    answer(st, &headers, who, QueryRequest::from_json(&body)).await
 }
 
-async fn answer(st: Arc<AppState>, headers: &HeaderMap, req: Result<QueryRequest, QueryError>) -> Response {
+async fn answer(st: Arc<AppState>, headers: &HeaderMap, who: Who, req: Result<QueryRequest, QueryError>) -> Response {
     match req {
-        Ok(req) => run(st, headers, req).await,
+        Ok(req) => run(st, headers, who.as_ref().map(|w| &w.0), req).await,
         Err(e) => {
             st.metrics.record(Instant::now(), e.kind.label(), None);
             error_response(&e)
@@ -184,17 +191,30 @@ fn too_many_rows(max: usize) -> QueryError {
     )
 }
 
-async fn run(st: Arc<AppState>, headers: &HeaderMap, req: QueryRequest) -> Response {
+async fn run(
+    st: Arc<AppState>,
+    headers: &HeaderMap,
+    identity: Option<&openwit_core::auth::Identity>,
+    req: QueryRequest,
+) -> Response {
     let started = Instant::now();
     let fail = |e: QueryError| {
         st.metrics.record(started, e.kind.label(), None);
         error_response(&e)
     };
     let format = req.format;
-    let tenant = match request::tenant(&st.tenant, headers.get(&st.tenant.header).map(|v| v.as_bytes())) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
+    let header = headers.get(&st.tenant.header).map(|v| v.as_bytes());
+    let tenant =
+        match openwit_core::auth::bound_tenant(identity, header, &st.tenant.header, |h| request::tenant(&st.tenant, h))
+        {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return fail(e),
+            Err(e) => {
+                st.metrics.record(started, "forbidden", None);
+                return (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({ "error": e.to_string() })))
+                    .into_response();
+            }
+        };
     let limits = st.engine.limits.clone();
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let timed_out = || {

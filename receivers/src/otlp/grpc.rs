@@ -8,6 +8,7 @@
 use super::GrpcConfig;
 use super::ingest::{Accept, Refusal, Transport};
 use super::signals::{Logs, Metrics, OtlpSignal, Traces};
+use openwit_core::auth::{AuthError, Identity, ServerAuth};
 use openwit_core::{ComponentId, Metadata, Signal};
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,14 +27,15 @@ pub async fn start(
     id: &ComponentId,
     cfg: &GrpcConfig,
     ingest: Arc<Accept>,
+    auth: Option<Arc<dyn ServerAuth>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let incoming = super::bind(id, "OTLP/gRPC", &cfg.endpoint, cfg.tls.as_ref(), &[b"h2"]).await?;
     let max = usize::try_from(cfg.max_recv_msg_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-    let svc = |signal| ingest.serves(signal).then(|| (ingest.clone(), max, cfg.include_metadata));
-    let traces = svc(Signal::Traces).map(|(i, m, md)| OtlpService::<Traces>::new(i, m, md));
-    let metrics = svc(Signal::Metrics).map(|(i, m, md)| OtlpService::<Metrics>::new(i, m, md));
-    let logs = svc(Signal::Logs).map(|(i, m, md)| OtlpService::<Logs>::new(i, m, md));
+    let svc = |signal| ingest.serves(signal).then(|| (ingest.clone(), max, cfg.include_metadata, auth.clone()));
+    let traces = svc(Signal::Traces).map(|(i, m, md, a)| OtlpService::<Traces>::new(i, m, md, a));
+    let metrics = svc(Signal::Metrics).map(|(i, m, md, a)| OtlpService::<Metrics>::new(i, m, md, a));
+    let logs = svc(Signal::Logs).map(|(i, m, md, a)| OtlpService::<Logs>::new(i, m, md, a));
     let router = tonic::transport::Server::builder()
         .add_optional_service(traces)
         .add_optional_service(metrics)
@@ -53,6 +55,7 @@ pub struct OtlpService<S> {
     ingest: Arc<Accept>,
     max: usize,
     include_metadata: bool,
+    auth: Option<Arc<dyn ServerAuth>>,
     _signal: PhantomData<fn() -> S>,
 }
 
@@ -62,14 +65,15 @@ impl<S> Clone for OtlpService<S> {
             ingest: self.ingest.clone(),
             max: self.max,
             include_metadata: self.include_metadata,
+            auth: self.auth.clone(),
             _signal: PhantomData,
         }
     }
 }
 
 impl<S: OtlpSignal> OtlpService<S> {
-    fn new(ingest: Arc<Accept>, max: usize, include_metadata: bool) -> Self {
-        OtlpService { ingest, max, include_metadata, _signal: PhantomData }
+    fn new(ingest: Arc<Accept>, max: usize, include_metadata: bool, auth: Option<Arc<dyn ServerAuth>>) -> Self {
+        OtlpService { ingest, max, include_metadata, auth, _signal: PhantomData }
     }
 }
 
@@ -88,12 +92,21 @@ impl<S: OtlpSignal> tower::Service<http::Request<tonic::body::Body>> for OtlpSer
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> Self::Future {
         let is_export = req.uri().path().strip_prefix('/').and_then(|p| p.strip_prefix(S::SERVICE)) == Some("/Export");
         let this = self.clone();
         Box::pin(async move {
             if !is_export {
                 return Ok(Status::unimplemented("only Export is served").into_http());
+            }
+            // Credentials first: a refused request's message is never decoded.
+            match super::ingest::authenticate(this.auth.as_ref(), req.headers()) {
+                Ok(Some(identity)) => {
+                    req.extensions_mut().insert(identity);
+                }
+                Ok(None) => {}
+                Err(AuthError::Unauthenticated(m)) => return Ok(Status::unauthenticated(m).into_http()),
+                Err(AuthError::Forbidden(m)) => return Ok(Status::permission_denied(m).into_http()),
             }
             let mut grpc = tonic::server::Grpc::new(OtlpCodec::<S::Resp, S::Req>(ProstCodec::default()))
                 .accept_compressed(CompressionEncoding::Gzip)
@@ -120,9 +133,16 @@ impl<S: OtlpSignal> UnaryService<Raw<S::Req>> for Export<S> {
         let svc = self.0.clone();
         Box::pin(async move {
             let md = request.metadata();
-            let tenant = svc.ingest.resolve_tenant(md.get(svc.ingest.tenant_key()).map(|v| v.as_bytes()));
-            let metadata =
-                if svc.include_metadata { super::metadata::kept(&md.clone().into_headers()) } else { Metadata::new() };
+            let identity = request.extensions().get::<Identity>();
+            let tenant = match svc.ingest.tenant_for(identity, md.get(svc.ingest.tenant_key()).map(|v| v.as_bytes())) {
+                Ok(t) => t,
+                Err(e) => return Err(Status::permission_denied(e.to_string())),
+            };
+            let metadata = if svc.include_metadata {
+                super::metadata::kept(&md.clone().into_headers(), svc.auth.as_ref())
+            } else {
+                Metadata::new()
+            };
             let raw = request.into_inner();
             match svc.ingest.accept(Transport::Grpc, tenant, S::payload(raw.msg), Some(raw.bytes), metadata).await {
                 Ok(()) => Ok(tonic::Response::new(S::Resp::default())),

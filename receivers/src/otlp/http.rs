@@ -16,6 +16,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
+use openwit_core::auth::{AuthError, ServerAuth};
 use openwit_core::{ComponentId, ConsumeError, Metadata, Signal, otlp_json};
 use prost::Message;
 use std::io::Read;
@@ -30,6 +31,7 @@ const RETRY_AFTER_SECS: &str = "1";
 
 struct HttpState {
     ingest: Arc<Accept>,
+    auth: Option<Arc<dyn ServerAuth>>,
     max_body: usize,
     include_metadata: bool,
 }
@@ -38,6 +40,7 @@ pub async fn start(
     id: &ComponentId,
     cfg: &HttpConfig,
     ingest: Arc<Accept>,
+    auth: Option<Arc<dyn ServerAuth>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = super::bind(id, "OTLP/HTTP", &cfg.endpoint, cfg.tls.as_ref(), &[b"h2", b"http/1.1"]).await?;
@@ -45,6 +48,7 @@ pub async fn start(
         (ingest.serves(Signal::Traces), ingest.serves(Signal::Metrics), ingest.serves(Signal::Logs));
     let state = Arc::new(HttpState {
         ingest,
+        auth,
         max_body: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
         include_metadata: cfg.include_metadata,
     });
@@ -96,6 +100,15 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
             return (StatusCode::UNSUPPORTED_MEDIA_TYPE, msg).into_response();
         }
     };
+    let identity = match super::ingest::authenticate(st.auth.as_ref(), &headers) {
+        Ok(i) => i,
+        Err(e) => return auth_refusal(format, e),
+    };
+    let ingest = &st.ingest;
+    let tenant = match ingest.tenant_for(identity.as_ref(), headers.get(ingest.tenant_key()).map(|v| v.as_bytes())) {
+        Ok(t) => t,
+        Err(e) => return auth_refusal(format, e),
+    };
     let raw = match Limited::new(body, st.max_body).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
@@ -126,9 +139,8 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
             Err(e) => return status(format, StatusCode::BAD_REQUEST, e),
         },
     };
-    let ingest = &st.ingest;
-    let tenant = ingest.resolve_tenant(headers.get(ingest.tenant_key()).map(|v| v.as_bytes()));
-    let metadata = if st.include_metadata { super::metadata::kept(&headers) } else { Metadata::new() };
+    let metadata =
+        if st.include_metadata { super::metadata::kept(&headers, st.auth.as_ref()) } else { Metadata::new() };
     match ingest.accept(Transport::Http, tenant, S::payload(req), raw, metadata).await {
         Ok(()) => {
             // A full success is an empty Export response: no bytes in protobuf, `{}` in JSON.
@@ -200,6 +212,18 @@ struct RpcStatus {
     code: i32,
     #[prost(string, tag = "2")]
     message: String,
+}
+
+/// 401 (with the challenge clients expect) or 403.
+fn auth_refusal(format: Format, e: AuthError) -> Response {
+    match e {
+        AuthError::Unauthenticated(m) => {
+            let mut r = status(format, StatusCode::UNAUTHORIZED, m);
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer, Basic"));
+            r
+        }
+        AuthError::Forbidden(m) => status(format, StatusCode::FORBIDDEN, m),
+    }
 }
 
 fn status(format: Format, http_code: StatusCode, message: String) -> Response {

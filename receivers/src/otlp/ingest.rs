@@ -1,5 +1,6 @@
 //! The accept path shared by gRPC and HTTP: tenant, metadata, the durable hand-off, own metrics.
 
+use openwit_core::auth::{AuthError, Identity, ServerAuth, bound_tenant};
 use openwit_core::telemetry::ReceiverCounters;
 use openwit_core::{
     BatchingConfig, ConsumeError, Ingest, IngestRequest, Metadata, Payload, ReceiverContext, Signal, TenantConfig,
@@ -7,6 +8,15 @@ use openwit_core::{
 };
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Checks a request's credentials when the protocol has an authenticator: before its body is read,
+/// so that nothing of a refused request is decoded or written.
+pub fn authenticate(
+    auth: Option<&Arc<dyn ServerAuth>>,
+    headers: &http::HeaderMap,
+) -> Result<Option<Identity>, AuthError> {
+    auth.map(|a| a.authenticate(headers)).transpose()
+}
 
 /// Why a request was not accepted; each maps to an HTTP status and a gRPC code.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +71,16 @@ impl Accept {
     /// Whether a pipeline takes `signal` from this receiver (only those are served).
     pub fn serves(&self, signal: Signal) -> bool {
         self.signals.contains(&signal)
+    }
+
+    /// The tenant of a request: its identity's when an authenticator binds one (a header naming another
+    /// is refused), otherwise the tenant header's.
+    pub fn tenant_for(
+        &self,
+        identity: Option<&Identity>,
+        header: Option<&[u8]>,
+    ) -> Result<Result<TenantId, TenantError>, AuthError> {
+        bound_tenant(identity, header, &self.tenant.header, |h| self.resolve_tenant(h))
     }
 
     /// The header / metadata key that names the tenant, lower-case.

@@ -11,10 +11,11 @@ const CREDENTIALS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"
 
 /// The metadata kept from `headers` (keys are lower-case, as `http` stores them); values that are not
 /// visible ASCII are left out.
-pub fn kept(headers: &HeaderMap) -> Metadata {
+pub fn kept(headers: &HeaderMap, auth: Option<&std::sync::Arc<dyn openwit_core::auth::ServerAuth>>) -> Metadata {
+    let consumed = auth.map(|a| a.credential_headers()).unwrap_or_default();
     let mut out = Metadata::new();
     for (k, v) in headers {
-        if CREDENTIALS.contains(&k.as_str()) {
+        if CREDENTIALS.contains(&k.as_str()) || consumed.iter().any(|c| c == k.as_str()) {
             continue;
         }
         if let Ok(v) = v.to_str() {
@@ -40,7 +41,7 @@ mod tests {
         ] {
             h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
-        let m = kept(&h);
+        let m = kept(&h, None);
         assert_eq!(m.keys().collect::<Vec<_>>(), vec!["x-tenant-route"]);
         assert_eq!(m["x-tenant-route"], vec!["eu", "us"]);
     }

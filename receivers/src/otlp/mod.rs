@@ -7,6 +7,7 @@ mod metadata;
 mod signals;
 
 use async_trait::async_trait;
+use openwit_core::auth::{AuthRef, ServerAuth};
 use openwit_core::config_types::{check_endpoint, present_or_default};
 use openwit_core::factory::{ComponentConfig, typed};
 use openwit_core::tls::{ServerTls, Side, TlsSettings};
@@ -32,6 +33,8 @@ pub struct GrpcConfig {
     /// TLS (and mutual TLS with `client_ca_file`); plaintext when absent.
     #[serde(deserialize_with = "present_or_default")]
     pub tls: Option<TlsSettings>,
+    /// `auth: {authenticator: <extension id>}`: requests without accepted credentials are refused.
+    pub auth: Option<AuthRef>,
 }
 
 impl Default for GrpcConfig {
@@ -42,6 +45,7 @@ impl Default for GrpcConfig {
             include_metadata: false,
             transport: "tcp".into(),
             tls: None,
+            auth: None,
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct HttpConfig {
     /// TLS (and mutual TLS with `client_ca_file`); plaintext when absent.
     #[serde(deserialize_with = "present_or_default")]
     pub tls: Option<TlsSettings>,
+    /// `auth: {authenticator: <extension id>}`: requests without accepted credentials are refused.
+    pub auth: Option<AuthRef>,
 }
 
 impl Default for HttpConfig {
@@ -87,6 +93,7 @@ impl Default for HttpConfig {
             include_metadata: false,
             cors: None,
             tls: None,
+            auth: None,
         }
     }
 }
@@ -164,12 +171,23 @@ pub fn factory() -> Arc<dyn Factory<dyn Receiver>> {
         &[],
         &Signal::ALL,
         "OTLP over gRPC (4317) and HTTP (4318), protobuf and JSON",
-        |_id: &ComponentId, cfg: &OtlpConfig, _env: &BuildEnv| Ok(Box::new(OtlpReceiver { cfg: cfg.clone() })),
+        |id: &ComponentId, cfg: &OtlpConfig, env: &BuildEnv| {
+            // The authenticators are resolved here, so that a wrong reference stops the start.
+            let resolve = |r: Option<&AuthRef>, proto: &str| {
+                r.map(|r| env.auth.server(r).map_err(|m| anyhow::anyhow!("receiver {id}: protocols.{proto}.{m}")))
+                    .transpose()
+            };
+            let grpc_auth = resolve(cfg.protocols.grpc.as_ref().and_then(|g| g.auth.as_ref()), "grpc")?;
+            let http_auth = resolve(cfg.protocols.http.as_ref().and_then(|h| h.auth.as_ref()), "http")?;
+            Ok(Box::new(OtlpReceiver { cfg: cfg.clone(), grpc_auth, http_auth }))
+        },
     )
 }
 
 struct OtlpReceiver {
     cfg: OtlpConfig,
+    grpc_auth: Option<Arc<dyn ServerAuth>>,
+    http_auth: Option<Arc<dyn ServerAuth>>,
 }
 
 #[async_trait]
@@ -183,10 +201,10 @@ impl Receiver for OtlpReceiver {
         ));
         let mut tasks = Vec::new();
         if let Some(g) = &self.cfg.protocols.grpc {
-            tasks.push(grpc::start(&ctx.id, g, ingest.clone(), ctx.shutdown.clone()).await?);
+            tasks.push(grpc::start(&ctx.id, g, ingest.clone(), self.grpc_auth.clone(), ctx.shutdown.clone()).await?);
         }
         if let Some(h) = &self.cfg.protocols.http {
-            tasks.push(http::start(&ctx.id, h, ingest.clone(), ctx.shutdown.clone()).await?);
+            tasks.push(http::start(&ctx.id, h, ingest.clone(), self.http_auth.clone(), ctx.shutdown.clone()).await?);
         }
         // The servers hold the only other references to `ingest` (and through it the pipelines' inputs):
         // once both have stopped, the pipelines behind this receiver see their inputs close and drain.

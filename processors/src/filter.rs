@@ -183,12 +183,7 @@ impl Processor for FilterProcessor {
                     continue;
                 }
             }
-            if batch.item_count() == 0 {
-                // Nothing left on this path: what it carried is settled (dropped) here.
-                batch.settle(&Verdict::Dropped);
-                continue;
-            }
-            if output.send(batch).await.is_err() {
+            if !crate::pass_on(batch, output).await {
                 return;
             }
         }

@@ -2,11 +2,8 @@
 //! on HTTP, identities bound to tenants (OpenWit's `tenants:`), and the exporters' client side
 //! (`bearertokenauth` sending a token, `headers_setter` passing each batch's tenant on).
 
-use crate::harness::{Daemon, client, free_port};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use crate::harness::{Daemon, client, free_port, log_request as logs};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 use serde_json::{Value as Json, json};
 use std::time::{Duration, Instant};
@@ -51,21 +48,6 @@ service:
       address: 127.0.0.1:{{metrics}}
 "#
     )
-}
-
-fn logs(body: &str) -> ExportLogsServiceRequest {
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![LogRecord {
-                    body: Some(AnyValue { value: Some(Value::StringValue(body.into())) }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
 }
 
 async fn post(d: &Daemon, user: Option<(&str, &str)>, tenant: Option<&str>, body: &str) -> u16 {

@@ -2,12 +2,11 @@
 //! over mutual TLS (a client without an accepted certificate is refused before anything reaches the
 //! WAL), and the `otlp` and `otlphttp` exporters forwarding to such a daemon.
 
-use crate::harness::{Daemon, eventually, read_records};
+use crate::harness::{Daemon, eventually, log_request as logs, read_records};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use openwit_core::tls::{ClientTls, TlsConnector, TlsSettings};
 use prost::Message;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -82,21 +81,6 @@ service:
       address: 127.0.0.1:{{metrics}}
 "
     )
-}
-
-fn logs(body: &str) -> ExportLogsServiceRequest {
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![LogRecord {
-                    body: Some(AnyValue { value: Some(Value::StringValue(body.into())) }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
 }
 
 /// An HTTPS client trusting `ca.pem`, presenting `<identity>.pem` when given (reqwest's own TLS set-up).

@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use openwit_core::factory::{ComponentConfig, typed};
 use openwit_core::telemetry::{SignalCounters, dropped_items};
-use openwit_core::{Batch, BuildEnv, ComponentId, ConfigIssue, Factory, Fanout, Payload, Processor, Signal, Verdict};
+use openwit_core::{Batch, BuildEnv, ComponentId, ConfigIssue, Factory, Fanout, Payload, Processor, Signal};
 use serde::Deserialize;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -460,11 +460,7 @@ impl Processor for SamplerProcessor {
             if keep.iter().any(|k| !k) {
                 batch.drop_items(&keep, &self.dropped);
             }
-            if batch.item_count() == 0 {
-                batch.settle(&Verdict::Dropped);
-                continue;
-            }
-            if output.send(batch).await.is_err() {
+            if !crate::pass_on(batch, output).await {
                 return;
             }
         }

@@ -23,6 +23,9 @@ exporters:
     endpoint: 127.0.0.1:{grpc_target}
     tls:
       insecure: true
+    keepalive: {{time: 10s, timeout: 2s, permit_without_stream: true}}
+    balancer_name: pick_first
+    wait_for_ready: true
     headers:
       x-scope-orgid: forwarded
     retry_on_failure:

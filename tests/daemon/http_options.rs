@@ -1,6 +1,7 @@
 //! OTLP/HTTP options: CORS for browser clients and configurable paths.
 
 use crate::harness::{Daemon, FILE_PIPELINES, client};
+use prost::Message;
 
 fn with_http_options() -> String {
     FILE_PIPELINES.replace(
@@ -61,4 +62,66 @@ async fn url_paths_are_configurable() {
     };
     assert_eq!(post("/otlp/traces").await.unwrap().status(), 200);
     assert_eq!(post("/v1/traces").await.unwrap().status(), 404, "the default path is replaced, not added");
+}
+
+/// The Collector's server keys: `response_headers` and `compression_algorithms` on HTTP, stream and
+/// keepalive limits on gRPC, all applied; the keys OpenWit cannot apply are refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_keys_of_the_collector_apply_or_are_refused_with_the_reason() {
+    let config = FILE_PIPELINES
+        .replace(
+            "        endpoint: 127.0.0.1:{http}\n",
+            "        endpoint: 127.0.0.1:{http}\n        response_headers: {X-Served-By: openwit, Cache-Control: no-store}\n        compression_algorithms: ['', zstd]\n",
+        )
+        .replace(
+            "        endpoint: 127.0.0.1:{grpc}\n",
+            "        endpoint: 127.0.0.1:{grpc}\n        max_concurrent_streams: 16\n        read_buffer_size: 524288\n        keepalive:\n          server_parameters: {time: 30s, timeout: 5s, max_connection_age: 1h, max_connection_age_grace: 10s}\n",
+        );
+    let d = Daemon::start(&config).await;
+    let body = crate::harness::log_request("kept").encode_to_vec();
+    let send = |enc: Option<&'static str>, body: Vec<u8>| {
+        let mut r = client().post(d.http_url("/v1/logs")).header("content-type", "application/x-protobuf");
+        if let Some(e) = enc {
+            r = r.header("content-encoding", e);
+        }
+        r.body(body).send()
+    };
+    let r = send(None, body.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-served-by"], "openwit");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let r = send(Some("zstd"), zstd::encode_all(&body[..], 1).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // gzip is a codec OpenWit has, but this receiver was told not to accept it.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &body).unwrap();
+    let r = send(Some("gzip"), gz.finish().unwrap()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().contains_key("x-served-by"), "refusals carry the headers too");
+    // gRPC with its limits still serves.
+    let mut grpc =
+        opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient::connect(d.grpc_url())
+            .await
+            .unwrap();
+    grpc.export(crate::harness::log_request("over grpc")).await.unwrap();
+    assert_eq!(d.metric_sum("openwit_wal_batches_total{outcome=\"written\"}").await, 3.0);
+
+    for (key, words) in [
+        ("      http:\n        idle_timeout: 30s\n", "protocols.http.idle_timeout: is not supported yet"),
+        ("      http:\n        compression_algorithms: [snappy]\n", "\"snappy\" is not supported"),
+        ("      grpc:\n        keepalive: {enforcement_policy: {min_time: 10s}}\n", "does not police client pings"),
+        ("      grpc:\n        keepalive: {server_parameters: {max_connection_idle: 1m}}\n", "use max_connection_age"),
+    ] {
+        let cfg = format!(
+            "receivers:\n  otlp:\n    protocols:\n{key}exporters:\n  debug: {{}}\nservice:\n  pipelines:\n    logs: {{receivers: [otlp], exporters: [debug]}}\n"
+        );
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), cfg).unwrap();
+        let out = std::process::Command::new(crate::harness::bin())
+            .args(["validate", "--config", f.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success() && text.contains(words), "{words}: {text}");
+    }
 }

@@ -23,13 +23,37 @@ pub struct OtlpGrpcConfig {
     pub endpoint: String,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// HTTP/2 pings on the connection, as gRPC-Go's client keepalive.
+    pub keepalive: Option<ClientKeepalive>,
+    /// `pick_first` (the default, and what one tonic channel does); other balancers are refused.
+    pub balancer_name: String,
+    /// Accepted: OpenWit's retry loop already waits for the endpoint instead of failing fast.
+    pub wait_for_ready: bool,
     #[serde(flatten)]
     pub common: Common,
 }
 
+/// `keepalive` on the `otlp` exporter.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientKeepalive {
+    #[serde(with = "humantime_serde")]
+    pub time: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub permit_without_stream: bool,
+}
+
 impl Default for OtlpGrpcConfig {
     fn default() -> Self {
-        OtlpGrpcConfig { endpoint: String::new(), timeout: Duration::from_secs(5), common: Common::default() }
+        OtlpGrpcConfig {
+            endpoint: String::new(),
+            timeout: Duration::from_secs(5),
+            keepalive: None,
+            balancer_name: String::new(),
+            wait_for_ready: false,
+            common: Common::default(),
+        }
     }
 }
 
@@ -63,6 +87,16 @@ impl ComponentConfig for OtlpGrpcConfig {
             return Err(ConfigIssue::new("endpoint", "is required, e.g. collector:4317"));
         }
         self.common.check_tls()?;
+        if !["", "pick_first"].contains(&self.balancer_name.as_str()) {
+            return Err(ConfigIssue::new(
+                "balancer_name",
+                format!(
+                    "{:?} is not supported: OpenWit's gRPC client keeps one connection to the endpoint (pick_first); \
+                     put a load balancer in front, or one exporter per backend",
+                    self.balancer_name
+                ),
+            ));
+        }
         if Channel::from_shared(self.url()).is_err() {
             return Err(ConfigIssue::new("endpoint", format!("{:?} is not a valid address", self.endpoint)));
         }
@@ -79,7 +113,16 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         |id: &ComponentId, cfg: &OtlpGrpcConfig, env: &BuildEnv| {
             cfg.common.note_ignored(&id.to_string());
             let auth = cfg.common.client_auth(&id.to_string(), env)?;
-            let endpoint = Channel::from_shared(cfg.url())?.timeout(cfg.timeout);
+            let mut endpoint = Channel::from_shared(cfg.url())?.timeout(cfg.timeout);
+            if let Some(k) = &cfg.keepalive {
+                if let Some(t) = k.time {
+                    endpoint = endpoint.http2_keep_alive_interval(t);
+                }
+                if let Some(t) = k.timeout {
+                    endpoint = endpoint.keep_alive_timeout(t);
+                }
+                endpoint = endpoint.keep_alive_while_idle(k.permit_without_stream);
+            }
             let channel = if cfg.uses_tls() {
                 let tls = ClientTls::new(&format!("exporter {id}"), &cfg.common.tls, &[b"h2"])?;
                 endpoint.connect_with_connector_lazy(TlsConnector::new(Some(tls)))
@@ -159,5 +202,26 @@ impl Exporter for OtlpGrpcExporter {
             let msg = format!("{} {}: {}", self.cfg.endpoint, s.code(), s.message());
             if retryable(s.code()) { ExportError::Retryable(msg) } else { ExportError::Permanent(msg) }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_client_keys_apply_or_are_refused_with_the_reason() {
+        let parse = |y: &str| -> OtlpGrpcConfig { serde_yaml_ng::from_str(y).unwrap() };
+        let ok = parse(
+            "endpoint: c:4317\nkeepalive: {time: 10s, timeout: 2s}\nbalancer_name: pick_first\nwait_for_ready: true",
+        );
+        assert!(ok.validate().is_ok());
+        assert!(ok.uses_tls(), "a bare host:port is TLS unless tls.insecure");
+        let e = parse("endpoint: c:4317\nbalancer_name: round_robin").validate().unwrap_err();
+        assert_eq!(e.path, "balancer_name");
+        assert!(e.message.contains("pick_first"));
+        assert!(!parse("endpoint: http://c:4317").uses_tls());
+        assert!(parse("endpoint: https://c:4317\ntls: {insecure: true}").uses_tls());
+        assert!(!parse("endpoint: c:4317\ntls: {insecure: true}").uses_tls());
     }
 }

@@ -36,10 +36,18 @@ pub async fn start(
     let traces = svc(Signal::Traces).map(|(i, m, md, a)| OtlpService::<Traces>::new(i, m, md, a));
     let metrics = svc(Signal::Metrics).map(|(i, m, md, a)| OtlpService::<Metrics>::new(i, m, md, a));
     let logs = svc(Signal::Logs).map(|(i, m, md, a)| OtlpService::<Logs>::new(i, m, md, a));
-    let router = tonic::transport::Server::builder()
-        .add_optional_service(traces)
-        .add_optional_service(metrics)
-        .add_optional_service(logs);
+    let sp = &cfg.keepalive.server_parameters;
+    let mut server = tonic::transport::Server::builder()
+        .max_concurrent_streams(cfg.max_concurrent_streams)
+        .http2_keepalive_interval(sp.time)
+        .http2_keepalive_timeout(sp.timeout);
+    if let Some(age) = sp.max_connection_age {
+        server = server.max_connection_age(age);
+    }
+    if let Some(grace) = sp.max_connection_age_grace {
+        server = server.max_connection_age_grace(grace);
+    }
+    let router = server.add_optional_service(traces).add_optional_service(metrics).add_optional_service(logs);
     drop(ingest);
     let id = id.to_string();
     tracing::info!(receiver = %id, endpoint = %cfg.endpoint, tls = cfg.tls.is_some(), "OTLP/gRPC listening");

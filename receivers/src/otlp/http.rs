@@ -31,6 +31,8 @@ const RETRY_AFTER_SECS: &str = "1";
 
 struct HttpState {
     ingest: Arc<Accept>,
+    /// `compression_algorithms`, lower-case (none: every encoding OpenWit decodes).
+    encodings: Option<Vec<String>>,
     auth: Option<Arc<dyn ServerAuth>>,
     max_body: usize,
     include_metadata: bool,
@@ -48,6 +50,7 @@ pub async fn start(
         (ingest.serves(Signal::Traces), ingest.serves(Signal::Metrics), ingest.serves(Signal::Logs));
     let state = Arc::new(HttpState {
         ingest,
+        encodings: cfg.compression_algorithms.as_ref().map(|l| l.iter().map(|a| a.to_ascii_lowercase()).collect()),
         auth,
         max_body: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
         include_metadata: cfg.include_metadata,
@@ -65,6 +68,22 @@ pub async fn start(
     let mut app = app.layer(DefaultBodyLimit::disable()).with_state(state);
     if let Some(cors) = &cfg.cors {
         app = app.layer(cors_layer(cors));
+    }
+    if !cfg.response_headers.is_empty() {
+        let extra: Vec<(http::HeaderName, http::HeaderValue)> = cfg
+            .response_headers
+            .iter()
+            .map(|(k, v)| Ok((http::HeaderName::from_bytes(k.as_bytes())?, http::HeaderValue::from_str(v)?)))
+            .collect::<anyhow::Result<_>>()?;
+        app = app.layer(axum::middleware::map_response(move |mut r: Response| {
+            let extra = extra.clone();
+            async move {
+                for (k, v) in extra {
+                    r.headers_mut().insert(k, v);
+                }
+                r
+            }
+        }));
     }
     let id = id.to_string();
     tracing::info!(receiver = %id, endpoint = %cfg.endpoint, tls = cfg.tls.is_some(), "OTLP/HTTP listening");
@@ -119,6 +138,14 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
         }
     };
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if let Some(allowed) = &st.encodings {
+        let enc = encoding.trim().to_ascii_lowercase();
+        let enc = if enc == "identity" { String::new() } else { enc };
+        if !allowed.contains(&enc) {
+            let msg = format!("Content-Encoding {encoding:?} is not accepted here; accepted: {allowed:?}");
+            return status(format, StatusCode::BAD_REQUEST, msg);
+        }
+    }
     let body = match decompress(encoding, raw, st.max_body) {
         Ok(b) => b,
         Err(Decompress::TooLarge) => {
@@ -182,14 +209,14 @@ fn decompress(encoding: &str, raw: Bytes, max: usize) -> Result<Bytes, Decompres
     let reader: Box<dyn Read> = match enc.as_str() {
         "" | "identity" => return Ok(raw),
         "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(&raw[..])),
-        "deflate" => Box::new(flate2::read::ZlibDecoder::new(&raw[..])),
+        "deflate" | "zlib" => Box::new(flate2::read::ZlibDecoder::new(&raw[..])),
         "zstd" => Box::new(
             zstd::stream::read::Decoder::new(&raw[..])
                 .map_err(|e| Decompress::Bad(format!("cannot read the zstd body: {e}")))?,
         ),
         other => {
             return Err(Decompress::Bad(format!(
-                "unsupported Content-Encoding {other:?}; supported: gzip, deflate, zstd"
+                "unsupported Content-Encoding {other:?}; supported: gzip, deflate, zlib, zstd"
             )));
         }
     };

@@ -19,6 +19,36 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
+/// `protocols.grpc.keepalive.server_parameters`: HTTP/2 pings and connection ages, as gRPC-Go's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerParameters {
+    /// Ping an idle connection this often…
+    #[serde(with = "humantime_serde")]
+    pub time: Option<Duration>,
+    /// …and close it when the ping is not answered within this.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Close connections after this long (clients reconnect, which spreads load after a scale-out).
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Option<Duration>,
+    /// Time given to requests in flight when a connection reaches its age.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age_grace: Option<Duration>,
+    /// Refused: the gRPC server OpenWit uses (tonic) has no idle-connection limit.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_idle: Option<Duration>,
+}
+
+/// `protocols.grpc.keepalive`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Keepalive {
+    pub server_parameters: ServerParameters,
+    /// Refused: tonic does not police how often clients ping.
+    pub enforcement_policy: Option<serde::de::IgnoredAny>,
+}
+
 /// `protocols.grpc`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +65,12 @@ pub struct GrpcConfig {
     pub tls: Option<TlsSettings>,
     /// `auth: {authenticator: <extension id>}`: requests without accepted credentials are refused.
     pub auth: Option<AuthRef>,
+    /// Streams one connection may have open at once (none: unlimited).
+    pub max_concurrent_streams: Option<u32>,
+    pub keepalive: Keepalive,
+    /// Accepted for Collector configs (its default config sets them): tonic sizes its own buffers.
+    pub read_buffer_size: Option<u64>,
+    pub write_buffer_size: Option<u64>,
 }
 
 impl Default for GrpcConfig {
@@ -46,6 +82,10 @@ impl Default for GrpcConfig {
             transport: "tcp".into(),
             tls: None,
             auth: None,
+            max_concurrent_streams: None,
+            keepalive: Keepalive::default(),
+            read_buffer_size: None,
+            write_buffer_size: None,
         }
     }
 }
@@ -80,6 +120,19 @@ pub struct HttpConfig {
     pub tls: Option<TlsSettings>,
     /// `auth: {authenticator: <extension id>}`: requests without accepted credentials are refused.
     pub auth: Option<AuthRef>,
+    /// Headers added to every response.
+    pub response_headers: std::collections::BTreeMap<String, String>,
+    /// The `Content-Encoding`s accepted (none: all OpenWit supports). `""` is an uncompressed body.
+    pub compression_algorithms: Option<Vec<String>>,
+    /// Refused: the HTTP server OpenWit uses does not take these per-connection timeouts yet.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub read_header_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for HttpConfig {
@@ -94,9 +147,18 @@ impl Default for HttpConfig {
             cors: None,
             tls: None,
             auth: None,
+            response_headers: Default::default(),
+            compression_algorithms: None,
+            read_timeout: None,
+            read_header_timeout: None,
+            write_timeout: None,
+            idle_timeout: None,
         }
     }
 }
+
+/// Content encodings the HTTP receiver decodes (`""`: none).
+pub const HTTP_ENCODINGS: [&str; 5] = ["", "gzip", "zstd", "deflate", "zlib"];
 
 /// `protocols`: each protocol is on when its key is present, even with no settings.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -136,6 +198,22 @@ impl ComponentConfig for OtlpConfig {
             if g.transport != "tcp" {
                 return Err(ConfigIssue::new("protocols.grpc.transport", "only tcp is supported"));
             }
+            let sp = &g.keepalive.server_parameters;
+            if sp.max_connection_idle.is_some() {
+                return Err(ConfigIssue::new(
+                    "protocols.grpc.keepalive.server_parameters.max_connection_idle",
+                    "is not supported: OpenWit's gRPC server (tonic) has no idle-connection limit; use max_connection_age",
+                ));
+            }
+            if g.keepalive.enforcement_policy.is_some() {
+                return Err(ConfigIssue::new(
+                    "protocols.grpc.keepalive.enforcement_policy",
+                    "is not supported: OpenWit's gRPC server (tonic) does not police client pings; remove it",
+                ));
+            }
+            if g.max_concurrent_streams == Some(0) {
+                return Err(ConfigIssue::new("protocols.grpc.max_concurrent_streams", "must be at least 1"));
+            }
             if let Some(t) = &g.tls {
                 t.validate(Side::Server)
                     .map_err(|i| ConfigIssue::new(format!("protocols.grpc.tls.{}", i.path), i.message))?;
@@ -154,6 +232,35 @@ impl ComponentConfig for OtlpConfig {
             }
             if h.max_request_body_size == 0 {
                 return Err(ConfigIssue::new("protocols.http.max_request_body_size", "must be at least 1"));
+            }
+            for (k, v) in &h.response_headers {
+                if ::http::HeaderName::from_bytes(k.as_bytes()).is_err() || ::http::HeaderValue::from_str(v).is_err() {
+                    return Err(ConfigIssue::new(
+                        format!("protocols.http.response_headers.{k}"),
+                        "is not a valid HTTP header name and value",
+                    ));
+                }
+            }
+            for (i, a) in h.compression_algorithms.iter().flatten().enumerate() {
+                if !HTTP_ENCODINGS.contains(&a.as_str()) {
+                    return Err(ConfigIssue::new(
+                        format!("protocols.http.compression_algorithms[{i}]"),
+                        format!("{a:?} is not supported; OpenWit decodes {:?}", HTTP_ENCODINGS),
+                    ));
+                }
+            }
+            for (set, key) in [
+                (h.read_timeout.is_some(), "read_timeout"),
+                (h.read_header_timeout.is_some(), "read_header_timeout"),
+                (h.write_timeout.is_some(), "write_timeout"),
+                (h.idle_timeout.is_some(), "idle_timeout"),
+            ] {
+                if set {
+                    return Err(ConfigIssue::new(
+                        format!("protocols.http.{key}"),
+                        "is not supported yet: OpenWit's HTTP server does not apply per-connection timeouts                          (a TLS handshake has 10 s; request bodies are bounded by max_request_body_size); remove it",
+                    ));
+                }
             }
             if let Some(t) = &h.tls {
                 t.validate(Side::Server)

@@ -16,6 +16,10 @@ pub trait Configured<C: ?Sized>: Send + Sync {
     fn pipeline_refs(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// Batches an exporter's queue holds (its `sending_queue`); `None`: the daemon's default.
+    fn queue_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A parsed config, shared by everything that builds from it.
@@ -113,6 +117,10 @@ pub trait ComponentConfig: DeserializeOwned + Default + Send + Sync + 'static {
     fn pipeline_refs(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// See `Configured::queue_size`.
+    fn queue_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Parses a config section into `T`, reporting the path of the first problem.
@@ -151,6 +159,9 @@ impl<Cfg: ComponentConfig, C: ?Sized> Configured<C> for Typed<Cfg, C> {
     }
     fn pipeline_refs(&self) -> Vec<(String, String)> {
         self.cfg.pipeline_refs()
+    }
+    fn queue_size(&self) -> Option<usize> {
+        self.cfg.queue_size()
     }
 }
 

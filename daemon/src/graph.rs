@@ -85,7 +85,14 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
             let build = builder(&cfg.exporters, id, env)?;
             // Built here, so that a config that cannot build stops the start with its error.
             let first = build()?;
-            let (tx, rx) = mpsc::channel(EXPORTER_QUEUE);
+            // An exporter's `sending_queue.queue_size` sizes its queue; the WAL behind it is what persists.
+            let capacity = cfg
+                .exporters
+                .iter()
+                .find(|r| &r.id == id)
+                .and_then(|r| r.config.queue_size())
+                .unwrap_or(EXPORTER_QUEUE);
+            let (tx, rx) = mpsc::channel(capacity);
             watch_queue(&telemetry, id, &tx);
             pipeline_tasks.push((
                 format!("exporter {id}"),

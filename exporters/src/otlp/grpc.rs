@@ -82,11 +82,16 @@ impl OtlpGrpcConfig {
 }
 
 impl ComponentConfig for OtlpGrpcConfig {
+    fn queue_size(&self) -> Option<usize> {
+        self.common.queue_capacity()
+    }
+
     fn validate(&self) -> Result<(), ConfigIssue> {
         if self.endpoint.is_empty() {
             return Err(ConfigIssue::new("endpoint", "is required, e.g. collector:4317"));
         }
         self.common.check_tls()?;
+        self.common.check_queue()?;
         if !["", "pick_first"].contains(&self.balancer_name.as_str()) {
             return Err(ConfigIssue::new(
                 "balancer_name",
@@ -223,5 +228,13 @@ mod tests {
         assert!(!parse("endpoint: http://c:4317").uses_tls());
         assert!(parse("endpoint: https://c:4317\ntls: {insecure: true}").uses_tls());
         assert!(!parse("endpoint: c:4317\ntls: {insecure: true}").uses_tls());
+        // sending_queue sizes the queue in batches; a disabled queue holds one.
+        let q = parse("endpoint: c:4317\nsending_queue: {queue_size: 64, num_consumers: 4, storage: file_storage}");
+        assert!(q.validate().is_ok());
+        assert_eq!(q.queue_size(), Some(64));
+        assert_eq!(parse("endpoint: c:4317\nsending_queue: {enabled: false}").queue_size(), Some(1));
+        assert_eq!(parse("endpoint: c:4317").queue_size(), None);
+        let e = parse("endpoint: c:4317\nsending_queue: {sizer: items}").validate().unwrap_err();
+        assert_eq!(e.path, "sending_queue.sizer");
     }
 }

@@ -67,6 +67,10 @@ impl OtlpHttpConfig {
 }
 
 impl ComponentConfig for OtlpHttpConfig {
+    fn queue_size(&self) -> Option<usize> {
+        self.common.queue_capacity()
+    }
+
     fn validate(&self) -> Result<(), ConfigIssue> {
         if self.endpoint.is_empty() && Signal::ALL.iter().any(|s| self.url(*s).starts_with("/v1/")) {
             return Err(ConfigIssue::new(
@@ -84,6 +88,7 @@ impl ComponentConfig for OtlpHttpConfig {
             }
         }
         self.common.check_tls()?;
+        self.common.check_queue()?;
         self.common.check_headers()
     }
 }

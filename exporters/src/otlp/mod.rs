@@ -13,7 +13,6 @@ use openwit_core::tls::{Side, TlsSettings};
 use openwit_core::{Batch, BuildEnv, ConfigIssue};
 use retry::RetryConfig;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -47,10 +46,45 @@ pub struct Common {
     pub headers: BTreeMap<String, String>,
     pub compression: Compression,
     pub retry_on_failure: RetryConfig,
-    /// Accepted for compatibility; OpenWit queues in front of every exporter itself.
-    pub sending_queue: Option<IgnoredAny>,
+    /// The queue in front of the exporter, in batches; the WAL behind it keeps every batch until stored.
+    pub sending_queue: Option<SendingQueue>,
     /// `auth: {authenticator: <extension id>}`: credentials (or headers) added to every request.
     pub auth: Option<AuthRef>,
+}
+
+/// `sending_queue`, as the Collector's exporter helper names it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendingQueue {
+    pub enabled: bool,
+    /// Accepted: exports run one at a time per exporter (order is kept; retries happen in place).
+    pub num_consumers: usize,
+    /// Batches the queue holds (with `sizer: requests`, the only sizer OpenWit counts in).
+    pub queue_size: usize,
+    pub sizer: String,
+    /// Accepted: the WAL already persists every batch until the exporter stored it.
+    pub storage: Option<String>,
+    /// Accepted either way: a full queue makes receivers answer "retry later", and nothing accepted is
+    /// dropped.
+    pub blocking: bool,
+    pub block_on_overflow: bool,
+    /// Accepted: an exporter's verdict always waits for the result.
+    pub wait_for_result: bool,
+}
+
+impl Default for SendingQueue {
+    fn default() -> Self {
+        SendingQueue {
+            enabled: true,
+            num_consumers: 10,
+            queue_size: 1000,
+            sizer: "requests".into(),
+            storage: None,
+            blocking: false,
+            block_on_overflow: false,
+            wait_for_result: false,
+        }
+    }
 }
 
 impl Common {
@@ -72,6 +106,20 @@ impl Common {
         Ok(h)
     }
 
+    fn check_queue(&self) -> Result<(), ConfigIssue> {
+        let Some(q) = &self.sending_queue else { return Ok(()) };
+        if q.sizer != "requests" {
+            return Err(ConfigIssue::new(
+                "sending_queue.sizer",
+                format!("{:?} is not supported: OpenWit's queue counts batches (requests)", q.sizer),
+            ));
+        }
+        if q.enabled && q.queue_size == 0 {
+            return Err(ConfigIssue::new("sending_queue.queue_size", "must be at least 1"));
+        }
+        Ok(())
+    }
+
     fn check_tls(&self) -> Result<(), ConfigIssue> {
         self.tls.validate(Side::Client).map_err(|i| ConfigIssue::new(format!("tls.{}", i.path), i.message))
     }
@@ -86,8 +134,19 @@ impl Common {
     }
 
     fn note_ignored(&self, id: &str) {
-        if self.sending_queue.is_some() {
-            tracing::warn!(exporter = %id, "sending_queue is accepted for Collector compatibility; OpenWit's own bounded queue is used");
+        if let Some(q) = &self.sending_queue {
+            if q.num_consumers > 1 {
+                tracing::info!(exporter = %id, "sending_queue.num_consumers: OpenWit exports one batch at a time per exporter, in order");
+            }
+            if q.storage.is_some() {
+                tracing::info!(exporter = %id, "sending_queue.storage: not needed, the WAL keeps every batch until the exporter stored it");
+            }
         }
+    }
+
+    /// Batches the queue holds: `queue_size`, or 1 when the queue is disabled (the pipeline then waits
+    /// on the exporter).
+    fn queue_capacity(&self) -> Option<usize> {
+        self.sending_queue.as_ref().map(|q| if q.enabled { q.queue_size } else { 1 })
     }
 }

@@ -20,6 +20,7 @@ mod forward;
 mod hostile;
 mod http_options;
 mod ingest;
+mod interop;
 mod kafka;
 mod loadgen;
 mod own_metrics;

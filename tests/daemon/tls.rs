@@ -40,7 +40,7 @@ impl Ca {
 }
 
 /// A server CA and a client CA in `dir`: `ca.pem` signs `server`, `clients.pem` signs `agent`.
-fn pki(dir: &Path) {
+pub(crate) fn pki(dir: &Path) {
     let (servers, clients) = (Ca::new(), Ca::new());
     servers.write(dir, "ca.pem");
     clients.write(dir, "clients.pem");
@@ -48,6 +48,12 @@ fn pki(dir: &Path) {
     clients.issue(dir, "agent", &["agent-1"]);
     // A certificate the daemon does not trust, for the refusals.
     Ca::new().issue(dir, "stranger", &["agent-2"]);
+}
+
+/// Server TLS without client certificates (for clients that have none, such as the Collector's test).
+pub(crate) fn server_only_tls(dir: &Path) -> String {
+    let d = dir.display();
+    format!("{{cert_file: {d}/server.pem, key_file: {d}/server.key}}")
 }
 
 fn server_tls(dir: &Path) -> String {

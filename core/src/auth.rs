@@ -159,18 +159,25 @@ pub fn bound_tenant<E>(
     }
 }
 
-/// Parses an OpenWit `tenants:` map (identity → tenant, `*` for admin).
-pub fn parse_bindings(map: &std::collections::BTreeMap<String, String>) -> Result<HashMap<String, Binding>, String> {
-    map.iter()
-        .map(|(who, t)| {
-            let b = if t == "*" {
-                Binding::Admin
-            } else {
-                Binding::Tenant(TenantId::new(t).map_err(|e| format!("tenants.{who}: {e}"))?)
-            };
-            Ok((who.clone(), b))
-        })
-        .collect()
+/// Parses an OpenWit `tenants:` map: tenant → the identities (tokens, users) bound to it, `'*'` for the
+/// admins. Tenants are the keys so that secrets stay in values, where `${env:…}` is expanded.
+pub fn parse_bindings(
+    map: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<HashMap<String, Binding>, String> {
+    let mut out = HashMap::new();
+    for (tenant, who) in map {
+        let b = if tenant == "*" {
+            Binding::Admin
+        } else {
+            Binding::Tenant(TenantId::new(tenant).map_err(|e| format!("tenants.{tenant}: {e}"))?)
+        };
+        for w in who {
+            if out.insert(w.clone(), b.clone()).is_some() {
+                return Err(format!("tenants.{tenant}: an identity is bound to two tenants"));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Constant-time comparison of secrets (a mismatch takes as long wherever it is).

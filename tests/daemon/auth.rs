@@ -32,10 +32,10 @@ extensions:
   health_check: {{endpoint: '127.0.0.1:{{health}}'}}
   bearertokenauth:
     tokens: [tok-acme, tok-globex, tok-admin]
-    tenants: {{tok-acme: acme, tok-globex: globex, tok-admin: '*'}}
+    tenants: {{acme: [tok-acme], globex: [tok-globex], '*': [tok-admin]}}
   basicauth:
     htpasswd: {{inline: "{HTPASSWD}"}}
-    tenants: {{alice: acme, ops: '*'}}
+    tenants: {{acme: [alice], '*': [ops]}}
   query: {{endpoint: '127.0.0.1:{api}', auth: {{authenticator: bearertokenauth}}}}
   batch_monitor: {{endpoint: '127.0.0.1:{api}', auth: {{authenticator: bearertokenauth}}}}
 service:

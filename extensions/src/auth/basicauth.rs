@@ -1,7 +1,7 @@
 //! `basicauth`: HTTP Basic authentication. Server side (`htpasswd.file` and/or `htpasswd.inline`):
 //! `Authorization: Basic <base64 user:password>` must match an htpasswd entry. Client side
 //! (`client_auth.username`, `client_auth.password`): sent with every request. OpenWit addition:
-//! `tenants: {<user>: <tenant>}` binds users to tenants (`*`: any).
+//! `tenants: {<tenant>: [<user>…]}` binds users to tenants (`'*'`: any).
 
 use super::AuthExtension;
 use super::htpasswd::Htpasswd;
@@ -35,8 +35,8 @@ pub struct ClientAuthConfig {
 pub struct BasicAuthConfig {
     pub htpasswd: Option<HtpasswdConfig>,
     pub client_auth: Option<ClientAuthConfig>,
-    /// OpenWit: user → tenant it may use (`*`: any).
-    pub tenants: BTreeMap<String, String>,
+    /// OpenWit: tenant → the users bound to it (`'*'`: admins, any tenant).
+    pub tenants: BTreeMap<String, Vec<String>>,
 }
 
 impl ComponentConfig for BasicAuthConfig {

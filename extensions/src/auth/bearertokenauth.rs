@@ -1,7 +1,7 @@
 //! `bearertokenauth`: a request carries `Authorization: Bearer <token>` (or `header: <name>` with
 //! `scheme` before the token). Server side: the token must be one of `token`, `tokens`, or the lines of
 //! `filename` (re-read when the file changes). Client side: the first token is sent with every request.
-//! OpenWit addition: `tenants: {<token>: <tenant>}` binds tokens to tenants (`*`: every tenant).
+//! OpenWit addition: `tenants: {<tenant>: [<token>…]}` binds tokens to tenants (`'*'`: every tenant).
 
 use super::AuthExtension;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -28,8 +28,8 @@ pub struct BearerTokenConfig {
     pub tokens: Vec<String>,
     /// A file with the token(s), one per line; read again when it changes.
     pub filename: String,
-    /// OpenWit: token → tenant it may use (`*`: any).
-    pub tenants: BTreeMap<String, String>,
+    /// OpenWit: tenant → the tokens bound to it (`'*'`: admin tokens, any tenant).
+    pub tenants: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for BearerTokenConfig {
@@ -60,7 +60,7 @@ impl ComponentConfig for BearerTokenConfig {
         parse_bindings(&self.tenants).map_err(|m| ConfigIssue::new("tenants", m))?;
         if inline {
             let known = self.inline_tokens();
-            if let Some(t) = self.tenants.keys().find(|t| !known.contains(t)) {
+            if let Some(t) = self.tenants.values().flatten().find(|t| !known.contains(t)) {
                 return Err(ConfigIssue::new(
                     "tenants",
                     format!("binds a token that is not among token/tokens ({} characters)", t.len()),

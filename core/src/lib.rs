@@ -11,6 +11,7 @@ pub mod config_types;
 pub mod factory;
 pub mod fanout;
 pub mod health;
+pub mod http_server;
 pub mod ingest;
 pub mod net;
 pub mod operator;

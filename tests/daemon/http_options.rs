@@ -108,6 +108,7 @@ async fn server_keys_of_the_collector_apply_or_are_refused_with_the_reason() {
 
     for (key, words) in [
         ("      http:\n        idle_timeout: 30s\n", "protocols.http.idle_timeout: is not supported yet"),
+        ("      http:\n        write_timeout: 30s\n", "does not bound response writes"),
         ("      http:\n        compression_algorithms: [snappy]\n", "\"snappy\" is not supported"),
         ("      grpc:\n        keepalive: {enforcement_policy: {min_time: 10s}}\n", "does not police client pings"),
         ("      grpc:\n        keepalive: {server_parameters: {max_connection_idle: 1m}}\n", "use max_connection_age"),
@@ -124,4 +125,55 @@ async fn server_keys_of_the_collector_apply_or_are_refused_with_the_reason() {
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(!out.status.success() && text.contains(words), "{words}: {text}");
     }
+}
+
+/// `read_header_timeout` closes a connection whose headers do not come (slow loris); `read_timeout`
+/// answers 408 to a body that stops coming; neither touches the others, and nothing partial is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_by_the_http_timeouts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = FILE_PIPELINES.replace(
+        "        endpoint: 127.0.0.1:{http}\n",
+        "        endpoint: 127.0.0.1:{http}\n        read_header_timeout: 300ms\n        read_timeout: 300ms\n",
+    );
+    let d = Daemon::start(&config).await;
+    let addr = format!("127.0.0.1:{}", d.http);
+
+    // Headers that never end: the connection is closed, without an answer, soon after 300 ms.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+
+    // A body that stops half-way: 408.
+    let body = crate::harness::log_request("half").encode_to_vec();
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    half.write_all(head.as_bytes()).await.unwrap();
+    half.write_all(&body[..body.len() / 2]).await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), half.read(&mut answer)).await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+
+    // Everyone else is served as usual; only that request was written.
+    let r = client()
+        .post(d.http_url("/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .body(crate::harness::log_request("whole").encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(d.metric_sum("openwit_wal_batches_total{outcome=\"written\"}").await, 1.0);
 }

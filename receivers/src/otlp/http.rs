@@ -31,6 +31,8 @@ const RETRY_AFTER_SECS: &str = "1";
 
 struct HttpState {
     ingest: Arc<Accept>,
+    /// `read_timeout`: how long the body may take to arrive.
+    read_timeout: Option<std::time::Duration>,
     /// `compression_algorithms`, lower-case (none: every encoding OpenWit decodes).
     encodings: Option<Vec<String>>,
     auth: Option<Arc<dyn ServerAuth>>,
@@ -50,6 +52,7 @@ pub async fn start(
         (ingest.serves(Signal::Traces), ingest.serves(Signal::Metrics), ingest.serves(Signal::Logs));
     let state = Arc::new(HttpState {
         ingest,
+        read_timeout: cfg.read_timeout,
         encodings: cfg.compression_algorithms.as_ref().map(|l| l.iter().map(|a| a.to_ascii_lowercase()).collect()),
         auth,
         max_body: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
@@ -86,11 +89,11 @@ pub async fn start(
         }));
     }
     let id = id.to_string();
+    let read_header_timeout = cfg.read_header_timeout;
     tracing::info!(receiver = %id, endpoint = %cfg.endpoint, tls = cfg.tls.is_some(), "OTLP/HTTP listening");
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
-            tracing::error!(receiver = %id, "OTLP/HTTP server stopped: {e}");
-        }
+        openwit_core::http_server::serve(listener, app, read_header_timeout, shutdown).await;
+        tracing::debug!(receiver = %id, "OTLP/HTTP server stopped");
     }))
 }
 
@@ -128,7 +131,21 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
         Ok(t) => t,
         Err(e) => return auth_refusal(format, e),
     };
-    let raw = match Limited::new(body, st.max_body).collect().await {
+    let collect = Limited::new(body, st.max_body).collect();
+    let collected = match st.read_timeout {
+        Some(t) => match tokio::time::timeout(t, collect).await {
+            Ok(r) => r,
+            Err(_) => {
+                return status(
+                    format,
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body did not arrive within {t:?}"),
+                );
+            }
+        },
+        None => collect.await,
+    };
+    let raw = match collected {
         Ok(b) => b.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             return status(format, StatusCode::PAYLOAD_TOO_LARGE, too_large(st.max_body));

@@ -124,11 +124,13 @@ pub struct HttpConfig {
     pub response_headers: std::collections::BTreeMap<String, String>,
     /// The `Content-Encoding`s accepted (none: all OpenWit supports). `""` is an uncompressed body.
     pub compression_algorithms: Option<Vec<String>>,
-    /// Refused: the HTTP server OpenWit uses does not take these per-connection timeouts yet.
+    /// Time a request's body may take to arrive (408 after it).
     #[serde(with = "humantime_serde")]
     pub read_timeout: Option<Duration>,
+    /// Time a request's headers may take to arrive; the connection is closed after it (slow clients).
     #[serde(with = "humantime_serde")]
     pub read_header_timeout: Option<Duration>,
+    /// Refused: OpenWit's HTTP server does not bound response writes or idle connections yet.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
@@ -249,17 +251,19 @@ impl ComponentConfig for OtlpConfig {
                     ));
                 }
             }
-            for (set, key) in [
-                (h.read_timeout.is_some(), "read_timeout"),
-                (h.read_header_timeout.is_some(), "read_header_timeout"),
-                (h.write_timeout.is_some(), "write_timeout"),
-                (h.idle_timeout.is_some(), "idle_timeout"),
-            ] {
+            for (set, key) in [(h.write_timeout.is_some(), "write_timeout"), (h.idle_timeout.is_some(), "idle_timeout")]
+            {
                 if set {
                     return Err(ConfigIssue::new(
                         format!("protocols.http.{key}"),
-                        "is not supported yet: OpenWit's HTTP server does not apply per-connection timeouts                          (a TLS handshake has 10 s; request bodies are bounded by max_request_body_size); remove it",
+                        "is not supported yet: OpenWit's HTTP server does not bound response writes or idle \
+                         connections (read_header_timeout and read_timeout are applied); remove it",
                     ));
+                }
+            }
+            for (d, key) in [(h.read_timeout, "read_timeout"), (h.read_header_timeout, "read_header_timeout")] {
+                if d.is_some_and(|d| d.is_zero()) {
+                    return Err(ConfigIssue::new(format!("protocols.http.{key}"), "must be more than 0"));
                 }
             }
             if let Some(t) = &h.tls {

@@ -98,9 +98,10 @@ pub fn factory() -> Arc<dyn Factory<dyn Extension>> {
 }
 
 /// The accepted tokens: inline, or a file checked for changes at most once a second.
+/// Shared, so that checking a request copies nothing.
 enum Tokens {
-    Inline(Vec<String>),
-    File { path: PathBuf, cache: Mutex<(Instant, Option<SystemTime>, Vec<String>)> },
+    Inline(Arc<Vec<String>>),
+    File { path: PathBuf, cache: Mutex<(Instant, Option<SystemTime>, Arc<Vec<String>>)> },
 }
 
 const FILE_CHECK: Duration = Duration::from_secs(1);
@@ -116,15 +117,15 @@ fn read_tokens(path: &PathBuf) -> anyhow::Result<Vec<String>> {
 impl Tokens {
     fn new(cfg: &BearerTokenConfig) -> anyhow::Result<Tokens> {
         if cfg.filename.is_empty() {
-            return Ok(Tokens::Inline(cfg.inline_tokens()));
+            return Ok(Tokens::Inline(Arc::new(cfg.inline_tokens())));
         }
         let path = PathBuf::from(&cfg.filename);
         let tokens = read_tokens(&path)?;
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        Ok(Tokens::File { path, cache: Mutex::new((Instant::now(), mtime, tokens)) })
+        Ok(Tokens::File { path, cache: Mutex::new((Instant::now(), mtime, Arc::new(tokens))) })
     }
 
-    fn current(&self) -> Vec<String> {
+    fn current(&self) -> Arc<Vec<String>> {
         match self {
             Tokens::Inline(t) => t.clone(),
             Tokens::File { path, cache } => {
@@ -136,7 +137,7 @@ impl Tokens {
                         match read_tokens(path) {
                             Ok(t) => {
                                 c.1 = mtime;
-                                c.2 = t;
+                                c.2 = Arc::new(t);
                                 tracing::info!("bearertokenauth: {} changed; tokens reloaded", path.display());
                             }
                             Err(e) => tracing::warn!("{e}; the previous tokens stay in use"),
@@ -195,7 +196,7 @@ impl ClientAuth for Bearer {
         _metadata: &openwit_core::Metadata,
         _tenant: &openwit_core::TenantId,
     ) -> Result<Vec<HeaderOp>, String> {
-        let token = self.tokens.current().into_iter().next().ok_or("bearertokenauth: no token")?;
+        let token = self.tokens.current().first().cloned().ok_or("bearertokenauth: no token")?;
         let text = if self.scheme.is_empty() { token } else { format!("{} {token}", self.scheme) };
         let mut v =
             HeaderValue::from_str(&text).map_err(|_| format!("{}: the token is not a valid header value", self.id))?;

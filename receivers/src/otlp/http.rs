@@ -122,6 +122,16 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
             return (StatusCode::UNSUPPORTED_MEDIA_TYPE, msg).into_response();
         }
     };
+    // Refused encodings are answered before the body is read.
+    if let Some(allowed) = &st.encodings {
+        let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let enc = encoding.trim().to_ascii_lowercase();
+        let enc = if enc == "identity" { String::new() } else { enc };
+        if !allowed.contains(&enc) {
+            let msg = format!("Content-Encoding {encoding:?} is not accepted here; accepted: {allowed:?}");
+            return status(format, StatusCode::BAD_REQUEST, msg);
+        }
+    }
     let identity = match super::ingest::authenticate(st.auth.as_ref(), &headers) {
         Ok(i) => i,
         Err(e) => return auth_refusal(format, e),
@@ -155,14 +165,6 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
         }
     };
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if let Some(allowed) = &st.encodings {
-        let enc = encoding.trim().to_ascii_lowercase();
-        let enc = if enc == "identity" { String::new() } else { enc };
-        if !allowed.contains(&enc) {
-            let msg = format!("Content-Encoding {encoding:?} is not accepted here; accepted: {allowed:?}");
-            return status(format, StatusCode::BAD_REQUEST, msg);
-        }
-    }
     let body = match decompress(encoding, raw, st.max_body) {
         Ok(b) => b,
         Err(Decompress::TooLarge) => {

@@ -256,9 +256,6 @@ enum Dest {
     Default,
 }
 
-/// The header OpenWit reads tenants from by default; `request[...]` falls back to the batch's tenant.
-const TENANT_HEADER: &str = "x-scope-orgid";
-
 fn request_matches(batch: &Batch, key: &str, value: &str, equal: bool) -> bool {
     let found: Vec<&str> = batch
         .metadata
@@ -267,8 +264,12 @@ fn request_matches(batch: &Batch, key: &str, value: &str, equal: bool) -> bool {
         .flat_map(|(_, v)| v.iter().map(String::as_str))
         .collect();
     let tenant = batch.tenant.as_str();
-    let values: Vec<&str> =
-        if found.is_empty() && key.eq_ignore_ascii_case(TENANT_HEADER) { vec![tenant] } else { found };
+    let values: Vec<&str> = if found.is_empty() && key.eq_ignore_ascii_case(openwit_core::tenant::DEFAULT_TENANT_HEADER)
+    {
+        vec![tenant]
+    } else {
+        found
+    };
     // As the Collector: the first value of the key is compared.
     let first = values.first().copied();
     if equal { first == Some(value) } else { first != Some(value) }

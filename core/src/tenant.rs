@@ -7,6 +7,9 @@ use std::sync::Arc;
 /// The longest tenant id accepted.
 pub const MAX_TENANT_LEN: usize = 64;
 
+/// The header (gRPC metadata key) tenants come from unless a receiver names another.
+pub const DEFAULT_TENANT_HEADER: &str = "X-Scope-OrgID";
+
 /// A validated tenant id: `[A-Za-z0-9_-]{1,64}`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(Arc<str>);
@@ -69,7 +72,7 @@ pub struct TenantConfig {
 
 impl Default for TenantConfig {
     fn default() -> Self {
-        TenantConfig { header: "X-Scope-OrgID".to_string(), default: "default".to_string() }
+        TenantConfig { header: DEFAULT_TENANT_HEADER.to_string(), default: "default".to_string() }
     }
 }
 

@@ -84,9 +84,6 @@ pub fn factory() -> Arc<dyn Factory<dyn Extension>> {
 
 struct Setter(Vec<HeaderConfig>);
 
-/// The header OpenWit reads tenants from by default: `from_context` falls back to the batch's tenant.
-const TENANT_KEY: &str = "x-scope-orgid";
-
 impl ClientAuth for Setter {
     fn headers(&self, metadata: &Metadata, tenant: &TenantId) -> Result<Vec<HeaderOp>, String> {
         let mut ops = Vec::new();
@@ -98,7 +95,10 @@ impl ClientAuth for Setter {
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case(ctx))
                     .and_then(|(_, v)| v.first().cloned())
-                    .or_else(|| ctx.eq_ignore_ascii_case(TENANT_KEY).then(|| tenant.as_str().to_string()))
+                    .or_else(|| {
+                        ctx.eq_ignore_ascii_case(openwit_core::tenant::DEFAULT_TENANT_HEADER)
+                            .then(|| tenant.as_str().to_string())
+                    })
                     .or_else(|| h.default_value.clone()),
                 (None, None) => None,
             };

@@ -87,6 +87,14 @@ pub struct Batch {
 #[derive(Clone, Debug, Default)]
 pub struct Columnar(Arc<OnceLock<Result<RecordBatch, ConversionError>>>);
 
+impl Columnar {
+    /// Rows already made, e.g. a filter's selection of the rows it was given (row `i` must be item `i`
+    /// of the batch it is put on).
+    pub fn ready(rows: RecordBatch) -> Columnar {
+        Columnar(Arc::new(OnceLock::from(Ok(rows))))
+    }
+}
+
 /// The items could not be made into Arrow rows (shared by the copies of the batch that asked).
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("cannot convert the batch to Arrow: {0}")]

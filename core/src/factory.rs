@@ -80,32 +80,54 @@ pub trait Factory<C: ?Sized>: Send + Sync {
     fn reads_columnar(&self) -> bool {
         false
     }
+    /// For processors: whether the component passes on a batch's Arrow rows made before it, kept
+    /// current (a filter selects the rows it keeps). A pipeline then converts before it, so that it
+    /// evaluates the rows.
+    fn keeps_columnar(&self) -> bool {
+        false
+    }
 }
 
 /// A factory whose components read Arrow rows (see `Factory::reads_columnar`).
 pub fn reading_columnar<C: ?Sized + 'static>(inner: Arc<dyn Factory<C>>) -> Arc<dyn Factory<C>> {
-    struct Columnar<C: ?Sized>(Arc<dyn Factory<C>>);
-    impl<C: ?Sized> Factory<C> for Columnar<C> {
-        fn type_name(&self) -> &'static str {
-            self.0.type_name()
-        }
-        fn aliases(&self) -> &'static [&'static str] {
-            self.0.aliases()
-        }
-        fn signals(&self) -> &'static [Signal] {
-            self.0.signals()
-        }
-        fn description(&self) -> &'static str {
-            self.0.description()
-        }
-        fn parse(&self, raw: &Value) -> Result<ParsedConfig<C>, ConfigIssue> {
-            self.0.parse(raw)
-        }
-        fn reads_columnar(&self) -> bool {
-            true
-        }
+    Arc::new(Columnar { inner, reads: true, keeps: false })
+}
+
+/// A processor factory whose components keep a batch's Arrow rows current (see
+/// `Factory::keeps_columnar`).
+pub fn keeping_columnar<C: ?Sized + 'static>(inner: Arc<dyn Factory<C>>) -> Arc<dyn Factory<C>> {
+    Arc::new(Columnar { inner, reads: false, keeps: true })
+}
+
+/// A factory with its Arrow flags set.
+struct Columnar<C: ?Sized> {
+    inner: Arc<dyn Factory<C>>,
+    reads: bool,
+    keeps: bool,
+}
+
+impl<C: ?Sized> Factory<C> for Columnar<C> {
+    fn type_name(&self) -> &'static str {
+        self.inner.type_name()
     }
-    Arc::new(Columnar(inner))
+    fn aliases(&self) -> &'static [&'static str] {
+        self.inner.aliases()
+    }
+    fn signals(&self) -> &'static [Signal] {
+        self.inner.signals()
+    }
+    fn description(&self) -> &'static str {
+        self.inner.description()
+    }
+    fn parse(&self, raw: &Value) -> Result<ParsedConfig<C>, ConfigIssue> {
+        self.inner.parse(raw)
+    }
+    fn reads_columnar(&self) -> bool {
+        self.reads
+    }
+    fn keeps_columnar(&self) -> bool {
+        self.keeps
+    }
 }
 
 /// A typed component config: serde does the shape (`deny_unknown_fields`, defaults), `validate` the rest.

@@ -132,18 +132,15 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
                 None => connector_inputs[&(id.clone(), spec.id.signal)].0.clone(),
             })
             .collect();
-        let columnar = spec.exporters.iter().any(|e| columnar_exporters.contains(e));
-        for (from_end, id) in spec.processors.iter().rev().enumerate() {
-            // Only the last processor converts to Arrow: rows made earlier would be remade after any
-            // processor that changes the items.
-            let penv = BuildEnv {
-                columnar_downstream: columnar && from_end == 0,
-                signal: Some(spec.id.signal),
-                ..env.clone()
-            };
+        // Only a processor followed by none but those that keep Arrow rows current (`filter`) converts:
+        // rows made earlier would be remade after any processor that changes the items.
+        let mut rows_survive = spec.exporters.iter().any(|e| columnar_exporters.contains(e));
+        for id in spec.processors.iter().rev() {
+            let penv = BuildEnv { columnar_downstream: rows_survive, signal: Some(spec.id.signal), ..env.clone() };
             // Each pipeline builds its own instance from the one parsed config (as in the Collector).
             let build = builder(&cfg.processors, id, &penv)
                 .with_context(|| format!("cannot build processor {id} for pipeline {}", spec.id))?;
+            rows_survive &= cfg.processors.iter().any(|r| &r.id == id && r.factory.keeps_columnar());
             let first = build().with_context(|| format!("processor {id} in pipeline {}", spec.id))?;
             if let Some(gate) = first.admission() {
                 // Through connectors, the gate reaches the receivers that feed this pipeline.

@@ -11,17 +11,27 @@
 //!   logs:    {log_record: ['severity_number < SEVERITY_NUMBER_WARN']}
 //! ```
 //!
+//! A batch that already has its Arrow rows (after `batch`, in a pipeline storing Parquet) is evaluated
+//! a column at a time when every condition of its context has a column form (`ottl::columns`), and
+//! keeps its rows, filtered, so the exporter does not convert again; other batches are evaluated per
+//! item. Both give the same answer. Counted in
+//! `openwit_processor_filter_evaluated_items_total{processor,evaluation="columns"|"items"}`.
+//!
 //! `error_mode`: `propagate` (the Collector's default: a condition that fails on an item fails the
 //! whole batch, which is then kept in the WAL and marked failed with the error), `ignore` (the condition
 //! counts as false and the error is logged), `silent` (the same, not logged).
 
 use crate::ottl::ErrorMode;
+use crate::ottl::columns::ColumnCondition;
 use crate::ottl::paths::Context;
 use crate::ottl::program::{Condition, condition};
 use crate::ottl::walk::visit;
+use arrow::array::BooleanArray;
+use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use openwit_core::factory::{ComponentConfig, typed};
-use openwit_core::telemetry::{SignalCounters, dropped_items};
+use openwit_core::batch::Columnar;
+use openwit_core::factory::{ComponentConfig, keeping_columnar, typed};
+use openwit_core::telemetry::{Counter, SignalCounters, dropped_items, labels};
 use openwit_core::{Batch, BuildEnv, ComponentId, ConfigIssue, Factory, Fanout, Processor, Signal, Verdict};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -65,6 +75,14 @@ struct Conditions {
     metric: Vec<Condition>,
     datapoint: Vec<Condition>,
     log: Vec<Condition>,
+    /// The log and span conditions for Arrow rows, when every one of them has a column form (and, for
+    /// spans, no `spanevent` condition changes the events the rows hold).
+    columns_log: Option<Vec<ColumnCondition>>,
+    columns_span: Option<Vec<ColumnCondition>>,
+}
+
+fn for_columns(conds: &[Condition], ctx: Context) -> Option<Vec<ColumnCondition>> {
+    conds.iter().map(|c| ColumnCondition::compile(c, ctx)).collect()
 }
 
 fn compile_all(list: &[String], ctx: Context, path: &str) -> Result<Vec<Condition>, ConfigIssue> {
@@ -76,12 +94,17 @@ fn compile_all(list: &[String], ctx: Context, path: &str) -> Result<Vec<Conditio
 
 impl FilterConfig {
     fn compile(&self) -> Result<Conditions, ConfigIssue> {
+        let span = compile_all(&self.traces.span, Context::Span, "traces.span")?;
+        let spanevent = compile_all(&self.traces.spanevent, Context::SpanEvent, "traces.spanevent")?;
+        let log = compile_all(&self.logs.log_record, Context::Log, "logs.log_record")?;
         Ok(Conditions {
-            span: compile_all(&self.traces.span, Context::Span, "traces.span")?,
-            spanevent: compile_all(&self.traces.spanevent, Context::SpanEvent, "traces.spanevent")?,
+            columns_log: for_columns(&log, Context::Log),
+            columns_span: if spanevent.is_empty() { for_columns(&span, Context::Span) } else { None },
+            span,
+            spanevent,
             metric: compile_all(&self.metrics.metric, Context::Metric, "metrics.metric")?,
             datapoint: compile_all(&self.metrics.datapoint, Context::DataPoint, "metrics.datapoint")?,
-            log: compile_all(&self.logs.log_record, Context::Log, "logs.log_record")?,
+            log,
         })
     }
 }
@@ -93,21 +116,30 @@ impl ComponentConfig for FilterConfig {
 }
 
 pub fn factory() -> Arc<dyn Factory<dyn Processor>> {
-    typed::<FilterConfig, dyn Processor>(
+    keeping_columnar(typed::<FilterConfig, dyn Processor>(
         "filter",
         &[],
         &Signal::ALL,
         "drops spans, metrics, data points or log records that match OTTL conditions",
         |id: &ComponentId, cfg: &FilterConfig, env: &BuildEnv| {
             let conditions = cfg.compile().map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.message))?;
+            let evaluated = env.telemetry.counters(
+                "openwit_processor_filter_evaluated_items",
+                "Items a filter evaluated, a column at a time over Arrow rows or per item",
+            );
+            let by = |how: &str| {
+                evaluated.get_or_create(&labels(&[("processor", &id.to_string()), ("evaluation", how)])).clone()
+            };
             Ok(Box::new(FilterProcessor {
                 id: id.to_string(),
                 conditions,
                 error_mode: cfg.error_mode,
                 dropped: dropped_items(&env.telemetry, &id.to_string()),
+                by_columns: by("columns"),
+                by_items: by("items"),
             }))
         },
-    )
+    ))
 }
 
 struct FilterProcessor {
@@ -115,9 +147,43 @@ struct FilterProcessor {
     conditions: Conditions,
     error_mode: ErrorMode,
     dropped: SignalCounters,
+    by_columns: Counter,
+    by_items: Counter,
 }
 
 impl FilterProcessor {
+    /// The drop flags and the rows that remain, evaluated over the batch's Arrow rows; `None` when the
+    /// batch has none yet or a condition has no column form (then it is evaluated per item).
+    fn by_columns(&self, batch: &Batch) -> Option<(Vec<bool>, RecordBatch)> {
+        let conds = match batch.signal() {
+            Signal::Logs => self.conditions.columns_log.as_ref()?,
+            Signal::Traces => self.conditions.columns_span.as_ref()?,
+            Signal::Metrics => return None,
+        };
+        if !batch.is_converted() {
+            return None;
+        }
+        let rows = batch.columnar().ok()?;
+        let mut drop = vec![false; rows.num_rows()];
+        for c in conds {
+            match c.eval(rows) {
+                Ok(flags) => drop.iter_mut().zip(flags).for_each(|(d, f)| *d |= f),
+                Err(e) => {
+                    tracing::warn!(processor = %self.id, "evaluating per item: the Arrow rows do not fit: {e}");
+                    return None;
+                }
+            }
+        }
+        let keep = BooleanArray::from(drop.iter().map(|d| !d).collect::<Vec<_>>());
+        match arrow::compute::filter_record_batch(rows, &keep) {
+            Ok(kept) => Some((drop, kept)),
+            Err(e) => {
+                tracing::warn!(processor = %self.id, "evaluating per item: cannot filter the Arrow rows: {e}");
+                None
+            }
+        }
+    }
+
     /// Which items of `batch` match (to drop); `Err` with the first error under `propagate`.
     fn matches(&self, batch: &mut Batch) -> Result<Vec<bool>, String> {
         let mut first_error = None;
@@ -171,6 +237,20 @@ impl FilterProcessor {
 impl Processor for FilterProcessor {
     async fn run(&mut self, input: &mut mpsc::Receiver<Batch>, output: &Fanout) {
         while let Some(mut batch) = input.recv().await {
+            if let Some((drop, kept)) = self.by_columns(&batch) {
+                self.by_columns.inc_by(drop.len() as u64);
+                if drop.iter().any(|d| *d) {
+                    let keep: Vec<bool> = drop.iter().map(|d| !d).collect();
+                    batch.drop_items(&keep, &self.dropped);
+                    // Row i of `kept` is item i of what remains: the exporter reads it as is.
+                    batch.columnar = Columnar::ready(kept);
+                }
+                if !crate::pass_on(batch, output).await {
+                    return;
+                }
+                continue;
+            }
+            self.by_items.inc_by(batch.item_count() as u64);
             match self.matches(&mut batch) {
                 Ok(drop) if drop.iter().any(|d| *d) => {
                     let keep: Vec<bool> = drop.iter().map(|d| !d).collect();
@@ -209,7 +289,25 @@ mod tests {
             conditions: c.compile().unwrap(),
             error_mode: c.error_mode,
             dropped: dropped_items(&Default::default(), "filter"),
+            by_columns: Counter::default(),
+            by_items: Counter::default(),
         }
+    }
+
+    /// Runs `p` over `batches`; returns what came out and the processor (for its counters).
+    async fn run(mut p: FilterProcessor, batches: Vec<Batch>) -> (Vec<Batch>, FilterProcessor) {
+        let (in_tx, mut in_rx) = mpsc::channel(10);
+        let (out_tx, mut out_rx) = mpsc::channel(10);
+        for b in batches {
+            in_tx.send(b).await.unwrap();
+        }
+        drop(in_tx);
+        p.run(&mut in_rx, &Fanout::new(vec![out_tx])).await;
+        let mut out = Vec::new();
+        while let Ok(b) = out_rx.try_recv() {
+            out.push(b);
+        }
+        (out, p)
     }
 
     fn logs(records: &[(&str, i32)]) -> Batch {
@@ -244,6 +342,43 @@ mod tests {
         );
         let mut b = logs(&[("a", 9), ("health ok", 17), ("b", 17), ("c", 13)]);
         assert_eq!(p.matches(&mut b).unwrap(), [true, true, false, false]);
+    }
+
+    #[tokio::test]
+    async fn batches_with_arrow_rows_are_filtered_a_column_at_a_time_and_keep_their_rows() {
+        let p = processor(
+            r#"{logs: {log_record: ['severity_number < SEVERITY_NUMBER_WARN', 'IsMatch(body, "^health")']}}"#,
+        );
+        let converted = logs(&[("a", 9), ("health ok", 17), ("b", 17), ("c", 13)]);
+        converted.columnar().unwrap();
+        let plain = logs(&[("a", 9), ("b", 17)]);
+        let (out, p) = run(p, vec![converted, plain]).await;
+        assert_eq!((p.by_columns.get(), p.by_items.get()), (4, 2), "the converted batch went by columns");
+        assert!(out[0].is_converted(), "the kept rows go on with the batch: no second conversion");
+        let rows = out[0].columnar().unwrap().clone();
+        let fresh = openwit_core::columnar::to_record_batch("t", &out[0].payload).unwrap();
+        assert_eq!(rows, fresh, "the rows are exactly the items that remain");
+        let bodies = |b: &Batch| -> Vec<String> {
+            let Payload::Logs(r) = &b.payload else { unreachable!() };
+            r.resource_logs[0].scope_logs[0]
+                .log_records
+                .iter()
+                .map(|l| crate::value::as_string(l.body.as_ref().unwrap()))
+                .collect()
+        };
+        assert_eq!(bodies(&out[0]), ["b", "c"]);
+        assert_eq!(bodies(&out[1]), ["b"], "the other went per item, with the same answer");
+    }
+
+    #[tokio::test]
+    async fn a_condition_without_a_column_form_sends_every_batch_per_item() {
+        let p = processor(r#"{logs: {log_record: ['severity_number < 10', 'Len(body) > 5']}}"#);
+        let b = logs(&[("a", 9), ("health ok", 17), ("b", 17)]);
+        b.columnar().unwrap();
+        let (out, p) = run(p, vec![b]).await;
+        assert_eq!((p.by_columns.get(), p.by_items.get()), (0, 3));
+        assert_eq!(out[0].item_count(), 1);
+        assert!(!out[0].is_converted(), "rows made before the change are not passed on as if current");
     }
 
     #[test]

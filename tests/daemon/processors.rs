@@ -342,3 +342,54 @@ service:
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// After `batch` in a pipeline storing Parquet, batches carry their Arrow rows: `filter` evaluates them a
+/// column at a time and stores what the per-item evaluation stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_after_batch_evaluates_arrow_rows_a_column_at_a_time() {
+    let api = free_port();
+    let config = r#"
+processors:
+  filter:
+    traces:
+      span: ['attributes["http.route"] == "/health"']
+    logs:
+      log_record: ['severity_number < SEVERITY_NUMBER_WARN or IsMatch(body, "^cache")']
+  batch:
+    timeout: 50ms
+exporters:
+  parquet:
+    rotation:
+      max_age: 300ms
+extensions:
+  query:
+    endpoint: 127.0.0.1:{api}
+service:
+  extensions: [health_check, query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch, filter]
+      exporters: [parquet]
+    logs:
+      receivers: [otlp]
+      processors: [batch, filter]
+      exporters: [parquet]
+"#
+    .replace("{api}", &api.to_string());
+    let d = Daemon::start_on_base(&[&config]).await;
+    let url = d.http_url("");
+    tokio::task::spawn_blocking(move || send_mixed_with_sdk(url, 3, 2)).await.unwrap();
+
+    let spans = rows(api, "SELECT name, attr(attributes, 'http.route') AS route FROM spans").await;
+    assert_eq!(spans, json!([{"name": "checkout", "route": "/cart"}, {"name": "checkout", "route": "/cart"}]));
+    let logs = rows(api, "SELECT body FROM logs").await;
+    assert_eq!(logs, json!([{"body": "payment failed user=alice@example.com"}]), "{}", d.logs());
+    assert_eq!(d.metric_sum("openwit_processor_dropped_spans_total{processor=\"filter\"}").await, 3.0);
+    assert_eq!(d.metric_sum("openwit_processor_dropped_log_records_total{processor=\"filter\"}").await, 1.0);
+    let by = |how: &str| {
+        format!("openwit_processor_filter_evaluated_items_total{{processor=\"filter\",evaluation=\"{how}\"}}")
+    };
+    assert_eq!(d.metric_sum(&by("columns")).await, 7.0, "every item went by columns");
+    assert_eq!(d.metric_sum(&by("items")).await, 0.0);
+}

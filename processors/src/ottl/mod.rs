@@ -3,9 +3,11 @@
 //!
 //! `lexer` and `parser` turn text into `ast`; `program` binds it to a context (`paths`) and to the
 //! functions OpenWit has (`functions`), so that an unknown path or function is refused at start; `val`
-//! holds the values it computes with. `docs/ottl.md` lists what exists.
+//! holds the values it computes with; `columns` evaluates conditions a column at a time over
+//! a batch's Arrow rows. `docs/ottl.md` lists what exists.
 
 pub mod ast;
+pub mod columns;
 pub mod functions;
 pub mod lexer;
 pub mod parser;

@@ -235,6 +235,11 @@ impl CBool {
 }
 
 impl Condition {
+    /// The compiled tree, for the column evaluator (`super::columns`).
+    pub(crate) fn tree(&self) -> &CBool {
+        &self.0
+    }
+
     pub fn eval(&self, item: &mut Item) -> Result<bool, String> {
         self.0.eval(item)
     }

@@ -79,7 +79,6 @@ impl Val {
 
 /// `a op b` with OTTL's rules.
 pub fn compare(a: &Val, op: super::ast::CmpOp, b: &Val) -> bool {
-    use super::ast::CmpOp::*;
     let ord = match (a, b) {
         (Val::Nil, Val::Nil) => Some(Ordering::Equal),
         (Val::Int(x), Val::Int(y)) => Some(x.cmp(y)),
@@ -96,6 +95,12 @@ pub fn compare(a: &Val, op: super::ast::CmpOp, b: &Val) -> bool {
         (Val::List(x), Val::List(y)) => return eq_only(x == y, op),
         _ => None,
     };
+    ordered(ord, op)
+}
+
+/// Whether an ordering (`None`: the values are not comparable) satisfies `op`.
+pub fn ordered(ord: Option<Ordering>, op: super::ast::CmpOp) -> bool {
+    use super::ast::CmpOp::*;
     match (ord, op) {
         (Some(o), Eq) => o == Ordering::Equal,
         (Some(o), Ne) => o != Ordering::Equal,

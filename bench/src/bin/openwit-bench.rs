@@ -46,7 +46,9 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
     /// Only the processor cost: logs over gRPC through `batch` alone, with a `filter` dropping ~97 %
-    /// of them, and with a `transform` setting and deleting attributes (all to `nop`, WAL fsyncing).
+    /// of them, and with a `transform` setting and deleting attributes (all to `nop`, WAL fsyncing);
+    /// then storing Parquet: `batch` alone, `filter` before `batch` (per item) and after it (over the
+    /// batch's Arrow rows).
     #[arg(long)]
     processors: bool,
 }
@@ -299,7 +301,14 @@ async fn main() -> anyhow::Result<()> {
         let requests = Arc::new(load::encode_requests(signal, cli.seed, 64, cli.items_per_request));
         let scenario = format!("{signal:?} over {transport:?}").to_lowercase();
         let mut targets: Vec<&str> = if cli.processors {
-            vec!["openwit", "openwit + filter", "openwit + transform"]
+            vec![
+                "openwit",
+                "openwit + filter",
+                "openwit + transform",
+                "openwit + parquet",
+                "parquet, filter → batch",
+                "parquet, batch → filter",
+            ]
         } else {
             vec!["openwit", "openwit (fsync off)", "openwit + parquet"]
         };
@@ -318,6 +327,12 @@ async fn main() -> anyhow::Result<()> {
                 }
                 ("openwit + transform", _) => {
                     start_openwit(&cli.openwit, "openwit + transform", true, false, "transform, batch")?
+                }
+                ("parquet, filter → batch", _) => {
+                    start_openwit(&cli.openwit, "parquet, filter → batch", true, true, "filter, batch")?
+                }
+                ("parquet, batch → filter", _) => {
+                    start_openwit(&cli.openwit, "parquet, batch → filter", true, true, "batch, filter")?
                 }
                 _ => start_openwit(&cli.openwit, "openwit", true, false, "batch")?,
             };
@@ -344,7 +359,7 @@ async fn main() -> anyhow::Result<()> {
             // Let batches still held by the target be handled, on both targets alike; with Parquet,
             // until every file is finalized and stored (rotation after 1 s).
             tokio::time::sleep(Duration::from_millis(300)).await;
-            if name == "openwit + parquet" {
+            if name.contains("parquet") {
                 settle_storage(&t._dir.path().join("data")).await;
             }
             let cpu = measure::cpu_seconds(pid)? - cpu0;
@@ -355,13 +370,23 @@ async fn main() -> anyhow::Result<()> {
             };
             eprintln!("{name:8} {scenario:18} {}", report.text());
             if let Some(port) = t.metrics
-                && name == "openwit + filter"
+                && name.contains("filter")
             {
                 let dropped = metric(port, "openwit_processor_dropped_log_records_total{processor=\"filter\"}")
                     .await
                     .unwrap_or(0.0);
                 let sent = (plan.total_items.unwrap_or(0) + (cli.items / 20).max(cli.items_per_request as u64)) as f64;
-                eprintln!("         filter dropped {:.1} % of the log records sent", 100.0 * dropped / sent);
+                let by_columns = metric(
+                    port,
+                    "openwit_processor_filter_evaluated_items_total{processor=\"filter\",evaluation=\"columns\"}",
+                )
+                .await
+                .unwrap_or(0.0);
+                eprintln!(
+                    "         filter dropped {:.1} % of the log records sent; {:.0} % evaluated over Arrow rows",
+                    100.0 * dropped / sent,
+                    100.0 * by_columns / sent
+                );
             }
             rows.push(Row {
                 target: name.to_string(),
@@ -445,6 +470,14 @@ fn markdown(r: &Results) -> String {
             p,
             "openwit",
             &format!("{p}, CPU per item ÷ the same pipeline without it (batch only)"),
+        ));
+    }
+    for p in ["parquet, filter → batch", "parquet, batch → filter"] {
+        s.push_str(&ratio_table(
+            r,
+            p,
+            "openwit + parquet",
+            &format!("storing Parquet, {p}: CPU per item ÷ the same pipeline without the filter"),
         ));
     }
     if !r.footprint.is_empty() {

@@ -107,8 +107,8 @@ async fn server_keys_of_the_collector_apply_or_are_refused_with_the_reason() {
     assert_eq!(d.metric_sum("openwit_wal_batches_total{outcome=\"written\"}").await, 3.0);
 
     for (key, words) in [
-        ("      http:\n        idle_timeout: 30s\n", "protocols.http.idle_timeout: is not supported yet"),
-        ("      http:\n        write_timeout: 30s\n", "does not bound response writes"),
+        ("      http:\n        idle_timeout: 0s\n", "protocols.http.idle_timeout: must be more than 0"),
+        ("      http:\n        write_timeout: 0s\n", "protocols.http.write_timeout: must be more than 0"),
         ("      http:\n        compression_algorithms: [snappy]\n", "\"snappy\" is not supported"),
         ("      grpc:\n        keepalive: {enforcement_policy: {min_time: 10s}}\n", "does not police client pings"),
         ("      grpc:\n        keepalive: {server_parameters: {max_connection_idle: 1m}}\n", "use max_connection_age"),
@@ -175,5 +175,37 @@ async fn slow_clients_are_cut_off_by_the_http_timeouts() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    assert_eq!(d.metric_sum("openwit_wal_batches_total{outcome=\"written\"}").await, 1.0);
+}
+
+/// `idle_timeout` closes a keep-alive connection once no request has come for that long; `write_timeout`
+/// (generous here) leaves ordinary requests alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = FILE_PIPELINES.replace(
+        "        endpoint: 127.0.0.1:{http}\n",
+        "        endpoint: 127.0.0.1:{http}\n        idle_timeout: 400ms\n        write_timeout: 10s\n",
+    );
+    let d = Daemon::start(&config).await;
+    let mut conn = tokio::net::TcpStream::connect(format!("127.0.0.1:{}", d.http)).await.unwrap();
+    let body = crate::harness::log_request("kept alive").encode_to_vec();
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = conn.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), conn.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection was not closed")
+        .unwrap();
+    let idle = started.elapsed();
+    assert!(idle >= std::time::Duration::from_millis(300), "closed too early: {idle:?}");
     assert_eq!(d.metric_sum("openwit_wal_batches_total{outcome=\"written\"}").await, 1.0);
 }

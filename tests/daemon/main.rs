@@ -16,6 +16,7 @@ mod connectors;
 mod crash;
 mod disk_faults;
 mod durability;
+mod exporters;
 mod forward;
 mod hostile;
 mod http_options;

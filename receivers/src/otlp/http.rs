@@ -89,10 +89,14 @@ pub async fn start(
         }));
     }
     let id = id.to_string();
-    let read_header_timeout = cfg.read_header_timeout;
+    let timeouts = openwit_core::http_server::Timeouts {
+        read_header: cfg.read_header_timeout,
+        write: cfg.write_timeout,
+        idle: cfg.idle_timeout,
+    };
     tracing::info!(receiver = %id, endpoint = %cfg.endpoint, tls = cfg.tls.is_some(), "OTLP/HTTP listening");
     Ok(tokio::spawn(async move {
-        openwit_core::http_server::serve(listener, app, read_header_timeout, shutdown).await;
+        openwit_core::http_server::serve(listener, app, timeouts, shutdown).await;
         tracing::debug!(receiver = %id, "OTLP/HTTP server stopped");
     }))
 }

@@ -130,9 +130,10 @@ pub struct HttpConfig {
     /// Time a request's headers may take to arrive; the connection is closed after it (slow clients).
     #[serde(with = "humantime_serde")]
     pub read_header_timeout: Option<Duration>,
-    /// Refused: OpenWit's HTTP server does not bound response writes or idle connections yet.
+    /// Time from a request's headers to its response; the connection is closed without one after it.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Option<Duration>,
+    /// A connection with no request in flight for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
 }
@@ -251,17 +252,12 @@ impl ComponentConfig for OtlpConfig {
                     ));
                 }
             }
-            for (set, key) in [(h.write_timeout.is_some(), "write_timeout"), (h.idle_timeout.is_some(), "idle_timeout")]
-            {
-                if set {
-                    return Err(ConfigIssue::new(
-                        format!("protocols.http.{key}"),
-                        "is not supported yet: OpenWit's HTTP server does not bound response writes or idle \
-                         connections (read_header_timeout and read_timeout are applied); remove it",
-                    ));
-                }
-            }
-            for (d, key) in [(h.read_timeout, "read_timeout"), (h.read_header_timeout, "read_header_timeout")] {
+            for (d, key) in [
+                (h.read_timeout, "read_timeout"),
+                (h.read_header_timeout, "read_header_timeout"),
+                (h.write_timeout, "write_timeout"),
+                (h.idle_timeout, "idle_timeout"),
+            ] {
                 if d.is_some_and(|d| d.is_zero()) {
                     return Err(ConfigIssue::new(format!("protocols.http.{key}"), "must be more than 0"));
                 }

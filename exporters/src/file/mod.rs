@@ -1,5 +1,8 @@
 //! The `file` exporter: appends each batch to a file, as OTLP/JSON lines or length-prefixed protobuf
-//! (the Collector's `file` exporter formats).
+//! (the Collector's `file` exporter formats); with `group_by`, one file per value of a resource
+//! attribute (`group_by`).
+
+mod group_by;
 
 use async_trait::async_trait;
 use openwit_core::factory::{ComponentConfig, typed};
@@ -39,7 +42,7 @@ pub struct FileConfig {
     pub flush_interval: Option<Duration>,
     /// Size-based rotation with numbered backups, as the Collector's (lumberjack).
     pub rotation: Option<Rotation>,
-    /// Refused when enabled: one file per resource attribute value is not supported yet.
+    /// One file per value of a resource attribute: `*` in `path` is replaced by the value.
     pub group_by: Option<GroupBy>,
 }
 
@@ -64,12 +67,20 @@ impl Default for Rotation {
 }
 
 /// `group_by`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GroupBy {
     pub enabled: bool,
+    /// The resource attribute whose (string) value replaces `*` in `path`.
     pub resource_attribute: String,
+    /// Files kept open at once; the least recently written is closed first.
     pub max_open_files: usize,
+}
+
+impl Default for GroupBy {
+    fn default() -> GroupBy {
+        GroupBy { enabled: false, resource_attribute: "fileexporter.path_segment".into(), max_open_files: 100 }
+    }
 }
 
 impl ComponentConfig for FileConfig {
@@ -89,12 +100,21 @@ impl ComponentConfig for FileConfig {
         if self.rotation.as_ref().is_some_and(|r| r.max_megabytes == 0) {
             return Err(ConfigIssue::new("rotation.max_megabytes", "must be at least 1"));
         }
-        if self.group_by.as_ref().is_some_and(|g| g.enabled) {
-            return Err(ConfigIssue::new(
-                "group_by",
-                "is not supported yet: OpenWit's file exporter writes one file; use a routing connector with one file \
-                 exporter per route",
-            ));
+        if let Some(g) = self.group_by.as_ref().filter(|g| g.enabled) {
+            let path = self.path.to_string_lossy();
+            let issue = |m: &str| Err(ConfigIssue::new("path", m));
+            if path.matches('*').count() != 1 {
+                return issue("must contain exactly one * when group_by is enabled (it is replaced by the value)");
+            }
+            if path.starts_with('*') {
+                return issue("must not start with * when group_by is enabled");
+            }
+            if g.resource_attribute.is_empty() {
+                return Err(ConfigIssue::new("group_by.resource_attribute", "must not be empty"));
+            }
+            if g.max_open_files == 0 {
+                return Err(ConfigIssue::new("group_by.max_open_files", "must be at least 1"));
+            }
         }
         Ok(())
     }
@@ -107,11 +127,14 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
         &[],
         &Signal::ALL,
         "writes telemetry to a file as OTLP/JSON lines or length-prefixed protobuf",
-        |_id: &ComponentId, cfg: &FileConfig, _env: &BuildEnv| {
+        |id: &ComponentId, cfg: &FileConfig, env: &BuildEnv| {
             let mut e = FileExporter::new(cfg.path.clone(), cfg.format, cfg.append);
             e.zstd = cfg.compression == "zstd";
             e.rotation = cfg.rotation.clone();
-            Ok(Box::new(e))
+            Ok(match cfg.group_by.as_ref().filter(|g| g.enabled) {
+                Some(g) => Box::new(group_by::GroupingExporter::new(e, g, &id.to_string(), &env.telemetry)),
+                None => Box::new(e),
+            })
         },
     )
 }
@@ -131,6 +154,11 @@ pub struct FileExporter {
 impl FileExporter {
     pub fn new(path: PathBuf, format: FileFormat, append: bool) -> FileExporter {
         FileExporter { path, format, append, zstd: false, rotation: None, file: None, size: 0 }
+    }
+
+    /// An exporter with these settings writing to another path (closed until the first write).
+    fn for_path(&self, path: PathBuf, append: bool) -> FileExporter {
+        FileExporter { path, append, rotation: self.rotation.clone(), file: None, size: 0, ..*self }
     }
 
     /// The record for one batch in the configured format.
@@ -340,7 +368,12 @@ mod tests {
     fn keys_the_exporter_cannot_apply_are_refused_with_the_reason() {
         let parse = |y: &str| -> FileConfig { serde_yaml_ng::from_str(y).unwrap() };
         assert_eq!(parse("path: x\ncompression: gzip").validate().unwrap_err().path, "compression");
-        assert_eq!(parse("path: x\ngroup_by: {enabled: true}").validate().unwrap_err().path, "group_by");
+        assert_eq!(parse("path: x\ngroup_by: {enabled: true}").validate().unwrap_err().path, "path");
+        assert_eq!(parse("path: '*/x'\ngroup_by: {enabled: true}").validate().unwrap_err().path, "path");
+        assert_eq!(parse("path: 'a/*/*'\ngroup_by: {enabled: true}").validate().unwrap_err().path, "path");
+        let bad = parse("path: 'a/*.json'\ngroup_by: {enabled: true, max_open_files: 0}").validate().unwrap_err();
+        assert_eq!(bad.path, "group_by.max_open_files");
+        assert!(parse("path: 'a/*.json'\ngroup_by: {enabled: true}").validate().is_ok());
         assert!(
             parse("path: x\nflush_interval: 1s\nrotation: {max_megabytes: 10}\ngroup_by: {enabled: false}")
                 .validate()

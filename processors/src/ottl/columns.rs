@@ -10,16 +10,15 @@
 //! `not`. None of these can fail on an item, so `error_mode` never comes into play. The unit tests
 //! check both evaluators agree on generated batches.
 
-use super::ast::{CmpOp, Key};
-use super::functions::Converter;
+use super::ast::Key;
+use super::leaf::{Cell, Test};
 use super::paths::{Bound, Context, Field};
-use super::program::{CBool, CExpr, Condition};
-use super::val::{Val, compare, ordered};
+use super::program::{CBool, Condition};
+use super::val::Val;
 use arrow::array::{Array, ArrayRef, AsArray, MapArray};
 use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use arrow::record_batch::RecordBatch;
 use openwit_core::attributes::{AttrType, decode_value};
-use regex::Regex;
 
 /// A condition compiled for Arrow rows of one table.
 #[derive(Clone, Debug)]
@@ -48,23 +47,6 @@ enum Source {
     Attr { map: &'static str, types: &'static str, key: String },
 }
 
-#[derive(Clone, Debug)]
-enum Test {
-    /// `value op literal`.
-    Cmp(CmpOp, Val),
-    IsMatch(Regex),
-    /// `IsString` … `IsList`.
-    Is(Converter),
-}
-
-/// One cell as a leaf sees it: borrowed where that is free, decoded only for rare types.
-enum Cell<'a> {
-    Nil,
-    Str(&'a str),
-    Int(i64),
-    Other(Val),
-}
-
 impl ColumnCondition {
     /// Compiles `c` (bound in `ctx`) for Arrow rows, or `None` when a part of it has no column form.
     pub fn compile(c: &Condition, ctx: Context) -> Option<ColumnCondition> {
@@ -84,38 +66,9 @@ fn node(b: &CBool, ctx: Context) -> Option<Node> {
         CBool::And(v) => Node::And(v.iter().map(|x| node(x, ctx)).collect::<Option<_>>()?),
         CBool::Not(x) => Node::Not(Box::new(node(x, ctx)?)),
         CBool::Const(c) => Node::Const(*c),
-        CBool::Compare(CExpr::Path(p), op, CExpr::Lit(v)) => Node::Leaf(source(p, ctx)?, Test::Cmp(*op, v.clone())),
-        CBool::Compare(CExpr::Lit(v), op, CExpr::Path(p)) => {
-            Node::Leaf(source(p, ctx)?, Test::Cmp(mirror(*op), v.clone()))
-        }
-        CBool::Call(CExpr::Call(c, args, keys)) if keys.is_empty() => match (c, args.as_slice()) {
-            (Converter::IsMatch, [CExpr::Path(p), CExpr::Lit(Val::Str(pattern))]) => {
-                Node::Leaf(source(p, ctx)?, Test::IsMatch(Regex::new(pattern).ok()?))
-            }
-            (
-                Converter::IsString
-                | Converter::IsInt
-                | Converter::IsDouble
-                | Converter::IsBool
-                | Converter::IsMap
-                | Converter::IsList,
-                [CExpr::Path(p)],
-            ) => Node::Leaf(source(p, ctx)?, Test::Is(*c)),
-            _ => return None,
-        },
+        CBool::Leaf(b, t) => Node::Leaf(source(b, ctx)?, t.clone()),
         _ => return None,
     })
-}
-
-/// `lit op path` as `path op' lit`.
-fn mirror(op: CmpOp) -> CmpOp {
-    match op {
-        CmpOp::Lt => CmpOp::Gt,
-        CmpOp::Le => CmpOp::Ge,
-        CmpOp::Gt => CmpOp::Lt,
-        CmpOp::Ge => CmpOp::Le,
-        other => other,
-    }
 }
 
 /// The column a bound path reads in the table of `ctx` (logs or spans).
@@ -247,49 +200,10 @@ fn typed_cell(text: &str, code: u8) -> Result<Cell<'_>, String> {
     })
 }
 
-impl Test {
-    fn on(&self, cell: Cell) -> bool {
-        match self {
-            Test::Cmp(op, lit) => match (&cell, lit) {
-                (Cell::Str(s), Val::Str(l)) => ordered(Some((*s).cmp(l.as_str())), *op),
-                (Cell::Int(x), Val::Int(y)) => ordered(Some(x.cmp(y)), *op),
-                _ => compare(&cell.into_val(), *op, lit),
-            },
-            Test::IsMatch(re) => match cell {
-                Cell::Str(s) => re.is_match(s),
-                Cell::Nil => false,
-                other => match other.into_val() {
-                    Val::Nil => false,
-                    v => re.is_match(&v.to_text()),
-                },
-            },
-            Test::Is(c) => {
-                let v = match cell {
-                    // The type is all these tests read: no need to copy the text.
-                    Cell::Str(_) => Val::Str(String::new()),
-                    other => other.into_val(),
-                };
-                matches!(super::functions::call(*c, vec![v]), Ok(Val::Bool(true)))
-            }
-        }
-    }
-}
-
-impl Cell<'_> {
-    fn into_val(self) -> Val {
-        match self {
-            Cell::Nil => Val::Nil,
-            Cell::Str(s) => Val::Str(s.to_string()),
-            Cell::Int(i) => Val::Int(i),
-            Cell::Other(v) => v,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ottl::program::condition;
+    use crate::ottl::program::{condition, condition_without_leaves};
     use crate::ottl::walk::visit;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -466,7 +380,8 @@ mod tests {
             .prop_map(|resource_spans| Payload::Traces(ExportTraceServiceRequest { resource_spans }))
     }
 
-    /// Both evaluators on the same payload, for each condition.
+    /// The three evaluations on the same payload, for each condition: by columns, per item, and per item
+    /// without `leaf` tests.
     fn agree(payload: &Payload, ctx: Context, conditions: &[&str]) -> Result<(), TestCaseError> {
         let rows = openwit_core::columnar::to_record_batch("t", payload).unwrap();
         for text in conditions {
@@ -476,7 +391,11 @@ mod tests {
                 .eval(&rows)
                 .unwrap();
             let by_item = visit(&mut payload.clone(), ctx, |item| c.eval(item).unwrap());
-            prop_assert_eq!(by_column, by_item, "{}", text);
+            prop_assert_eq!(&by_column, &by_item, "{}", text);
+            // And the tests that read values in place agree with the general evaluation.
+            let general = condition_without_leaves(text, ctx).unwrap();
+            let by_general = visit(&mut payload.clone(), ctx, |item| general.eval(item).unwrap());
+            prop_assert_eq!(&by_item, &by_general, "{} (general)", text);
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 pub mod ast;
 pub mod columns;
 pub mod functions;
+pub mod leaf;
 pub mod lexer;
 pub mod parser;
 pub mod paths;

@@ -20,6 +20,7 @@
 //!   (read only)
 
 use super::ast::{Key, Path};
+use super::leaf::Cell;
 use super::val::Val;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -371,6 +372,40 @@ impl Item<'_> {
             return get_keys(Val::from_any(l.body.as_ref()), &b.keys);
         }
         self.get_plain(b.field)
+    }
+
+    /// Reads a bound path for a test, borrowing strings where the item holds them (`leaf`): the same
+    /// value `get` returns, without the copy.
+    pub fn peek(&mut self, b: &Bound) -> Cell<'_> {
+        if let [Key::Str(k)] = b.keys.as_slice()
+            && self.map_mut(b.field).is_some()
+        {
+            let map = self.map_mut(b.field).expect("checked above");
+            return Cell::of_any(crate::value::get(map, k));
+        }
+        if !b.keys.is_empty() {
+            return Cell::Other(self.get(b));
+        }
+        // Asked twice so that the borrow returned is not held over the fallback (a borrow-checker limit).
+        if self.borrowed(b.field).is_some() {
+            return self.borrowed(b.field).expect("checked above");
+        }
+        Cell::Other(self.get(b))
+    }
+
+    /// The plain fields `peek` can lend as they are.
+    fn borrowed(&self, field: Field) -> Option<Cell<'_>> {
+        Some(match (field, &self.own) {
+            (Field::Body, Own::Log(l)) => Cell::of_any(l.body.as_ref()),
+            (Field::SeverityText, Own::Log(l)) => Cell::Str(&l.severity_text),
+            (Field::EventName, Own::Log(l)) => Cell::Str(&l.event_name),
+            (Field::Name, Own::Span(s)) => Cell::Str(&s.name),
+            (Field::Name, Own::Metric(m)) => Cell::Str(&m.name),
+            (Field::SpanEventName, Own::Event(e, _)) => Cell::Str(&e.name),
+            (Field::MetricName, Own::Point(_, info)) => Cell::Str(&info.name),
+            (Field::ScopeName, _) => Cell::Str(&self.scope.name),
+            _ => return None,
+        })
     }
 
     fn get_plain(&self, field: Field) -> Val {

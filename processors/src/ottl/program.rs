@@ -4,6 +4,7 @@
 
 use super::ast::{Arg, BoolExpr, Call, CmpOp, Expr, Key, MathOp, Statement};
 use super::functions::{self, Converter, Editor};
+use super::leaf::{Test, leaf};
 use super::paths::{Bound, Context, Item, bind, get_keys};
 use super::val::{Val, compare};
 
@@ -26,6 +27,8 @@ pub enum CBool {
     Const(bool),
     Call(CExpr),
     Compare(CExpr, CmpOp, CExpr),
+    /// One path against literals, read in place (`leaf`).
+    Leaf(Bound, Test),
 }
 
 /// A condition (`filter`, `where`, `conditions`).
@@ -113,13 +116,29 @@ fn order_args<'a>(call: &'a Call, params: &[(&str, bool)]) -> Result<Vec<Option<
 }
 
 fn bool_expr(b: &BoolExpr, ctx: Context) -> Result<CBool, String> {
-    Ok(match b {
-        BoolExpr::Or(v) => CBool::Or(v.iter().map(|x| bool_expr(x, ctx)).collect::<Result<_, _>>()?),
-        BoolExpr::And(v) => CBool::And(v.iter().map(|x| bool_expr(x, ctx)).collect::<Result<_, _>>()?),
-        BoolExpr::Not(x) => CBool::Not(Box::new(bool_expr(x, ctx)?)),
+    bool_expr_with(b, ctx, true)
+}
+
+/// A condition compiled without `leaf` tests: every comparison and call evaluated the general way.
+/// The tests check the leaves give the same answers.
+#[cfg(test)]
+pub(crate) fn condition_without_leaves(text: &str, ctx: Context) -> Result<Condition, String> {
+    Ok(Condition(bool_expr_with(&super::parser::condition(text)?, ctx, false)?))
+}
+
+fn bool_expr_with(b: &BoolExpr, ctx: Context, leaves: bool) -> Result<CBool, String> {
+    let sub = |x: &BoolExpr| bool_expr_with(x, ctx, leaves);
+    let c = match b {
+        BoolExpr::Or(v) => CBool::Or(v.iter().map(sub).collect::<Result<_, _>>()?),
+        BoolExpr::And(v) => CBool::And(v.iter().map(sub).collect::<Result<_, _>>()?),
+        BoolExpr::Not(x) => CBool::Not(Box::new(sub(x)?)),
         BoolExpr::Const(c) => CBool::Const(*c),
         BoolExpr::Converter(call, keys) => CBool::Call(converter(call, keys, ctx)?),
         BoolExpr::Compare(l, op, r) => CBool::Compare(expr(l, ctx)?, *op, expr(r, ctx)?),
+    };
+    Ok(match leaf(&c).filter(|_| leaves) {
+        Some((path, test)) => CBool::Leaf(path.clone(), test),
+        None => c,
     })
 }
 
@@ -230,6 +249,7 @@ impl CBool {
                 other => return Err(format!("a condition must be a bool, got {}", other.kind())),
             },
             CBool::Compare(l, op, r) => compare(&l.eval(item)?, *op, &r.eval(item)?),
+            CBool::Leaf(path, test) => test.on(item.peek(path)),
         })
     }
 }

@@ -5,6 +5,7 @@
 use super::paths::{Bound, Item};
 use super::val::Val;
 use crate::value;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use regex::Regex;
 use sha2::Digest;
 
@@ -456,14 +457,47 @@ fn glob(pattern: &str, s: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+/// Runs `f` on the map `target` names: in place when it is an attribute map itself (no copy per item),
+/// otherwise (a map inside a value) on a copy written back. Nothing happens when there is no map there.
+fn with_map(
+    item: &mut Item,
+    target: &Bound,
+    f: impl FnOnce(&mut Vec<KeyValue>) -> Result<(), String>,
+) -> Result<(), String> {
+    map_edit(item, target, false, f)
+}
+
+/// `with_map`, starting from an empty map where there is none.
+fn with_map_or_new(
+    item: &mut Item,
+    target: &Bound,
+    f: impl FnOnce(&mut Vec<KeyValue>) -> Result<(), String>,
+) -> Result<(), String> {
+    map_edit(item, target, true, f)
+}
+
+fn map_edit(
+    item: &mut Item,
+    target: &Bound,
+    create: bool,
+    f: impl FnOnce(&mut Vec<KeyValue>) -> Result<(), String>,
+) -> Result<(), String> {
+    if target.keys.is_empty() && item.map_mut(target.field).is_some() {
+        return f(item.map_mut(target.field).expect("checked above"));
+    }
+    let mut m = match item.get(target) {
+        Val::Map(m) => m,
+        Val::Nil if create => Vec::new(),
+        Val::Nil => return Ok(()),
+        other => return Err(format!("the target must be a map, got {}", other.kind())),
+    };
+    f(&mut m)?;
+    item.set(target, Val::Map(m))
+}
+
 /// Runs an editor on `item`'s `target`.
 pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Vec<Val>) -> Result<(), String> {
     let target = target.expect("every editor has a target");
-    let map = |item: &mut Item| match item.get(target) {
-        Val::Map(m) => Ok(Some(m)),
-        Val::Nil => Ok(None),
-        other => Err(format!("the target must be a map, got {}", other.kind())),
-    };
     match e {
         Editor::Set => item.set(target, a.into_iter().next().unwrap_or(Val::Nil)),
         Editor::DeleteKey
@@ -471,47 +505,47 @@ pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Vec<Val>) -> 
         | Editor::KeepKeys
         | Editor::KeepMatchingKeys
         | Editor::Limit => {
-            let Some(mut m) = map(item)? else { return Ok(()) };
-            match e {
-                Editor::DeleteKey => {
-                    value::remove(&mut m, &text(&a[0], "key")?);
-                }
-                Editor::DeleteMatchingKeys => {
-                    let re = regex(&a[0], "pattern")?;
-                    m.retain(|kv| !re.is_match(&kv.key));
-                }
-                Editor::KeepKeys => {
-                    let Val::List(keys) = &a[0] else { return Err("keep_keys: keys must be a list".into()) };
-                    let keys: Vec<String> = keys.iter().map(|k| Val::from_any(Some(k)).to_text()).collect();
-                    m.retain(|kv| keys.contains(&kv.key));
-                }
-                Editor::KeepMatchingKeys => {
-                    let re = regex(&a[0], "pattern")?;
-                    m.retain(|kv| re.is_match(&kv.key));
-                }
-                _ => {
-                    let limit = usize::try_from(int(&a[0], "limit")?).map_err(|_| "limit: must not be negative")?;
-                    let priority: Vec<String> = match &a[1] {
-                        Val::List(l) => l.iter().map(|k| Val::from_any(Some(k)).to_text()).collect(),
-                        _ => Vec::new(),
-                    };
-                    if m.len() > limit {
-                        // Priority keys first, then the others in order, up to the limit.
-                        let (mut keep, rest): (Vec<_>, Vec<_>) =
-                            m.into_iter().partition(|kv| priority.contains(&kv.key));
-                        keep.truncate(limit);
-                        let room = limit - keep.len();
-                        keep.extend(rest.into_iter().take(room));
-                        m = keep;
+            with_map(item, target, |m| {
+                match e {
+                    Editor::DeleteKey => {
+                        value::remove(m, &text(&a[0], "key")?);
+                    }
+                    Editor::DeleteMatchingKeys => {
+                        let re = regex(&a[0], "pattern")?;
+                        m.retain(|kv| !re.is_match(&kv.key));
+                    }
+                    Editor::KeepKeys => {
+                        let Val::List(keys) = &a[0] else { return Err("keep_keys: keys must be a list".into()) };
+                        let keys: Vec<String> = keys.iter().map(|k| Val::from_any(Some(k)).to_text()).collect();
+                        m.retain(|kv| keys.contains(&kv.key));
+                    }
+                    Editor::KeepMatchingKeys => {
+                        let re = regex(&a[0], "pattern")?;
+                        m.retain(|kv| re.is_match(&kv.key));
+                    }
+                    _ => {
+                        let limit = usize::try_from(int(&a[0], "limit")?).map_err(|_| "limit: must not be negative")?;
+                        let priority: Vec<String> = match &a[1] {
+                            Val::List(l) => l.iter().map(|k| Val::from_any(Some(k)).to_text()).collect(),
+                            _ => Vec::new(),
+                        };
+                        if m.len() > limit {
+                            // Priority keys first, then the others in order, up to the limit.
+                            let (mut keep, rest): (Vec<_>, Vec<_>) =
+                                std::mem::take(m).into_iter().partition(|kv| priority.contains(&kv.key));
+                            keep.truncate(limit);
+                            let room = limit - keep.len();
+                            keep.extend(rest.into_iter().take(room));
+                            *m = keep;
+                        }
                     }
                 }
-            }
-            item.set(target, Val::Map(m))
+                Ok(())
+            })
         }
-        Editor::TruncateAll => {
-            let Some(mut m) = map(item)? else { return Ok(()) };
+        Editor::TruncateAll => with_map(item, target, |m| {
             let limit = usize::try_from(int(&a[0], "limit")?).map_err(|_| "limit: must not be negative")?;
-            for kv in &mut m {
+            for kv in m.iter_mut() {
                 if let Some(opentelemetry_proto::tonic::common::v1::AnyValue {
                     value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)),
                 }) = &mut kv.value
@@ -524,8 +558,8 @@ pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Vec<Val>) -> 
                     s.truncate(end);
                 }
             }
-            item.set(target, Val::Map(m))
-        }
+            Ok(())
+        }),
         Editor::ReplacePattern => {
             let Val::Str(s) = item.get(target) else { return Ok(()) };
             let out = replace(&regex(&a[0], "regex")?, &s, &text(&a[1], "replacement")?);
@@ -539,11 +573,10 @@ pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Vec<Val>) -> 
                 Ok(())
             }
         }
-        Editor::ReplaceAllPatterns | Editor::ReplaceAllMatches => {
-            let Some(mut m) = map(item)? else { return Ok(()) };
+        Editor::ReplaceAllPatterns | Editor::ReplaceAllMatches => with_map(item, target, |m| {
             if e == Editor::ReplaceAllMatches {
                 let (pattern, with) = (text(&a[0], "pattern")?, text(&a[1], "replacement")?);
-                for kv in &mut m {
+                for kv in m.iter_mut() {
                     if let Some(Val::Str(s)) = kv.value.as_ref().map(|v| Val::from_any(Some(v)))
                         && glob(&pattern, &s)
                     {
@@ -553,7 +586,7 @@ pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Vec<Val>) -> 
             } else {
                 let mode = text(&a[0], "mode")?;
                 let (re, with) = (regex(&a[1], "regex")?, text(&a[2], "replacement")?);
-                for kv in &mut m {
+                for kv in m.iter_mut() {
                     match mode.as_str() {
                         "key" => kv.key = replace(&re, &kv.key, &with),
                         "value" => {
@@ -565,25 +598,26 @@ pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Vec<Val>) -> 
                     }
                 }
             }
-            item.set(target, Val::Map(m))
-        }
+            Ok(())
+        }),
         Editor::MergeMaps => {
-            let mut m = map(item)?.unwrap_or_default();
             let Val::Map(source) = &a[0] else { return Ok(()) };
-            let strategy = text(&a[1], "strategy")?;
-            for kv in source {
-                let present = value::get(&m, &kv.key).is_some();
-                let write = match strategy.as_str() {
-                    "insert" => !present,
-                    "update" => present,
-                    "upsert" => true,
-                    other => return Err(format!("merge_maps: strategy {other:?} is not insert, update or upsert")),
-                };
-                if write {
-                    value::put(&mut m, &kv.key, kv.value.clone().unwrap_or_default());
+            with_map_or_new(item, target, |m| {
+                let strategy = text(&a[1], "strategy")?;
+                for kv in source {
+                    let present = value::get(m, &kv.key).is_some();
+                    let write = match strategy.as_str() {
+                        "insert" => !present,
+                        "update" => present,
+                        "upsert" => true,
+                        other => return Err(format!("merge_maps: strategy {other:?} is not insert, update or upsert")),
+                    };
+                    if write {
+                        value::put(m, &kv.key, kv.value.clone().unwrap_or_default());
+                    }
                 }
-            }
-            item.set(target, Val::Map(m))
+                Ok(())
+            })
         }
     }
 }
@@ -627,6 +661,73 @@ mod tests {
         let Ok(Val::Map(m)) = call(Converter::ParseJson, vec![s(r#"{"a": {"b": 1}}"#)]) else { panic!() };
         assert_eq!(value::as_string(value::get(&m, "a").unwrap()), r#"{"b":1}"#);
         assert!(call(Converter::TraceId, vec![Val::Bytes(vec![1; 15])]).is_err());
+    }
+
+    /// Each map editor gives the same map whether it edits an attribute map in place or a map held in
+    /// a value (copied out and written back).
+    #[test]
+    fn map_editors_in_place_and_on_a_nested_map_agree() {
+        use super::super::paths::Context;
+        use super::super::program::statement;
+        use super::super::walk::visit;
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValueList, any_value};
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        use openwit_core::Payload;
+        let base: Vec<KeyValue> = [("a", "x"), ("b", "yy"), ("drop.c", "z"), ("d", "yyy")]
+            .iter()
+            .map(|(k, v)| KeyValue { key: k.to_string(), value: Some(value::string(*v)), ..Default::default() })
+            .collect();
+        let logs = |attributes: Vec<KeyValue>| {
+            Payload::Logs(ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    scope_logs: vec![ScopeLogs {
+                        log_records: vec![LogRecord { attributes, ..Default::default() }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            })
+        };
+        let attributes = |p: &Payload| match p {
+            Payload::Logs(r) => r.resource_logs[0].scope_logs[0].log_records[0].attributes.clone(),
+            _ => unreachable!(),
+        };
+        let nested = vec![KeyValue {
+            key: "m".into(),
+            value: Some(AnyValue { value: Some(any_value::Value::KvlistValue(KeyValueList { values: base.clone() })) }),
+            ..Default::default()
+        }];
+        for template in [
+            r#"delete_key(T, "a")"#,
+            r#"delete_matching_keys(T, "^drop[.]")"#,
+            r#"keep_keys(T, ["a", "b"])"#,
+            r#"keep_matching_keys(T, "^[ab]$")"#,
+            r#"limit(T, 2, ["d"])"#,
+            r#"truncate_all(T, 1)"#,
+            r#"replace_all_patterns(T, "value", "y+", "Y")"#,
+            r#"replace_all_patterns(T, "key", "^drop", "kept")"#,
+            r#"replace_all_matches(T, "y*", "Z")"#,
+            r#"merge_maps(T, {"n": "1", "a": "q"}, "insert")"#,
+            r#"merge_maps(T, {"n": "1", "a": "q"}, "upsert")"#,
+        ] {
+            let run = |target: &str, attrs: Vec<KeyValue>| {
+                let s = statement(&template.replace('T', target), Context::Log).unwrap();
+                let mut p = logs(attrs);
+                visit(&mut p, Context::Log, |item| {
+                    s.run(item).unwrap();
+                    false
+                });
+                attributes(&p)
+            };
+            let in_place = run("attributes", base.clone());
+            let copied = run(r#"attributes["m"]"#, nested.clone());
+            let Some(any_value::Value::KvlistValue(m)) = copied[0].value.as_ref().and_then(|v| v.value.as_ref()) else {
+                panic!("{template}: {copied:?}")
+            };
+            assert_eq!(in_place, m.values, "{template}");
+            assert_ne!(in_place, base, "{template} changed nothing");
+        }
     }
 
     #[test]

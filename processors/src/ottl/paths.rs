@@ -336,7 +336,7 @@ fn from_hex_id(v: Val, len: usize) -> Result<Vec<u8>, String> {
 
 impl Item<'_> {
     /// The attribute list a map field holds, to read or change.
-    fn map_mut(&mut self, field: Field) -> Option<&mut Vec<KeyValue>> {
+    pub(crate) fn map_mut(&mut self, field: Field) -> Option<&mut Vec<KeyValue>> {
         Some(match (field, &mut self.own) {
             (Field::ResourceAttributes, _) => &mut self.resource.attributes,
             (Field::ScopeAttributes, _) => &mut self.scope.attributes,

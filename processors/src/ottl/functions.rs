@@ -181,8 +181,13 @@ pub fn enum_value(name: &str) -> Result<i64, String> {
 }
 
 fn text(v: &Val, what: &str) -> Result<String, String> {
+    text_ref(v, what).map(str::to_string)
+}
+
+/// `text` without the copy, for the editors run on every item.
+fn text_ref<'a>(v: &'a Val, what: &str) -> Result<&'a str, String> {
     match v {
-        Val::Str(s) => Ok(s.clone()),
+        Val::Str(s) => Ok(s),
         other => Err(format!("{what} must be a string, got {}", other.kind())),
     }
 }
@@ -508,7 +513,7 @@ pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Vec<Val>) -> 
             with_map(item, target, |m| {
                 match e {
                     Editor::DeleteKey => {
-                        value::remove(m, &text(&a[0], "key")?);
+                        value::remove(m, text_ref(&a[0], "key")?);
                     }
                     Editor::DeleteMatchingKeys => {
                         let re = regex(&a[0], "pattern")?;

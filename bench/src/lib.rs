@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod data;
+pub mod evaluation;
 pub mod load;
 pub mod measure;
 pub mod realism;

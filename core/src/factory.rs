@@ -20,6 +20,11 @@ pub trait Configured<C: ?Sized>: Send + Sync {
     fn queue_size(&self) -> Option<usize> {
         None
     }
+    /// Batches an exporter exports at once (its `sending_queue.num_consumers`), each consumer with its
+    /// own instance; 1: one at a time, in order.
+    fn consumers(&self) -> usize {
+        1
+    }
 }
 
 /// A parsed config, shared by everything that builds from it.
@@ -143,6 +148,10 @@ pub trait ComponentConfig: DeserializeOwned + Default + Send + Sync + 'static {
     fn queue_size(&self) -> Option<usize> {
         None
     }
+    /// See `Configured::consumers`.
+    fn consumers(&self) -> usize {
+        1
+    }
 }
 
 /// Parses a config section into `T`, reporting the path of the first problem.
@@ -184,6 +193,9 @@ impl<Cfg: ComponentConfig, C: ?Sized> Configured<C> for Typed<Cfg, C> {
     }
     fn queue_size(&self) -> Option<usize> {
         self.cfg.queue_size()
+    }
+    fn consumers(&self) -> usize {
+        self.cfg.consumers()
     }
 }
 

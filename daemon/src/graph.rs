@@ -86,12 +86,9 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
             // Built here, so that a config that cannot build stops the start with its error.
             let first = build()?;
             // An exporter's `sending_queue.queue_size` sizes its queue; the WAL behind it is what persists.
-            let capacity = cfg
-                .exporters
-                .iter()
-                .find(|r| &r.id == id)
-                .and_then(|r| r.config.queue_size())
-                .unwrap_or(EXPORTER_QUEUE);
+            let configured = cfg.exporters.iter().find(|r| &r.id == id).map(|r| &r.config);
+            let capacity = configured.and_then(|c| c.queue_size()).unwrap_or(EXPORTER_QUEUE);
+            let consumers = configured.map_or(1, |c| c.consumers());
             let (tx, rx) = mpsc::channel(capacity);
             watch_queue(&telemetry, id, &tx);
             pipeline_tasks.push((
@@ -103,6 +100,7 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
                     rx,
                     telemetry.clone(),
                     durability.export_retries,
+                    consumers,
                 )),
             ));
             exporter_inputs.insert(id.clone(), tx);

@@ -125,37 +125,85 @@ pub async fn run_processor(
 }
 
 /// Runs an exporter until its input closes: each batch is exported (retryable failures retried with
-/// backoff up to `retries` times) and settled by the answer; panics restart the exporter.
+/// backoff up to `retries` times) and settled by the answer; panics restart the exporter. With
+/// `consumers` > 1 (`sending_queue.num_consumers`), that many instances take batches from the one queue
+/// and export them at once, each supervised on its own; batches then complete in any order.
 pub async fn run_exporter(
     id: ComponentId,
     first: Box<dyn Exporter>,
     build: Build<dyn Exporter>,
-    mut rx: mpsc::Receiver<Batch>,
+    rx: mpsc::Receiver<Batch>,
     telemetry: Arc<Telemetry>,
     retries: usize,
+    consumers: usize,
 ) {
     let l = labels(&[("exporter", &id.to_string())]);
-    let sent = SignalCounters::register(&telemetry, "otelcol_exporter_sent", "Items an exporter delivered", &l);
-    let failed =
-        SignalCounters::register(&telemetry, "otelcol_exporter_send_failed", "Items an exporter failed to deliver", &l);
-    let mut s = Supervised::new(format!("exporter {id}"), &id, first, build, &telemetry);
+    let counters = ExportCounters {
+        sent: SignalCounters::register(&telemetry, "otelcol_exporter_sent", "Items an exporter delivered", &l),
+        failed: SignalCounters::register(
+            &telemetry,
+            "otelcol_exporter_send_failed",
+            "Items an exporter failed to deliver",
+            &l,
+        ),
+    };
+    let build = Arc::new(build);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut first = Some(first);
+    let mut workers = Vec::new();
+    for _ in 0..consumers.max(1) {
+        let instance = match first.take() {
+            Some(e) => e,
+            None => match build() {
+                Ok(e) => e,
+                Err(e) => {
+                    // The first instance built; one more consumer fewer is not worth stopping for.
+                    tracing::error!(exporter = %id, "cannot build another consumer: {e:#}");
+                    continue;
+                }
+            },
+        };
+        let b = build.clone();
+        let s = Supervised::new(format!("exporter {id}"), &id, instance, Box::new(move || b()), &telemetry);
+        workers.push(consume(id.clone(), s, rx.clone(), counters.clone(), retries));
+    }
+    futures::future::join_all(workers).await;
+}
+
+#[derive(Clone)]
+struct ExportCounters {
+    sent: SignalCounters,
+    failed: SignalCounters,
+}
+
+/// One consumer of an exporter's queue.
+async fn consume(
+    id: ComponentId,
+    mut s: Supervised<dyn Exporter>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Batch>>>,
+    counters: ExportCounters,
+    retries: usize,
+) {
     let backoff = backon::ExponentialBuilder::new()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(5))
         .with_max_times(retries)
         .with_jitter();
     let mut exporter = s.instance().await;
-    while let Some(batch) = rx.recv().await {
+    loop {
+        // The lock is held only while waiting for the next batch, not while exporting it.
+        let next = rx.lock().await.recv().await;
+        let Some(batch) = next else { break };
         let (signal, n) = (batch.signal(), batch.item_count());
         let attempt = HOLDER.scope(s.name.clone(), export_with_retries(&mut exporter, &batch, &backoff, &s.name));
         match AssertUnwindSafe(attempt).catch_unwind().await {
             Ok(Ok(())) => {
-                sent.add(signal, n);
+                counters.sent.add(signal, n);
                 batch.settle(&Verdict::Stored);
             }
             Ok(Err(e)) => {
                 tracing::error!(exporter = %id, %signal, items = n, "export failed: {e}");
-                failed.add(signal, n);
+                counters.failed.add(signal, n);
                 // The WAL keeps the batch, marked failed: replayed at the next start or by an operator.
                 batch.settle(&match e {
                     ExportError::Retryable(e) => Verdict::Retryable(format!("exporter {id}: {e}")),
@@ -163,7 +211,7 @@ pub async fn run_exporter(
                 });
             }
             Err(payload) => {
-                failed.add(signal, n);
+                counters.failed.add(signal, n);
                 let dead = std::mem::replace(&mut exporter, Box::new(Stopped));
                 s.panicked(payload, move || {
                     drop(batch);
@@ -212,5 +260,57 @@ struct Stopped;
 impl Exporter for Stopped {
     async fn export(&mut self, _batch: &Batch) -> Result<(), ExportError> {
         Err(ExportError::Retryable("the exporter is restarting".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openwit_core::{Payload, Signal, TenantId};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Takes 100 ms per batch and records how many exports run at once.
+    struct Slow {
+        running: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+        done: Arc<AtomicUsize>,
+    }
+
+    #[async_trait::async_trait]
+    impl Exporter for Slow {
+        async fn export(&mut self, _: &Batch) -> Result<(), ExportError> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.done.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    /// Exports 8 batches with `consumers`; returns (most at once, exported).
+    async fn export_eight(consumers: usize) -> (usize, usize) {
+        let (running, most, done) = (Arc::default(), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let make = {
+            let (running, most, done) = (Arc::clone(&running), most.clone(), done.clone());
+            move || -> Box<dyn Exporter> {
+                Box::new(Slow { running: Arc::clone(&running), most: most.clone(), done: done.clone() })
+            }
+        };
+        let first = make();
+        let (tx, rx) = mpsc::channel(16);
+        for _ in 0..8 {
+            tx.send(Batch::new(TenantId::new("t").unwrap(), Payload::empty(Signal::Logs))).await.unwrap();
+        }
+        drop(tx);
+        let id = ComponentId::parse("otlp").unwrap();
+        run_exporter(id, first, Box::new(move || Ok(make())), rx, Arc::default(), 0, consumers).await;
+        (most.load(Ordering::SeqCst), done.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn num_consumers_exports_that_many_batches_at_once() {
+        assert_eq!(export_eight(4).await, (4, 8));
+        assert_eq!(export_eight(1).await, (1, 8), "one consumer: one at a time");
     }
 }

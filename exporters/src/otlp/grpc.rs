@@ -86,6 +86,10 @@ impl ComponentConfig for OtlpGrpcConfig {
         self.common.queue_capacity()
     }
 
+    fn consumers(&self) -> usize {
+        self.common.consumers()
+    }
+
     fn validate(&self) -> Result<(), ConfigIssue> {
         if self.endpoint.is_empty() {
             return Err(ConfigIssue::new("endpoint", "is required, e.g. collector:4317"));
@@ -232,6 +236,15 @@ mod tests {
         let q = parse("endpoint: c:4317\nsending_queue: {queue_size: 64, num_consumers: 4, storage: file_storage}");
         assert!(q.validate().is_ok());
         assert_eq!(q.queue_size(), Some(64));
+        assert_eq!(q.consumers(), 4);
+        assert_eq!(parse("endpoint: c:4317").consumers(), 1, "without a sending_queue: one at a time");
+        assert_eq!(
+            parse("endpoint: c:4317\nsending_queue: {queue_size: 8}").consumers(),
+            10,
+            "the Collector's default"
+        );
+        let zero = parse("endpoint: c:4317\nsending_queue: {num_consumers: 0}").validate().unwrap_err();
+        assert_eq!(zero.path, "sending_queue.num_consumers");
         assert_eq!(parse("endpoint: c:4317\nsending_queue: {enabled: false}").queue_size(), Some(1));
         assert_eq!(parse("endpoint: c:4317").queue_size(), None);
         let e = parse("endpoint: c:4317\nsending_queue: {sizer: items}").validate().unwrap_err();

@@ -71,6 +71,10 @@ impl ComponentConfig for OtlpHttpConfig {
         self.common.queue_capacity()
     }
 
+    fn consumers(&self) -> usize {
+        self.common.consumers()
+    }
+
     fn validate(&self) -> Result<(), ConfigIssue> {
         if self.endpoint.is_empty() && Signal::ALL.iter().any(|s| self.url(*s).starts_with("/v1/")) {
             return Err(ConfigIssue::new(

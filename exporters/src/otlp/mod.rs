@@ -114,6 +114,9 @@ impl Common {
                 format!("{:?} is not supported: OpenWit's queue counts batches (requests)", q.sizer),
             ));
         }
+        if q.enabled && q.num_consumers == 0 {
+            return Err(ConfigIssue::new("sending_queue.num_consumers", "must be at least 1"));
+        }
         if q.enabled && q.queue_size == 0 {
             return Err(ConfigIssue::new("sending_queue.queue_size", "must be at least 1"));
         }
@@ -135,13 +138,16 @@ impl Common {
 
     fn note_ignored(&self, id: &str) {
         if let Some(q) = &self.sending_queue {
-            if q.num_consumers > 1 {
-                tracing::info!(exporter = %id, "sending_queue.num_consumers: OpenWit exports one batch at a time per exporter, in order");
-            }
             if q.storage.is_some() {
                 tracing::info!(exporter = %id, "sending_queue.storage: not needed, the WAL keeps every batch until the exporter stored it");
             }
         }
+    }
+
+    /// Batches exported at once: `num_consumers` of an enabled `sending_queue`; without one, 1 (in
+    /// order).
+    fn consumers(&self) -> usize {
+        self.sending_queue.as_ref().filter(|q| q.enabled).map_or(1, |q| q.num_consumers)
     }
 
     /// Batches the queue holds: `queue_size`, or 1 when the queue is disabled (the pipeline then waits

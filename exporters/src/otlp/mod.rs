@@ -137,10 +137,8 @@ impl Common {
     }
 
     fn note_ignored(&self, id: &str) {
-        if let Some(q) = &self.sending_queue {
-            if q.storage.is_some() {
-                tracing::info!(exporter = %id, "sending_queue.storage: not needed, the WAL keeps every batch until the exporter stored it");
-            }
+        if self.sending_queue.as_ref().is_some_and(|q| q.storage.is_some()) {
+            tracing::info!(exporter = %id, "sending_queue.storage: not needed, the WAL keeps every batch until the exporter stored it");
         }
     }
 

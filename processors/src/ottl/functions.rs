@@ -226,7 +226,12 @@ fn replace(re: &Regex, s: &str, with: &str) -> String {
 }
 
 /// Runs a converter.
-pub fn call(c: Converter, a: Vec<Val>) -> Result<Val, String> {
+/// A function's arguments, evaluated: on the stack for the four or fewer every function takes (one
+/// evaluation per item: no allocation for the list).
+pub type Args = smallvec::SmallVec<[Val; 4]>;
+
+pub fn call(c: Converter, a: impl Into<Args>) -> Result<Val, String> {
+    let a: Args = a.into();
     use Converter::*;
     Ok(match c {
         IsMatch => match &a[0] {
@@ -501,7 +506,7 @@ fn map_edit(
 }
 
 /// Runs an editor on `item`'s `target`.
-pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Vec<Val>) -> Result<(), String> {
+pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Args) -> Result<(), String> {
     let target = target.expect("every editor has a target");
     match e {
         Editor::Set => item.set(target, a.into_iter().next().unwrap_or(Val::Nil)),

@@ -90,7 +90,7 @@ impl Test {
                     Cell::Str(_) => Val::Str(String::new()),
                     other => other.into_val(),
                 };
-                matches!(functions::call(*c, vec![v]), Ok(Val::Bool(true)))
+                matches!(functions::call(*c, functions::Args::from_iter([v])), Ok(Val::Bool(true)))
             }
         }
     }

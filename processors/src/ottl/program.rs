@@ -177,7 +177,7 @@ impl CExpr {
             CExpr::Lit(v) => v.clone(),
             CExpr::Path(b) => item.get(b),
             CExpr::Call(c, args, keys) => {
-                let vals = args.iter().map(|a| a.eval(item)).collect::<Result<Vec<_>, _>>()?;
+                let vals = args.iter().map(|a| a.eval(item)).collect::<Result<functions::Args, _>>()?;
                 get_keys(functions::call(*c, vals)?, keys)
             }
             CExpr::Math(l, op, r) => math(l.eval(item)?, *op, r.eval(item)?)?,
@@ -273,7 +273,7 @@ impl CStatement {
         {
             return Ok(false);
         }
-        let args = self.args.iter().map(|a| a.eval(item)).collect::<Result<Vec<_>, _>>()?;
+        let args = self.args.iter().map(|a| a.eval(item)).collect::<Result<functions::Args, _>>()?;
         functions::edit(self.editor, item, self.target.as_ref(), args).map_err(|e| format!("{}: {e}", self.text))?;
         Ok(true)
     }

@@ -38,17 +38,7 @@ processors:
       metric_names: ['^ord']
     actions:
       - {key: region, value: EU, action: update}
-  batch:
-    timeout: 50ms
-exporters:
-  parquet:
-    rotation:
-      max_age: 300ms
-extensions:
-  query:
-    endpoint: 127.0.0.1:{api}
 service:
-  extensions: [health_check, query]
   pipelines:
     traces:
       receivers: [otlp]
@@ -78,6 +68,27 @@ async fn sql(port: u16, sql: &str) -> Value {
 }
 
 /// Waits until `query` returns at least one row, and returns the rows.
+/// What the tests here share, merged under each one's processors and pipelines: a quick `batch`, Parquet
+/// with quick rotation, and the query API on `api`.
+fn store_and_query(api: u16) -> String {
+    format!(
+        "
+processors:
+  batch:
+    timeout: 50ms
+exporters:
+  parquet:
+    rotation:
+      max_age: 300ms
+extensions:
+  query:
+    endpoint: 127.0.0.1:{api}
+service:
+  extensions: [health_check, query]
+"
+    )
+}
+
 async fn rows(port: u16, query: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -98,7 +109,7 @@ fn sha256_hex(text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_and_attributes_reshape_what_the_sdk_sends_as_the_collector_would() {
     let api = free_port();
-    let d = Daemon::start_on_base(&[&CONFIG.replace("{api}", &api.to_string())]).await;
+    let d = Daemon::start_on_base(&[&store_and_query(api), CONFIG]).await;
     let url = d.grpc_url();
     tokio::task::spawn_blocking(move || send_with_sdk(true, url)).await.unwrap();
 
@@ -298,17 +309,7 @@ processors:
         statements:
           - 'replace_pattern(body, "user=[^ ]+", "user=REDACTED")'
           - 'set(attributes["redacted"], true)'
-  batch:
-    timeout: 50ms
-exporters:
-  parquet:
-    rotation:
-      max_age: 300ms
-extensions:
-  query:
-    endpoint: 127.0.0.1:{api}
 service:
-  extensions: [health_check, query]
   pipelines:
     traces:
       receivers: [otlp]
@@ -318,9 +319,8 @@ service:
       receivers: [otlp]
       processors: [filter, transform, batch]
       exporters: [parquet]
-"#
-    .replace("{api}", &api.to_string());
-    let d = Daemon::start_on_base(&[&config]).await;
+"#;
+    let d = Daemon::start_on_base(&[&store_and_query(api), config]).await;
     let url = d.http_url("");
     tokio::task::spawn_blocking(move || send_mixed_with_sdk(url, 3, 2)).await.unwrap();
 
@@ -355,17 +355,7 @@ processors:
       span: ['attributes["http.route"] == "/health"']
     logs:
       log_record: ['severity_number < SEVERITY_NUMBER_WARN or IsMatch(body, "^cache")']
-  batch:
-    timeout: 50ms
-exporters:
-  parquet:
-    rotation:
-      max_age: 300ms
-extensions:
-  query:
-    endpoint: 127.0.0.1:{api}
 service:
-  extensions: [health_check, query]
   pipelines:
     traces:
       receivers: [otlp]
@@ -375,9 +365,8 @@ service:
       receivers: [otlp]
       processors: [batch, filter]
       exporters: [parquet]
-"#
-    .replace("{api}", &api.to_string());
-    let d = Daemon::start_on_base(&[&config]).await;
+"#;
+    let d = Daemon::start_on_base(&[&store_and_query(api), config]).await;
     let url = d.http_url("");
     tokio::task::spawn_blocking(move || send_mixed_with_sdk(url, 3, 2)).await.unwrap();
 

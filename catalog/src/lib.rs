@@ -5,9 +5,11 @@
 //! both engines accept, and store times as Unix milliseconds, so one set of SQL serves both.
 
 mod files;
+mod indexes;
 mod tracker;
 
 pub use files::{FileBatch, FileFilter, FileRow, HeldItems, STABLE, UPLOADING};
+pub use indexes::{IndexRow, TANTIVY};
 pub use tracker::{NodeInfo, Tracker, TrackerHandle};
 
 use serde::Serialize;

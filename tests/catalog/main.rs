@@ -61,6 +61,7 @@ both!(
     nodes_heartbeat,
     files_are_recorded_with_their_batches_then_made_stable,
     held_items_are_per_exporter_and_removal_forgets_them,
+    indexes_are_recorded_per_file_and_replaced_when_rebuilt,
 );
 
 /// Tracking survives a catalog outage: updates wait in memory, then land once the catalog is back.

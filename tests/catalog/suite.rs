@@ -266,3 +266,24 @@ pub async fn held_items_are_per_exporter_and_removal_forgets_them(c: Catalog) {
     assert_eq!(got.iter().map(|h| h.file_id.as_str()).collect::<Vec<_>>(), ["f1"]);
     assert!(c.held_items("parquet", &[]).await.unwrap().is_empty());
 }
+
+pub async fn indexes_are_recorded_per_file_and_replaced_when_rebuilt(c: Catalog) {
+    use openwit_catalog::{IndexRow, TANTIVY};
+    c.add_file(&file("f1", "parquet", "acme", "logs"), &[held("b1", 0, 4)]).await.unwrap();
+    assert!(c.indexes_of("f1").await.unwrap().is_empty());
+    let mut row = IndexRow {
+        file_id: "f1".into(),
+        kind: TANTIVY.into(),
+        path: "logs/tenant=acme/f1.parquet.tantivy".into(),
+        byte_size: 1234,
+        state: "stable".into(),
+        created_at: T0,
+    };
+    c.record_index(&row).await.unwrap();
+    assert_eq!(c.indexes_of("f1").await.unwrap(), vec![row.clone()]);
+    row.byte_size = 999;
+    row.created_at = T0 + 5;
+    c.record_index(&row).await.unwrap();
+    assert_eq!(c.indexes_of("f1").await.unwrap(), vec![row], "a rebuilt index replaces the row");
+    assert!(c.indexes_of("f2").await.unwrap().is_empty());
+}

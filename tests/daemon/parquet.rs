@@ -420,9 +420,32 @@ async fn s3_through_a_real_s3_server_with_credentials_from_the_environment() {
     let files = stable_files(&c, sent.rows(), Duration::from_secs(60)).await;
     assert!(files.iter().all(|f| f.root == "s3://telemetry/edge/fleet-a"), "{:?}", files[0].root);
     let store = crate::stores::moto_store(&s3, "telemetry");
+    // Each logs file gets its full-text index beside it, once stored.
+    let mut indexes = Vec::new();
+    for f in files.iter().filter(|f| f.table_name == "logs") {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let index = loop {
+            if let Some(i) = c.indexes_of(&f.file_id).await.unwrap().pop() {
+                break i;
+            }
+            assert!(std::time::Instant::now() < deadline, "no index for {}: {}", f.path, d.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(index.path, format!("{}.tantivy", f.path), "beside its file");
+        let bundle = fetch_object(store.clone(), format!("edge/fleet-a/{}", index.path)).await;
+        let parquet = fetch_object(store.clone(), format!("edge/fleet-a/{}", f.path)).await;
+        index_finds_what_a_scan_finds(bundle.to_vec(), parquet);
+        indexes.push(format!("edge/fleet-a/{}", index.path));
+    }
+    assert!(!indexes.is_empty(), "logs were sent");
     let mut expected: Vec<String> = files.iter().map(|f| format!("edge/fleet-a/{}", f.path)).collect();
+    expected.extend(indexes);
     expected.sort();
-    assert_eq!(listing(&store, "edge/fleet-a").await, expected, "the bucket holds exactly the catalog's files");
+    assert_eq!(
+        listing(&store, "edge/fleet-a").await,
+        expected,
+        "the bucket holds exactly the catalog's files and indexes"
+    );
     check_files(&c, &sent, &files, &node_id(&d), |f| fetch_object(store.clone(), format!("edge/fleet-a/{}", f.path)))
         .await;
     let staged: Vec<_> = std::fs::read_dir(d.path("data/parquet/parquet")).unwrap().flatten().collect();
@@ -585,4 +608,39 @@ async fn large_files_go_up_in_parts_and_are_verified() {
         meta.e_tag
     );
     assert!(fetch_object(store, "pre/t/f.parquet".into()).await == body, "the object is the file, byte for byte");
+}
+
+/// For words taken from the file's bodies, the index answers exactly the rows whose body holds the word
+/// (a reference tokenizer: alphanumeric runs, lower-cased, at most 40 bytes).
+fn index_finds_what_a_scan_finds(bundle: Vec<u8>, parquet: bytes::Bytes) {
+    use arrow::array::AsArray;
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|t| !t.is_empty() && t.len() <= 40)
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let rows = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(parquet)
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let bodies: Vec<Vec<String>> = rows
+        .iter()
+        .flat_map(|b| {
+            let body = b.column_by_name("body").unwrap().as_string::<i32>().clone();
+            (0..body.len()).map(move |i| words(body.value(i))).collect::<Vec<_>>()
+        })
+        .collect();
+    let index = openwit_index::bundle::open(bundle).unwrap();
+    let mut probes: Vec<&String> = bodies.iter().step_by(37).filter_map(|w| w.first()).collect();
+    probes.dedup();
+    assert!(!probes.is_empty());
+    for word in probes {
+        let expected: Vec<u64> =
+            bodies.iter().enumerate().filter(|(_, w)| w.contains(word)).map(|(i, _)| i as u64).collect();
+        let got = openwit_index::search::rows(&index, &format!("\"{word}\""), Some(&["body"])).unwrap();
+        assert_eq!(got, expected, "rows holding {word:?}");
+    }
 }

@@ -7,6 +7,7 @@
 //! already holds are not written again.
 
 pub mod config;
+mod indexer;
 mod metrics;
 mod uploader;
 pub mod writer;

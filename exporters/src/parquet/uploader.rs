@@ -4,12 +4,15 @@
 //! Every step is retried with backoff for as long as it takes; meanwhile the files wait on local disk
 //! and their batches in the WAL.
 //!
+//! Once a logs file is stored it goes to the indexer (`indexer`), which puts its full-text index beside it.
+//!
 //! At start, before the first batch is taken, what a previous run left is put right: unfinished files
 //! (`*.part`) are deleted (their batches are still in the WAL), files recorded as `uploading` are
 //! uploaded again (or, when the local copy is gone, checked in the store), and finalized files the
 //! catalog never heard of are deleted.
 
 use super::config::Retry;
+use super::indexer;
 use super::metrics::ParquetMetrics;
 use super::writer::{Finalized, size_and_tail};
 use openwit_catalog::{Catalog, FileBatch, FileFilter, FileRow, UPLOADING};
@@ -148,7 +151,7 @@ impl Shared {
 
     /// Runs `op` until it succeeds, waiting more between attempts each time; failures are counted
     /// under `step`.
-    async fn until_ok<T, F, Fut>(&self, step: Step, what: &str, mut op: F) -> T
+    pub(super) async fn until_ok<T, F, Fut>(&self, step: Step, what: &str, mut op: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, String>>,
@@ -173,7 +176,7 @@ impl Shared {
 
 /// The steps whose failures are counted (`openwit_parquet_failures_total{step}`).
 #[derive(Clone, Copy)]
-enum Step {
+pub(super) enum Step {
     Catalog,
     Upload,
 }
@@ -190,7 +193,7 @@ struct Job {
     recorded: bool,
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
@@ -204,15 +207,23 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finalized>
     let owner =
         STAGING_OWNERS.lock().unwrap_or_else(|p| p.into_inner()).entry(shared.staging.clone()).or_default().clone();
     let _staging = owner.lock_owned().await;
+    indexer::clear(&shared.staging);
+    let (index_tx, index_rx) = mpsc::channel(indexer::QUEUE);
+    let indexing = tokio::spawn(indexer::run(shared.clone(), index_rx));
     let recovered = recover(&shared).await;
     shared.ready.store(true, Ordering::Release);
     shared.ready_notify.notify_waiters();
     for job in recovered {
-        store(&shared, job).await;
+        store(&shared, job, &index_tx).await;
     }
     while let Some(f) = rx.recv().await {
         let job = job_for(&shared, f);
-        store(&shared, job).await;
+        store(&shared, job, &index_tx).await;
+    }
+    // The exporter is closing: the files already stored are indexed before it ends.
+    drop(index_tx);
+    if let Err(e) = indexing.await {
+        tracing::error!(exporter = %shared.exporter, "the indexer ended abnormally: {e}");
     }
 }
 
@@ -242,9 +253,13 @@ fn job_for(shared: &Shared, f: Finalized) -> Job {
     Job { row, batches, local: f.local, tail: Some(f.tail), pledge: f.pledge, recorded: false }
 }
 
-async fn store(shared: &Shared, job: Job) {
+async fn store(shared: &Shared, job: Job, index_tx: &mpsc::Sender<indexer::IndexJob>) {
     let catalog = &shared.catalog;
     let (id, rel, size) = (job.row.file_id.clone(), job.row.path.clone(), job.row.byte_size as u64);
+    // Logs are indexed once stored; their rows are kept for it before the upload takes the local copy.
+    let index_job = (job.row.table_name == columnar::table_name(openwit_core::Signal::Logs))
+        .then(|| indexer::prepare(&shared.staging, &id, &job.local, &rel))
+        .flatten();
     if !job.recorded {
         shared
             .until_ok(Step::Catalog, "recording a Parquet file in the catalog", || async {
@@ -293,6 +308,11 @@ async fn store(shared: &Shared, job: Job) {
     job.pledge.settle(&Verdict::Stored);
     if let Some(w) = waiting {
         w.settle(&Verdict::Stored);
+    }
+    if let Some(j) = index_job
+        && index_tx.send(j).await.is_err()
+    {
+        tracing::error!(exporter = %shared.exporter, file = %rel, "the indexer is gone; the file will be searched by scanning");
     }
 }
 

@@ -164,8 +164,13 @@ async fn embedded_default_runs_with_no_config() {
     assert!(!logs.contains("catalog unreachable") && !logs.contains("ERROR"), "{logs}");
     // Stored by default: the open file was finalized and stored on the way out.
     let hour = dir.path().join("storage/logs/tenant=default/date=2026-01-01/hour=00");
-    let files: Vec<_> = std::fs::read_dir(&hour).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    assert_eq!(files.len(), 1, "one Parquet file in {}", hour.display());
+    let all: Vec<_> = std::fs::read_dir(&hour).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let files: Vec<_> = all.iter().filter(|p| p.extension().is_some_and(|x| x == "parquet")).collect();
+    assert_eq!(files.len(), 1, "one Parquet file in {}: {all:?}", hour.display());
+    assert!(
+        all.iter().any(|p| p.to_string_lossy() == format!("{}.tantivy", files[0].display())),
+        "its index beside it, built before the daemon stopped: {all:?}"
+    );
     let (rows, _) = crate::parquet::read_parquet(bytes::Bytes::from(std::fs::read(&files[0]).unwrap()));
     assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
 }

@@ -421,22 +421,8 @@ async fn s3_through_a_real_s3_server_with_credentials_from_the_environment() {
     assert!(files.iter().all(|f| f.root == "s3://telemetry/edge/fleet-a"), "{:?}", files[0].root);
     let store = crate::stores::moto_store(&s3, "telemetry");
     // Each logs file gets its full-text index beside it, once stored.
-    let mut indexes = Vec::new();
-    for f in files.iter().filter(|f| f.table_name == "logs") {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let index = loop {
-            if let Some(i) = c.indexes_of(&f.file_id).await.unwrap().pop() {
-                break i;
-            }
-            assert!(std::time::Instant::now() < deadline, "no index for {}: {}", f.path, d.logs());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(index.path, format!("{}.tantivy", f.path), "beside its file");
-        let bundle = fetch_object(store.clone(), format!("edge/fleet-a/{}", index.path)).await;
-        let parquet = fetch_object(store.clone(), format!("edge/fleet-a/{}", f.path)).await;
-        index_finds_what_a_scan_finds(bundle.to_vec(), parquet);
-        indexes.push(format!("edge/fleet-a/{}", index.path));
-    }
+    let indexes = indexes_beside(&c, &files, &d, |p| fetch_object(store.clone(), format!("edge/fleet-a/{p}"))).await;
+    let indexes: Vec<String> = indexes.into_iter().map(|p| format!("edge/fleet-a/{p}")).collect();
     assert!(!indexes.is_empty(), "logs were sent");
     let mut expected: Vec<String> = files.iter().map(|f| format!("edge/fleet-a/{}", f.path)).collect();
     expected.extend(indexes);
@@ -472,9 +458,11 @@ async fn azure_through_azurite_with_credentials_from_the_config() {
     let files = stable_files(&c, sent.rows(), Duration::from_secs(60)).await;
     assert!(files.iter().all(|f| f.root == "az://telemetry/otel"));
     let store = crate::stores::azurite_store(&az, "telemetry");
+    let indexes = indexes_beside(&c, &files, &d, |p| fetch_object(store.clone(), format!("otel/{p}"))).await;
     let mut expected: Vec<String> = files.iter().map(|f| format!("otel/{}", f.path)).collect();
+    expected.extend(indexes.iter().map(|p| format!("otel/{p}")));
     expected.sort();
-    assert_eq!(listing(&store, "otel").await, expected);
+    assert_eq!(listing(&store, "otel").await, expected, "the container holds the catalog's files and indexes");
     check_files(&c, &sent, &files, &node_id(&d), |f| fetch_object(store.clone(), format!("otel/{}", f.path))).await;
 }
 
@@ -608,6 +596,35 @@ async fn large_files_go_up_in_parts_and_are_verified() {
         meta.e_tag
     );
     assert!(fetch_object(store, "pre/t/f.parquet".into()).await == body, "the object is the file, byte for byte");
+}
+
+/// Waits for the index of every logs file among `files`, checks each lies beside its file and answers
+/// as a scan of it does (`fetch` reads an object by its path under the root); returns their paths.
+async fn indexes_beside<F, Fut>(
+    c: &openwit_catalog::Catalog,
+    files: &[openwit_catalog::FileRow],
+    d: &Daemon,
+    fetch: F,
+) -> Vec<String>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = bytes::Bytes>,
+{
+    let mut out = Vec::new();
+    for f in files.iter().filter(|f| f.table_name == "logs") {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let index = loop {
+            if let Some(i) = c.indexes_of(&f.file_id).await.unwrap().pop() {
+                break i;
+            }
+            assert!(std::time::Instant::now() < deadline, "no index for {}: {}", f.path, d.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(index.path, format!("{}.tantivy", f.path), "beside its file");
+        index_finds_what_a_scan_finds(fetch(index.path.clone()).await.to_vec(), fetch(f.path.clone()).await);
+        out.push(index.path);
+    }
+    out
 }
 
 /// For words taken from the file's bodies, the index answers exactly the rows whose body holds the word

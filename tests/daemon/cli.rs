@@ -171,7 +171,7 @@ async fn embedded_default_runs_with_no_config() {
         all.iter().any(|p| p.to_string_lossy() == format!("{}.tantivy", files[0].display())),
         "its index beside it, built before the daemon stopped: {all:?}"
     );
-    let (rows, _) = crate::parquet::read_parquet(bytes::Bytes::from(std::fs::read(&files[0]).unwrap()));
+    let (rows, _) = crate::parquet::read_parquet(bytes::Bytes::from(std::fs::read(files[0]).unwrap()));
     assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
 }
 

@@ -9,6 +9,7 @@
 
 pub mod build;
 pub mod bundle;
+pub mod scan;
 pub mod search;
 
 /// The index's field names (what `text_match` and `match_all` address).

@@ -88,3 +88,35 @@ fn a_bad_query_or_a_damaged_bundle_is_an_error_that_says_so() {
     let Err(e) = bundle::open(bytes) else { panic!("a damaged bundle opened") };
     assert!(e.to_string().contains("damaged"), "{e}");
 }
+
+#[test]
+fn a_scan_answers_as_the_index_does() {
+    let index = index();
+    let bodies: Vec<String> = rows()
+        .iter()
+        .flat_map(|b| {
+            let a = arrow::array::AsArray::as_string::<i32>(b.column_by_name("body").unwrap()).clone();
+            (0..arrow::array::Array::len(&a)).map(move |i| a.value(i).to_string()).collect::<Vec<_>>()
+        })
+        .collect();
+    for q in [
+        "timeout",
+        "\"connection reset\"",
+        "timeout OR good",
+        "timeout NOT connection",
+        "\"connection re\"*",
+        "nothing",
+    ] {
+        let by_index = search::rows(&index, q, Some(&["body"])).unwrap();
+        let by_scan: Vec<u64> = crate::scan::matches(bodies.iter().map(|b| Some(b.as_str())), q)
+            .unwrap()
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m)
+            .map(|(i, _)| i as u64)
+            .collect();
+        assert_eq!(by_scan, by_index, "{q}");
+    }
+    assert_eq!(crate::scan::matches([None, Some("a timeout")], "timeout").unwrap(), [false, true]);
+    assert!(crate::scan::matches([Some("x")], "body:(").is_err());
+}

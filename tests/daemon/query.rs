@@ -695,6 +695,33 @@ async fn pruning_opens_only_the_hour_asked_for_and_skips_row_groups_by_bloom_fil
     assert!(m.contains("openwit_query_row_groups_pruned_total{by=\"bloom_filter\"}"), "{m}");
 }
 
+/// `text_match` finds words (any case), phrases and boolean combinations in log bodies, per tenant; a
+/// query that is not valid is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_match_finds_words_phrases_and_booleans_in_log_bodies() {
+    let api = start(1000).await;
+    send_known_dataset(&api).await;
+    let api = &api;
+    let bodies = |q: &str| {
+        let sql = format!("SELECT body FROM logs WHERE text_match(body, '{q}') ORDER BY body");
+        async move {
+            let rows = api.rows("acme", &sql).await;
+            rows.as_array().unwrap().iter().map(|r| r["body"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(bodies("DECLINED").await, ["card declined"], "words match in any case");
+    assert_eq!(bodies("\"checkout failed\"").await, ["checkout failed"]);
+    assert!(bodies("\"failed checkout\"").await.is_empty(), "a phrase keeps its order");
+    assert_eq!(bodies("card OR startup").await, ["card declined", "startup"]);
+    assert_eq!(bodies("order placed").await, ["order placed"], "words are ANDed");
+    assert!(bodies("order declined").await.is_empty());
+    assert!(bodies("globex").await.is_empty(), "another tenant's rows are not searched");
+    let e = api.error("acme", "SELECT count(*) FROM logs WHERE text_match(body, 'body:(')", 400).await;
+    assert!(e.contains("text_match") && e.contains("not valid"), "{e}");
+    let e = api.error("acme", "SELECT count(*) FROM logs WHERE text_match(body, body)", 400).await;
+    assert!(e.contains("string literal"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sql_and_limits_get_clear_errors_and_the_daemon_stays_up() {
     let api = start(1000).await;

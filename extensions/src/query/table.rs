@@ -31,6 +31,24 @@ use std::sync::Arc;
 /// The metric (in `EXPLAIN ANALYZE`, on each Parquet scan) that says how many of the tenant's files the
 /// catalog held for the table and how many were left after pruning by time.
 pub const CATALOG_FILES_METRIC: &str = "catalog_files_pruned";
+/// Files skipped because their full-text index has no hit for the query's `text_match`.
+pub const INDEX_FILES_METRIC: &str = "index_files_pruned";
+
+/// The query of a `text_match(body, 'literal')` filter.
+fn body_text_match(e: &Expr) -> Option<String> {
+    let Expr::ScalarFunction(f) = e else { return None };
+    if f.func.name() != "text_match" {
+        return None;
+    }
+    match f.args.as_slice() {
+        [Expr::Column(c), Expr::Literal(ScalarValue::Utf8(Some(q)) | ScalarValue::LargeUtf8(Some(q)), _)]
+            if c.name == "body" =>
+        {
+            Some(q.clone())
+        }
+        _ => None,
+    }
+}
 
 /// One stored table as seen by one tenant.
 pub struct StoredTable {
@@ -81,6 +99,9 @@ impl TableProvider for StoredTable {
         let all: Vec<FileRow> = all.into_iter().filter(|f| f.tenant == self.tenant).collect();
         let considered = all.len();
         let files = self.prune_by_time(state, filters, all)?;
+        let before_index = files.len();
+        let files = self.prune_by_index(filters, files).await;
+        let pruned_by_index = before_index - files.len();
 
         if considered == 0 {
             let schema = match projection {
@@ -127,9 +148,12 @@ impl TableProvider for StoredTable {
                 .with_parquet_file_reader_factory(reader);
             let counted = MetricBuilder::new(source.metrics()).pruning_metrics(CATALOG_FILES_METRIC, 0);
             counted.add_matched(files.len());
+            let by_index = MetricBuilder::new(source.metrics()).pruning_metrics(INDEX_FILES_METRIC, 0);
+            by_index.add_matched(files.len());
             if first {
                 // The pruned files are told once per table, on its first scan.
                 counted.add_pruned(considered - scanned);
+                by_index.add_pruned(pruned_by_index);
             }
             first = false;
             let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
@@ -144,6 +168,66 @@ impl TableProvider for StoredTable {
 }
 
 impl StoredTable {
+    /// Logs files whose full-text index has no hit for a `text_match(body, '…')` the query requires are
+    /// dropped without being opened. The index and the scan analyse and parse alike, so a file without
+    /// a hit holds no matching row; a file without an index, or whose index cannot be read, is kept
+    /// (scanned: slower, never wrong). The filter itself is still applied to the rows read.
+    async fn prune_by_index(&self, filters: &[Expr], files: Vec<FileRow>) -> Vec<FileRow> {
+        if self.signal != Signal::Logs {
+            return files;
+        }
+        let queries: Vec<String> = filters.iter().filter_map(body_text_match).collect();
+        if queries.is_empty() {
+            return files;
+        }
+        let mut kept = Vec::with_capacity(files.len());
+        for f in files {
+            if self.index_rules_out(&f, &queries).await {
+                continue;
+            }
+            kept.push(f);
+        }
+        kept
+    }
+
+    /// Whether the file's index shows that no row matches every query (false when in doubt).
+    async fn index_rules_out(&self, f: &FileRow, queries: &[String]) -> bool {
+        let catalog = self.sources.catalog();
+        let Ok(indexes) = catalog.indexes_of(&f.file_id).await else { return false };
+        let Some(index) = indexes.into_iter().find(|i| i.kind == openwit_catalog::TANTIVY) else { return false };
+        let Ok(dest) = self.sources.destination(&f.root) else { return false };
+        let (_, store) = dest.store();
+        let bytes = match object_store::ObjectStoreExt::get(&store, &dest.location(&index.path)).await {
+            Ok(r) => match r.bytes().await {
+                Ok(b) => b,
+                Err(_) => return false,
+            },
+            Err(e) => {
+                tracing::warn!(index = %index.path, "cannot read a file's index ({e}); scanning the file");
+                return false;
+            }
+        };
+        let queries = queries.to_vec();
+        let verdict = tokio::task::spawn_blocking(move || -> Result<bool, openwit_index::IndexError> {
+            let idx = openwit_index::bundle::open(bytes.to_vec())?;
+            for q in &queries {
+                if openwit_index::search::rows(&idx, q, Some(&[openwit_index::fields::BODY]))?.is_empty() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+        .await;
+        match verdict {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                tracing::warn!(index = %index.path, "cannot search a file's index ({e}); scanning the file");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The files whose `[min_time, max_time]` can hold rows the filters accept: DataFusion's own
     /// pruning logic, fed with the catalog's time range of each file as the statistics of `time`.
     fn prune_by_time(&self, state: &dyn Session, filters: &[Expr], files: Vec<FileRow>) -> Result<Vec<FileRow>> {

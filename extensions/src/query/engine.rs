@@ -155,9 +155,15 @@ impl Engine {
 
     /// A session that holds `tenant`'s tables and nothing else (no other catalog, no files by URL).
     pub fn session(&self, tenant: &str) -> datafusion::error::Result<SessionContext> {
+        // A sort reserves this much per partition up front for its merge (DataFusion's default: 10 MiB);
+        // with a small memory limit that alone could exceed the pool, so it is capped at an eighth of
+        // the pool per partition.
+        let sort_reservation =
+            (self.limits.memory_bytes / (8 * self.target_partitions.max(1))).clamp(64 * 1024, 10 << 20);
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(self.target_partitions)
+            .with_sort_spill_reservation_bytes(sort_reservation)
             .with_default_catalog_and_schema("openwit", "public");
         let mut rules = datafusion::optimizer::Analyzer::new().rules;
         // Before type coercion, which would compare the hex text's own bytes with the ids.

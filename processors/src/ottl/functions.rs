@@ -468,25 +468,9 @@ fn glob(pattern: &str, s: &str) -> bool {
 }
 
 /// Runs `f` on the map `target` names: in place when it is an attribute map itself (no copy per item),
-/// otherwise (a map inside a value) on a copy written back. Nothing happens when there is no map there.
+/// otherwise (a map inside a value) on a copy written back. Where there is no map, nothing happens, or
+/// with `create` `f` starts from an empty one.
 fn with_map(
-    item: &mut Item,
-    target: &Bound,
-    f: impl FnOnce(&mut Vec<KeyValue>) -> Result<(), String>,
-) -> Result<(), String> {
-    map_edit(item, target, false, f)
-}
-
-/// `with_map`, starting from an empty map where there is none.
-fn with_map_or_new(
-    item: &mut Item,
-    target: &Bound,
-    f: impl FnOnce(&mut Vec<KeyValue>) -> Result<(), String>,
-) -> Result<(), String> {
-    map_edit(item, target, true, f)
-}
-
-fn map_edit(
     item: &mut Item,
     target: &Bound,
     create: bool,
@@ -515,7 +499,7 @@ pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Args) -> Resu
         | Editor::KeepKeys
         | Editor::KeepMatchingKeys
         | Editor::Limit => {
-            with_map(item, target, |m| {
+            with_map(item, target, false, |m| {
                 match e {
                     Editor::DeleteKey => {
                         value::remove(m, text_ref(&a[0], "key")?);
@@ -553,7 +537,7 @@ pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Args) -> Resu
                 Ok(())
             })
         }
-        Editor::TruncateAll => with_map(item, target, |m| {
+        Editor::TruncateAll => with_map(item, target, false, |m| {
             let limit = usize::try_from(int(&a[0], "limit")?).map_err(|_| "limit: must not be negative")?;
             for kv in m.iter_mut() {
                 if let Some(opentelemetry_proto::tonic::common::v1::AnyValue {
@@ -583,7 +567,7 @@ pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Args) -> Resu
                 Ok(())
             }
         }
-        Editor::ReplaceAllPatterns | Editor::ReplaceAllMatches => with_map(item, target, |m| {
+        Editor::ReplaceAllPatterns | Editor::ReplaceAllMatches => with_map(item, target, false, |m| {
             if e == Editor::ReplaceAllMatches {
                 let (pattern, with) = (text(&a[0], "pattern")?, text(&a[1], "replacement")?);
                 for kv in m.iter_mut() {
@@ -612,7 +596,7 @@ pub fn edit(e: Editor, item: &mut Item, target: Option<&Bound>, a: Args) -> Resu
         }),
         Editor::MergeMaps => {
             let Val::Map(source) = &a[0] else { return Ok(()) };
-            with_map_or_new(item, target, |m| {
+            with_map(item, target, true, |m| {
                 let strategy = text(&a[1], "strategy")?;
                 for kv in source {
                     let present = value::get(m, &kv.key).is_some();

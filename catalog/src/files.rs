@@ -60,7 +60,7 @@ pub struct HeldItems {
     pub items: FileBatch,
 }
 
-const FILE_COLUMNS: &str = "file_id, exporter, node_id, tenant, signal, table_name, root, path, min_time, max_time, \
+pub(crate) const FILE_COLUMNS: &str = "file_id, exporter, node_id, tenant, signal, table_name, root, path, min_time, max_time, \
     row_count, byte_size, state, created_at, uploaded_at";
 
 /// Rows per INSERT statement for `file_batches` (4 parameters each; well under SQLite's limit).
@@ -192,7 +192,7 @@ impl Catalog {
     }
 }
 
-fn to_file(r: &AnyRow) -> Result<FileRow, sqlx::Error> {
+pub(crate) fn to_file(r: &AnyRow) -> Result<FileRow, sqlx::Error> {
     Ok(FileRow {
         file_id: r.try_get("file_id")?,
         exporter: r.try_get("exporter")?,

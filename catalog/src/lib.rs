@@ -9,7 +9,7 @@ mod indexes;
 mod tracker;
 
 pub use files::{FileBatch, FileFilter, FileRow, HeldItems, STABLE, UPLOADING};
-pub use indexes::{IndexRow, TANTIVY};
+pub use indexes::{INDEXED_TABLES, IndexRow, TANTIVY};
 pub use tracker::{NodeInfo, Tracker, TrackerHandle};
 
 use serde::Serialize;
@@ -313,6 +313,15 @@ impl Catalog {
                 .bind(*at),
             };
             q.execute(&mut *tx).await.map_err(|e| self.err(e))?;
+            if let Update::Stored { batch_id, at } = u {
+                // Its files may all be indexed already.
+                sqlx::query(AssertSqlSafe(indexes::index_pip_of_batch()))
+                    .bind(batch_id.clone())
+                    .bind(*at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
+            }
         }
         tx.commit().await.map_err(|e| self.err(e))
     }

@@ -166,6 +166,8 @@ pub struct ExtensionContext {
     pub telemetry: Arc<Telemetry>,
     /// Where files are kept (the query extension reads through the clients exporters opened).
     pub storage: Arc<openwit_storage::Storage>,
+    /// How each table's full-text index analyses text (what `text_match` and `match_all` use).
+    pub index_specs: Arc<crate::text_index::IndexSpecs>,
     /// Where an extension adds HTTP routes; the daemon serves each endpoint once, so extensions can
     /// share a port.
     pub apis: Arc<crate::shared::HttpApis>,

@@ -60,6 +60,9 @@ pub struct BuildEnv {
     pub signal: Option<crate::Signal>,
     /// Where files are kept: storage roots and one object-store client per bucket, for the daemon.
     pub storage: Arc<openwit_storage::Storage>,
+    /// How each table's full-text index analyses text: exporters that index register theirs, the query
+    /// engine reads them.
+    pub index_specs: Arc<crate::text_index::IndexSpecs>,
     /// For connectors: the entries of the pipelines that list the connector as a receiver, by pipeline
     /// id (`logs/acme`), in config order. Empty for every other component.
     pub connector_outputs: Arc<Vec<(String, crate::Fanout)>>,

@@ -23,6 +23,7 @@ mod split;
 pub mod telemetry;
 pub mod tenant;
 pub mod testing;
+pub mod text_index;
 pub mod tls;
 
 pub use ack::{AckToken, BadBatchId, BatchId, Completion, HOLDER, Lineage, Outcome, Segment, Verdict};

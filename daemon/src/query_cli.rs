@@ -124,9 +124,15 @@ async fn local(args: &QueryArgs, data_dir: &Path, sql: &str, format: Format, tab
         let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--storage-option {kv:?}: use KEY=VALUE"))?;
         options.insert(k.to_string(), v.to_string());
     }
-    let limits = Limits { max_rows: usize::MAX, timeout: args.timeout, memory_bytes: args.max_memory_megabytes << 20 };
+    let limits = Limits {
+        max_rows: usize::MAX,
+        timeout: args.timeout,
+        memory_bytes: args.max_memory_megabytes << 20,
+        index_cache_bytes: (openwit_extensions::query::engine::INDEX_CACHE_MEGABYTES as u64) << 20,
+    };
     let catalog = openwit_catalog::Catalog::open(&catalog)?;
-    let engine = Engine::new(catalog, Arc::default(), options, limits)?;
+    // Offline, text is analysed with the default index specs (an index built otherwise is not used).
+    let engine = Engine::new(catalog, Arc::default(), options, limits, Arc::default())?;
     let run = async {
         let mut running = engine.start(&args.tenant, sql).await?;
         if table {

@@ -48,6 +48,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
     // The daemon's services, opened once and handed to every component that uses them.
     let catalog = Catalog::open(&catalog_url).map_err(|e| anyhow::anyhow!("extensions.catalog.url: {e}"))?;
     let storage = Arc::new(openwit_storage::Storage::default());
+    let index_specs = Arc::new(openwit_core::text_index::IndexSpecs::default());
     let node =
         NodeInfo { node_id: node_id(&data_dir)?, hostname: hostname(), version: env!("CARGO_PKG_VERSION").to_string() };
     tracing::info!(catalog = %catalog.display_url(), node = %node.node_id, "batch tracking");
@@ -61,6 +62,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
         columnar_downstream: false,
         signal: None,
         storage: storage.clone(),
+        index_specs: index_specs.clone(),
         connector_outputs: Arc::default(),
         auth: Arc::default(),
     };
@@ -94,6 +96,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
             health: health.clone(),
             telemetry: telemetry.clone(),
             storage: storage.clone(),
+            index_specs: index_specs.clone(),
             apis: apis.clone(),
             auth: auth.clone(),
             shutdown: side_stop.clone(),

@@ -1,78 +1,170 @@
-//! Builds the index of one file's log rows, in a scratch directory, and returns it as a bundle.
+//! Builds the index of one file's rows (in a scratch directory, returned as a bundle), or of rows held
+//! in memory (for a scan): one document per row, with its row number, its time and the spec's fields.
 
 use crate::IndexError;
 use crate::bundle;
-use crate::fields::*;
-use arrow::array::{Array, AsArray, MapArray};
-use arrow::datatypes::Int32Type;
+use crate::spec::{FLAGS, Kind, LONG_TEXT, ROW, Spec, TIME};
+use arrow::array::{Array, ArrayRef, AsArray, MapArray};
+use arrow::datatypes::{Int32Type, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
 use openwit_core::attributes::AttrType;
-use tantivy::schema::{FAST, STRING, Schema, TEXT};
-use tantivy::{Index, TantivyDocument};
-
-/// The schema every log index has.
-pub fn log_schema() -> Schema {
-    let mut s = Schema::builder();
-    s.add_u64_field(ROW, FAST);
-    s.add_text_field(BODY, TEXT);
-    for raw in [SEVERITY_TEXT, SERVICE_NAME, TRACE_ID, ATTRIBUTES] {
-        s.add_text_field(raw, STRING);
-    }
-    s.build()
-}
+use tantivy::schema::Field;
+use tantivy::{Index, IndexWriter, TantivyDocument};
 
 /// Indexing memory per build: enough for a file's rows without flushing many small segments.
 const WRITER_HEAP: usize = 64 * 1024 * 1024;
+/// Tantivy's smallest indexing arena for one thread (a scan's batch).
+const SCAN_HEAP: usize = 15_000_000;
 
-/// Indexes `batches` (the rows of one logs file, in file order: row numbers count across them) and
-/// returns the bundle. `scratch` is an empty directory the build may use; it is left for the caller to
-/// remove.
-pub fn logs(batches: &[RecordBatch], scratch: &std::path::Path) -> Result<Vec<u8>, IndexError> {
-    let schema = log_schema();
-    let field = |n: &str| schema.get_field(n).expect("in the schema");
-    let (row_f, body_f, sev_f, svc_f, trace_f, attr_f) =
-        (field(ROW), field(BODY), field(SEVERITY_TEXT), field(SERVICE_NAME), field(TRACE_ID), field(ATTRIBUTES));
-    let index = Index::create_in_dir(scratch, schema.clone())?;
-    // One indexing thread: the daemon indexes in the background beside ingest.
-    let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, WRITER_HEAP)?;
-    let mut row = 0u64;
-    for b in batches {
-        let col = |n: &str| b.column_by_name(n).ok_or_else(|| IndexError::Rows(format!("no {n} column")));
-        let body = col("body")?.as_string_opt::<i32>().ok_or_else(|| IndexError::Rows("body is not text".into()))?;
-        let sev = col("severity_text")?;
-        let svc = col("service_name")?;
-        let trace = col("trace_id")?.as_binary_opt::<i32>().ok_or_else(|| IndexError::Rows("trace_id".into()))?;
-        let attrs: &MapArray = col("attributes")?.as_map_opt().ok_or_else(|| IndexError::Rows("attributes".into()))?;
-        let types = col("attribute_types")?.as_list_opt::<i32>().ok_or_else(|| IndexError::Rows("types".into()))?;
-        for i in 0..b.num_rows() {
+/// Turns rows into documents as a spec says.
+pub struct Builder {
+    spec: Spec,
+    row: Field,
+    time: Field,
+    flags: Field,
+    fields: Vec<(String, Kind, Field)>,
+    index: Index,
+}
+
+impl Builder {
+    fn with_index(spec: &Spec, index: Index) -> Builder {
+        crate::spec::register(index.tokenizers());
+        let schema = index.schema();
+        let f = |n: &str| schema.get_field(n).expect("in the spec's schema");
+        let fields =
+            spec.fields.iter().map(|n| (n.clone(), spec.table.kind_of(n).unwrap_or(Kind::Text), f(n))).collect();
+        Builder { spec: spec.clone(), row: f(ROW), time: f(TIME), flags: f(FLAGS), fields, index }
+    }
+
+    /// Adds `batch`'s rows, numbered from `first_row`; returns how many.
+    fn add(&self, writer: &IndexWriter, batch: &RecordBatch, first_row: u64) -> Result<u64, IndexError> {
+        let cols = self
+            .fields
+            .iter()
+            .map(|(n, _, _)| batch.column_by_name(n).ok_or_else(|| IndexError::Rows(format!("no {n} column"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let types = batch.column_by_name("attribute_types");
+        let time = batch.column_by_name("time").and_then(|t| t.as_primitive_opt::<TimestampNanosecondType>());
+        let mut values = Vec::new();
+        for i in 0..batch.num_rows() {
             let mut doc = TantivyDocument::new();
-            doc.add_u64(row_f, row);
-            if !body.is_null(i) {
-                doc.add_text(body_f, body.value(i));
-            }
-            for (f, a) in [(sev_f, sev), (svc_f, svc)] {
-                if let Some(s) = dict_str(a, i).filter(|s| !s.is_empty()) {
-                    doc.add_text(f, s);
+            doc.add_u64(self.row, first_row + i as u64);
+            doc.add_i64(self.time, time.map_or(0, |t| t.value(i)));
+            for ((name, _, field), col) in self.fields.iter().zip(&cols) {
+                values.clear();
+                self.values(name, col, types, i, &mut values)?;
+                for v in &values {
+                    if v.len() > LONG_TEXT {
+                        doc.add_text(self.flags, format!("long:{name}"));
+                    }
+                    doc.add_text(*field, v);
                 }
             }
-            if !trace.is_null(i) && !trace.value(i).is_empty() {
-                doc.add_text(trace_f, hex(trace.value(i)));
-            }
-            for (k, v) in string_attributes(attrs, types, i) {
-                doc.add_text(attr_f, format!("{k}={v}"));
-            }
             writer.add_document(doc)?;
-            row += 1;
         }
+        Ok(batch.num_rows() as u64)
     }
-    writer.commit()?;
-    writer.wait_merging_threads()?;
+
+    /// The texts of column `name` in row `i` (none for a null or empty value).
+    fn values(
+        &self,
+        name: &str,
+        col: &ArrayRef,
+        types: Option<&ArrayRef>,
+        i: usize,
+        out: &mut Vec<String>,
+    ) -> Result<(), IndexError> {
+        if col.is_null(i) {
+            return Ok(());
+        }
+        match name {
+            "trace_id" => {
+                let ids =
+                    col.as_binary_opt::<i32>().ok_or_else(|| IndexError::Rows("trace_id is not binary".into()))?;
+                if !ids.value(i).is_empty() {
+                    out.push(hex(ids.value(i)));
+                }
+            }
+            "attributes" => {
+                let map: &MapArray =
+                    col.as_map_opt().ok_or_else(|| IndexError::Rows("attributes is not a map".into()))?;
+                let types = types
+                    .and_then(|t| t.as_list_opt::<i32>())
+                    .ok_or_else(|| IndexError::Rows("no attribute_types column beside attributes".into()))?;
+                let keys = &self.spec.attribute_keys;
+                for (k, v) in string_attributes(map, types, i) {
+                    if keys.is_empty() || keys.iter().any(|x| x == k) {
+                        out.push(format!("{k}={v}"));
+                    }
+                }
+            }
+            "events" => {
+                let list = col.as_list_opt::<i32>().ok_or_else(|| IndexError::Rows("events is not a list".into()))?;
+                let events = list.value(i);
+                let names = events
+                    .as_struct_opt()
+                    .and_then(|s| s.column_by_name("name"))
+                    .ok_or_else(|| IndexError::Rows("events have no name".into()))?;
+                for j in 0..names.len() {
+                    if let Some(s) = text_at(names, j).filter(|s| !s.is_empty()) {
+                        out.push(s.to_string());
+                    }
+                }
+            }
+            _ => {
+                let s = text_at(col, i).ok_or_else(|| IndexError::Rows(format!("{name} is not text")))?;
+                if !s.is_empty() {
+                    out.push(s.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, heap: usize, batches: &[RecordBatch]) -> Result<(), IndexError> {
+        // One indexing thread: the daemon indexes in the background beside ingest.
+        let mut writer = self.index.writer_with_num_threads::<TantivyDocument>(1, heap)?;
+        let mut row = 0u64;
+        for b in batches {
+            row += self.add(&writer, b, row)?;
+        }
+        writer.commit()?;
+        writer.wait_merging_threads()?;
+        Ok(())
+    }
+}
+
+/// Indexes `batches` (the rows of one file, in file order: row numbers count across them) as `spec`
+/// says and returns the bundle. `scratch` is an empty directory the build may use; it is left for the
+/// caller to remove.
+pub fn build(spec: &Spec, batches: &[RecordBatch], scratch: &std::path::Path) -> Result<Vec<u8>, IndexError> {
+    let b = Builder::with_index(spec, Index::create_in_dir(scratch, crate::spec::schema(spec))?);
+    b.write(WRITER_HEAP, batches)?;
+    // The spec travels with the index: a reader knows what it can answer.
+    let json = serde_json::to_vec(spec).map_err(|e| IndexError::Bundle(e.to_string()))?;
+    std::fs::write(scratch.join(crate::spec::SPEC_FILE), json)?;
     bundle::pack(scratch)
 }
 
-fn dict_str(a: &arrow::array::ArrayRef, i: usize) -> Option<&str> {
+/// The default logs index of `batches` (see `build`).
+pub fn logs(batches: &[RecordBatch], scratch: &std::path::Path) -> Result<Vec<u8>, IndexError> {
+    build(&Spec::default_for(crate::spec::Table::Logs), batches, scratch)
+}
+
+/// An index of rows held in memory, as a file's would be: what a scan searches.
+pub fn in_ram(spec: &Spec, batch: &RecordBatch) -> Result<Index, IndexError> {
+    let b = Builder::with_index(spec, Index::create_in_ram(crate::spec::schema(spec)));
+    b.write(SCAN_HEAP, std::slice::from_ref(batch))?;
+    Ok(b.index)
+}
+
+/// The text of a string or dictionary-of-strings value.
+fn text_at(a: &ArrayRef, i: usize) -> Option<&str> {
     if a.is_null(i) {
         return None;
+    }
+    if let Some(s) = a.as_string_opt::<i32>() {
+        return Some(s.value(i));
     }
     let d = a.as_dictionary_opt::<Int32Type>()?;
     Some(d.values().as_string_opt::<i32>()?.value(d.keys().value(i) as usize))

@@ -1,11 +1,14 @@
 //! Builds an index from log rows made by `openwit_core::columnar` and searches it.
 
-use crate::{build, bundle, search};
+use crate::search::Searchable;
+use crate::spec::{Spec, Table, Tokenizer};
+use crate::{build, bundle, scan, search};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use openwit_core::Payload;
+use std::sync::Arc;
 
 fn kv(k: &str, v: Value) -> KeyValue {
     KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
@@ -26,6 +29,7 @@ fn rows() -> Vec<arrow::record_batch::RecordBatch> {
         body: Some(AnyValue { value: Some(Value::StringValue(body.to_string())) }),
         severity_text: sev.to_string(),
         trace_id: vec![i as u8; 16],
+        time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
         attributes: vec![kv("http.route", Value::StringValue(route.to_string())), kv("n", Value::IntValue(i as i64))],
         ..Default::default()
     })
@@ -92,13 +96,9 @@ fn a_bad_query_or_a_damaged_bundle_is_an_error_that_says_so() {
 #[test]
 fn a_scan_answers_as_the_index_does() {
     let index = index();
-    let bodies: Vec<String> = rows()
-        .iter()
-        .flat_map(|b| {
-            let a = arrow::array::AsArray::as_string::<i32>(b.column_by_name("body").unwrap()).clone();
-            (0..arrow::array::Array::len(&a)).map(move |i| a.value(i).to_string()).collect::<Vec<_>>()
-        })
-        .collect();
+    let spec = Spec::default_for(Table::Logs);
+    let batch = arrow::compute::concat_batches(&rows()[0].schema(), &rows()).unwrap();
+    let body = batch.column_by_name("body").unwrap().clone();
     for q in [
         "timeout",
         "\"connection reset\"",
@@ -108,15 +108,125 @@ fn a_scan_answers_as_the_index_does() {
         "nothing",
     ] {
         let by_index = search::rows(&index, q, Some(&["body"])).unwrap();
-        let by_scan: Vec<u64> = crate::scan::matches(bodies.iter().map(|b| Some(b.as_str())), q)
-            .unwrap()
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| **m)
-            .map(|(i, _)| i as u64)
-            .collect();
-        assert_eq!(by_scan, by_index, "{q}");
+        let flags = scan::matches(&spec, "body", &body, q).unwrap();
+        assert_eq!(set(&flags), by_index, "{q}");
     }
-    assert_eq!(crate::scan::matches([None, Some("a timeout")], "timeout").unwrap(), [false, true]);
-    assert!(crate::scan::matches([Some("x")], "body:(").is_err());
+    for q in ["severity_text:ERROR reset", "attributes:\"http.route=/cart\"", "shop"] {
+        let by_index = search::rows(&index, q, None).unwrap();
+        assert_eq!(set(&scan::matches_all(&spec, &batch, q).unwrap()), by_index, "{q}");
+    }
+    let texts: arrow::array::ArrayRef = Arc::new(arrow::array::StringArray::from(vec![None, Some("a timeout")]));
+    assert_eq!(scan::matches(&spec, "body", &texts, "timeout").unwrap(), [false, true]);
+    assert!(scan::matches(&spec, "body", &texts, "body:(").is_err());
+    let e = scan::matches(&spec, "body", &texts, "severity_text:ERROR").unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("field"), "a query naming another field is refused: {e}");
+}
+
+fn set(flags: &[bool]) -> Vec<u64> {
+    flags.iter().enumerate().filter(|(_, m)| **m).map(|(i, _)| i as u64).collect()
+}
+
+fn texts(v: &[&str]) -> arrow::array::ArrayRef {
+    Arc::new(arrow::array::StringArray::from(v.to_vec()))
+}
+
+#[test]
+fn long_words_are_found_and_values_too_long_to_index_are_flagged() {
+    let spec = Spec::default_for(Table::Logs);
+    let word = "a".repeat(300);
+    let flags = scan::matches(&spec, "body", &texts(&[&format!("x {word} y"), "x"]), &word).unwrap();
+    assert_eq!(flags, [true, false], "words over Tantivy's default 40 bytes are indexed");
+    let huge = "b".repeat(crate::spec::LONG_TEXT + 10);
+    let body = texts(&[&huge, "short"]);
+    let schema = arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+        "body",
+        arrow::datatypes::DataType::Utf8,
+        true,
+    )]);
+    let batch = arrow::record_batch::RecordBatch::try_new(Arc::new(schema), vec![body]).unwrap();
+    let narrowed = Spec { fields: vec!["body".into()], ..spec };
+    let s = Searchable::new(build::in_ram(&narrowed, &batch).unwrap()).unwrap();
+    let q = s.parse("openwit_flags:\"long:body\"", &["body"]).unwrap();
+    assert_eq!(s.hits(q.as_ref()).unwrap().rows, [0], "the row whose value may hold an unindexed word is marked");
+}
+
+#[test]
+fn tokenizers_and_positions_follow_the_spec() {
+    let body = texts(&["Connection timeouts observed", "GET /Cart"]);
+    let with = |tokenizer, positions| Spec { tokenizer, positions, ..Spec::default_for(Table::Logs) };
+    let m = |spec: &Spec, q: &str| scan::matches(spec, "body", &body, q).map(|f| set(&f));
+    assert_eq!(m(&with(Tokenizer::Stemming, true), "timeout").unwrap(), [0], "stems");
+    assert!(m(&with(Tokenizer::Default, true), "timeout").unwrap().is_empty(), "no stems by default");
+    assert_eq!(m(&with(Tokenizer::Raw, true), "\"GET /Cart\"").unwrap(), [1], "raw: the whole value");
+    assert!(m(&with(Tokenizer::Raw, true), "cart").unwrap().is_empty());
+    assert_eq!(m(&with(Tokenizer::Lowercase, true), "\"get /cart\"").unwrap(), [1]);
+    let e = m(&with(Tokenizer::Default, false), "\"connection timeouts\"").unwrap_err();
+    assert!(e.to_string().contains("position"), "a phrase needs positions: {e}");
+    assert_eq!(m(&with(Tokenizer::Default, false), "connection").unwrap(), [0]);
+}
+
+#[test]
+fn spans_are_indexed_by_name_status_message_events_and_attributes() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::Event};
+    let spans = [("GET /cart", "", "exception"), ("db query", "deadlock detected", "retry")]
+        .iter()
+        .map(|(name, msg, event)| Span {
+            name: name.to_string(),
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            status: Some(Status { message: msg.to_string(), code: 2 }),
+            events: vec![Event { name: event.to_string(), ..Default::default() }],
+            attributes: vec![kv("db.system", Value::StringValue("postgresql".into()))],
+            ..Default::default()
+        })
+        .collect();
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let batch = openwit_core::columnar::to_record_batch("t", &Payload::Traces(req)).unwrap();
+    let spec = Spec::default_for(Table::Spans);
+    let scratch = tempfile::tempdir().unwrap();
+    let index = bundle::open(build::build(&spec, std::slice::from_ref(&batch), scratch.path()).unwrap()).unwrap();
+    let q = |text: &str| search::rows(&index, text, None).unwrap();
+    assert_eq!(q("cart"), [0]);
+    assert_eq!(q("deadlock"), [1]);
+    assert_eq!(q("events:exception"), [0]);
+    assert_eq!(q("attributes:\"db.system=postgresql\""), [0, 1]);
+    assert_eq!(set(&scan::matches_all(&spec, &batch, "retry OR cart").unwrap()), [0, 1]);
+}
+
+#[test]
+fn hits_carry_each_rows_time() {
+    let s = Searchable::new(index()).unwrap();
+    let q = s.parse("timeout", &["body"]).unwrap();
+    let hits = s.hits(q.as_ref()).unwrap();
+    let batch = arrow::compute::concat_batches(&rows()[0].schema(), &rows()).unwrap();
+    let time = batch.column_by_name("time").unwrap();
+    let time = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampNanosecondType>(time);
+    assert_eq!(hits.rows, [0, 2]);
+    assert_eq!(hits.times, [time.value(0), time.value(2)]);
+    assert_eq!(s.count(q.as_ref()).unwrap(), 2);
+    assert_eq!(s.docs(), 5);
+}
+
+#[test]
+fn a_bundle_tells_the_spec_it_was_built_with() {
+    let s = Searchable::new(index()).unwrap();
+    assert_eq!(s.spec(), Some(&Spec::default_for(Table::Logs)));
+    let texts = texts(&["x"]);
+    let schema = arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+        "body",
+        arrow::datatypes::DataType::Utf8,
+        true,
+    )]);
+    let batch = arrow::record_batch::RecordBatch::try_new(Arc::new(schema), vec![texts]).unwrap();
+    let ram = Searchable::new(
+        build::in_ram(&Spec { fields: vec!["body".into()], ..Spec::default_for(Table::Logs) }, &batch).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ram.spec(), None);
 }

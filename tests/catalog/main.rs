@@ -62,6 +62,7 @@ both!(
     files_are_recorded_with_their_batches_then_made_stable,
     held_items_are_per_exporter_and_removal_forgets_them,
     indexes_are_recorded_per_file_and_replaced_when_rebuilt,
+    index_pip_is_set_once_every_file_of_a_stored_batch_is_indexed,
 );
 
 /// Tracking survives a catalog outage: updates wait in memory, then land once the catalog is back.

@@ -287,3 +287,58 @@ pub async fn indexes_are_recorded_per_file_and_replaced_when_rebuilt(c: Catalog)
     assert_eq!(c.indexes_of("f1").await.unwrap(), vec![row], "a rebuilt index replaces the row");
     assert!(c.indexes_of("f2").await.unwrap().is_empty());
 }
+
+pub async fn index_pip_is_set_once_every_file_of_a_stored_batch_is_indexed(c: Catalog) {
+    use openwit_catalog::{IndexRow, TANTIVY};
+    let index = |f: &str| IndexRow {
+        file_id: f.into(),
+        kind: TANTIVY.into(),
+        path: format!("{f}.parquet.tantivy"),
+        byte_size: 10,
+        state: "stable".into(),
+        created_at: T0 + 20,
+    };
+    let index_pip = |r: openwit_catalog::BatchRow| stage(&r, Stage::Index);
+    // b1's items are in two logs files, b2's in one, b3 (metrics) in a file that is never indexed.
+    for b in ["b1", "b2", "b3"] {
+        c.apply(&[Update::Written { batch: batch(b, "acme", T0), at: T0 }]).await.unwrap();
+    }
+    c.add_file(&file("f1", "parquet", "acme", "logs"), &[held("b1", 0, 50), held("b2", 0, 100)]).await.unwrap();
+    c.add_file(&file("f2", "parquet", "acme", "logs"), &[held("b1", 50, 50)]).await.unwrap();
+    c.add_file(&file("f3", "parquet", "acme", "metrics"), &[held("b3", 0, 100)]).await.unwrap();
+    for f in ["f1", "f2", "f3"] {
+        c.file_stable(f, T0 + 10).await.unwrap();
+    }
+    let ids: Vec<String> = ["f1", "f2", "f3"].map(String::from).to_vec();
+    let unindexed: Vec<String> =
+        c.unindexed_files(TANTIVY, "parquet", "node-a", 10).await.unwrap().into_iter().map(|f| f.file_id).collect();
+    assert_eq!(unindexed, ["f1", "f2"], "metrics files are not indexed");
+    assert!(c.unindexed_files(TANTIVY, "parquet/other", "node-a", 10).await.unwrap().is_empty(), "per exporter");
+    assert!(c.unindexed_files(TANTIVY, "parquet", "node-b", 10).await.unwrap().is_empty(), "per node");
+
+    // Indexed before b2 is stored: index_pip waits for the store.
+    c.record_index(&index("f1")).await.unwrap();
+    assert_eq!(index_pip(c.batch("b2").await.unwrap().unwrap()), (false, None));
+    c.apply(&[Update::Stored { batch_id: "b2".into(), at: T0 + 30 }]).await.unwrap();
+    assert_eq!(index_pip(c.batch("b2").await.unwrap().unwrap()), (true, Some(T0 + 30)), "set at store");
+    // b1 is stored, but f2 is not indexed yet.
+    c.apply(&[Update::Stored { batch_id: "b1".into(), at: T0 + 30 }]).await.unwrap();
+    assert_eq!(index_pip(c.batch("b1").await.unwrap().unwrap()), (false, None));
+    c.record_index(&index("f2")).await.unwrap();
+    assert_eq!(index_pip(c.batch("b1").await.unwrap().unwrap()), (true, Some(T0 + 20)), "set by the last index");
+    c.apply(&[Update::Stored { batch_id: "b3".into(), at: T0 + 40 }]).await.unwrap();
+    assert_eq!(index_pip(c.batch("b3").await.unwrap().unwrap()), (true, Some(T0 + 40)), "nothing to index");
+
+    assert!(c.unindexed_files(TANTIVY, "parquet", "node-a", 10).await.unwrap().is_empty());
+    let found = c.indexes_for(&ids, TANTIVY).await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found["f2"], index("f2"));
+    // An index a query could not read is marked; it is no longer used and is listed for rebuilding.
+    c.set_index_state("f2", TANTIVY, "missing").await.unwrap();
+    assert!(!c.indexes_for(&ids, TANTIVY).await.unwrap().contains_key("f2"));
+    let unindexed: Vec<String> =
+        c.unindexed_files(TANTIVY, "parquet", "node-a", 10).await.unwrap().into_iter().map(|f| f.file_id).collect();
+    assert_eq!(unindexed, ["f2"]);
+    let many: Vec<String> = (0..1200).map(|i| format!("x{i}")).chain(["f1".to_string()]).collect();
+    assert_eq!(c.indexes_for(&many, TANTIVY).await.unwrap().len(), 1, "looked up in chunks");
+}

@@ -742,6 +742,102 @@ async fn text_match_finds_words_phrases_and_booleans_in_log_bodies() {
     assert!(e.contains("string literal"), "{e}");
 }
 
+/// The sum of a counter over a plan's operators in `EXPLAIN ANALYZE` (0 when no operator has it).
+fn plan_counter(plan: &str, name: &str) -> usize {
+    let key = format!("{name}=");
+    plan.match_indices(&key)
+        .map(|(at, _)| {
+            let rest = &plan[at + key.len()..];
+            rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse::<usize>().unwrap_or(0)
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_answer_counts_select_rows_and_serve_match_all_and_like() {
+    let api = start(1000).await;
+    send_known_dataset(&api).await;
+    let api = &api;
+    let explain = |sql: String| async move { api.rows("acme", &format!("EXPLAIN ANALYZE {sql}")).await.to_string() };
+    let column = |sql: String, name: &'static str| async move {
+        let rows = api.rows("acme", &sql).await;
+        rows.as_array().unwrap().iter().map(|r| r[name].to_string().trim_matches('"').to_string()).collect::<Vec<_>>()
+    };
+    // Wait for the logs and spans files' indexes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for sql in [
+        "SELECT count(*) FROM logs WHERE text_match(body, 'declined')",
+        "SELECT count(*) FROM spans WHERE text_match(name, 'cart')",
+    ] {
+        while plan_counter(&explain(sql.to_string()).await, "index_files_answered") == 0 {
+            assert!(std::time::Instant::now() < deadline, "no index answered {sql}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // A count is answered by the index alone (no Parquet row read), and is right.
+    let count = "SELECT count(*) AS n FROM logs WHERE text_match(body, 'declined OR failed')".to_string();
+    assert_eq!(api.rows("acme", &count).await, json!([{"n": 2}]));
+    let plan = explain(count).await;
+    assert_eq!(plan_counter(&plan, "index_files_answered"), 1, "{plan}");
+    // So is a time histogram (the index holds each row's time).
+    let histogram = "SELECT time_bucket(INTERVAL '1 minute', time) AS m, count(*) AS n FROM logs \
+                     WHERE text_match(body, 'checkout OR card') GROUP BY 1 ORDER BY 1"
+        .to_string();
+    assert_eq!(column(histogram.clone(), "n").await, ["1", "1"]);
+    assert_eq!(plan_counter(&explain(histogram).await, "index_files_answered"), 1);
+    // A rare word: only its rows are read (1 of 4).
+    let rare = "SELECT body FROM logs WHERE text_match(body, 'declined')".to_string();
+    assert_eq!(column(rare.clone(), "body").await, ["card declined"]);
+    let plan = explain(rare).await;
+    assert_eq!(
+        (plan_counter(&plan, "index_files_rows_selected"), plan_counter(&plan, "index_rows_selected")),
+        (1, 1),
+        "{plan}"
+    );
+    // A word in every row: the index is not worth it, the file is read whole and filtered.
+    let common = "SELECT body FROM logs WHERE text_match(body, 'card OR order OR checkout OR startup') ORDER BY body";
+    assert_eq!(
+        column(common.to_string(), "body").await,
+        ["card declined", "checkout failed", "order placed", "startup"]
+    );
+    let plan = explain(common.to_string()).await;
+    assert_eq!(plan_counter(&plan, "index_files_not_worth_it"), 1, "{plan}");
+
+    // match_all: every indexed field (exact terms by name), from the index and by scan alike.
+    let errors = "SELECT body FROM logs WHERE match_all('severity_text:ERROR') ORDER BY body".to_string();
+    assert_eq!(column(errors, "body").await, ["card declined", "checkout failed"]);
+    let by_trace = format!("SELECT body FROM logs WHERE match_all('trace_id:{TRACE_B}')");
+    assert_eq!(column(by_trace, "body").await, ["checkout failed"]);
+    let service = "SELECT count(*) AS n FROM logs WHERE match_all('service_name:checkout')".to_string();
+    assert_eq!(api.rows("acme", &service).await, json!([{"n": 4}]));
+    // Under OR the scan evaluates it row by row.
+    let either = "SELECT body FROM logs WHERE match_all('declined') OR severity_text = 'INFO' ORDER BY body";
+    assert_eq!(column(either.to_string(), "body").await, ["card declined", "order placed", "startup"]);
+    let spans = "SELECT span_id FROM spans WHERE match_all('attributes:\"http.route=/checkout\"') ORDER BY span_id";
+    assert_eq!(column(spans.to_string(), "span_id").await, ["a100000000000001", "b100000000000001"]);
+    let names = "SELECT DISTINCT name FROM spans WHERE text_match(name, 'cart')".to_string();
+    assert_eq!(column(names, "name").await, ["GET /cart"]);
+    let e = api.error("acme", "SELECT match_all('x') AS m FROM logs", 400).await;
+    assert!(e.contains("WHERE"), "{e}");
+    let e = api.error("acme", "SELECT count(*) FROM logs, spans WHERE match_all('x')", 400).await;
+    assert!(e.contains("ambiguous"), "{e}");
+    let e = api.error("acme", "SELECT count(*) FROM logs WHERE text_match(body, 'severity_text:ERROR')", 400).await;
+    assert!(e.contains("severity_text") && e.contains("match_all"), "{e}");
+
+    // LIKE and ILIKE keep their meaning; the index only skips files where no word holds the text.
+    let like = |p: &'static str| format!("SELECT body FROM logs WHERE body ILIKE '{p}' ORDER BY body");
+    assert_eq!(column(like("%DECLIN%"), "body").await, ["card declined"]);
+    assert_eq!(column(like("%ed%"), "body").await, ["card declined", "checkout failed", "order placed"]);
+    let case = "SELECT count(*) AS n FROM logs WHERE body LIKE '%Declined%'".to_string();
+    assert_eq!(api.rows("acme", &case).await, json!([{"n": 0}]), "LIKE stays case-sensitive");
+    let plan = explain(like("%nowhere%")).await;
+    assert_eq!(pruning(&plan, "index_files_pruned"), (1, 0), "{plan}");
+    let plan = explain(like("%d c%")).await;
+    assert_eq!(plan_counter(&plan, "index_files_pruned"), 0, "a pattern across words is not narrowed: {plan}");
+    assert_eq!(column(like("%d c%"), "body").await, Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sql_and_limits_get_clear_errors_and_the_daemon_stays_up() {
     let api = start(1000).await;

@@ -2,6 +2,7 @@
 
 use openwit_core::ConfigIssue;
 use openwit_core::factory::ComponentConfig;
+use openwit_core::text_index::{Spec, Table, Tokenizer};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ pub struct ParquetConfig {
     pub rotation: Rotation,
     pub staging: Staging,
     pub retry_on_failure: Retry,
+    /// The full-text index beside each logs and spans file.
+    pub index: IndexSettings,
 }
 
 impl Default for ParquetConfig {
@@ -36,7 +39,84 @@ impl Default for ParquetConfig {
             rotation: Rotation::default(),
             staging: Staging::default(),
             retry_on_failure: Retry::default(),
+            index: IndexSettings::default(),
         }
+    }
+}
+
+/// Which files get a full-text index, holding what.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexSettings {
+    /// Build indexes at all (queries scan files without one: same answers, slower).
+    pub enabled: bool,
+    /// How often stable files without a usable index (interrupted, deleted, damaged) are looked for and
+    /// indexed again; also done at start.
+    #[serde(with = "humantime_serde")]
+    pub repair_interval: Duration,
+    pub logs: TableIndex,
+    pub spans: TableIndex,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            enabled: true,
+            repair_interval: Duration::from_secs(60),
+            logs: TableIndex::default(),
+            spans: TableIndex::default(),
+        }
+    }
+}
+
+/// One table's index.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TableIndex {
+    pub enabled: bool,
+    /// The columns indexed (default: logs `body`, `severity_text`, `service_name`, `trace_id`,
+    /// `attributes`; spans `name`, `status_message`, `events`, `attributes`).
+    pub fields: Option<Vec<String>>,
+    /// How text columns are cut into words: `default`, `raw`, `lowercase` or `stemming`.
+    pub tokenizer: Tokenizer,
+    /// Word positions, for phrase queries.
+    pub positions: bool,
+    /// Attribute keys indexed as `key=value` (default: every string attribute).
+    pub attribute_keys: Vec<String>,
+}
+
+impl Default for TableIndex {
+    fn default() -> Self {
+        TableIndex {
+            enabled: true,
+            fields: None,
+            tokenizer: Tokenizer::Default,
+            positions: true,
+            attribute_keys: Vec::new(),
+        }
+    }
+}
+
+impl IndexSettings {
+    /// The spec of each table that gets an index.
+    pub fn specs(&self) -> Vec<Spec> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        [(Table::Logs, &self.logs), (Table::Spans, &self.spans)]
+            .into_iter()
+            .filter(|(_, t)| t.enabled)
+            .map(|(table, t)| {
+                let default = Spec::default_for(table);
+                Spec {
+                    table,
+                    fields: t.fields.clone().unwrap_or(default.fields),
+                    tokenizer: t.tokenizer,
+                    positions: t.positions,
+                    attribute_keys: t.attribute_keys.clone(),
+                }
+            })
+            .collect()
     }
 }
 
@@ -122,6 +202,12 @@ impl ComponentConfig for ParquetConfig {
                 "initial_interval must be above zero and max_interval at least initial_interval",
             ));
         }
+        if self.index.repair_interval.is_zero() {
+            return Err(ConfigIssue::new("index.repair_interval", "must be longer than zero (for example 1m)"));
+        }
+        for spec in self.index.specs() {
+            spec.validate().map_err(|m| ConfigIssue::new(format!("index.{}.fields", spec.table.name()), m))?;
+        }
         Ok(())
     }
 }
@@ -144,6 +230,12 @@ mod tests {
         assert_eq!((cfg.rotation.max_megabytes, cfg.rotation.max_age.as_secs()), (128.0, 600));
         assert_eq!(cfg.compression_level, 3);
         assert!(f.reads_columnar());
+        let specs = cfg.index.specs();
+        assert_eq!(specs.len(), 2, "logs and spans are indexed by default");
+        assert_eq!(specs[0], openwit_core::text_index::Spec::default_for(openwit_core::text_index::Table::Logs));
+        let off: super::ParquetConfig =
+            openwit_core::factory::parse_section(&serde_yaml_ng::from_str("index: {enabled: false}").unwrap()).unwrap();
+        assert!(off.index.specs().is_empty());
     }
 
     #[test]
@@ -169,6 +261,14 @@ mod tests {
         assert_eq!(issue("rotation: {max_age: 0s}").0, "rotation.max_age");
         assert_eq!(issue("staging: {max_megabytes: -1}").0, "staging.max_megabytes");
         assert_eq!(issue("retry_on_failure: {initial_interval: 5s, max_interval: 1s}").0, "retry_on_failure");
+        let (p, m) = issue("index: {logs: {fields: [body, nme]}}");
+        assert_eq!(p, "index.logs.fields");
+        assert!(m.contains("nme cannot be indexed in logs") && m.contains("severity_text"), "{m}");
+        let (p, m) = issue("index: {spans: {tokenizer: porter}}");
+        assert_eq!(p, "index.spans.tokenizer");
+        assert!(m.contains("stemming"), "{m}");
+        assert_eq!(issue("index: {logs: {fields: []}}").0, "index.logs.fields");
+        assert_eq!(issue("index: {repair_interval: 0s}").0, "index.repair_interval");
         let (p, m) = issue("rotation: {max_size: 3}");
         assert_eq!(p, "rotation.max_size");
         assert!(m.contains("unknown field `max_size`"), "{m}");

@@ -1,16 +1,24 @@
-//! Builds the full-text index (`openwit-index`) of every logs file the uploader stores and puts it
-//! beside the file: `<file>.parquet.tantivy` in the same store, verified like the file, then recorded
-//! in the catalog's `indexes` table. It runs after the file is stored, on its own task, so indexing
-//! never delays an acknowledgement; the uploader waits only when more than a few files queue here.
+//! Builds the full-text index (`openwit-index`) of every logs and spans file the uploader stores and puts
+//! it beside the file: `<file>.parquet.tantivy` in the same store, written and fsynced locally, uploaded
+//! and verified like the file, then recorded in the catalog's `indexes` table (which sets `index_pip` on
+//! the batches it completes). It runs after the file is stored, on its own task, so indexing never delays
+//! an acknowledgement; the uploader waits only when more than a few files queue here.
 //!
 //! The rows are read from the local copy: a hard link taken before the upload (which moves or removes
-//! the staged file) keeps it until the index is built. A file whose index cannot be built is searched
-//! by scanning; what a crash interrupts is cleared at the next start (the file then stays without an
-//! index, searched by scanning, until indexes are rebuilt by the janitor — not built yet).
+//! the staged file) keeps it until the index is built.
+//!
+//! Repair: at start and every `index.repair_interval`, this exporter's stable files that have no usable
+//! index are indexed again from the stored file — an index a crash interrupted (built, uploaded but not
+//! recorded: the object is overwritten, so none is left orphaned), one deleted or damaged (a query that
+//! cannot read it marks it `missing`), or one whose build failed. Until then queries scan the file.
 
 use super::uploader::{Shared, Step, now_ms};
-use openwit_catalog::{IndexRow, TANTIVY};
+use openwit_catalog::{FileRow, IndexRow, TANTIVY};
+use openwit_core::text_index::{Spec, Table};
+use parquet::file::reader::ChunkReader;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Files waiting to be indexed before the uploader waits (each holds its rows on local disk).
@@ -19,6 +27,23 @@ pub const QUEUE: usize = 2;
 /// The suffix of an index object after its file's path.
 pub const SUFFIX: &str = ".tantivy";
 
+/// Files repaired per pass (each is read whole from the store).
+const REPAIR_BATCH: i64 = 16;
+
+/// What this exporter indexes.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// The spec of each indexed table (none: indexing is off).
+    pub specs: BTreeMap<Table, Spec>,
+    pub repair_interval: Duration,
+}
+
+impl Settings {
+    fn spec_of(&self, table_name: &str) -> Option<&Spec> {
+        self.specs.get(&Table::by_name(table_name)?)
+    }
+}
+
 /// One stored file to index.
 pub struct IndexJob {
     file_id: String,
@@ -26,6 +51,7 @@ pub struct IndexJob {
     rel: String,
     /// A hard link to the local copy.
     link: PathBuf,
+    spec: Spec,
 }
 
 /// Where indexing keeps its links, scratch directories and bundles: beside the staging directory (the
@@ -45,56 +71,116 @@ pub fn clear(staging: &Path) {
     }
 }
 
-/// A job for `local` (a logs file about to be uploaded): links it so that the upload cannot take the
-/// rows away. `None` (logged) when the link cannot be made: the file is then searched by scanning.
-pub fn prepare(staging: &Path, file_id: &str, local: &Path, rel: &str) -> Option<IndexJob> {
-    let dir = work_dir(staging);
-    let link = dir.join(format!("{file_id}.parquet"));
+/// A job for `local` (a file about to be uploaded) when its table is indexed: links it so that the upload
+/// cannot take the rows away. `None` (logged) when the link cannot be made: the repair pass indexes the
+/// file later from the store.
+pub fn prepare(shared: &Shared, row: &FileRow, local: &Path) -> Option<IndexJob> {
+    let spec = shared.index.spec_of(&row.table_name)?.clone();
+    let dir = work_dir(&shared.staging);
+    let link = dir.join(format!("{}.parquet", row.file_id));
     let made = std::fs::create_dir_all(&dir).and_then(|()| {
         let _ = std::fs::remove_file(&link);
         std::fs::hard_link(local, &link)
     });
     match made {
-        Ok(()) => Some(IndexJob { file_id: file_id.to_string(), rel: rel.to_string(), link }),
+        Ok(()) => Some(IndexJob { file_id: row.file_id.clone(), rel: row.path.clone(), link, spec }),
         Err(e) => {
-            tracing::warn!(file = %rel, "cannot keep the rows for indexing ({e}); the file will be searched by scanning");
+            tracing::warn!(file = %row.path, "cannot keep the rows for indexing ({e}); the file will be indexed from the store");
             None
         }
     }
 }
 
-/// The indexer task: every job in order until the uploader closes the channel.
+/// The indexer task: every job in order until the uploader closes the channel, and the repair pass
+/// whenever no job waits.
 pub async fn run(shared: std::sync::Arc<Shared>, mut rx: mpsc::Receiver<IndexJob>) {
-    while let Some(job) = rx.recv().await {
-        index(&shared, &job).await;
-        let _ = std::fs::remove_file(&job.link);
+    let mut repair = tokio::time::interval(shared.index.repair_interval.max(Duration::from_millis(10)));
+    repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let repairing = !shared.index.specs.is_empty();
+    loop {
+        tokio::select! {
+            biased;
+            job = rx.recv() => match job {
+                Some(job) => {
+                    let link = job.link.clone();
+                    let source = move || std::fs::File::open(&link).map_err(|e| e.to_string());
+                    index(&shared, &job.file_id, &job.rel, &job.spec, source, "built").await;
+                    let _ = std::fs::remove_file(&job.link);
+                }
+                None => break,
+            },
+            _ = repair.tick(), if repairing => repair_pass(&shared).await,
+        }
     }
 }
 
-async fn index(shared: &Shared, job: &IndexJob) {
-    let (link, scratch) = (job.link.clone(), work_dir(&shared.staging).join(format!("{}.tmp", job.file_id)));
-    let bundle = work_dir(&shared.staging).join(format!("{}{SUFFIX}", job.file_id));
-    let out = bundle.clone();
-    let built = tokio::task::spawn_blocking(move || build(&link, &scratch, &out)).await;
-    let (size, tail) = match built {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            tracing::warn!(file = %job.rel, "cannot index the file ({e}); it will be searched by scanning");
-            return;
-        }
+/// Indexes again this exporter's stable files that have no usable index, from the stored files.
+async fn repair_pass(shared: &Shared) {
+    // The uploader's recovery runs first (it may make files stable).
+    let catalog = shared.wait_ready().await;
+    let files = match catalog.unindexed_files(TANTIVY, &shared.exporter, &shared.node_id, REPAIR_BATCH).await {
+        Ok(f) => f,
         Err(e) => {
-            tracing::error!(file = %job.rel, "indexing panicked ({e}); the file will be searched by scanning");
+            tracing::debug!(exporter = %shared.exporter, "cannot look for files to index again ({e}); trying later");
             return;
         }
     };
-    let rel = format!("{}{SUFFIX}", job.rel);
+    for f in files {
+        let Some(spec) = shared.index.spec_of(&f.table_name).cloned() else { continue };
+        if f.root != shared.destination.root {
+            continue;
+        }
+        tracing::info!(exporter = %shared.exporter, file = %f.path, "indexing a stored file that has no usable index");
+        let (_, store) = shared.destination.store();
+        let bytes = match object_store::ObjectStoreExt::get(&store, &shared.destination.location(&f.path)).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(exporter = %shared.exporter, file = %f.path, "cannot read a stored file to index it ({e})");
+                continue;
+            }
+        };
+        index(shared, &f.file_id, &f.path, &spec, move || Ok(bytes), "rebuilt").await;
+    }
+}
+
+/// Builds, stores and records the index of one file whose rows `source` gives.
+async fn index<R, S>(shared: &Shared, file_id: &str, rel: &str, spec: &Spec, source: S, how: &'static str)
+where
+    R: ChunkReader + 'static,
+    S: FnOnce() -> Result<R, String> + Send + 'static,
+{
+    let work = work_dir(&shared.staging);
+    let scratch = work.join(format!("{file_id}.tmp"));
+    let bundle = work.join(format!("{file_id}{SUFFIX}"));
+    let (out, spec_owned, table) = (bundle.clone(), spec.clone(), spec.table.name());
+    let built = tokio::task::spawn_blocking(move || build(&spec_owned, source()?, &scratch, &out)).await;
+    let (size, tail) = match built {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            shared.metrics.indexed(table, "failed", 0);
+            tracing::warn!(file = %rel, "cannot index the file ({e}); it will be searched by scanning");
+            let _ = std::fs::remove_file(&bundle);
+            return;
+        }
+        Err(e) => {
+            shared.metrics.indexed(table, "failed", 0);
+            tracing::error!(file = %rel, "indexing panicked ({e}); the file will be searched by scanning");
+            let _ = std::fs::remove_file(&bundle);
+            return;
+        }
+    };
+    let index_rel = format!("{rel}{SUFFIX}");
     let dest = &shared.destination;
     shared
-        .until_ok(Step::Upload, &format!("uploading the index {rel} to {}", dest.root), || async {
-            if !dest.verify(&rel, size, Some(tail)).await.map_err(|e| e.to_string())? {
-                dest.upload(&bundle, &rel).await.map_err(|e| e.to_string())?;
-                if !dest.verify(&rel, size, Some(tail)).await.map_err(|e| e.to_string())? {
-                    return Err(format!("{rel} does not match the local index after the upload"));
+        .until_ok(Step::Upload, &format!("uploading the index {index_rel} to {}", dest.root), || async {
+            if !dest.verify(&index_rel, size, Some(tail)).await.map_err(|e| e.to_string())? {
+                dest.upload(&bundle, &index_rel).await.map_err(|e| e.to_string())?;
+                if !dest.verify(&index_rel, size, Some(tail)).await.map_err(|e| e.to_string())? {
+                    return Err(format!("{index_rel} does not match the local index after the upload"));
                 }
             }
             Ok(())
@@ -102,9 +188,9 @@ async fn index(shared: &Shared, job: &IndexJob) {
         .await;
     let _ = std::fs::remove_file(&bundle);
     let row = IndexRow {
-        file_id: job.file_id.clone(),
+        file_id: file_id.to_string(),
         kind: TANTIVY.to_string(),
-        path: rel.clone(),
+        path: index_rel.clone(),
         byte_size: size as i64,
         state: openwit_catalog::STABLE.to_string(),
         created_at: now_ms(),
@@ -114,23 +200,26 @@ async fn index(shared: &Shared, job: &IndexJob) {
             shared.catalog.record_index(&row).await.map_err(|e| e.to_string())
         })
         .await;
-    tracing::debug!(file = %job.rel, index = %rel, bytes = size, "index stored");
+    shared.metrics.indexed(table, how, size);
+    tracing::debug!(file = %rel, index = %index_rel, bytes = size, "index stored");
 }
 
 /// Reads the file's rows, builds the bundle into `out` (fsynced); returns its size and last 8 bytes.
-fn build(link: &Path, scratch: &Path, out: &Path) -> Result<(u64, [u8; 8]), String> {
+fn build<R: ChunkReader + 'static>(
+    spec: &Spec,
+    source: R,
+    scratch: &Path,
+    out: &Path,
+) -> Result<(u64, [u8; 8]), String> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use std::io::Write;
-    let file = std::fs::File::open(link).map_err(|e| e.to_string())?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(source).and_then(|b| b.build()).map_err(|e| e.to_string())?;
     let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
-    let bytes = openwit_index::build::logs(&batches, scratch);
+    let bytes = openwit_index::build::build(spec, &batches, scratch);
     let _ = std::fs::remove_dir_all(scratch);
     let bytes = bytes.map_err(|e| e.to_string())?;
-    let mut f = std::fs::File::create(out).map_err(|e| e.to_string())?;
-    f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(|e| e.to_string())?;
+    openwit_storage::write_durably(out, &bytes).map_err(|e| e.to_string())?;
     let tail: [u8; 8] = bytes[bytes.len() - 8..].try_into().map_err(|_| "an empty index".to_string())?;
     Ok((bytes.len() as u64, tail))
 }

@@ -1,7 +1,7 @@
 //! The Parquet exporter's own metrics (`openwit_parquet_*`), resolved for one exporter when it is built.
 
 use openwit_core::Signal;
-use openwit_core::telemetry::{Counter, Gauge, Telemetry, labels};
+use openwit_core::telemetry::{Counter, Counters, Gauge, Telemetry, labels};
 
 /// Counters per table (spans, logs, metrics).
 struct PerTable([Counter; 3]);
@@ -25,6 +25,9 @@ pub struct ParquetMetrics {
     pub upload_failures: Counter,
     /// Bytes of finalized files waiting for their store.
     pub staging_bytes: Gauge,
+    indexes: Counters,
+    index_bytes: Counters,
+    exporter: String,
 }
 
 impl ParquetMetrics {
@@ -51,6 +54,23 @@ impl ParquetMetrics {
                 .gauges("openwit_parquet_staging_bytes", "Bytes of finalized Parquet files waiting for their store")
                 .get_or_create(&labels(&[("exporter", exporter)]))
                 .clone(),
+            indexes: t.counters(
+                "openwit_parquet_indexes",
+                "Full-text indexes of stored files, by outcome: built, rebuilt (repair), failed",
+            ),
+            index_bytes: t.counters("openwit_parquet_index_bytes", "Bytes of full-text indexes stored"),
+            exporter: exporter.to_string(),
+        }
+    }
+
+    /// An index of a `table` file was built (`how`: built, rebuilt) or failed.
+    pub fn indexed(&self, table: &str, how: &str, bytes: u64) {
+        let l = labels(&[("exporter", &self.exporter), ("table", table)]);
+        let mut with_outcome = l.clone();
+        with_outcome.push(("outcome".to_string(), how.to_string()));
+        self.indexes.get_or_create(&with_outcome).inc();
+        if bytes > 0 {
+            self.index_bytes.get_or_create(&l).inc_by(bytes);
         }
     }
 

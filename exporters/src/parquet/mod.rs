@@ -44,6 +44,20 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
     ))
 }
 
+/// What this exporter indexes; its specs are registered for the query engine.
+fn index_settings(id: &ComponentId, cfg: &ParquetConfig, env: &BuildEnv) -> indexer::Settings {
+    let mut specs = std::collections::BTreeMap::new();
+    for spec in cfg.index.specs() {
+        if let Err(used) = env.index_specs.register(&spec) {
+            tracing::warn!(exporter = %id, table = spec.table.name(),
+                "this exporter indexes the table differently from another ({spec:?} here, {used:?} there); \
+                 queries analyse text as the other does, so they scan this exporter's files instead of using their indexes");
+        }
+        specs.insert(spec.table, spec);
+    }
+    indexer::Settings { specs, repair_interval: cfg.index.repair_interval }
+}
+
 /// What the catalog said one delivery of a redelivered WAL batch already has in files. Kept while that
 /// delivery's token lives (its pieces arrive in several batches after the batch processor splits);
 /// a later delivery of the same WAL batch has a new token and asks again.
@@ -106,6 +120,7 @@ impl ParquetExporter {
             cfg.retry_on_failure.clone(),
             (cfg.staging.max_megabytes * 1024.0 * 1024.0) as u64,
             metrics::ParquetMetrics::register(&env.telemetry, &id.to_string()),
+            index_settings(id, cfg, env),
         ));
         let writer = Arc::new(Mutex::new(Writer::new(settings)));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -336,6 +351,7 @@ mod tests {
             columnar_downstream: false,
             signal: None,
             storage: Arc::default(),
+            index_specs: Arc::default(),
             connector_outputs: Arc::default(),
             auth: Arc::default(),
         };

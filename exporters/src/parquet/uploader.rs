@@ -43,6 +43,8 @@ pub struct Shared {
     /// items they hold wait here, settled as stored once the file is.
     pub recovered: Mutex<HashMap<String, Lineage>>,
     pub metrics: ParquetMetrics,
+    /// What the indexer builds.
+    pub index: indexer::Settings,
     ready: AtomicBool,
     ready_notify: Notify,
 }
@@ -58,6 +60,7 @@ impl Shared {
         retry: Retry,
         budget: u64,
         metrics: ParquetMetrics,
+        index: indexer::Settings,
     ) -> Shared {
         Shared {
             exporter,
@@ -71,6 +74,7 @@ impl Shared {
             catalog,
             recovered: Mutex::new(HashMap::new()),
             metrics,
+            index,
             ready: AtomicBool::new(false),
             ready_notify: Notify::new(),
         }
@@ -257,9 +261,7 @@ async fn store(shared: &Shared, job: Job, index_tx: &mpsc::Sender<indexer::Index
     let catalog = &shared.catalog;
     let (id, rel, size) = (job.row.file_id.clone(), job.row.path.clone(), job.row.byte_size as u64);
     // Logs are indexed once stored; their rows are kept for it before the upload takes the local copy.
-    let index_job = (job.row.table_name == columnar::table_name(openwit_core::Signal::Logs))
-        .then(|| indexer::prepare(&shared.staging, &id, &job.local, &rel))
-        .flatten();
+    let index_job = indexer::prepare(shared, &job.row, &job.local);
     if !job.recorded {
         shared
             .until_ok(Step::Catalog, "recording a Parquet file in the catalog", || async {

@@ -4,6 +4,7 @@
 use super::functions;
 use super::sources::Sources;
 use super::table::{CATALOG_FILES_METRIC, StoredTable};
+use super::text_search::{self, MatchAllColumns, Specs};
 use super::views::{CatalogView, View};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
@@ -26,7 +27,12 @@ pub struct Limits {
     pub timeout: Duration,
     /// Memory all running queries may hold in DataFusion's pool (sorts, joins, aggregations).
     pub memory_bytes: usize,
+    /// Full-text indexes kept opened in memory between queries.
+    pub index_cache_bytes: u64,
 }
+
+/// The default `index_cache_megabytes`.
+pub const INDEX_CACHE_MEGABYTES: f64 = 256.0;
 
 /// Why a query failed, by what the client should do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +113,8 @@ impl QueryError {
 pub struct Engine {
     runtime: Arc<RuntimeEnv>,
     sources: Arc<Sources>,
+    /// How text is analysed per table (the exporters' index specs).
+    specs: Specs,
     pub limits: Limits,
     target_partitions: usize,
     /// The stored tables' Arrow schemas (the same for every tenant).
@@ -137,6 +145,7 @@ impl Engine {
         storage: Arc<openwit_storage::Storage>,
         storage_options: BTreeMap<String, String>,
         limits: Limits,
+        index_specs: Arc<openwit_core::text_index::IndexSpecs>,
     ) -> anyhow::Result<Engine> {
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.memory_bytes, 1.0).build_arc()?;
         let target_partitions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -147,7 +156,8 @@ impl Engine {
         Ok(Engine {
             schemas,
             runtime,
-            sources: Arc::new(Sources::new(catalog, storage, storage_options)),
+            sources: Arc::new(Sources::new(catalog, storage, storage_options, limits.index_cache_bytes)),
+            specs: Specs(index_specs),
             limits,
             target_partitions,
         })
@@ -168,6 +178,7 @@ impl Engine {
         let mut rules = datafusion::optimizer::Analyzer::new().rules;
         // Before type coercion, which would compare the hex text's own bytes with the ids.
         rules.insert(0, Arc::new(functions::HexIdLiterals));
+        rules.insert(0, Arc::new(MatchAllColumns::new(&self.specs)));
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.runtime.clone())
@@ -175,12 +186,18 @@ impl Engine {
             .with_analyzer_rules(rules)
             .build();
         let ctx = SessionContext::new_with_state(state);
-        for udf in functions::all() {
+        for udf in functions::all().into_iter().chain(text_search::functions(&self.specs)) {
             ctx.register_udf(udf);
         }
         for (signal, schema) in &self.schemas {
             let (signal, schema) = (*signal, schema.clone());
-            let table = StoredTable { signal, tenant: tenant.to_string(), schema, sources: self.sources.clone() };
+            let table = StoredTable {
+                signal,
+                tenant: tenant.to_string(),
+                schema,
+                sources: self.sources.clone(),
+                specs: self.specs.clone(),
+            };
             ctx.register_table(openwit_core::columnar::table_name(signal), Arc::new(table))?;
         }
         for view in View::ALL {
@@ -259,8 +276,13 @@ mod tests {
     async fn plan_accepts_queries_and_refuses_statements_without_reading_the_catalog() {
         // A catalog that cannot be opened: planning must not touch it.
         let catalog = openwit_catalog::Catalog::open("sqlite:///nonexistent-dir/openwit/catalog.db").unwrap();
-        let limits = Limits { max_rows: 10, timeout: Duration::from_secs(5), memory_bytes: 16 << 20 };
-        let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits).unwrap();
+        let limits = Limits {
+            max_rows: 10,
+            timeout: Duration::from_secs(5),
+            memory_bytes: 16 << 20,
+            index_cache_bytes: 1 << 20,
+        };
+        let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default()).unwrap();
         for sql in [
             "SELECT time_bucket(INTERVAL '1 minute', time), count(*) FROM logs GROUP BY 1",
             "SELECT id_to_hex(span_id) FROM spans WHERE trace_id = '5b8efff798038103d269b633813fc60c'",

@@ -29,45 +29,7 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(Attr::new("attr_bool", AttrType::Bool)),
         // `time_bucket(interval, time)`: the name other time-series databases use for `date_bin`.
         ScalarUDF::new_from_impl(Renamed { name: "time_bucket".into(), inner: date_bin }),
-        ScalarUDF::from(TextMatch::new()),
     ]
-}
-
-/// `text_match(column, 'query')`: whether the column's text matches a full-text query in Tantivy's
-/// syntax (`timeout AND "connection reset"`; words ANDed by default), as analysed text: alphanumeric
-/// words, case-insensitive. Evaluated here by scanning the rows, with the same analysis and parser as
-/// the index beside each logs file (`openwit_index::scan`), so the answer is the one the index gives.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct TextMatch {
-    signature: Signature,
-}
-
-impl TextMatch {
-    fn new() -> Self {
-        TextMatch { signature: Signature::any(2, Volatility::Immutable) }
-    }
-}
-
-impl ScalarUDFImpl for TextMatch {
-    fn name(&self) -> &str {
-        "text_match"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Boolean)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let query = match &args.args[1] {
-            ColumnarValue::Scalar(ScalarValue::Utf8(Some(q)) | ScalarValue::LargeUtf8(Some(q))) => q.clone(),
-            _ => return plan_err!("text_match: the query must be a string literal, e.g. text_match(body, 'timeout')"),
-        };
-        let texts = arrow::compute::cast(&one_array(&args)?, &DataType::Utf8)?;
-        let flags = openwit_index::scan::matches(texts.as_string::<i32>().iter(), &query)
-            .map_err(|e| DataFusionError::Plan(format!("text_match: {e}")))?;
-        Ok(ColumnarValue::Array(Arc::new(arrow::array::BooleanArray::from(flags))))
-    }
 }
 
 /// `id_to_hex(trace_id)`: lowercase hex text of an id (any binary value).

@@ -14,6 +14,7 @@ pub mod output;
 pub mod request;
 pub mod sources;
 pub mod table;
+pub mod text_search;
 pub mod views;
 
 use async_trait::async_trait;
@@ -58,6 +59,8 @@ pub struct QueryConfig {
     pub timeout: Duration,
     /// Memory all running queries may hold for sorts, joins and aggregations (DataFusion's memory pool).
     pub max_memory_megabytes: f64,
+    /// Full-text indexes kept in memory between queries (each is read whole once, then searched there).
+    pub index_cache_megabytes: f64,
     /// object_store settings for buckets no exporter of this daemon writes to (files other daemons
     /// stored in a shared bucket); the standard AWS_/GOOGLE_/AZURE_ variables apply too.
     pub storage_options: BTreeMap<String, String>,
@@ -77,6 +80,7 @@ impl Default for QueryConfig {
             max_rows: 100_000,
             timeout: Duration::from_secs(30),
             max_memory_megabytes: 1024.0,
+            index_cache_megabytes: engine::INDEX_CACHE_MEGABYTES,
             storage_options: BTreeMap::new(),
             auth: None,
             tls: None,
@@ -98,6 +102,9 @@ impl ComponentConfig for QueryConfig {
         if self.max_memory_megabytes.is_nan() || self.max_memory_megabytes < 1.0 {
             return Err(ConfigIssue::new("max_memory_megabytes", "must be at least 1"));
         }
+        if self.index_cache_megabytes.is_nan() || self.index_cache_megabytes < 0.0 {
+            return Err(ConfigIssue::new("index_cache_megabytes", "must be 0 (no cache) or more"));
+        }
         Ok(())
     }
 }
@@ -108,6 +115,7 @@ impl QueryConfig {
             max_rows: self.max_rows,
             timeout: self.timeout,
             memory_bytes: (self.max_memory_megabytes * 1024.0 * 1024.0) as usize,
+            index_cache_bytes: (self.index_cache_megabytes * 1024.0 * 1024.0) as u64,
         }
     }
 }
@@ -135,8 +143,13 @@ struct AppState {
 #[async_trait]
 impl Extension for QueryExtension {
     async fn start(self: Box<Self>, ctx: ExtensionContext) -> anyhow::Result<JoinHandle<()>> {
-        let engine =
-            Engine::new(ctx.catalog.clone(), ctx.storage.clone(), self.cfg.storage_options.clone(), self.cfg.limits())?;
+        let engine = Engine::new(
+            ctx.catalog.clone(),
+            ctx.storage.clone(),
+            self.cfg.storage_options.clone(),
+            self.cfg.limits(),
+            ctx.index_specs.clone(),
+        )?;
         let metrics = QueryMetrics::register(&ctx.telemetry);
         let state = Arc::new(AppState { engine, tenant: self.cfg.tenant.clone(), metrics });
         let app = Router::new().route("/api/v1/query", get(query_get).post(query_post)).with_state(state);

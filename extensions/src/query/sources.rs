@@ -3,6 +3,7 @@
 //! resolver (so a bucket an exporter writes is read with the same client and credentials).
 
 use super::engine::{FailureKind, QueryError};
+use super::text_search::IndexCache;
 use openwit_catalog::Catalog;
 use openwit_storage::{Destination, Storage};
 use std::collections::BTreeMap;
@@ -16,11 +17,23 @@ pub struct Sources {
     /// For roots no exporter here opened (a bucket other daemons write to): object_store settings,
     /// on top of the standard AWS_/GOOGLE_/AZURE_ environment variables.
     storage_options: BTreeMap<String, String>,
+    /// Full-text indexes opened by earlier queries.
+    indexes: IndexCache,
 }
 
 impl Sources {
-    pub fn new(catalog: Catalog, storage: Arc<Storage>, storage_options: BTreeMap<String, String>) -> Sources {
-        Sources { catalog, storage, storage_options }
+    pub fn new(
+        catalog: Catalog,
+        storage: Arc<Storage>,
+        storage_options: BTreeMap<String, String>,
+        index_cache_bytes: u64,
+    ) -> Sources {
+        Sources { catalog, storage, storage_options, indexes: IndexCache::new(index_cache_bytes) }
+    }
+
+    /// Indexes kept opened between queries.
+    pub fn indexes(&self) -> &IndexCache {
+        &self.indexes
     }
 
     /// The catalog; a catalog error met through it is reported as unavailable.

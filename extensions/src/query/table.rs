@@ -1,9 +1,18 @@
 //! `spans`, `logs` and `metrics` for one tenant: the files the catalog lists, pruned by time before any
-//! is opened, then read by DataFusion's Parquet reader (row groups pruned by statistics and bloom
-//! filters, pages by the page index).
+//! is opened, then by their full-text indexes where the query has text predicates (`text_search`), then
+//! read by DataFusion's Parquet reader (row groups pruned by statistics and bloom filters, pages by the
+//! page index, rows by the index's selection).
+//!
+//! Text predicates (`text_match`, `match_all`) are taken over by the scan (`Exact` pushdown): for each
+//! file its index either rules it out, or gives the rows to read (the answer itself when every predicate
+//! is answered, so no filter runs on them; for `count(*)` or a histogram over `time`, the rows are not
+//! even read: the index holds each row's time), or the file is read whole and the predicates evaluated
+//! on its rows by the same analysis (no index, another analysis, or too many hits to be worth it).
+//! `LIKE`/`ILIKE '%word%'` are only narrowed by indexes; DataFusion still applies them.
 
 use super::sources::Sources;
-use arrow::array::{ArrayRef, TimestampNanosecondArray, UInt64Array};
+use super::text_search::{Decision, Predicate, SELECTIVE_SHARE, Specs, Why, decide, selection, time_column};
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, TimestampNanosecondArray, UInt64Array};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -11,44 +20,44 @@ use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, FileSource, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_expr_common::metrics::MetricBuilder;
+use datafusion::physical_expr_common::metrics::{ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::union::UnionExec;
-use openwit_catalog::{FileFilter, FileRow, STABLE};
+use futures::StreamExt;
+use openwit_catalog::{FileRow, STABLE, TANTIVY};
 use openwit_core::Signal;
-use std::collections::{BTreeMap, HashSet};
+use openwit_core::text_index::Table;
+use openwit_index::search::Searchable;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
 /// The metric (in `EXPLAIN ANALYZE`, on each Parquet scan) that says how many of the tenant's files the
 /// catalog held for the table and how many were left after pruning by time.
 pub const CATALOG_FILES_METRIC: &str = "catalog_files_pruned";
-/// Files skipped because their full-text index has no hit for the query's `text_match`.
+/// Files skipped because their full-text index has no hit for the query's text predicates.
 pub const INDEX_FILES_METRIC: &str = "index_files_pruned";
+/// How each file with a text predicate was read, per decision (counters in `EXPLAIN ANALYZE`).
+pub const INDEX_ROWS_SELECTED: &str = "index_files_rows_selected";
+pub const INDEX_ANSWERED: &str = "index_files_answered";
+pub const INDEX_NOT_WORTH_IT: &str = "index_files_not_worth_it";
+pub const INDEX_UNUSABLE: &str = "index_files_without_usable_index";
+/// Rows the indexes selected in the files read by selection.
+pub const INDEX_ROWS: &str = "index_rows_selected";
 
-/// The query of a `text_match(body, 'literal')` filter.
-fn body_text_match(e: &Expr) -> Option<String> {
-    let Expr::ScalarFunction(f) = e else { return None };
-    if f.func.name() != "text_match" {
-        return None;
-    }
-    match f.args.as_slice() {
-        [Expr::Column(c), Expr::Literal(ScalarValue::Utf8(Some(q)) | ScalarValue::LargeUtf8(Some(q)), _)]
-            if c.name == "body" =>
-        {
-            Some(q.clone())
-        }
-        _ => None,
-    }
-}
+/// Indexes fetched from the store at once.
+const CONCURRENT_INDEX_READS: usize = 8;
 
 /// One stored table as seen by one tenant.
 pub struct StoredTable {
@@ -56,12 +65,32 @@ pub struct StoredTable {
     pub tenant: String,
     pub schema: SchemaRef,
     pub sources: Arc<Sources>,
+    pub specs: Specs,
 }
 
 impl fmt::Debug for StoredTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "StoredTable({}, tenant {})", openwit_core::columnar::table_name(self.signal), self.tenant)
     }
+}
+
+/// How one file is read.
+enum Read {
+    /// Every row (`filtered`: the text predicates run on them).
+    Whole { filtered: bool },
+    /// The index's rows (`filtered`: not every predicate was answered by the index).
+    Rows { rows: Vec<u64>, filtered: bool },
+}
+
+/// What the indexes decided for a scan's files, counted for `EXPLAIN ANALYZE`.
+#[derive(Default)]
+struct Tally {
+    pruned: usize,
+    selected: usize,
+    answered: usize,
+    not_worth_it: usize,
+    unusable: usize,
+    rows: usize,
 }
 
 #[async_trait]
@@ -74,9 +103,16 @@ impl TableProvider for StoredTable {
         TableType::Base
     }
 
-    /// Every filter is used for pruning but re-checked on the rows (pruning only skips what cannot match).
+    /// Text predicates an index can answer are taken over by the scan (it applies them exactly, by the
+    /// index or by evaluating them); every other filter is used for pruning but re-checked on the rows.
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        Ok(filters
+            .iter()
+            .map(|f| match self.text_predicate(f) {
+                Some(p) if p.exact() => TableProviderFilterPushDown::Exact,
+                _ => TableProviderFilterPushDown::Inexact,
+            })
+            .collect())
     }
 
     async fn scan(
@@ -89,7 +125,7 @@ impl TableProvider for StoredTable {
         let table = openwit_core::columnar::table_name(self.signal);
         let catalog = self.sources.catalog();
         // The tenant is fixed here, below SQL: no predicate can widen it.
-        let filter = FileFilter {
+        let filter = openwit_catalog::FileFilter {
             tenant: Some(self.tenant.clone()),
             table_name: Some(table.to_string()),
             state: Some(STABLE.to_string()),
@@ -99,23 +135,59 @@ impl TableProvider for StoredTable {
         let all: Vec<FileRow> = all.into_iter().filter(|f| f.tenant == self.tenant).collect();
         let considered = all.len();
         let files = self.prune_by_time(state, filters, all)?;
-        let before_index = files.len();
-        let files = self.prune_by_index(filters, files).await;
-        let pruned_by_index = before_index - files.len();
-
+        let projected = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
         if considered == 0 {
-            let schema = match projection {
-                Some(p) => Arc::new(self.schema.project(p)?),
-                None => self.schema.clone(),
-            };
-            return Ok(Arc::new(EmptyExec::new(schema)));
+            return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        // One scan per store (a tenant's files may sit in several buckets: after a move, or written by
-        // exporters with different destinations).
-        let scanned = files.len();
-        let mut by_store: BTreeMap<String, Vec<PartitionedFile>> = BTreeMap::new();
+
+        // Text predicates: each file's index decides how it is read.
+        let text: Vec<(Predicate, &Expr)> =
+            filters.iter().filter_map(|f| self.text_predicate(f).map(|p| (p, f))).collect();
+        let exact: Vec<Expr> = text.iter().filter(|(p, _)| p.exact()).map(|(_, e)| (*e).clone()).collect();
+        let only_time = projected.fields().iter().all(|f| f.name() == "time");
+        let mut tally = Tally::default();
+        let mut answered: Vec<RecordBatch> = Vec::new();
+        let mut reads: Vec<(FileRow, Read)> = Vec::new();
+        let decisions = self.decide_all(&files, &text).await;
+        for (f, d) in files.into_iter().zip(decisions) {
+            let whole_filtered = !exact.is_empty();
+            match d {
+                None => reads.push((f, Read::Whole { filtered: whole_filtered })),
+                Some(Decision::Skip) => tally.pruned += 1,
+                Some(Decision::Rows { hits, exact: true }) if only_time => {
+                    tally.answered += 1;
+                    answered.push(self.rows_from_index(&projected, &hits.times)?);
+                }
+                Some(Decision::Rows { hits, exact: answered_all }) => {
+                    if hits.rows.len() as f64 > SELECTIVE_SHARE * f.row_count as f64 {
+                        tally.not_worth_it += 1;
+                        reads.push((f, Read::Whole { filtered: whole_filtered }));
+                    } else {
+                        tally.selected += 1;
+                        tally.rows += hits.rows.len();
+                        reads.push((f, Read::Rows { rows: hits.rows, filtered: !answered_all }));
+                    }
+                }
+                Some(Decision::Whole(why)) => {
+                    if why == Why::NotWorthIt {
+                        tally.not_worth_it += 1;
+                    } else {
+                        tally.unusable += 1;
+                    }
+                    reads.push((f, Read::Whole { filtered: whole_filtered }));
+                }
+            }
+        }
+
+        // One scan per store and per need of a filter (a tenant's files may sit in several buckets: after
+        // a move, or written by exporters with different destinations).
+        let scanned = reads.len() + answered.len();
+        let mut groups: BTreeMap<(String, bool), Vec<PartitionedFile>> = BTreeMap::new();
         let mut stores = BTreeMap::new();
-        for f in &files {
+        for (f, read) in reads {
             let dest = self.sources.destination(&f.root).map_err(DataFusionError::External)?;
             let (url, store) = dest.store();
             let meta = object_store::ObjectMeta {
@@ -125,18 +197,26 @@ impl TableProvider for StoredTable {
                 e_tag: None,
                 version: None,
             };
-            by_store.entry(url.clone()).or_default().push(PartitionedFile::new_from_meta(meta));
+            let mut pf = PartitionedFile::new_from_meta(meta);
+            let filtered = match read {
+                Read::Whole { filtered } => filtered,
+                Read::Rows { rows, filtered } => {
+                    pf = pf.with_extension(ParquetRowSelection::new(selection(&rows, f.row_count as usize)));
+                    filtered
+                }
+            };
+            groups.entry((url.clone(), filtered)).or_default().push(pf);
             stores.insert(url, store);
         }
-        if by_store.is_empty() {
+        if groups.is_empty() {
             // Every file pruned: a scan of nothing, which still reports what the catalog held.
-            by_store.insert("file://".to_string(), Vec::new());
+            groups.insert(("file://".to_string(), false), Vec::new());
             stores.insert("file://".to_string(), Arc::new(object_store::local::LocalFileSystem::new()) as _);
         }
         let partitions = state.config().target_partitions().max(1);
         let mut scans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let mut first = true;
-        for (url, files) in by_store {
+        for ((url, filtered), files) in groups {
             let store_url = ObjectStoreUrl::parse(&url)?;
             state.runtime_env().register_object_store(store_url.as_ref(), stores[&url].clone());
             let reader = Arc::new(datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory::new(
@@ -146,86 +226,190 @@ impl TableProvider for StoredTable {
             let source = ParquetSource::new(self.schema.clone())
                 .with_table_parquet_options(state.table_options().parquet.clone())
                 .with_parquet_file_reader_factory(reader);
-            let counted = MetricBuilder::new(source.metrics()).pruning_metrics(CATALOG_FILES_METRIC, 0);
-            counted.add_matched(files.len());
-            let by_index = MetricBuilder::new(source.metrics()).pruning_metrics(INDEX_FILES_METRIC, 0);
-            by_index.add_matched(files.len());
+            let n = files.len();
             if first {
-                // The pruned files are told once per table, on its first scan.
-                counted.add_pruned(considered - scanned);
-                by_index.add_pruned(pruned_by_index);
+                // What was pruned is told once per table, on its first scan.
+                let m = source.metrics();
+                count(m, considered, scanned, &tally, !text.is_empty());
+            } else {
+                MetricBuilder::new(source.metrics()).pruning_metrics(CATALOG_FILES_METRIC, 0).add_matched(n);
             }
             first = false;
-            let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
-                .with_file_groups(spread(files, partitions))
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
-            scans.push(DataSourceExec::from_data_source(config));
+            let groups = spread(files, partitions);
+            if filtered {
+                scans.push(self.filtered_scan(state, store_url, source, groups, projection, &exact, limit)?);
+            } else {
+                let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
+                    .with_file_groups(groups)
+                    .with_projection_indices(projection.cloned())?
+                    .with_limit(limit)
+                    .build();
+                scans.push(DataSourceExec::from_data_source(config));
+            }
+        }
+        if !answered.is_empty() {
+            scans.push(MemorySourceConfig::try_new_exec(&[answered], projected.clone(), None)?);
         }
         if scans.len() == 1 { Ok(scans.pop().expect("one")) } else { UnionExec::try_new(scans) }
     }
 }
 
+/// Puts what the catalog and the indexes pruned on a scan's metrics.
+fn count(m: &ExecutionPlanMetricsSet, considered: usize, scanned: usize, tally: &Tally, text: bool) {
+    let catalog = MetricBuilder::new(m).pruning_metrics(CATALOG_FILES_METRIC, 0);
+    catalog.add_matched(scanned + tally.pruned);
+    catalog.add_pruned(considered - scanned - tally.pruned);
+    if !text {
+        return;
+    }
+    let by_index = MetricBuilder::new(m).pruning_metrics(INDEX_FILES_METRIC, 0);
+    by_index.add_matched(scanned);
+    by_index.add_pruned(tally.pruned);
+    for (name, v) in [
+        (INDEX_ROWS_SELECTED, tally.selected),
+        (INDEX_ANSWERED, tally.answered),
+        (INDEX_NOT_WORTH_IT, tally.not_worth_it),
+        (INDEX_UNUSABLE, tally.unusable),
+        (INDEX_ROWS, tally.rows),
+    ] {
+        MetricBuilder::new(m).counter(name, 0).add(v);
+    }
+}
+
 impl StoredTable {
-    /// Logs files whose full-text index has no hit for a `text_match(body, '…')` the query requires are
-    /// dropped without being opened. The index and the scan analyse and parse alike, so a file without
-    /// a hit holds no matching row; a file without an index, or whose index cannot be read, is kept
-    /// (scanned: slower, never wrong). The filter itself is still applied to the rows read.
-    async fn prune_by_index(&self, filters: &[Expr], files: Vec<FileRow>) -> Vec<FileRow> {
-        if self.signal != Signal::Logs {
-            return files;
+    fn index_table(&self) -> Option<Table> {
+        match self.signal {
+            Signal::Logs => Some(Table::Logs),
+            Signal::Traces => Some(Table::Spans),
+            Signal::Metrics => None,
         }
-        let queries: Vec<String> = filters.iter().filter_map(body_text_match).collect();
-        if queries.is_empty() {
-            return files;
-        }
-        let mut kept = Vec::with_capacity(files.len());
-        for f in files {
-            if self.index_rules_out(&f, &queries).await {
-                continue;
-            }
-            kept.push(f);
-        }
-        kept
     }
 
-    /// Whether the file's index shows that no row matches every query (false when in doubt).
-    async fn index_rules_out(&self, f: &FileRow, queries: &[String]) -> bool {
-        let catalog = self.sources.catalog();
-        let Ok(indexes) = catalog.indexes_of(&f.file_id).await else { return false };
-        let Some(index) = indexes.into_iter().find(|i| i.kind == openwit_catalog::TANTIVY) else { return false };
-        let Ok(dest) = self.sources.destination(&f.root) else { return false };
+    fn text_predicate(&self, e: &Expr) -> Option<Predicate> {
+        Predicate::of(e, self.index_table()?)
+    }
+
+    /// Each file's decision (`None`: no text predicate, or no index recorded for it).
+    async fn decide_all(&self, files: &[FileRow], text: &[(Predicate, &Expr)]) -> Vec<Option<Decision>> {
+        let Some(table) = self.index_table().filter(|_| !text.is_empty()) else { return vec![None; files.len()] };
+        let predicates: Arc<Vec<Predicate>> = Arc::new(text.iter().map(|(p, _)| p.clone()).collect());
+        let ids: Vec<String> = files.iter().map(|f| f.file_id.clone()).collect();
+        let indexes = match self.sources.catalog().indexes_for(&ids, TANTIVY).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("cannot list the files' indexes ({e}); scanning them");
+                return files.iter().map(|_| Some(Decision::Whole(Why::NoIndex))).collect();
+            }
+        };
+        let jobs: Vec<_> =
+            files.iter().map(|f| (f.clone(), indexes.get(&f.file_id).cloned(), predicates.clone())).collect();
+        let jobs = jobs.into_iter().map(|(f, index, predicates)| async move {
+            let f = &f;
+            let Some(index) = index else { return Some(Decision::Whole(Why::NoIndex)) };
+            let Some(opened) = self.open_index(f, &index).await else { return Some(Decision::Whole(Why::Unreadable)) };
+            let (specs, rows) = (self.specs.clone(), f.row_count as u64);
+            let decided = tokio::task::spawn_blocking(move || decide(Some(&opened), rows, &predicates, &specs, table))
+                .await
+                .unwrap_or(Decision::Whole(Why::CannotAnswer));
+            if decided == Decision::Whole(Why::Unreadable) {
+                self.mark_missing(f, &index.path, "it does not hold one document per row").await;
+            }
+            Some(decided)
+        });
+        futures::stream::iter(jobs).buffered(CONCURRENT_INDEX_READS).collect().await
+    }
+
+    /// A file's index, from the cache or read from its store (`None`, logged, when it cannot be read;
+    /// one that is gone or damaged is marked for the exporter's repair).
+    async fn open_index(&self, f: &FileRow, index: &openwit_catalog::IndexRow) -> Option<Arc<Searchable>> {
+        let key = format!("{}/{}@{}", f.root, index.path, index.created_at);
+        if let Some(s) = self.sources.indexes().get(&key) {
+            return Some(s);
+        }
+        let dest = self.sources.destination(&f.root).ok()?;
         let (_, store) = dest.store();
         let bytes = match object_store::ObjectStoreExt::get(&store, &dest.location(&index.path)).await {
             Ok(r) => match r.bytes().await {
                 Ok(b) => b,
-                Err(_) => return false,
+                Err(e) => {
+                    tracing::warn!(index = %index.path, "cannot read a file's index ({e}); scanning the file");
+                    return None;
+                }
             },
+            Err(object_store::Error::NotFound { .. }) => {
+                self.mark_missing(f, &index.path, "it is not in the store").await;
+                return None;
+            }
             Err(e) => {
                 tracing::warn!(index = %index.path, "cannot read a file's index ({e}); scanning the file");
-                return false;
+                return None;
             }
         };
-        let queries = queries.to_vec();
-        let verdict = tokio::task::spawn_blocking(move || -> Result<bool, openwit_index::IndexError> {
-            let idx = openwit_index::bundle::open(bytes.to_vec())?;
-            for q in &queries {
-                if openwit_index::search::rows(&idx, q, Some(&[openwit_index::fields::BODY]))?.is_empty() {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
+        let size = bytes.len() as u64;
+        let opened = tokio::task::spawn_blocking(move || {
+            openwit_index::bundle::open(bytes.to_vec()).and_then(openwit_index::search::Searchable::new)
         })
         .await;
-        match verdict {
-            Ok(Ok(out)) => out,
-            Ok(Err(e)) => {
-                tracing::warn!(index = %index.path, "cannot search a file's index ({e}); scanning the file");
-                false
+        match opened {
+            Ok(Ok(s)) => {
+                let s = Arc::new(s);
+                self.sources.indexes().put(key, s.clone(), size);
+                Some(s)
             }
-            Err(_) => false,
+            Ok(Err(e)) => {
+                self.mark_missing(f, &index.path, &e.to_string()).await;
+                None
+            }
+            Err(_) => None,
         }
+    }
+
+    /// Marks an index the exporter must build again; the file is scanned until then.
+    async fn mark_missing(&self, f: &FileRow, path: &str, why: &str) {
+        tracing::warn!(index = %path, file = %f.path, "a file's index is unusable ({why}); scanning the file until it is rebuilt");
+        if let Err(e) = self.sources.catalog().set_index_state(&f.file_id, TANTIVY, "missing").await {
+            tracing::warn!(index = %path, "cannot mark the index for rebuilding: {e}");
+        }
+    }
+
+    /// The rows of a file answered by its index alone: the projection holds `time` at most.
+    fn rows_from_index(&self, projected: &SchemaRef, times: &[i64]) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = projected.fields().iter().map(|f| time_column(f, times)).collect::<Result<_>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(times.len()));
+        Ok(RecordBatch::try_new_with_options(projected.clone(), columns, &options)?)
+    }
+
+    /// A scan whose rows go through the exact text predicates: it reads the projection and the columns
+    /// they need, filters, and keeps the projection.
+    #[allow(clippy::too_many_arguments)]
+    fn filtered_scan(
+        &self,
+        state: &dyn Session,
+        store_url: ObjectStoreUrl,
+        source: ParquetSource,
+        groups: Vec<FileGroup>,
+        projection: Option<&Vec<usize>>,
+        exact: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let predicate = conjunction(exact.iter().cloned()).expect("a filtered scan has predicates");
+        let mut needed: BTreeSet<usize> = match projection {
+            Some(p) => p.iter().copied().collect(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        for c in predicate.column_refs() {
+            needed.insert(self.schema.index_of(&c.name)?);
+        }
+        let needed: Vec<usize> = needed.into_iter().collect();
+        let read_schema = Arc::new(self.schema.project(&needed)?);
+        let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
+            .with_file_groups(groups)
+            .with_projection_indices(Some(needed.clone()))?
+            .build();
+        let scan = DataSourceExec::from_data_source(config);
+        let physical = state.create_physical_expr(predicate, &DFSchema::try_from(read_schema)?)?;
+        let keep = projection.map(|p| p.iter().map(|i| needed.iter().position(|n| n == i).expect("kept")).collect());
+        Ok(Arc::new(FilterExecBuilder::new(physical, scan).apply_projection(keep)?.with_fetch(limit).build()?))
     }
 
     /// The files whose `[min_time, max_time]` can hold rows the filters accept: DataFusion's own

@@ -142,10 +142,16 @@ pub fn query_request(data: &[u8]) {
                 max_rows: 1000,
                 timeout: std::time::Duration::from_secs(5),
                 memory_bytes: 64 << 20,
+                index_cache_bytes: 1 << 20,
             };
-            let engine =
-                openwit_extensions::query::engine::Engine::new(catalog, Default::default(), Default::default(), limits)
-                    .expect("the engine builds");
+            let engine = openwit_extensions::query::engine::Engine::new(
+                catalog,
+                Default::default(),
+                Default::default(),
+                limits,
+                Default::default(),
+            )
+            .expect("the engine builds");
             drop(_inside);
             (rt, engine)
         });

@@ -82,7 +82,9 @@ impl Searchable {
         let fields = self.fields(query, default_fields)?;
         let mut parser = QueryParser::for_index(&self.index, fields);
         parser.set_conjunction_by_default();
-        parser.parse_query(query).map_err(|e| IndexError::Query { query: query.into(), message: e.to_string() })
+        parser
+            .parse_query(&and_not(query))
+            .map_err(|e| IndexError::Query { query: query.into(), message: e.to_string() })
     }
 
     pub fn field_name(&self, f: Field) -> String {
@@ -117,6 +119,32 @@ impl Searchable {
     pub fn count(&self, query: &dyn Query) -> Result<u64, IndexError> {
         Ok(self.reader.searcher().search(query, &tantivy::collector::Count)? as u64)
     }
+}
+
+/// `a AND NOT b` as `a NOT b`: Tantivy's parser reads the first as `a` and a group holding only an
+/// exclusion (which matches nothing), where Lucene and Elasticsearch users mean `a` without `b`.
+/// Quoted phrases are left as they are.
+fn and_not(query: &str) -> String {
+    let mut out = String::with_capacity(query.len());
+    let mut quoted = false;
+    let mut rest = query;
+    while let Some(c) = rest.chars().next() {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        let at_word = out.is_empty() || out.ends_with(|p: char| p.is_whitespace() || p == '(');
+        if !quoted && at_word && rest.starts_with("AND") {
+            let after = rest[3..].trim_start();
+            if after.starts_with("NOT") && after[3..].starts_with(|n: char| n.is_whitespace() || n == '(') {
+                out.push_str("NOT");
+                rest = &after[3..];
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// The rows (ascending) matching `query` in Tantivy's query syntax: words (all must match unless `OR`

@@ -71,6 +71,8 @@ fn words_phrases_booleans_prefixes_and_exact_terms_find_their_rows() {
     assert_eq!(q("timeout OR good", body), [0, 2, 3]);
     assert_eq!(q("\"connection re\"*", body), [1, 2], "a phrase whose last word is a prefix");
     assert_eq!(q("timeout NOT connection", body), [0], "NOT");
+    assert_eq!(q("(timeout OR good) AND NOT reset", body), [0, 3], "AND NOT as in Lucene");
+    assert_eq!(q("\"reset AND NOT\" OR good", body), [3], "not inside a phrase");
     assert_eq!(q("severity_text:ERROR", None), [1, 2], "exact terms");
     assert!(q("severity_text:error", None).is_empty(), "exact terms keep their case");
     assert_eq!(q("attributes:\"http.route=/health\"", None), [2, 3]);

@@ -29,6 +29,7 @@ mod parquet;
 mod power_loss;
 mod processors;
 mod query;
+mod search;
 mod shutdown;
 mod stores;
 mod tls;

@@ -5,7 +5,7 @@ use crate::spec::{FLAGS, ROW, SPEC_FILE, Spec, TIME};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::directory::Directory;
-use tantivy::query::{Query, QueryParser};
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser};
 use tantivy::schema::{Field, FieldType};
 use tantivy::{DocId, Index, IndexReader, ReloadPolicy, Score, SegmentReader};
 
@@ -110,14 +110,59 @@ impl Searchable {
     /// The rows (and times) `query` matches.
     pub fn hits(&self, query: &dyn Query) -> Result<Hits, IndexError> {
         let searcher = self.reader.searcher();
-        let mut parts = searcher.search(query, &RowsAndTimes)?;
+        let docs = self.matching(query)?;
+        let mut columns: Vec<Option<(Column<u64>, Column<i64>)>> = vec![None; searcher.segment_readers().len()];
+        let mut parts = Vec::with_capacity(docs.len());
+        for key in docs {
+            let (segment, doc) = ((key >> 32) as usize, key as u32);
+            if columns[segment].is_none() {
+                let ff = searcher.segment_reader(segment as u32).fast_fields();
+                columns[segment] = Some((ff.u64(ROW)?, ff.i64(TIME)?));
+            }
+            let (rows, times) = columns[segment].as_ref().expect("just set");
+            if let Some(r) = rows.first(doc) {
+                parts.push((r, times.first(doc).unwrap_or(0)));
+            }
+        }
         parts.sort_unstable_by_key(|(r, _)| *r);
         Ok(Hits { rows: parts.iter().map(|p| p.0).collect(), times: parts.iter().map(|p| p.1).collect() })
     }
 
     /// How many rows `query` matches (no row is listed).
     pub fn count(&self, query: &dyn Query) -> Result<u64, IndexError> {
-        Ok(self.reader.searcher().search(query, &tantivy::collector::Count)? as u64)
+        Ok(self.matching(query)?.len() as u64)
+    }
+
+    /// The documents `query` matches, as ascending `segment << 32 | doc` keys. Boolean queries are
+    /// evaluated here as set operations over their clauses' documents, and only leaves (terms, phrases,
+    /// regular expressions, …) by Tantivy: its boolean scorers can skip past a phrase's documents in
+    /// some combinations (`a AND NOT (b AND NOT "c d")` panicked in a debug build and is not trusted in
+    /// a release one), and every hit is collected anyway, so nothing is lost by not using them.
+    pub fn matching(&self, query: &dyn Query) -> Result<Vec<u64>, IndexError> {
+        let Some(b) = query.downcast_ref::<BooleanQuery>() else {
+            let mut out = self.reader.searcher().search(query, &DocKeys)?;
+            out.sort_unstable();
+            return Ok(out);
+        };
+        let (mut must, mut should, mut not) = (Vec::new(), Vec::new(), Vec::new());
+        for (occur, clause) in b.clauses() {
+            let docs = self.matching(clause.as_ref())?;
+            match occur {
+                Occur::Must => must.push(docs),
+                Occur::Should => should.push(docs),
+                Occur::MustNot => not.push(docs),
+            }
+        }
+        // Tantivy's meaning: with required clauses the optional ones only score; without, at least one
+        // optional clause (or the set minimum) must match; exclusions alone match nothing.
+        let base = if !must.is_empty() {
+            must.into_iter().reduce(|a, b| intersect(&a, &b)).unwrap_or_default()
+        } else if b.get_minimum_number_should_match() > 1 {
+            at_least(&should, b.get_minimum_number_should_match())
+        } else {
+            should.into_iter().reduce(|a, b| union(&a, &b)).unwrap_or_default()
+        };
+        Ok(not.iter().fold(base, |acc, n| subtract(&acc, n)))
     }
 }
 
@@ -159,43 +204,101 @@ pub fn rows(index: &Index, query: &str, default_fields: Option<&[&str]>) -> Resu
     Ok(s.hits(q.as_ref())?.rows)
 }
 
-/// Collects each hit's row and time from the fast fields, segment by segment.
-struct RowsAndTimes;
+/// Collects the documents a (leaf) query matches as `segment << 32 | doc` keys.
+struct DocKeys;
 
-struct SegmentRows {
-    row: Column<u64>,
-    time: Column<i64>,
-    out: Vec<(u64, i64)>,
+struct SegmentDocs {
+    segment: u64,
+    out: Vec<u64>,
 }
 
-impl Collector for RowsAndTimes {
-    type Fruit = Vec<(u64, i64)>;
-    type Child = SegmentRows;
+impl Collector for DocKeys {
+    type Fruit = Vec<u64>;
+    type Child = SegmentDocs;
 
-    fn for_segment(&self, _: u32, segment: &SegmentReader) -> tantivy::Result<SegmentRows> {
-        let ff = segment.fast_fields();
-        Ok(SegmentRows { row: ff.u64(ROW)?, time: ff.i64(TIME)?, out: Vec::new() })
+    fn for_segment(&self, segment: u32, _: &SegmentReader) -> tantivy::Result<SegmentDocs> {
+        Ok(SegmentDocs { segment: (segment as u64) << 32, out: Vec::new() })
     }
 
     fn requires_scoring(&self) -> bool {
         false
     }
 
-    fn merge_fruits(&self, parts: Vec<Vec<(u64, i64)>>) -> tantivy::Result<Vec<(u64, i64)>> {
+    fn merge_fruits(&self, parts: Vec<Vec<u64>>) -> tantivy::Result<Vec<u64>> {
         Ok(parts.concat())
     }
 }
 
-impl SegmentCollector for SegmentRows {
-    type Fruit = Vec<(u64, i64)>;
+impl SegmentCollector for SegmentDocs {
+    type Fruit = Vec<u64>;
 
     fn collect(&mut self, doc: DocId, _: Score) {
-        if let Some(r) = self.row.first(doc) {
-            self.out.push((r, self.time.first(doc).unwrap_or(0)));
-        }
+        self.out.push(self.segment | doc as u64);
     }
 
-    fn harvest(self) -> Vec<(u64, i64)> {
+    fn harvest(self) -> Vec<u64> {
         self.out
     }
+}
+
+/// Set operations over ascending keys.
+fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+fn union(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if j == b.len() || (i < a.len() && a[i] < b[j]) {
+            out.push(a[i]);
+            i += 1;
+        } else if i == a.len() || b[j] < a[i] {
+            out.push(b[j]);
+            j += 1;
+        } else {
+            out.push(a[i]);
+            i += 1;
+            j += 1;
+        }
+    }
+    out
+}
+
+fn subtract(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut j = 0;
+    a.iter()
+        .copied()
+        .filter(|x| {
+            while j < b.len() && b[j] < *x {
+                j += 1;
+            }
+            j == b.len() || b[j] != *x
+        })
+        .collect()
+}
+
+/// The keys present in at least `n` of `sets`.
+fn at_least(sets: &[Vec<u64>], n: usize) -> Vec<u64> {
+    let mut all: Vec<u64> = sets.iter().flatten().copied().collect();
+    all.sort_unstable();
+    let mut out = Vec::new();
+    for run in all.chunk_by(|a, b| a == b) {
+        if run.len() >= n {
+            out.push(run[0]);
+        }
+    }
+    out
 }

@@ -15,6 +15,8 @@ pub mod request;
 pub mod sources;
 pub mod table;
 pub mod text_search;
+#[cfg(test)]
+mod text_search_tests;
 pub mod views;
 
 use async_trait::async_trait;

@@ -1,0 +1,258 @@
+//! Property tests through SQL: for random log bodies and random full-text queries, `text_match` answers
+//! exactly what a reference evaluation gives (its own tokenizer: runs of letters and digits,
+//! lower-cased), whether a file is searched by its index or scanned; `LIKE`/`ILIKE '%word%'` keep their
+//! SQL meaning where indexes narrow them.
+
+use super::engine::{Engine, Limits};
+use arrow::array::{Array, AsArray};
+use futures::StreamExt;
+use openwit_catalog::{Catalog, FileBatch, FileRow, IndexRow, STABLE, TANTIVY};
+use openwit_core::text_index::{Spec, Table};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const VOCABULARY: [&str; 10] = [
+    "timeout",
+    "connection",
+    "reset",
+    "peer",
+    "error",
+    "ünïcode",
+    "x1",
+    "a",
+    "retry",
+    "averyveryverylongwordthatisdefinitelylongerthanfortybytes",
+];
+const SEPARATORS: [&str; 6] = [" ", ", ", ": ", "/", "-", "_"];
+
+/// A full-text query, rendered in Tantivy's syntax and evaluated by the reference.
+#[derive(Clone, Debug)]
+enum Q {
+    Word(String),
+    Phrase(Vec<String>),
+    And(Box<Q>, Box<Q>),
+    Or(Box<Q>, Box<Q>),
+    AndNot(Box<Q>, Box<Q>),
+}
+
+impl Q {
+    fn render(&self) -> String {
+        match self {
+            Q::Word(w) => w.clone(),
+            Q::Phrase(ws) => format!("\"{}\"", ws.join(" ")),
+            Q::And(a, b) => format!("({} AND {})", a.render(), b.render()),
+            Q::Or(a, b) => format!("({} OR {})", a.render(), b.render()),
+            Q::AndNot(a, b) => format!("({} AND NOT {})", a.render(), b.render()),
+        }
+    }
+
+    fn matches(&self, words: &[String]) -> bool {
+        match self {
+            Q::Word(w) => words.contains(&w.to_lowercase()),
+            Q::Phrase(ws) => {
+                let ws: Vec<String> = ws.iter().map(|w| w.to_lowercase()).collect();
+                words.windows(ws.len()).any(|win| win == ws.as_slice())
+            }
+            Q::And(a, b) => a.matches(words) && b.matches(words),
+            Q::Or(a, b) => a.matches(words) || b.matches(words),
+            Q::AndNot(a, b) => a.matches(words) && !b.matches(words),
+        }
+    }
+}
+
+/// The reference tokenizer.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_lowercase).collect()
+}
+
+fn word() -> impl Strategy<Value = String> {
+    (0..VOCABULARY.len(), any::<bool>())
+        .prop_map(|(i, upper)| if upper { VOCABULARY[i].to_uppercase() } else { VOCABULARY[i].to_string() })
+}
+
+fn query() -> impl Strategy<Value = Q> {
+    let leaf = prop_oneof![
+        3 => word().prop_map(Q::Word),
+        1 => prop::collection::vec(word(), 2..4).prop_map(Q::Phrase),
+    ];
+    leaf.prop_recursive(3, 8, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Q::And(Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Q::Or(Box::new(a), Box::new(b))),
+            (inner.clone(), inner).prop_map(|(a, b)| Q::AndNot(Box::new(a), Box::new(b))),
+        ]
+    })
+}
+
+fn body() -> impl Strategy<Value = String> {
+    prop::collection::vec((word(), 0..SEPARATORS.len()), 0..8).prop_map(|parts| {
+        parts.iter().map(|(w, s)| format!("{w}{}", SEPARATORS[*s])).collect::<String>().trim_end().to_string()
+    })
+}
+
+/// A needle for `LIKE '%…%'`: part of a word, in some case.
+fn needle() -> impl Strategy<Value = String> {
+    (0..VOCABULARY.len(), 0usize..4, 1usize..5, any::<bool>()).prop_map(|(i, start, len, upper)| {
+        let w: Vec<char> = VOCABULARY[i].chars().filter(char::is_ascii_alphanumeric).collect();
+        let s = start.min(w.len() - 1);
+        let n: String = w[s..(s + len).min(w.len())].iter().collect();
+        if upper { n.to_uppercase() } else { n }
+    })
+}
+
+/// Stores `bodies` as logs files of tenant `t` under `dir`: the first file with its index, the second
+/// without (scanned).
+async fn store(dir: &std::path::Path, catalog: &Catalog, parts: [&[String]; 2]) {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    for (n, bodies) in parts.iter().enumerate() {
+        let records = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| LogRecord {
+                time_unix_nano: 1_767_225_600_000_000_000 + i as u64,
+                body: Some(AnyValue { value: Some(Value::StringValue(b.clone())) }),
+                ..Default::default()
+            })
+            .collect();
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        let batch = openwit_core::columnar::to_record_batch("t", &openwit_core::Payload::Logs(req)).unwrap();
+        let rel = format!("logs/f{n}.parquet");
+        let path = dir.join(&rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let row = FileRow {
+            file_id: format!("f{n}"),
+            exporter: "parquet".into(),
+            node_id: "n".into(),
+            tenant: "t".into(),
+            signal: "logs".into(),
+            table_name: "logs".into(),
+            root: format!("file://{}", dir.display()),
+            path: rel.clone(),
+            min_time: 0,
+            max_time: i64::MAX,
+            row_count: bodies.len() as i64,
+            byte_size: std::fs::metadata(&path).unwrap().len() as i64,
+            state: STABLE.into(),
+            created_at: 1,
+            uploaded_at: Some(1),
+        };
+        catalog.add_file(&row, &[FileBatch { batch_id: "b".into(), item_start: 0, item_count: 1 }]).await.unwrap();
+        catalog.file_stable(&row.file_id, 1).await.unwrap();
+        if n == 0 {
+            let scratch = tempfile::tempdir().unwrap();
+            let spec = Spec::default_for(Table::Logs);
+            let bundle = openwit_index::build::build(&spec, std::slice::from_ref(&batch), scratch.path()).unwrap();
+            std::fs::write(dir.join(format!("{rel}.tantivy")), &bundle).unwrap();
+            let index = IndexRow {
+                file_id: row.file_id.clone(),
+                kind: TANTIVY.into(),
+                path: format!("{rel}.tantivy"),
+                byte_size: bundle.len() as i64,
+                state: STABLE.into(),
+                created_at: 1,
+            };
+            catalog.record_index(&index).await.unwrap();
+        }
+    }
+}
+
+async fn bodies_of(engine: &Engine, sql: &str) -> Result<Vec<String>, String> {
+    let mut running = engine.start("t", sql).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(b) = running.stream.next().await {
+        let b = b.map_err(|e| e.to_string())?;
+        let col = arrow::compute::cast(b.column(b.num_columns() - 1), &arrow::datatypes::DataType::Utf8).unwrap();
+        let s = col.as_string::<i32>();
+        out.extend((0..s.len()).map(|i| s.value(i).to_string()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn expected(bodies: &[String], keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut out: Vec<String> = bodies.iter().filter(|b| keep(b)).cloned().collect();
+    out.sort();
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sql_text_match_and_like_answer_as_a_reference_scan_does(
+        indexed in prop::collection::vec(body(), 1..40),
+        scanned in prop::collection::vec(body(), 1..40),
+        queries in prop::collection::vec(query(), 6),
+        needles in prop::collection::vec(needle(), 3),
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let catalog = Catalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display())).await.unwrap();
+            let store_dir = dir.path().join("store");
+            store(&store_dir, &catalog, [&indexed, &scanned]).await;
+            let limits =
+                Limits { max_rows: 100_000, timeout: Duration::from_secs(30), memory_bytes: 64 << 20, index_cache_bytes: 1 << 20 };
+            let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default()).unwrap();
+            let all: Vec<String> = indexed.iter().chain(&scanned).cloned().collect();
+            for q in &queries {
+                let sql = format!("SELECT body FROM logs WHERE text_match(body, '{}')", q.render());
+                let got = bodies_of(&engine, &sql).await.unwrap();
+                assert_eq!(got, expected(&all, |b| q.matches(&words(b))), "{sql}");
+                let counted = bodies_of(&engine, &format!("SELECT CAST(count(*) AS VARCHAR) FROM logs WHERE text_match(body, '{}')", q.render())).await.unwrap();
+                assert_eq!(counted, [got.len().to_string()], "count of {sql}");
+            }
+            for n in &needles {
+                let sql = format!("SELECT body FROM logs WHERE body ILIKE '%{n}%'");
+                let lower = n.to_ascii_lowercase();
+                assert_eq!(bodies_of(&engine, &sql).await.unwrap(), expected(&all, |b| b.to_ascii_lowercase().contains(&lower)), "{sql}");
+                let sql = format!("SELECT body FROM logs WHERE body LIKE '%{n}%'");
+                assert_eq!(bodies_of(&engine, &sql).await.unwrap(), expected(&all, |b| b.contains(n.as_str())), "{sql}");
+            }
+        });
+    }
+}
+
+#[test]
+fn a_query_reads_the_indexed_file_by_its_index() {
+    // The property above holds for both paths only if the index path is taken: check it once.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display())).await.unwrap();
+        let indexed: Vec<String> = (0..40).map(|i| format!("line {i} timeout")).collect();
+        let scanned = vec!["no match here".to_string()];
+        store(&dir.path().join("store"), &catalog, [&indexed, &scanned]).await;
+        let limits = Limits {
+            max_rows: 1000,
+            timeout: Duration::from_secs(30),
+            memory_bytes: 64 << 20,
+            index_cache_bytes: 1 << 20,
+        };
+        let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default()).unwrap();
+        let plan = bodies_of(&engine, "EXPLAIN ANALYZE SELECT body FROM logs WHERE text_match(body, '\"line 7\"')")
+            .await
+            .unwrap()
+            .join("\n");
+        assert!(plan.contains("index_files_rows_selected=1"), "{plan}");
+        assert!(plan.contains("index_files_without_usable_index=1"), "{plan}");
+        assert!(plan.contains("index_rows_selected=1"), "{plan}");
+        assert_eq!(
+            bodies_of(&engine, "SELECT body FROM logs WHERE text_match(body, '\"line 7\"')").await.unwrap(),
+            ["line 7 timeout"]
+        );
+    });
+}

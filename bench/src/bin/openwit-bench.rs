@@ -131,15 +131,17 @@ fn storage_measures(cli: &Cli) -> anyhow::Result<(Vec<storage::Conversion>, Vec<
 
 /// Waits until the Parquet exporter has stored everything: no file left in its staging directory.
 async fn settle_storage(data: &std::path::Path) {
-    let staging = data.join("parquet/parquet");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Files wait in staging until stored, then (with indexes) in the indexer's work directory until
+    // indexed: both empty means all the work of the run is done and counted.
+    let empty = |d: std::path::PathBuf| std::fs::read_dir(d).map(|d| d.count() == 0).unwrap_or(true);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if std::fs::read_dir(&staging).map(|d| d.count() == 0).unwrap_or(true) {
+        if empty(data.join("parquet/parquet")) && empty(data.join("parquet/parquet.index")) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("warning: Parquet staging in {} did not empty within 30 s", staging.display());
+    eprintln!("warning: Parquet staging or indexing in {} did not finish within 60 s", data.display());
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -171,6 +173,7 @@ exporters:
   nop:
   parquet:
     rotation: {max_age: 1s}
+    index: {enabled: INDEX}
 extensions:
   wal:
     fsync: FSYNC
@@ -184,12 +187,23 @@ service:
     metrics: {address: 127.0.0.1:METRICS}
 "#;
 
+/// What a target stores.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Store {
+    /// Nothing (the `nop` exporter).
+    Nothing,
+    /// Parquet files, without full-text indexes.
+    Parquet,
+    /// Parquet files and the full-text index beside each logs and spans file.
+    Indexed,
+}
+
 /// Starts OpenWit; `processors` is the logs pipeline's list.
 fn start_openwit(
     bin: &std::path::Path,
     name: &'static str,
     fsync: bool,
-    parquet: bool,
+    store: Store,
     processors: &str,
 ) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
@@ -199,7 +213,8 @@ fn start_openwit(
         .replace("HTTP", &http.to_string())
         .replace("METRICS", &metrics.to_string())
         .replace("FSYNC", if fsync { "true" } else { "false" })
-        .replace("EXPORTER", if parquet { "parquet" } else { "nop" })
+        .replace("EXPORTER", if store == Store::Nothing { "nop" } else { "parquet" })
+        .replace("INDEX", if store == Store::Indexed { "true" } else { "false" })
         .replace("PROCESSORS", processors);
     let child = spawn_openwit(bin, dir.path(), &text)?;
     Ok(Target { name, child, grpc, http, metrics: Some(metrics), _dir: dir })
@@ -318,7 +333,7 @@ async fn main() -> anyhow::Result<()> {
                 "parquet, batch → filter",
             ]
         } else {
-            vec!["openwit", "openwit (fsync off)", "openwit + parquet"]
+            vec!["openwit", "openwit (fsync off)", "openwit + parquet", "openwit + parquet + index"]
         };
         if cli.rotel.is_some() {
             targets.push("rotel");
@@ -327,22 +342,27 @@ async fn main() -> anyhow::Result<()> {
             let mut t = match (name, &cli.rotel) {
                 ("rotel", Some(bin)) => start_rotel(bin)?,
                 ("openwit (fsync off)", _) => {
-                    start_openwit(&cli.openwit, "openwit (fsync off)", false, false, "batch")?
+                    start_openwit(&cli.openwit, "openwit (fsync off)", false, Store::Nothing, "batch")?
                 }
-                ("openwit + parquet", _) => start_openwit(&cli.openwit, "openwit + parquet", true, true, "batch")?,
+                ("openwit + parquet", _) => {
+                    start_openwit(&cli.openwit, "openwit + parquet", true, Store::Parquet, "batch")?
+                }
+                ("openwit + parquet + index", _) => {
+                    start_openwit(&cli.openwit, "openwit + parquet + index", true, Store::Indexed, "batch")?
+                }
                 ("openwit + filter", _) => {
-                    start_openwit(&cli.openwit, "openwit + filter", true, false, "filter, batch")?
+                    start_openwit(&cli.openwit, "openwit + filter", true, Store::Nothing, "filter, batch")?
                 }
                 ("openwit + transform", _) => {
-                    start_openwit(&cli.openwit, "openwit + transform", true, false, "transform, batch")?
+                    start_openwit(&cli.openwit, "openwit + transform", true, Store::Nothing, "transform, batch")?
                 }
                 ("parquet, filter → batch", _) => {
-                    start_openwit(&cli.openwit, "parquet, filter → batch", true, true, "filter, batch")?
+                    start_openwit(&cli.openwit, "parquet, filter → batch", true, Store::Parquet, "filter, batch")?
                 }
                 ("parquet, batch → filter", _) => {
-                    start_openwit(&cli.openwit, "parquet, batch → filter", true, true, "batch, filter")?
+                    start_openwit(&cli.openwit, "parquet, batch → filter", true, Store::Parquet, "batch, filter")?
                 }
-                _ => start_openwit(&cli.openwit, "openwit", true, false, "batch")?,
+                _ => start_openwit(&cli.openwit, "openwit", true, Store::Nothing, "batch")?,
             };
             wait_listening(&mut t).await?;
             let port = if transport == Transport::Grpc { t.grpc } else { t.http };
@@ -522,6 +542,12 @@ fn markdown(r: &Results) -> String {
             ));
         }
     }
+    s.push_str(&ratio_table(
+        r,
+        "openwit + parquet + index",
+        "openwit + parquet",
+        "full-text indexing (logs and spans files): CPU per item storing with the index ÷ storing without it",
+    ));
     s.push_str(&ratio_table(
         r,
         "openwit + parquet",

@@ -10,15 +10,12 @@ checks that both engines return the same answer. Run through `bench/run-query`.
 import argparse
 import json
 import os
-import shutil
-import statistics
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import duckdb
+
+from common import openwit_sql, start_and_load, timed
 
 CONFIG = """
 receivers:
@@ -51,29 +48,6 @@ service:
 """
 
 
-def openwit_sql(api, sql):
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{api}/api/v1/query",
-        data=json.dumps({"sql": sql, "format": "json"}).encode(),
-        headers={"content-type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=600) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        raise SystemExit(f"OpenWit refused {sql!r}: {e.read().decode()}")
-
-
-def timed(fn, repeat):
-    fn()  # warm: footers cached, files in the page cache
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
-
-
 def normalise(rows):
     """Rows as sorted tuples of rounded values, so both engines' answers compare."""
     out = []
@@ -100,30 +74,12 @@ def main():
     p.add_argument("--json", default="bench/results/query.json")
     a = p.parse_args()
 
-    shutil.rmtree(a.scratch, ignore_errors=True)
-    os.makedirs(a.scratch)
-    grpc, api, metrics = 24317, 24383, 24388
-    cfg = os.path.join(a.scratch, "config.yaml")
-    with open(cfg, "w") as f:
-        f.write(CONFIG.format(grpc=grpc, api=api, metrics=metrics))
-    data = os.path.join(a.scratch, "data")
-    log = open(os.path.join(a.scratch, "openwit.log"), "w")
-    daemon = subprocess.Popen([a.openwit, "--config", cfg, "--data-dir", data], stdout=log, stderr=log)
+    t = time.time()
+    daemon, data = start_and_load(
+        a.openwit, a.loadgen, a.scratch, CONFIG, {"grpc": 24317, "api": 24383, "metrics": 24388}, "traces", a.spans
+    )
+    api = 24383
     try:
-        for _ in range(100):
-            try:
-                openwit_sql(api, "SELECT 1")
-                break
-            except (urllib.error.URLError, ConnectionError, SystemExit):
-                time.sleep(0.2)
-        per_request = 500
-        t = time.time()
-        subprocess.run(
-            [a.loadgen, "run", "--endpoint", f"127.0.0.1:{grpc}", "--total-items", str(a.spans),
-             "--items-per-request", str(per_request), "--distinct-requests", str(a.spans // per_request),
-             "--concurrency", "8"],
-            check=True,
-        )
         while True:
             n = openwit_sql(api, "SELECT coalesce(sum(row_count), 0) AS n FROM files WHERE state = 'stable'")[0]["n"]
             if n >= a.spans:

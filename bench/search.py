@@ -22,16 +22,13 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sqlite3
-import statistics
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import duckdb
+
+from common import openwit_sql, start_and_load, timed
 
 CONFIG = """
 receivers:
@@ -67,30 +64,6 @@ service:
 NEVER = "openwit-bench: no body is this"
 
 
-def openwit_sql(api, sql):
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{api}/api/v1/query",
-        data=json.dumps({"sql": sql, "format": "json"}).encode(),
-        headers={"content-type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=1200) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        raise SystemExit(f"OpenWit refused {sql!r}: {e.read().decode()}")
-
-
-def timed(fn, repeat):
-    fn()  # warm: footers and indexes cached, files in the page cache
-    times = []
-    out = None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
-
-
 def bytes_scanned(api, sql):
     plan = json.dumps(openwit_sql(api, f"EXPLAIN ANALYZE {sql}"))
     return sum(int(m) for m in re.findall(r"bytes_scanned=(\d+)", plan))
@@ -115,30 +88,12 @@ def main():
     p.add_argument("--json", default="bench/results/search.json")
     a = p.parse_args()
 
-    shutil.rmtree(a.scratch, ignore_errors=True)
-    os.makedirs(a.scratch)
-    grpc, api, metrics = 25317, 25383, 25388
-    cfg = os.path.join(a.scratch, "config.yaml")
-    with open(cfg, "w") as f:
-        f.write(CONFIG.format(grpc=grpc, api=api, metrics=metrics))
-    data = os.path.join(a.scratch, "data")
-    log = open(os.path.join(a.scratch, "openwit.log"), "w")
-    daemon = subprocess.Popen([a.openwit, "--config", cfg, "--data-dir", data], stdout=log, stderr=log)
+    t = time.time()
+    daemon, data = start_and_load(
+        a.openwit, a.loadgen, a.scratch, CONFIG, {"grpc": 25317, "api": 25383, "metrics": 25388}, "logs", a.records
+    )
+    api = 25383
     try:
-        for _ in range(100):
-            try:
-                openwit_sql(api, "SELECT 1")
-                break
-            except (urllib.error.URLError, ConnectionError, SystemExit):
-                time.sleep(0.2)
-        per_request = 500
-        t = time.time()
-        subprocess.run(
-            [a.loadgen, "run", "--endpoint", f"127.0.0.1:{grpc}", "--signal", "logs", "--total-items",
-             str(a.records), "--items-per-request", str(per_request), "--distinct-requests",
-             str(a.records // per_request), "--concurrency", "8"],
-            check=True,
-        )
         catalog = sqlite3.connect(os.path.join(data, "catalog.db"))
         while True:
             stored, files, unindexed = catalog.execute(

@@ -138,7 +138,11 @@ impl Builder {
 /// says and returns the bundle. `scratch` is an empty directory the build may use; it is left for the
 /// caller to remove.
 pub fn build(spec: &Spec, batches: &[RecordBatch], scratch: &std::path::Path) -> Result<Vec<u8>, IndexError> {
-    let b = Builder::with_index(spec, Index::create_in_dir(scratch, crate::spec::schema(spec))?);
+    // Nothing is stored in the document store (hits are rows of the Parquet file): large blocks keep
+    // its per-block overhead small.
+    let settings = tantivy::IndexSettings { docstore_blocksize: 1 << 20, ..Default::default() };
+    let index = Index::builder().schema(crate::spec::schema(spec)).settings(settings).create_in_dir(scratch)?;
+    let b = Builder::with_index(spec, index);
     b.write(WRITER_HEAP, batches)?;
     // The spec travels with the index: a reader knows what it can answer.
     let json = serde_json::to_vec(spec).map_err(|e| IndexError::Bundle(e.to_string()))?;

@@ -6,8 +6,8 @@
 //! over rows in memory, with the same analysis.
 //!
 //! What is indexed by default, per log row: `body` as analysed text (lower-cased words, with positions
-//! for phrases); as exact terms `severity_text`, `service_name`, `trace_id` (lower-case hex) and every
-//! string attribute as `key=value`. Per span: `name`, `status_message` and event names as text, string
+//! for phrases); as exact terms `severity_text`, `service_name` and every string attribute as
+//! `key=value` (`trace_id` as lower-case hex when configured). Per span: `name`, `status_message` and event names as text, string
 //! attributes as `key=value`.
 
 pub mod build;

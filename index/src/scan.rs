@@ -16,7 +16,8 @@ use std::sync::Arc;
 /// A missing value matches nothing. The query may name no other field (see `check_fields`).
 pub fn matches(spec: &Spec, column: &str, values: &ArrayRef, query: &str) -> Result<Vec<bool>, IndexError> {
     // Any text column can be searched; one the spec does not index is analysed as its text columns are.
-    let narrowed = Spec { fields: vec![column.to_string()], ..spec.clone() };
+    // Positions are always kept here: a phrase is answered by a scan even where indexes have none.
+    let narrowed = Spec { fields: vec![column.to_string()], positions: true, ..spec.clone() };
     let schema = Schema::new(vec![Field::new(column, values.data_type().clone(), true)]);
     let batch =
         RecordBatch::try_new(Arc::new(schema), vec![values.clone()]).map_err(|e| IndexError::Rows(e.to_string()))?;
@@ -34,7 +35,7 @@ pub fn matches(spec: &Spec, column: &str, values: &ArrayRef, query: &str) -> Res
 /// all the indexed fields, as `match_all` does.
 pub fn matches_all(spec: &Spec, batch: &RecordBatch, query: &str) -> Result<Vec<bool>, IndexError> {
     let fields: Vec<&str> = spec.fields.iter().map(String::as_str).collect();
-    search(spec, batch, query, &fields)
+    search(&Spec { positions: true, ..spec.clone() }, batch, query, &fields)
 }
 
 fn search(spec: &Spec, batch: &RecordBatch, query: &str, fields: &[&str]) -> Result<Vec<bool>, IndexError> {

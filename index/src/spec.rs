@@ -3,7 +3,7 @@
 //! and OpenWit's analysers, registered under names of their own.
 
 pub use openwit_core::text_index::{Kind, Spec, Table, Tokenizer};
-use tantivy::schema::{FAST, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
+use tantivy::schema::{FAST, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{
     LowerCaser, MAX_TOKEN_LEN, RawTokenizer, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer, TokenizerManager,
 };
@@ -63,14 +63,21 @@ pub fn schema(spec: &Spec) -> Schema {
     let mut s = Schema::builder();
     s.add_u64_field(ROW, FAST);
     s.add_i64_field(TIME, FAST);
-    s.add_text_field(FLAGS, STRING);
+    // No field needs norms: hits are filtered, never scored.
+    let raw = TextFieldIndexing::default()
+        .set_tokenizer(Tokenizer::Raw.tantivy_name())
+        .set_index_option(IndexRecordOption::Basic)
+        .set_fieldnorms(false);
+    s.add_text_field(FLAGS, TextOptions::default().set_indexing_options(raw));
     for f in &spec.fields {
         let record = match (spec.table.kind_of(f), spec.positions) {
             (Some(Kind::Text), true) => IndexRecordOption::WithFreqsAndPositions,
             _ => IndexRecordOption::Basic,
         };
-        let indexing =
-            TextFieldIndexing::default().set_tokenizer(spec.tokenizer_of(f).tantivy_name()).set_index_option(record);
+        let indexing = TextFieldIndexing::default()
+            .set_tokenizer(spec.tokenizer_of(f).tantivy_name())
+            .set_index_option(record)
+            .set_fieldnorms(false);
         s.add_text_field(f, TextOptions::default().set_indexing_options(indexing));
     }
     s.build()

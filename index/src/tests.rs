@@ -53,9 +53,16 @@ fn rows() -> Vec<arrow::record_batch::RecordBatch> {
         .collect()
 }
 
+/// The default logs spec, with `trace_id` added.
+fn spec() -> Spec {
+    let mut s = Spec::default_for(Table::Logs);
+    s.fields.push("trace_id".into());
+    s
+}
+
 fn index() -> tantivy::Index {
     let scratch = tempfile::tempdir().unwrap();
-    let bytes = build::logs(&rows(), scratch.path()).unwrap();
+    let bytes = build::build(&spec(), &rows(), scratch.path()).unwrap();
     bundle::open(bytes).unwrap()
 }
 
@@ -98,7 +105,7 @@ fn a_bad_query_or_a_damaged_bundle_is_an_error_that_says_so() {
 #[test]
 fn a_scan_answers_as_the_index_does() {
     let index = index();
-    let spec = Spec::default_for(Table::Logs);
+    let spec = spec();
     let batch = arrow::compute::concat_batches(&rows()[0].schema(), &rows()).unwrap();
     let body = batch.column_by_name("body").unwrap().clone();
     for q in [
@@ -162,9 +169,20 @@ fn tokenizers_and_positions_follow_the_spec() {
     assert_eq!(m(&with(Tokenizer::Raw, true), "\"GET /Cart\"").unwrap(), [1], "raw: the whole value");
     assert!(m(&with(Tokenizer::Raw, true), "cart").unwrap().is_empty());
     assert_eq!(m(&with(Tokenizer::Lowercase, true), "\"get /cart\"").unwrap(), [1]);
-    let e = m(&with(Tokenizer::Default, false), "\"connection timeouts\"").unwrap_err();
+    // A scan answers a phrase whatever the spec; an index built without positions cannot.
+    let no_positions = with(Tokenizer::Default, false);
+    assert_eq!(m(&no_positions, "\"connection timeouts\"").unwrap(), [0]);
+    let schema = arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+        "body",
+        arrow::datatypes::DataType::Utf8,
+        true,
+    )]);
+    let batch = arrow::record_batch::RecordBatch::try_new(Arc::new(schema), vec![body.clone()]).unwrap();
+    let narrowed = Spec { fields: vec!["body".into()], ..no_positions };
+    let s = Searchable::new(build::in_ram(&narrowed, &batch).unwrap()).unwrap();
+    let e = s.parse("\"connection timeouts\"", &["body"]).map(|_| ()).unwrap_err();
     assert!(e.to_string().contains("position"), "a phrase needs positions: {e}");
-    assert_eq!(m(&with(Tokenizer::Default, false), "connection").unwrap(), [0]);
+    assert_eq!(s.analysis("body").map(|a| a.1), Some(false));
 }
 
 #[test]
@@ -218,7 +236,7 @@ fn hits_carry_each_rows_time() {
 #[test]
 fn a_bundle_tells_the_spec_it_was_built_with() {
     let s = Searchable::new(index()).unwrap();
-    assert_eq!(s.spec(), Some(&Spec::default_for(Table::Logs)));
+    assert_eq!(s.spec(), Some(&spec()));
     let texts = texts(&["x"]);
     let schema = arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
         "body",

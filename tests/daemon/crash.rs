@@ -106,20 +106,12 @@ pub fn stored(d: &Daemon) -> HashMap<u64, usize> {
 /// Spans stored in the Parquet files under `root` (every file there, catalogued or not), by span id.
 pub fn stored_in_parquet(root: &std::path::Path) -> HashMap<u64, usize> {
     let mut out = HashMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                let bytes = bytes::Bytes::from(std::fs::read(&p).unwrap());
-                for b in crate::parquet::read_parquet(bytes).0 {
-                    let ids = arrow::array::AsArray::as_binary::<i32>(b.column_by_name("span_id").unwrap());
-                    for id in ids.iter().flatten() {
-                        *out.entry(u64::from_be_bytes(id[..8].try_into().unwrap())).or_default() += 1;
-                    }
-                }
+    for p in crate::harness::files_under(root, "parquet") {
+        let bytes = bytes::Bytes::from(std::fs::read(&p).unwrap());
+        for b in crate::parquet::read_parquet(bytes).0 {
+            let ids = arrow::array::AsArray::as_binary::<i32>(b.column_by_name("span_id").unwrap());
+            for id in ids.iter().flatten() {
+                *out.entry(u64::from_be_bytes(id[..8].try_into().unwrap())).or_default() += 1;
             }
         }
     }

@@ -341,6 +341,23 @@ pub fn span_count<'a>(
     reqs.into_iter().flat_map(|r| &r.resource_spans).flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()
 }
 
+/// Every file under `root` (depth first) whose extension is `ext`.
+pub fn files_under(root: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == ext) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// A logs export request with one record whose body is `body`.
 pub fn log_request(body: &str) -> opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
     use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};

@@ -472,7 +472,7 @@ async fn spans_in_store(
     prefix: &str,
 ) -> std::collections::HashMap<u64, usize> {
     let mut out = std::collections::HashMap::new();
-    for path in listing(store, prefix).await {
+    for path in listing(store, prefix).await.into_iter().filter(|p| p.ends_with(".parquet")) {
         for b in read_parquet(fetch_object(store.clone(), path).await).0 {
             let ids = arrow::array::AsArray::as_binary::<i32>(b.column_by_name("span_id").unwrap());
             for id in ids.iter().flatten() {
@@ -601,25 +601,20 @@ async fn large_files_go_up_in_parts_and_are_verified() {
 /// The bodies of every logs row in the Parquet files under `root` (catalogued or not).
 pub fn logs_bodies(root: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") && p.to_string_lossy().contains("/logs/") {
-                for b in read_parquet(bytes::Bytes::from(std::fs::read(&p).unwrap())).0 {
-                    let body = arrow::array::AsArray::as_string::<i32>(b.column_by_name("body").unwrap());
-                    out.extend(body.iter().flatten().map(str::to_string));
-                }
+    for p in crate::harness::files_under(root, "parquet") {
+        if p.to_string_lossy().contains("/logs/") {
+            for b in read_parquet(bytes::Bytes::from(std::fs::read(&p).unwrap())).0 {
+                let body = arrow::array::AsArray::as_string::<i32>(b.column_by_name("body").unwrap());
+                out.extend(body.iter().flatten().map(str::to_string));
             }
         }
     }
     out
 }
 
-/// Waits for the index of every logs file among `files`, checks each lies beside its file and answers
-/// as a scan of it does (`fetch` reads an object by its path under the root); returns their paths.
+/// Waits for the index of every logs and spans file among `files`, checks each lies beside its file and
+/// (logs) answers as a scan of it does (`fetch` reads an object by its path under the root); returns
+/// their paths.
 async fn indexes_beside<F, Fut>(
     c: &openwit_catalog::Catalog,
     files: &[openwit_catalog::FileRow],
@@ -631,7 +626,7 @@ where
     Fut: std::future::Future<Output = bytes::Bytes>,
 {
     let mut out = Vec::new();
-    for f in files.iter().filter(|f| f.table_name == "logs") {
+    for f in files.iter().filter(|f| f.table_name == "logs" || f.table_name == "spans") {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let index = loop {
             if let Some(i) = c.indexes_of(&f.file_id).await.unwrap().pop() {
@@ -641,7 +636,9 @@ where
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         assert_eq!(index.path, format!("{}.tantivy", f.path), "beside its file");
-        index_finds_what_a_scan_finds(fetch(index.path.clone()).await.to_vec(), fetch(f.path.clone()).await);
+        if f.table_name == "logs" {
+            index_finds_what_a_scan_finds(fetch(index.path.clone()).await.to_vec(), fetch(f.path.clone()).await);
+        }
         out.push(index.path);
     }
     out

@@ -36,6 +36,9 @@ exporters:
     row_group_size: {row_group_size}
     rotation:
       max_age: 300ms
+    index:
+      logs:
+        fields: [body, severity_text, service_name, trace_id, attributes]
 extensions:
   health_check:
     endpoint: 127.0.0.1:{health}

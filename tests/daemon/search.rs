@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsSe
 use openwit_catalog::{Catalog, FileFilter, STABLE, TANTIVY};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -221,23 +221,6 @@ async fn wait_indexed(c: &Catalog, rows: i64, d: &Daemon) -> HashMap<String, ope
     }
 }
 
-/// Index objects under `root` (every `.tantivy` file).
-fn index_objects(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "tantivy") {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_indexing_loses_nothing_and_leaves_no_orphan_index() {
     let dir = tempfile::tempdir().unwrap();
@@ -301,7 +284,7 @@ async fn sigkill_while_indexing_loses_nothing_and_leaves_no_orphan_index() {
     assert!((0..acked).all(|i| seen.contains_key(&i)), "an acknowledged record is missing");
     // Every index object belongs to a stable file's recorded index, and every such file has one.
     let recorded: Vec<PathBuf> = indexes.values().map(|i| d.path("data/storage").join(&i.path)).collect();
-    let mut objects = index_objects(&d.path("data/storage"));
+    let mut objects = crate::harness::files_under(&d.path("data/storage"), "tantivy");
     objects.sort();
     let mut recorded_sorted = recorded.clone();
     recorded_sorted.sort();
@@ -315,4 +298,35 @@ async fn sigkill_while_indexing_loses_nothing_and_leaves_no_orphan_index() {
 
 fn node_id(d: &Daemon) -> String {
     std::fs::read_to_string(d.path("data/node_id")).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_tokenizer_is_used_by_the_index_and_by_text_match_alike() {
+    let (cfg, port) = config("1m");
+    let cfg = cfg.replace(
+        "    index:\n      repair_interval: 1m\n",
+        "    index:\n      repair_interval: 1m\n      logs:\n        tokenizer: stemming\n        positions: false\n",
+    );
+    assert!(cfg.contains("tokenizer: stemming"));
+    let d = Daemon::start(&cfg).await;
+    let endpoint = d.grpc_url();
+    tokio::task::spawn_blocking(move || send_with_sdk(endpoint, &RECORDS)).await.unwrap();
+    let c = catalog(&d).await;
+    wait_indexed(&c, 8, &d).await;
+    // Stems: `timeouts` finds `Timeout:` and `timeout`, from the index.
+    let stems = "text_match(body, 'timeouts')";
+    assert_eq!(
+        bodies(port, stems).await,
+        ["Timeout: connection reset while reading the response", "retrying the payment after a timeout"]
+    );
+    let plan = explain(port, &format!("SELECT body FROM logs WHERE {stems}")).await;
+    assert_eq!(plan_counter(&plan, "index_files_rows_selected"), 1, "{plan}");
+    // Without positions the index cannot answer a phrase: the file is scanned, same analysis.
+    let phrase = "text_match(body, '\"connections reset\"')";
+    assert_eq!(
+        bodies(port, phrase).await,
+        ["Timeout: connection reset while reading the response", "connection reset by peer"]
+    );
+    let plan = explain(port, &format!("SELECT body FROM logs WHERE {phrase}")).await;
+    assert_eq!(plan_counter(&plan, "index_files_without_usable_index"), 1, "{plan}");
 }

@@ -1,0 +1,68 @@
+"""What the Python benchmarks share: OpenWit's SQL API, timing, and starting a daemon loaded by the
+load generator."""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+
+def openwit_sql(api, sql):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{api}/api/v1/query",
+        data=json.dumps({"sql": sql, "format": "json"}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=1200) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise SystemExit(f"OpenWit refused {sql!r}: {e.read().decode()}")
+
+
+def timed(fn, repeat):
+    """The median of `repeat` timed calls after one warm-up call (footers, indexes and pages cached)."""
+    fn()
+    times = []
+    out = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def start_and_load(openwit, loadgen, scratch, config, ports, signal, items):
+    """Starts `openwit` with `config` (formatted with `ports`) in a fresh `scratch`, waits for its query
+    API, sends `items` distinct items of `signal` from the load generator; returns the process and the
+    data directory."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(scratch)
+    cfg = os.path.join(scratch, "config.yaml")
+    with open(cfg, "w") as f:
+        f.write(config.format(**ports))
+    data = os.path.join(scratch, "data")
+    log = open(os.path.join(scratch, "openwit.log"), "w")
+    daemon = subprocess.Popen([openwit, "--config", cfg, "--data-dir", data], stdout=log, stderr=log)
+    for _ in range(100):
+        try:
+            openwit_sql(ports["api"], "SELECT 1")
+            break
+        except (urllib.error.URLError, ConnectionError, SystemExit):
+            time.sleep(0.2)
+    per_request = 500
+    try:
+        subprocess.run(
+            [loadgen, "run", "--endpoint", f"127.0.0.1:{ports['grpc']}", "--signal", signal, "--total-items",
+             str(items), "--items-per-request", str(per_request), "--distinct-requests", str(items // per_request),
+             "--concurrency", "8"],
+            check=True,
+        )
+    except BaseException:
+        daemon.terminate()
+        raise
+    return daemon, data

@@ -65,8 +65,10 @@ NEVER = "openwit-bench: no body is this"
 
 
 def bytes_scanned(api, sql):
+    """Bytes the plan's Parquet scans read (DataFusion prints counts as `12.34 M`)."""
     plan = json.dumps(openwit_sql(api, f"EXPLAIN ANALYZE {sql}"))
-    return sum(int(m) for m in re.findall(r"bytes_scanned=(\d+)", plan))
+    unit = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
+    return sum(float(v) * unit[u] for v, u in re.findall(r"bytes_scanned=([\d.]+)(?: ([KMBT]))?", plan))
 
 
 def words_regex(words):

@@ -45,34 +45,32 @@ impl Builder {
             .collect::<Result<Vec<_>, _>>()?;
         let types = batch.column_by_name("attribute_types");
         let time = batch.column_by_name("time").and_then(|t| t.as_primitive_opt::<TimestampNanosecondType>());
-        let mut values = Vec::new();
         for i in 0..batch.num_rows() {
             let mut doc = TantivyDocument::new();
             doc.add_u64(self.row, first_row + i as u64);
             doc.add_i64(self.time, time.map_or(0, |t| t.value(i)));
             for ((name, _, field), col) in self.fields.iter().zip(&cols) {
-                values.clear();
-                self.values(name, col, types, i, &mut values)?;
-                for v in &values {
+                self.values(name, col, types, i, &mut |v: &str| {
                     if v.len() > LONG_TEXT {
                         doc.add_text(self.flags, format!("long:{name}"));
                     }
                     doc.add_text(*field, v);
-                }
+                })?;
             }
             writer.add_document(doc)?;
         }
         Ok(batch.num_rows() as u64)
     }
 
-    /// The texts of column `name` in row `i` (none for a null or empty value).
+    /// Hands `emit` the texts of column `name` in row `i` (none for a null or empty value), borrowed
+    /// from the Arrow arrays where they are there as they are indexed.
     fn values(
         &self,
         name: &str,
         col: &ArrayRef,
         types: Option<&ArrayRef>,
         i: usize,
-        out: &mut Vec<String>,
+        emit: &mut dyn FnMut(&str),
     ) -> Result<(), IndexError> {
         if col.is_null(i) {
             return Ok(());
@@ -82,7 +80,7 @@ impl Builder {
                 let ids =
                     col.as_binary_opt::<i32>().ok_or_else(|| IndexError::Rows("trace_id is not binary".into()))?;
                 if !ids.value(i).is_empty() {
-                    out.push(hex(ids.value(i)));
+                    emit(&hex(ids.value(i)));
                 }
             }
             "attributes" => {
@@ -94,7 +92,7 @@ impl Builder {
                 let keys = &self.spec.attribute_keys;
                 for (k, v) in string_attributes(map, types, i) {
                     if keys.is_empty() || keys.iter().any(|x| x == k) {
-                        out.push(format!("{k}={v}"));
+                        emit(&format!("{k}={v}"));
                     }
                 }
             }
@@ -107,14 +105,14 @@ impl Builder {
                     .ok_or_else(|| IndexError::Rows("events have no name".into()))?;
                 for j in 0..names.len() {
                     if let Some(s) = text_at(names, j).filter(|s| !s.is_empty()) {
-                        out.push(s.to_string());
+                        emit(s);
                     }
                 }
             }
             _ => {
                 let s = text_at(col, i).ok_or_else(|| IndexError::Rows(format!("{name} is not text")))?;
                 if !s.is_empty() {
-                    out.push(s.to_string());
+                    emit(s);
                 }
             }
         }
@@ -124,6 +122,9 @@ impl Builder {
     fn write(&self, heap: usize, batches: &[RecordBatch]) -> Result<(), IndexError> {
         // One indexing thread: the daemon indexes in the background beside ingest.
         let mut writer = self.index.writer_with_num_threads::<TantivyDocument>(1, heap)?;
+        // Segments flushed when the arena fills are kept as they are: merging them would encode every
+        // posting again (a third more CPU on a large file) to save little, as a search visits each.
+        writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
         let mut row = 0u64;
         for b in batches {
             row += self.add(&writer, b, row)?;

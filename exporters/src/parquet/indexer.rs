@@ -211,8 +211,17 @@ fn build<R: ChunkReader + 'static>(
     scratch: &Path,
     out: &Path,
 ) -> Result<(u64, [u8; 8]), String> {
+    use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(source).and_then(|b| b.build()).map_err(|e| e.to_string())?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(source).map_err(|e| e.to_string())?;
+    // Only the columns the index holds are decoded (attribute maps are the costly part of a row).
+    let mut wanted: Vec<&str> = spec.fields.iter().map(String::as_str).chain(["time"]).collect();
+    if wanted.contains(&"attributes") {
+        wanted.push("attribute_types");
+    }
+    let roots: Vec<usize> = wanted.iter().filter_map(|n| builder.schema().index_of(n).ok()).collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).build().map_err(|e| e.to_string())?;
     let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;

@@ -234,6 +234,17 @@ fn hits_carry_each_rows_time() {
 }
 
 #[test]
+fn a_bundle_leaves_out_the_document_stores_and_still_opens() {
+    let scratch = tempfile::tempdir().unwrap();
+    let bytes = build::build(&spec(), &rows(), scratch.path()).unwrap();
+    let dir = bundle::BundleDirectory::new(tantivy::directory::OwnedBytes::new(bytes.clone())).unwrap();
+    let names: Vec<&str> = dir.names().collect();
+    assert!(names.iter().any(|n| n.ends_with(".idx")), "{names:?}");
+    assert!(!names.iter().any(|n| n.ends_with(".store")), "no document store is kept: {names:?}");
+    assert_eq!(search::rows(&bundle::open(bytes).unwrap(), "timeout", Some(&["body"])).unwrap(), [0, 2]);
+}
+
+#[test]
 fn a_bundle_tells_the_spec_it_was_built_with() {
     let s = Searchable::new(index()).unwrap();
     assert_eq!(s.spec(), Some(&spec()));

@@ -37,7 +37,8 @@ impl TantivyNames for Tokenizer {
     }
 }
 
-fn analyzer(t: Tokenizer) -> TextAnalyzer {
+/// The analyser of a tokenizer (what `register` gives Tantivy under its name).
+pub fn analyzer(t: Tokenizer) -> TextAnalyzer {
     // Words are kept up to Tantivy's own limit (its `default` drops words over 40 bytes, which would
     // make a long word unfindable).
     let words = || TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(LONG_TEXT + 1));

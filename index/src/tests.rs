@@ -261,3 +261,30 @@ fn a_bundle_tells_the_spec_it_was_built_with() {
     .unwrap();
     assert_eq!(ram.spec(), None);
 }
+
+#[test]
+fn words_and_phrases_are_matched_row_by_row_as_an_index_of_the_rows_would() {
+    let spec = spec();
+    let batch = arrow::compute::concat_batches(&rows()[0].schema(), &rows()).unwrap();
+    let body = batch.column_by_name("body").unwrap().clone();
+    let narrowed = Spec { fields: vec!["body".into()], ..spec.clone() };
+    for q in [
+        "timeout",
+        "TIMEOUT reset",
+        "\"connection reset\"",
+        "\"reset connection\"",
+        "timeout OR good",
+        "(timeout OR good) AND NOT reset",
+        "timeout NOT \"connection reset\"",
+        "timeout -reset",
+        "nothing",
+    ] {
+        let direct = scan::direct::matches(&narrowed, "body", &body, q).unwrap().expect("evaluated row by row");
+        let index = search::rows(&index(), q, Some(&["body"])).unwrap();
+        assert_eq!(set(&direct), index, "{q}");
+    }
+    for q in ["\"connection re\"*", "\"timeout reset\"~2", "body:[a TO b]"] {
+        assert!(scan::direct::matches(&narrowed, "body", &body, q).unwrap().is_none(), "{q} goes the general way");
+        assert!(scan::matches(&spec, "body", &body, q).is_ok(), "{q}");
+    }
+}

@@ -12,16 +12,25 @@ use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::RecordBatch;
 use std::sync::Arc;
 
+/// Words, phrases and their boolean combinations matched row by row (most queries).
+pub(crate) mod direct;
+
 /// One flag per value of `column`: whether `query` matches it, analysed as `spec` indexes that column.
 /// A missing value matches nothing. The query may name no other field (see `check_fields`).
 pub fn matches(spec: &Spec, column: &str, values: &ArrayRef, query: &str) -> Result<Vec<bool>, IndexError> {
     // Any text column can be searched; one the spec does not index is analysed as its text columns are.
     // Positions are always kept here: a phrase is answered by a scan even where indexes have none.
     let narrowed = Spec { fields: vec![column.to_string()], positions: true, ..spec.clone() };
-    let schema = Schema::new(vec![Field::new(column, values.data_type().clone(), true)]);
-    let batch =
-        RecordBatch::try_new(Arc::new(schema), vec![values.clone()]).map_err(|e| IndexError::Rows(e.to_string()))?;
-    search(&narrowed, &batch, query, &[column]).map_err(|e| match e {
+    let answer = || -> Result<Vec<bool>, IndexError> {
+        if let Some(flags) = direct::matches(&narrowed, column, values, query)? {
+            return Ok(flags);
+        }
+        let schema = Schema::new(vec![Field::new(column, values.data_type().clone(), true)]);
+        let batch = RecordBatch::try_new(Arc::new(schema), vec![values.clone()])
+            .map_err(|e| IndexError::Rows(e.to_string()))?;
+        search(&narrowed, &batch, query, &[column])
+    };
+    answer().map_err(|e| match e {
         // The on-the-spot index holds only this column: say what the index would about another field.
         IndexError::Query { message, .. } if message.contains("Field does not exist") => IndexError::Query {
             query: query.into(),

@@ -24,9 +24,6 @@ pub struct IndexRow {
     pub created_at: i64,
 }
 
-/// The tables whose files get an index.
-pub const INDEXED_TABLES: [&str; 2] = ["logs", "spans"];
-
 /// Sets `index_pip` on the batches (of those `$1` selects) whose every logs and spans file has a stable
 /// index, once they are stored. A batch with no such file (metrics) has nothing to index: set at store.
 const INDEX_PIP: &str = "UPDATE batch_tracker SET index_pip = TRUE, index_pip_completed_at = $2, updated_at = $2 \
@@ -43,6 +40,16 @@ pub(crate) fn index_pip_of_file() -> String {
 /// The `index_pip` update for batch `$1`.
 pub(crate) fn index_pip_of_batch() -> String {
     INDEX_PIP.replace("{batches}", "$1")
+}
+
+/// Which files `unindexed_files` looks at: those one exporter of one node wrote under one root, in
+/// the tables it indexes.
+#[derive(Clone, Copy, Debug)]
+pub struct Unindexed<'a> {
+    pub exporter: &'a str,
+    pub node_id: &'a str,
+    pub root: &'a str,
+    pub tables: &'a [&'a str],
 }
 
 impl Catalog {
@@ -112,30 +119,37 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Stable files of the indexed tables that `exporter` of `node_id` wrote and that have no stable
-    /// index of `kind`, oldest first, at most `limit`.
+    /// Stable files `which` selects that have no stable index of `kind`, oldest first, at most `limit`.
+    /// Only the tables and the root the caller indexes are listed, so that files it would skip cannot
+    /// fill the page and keep the others waiting.
     pub async fn unindexed_files(
         &self,
         kind: &str,
-        exporter: &str,
-        node_id: &str,
+        which: &Unindexed<'_>,
         limit: i64,
     ) -> Result<Vec<FileRow>, CatalogError> {
+        if which.tables.is_empty() {
+            return Ok(Vec::new());
+        }
         let columns: Vec<String> = FILE_COLUMNS.split(',').map(|c| format!("f.{}", c.trim())).collect();
+        let tables: Vec<String> = (0..which.tables.len()).map(|i| format!("${}", i + 6)).collect();
         let sql = format!(
             "SELECT {} FROM files f LEFT JOIN indexes i ON i.file_id = f.file_id AND i.kind = $1 AND i.state = 'stable' \
-             WHERE f.state = 'stable' AND f.table_name IN ('logs', 'spans') AND i.file_id IS NULL \
-             AND f.exporter = $2 AND f.node_id = $3 ORDER BY f.created_at, f.file_id LIMIT $4",
-            columns.join(", ")
+             WHERE f.state = 'stable' AND i.file_id IS NULL AND f.exporter = $2 AND f.node_id = $3 AND f.root = $4 \
+             AND f.table_name IN ({}) ORDER BY f.created_at, f.file_id LIMIT $5",
+            columns.join(", "),
+            tables.join(", ")
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let mut q = sqlx::query(AssertSqlSafe(sql))
             .bind(kind.to_string())
-            .bind(exporter.to_string())
-            .bind(node_id.to_string())
-            .bind(limit)
-            .fetch_all(self.pool().await?)
-            .await
-            .map_err(|e| self.err(e))?;
+            .bind(which.exporter.to_string())
+            .bind(which.node_id.to_string())
+            .bind(which.root.to_string())
+            .bind(limit);
+        for t in which.tables {
+            q = q.bind(t.to_string());
+        }
+        let rows = q.fetch_all(self.pool().await?).await.map_err(|e| self.err(e))?;
         rows.iter().map(to_file).collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 

@@ -9,7 +9,7 @@ mod indexes;
 mod tracker;
 
 pub use files::{FileBatch, FileFilter, FileRow, HeldItems, STABLE, UPLOADING};
-pub use indexes::{INDEXED_TABLES, IndexRow, TANTIVY};
+pub use indexes::{IndexRow, TANTIVY, Unindexed};
 pub use tracker::{NodeInfo, Tracker, TrackerHandle};
 
 use serde::Serialize;

@@ -151,11 +151,6 @@ pub fn build(spec: &Spec, batches: &[RecordBatch], scratch: &std::path::Path) ->
     bundle::pack(scratch)
 }
 
-/// The default logs index of `batches` (see `build`).
-pub fn logs(batches: &[RecordBatch], scratch: &std::path::Path) -> Result<Vec<u8>, IndexError> {
-    build(&Spec::default_for(crate::spec::Table::Logs), batches, scratch)
-}
-
 /// An index of rows held in memory, as a file's would be: what a scan searches.
 pub fn in_ram(spec: &Spec, batch: &RecordBatch) -> Result<Index, IndexError> {
     let b = Builder::with_index(spec, Index::create_in_ram(crate::spec::schema(spec)));

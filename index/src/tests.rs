@@ -95,7 +95,7 @@ fn a_bad_query_or_a_damaged_bundle_is_an_error_that_says_so() {
     let e = search::rows(&index, "body:(", None).unwrap_err();
     assert!(e.to_string().contains("not valid"), "{e}");
     let scratch = tempfile::tempdir().unwrap();
-    let mut bytes = build::logs(&rows(), scratch.path()).unwrap();
+    let mut bytes = build::build(&spec(), &rows(), scratch.path()).unwrap();
     let n = bytes.len();
     bytes[n - 1] ^= 0xff;
     let Err(e) = bundle::open(bytes) else { panic!("a damaged bundle opened") };

@@ -288,6 +288,13 @@ pub async fn indexes_are_recorded_per_file_and_replaced_when_rebuilt(c: Catalog)
     assert!(c.indexes_of("f2").await.unwrap().is_empty());
 }
 
+const LOGS_SPANS: &[&str] = &["logs", "spans"];
+
+/// The files of `exporter` on `node` under the root the suite's files have, in `tables`.
+fn which<'a>(exporter: &'a str, node: &'a str, tables: &'a [&'a str]) -> openwit_catalog::Unindexed<'a> {
+    openwit_catalog::Unindexed { exporter, node_id: node, root: "s3://bucket/prefix", tables }
+}
+
 pub async fn index_pip_is_set_once_every_file_of_a_stored_batch_is_indexed(c: Catalog) {
     use openwit_catalog::{IndexRow, TANTIVY};
     let index = |f: &str| IndexRow {
@@ -310,11 +317,28 @@ pub async fn index_pip_is_set_once_every_file_of_a_stored_batch_is_indexed(c: Ca
         c.file_stable(f, T0 + 10).await.unwrap();
     }
     let ids: Vec<String> = ["f1", "f2", "f3"].map(String::from).to_vec();
-    let unindexed: Vec<String> =
-        c.unindexed_files(TANTIVY, "parquet", "node-a", 10).await.unwrap().into_iter().map(|f| f.file_id).collect();
+    let unindexed: Vec<String> = c
+        .unindexed_files(TANTIVY, &which("parquet", "node-a", LOGS_SPANS), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.file_id)
+        .collect();
     assert_eq!(unindexed, ["f1", "f2"], "metrics files are not indexed");
-    assert!(c.unindexed_files(TANTIVY, "parquet/other", "node-a", 10).await.unwrap().is_empty(), "per exporter");
-    assert!(c.unindexed_files(TANTIVY, "parquet", "node-b", 10).await.unwrap().is_empty(), "per node");
+    assert!(
+        c.unindexed_files(TANTIVY, &which("parquet/other", "node-a", LOGS_SPANS), 10).await.unwrap().is_empty(),
+        "per exporter"
+    );
+    assert!(
+        c.unindexed_files(TANTIVY, &which("parquet", "node-b", LOGS_SPANS), 10).await.unwrap().is_empty(),
+        "per node"
+    );
+    assert!(
+        c.unindexed_files(TANTIVY, &which("parquet", "node-a", &["spans"]), 10).await.unwrap().is_empty(),
+        "per table"
+    );
+    let elsewhere = openwit_catalog::Unindexed { root: "s3://other/prefix", ..which("parquet", "node-a", LOGS_SPANS) };
+    assert!(c.unindexed_files(TANTIVY, &elsewhere, 10).await.unwrap().is_empty(), "per root");
 
     // Indexed before b2 is stored: index_pip waits for the store.
     c.record_index(&index("f1")).await.unwrap();
@@ -329,15 +353,20 @@ pub async fn index_pip_is_set_once_every_file_of_a_stored_batch_is_indexed(c: Ca
     c.apply(&[Update::Stored { batch_id: "b3".into(), at: T0 + 40 }]).await.unwrap();
     assert_eq!(index_pip(c.batch("b3").await.unwrap().unwrap()), (true, Some(T0 + 40)), "nothing to index");
 
-    assert!(c.unindexed_files(TANTIVY, "parquet", "node-a", 10).await.unwrap().is_empty());
+    assert!(c.unindexed_files(TANTIVY, &which("parquet", "node-a", LOGS_SPANS), 10).await.unwrap().is_empty());
     let found = c.indexes_for(&ids, TANTIVY).await.unwrap();
     assert_eq!(found.len(), 2);
     assert_eq!(found["f2"], index("f2"));
     // An index a query could not read is marked; it is no longer used and is listed for rebuilding.
     c.set_index_state("f2", TANTIVY, "missing").await.unwrap();
     assert!(!c.indexes_for(&ids, TANTIVY).await.unwrap().contains_key("f2"));
-    let unindexed: Vec<String> =
-        c.unindexed_files(TANTIVY, "parquet", "node-a", 10).await.unwrap().into_iter().map(|f| f.file_id).collect();
+    let unindexed: Vec<String> = c
+        .unindexed_files(TANTIVY, &which("parquet", "node-a", LOGS_SPANS), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.file_id)
+        .collect();
     assert_eq!(unindexed, ["f2"]);
     let many: Vec<String> = (0..1200).map(|i| format!("x{i}")).chain(["f1".to_string()]).collect();
     assert_eq!(c.indexes_for(&many, TANTIVY).await.unwrap().len(), 1, "looked up in chunks");

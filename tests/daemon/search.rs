@@ -254,8 +254,12 @@ async fn sigkill_while_indexing_loses_nothing_and_leaves_no_orphan_index() {
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut d = d;
+    // The files' root is the storage directory, canonical (made here if the exporter has not yet).
+    std::fs::create_dir_all(d.path("data/storage")).unwrap();
+    let (node, root) = (node_id(&d), format!("file://{}", d.path("data/storage").canonicalize().unwrap().display()));
+    let which = openwit_catalog::Unindexed { exporter: "parquet", node_id: &node, root: &root, tables: &["logs"] };
     loop {
-        let unindexed = c.unindexed_files(TANTIVY, "parquet", &node_id(&d), 10).await.unwrap();
+        let unindexed = c.unindexed_files(TANTIVY, &which, 10).await.unwrap();
         if !unindexed.is_empty() && acked.load(Ordering::Relaxed) >= 2000 {
             break;
         }

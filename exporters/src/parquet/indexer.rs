@@ -13,7 +13,7 @@
 //! cannot read it marks it `missing`), or one whose build failed. Until then queries scan the file.
 
 use super::uploader::{Shared, Step, now_ms};
-use openwit_catalog::{FileRow, IndexRow, TANTIVY};
+use openwit_catalog::{FileRow, IndexRow, TANTIVY, Unindexed};
 use openwit_core::text_index::{Spec, Table};
 use parquet::file::reader::ChunkReader;
 use std::collections::BTreeMap;
@@ -118,7 +118,14 @@ pub async fn run(shared: std::sync::Arc<Shared>, mut rx: mpsc::Receiver<IndexJob
 async fn repair_pass(shared: &Shared) {
     // The uploader's recovery runs first (it may make files stable).
     let catalog = shared.wait_ready().await;
-    let files = match catalog.unindexed_files(TANTIVY, &shared.exporter, &shared.node_id, REPAIR_BATCH).await {
+    let tables: Vec<&str> = shared.index.specs.keys().map(|t| t.name()).collect();
+    let which = Unindexed {
+        exporter: &shared.exporter,
+        node_id: &shared.node_id,
+        root: &shared.destination.root,
+        tables: &tables,
+    };
+    let files = match catalog.unindexed_files(TANTIVY, &which, REPAIR_BATCH).await {
         Ok(f) => f,
         Err(e) => {
             tracing::debug!(exporter = %shared.exporter, "cannot look for files to index again ({e}); trying later");
@@ -127,9 +134,6 @@ async fn repair_pass(shared: &Shared) {
     };
     for f in files {
         let Some(spec) = shared.index.spec_of(&f.table_name).cloned() else { continue };
-        if f.root != shared.destination.root {
-            continue;
-        }
         tracing::info!(exporter = %shared.exporter, file = %f.path, "indexing a stored file that has no usable index");
         let (_, store) = shared.destination.store();
         let bytes = match object_store::ObjectStoreExt::get(&store, &shared.destination.location(&f.path)).await {

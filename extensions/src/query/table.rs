@@ -152,8 +152,8 @@ impl TableProvider for StoredTable {
         let mut answered: Vec<RecordBatch> = Vec::new();
         let mut reads: Vec<(FileRow, Read)> = Vec::new();
         let decisions = self.decide_all(&files, &text).await;
+        let whole_filtered = !exact.is_empty();
         for (f, d) in files.into_iter().zip(decisions) {
-            let whole_filtered = !exact.is_empty();
             match d {
                 None => reads.push((f, Read::Whole { filtered: whole_filtered })),
                 Some(Decision::Skip) => tally.pruned += 1,
@@ -171,12 +171,8 @@ impl TableProvider for StoredTable {
                         reads.push((f, Read::Rows { rows: hits.rows, filtered: !answered_all }));
                     }
                 }
-                Some(Decision::Whole(why)) => {
-                    if why == Why::NotWorthIt {
-                        tally.not_worth_it += 1;
-                    } else {
-                        tally.unusable += 1;
-                    }
+                Some(Decision::Whole(_)) => {
+                    tally.unusable += 1;
                     reads.push((f, Read::Whole { filtered: whole_filtered }));
                 }
             }

@@ -371,8 +371,6 @@ pub enum Why {
     Unreadable,
     /// The index was built with another analysis or lacks a field the predicates need.
     CannotAnswer,
-    /// Too large a share of its rows match for the index to save reading.
-    NotWorthIt,
 }
 
 /// Decides for one file from its index (`None`: no index recorded).

@@ -4,7 +4,8 @@
 //! Every step is retried with backoff for as long as it takes; meanwhile the files wait on local disk
 //! and their batches in the WAL.
 //!
-//! Once a logs file is stored it goes to the indexer (`indexer`), which puts its full-text index beside it.
+//! Once a logs or spans file is stored it goes to the indexer (`indexer`), which puts its full-text index
+//! beside it.
 //!
 //! At start, before the first batch is taken, what a previous run left is put right: unfinished files
 //! (`*.part`) are deleted (their batches are still in the WAL), files recorded as `uploading` are

@@ -96,14 +96,18 @@ impl Footprint {
 /// size rotation) and measures the files, against zstd at the same level.
 pub fn footprint(signal: Signal, payloads: &[Payload], level: i32) -> anyhow::Result<Footprint> {
     let dir = tempfile::tempdir()?;
-    let mut w = Writer::new(WriterSettings {
-        staging: dir.path().to_path_buf(),
-        node_id: "bench".into(),
-        compression_level: level,
-        row_group_rows: 128 * 1024,
-        max_bytes: u64::MAX,
-        max_age: Duration::from_secs(3600),
-    });
+    let mut w = Writer::new(
+        WriterSettings {
+            exporter: "bench".into(),
+            staging: dir.path().to_path_buf(),
+            node_id: "bench".into(),
+            compression_level: level,
+            row_group_rows: 128 * 1024,
+            max_bytes: u64::MAX,
+            max_age: Duration::from_secs(3600),
+        },
+        Default::default(),
+    );
     let mut files = Vec::new();
     for p in payloads {
         let batch = columnar::to_record_batch("default", p)?;

@@ -168,6 +168,8 @@ pub struct ExtensionContext {
     pub storage: Arc<openwit_storage::Storage>,
     /// How each table's full-text index analyses text (what `text_match` and `match_all` use).
     pub index_specs: Arc<crate::text_index::IndexSpecs>,
+    /// Rows the daemon's exporters hold that are not in stable files yet (what queries see fresh).
+    pub fresh: Arc<crate::fresh::FreshData>,
     /// Where an extension adds HTTP routes; the daemon serves each endpoint once, so extensions can
     /// share a port.
     pub apis: Arc<crate::shared::HttpApis>,

@@ -63,6 +63,9 @@ pub struct BuildEnv {
     /// How each table's full-text index analyses text: exporters that index register theirs, the query
     /// engine reads them.
     pub index_specs: Arc<crate::text_index::IndexSpecs>,
+    /// Rows exporters hold that are not in stable files yet: exporters register theirs, the query
+    /// engine reads them.
+    pub fresh: Arc<crate::fresh::FreshData>,
     /// For connectors: the entries of the pipelines that list the connector as a receiver, by pipeline
     /// id (`logs/acme`), in config order. Empty for every other component.
     pub connector_outputs: Arc<Vec<(String, crate::Fanout)>>,

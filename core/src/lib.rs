@@ -10,6 +10,7 @@ pub mod component;
 pub mod config_types;
 pub mod factory;
 pub mod fanout;
+pub mod fresh;
 pub mod health;
 pub mod http_server;
 pub mod ingest;

@@ -132,7 +132,13 @@ async fn local(args: &QueryArgs, data_dir: &Path, sql: &str, format: Format, tab
     };
     let catalog = openwit_catalog::Catalog::open(&catalog)?;
     // Offline, text is analysed with the default index specs (an index built otherwise is not used).
-    let engine = Engine::new(catalog, Arc::default(), options, limits, Arc::default())?;
+    // Finalized files a stopped daemon left in staging are read too (not yet uploaded, or uploaded and
+    // not yet removed: then they are read instead of their stored copy).
+    let fresh = Arc::new(openwit_core::fresh::FreshData::default());
+    let staging: Arc<dyn openwit_core::fresh::FreshSource> =
+        Arc::new(openwit_extensions::query::fresh::StagingDirectories { root: data_dir.join("parquet") });
+    fresh.register(&staging);
+    let engine = Engine::new(catalog, Arc::default(), options, limits, Arc::default(), fresh)?;
     let run = async {
         let mut running = engine.start(&args.tenant, sql).await?;
         if table {

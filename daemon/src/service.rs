@@ -49,6 +49,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
     let catalog = Catalog::open(&catalog_url).map_err(|e| anyhow::anyhow!("extensions.catalog.url: {e}"))?;
     let storage = Arc::new(openwit_storage::Storage::default());
     let index_specs = Arc::new(openwit_core::text_index::IndexSpecs::default());
+    let fresh = Arc::new(openwit_core::fresh::FreshData::default());
     let node =
         NodeInfo { node_id: node_id(&data_dir)?, hostname: hostname(), version: env!("CARGO_PKG_VERSION").to_string() };
     tracing::info!(catalog = %catalog.display_url(), node = %node.node_id, "batch tracking");
@@ -63,6 +64,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
         signal: None,
         storage: storage.clone(),
         index_specs: index_specs.clone(),
+        fresh: fresh.clone(),
         connector_outputs: Arc::default(),
         auth: Arc::default(),
     };
@@ -97,6 +99,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
             telemetry: telemetry.clone(),
             storage: storage.clone(),
             index_specs: index_specs.clone(),
+            fresh: fresh.clone(),
             apis: apis.clone(),
             auth: auth.clone(),
             shutdown: side_stop.clone(),

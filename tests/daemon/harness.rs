@@ -186,6 +186,38 @@ impl Daemon {
         Daemon { child: Some(child), dir, _tmp: None, grpc, http, health, metrics, log }
     }
 
+    /// Starts the embedded default config (no `--config`) in a new directory, its fixed ports moved to
+    /// free ones with `--set`, and waits until it is healthy. Returns it with its query API's port.
+    pub async fn start_embedded_default() -> (Daemon, u16) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let (grpc, http, health, metrics, api) = (free_port(), free_port(), free_port(), free_port(), free_port());
+        let log = dir.join("daemon.log");
+        let sets = [
+            format!("receivers.otlp.protocols.grpc.endpoint=127.0.0.1:{grpc}"),
+            format!("receivers.otlp.protocols.http.endpoint=127.0.0.1:{http}"),
+            format!("extensions.health_check.endpoint=127.0.0.1:{health}"),
+            format!("extensions.batch_monitor.endpoint=127.0.0.1:{api}"),
+            format!("extensions.query.endpoint=127.0.0.1:{api}"),
+            format!("service.telemetry.metrics.address=127.0.0.1:{metrics}"),
+        ];
+        let mut cmd = Command::new(bin());
+        for s in &sets {
+            cmd.arg("--set").arg(s);
+        }
+        let child = cmd
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child: Some(child), dir, _tmp: Some(tmp), grpc, http, health, metrics, log };
+        d.wait_ready().await;
+        (d, api)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }

@@ -18,6 +18,7 @@ mod disk_faults;
 mod durability;
 mod exporters;
 mod forward;
+mod fresh;
 mod hostile;
 mod http_options;
 mod ingest;

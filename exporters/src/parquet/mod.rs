@@ -7,6 +7,7 @@
 //! already holds are not written again.
 
 pub mod config;
+pub mod fresh;
 mod indexer;
 mod metrics;
 mod uploader;
@@ -83,6 +84,8 @@ struct ParquetExporter {
     ticker: Option<JoinHandle<()>>,
     stop_ticker: CancellationToken,
     held: HashMap<BatchId, Lookup>,
+    /// Registered (weakly) with the daemon for queries while the exporter lives.
+    _fresh: Arc<dyn openwit_core::fresh::FreshSource>,
 }
 
 impl ParquetExporter {
@@ -104,6 +107,7 @@ impl ParquetExporter {
         })?;
         tracing::info!(exporter = %id, destination = %destination.root, staging = %staging.display(), "Parquet storage");
         let settings = WriterSettings {
+            exporter: id.to_string(),
             staging: staging.clone(),
             node_id: env.node_id.clone(),
             compression_level: cfg.compression_level,
@@ -111,6 +115,7 @@ impl ParquetExporter {
             max_bytes: (cfg.rotation.max_megabytes * 1024.0 * 1024.0) as u64,
             max_age: cfg.rotation.max_age,
         };
+        let fresh_files = Arc::new(Mutex::new(fresh::FreshFiles::default()));
         let shared = Arc::new(Shared::new(
             id.to_string(),
             env.node_id.clone(),
@@ -121,8 +126,13 @@ impl ParquetExporter {
             (cfg.staging.max_megabytes * 1024.0 * 1024.0) as u64,
             metrics::ParquetMetrics::register(&env.telemetry, &id.to_string()),
             index_settings(id, cfg, env),
+            fresh_files.clone(),
         ));
-        let writer = Arc::new(Mutex::new(Writer::new(settings)));
+        let writer = Arc::new(Mutex::new(Writer::new(settings, fresh_files.clone())));
+        // Queries read what the writer and staging hold until it is stable.
+        let fresh: Arc<dyn openwit_core::fresh::FreshSource> =
+            Arc::new(fresh::ExporterFresh { writer: writer.clone(), files: fresh_files });
+        env.fresh.register(&fresh);
         let (tx, rx) = mpsc::unbounded_channel();
         let uploader = tokio::spawn(uploader::run(shared.clone(), rx));
         let stop_ticker = CancellationToken::new();
@@ -137,6 +147,7 @@ impl ParquetExporter {
             ticker: Some(ticker),
             stop_ticker,
             held: HashMap::new(),
+            _fresh: fresh,
         })
     }
 
@@ -352,6 +363,7 @@ mod tests {
             signal: None,
             storage: Arc::default(),
             index_specs: Arc::default(),
+            fresh: Arc::default(),
             connector_outputs: Arc::default(),
             auth: Arc::default(),
         };

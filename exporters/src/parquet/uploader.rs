@@ -13,6 +13,7 @@
 //! catalog never heard of are deleted.
 
 use super::config::Retry;
+use super::fresh::FreshFiles;
 use super::indexer;
 use super::metrics::ParquetMetrics;
 use super::writer::{Finalized, size_and_tail};
@@ -46,6 +47,8 @@ pub struct Shared {
     pub metrics: ParquetMetrics,
     /// What the indexer builds.
     pub index: indexer::Settings,
+    /// Staged files, read by queries until they are stable.
+    pub fresh: Arc<Mutex<FreshFiles>>,
     ready: AtomicBool,
     ready_notify: Notify,
 }
@@ -62,6 +65,7 @@ impl Shared {
         budget: u64,
         metrics: ParquetMetrics,
         index: indexer::Settings,
+        fresh: Arc<Mutex<FreshFiles>>,
     ) -> Shared {
         Shared {
             exporter,
@@ -76,6 +80,7 @@ impl Shared {
             recovered: Mutex::new(HashMap::new()),
             metrics,
             index,
+            fresh,
             ready: AtomicBool::new(false),
             ready_notify: Notify::new(),
         }
@@ -296,6 +301,8 @@ async fn store(shared: &Shared, job: Job, index_tx: &mpsc::Sender<indexer::Index
             catalog.file_stable(&id, now_ms()).await.map_err(|e| e.to_string())
         })
         .await;
+    // Stable in the catalog: queries find it there from now on, no longer in staging.
+    shared.fresh.lock().unwrap_or_else(|p| p.into_inner()).left(&id);
     if let Err(e) = std::fs::remove_file(&job.local)
         && e.kind() != std::io::ErrorKind::NotFound
     {
@@ -349,6 +356,7 @@ async fn recover(shared: &Shared) -> Vec<Job> {
         match size_and_tail(&local) {
             Ok((size, tail)) if size == row.byte_size as u64 => {
                 known.insert(local.clone());
+                stage_recovered(shared, &row, &local);
                 tracing::info!(file = %row.path, "uploading a Parquet file a previous run left unfinished");
                 shared.staged(size as i64);
                 shared
@@ -403,4 +411,27 @@ async fn recover(shared: &Shared) -> Vec<Job> {
         }
     }
     jobs
+}
+
+/// Makes a recovered file readable by queries until it is stored.
+fn stage_recovered(shared: &Shared, row: &FileRow, local: &std::path::Path) {
+    let (Some(signal), Ok(file)) = (openwit_core::Signal::parse(&row.signal), std::fs::File::open(local)) else {
+        return;
+    };
+    shared.fresh.lock().unwrap_or_else(|p| p.into_inner()).staged(openwit_core::fresh::FreshFile {
+        file_id: row.file_id.clone(),
+        exporter: row.exporter.clone(),
+        node_id: row.node_id.clone(),
+        state: openwit_core::fresh::FreshState::Staged,
+        signal,
+        tenant: row.tenant.clone(),
+        min_time: row.min_time,
+        max_time: row.max_time,
+        rows: row.row_count as u64,
+        path: local.to_path_buf(),
+        file: Arc::new(file),
+        len: row.byte_size as u64,
+        metadata: None,
+        buffered: Vec::new(),
+    });
 }

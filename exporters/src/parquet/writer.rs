@@ -4,18 +4,21 @@
 //! Rows are sorted by `service_name`, then `time`, within each row group — the scope Parquet's
 //! `sorting_columns` metadata describes — so a row group is buffered in Arrow until it is full.
 
+use super::fresh::FreshFiles;
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{SortColumn, interleave_record_batch, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
+use openwit_core::fresh::{FreshFile, FreshState, SourceSnapshot};
 use openwit_core::{BatchId, Lineage, Signal, Verdict, columnar};
-use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
-use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::arrow::{ARROW_SCHEMA_META_KEY, ArrowSchemaConverter, ArrowWriter, encode_arrow_schema};
+use parquet::basic::{ColumnOrder, Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Buffered Arrow rows are written as a row group at this size even before `row_group_size` rows
@@ -60,6 +63,8 @@ impl WriteError {
 
 #[derive(Clone, Debug)]
 pub struct WriterSettings {
+    /// The exporter's id (what the `files` view shows for fresh files).
+    pub exporter: String,
     pub staging: PathBuf,
     pub node_id: String,
     pub compression_level: i32,
@@ -115,6 +120,15 @@ struct Active {
     rel_path: String,
     writer: ArrowWriter<File>,
     sync: File,
+    /// The file opened for reading, for queries over its written row groups (it stays readable when
+    /// renamed and removed).
+    reader: Arc<File>,
+    /// The written row groups as Parquet metadata, rebuilt after each (the file has no footer yet),
+    /// and how many bytes of the file they span.
+    flushed: Option<Arc<ParquetMetaData>>,
+    flushed_len: u64,
+    /// Key-value metadata a reader of the written row groups needs (the Arrow schema).
+    read_metadata: Vec<KeyValue>,
     schema: SchemaRef,
     buffered: Vec<RecordBatch>,
     buffered_rows: usize,
@@ -130,11 +144,58 @@ struct Active {
 pub struct Writer {
     settings: WriterSettings,
     open: HashMap<Key, Active>,
+    /// Staged files and the files opened lately, for queries (`fresh`).
+    fresh: Arc<Mutex<FreshFiles>>,
 }
 
 impl Writer {
-    pub fn new(settings: WriterSettings) -> Writer {
-        Writer { settings, open: HashMap::new() }
+    pub fn new(settings: WriterSettings, fresh: Arc<Mutex<FreshFiles>>) -> Writer {
+        Writer { settings, open: HashMap::new(), fresh }
+    }
+
+    fn fresh(&self) -> std::sync::MutexGuard<'_, FreshFiles> {
+        self.fresh.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The files of `signal` and `tenant` (`None`: all) whose rows are not stable yet, as they are now:
+    /// the active files' written row groups and buffered rows, and the staged files.
+    pub fn snapshot(&self, signal: Option<Signal>, tenant: Option<&str>) -> SourceSnapshot {
+        let keep = |s: Signal, t: &str| signal.is_none_or(|x| x == s) && tenant.is_none_or(|x| x == t);
+        let mut files: Vec<FreshFile> =
+            self.open.values().filter(|a| keep(a.key.signal, &a.key.tenant)).map(|a| a.fresh(&self.settings)).collect();
+        let fresh = self.fresh();
+        files.extend(fresh.staged_files(|f| keep(f.signal, &f.tenant)).cloned());
+        SourceSnapshot { files, cut: fresh.cut() }
+    }
+
+    /// Finalizes an active file; it is staged (for queries) under the same lock that held it active.
+    fn finalize(&mut self, a: Active) -> Result<Finalized, WriteError> {
+        let (file_id, reader) = (a.file_id.clone(), a.reader.clone());
+        match a.finalize() {
+            Ok(f) => {
+                self.fresh().staged(FreshFile {
+                    file_id: f.file_id.clone(),
+                    exporter: self.settings.exporter.clone(),
+                    node_id: self.settings.node_id.clone(),
+                    state: FreshState::Staged,
+                    signal: f.signal,
+                    tenant: f.tenant.clone(),
+                    min_time: f.min_time,
+                    max_time: f.max_time,
+                    rows: f.rows,
+                    path: f.local.clone(),
+                    file: reader,
+                    len: f.bytes,
+                    metadata: None,
+                    buffered: Vec::new(),
+                });
+                Ok(f)
+            }
+            Err(e) => {
+                self.fresh().left(&file_id);
+                Err(e)
+            }
+        }
     }
 
     /// Appends rows to the files of their hours; returns the files that reached their size. On an
@@ -172,10 +233,11 @@ impl Writer {
             if self.open.get(&key).is_some_and(|a| a.schema != part.schema()) {
                 // Another shape of rows (a newer OpenWit); a file holds one schema.
                 let a = self.open.remove(&key).expect("checked");
-                done.push(a.finalize()?);
+                done.push(self.finalize(a)?);
             }
             if !self.open.contains_key(&key) {
                 let a = Active::open(&self.settings, &key, part.schema())?;
+                self.fresh().open(&a.file_id);
                 self.open.insert(key.clone(), a);
             }
             let a = self.open.get_mut(&key).expect("inserted");
@@ -197,7 +259,7 @@ impl Writer {
             }
             if a.estimated_size() >= self.settings.max_bytes {
                 let a = self.open.remove(&key).expect("present");
-                done.push(a.finalize()?);
+                done.push(self.finalize(a)?);
             }
         }
         Ok(done)
@@ -221,7 +283,7 @@ impl Writer {
         let mut done = Vec::new();
         for k in keys {
             if let Some(a) = self.open.remove(&k) {
-                match a.finalize() {
+                match self.finalize(a) {
                     Ok(f) => done.push(f),
                     Err(e) => {
                         self.discard_all(&e);
@@ -234,7 +296,9 @@ impl Writer {
     }
 
     fn discard_all(&mut self, error: &WriteError) {
+        let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
         for (_, a) in self.open.drain() {
+            fresh.left(&a.file_id);
             tracing::error!(file = %a.part.display(), "discarding an unfinished Parquet file ({error}); its batches stay in the WAL");
             let _ = std::fs::remove_file(&a.part);
             a.pledge.settle(&Verdict::Retryable(format!("parquet: {error}")));
@@ -261,6 +325,7 @@ impl Active {
         let io = |source| WriteError::Io { what: "cannot create", path: part.clone(), source };
         let file = File::create(&part).map_err(io)?;
         let sync = file.try_clone().map_err(io)?;
+        let reader = Arc::new(File::open(&part).map_err(io)?);
         let props = properties(s, &schema, table, &key.tenant)?;
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
         Ok(Active {
@@ -270,6 +335,10 @@ impl Active {
             rel_path,
             writer,
             sync,
+            reader,
+            flushed: None,
+            flushed_len: 0,
+            read_metadata: vec![KeyValue::new(ARROW_SCHEMA_META_KEY.to_string(), encode_arrow_schema(&schema))],
             schema,
             buffered: Vec::new(),
             buffered_rows: 0,
@@ -310,7 +379,64 @@ impl Active {
             let rows = interleave_record_batch(&refs, slice)?;
             self.writer.write(&rows)?;
         }
-        Ok(self.writer.flush()?)
+        self.writer.flush()?;
+        // The row group's bytes go to the file (not fsynced: that is for `finalize`) so that queries can
+        // read them through `reader`, described by metadata of their own.
+        self.writer.sync().map_err(|source| WriteError::Io {
+            what: "cannot write",
+            path: self.part.clone(),
+            source,
+        })?;
+        self.flushed = Some(self.flushed_metadata());
+        self.flushed_len = self.writer.bytes_written() as u64;
+        Ok(())
+    }
+
+    /// Metadata describing the row groups written so far, as a footer would.
+    fn flushed_metadata(&self) -> Arc<ParquetMetaData> {
+        let groups = self.writer.flushed_row_groups().to_vec();
+        let schema = groups.first().map(|g| g.schema_descr_ptr()).expect("called after a row group was written");
+        let orders = schema
+            .columns()
+            .iter()
+            .map(|c| {
+                ColumnOrder::TYPE_DEFINED_ORDER(ColumnOrder::sort_order_for_type(
+                    c.logical_type_ref(),
+                    c.converted_type(),
+                    c.physical_type(),
+                ))
+            })
+            .collect();
+        let rows = groups.iter().map(|g| g.num_rows()).sum();
+        let file = FileMetaData::new(
+            1,
+            rows,
+            Some(format!("OpenWit {}", env!("CARGO_PKG_VERSION"))),
+            Some(self.read_metadata.clone()),
+            schema,
+            Some(orders),
+        );
+        Arc::new(ParquetMetaData::new(file, groups))
+    }
+
+    /// The file as a query sees it now.
+    fn fresh(&self, s: &WriterSettings) -> FreshFile {
+        FreshFile {
+            file_id: self.file_id.clone(),
+            exporter: s.exporter.clone(),
+            node_id: s.node_id.clone(),
+            state: FreshState::Active,
+            signal: self.key.signal,
+            tenant: self.key.tenant.clone(),
+            min_time: self.min_time,
+            max_time: self.max_time,
+            rows: self.rows,
+            path: self.part.clone(),
+            file: self.reader.clone(),
+            len: self.flushed_len,
+            metadata: self.flushed.clone(),
+            buffered: self.buffered.clone(),
+        }
     }
 
     fn finalize(mut self) -> Result<Finalized, WriteError> {
@@ -496,6 +622,7 @@ mod tests {
 
     fn settings(dir: &std::path::Path, max_bytes: u64) -> WriterSettings {
         WriterSettings {
+            exporter: "parquet".into(),
             staging: dir.to_path_buf(),
             node_id: "node-1".into(),
             compression_level: 3,
@@ -542,7 +669,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (tx, mut done) = mpsc::unbounded_channel();
         let token = AckToken::new(BatchId([7; 16]), tx);
-        let mut w = Writer::new(settings(tmp.path(), u64::MAX));
+        let mut w = Writer::new(settings(tmp.path(), u64::MAX), Arc::default());
         let out = w.write(rows(spans(&[T0 + 5, T0 + HOUR + 1, T0 + 9, T0 + 2 * HOUR]), &token, 0)).unwrap();
         assert!(out.is_empty(), "nothing reached its size");
         drop(token);
@@ -578,7 +705,7 @@ mod tests {
         let token = AckToken::new(BatchId([1; 16]), tx);
         let mut s = settings(tmp.path(), 20_000);
         s.row_group_rows = 50;
-        let mut w = Writer::new(s);
+        let mut w = Writer::new(s, Arc::default());
         let mut finalized = Vec::new();
         for k in 0..40u32 {
             let times: Vec<u64> = (0..50).map(|i| T0 + (k * 50 + i) as u64).collect();
@@ -614,7 +741,7 @@ mod tests {
             }],
         };
         let batch = columnar::logs::to_record_batch("acme", &req).unwrap();
-        let mut w = Writer::new(settings(tmp.path(), u64::MAX));
+        let mut w = Writer::new(settings(tmp.path(), u64::MAX), Arc::default());
         w.write(Rows {
             signal: Signal::Logs,
             tenant: "acme",
@@ -637,7 +764,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (tx, mut done) = mpsc::unbounded_channel();
         let token = AckToken::new(BatchId([3; 16]), tx);
-        let mut w = Writer::new(settings(tmp.path(), u64::MAX));
+        let mut w = Writer::new(settings(tmp.path(), u64::MAX), Arc::default());
         w.write(rows(spans(&[T0]), &token, 0)).unwrap();
         // Rows without a time column cannot be placed: the write fails.
         let good = spans(&[T0]);

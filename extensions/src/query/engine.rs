@@ -146,6 +146,7 @@ impl Engine {
         storage_options: BTreeMap<String, String>,
         limits: Limits,
         index_specs: Arc<openwit_core::text_index::IndexSpecs>,
+        fresh: Arc<openwit_core::fresh::FreshData>,
     ) -> anyhow::Result<Engine> {
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.memory_bytes, 1.0).build_arc()?;
         let target_partitions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
@@ -156,7 +157,7 @@ impl Engine {
         Ok(Engine {
             schemas,
             runtime,
-            sources: Arc::new(Sources::new(catalog, storage, storage_options, limits.index_cache_bytes)),
+            sources: Arc::new(Sources::new(catalog, storage, storage_options, limits.index_cache_bytes, fresh)),
             specs: Specs(index_specs),
             limits,
             target_partitions,
@@ -282,7 +283,8 @@ mod tests {
             memory_bytes: 16 << 20,
             index_cache_bytes: 1 << 20,
         };
-        let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default()).unwrap();
+        let engine =
+            Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap();
         for sql in [
             "SELECT time_bucket(INTERVAL '1 minute', time), count(*) FROM logs GROUP BY 1",
             "SELECT id_to_hex(span_id) FROM spans WHERE trace_id = '5b8efff798038103d269b633813fc60c'",

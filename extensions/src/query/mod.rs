@@ -8,6 +8,7 @@
 //! See `docs/query.md`.
 
 pub mod engine;
+pub mod fresh;
 pub mod functions;
 mod metrics;
 pub mod output;
@@ -151,6 +152,7 @@ impl Extension for QueryExtension {
             self.cfg.storage_options.clone(),
             self.cfg.limits(),
             ctx.index_specs.clone(),
+            ctx.fresh.clone(),
         )?;
         let metrics = QueryMetrics::register(&ctx.telemetry);
         let state = Arc::new(AppState { engine, tenant: self.cfg.tenant.clone(), metrics });

@@ -5,6 +5,8 @@
 use super::engine::{FailureKind, QueryError};
 use super::text_search::IndexCache;
 use openwit_catalog::Catalog;
+use openwit_core::Signal;
+use openwit_core::fresh::{FreshData, Snapshot};
 use openwit_storage::{Destination, Storage};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +21,8 @@ pub struct Sources {
     storage_options: BTreeMap<String, String>,
     /// Full-text indexes opened by earlier queries.
     indexes: IndexCache,
+    /// Rows the daemon's exporters hold that are not in stable files yet.
+    fresh: Arc<FreshData>,
 }
 
 impl Sources {
@@ -27,8 +31,17 @@ impl Sources {
         storage: Arc<Storage>,
         storage_options: BTreeMap<String, String>,
         index_cache_bytes: u64,
+        fresh: Arc<FreshData>,
     ) -> Sources {
-        Sources { catalog, storage, storage_options, indexes: IndexCache::new(index_cache_bytes) }
+        Sources { catalog, storage, storage_options, indexes: IndexCache::new(index_cache_bytes), fresh }
+    }
+
+    /// The fresh files of `signal` (every table when `None`) and `tenant`, as they are now. Taken before
+    /// the catalog is listed (see `Snapshot::hidden`).
+    pub async fn fresh(&self, signal: Option<Signal>, tenant: &str) -> Snapshot {
+        let (fresh, tenant) = (self.fresh.clone(), tenant.to_string());
+        // The exporters' locks may be held while a row group is encoded: wait off the async workers.
+        tokio::task::spawn_blocking(move || fresh.snapshot(signal, Some(&tenant))).await.unwrap_or_default()
     }
 
     /// Indexes kept opened between queries.

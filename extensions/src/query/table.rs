@@ -10,6 +10,7 @@
 //! on its rows by the same analysis (no index, another analysis, or too many hits to be worth it).
 //! `LIKE`/`ILIKE '%word%'` are only narrowed by indexes; DataFusion still applies them.
 
+use super::fresh::{self, FreshReaders};
 use super::sources::Sources;
 use super::text_search::{Decision, Predicate, SELECTIVE_SHARE, Specs, Why, decide, selection, time_column};
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, TimestampNanosecondArray, UInt64Array};
@@ -37,6 +38,7 @@ use datafusion::physical_plan::union::UnionExec;
 use futures::StreamExt;
 use openwit_catalog::{FileRow, STABLE, TANTIVY};
 use openwit_core::Signal;
+use openwit_core::fresh::{FreshFile, FreshState};
 use openwit_core::text_index::Table;
 use openwit_index::search::Searchable;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -55,6 +57,12 @@ pub const INDEX_NOT_WORTH_IT: &str = "index_files_not_worth_it";
 pub const INDEX_UNUSABLE: &str = "index_files_without_usable_index";
 /// Rows the indexes selected in the files read by selection.
 pub const INDEX_ROWS: &str = "index_rows_selected";
+/// Where the scanned rows came from (counters in `EXPLAIN ANALYZE`): stable files (after pruning), staged
+/// files waiting for their upload, active files (row groups written so far) and rows in memory.
+pub const STABLE_FILES: &str = "stable_files_scanned";
+pub const STAGED_FILES: &str = "staged_files_scanned";
+pub const ACTIVE_FILES: &str = "active_files_scanned";
+pub const MEMORY_ROWS: &str = "memory_rows_scanned";
 
 /// Indexes fetched from the store at once.
 const CONCURRENT_INDEX_READS: usize = 8;
@@ -131,15 +139,30 @@ impl TableProvider for StoredTable {
             state: Some(STABLE.to_string()),
             ..Default::default()
         };
+        // Fresh rows are snapshotted before the catalog is listed: a file the snapshot holds is read from
+        // it (and left out of the listing); a file that left it before is stable in the listing; a file
+        // born after it holds rows written after it (left out). Each row is read once.
+        let fresh = self.sources.fresh(Some(self.signal), &self.tenant).await;
         let all = catalog.files(&filter).await.map_err(|e| DataFusionError::External(self.sources.unavailable(e)))?;
-        let all: Vec<FileRow> = all.into_iter().filter(|f| f.tenant == self.tenant).collect();
+        let hidden = fresh.hidden();
+        let all: Vec<FileRow> =
+            all.into_iter().filter(|f| f.tenant == self.tenant && !hidden.contains(&f.file_id)).collect();
         let considered = all.len();
-        let files = self.prune_by_time(state, filters, all)?;
+        let keep = self.keep_by_time(state, filters, all.iter().map(|f| (f.min_time, f.max_time)))?;
+        let files: Vec<FileRow> = all.into_iter().zip(keep).filter_map(|(f, k)| k.then_some(f)).collect();
+        let fresh_considered = fresh.files.len();
+        let keep = self.keep_by_time(state, filters, fresh.files.iter().map(|f| (f.min_time, f.max_time)))?;
+        let fresh: Vec<FreshFile> = fresh
+            .files
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(f, k)| (k && f.tenant == self.tenant).then_some(f))
+            .collect();
         let projected = match projection {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => self.schema.clone(),
         };
-        if considered == 0 {
+        if considered == 0 && fresh_considered == 0 {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
 
@@ -227,27 +250,51 @@ impl TableProvider for StoredTable {
                 // What was pruned is told once per table, on its first scan.
                 let m = source.metrics();
                 count(m, considered, scanned, &tally, !text.is_empty());
+                count_fresh(m, scanned, &fresh);
             } else {
                 MetricBuilder::new(source.metrics()).pruning_metrics(CATALOG_FILES_METRIC, 0).add_matched(n);
             }
             first = false;
             let groups = spread(files, partitions);
-            if filtered {
-                scans.push(self.filtered_scan(state, store_url, source, groups, projection, &exact, limit)?);
-            } else {
-                let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
-                    .with_file_groups(groups)
-                    .with_projection_indices(projection.cloned())?
-                    .with_limit(limit)
-                    .build();
-                scans.push(DataSourceExec::from_data_source(config));
-            }
+            scans.push(self.parquet_scan(state, store_url, source, groups, projection, &exact, filtered, limit)?);
         }
+        scans.extend(self.fresh_scans(state, &fresh, projection, &exact, limit)?);
         if !answered.is_empty() {
             scans.push(MemorySourceConfig::try_new_exec(&[answered], projected.clone(), None)?);
         }
         if scans.len() == 1 { Ok(scans.pop().expect("one")) } else { UnionExec::try_new(scans) }
     }
+}
+
+/// Puts where the scanned rows came from on a scan's metrics: stable files, staged files, active files
+/// (their written row groups) and rows in memory.
+fn count_fresh(m: &ExecutionPlanMetricsSet, stable: usize, fresh: &[FreshFile]) {
+    let staged = fresh.iter().filter(|f| f.state == FreshState::Staged).count();
+    let memory: usize = fresh.iter().map(FreshFile::buffered_rows).sum();
+    for (name, v) in
+        [(STABLE_FILES, stable), (STAGED_FILES, staged), (ACTIVE_FILES, fresh.len() - staged), (MEMORY_ROWS, memory)]
+    {
+        MetricBuilder::new(m).counter(name, 0).add(v);
+    }
+}
+
+/// `batch` in the table's schema: a buffered batch of an exporter of another version may order or type
+/// its columns otherwise (missing columns are null).
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema() == *schema {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => Ok(arrow::compute::cast(c, f.data_type())?),
+            None => Ok(arrow::array::new_null_array(f.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
 }
 
 /// Puts what the catalog and the indexes pruned on a scan's metrics.
@@ -375,15 +422,41 @@ impl StoredTable {
         Ok(RecordBatch::try_new_with_options(projected.clone(), columns, &options)?)
     }
 
-    /// A scan whose rows go through the exact text predicates: it reads the projection and the columns
-    /// they need, filters, and keeps the projection.
+    /// A scan of Parquet files: their projected rows, or (`filtered`) their rows through the exact text
+    /// predicates.
     #[allow(clippy::too_many_arguments)]
-    fn filtered_scan(
+    fn parquet_scan(
         &self,
         state: &dyn Session,
         store_url: ObjectStoreUrl,
         source: ParquetSource,
         groups: Vec<FileGroup>,
+        projection: Option<&Vec<usize>>,
+        exact: &[Expr],
+        filtered: bool,
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let read = |columns: Option<Vec<usize>>, limit: Option<usize>| -> Result<Arc<dyn ExecutionPlan>> {
+            let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
+                .with_file_groups(groups)
+                .with_projection_indices(columns)?
+                .with_limit(limit)
+                .build();
+            Ok(DataSourceExec::from_data_source(config))
+        };
+        if filtered {
+            self.filtered(state, |needed| read(Some(needed), None), projection, exact, limit)
+        } else {
+            read(projection.cloned(), limit)
+        }
+    }
+
+    /// Rows read by `read` (given the columns to read) through the exact text predicates: it reads the
+    /// projection and the columns they need, filters, and keeps the projection.
+    fn filtered(
+        &self,
+        state: &dyn Session,
+        read: impl FnOnce(Vec<usize>) -> Result<Arc<dyn ExecutionPlan>>,
         projection: Option<&Vec<usize>>,
         exact: &[Expr],
         limit: Option<usize>,
@@ -398,31 +471,92 @@ impl StoredTable {
         }
         let needed: Vec<usize> = needed.into_iter().collect();
         let read_schema = Arc::new(self.schema.project(&needed)?);
-        let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
-            .with_file_groups(groups)
-            .with_projection_indices(Some(needed.clone()))?
-            .build();
-        let scan = DataSourceExec::from_data_source(config);
+        let scan = read(needed.clone())?;
         let physical = state.create_physical_expr(predicate, &DFSchema::try_from(read_schema)?)?;
         let keep = projection.map(|p| p.iter().map(|i| needed.iter().position(|n| n == i).expect("kept")).collect());
         Ok(Arc::new(FilterExecBuilder::new(physical, scan).apply_projection(keep)?.with_fetch(limit).build()?))
     }
 
-    /// The files whose `[min_time, max_time]` can hold rows the filters accept: DataFusion's own
-    /// pruning logic, fed with the catalog's time range of each file as the statistics of `time`.
-    fn prune_by_time(&self, state: &dyn Session, filters: &[Expr], files: Vec<FileRow>) -> Result<Vec<FileRow>> {
+    /// Scans of the fresh files: the written row groups of active files and the staged files (by the
+    /// snapshot's open handles), and the rows active files buffer in memory. No index covers them: text
+    /// predicates are evaluated on their rows.
+    fn fresh_scans(
+        &self,
+        state: &dyn Session,
+        fresh: &[FreshFile],
+        projection: Option<&Vec<usize>>,
+        exact: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Vec<Arc<dyn ExecutionPlan>>> {
+        let mut scans = Vec::new();
+        let mut readers = FreshReaders::default();
+        let mut files = Vec::new();
+        for f in fresh.iter().filter(|f| f.has_row_groups()) {
+            readers.add(f);
+            files.push(PartitionedFile::new_from_meta(object_store::ObjectMeta {
+                location: object_store::path::Path::from(fresh::location(f)),
+                last_modified: chrono::Utc::now(),
+                size: f.len,
+                e_tag: None,
+                version: None,
+            }));
+        }
+        if !files.is_empty() {
+            // Never read through this store: `readers` serves every file of the scan.
+            let store_url = ObjectStoreUrl::local_filesystem();
+            let source = ParquetSource::new(self.schema.clone())
+                .with_table_parquet_options(state.table_options().parquet.clone())
+                .with_parquet_file_reader_factory(Arc::new(readers));
+            let groups = spread(files, state.config().target_partitions().max(1));
+            scans.push(self.parquet_scan(
+                state,
+                store_url,
+                source,
+                groups,
+                projection,
+                exact,
+                !exact.is_empty(),
+                limit,
+            )?);
+        }
+        let buffered: Vec<RecordBatch> =
+            fresh.iter().flat_map(|f| &f.buffered).map(|b| conform(b, &self.schema)).collect::<Result<_>>()?;
+        if !buffered.is_empty() {
+            let schema = self.schema.clone();
+            let read = |columns: Option<Vec<usize>>| -> Result<Arc<dyn ExecutionPlan>> {
+                let exec = MemorySourceConfig::try_new_exec(&[buffered], schema, columns)?;
+                Ok(exec)
+            };
+            scans.push(if exact.is_empty() {
+                read(projection.cloned())?
+            } else {
+                self.filtered(state, |needed| read(Some(needed)), projection, exact, limit)?
+            });
+        }
+        Ok(scans)
+    }
+
+    /// Of files with these `[min_time, max_time]`, those that can hold rows the filters accept:
+    /// DataFusion's own pruning logic, fed with each file's time range as the statistics of `time`.
+    fn keep_by_time(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+        ranges: impl ExactSizeIterator<Item = (i64, i64)>,
+    ) -> Result<Vec<bool>> {
+        let ranges: Vec<(i64, i64)> = ranges.collect();
         let Some(predicate) = conjunction(filters.iter().cloned()) else {
-            return Ok(files);
+            return Ok(vec![true; ranges.len()]);
         };
         let df_schema = DFSchema::try_from(self.schema.clone())?;
         let physical = state.create_physical_expr(predicate, &df_schema)?;
         let pruning = match PruningPredicateBuilder::new().with_file_schema(self.schema.clone()).try_build(physical) {
             Ok(p) => p,
             // A predicate pruning cannot use: read every file, the filter still applies to the rows.
-            Err(_) => return Ok(files),
+            Err(_) => return Ok(vec![true; ranges.len()]),
         };
         if pruning.always_true() {
-            return Ok(files);
+            return Ok(vec![true; ranges.len()]);
         }
         // A log record without a time is placed (and its file's range set) by its observed time, while
         // its `time` column holds 0. When the query could accept time 0, the ranges' lower ends do not
@@ -432,11 +566,10 @@ impl StoredTable {
             pruning.prune(&zero)?.first().copied().unwrap_or(true)
         };
         let ranges = TimeRanges {
-            min: files.iter().map(|f| if zero_admitted { 0 } else { f.min_time }).collect(),
-            max: files.iter().map(|f| f.max_time).collect(),
+            min: ranges.iter().map(|r| if zero_admitted { 0 } else { r.0 }).collect(),
+            max: ranges.iter().map(|r| r.1).collect(),
         };
-        let keep = pruning.prune(&ranges)?;
-        Ok(files.into_iter().zip(keep).filter_map(|(f, k)| k.then_some(f)).collect())
+        pruning.prune(&ranges)
     }
 }
 

@@ -206,7 +206,7 @@ proptest! {
             store(&store_dir, &catalog, [&indexed, &scanned]).await;
             let limits =
                 Limits { max_rows: 100_000, timeout: Duration::from_secs(30), memory_bytes: 64 << 20, index_cache_bytes: 1 << 20 };
-            let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default()).unwrap();
+            let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap();
             let all: Vec<String> = indexed.iter().chain(&scanned).cloned().collect();
             for q in &queries {
                 let sql = format!("SELECT body FROM logs WHERE text_match(body, '{}')", q.render());
@@ -242,7 +242,8 @@ fn a_query_reads_the_indexed_file_by_its_index() {
             memory_bytes: 64 << 20,
             index_cache_bytes: 1 << 20,
         };
-        let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default()).unwrap();
+        let engine =
+            Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap();
         let plan = bodies_of(&engine, "EXPLAIN ANALYZE SELECT body FROM logs WHERE text_match(body, '\"line 7\"')")
             .await
             .unwrap()

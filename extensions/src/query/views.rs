@@ -115,13 +115,40 @@ impl CatalogView {
         let columns: Vec<ArrayRef> = match self.view {
             View::Files => {
                 let filter = FileFilter { tenant: Some(self.tenant.clone()), ..Default::default() };
-                let rows: Vec<_> = catalog
+                let fresh = self.sources.fresh(None, &self.tenant).await;
+                let mut rows: Vec<_> = catalog
                     .files(&filter)
                     .await
                     .map_err(|e| self.sources.unavailable(e))?
                     .into_iter()
                     .filter(|f| f.tenant == self.tenant)
                     .collect();
+                // Files not in the catalog yet: active ones (rows in memory and in their `.part` file) and
+                // staged ones not yet recorded (recorded ones are `uploading` there).
+                let known: std::collections::HashSet<String> = rows.iter().map(|r| r.file_id.clone()).collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                rows.extend(fresh.files.iter().filter(|f| !known.contains(&f.file_id)).map(|f| {
+                    openwit_catalog::FileRow {
+                        file_id: f.file_id.clone(),
+                        exporter: f.exporter.clone(),
+                        node_id: f.node_id.clone(),
+                        tenant: f.tenant.clone(),
+                        signal: f.signal.as_str().to_string(),
+                        table_name: openwit_core::columnar::table_name(f.signal).to_string(),
+                        root: f.path.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+                        path: f.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+                        min_time: f.min_time,
+                        max_time: f.max_time,
+                        row_count: f.rows as i64,
+                        byte_size: f.len as i64,
+                        state: f.state.as_str().to_string(),
+                        created_at: now,
+                        uploaded_at: None,
+                    }
+                }));
                 let text = |f: &dyn Fn(&openwit_catalog::FileRow) -> &str| -> ArrayRef {
                     Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
                 };

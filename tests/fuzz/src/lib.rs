@@ -150,6 +150,7 @@ pub fn query_request(data: &[u8]) {
                 Default::default(),
                 limits,
                 Default::default(),
+                Default::default(),
             )
             .expect("the engine builds");
             drop(_inside);

@@ -11,11 +11,14 @@ import urllib.error
 import urllib.request
 
 
-def openwit_sql(api, sql):
+def openwit_sql(api, sql, tenant=None):
+    headers = {"content-type": "application/json"}
+    if tenant:
+        headers["x-scope-orgid"] = tenant
     req = urllib.request.Request(
         f"http://127.0.0.1:{api}/api/v1/query",
         data=json.dumps({"sql": sql, "format": "json"}).encode(),
-        headers={"content-type": "application/json"},
+        headers=headers,
     )
     try:
         with urllib.request.urlopen(req, timeout=1200) as r:

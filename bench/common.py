@@ -51,12 +51,7 @@ def start_and_load(openwit, loadgen, scratch, config, ports, signal, items):
     data = os.path.join(scratch, "data")
     log = open(os.path.join(scratch, "openwit.log"), "w")
     daemon = subprocess.Popen([openwit, "--config", cfg, "--data-dir", data], stdout=log, stderr=log)
-    for _ in range(100):
-        try:
-            openwit_sql(ports["api"], "SELECT 1")
-            break
-        except (urllib.error.URLError, ConnectionError, SystemExit):
-            time.sleep(0.2)
+    wait_api(ports["api"])
     per_request = 500
     try:
         subprocess.run(
@@ -69,3 +64,16 @@ def start_and_load(openwit, loadgen, scratch, config, ports, signal, items):
         daemon.terminate()
         raise
     return daemon, data
+
+
+def wait_api(api, seconds=30):
+    """Waits until OpenWit's query API on `api` answers."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            openwit_sql(api, "SELECT 1")
+            return
+        except (urllib.error.URLError, ConnectionError, SystemExit):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"OpenWit's query API on port {api} did not answer within {seconds} s")
+            time.sleep(0.1)

@@ -27,10 +27,9 @@ import subprocess
 import shutil
 import sys
 import time
-import urllib.error
 import urllib.request
 
-from common import openwit_sql, timed
+from common import openwit_sql, timed, wait_api
 
 CONFIG = """
 receivers:
@@ -78,16 +77,6 @@ def free_port():
 
 def start(openwit, cfg, data, log):
     return subprocess.Popen([openwit, "--config", cfg, "--data-dir", data], stdout=log, stderr=log)
-
-
-def wait_api(api):
-    for _ in range(300):
-        try:
-            openwit_sql(api, "SELECT 1")
-            return
-        except (urllib.error.URLError, ConnectionError, SystemExit):
-            time.sleep(0.1)
-    raise SystemExit("OpenWit did not start")
 
 
 def probe(http, api, i):

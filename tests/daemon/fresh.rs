@@ -19,36 +19,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-async fn query(port: u16, sql: &str) -> Value {
-    let r = client()
-        .post(format!("http://127.0.0.1:{port}/api/v1/query"))
-        .json(&json!({ "sql": sql }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body = r.text().await.unwrap();
-    assert_eq!(status, 200, "{sql}: {body}");
-    serde_json::from_str(&body).unwrap()
-}
-
 /// Polls `sql` until it answers `expected`; returns how long after `since` that was.
 async fn visible_after(port: u16, sql: &str, expected: &Value, since: Instant, limit: Duration) -> Duration {
     loop {
-        let got = query(port, sql).await;
+        let got = sql_rows(port, sql).await;
         if got == *expected {
             return since.elapsed();
         }
         assert!(since.elapsed() < limit, "{sql}: {got}, expected {expected}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn plan_counter(plan: &str, name: &str) -> usize {
-    let key = format!("{name}=");
-    plan.match_indices(&key)
-        .map(|(at, _)| plan[at + key.len()..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap_or(0))
-        .sum()
 }
 
 /// The README's curl line, byte for byte (checked against README.md below).
@@ -79,17 +59,17 @@ async fn on_the_embedded_default_an_acknowledged_record_is_queryable_within_a_se
     assert!(took < Duration::from_secs(1), "visible {took:?} after the acknowledgement");
 
     // Where it came from: rows in memory of an active file (10 minutes before its rotation).
-    let plan = query(api, &format!("EXPLAIN ANALYZE {README_QUERY}")).await.to_string();
+    let plan = sql_rows(api, &format!("EXPLAIN ANALYZE {README_QUERY}")).await.to_string();
     assert_eq!(plan_counter(&plan, "memory_rows_scanned"), 1, "{plan}");
     assert_eq!(plan_counter(&plan, "active_files_scanned"), 1, "{plan}");
     assert_eq!(plan_counter(&plan, "stable_files_scanned"), 0, "{plan}");
     assert_eq!(
-        query(api, "SELECT table_name, state, row_count FROM files").await,
+        sql_rows(api, "SELECT table_name, state, row_count FROM files").await,
         json!([{"table_name": "logs", "state": "active", "row_count": 1}])
     );
     // Text search over fresh rows: by scan (no index yet), same meaning.
     assert_eq!(
-        query(api, "SELECT body FROM logs WHERE text_match(body, 'openwit') AND body LIKE '%hello%'").await,
+        sql_rows(api, "SELECT body FROM logs WHERE text_match(body, 'openwit') AND body LIKE '%hello%'").await,
         json!([{"body": "hello, OpenWit"}])
     );
 
@@ -117,7 +97,7 @@ async fn on_the_embedded_default_an_acknowledged_record_is_queryable_within_a_se
     let sql = "SELECT body FROM logs WHERE service_name = 'shop'";
     let took = visible_after(api, sql, &json!([{"body": "order 7 paid"}]), acked, Duration::from_secs(10)).await;
     assert!(took < Duration::from_secs(1), "visible {took:?} after the SDK's flush returned");
-    assert_eq!(query(api, "SELECT count(*) AS n FROM logs").await, json!([{"n": 2}]));
+    assert_eq!(sql_rows(api, "SELECT count(*) AS n FROM logs").await, json!([{"n": 2}]));
 }
 
 /// A parquet exporter whose store is unreachable: files stay staged (uploads retried), their rows are
@@ -164,12 +144,12 @@ service:
     // Rotated after 200 ms: every row in staged files (recorded `uploading`), none stable.
     let sql = "SELECT state, sum(row_count) AS n FROM files GROUP BY state";
     let deadline = Instant::now() + Duration::from_secs(20);
-    while query(api, sql).await != json!([{"state": "uploading", "n": 5}]) {
-        assert!(Instant::now() < deadline, "{}", query(api, sql).await);
+    while sql_rows(api, sql).await != json!([{"state": "uploading", "n": 5}]) {
+        assert!(Instant::now() < deadline, "{}", sql_rows(api, sql).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(query(api, "SELECT count(*) AS n FROM logs").await, json!([{"n": 5}]));
-    let plan = query(api, "EXPLAIN ANALYZE SELECT count(*) FROM logs").await.to_string();
+    assert_eq!(sql_rows(api, "SELECT count(*) AS n FROM logs").await, json!([{"n": 5}]));
+    let plan = sql_rows(api, "EXPLAIN ANALYZE SELECT count(*) FROM logs").await.to_string();
     assert!(plan_counter(&plan, "staged_files_scanned") >= 1, "{plan}");
     assert_eq!(plan_counter(&plan, "stable_files_scanned"), 0, "{plan}");
     assert_eq!(plan_counter(&plan, "memory_rows_scanned"), 0, "{plan}");

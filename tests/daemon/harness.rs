@@ -322,6 +322,28 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `sql` through the query API on `port` (default tenant) and returns the rows; panics on an error.
+pub async fn sql_rows(port: u16, sql: &str) -> serde_json::Value {
+    let r = client()
+        .post(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .json(&serde_json::json!({ "sql": sql }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 200, "{sql}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The counter `name` of an `EXPLAIN ANALYZE` plan, summed over its operators.
+pub fn plan_counter(plan: &str, name: &str) -> usize {
+    let key = format!("{name}=");
+    plan.match_indices(&key)
+        .map(|(at, _)| plan[at + key.len()..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap_or(0))
+        .sum()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
 }

@@ -3,7 +3,7 @@
 //! `memory_limiter` refuses before the WAL while the process is over its limit; a processor whose
 //! settings do not fit its pipeline stops the start with the path of the setting.
 
-use crate::harness::{Daemon, client, free_port};
+use crate::harness::{Daemon, client, free_port, sql_rows};
 use crate::ingest::send_with_sdk;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -54,20 +54,6 @@ service:
       exporters: [parquet]
 ";
 
-async fn sql(port: u16, sql: &str) -> Value {
-    let r = client()
-        .post(format!("http://127.0.0.1:{port}/api/v1/query"))
-        .json(&json!({ "sql": sql }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body = r.text().await.unwrap();
-    assert!(status.is_success(), "{sql}: {status} {body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-/// Waits until `query` returns at least one row, and returns the rows.
 /// What the tests here share, merged under each one's processors and pipelines: a quick `batch`, Parquet
 /// with quick rotation, and the query API on `api`.
 fn store_and_query(api: u16) -> String {
@@ -89,10 +75,11 @@ service:
     )
 }
 
+/// Waits until `query` returns at least one row, and returns the rows.
 async fn rows(port: u16, query: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let got = sql(port, query).await;
+        let got = sql_rows(port, query).await;
         if got.as_array().is_some_and(|a| !a.is_empty()) {
             return got;
         }
@@ -334,7 +321,7 @@ service:
     assert_eq!(d.metric_sum("openwit_processor_dropped_log_records_total{processor=\"filter\"}").await, 1.0);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let st = sql(api, "SELECT status, count(*) AS n FROM batches GROUP BY status").await;
+        let st = sql_rows(api, "SELECT status, count(*) AS n FROM batches GROUP BY status").await;
         if st.as_array().unwrap().iter().all(|r| r["status"] == "completed") {
             break;
         }

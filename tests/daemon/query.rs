@@ -2,7 +2,7 @@
 //! HTTP and the answers compared exactly; pruning shown by counts; tenants kept apart whatever the SQL;
 //! bad SQL and limits answered with clear errors; the `openwit query` command offline and online.
 
-use crate::harness::{Daemon, bin, client, free_port};
+use crate::harness::{Daemon, bin, client, free_port, plan_counter};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -743,17 +743,6 @@ async fn text_match_finds_words_phrases_and_booleans_in_log_bodies() {
     assert!(e.contains("text_match") && e.contains("not valid"), "{e}");
     let e = api.error("acme", "SELECT count(*) FROM logs WHERE text_match(body, body)", 400).await;
     assert!(e.contains("string literal"), "{e}");
-}
-
-/// The sum of a counter over a plan's operators in `EXPLAIN ANALYZE` (0 when no operator has it).
-fn plan_counter(plan: &str, name: &str) -> usize {
-    let key = format!("{name}=");
-    plan.match_indices(&key)
-        .map(|(at, _)| {
-            let rest = &plan[at + key.len()..];
-            rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse::<usize>().unwrap_or(0)
-        })
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,11 +3,11 @@
 //! is rebuilt while answers stay the same; a SIGKILL while files are being indexed loses nothing and
 //! leaves no orphaned index.
 
-use crate::harness::{Daemon, client, free_port};
+use crate::harness::{Daemon, free_port, plan_counter, sql_rows};
 use opentelemetry::logs::{AnyValue as SdkAny, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use openwit_catalog::{Catalog, FileFilter, STABLE, TANTIVY};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,21 +55,8 @@ fn config(repair: &str) -> (String, u16) {
     (CONFIG.replace("{api}", &port.to_string()).replace("{repair}", repair), port)
 }
 
-async fn rows(port: u16, sql: &str) -> Value {
-    let r = client()
-        .post(format!("http://127.0.0.1:{port}/api/v1/query"))
-        .json(&json!({ "sql": sql }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body = r.text().await.unwrap();
-    assert_eq!(status, 200, "{sql}: {body}");
-    serde_json::from_str(&body).unwrap()
-}
-
 async fn bodies(port: u16, filter: &str) -> Vec<String> {
-    let out = rows(port, &format!("SELECT body FROM logs WHERE {filter} ORDER BY body")).await;
+    let out = sql_rows(port, &format!("SELECT body FROM logs WHERE {filter} ORDER BY body")).await;
     out.as_array().unwrap().iter().map(|r| r["body"].as_str().unwrap().to_string()).collect()
 }
 
@@ -106,16 +93,8 @@ const RECORDS: [(&str, Severity, &str); 8] = [
     ("shutting down", Severity::Info, "/"),
 ];
 
-/// The plan's counter `name` summed over its operators.
-fn plan_counter(plan: &str, name: &str) -> usize {
-    let key = format!("{name}=");
-    plan.match_indices(&key)
-        .map(|(at, _)| plan[at + key.len()..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap_or(0))
-        .sum()
-}
-
 async fn explain(port: u16, sql: &str) -> String {
-    rows(port, &format!("EXPLAIN ANALYZE {sql}")).await.to_string()
+    sql_rows(port, &format!("EXPLAIN ANALYZE {sql}")).await.to_string()
 }
 
 async fn catalog(d: &Daemon) -> Catalog {
@@ -146,7 +125,7 @@ async fn check_answers(port: u16) {
         ["Timeout: connection reset while reading the response", "connection reset by peer"]
     );
     assert_eq!(
-        rows(port, "SELECT count(*) AS n FROM logs WHERE match_all('service_name:shop')").await,
+        sql_rows(port, "SELECT count(*) AS n FROM logs WHERE match_all('service_name:shop')").await,
         json!([{"n": 8}])
     );
 }

@@ -5,7 +5,7 @@ use crate::harness::*;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
 use futures::StreamExt;
-use opentelemetry::logs::{AnyValue as SdkAny, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::logs::Severity;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value as AnyKind};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -76,20 +76,7 @@ async fn on_the_embedded_default_an_acknowledged_record_is_queryable_within_a_se
     // A record through the OTel SDK: acknowledged when its flush returns.
     let endpoint = format!("http://127.0.0.1:{}", d.grpc);
     tokio::task::spawn_blocking(move || {
-        use opentelemetry_otlp::{LogExporter, WithExportConfig};
-        let exporter = LogExporter::builder().with_tonic().with_endpoint(endpoint).build().unwrap();
-        let resource = opentelemetry_sdk::Resource::builder().with_service_name("shop").build();
-        let lp = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(resource)
-            .build();
-        let logger = lp.logger("fresh");
-        let mut rec = logger.create_log_record();
-        rec.set_body(SdkAny::from("order 7 paid".to_string()));
-        rec.set_severity_number(Severity::Info);
-        logger.emit(rec);
-        lp.force_flush().unwrap();
-        lp.shutdown().unwrap();
+        crate::search::send_with_sdk(endpoint, &[("order 7 paid", Severity::Info, "/pay")])
     })
     .await
     .unwrap();

@@ -61,7 +61,7 @@ async fn bodies(port: u16, filter: &str) -> Vec<String> {
 }
 
 /// Log records through the SDK's batch processor over gRPC: (body, severity, `http.route`).
-fn send_with_sdk(endpoint: String, records: &[(&str, Severity, &str)]) {
+pub fn send_with_sdk(endpoint: String, records: &[(&str, Severity, &str)]) {
     use opentelemetry_otlp::{LogExporter, WithExportConfig};
     let exporter = LogExporter::builder().with_tonic().with_endpoint(endpoint).build().unwrap();
     let resource = opentelemetry_sdk::Resource::builder().with_service_name("shop").build();

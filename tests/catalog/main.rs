@@ -63,6 +63,9 @@ both!(
     held_items_are_per_exporter_and_removal_forgets_them,
     indexes_are_recorded_per_file_and_replaced_when_rebuilt,
     index_pip_is_set_once_every_file_of_a_stored_batch_is_indexed,
+    leases_are_held_by_one_holder_until_they_expire,
+    a_compaction_swap_moves_lineage_and_happens_only_with_the_lease_and_stable_inputs,
+    expired_files_are_listed_per_table_and_tenant_and_batches_pruned,
 );
 
 /// Tracking survives a catalog outage: updates wait in memory, then land once the catalog is back.

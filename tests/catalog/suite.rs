@@ -371,3 +371,117 @@ pub async fn index_pip_is_set_once_every_file_of_a_stored_batch_is_indexed(c: Ca
     let many: Vec<String> = (0..1200).map(|i| format!("x{i}")).chain(["f1".to_string()]).collect();
     assert_eq!(c.indexes_for(&many, TANTIVY).await.unwrap().len(), 1, "looked up in chunks");
 }
+
+pub async fn leases_are_held_by_one_holder_until_they_expire(c: Catalog) {
+    assert!(c.acquire_lease("compaction/p1", "node-a", T0, T0 + 100).await.unwrap());
+    assert!(!c.acquire_lease("compaction/p1", "node-b", T0 + 50, T0 + 150).await.unwrap(), "held by node-a");
+    assert!(c.acquire_lease("compaction/p1", "node-a", T0 + 60, T0 + 160).await.unwrap(), "renewed by its holder");
+    assert!(c.acquire_lease("compaction/p2", "node-b", T0, T0 + 100).await.unwrap(), "another partition");
+    assert!(!c.acquire_lease("compaction/p1", "node-b", T0 + 150, T0 + 250).await.unwrap(), "renewal moved expiry");
+    assert!(c.acquire_lease("compaction/p1", "node-b", T0 + 161, T0 + 261).await.unwrap(), "expired: taken over");
+    c.release_lease("compaction/p1", "node-a").await.unwrap();
+    assert!(!c.acquire_lease("compaction/p1", "node-c", T0 + 200, T0 + 300).await.unwrap(), "not node-a's to release");
+    c.release_lease("compaction/p1", "node-b").await.unwrap();
+    assert!(c.acquire_lease("compaction/p1", "node-c", T0 + 200, T0 + 300).await.unwrap(), "released");
+}
+
+pub async fn a_compaction_swap_moves_lineage_and_happens_only_with_the_lease_and_stable_inputs(c: Catalog) {
+    use openwit_catalog::{COMPACTING, FileFilter, RETIRED, STABLE, SwapError};
+    for (id, b) in [("f1", "b1"), ("f2", "b2"), ("f3", "b3")] {
+        c.add_file(&file(id, "parquet", "acme", "logs"), &[held(b, 0, 10)]).await.unwrap();
+        c.file_stable(id, T0).await.unwrap();
+    }
+    let mut out = file("c1", "parquet", "acme", "logs");
+    out.state = COMPACTING.into();
+    c.add_file(&out, &[]).await.unwrap();
+    assert_eq!(c.compacting_files("s3://bucket/prefix", "logs", "acme").await.unwrap().len(), 1);
+    let inputs: Vec<String> = ["f1", "f2", "f3"].map(String::from).to_vec();
+
+    // Without the lease: nothing changes.
+    let e = c.swap_compacted("c1", &inputs, "compaction/p", "node-a", T0 + 1).await.unwrap_err();
+    assert!(matches!(e, SwapError::LeaseLost(_)), "{e}");
+    assert!(c.acquire_lease("compaction/p", "node-a", T0, T0 + 1000).await.unwrap());
+    // An input retired meanwhile (retention): nothing changes either.
+    assert_eq!(c.retire(&["f3".into()], openwit_catalog::BY_RETENTION, T0).await.unwrap(), 1);
+    let e = c.swap_compacted("c1", &inputs, "compaction/p", "node-a", T0 + 1).await.unwrap_err();
+    assert!(matches!(e, SwapError::InputsChanged(1)), "{e}");
+    let state = |c: &Catalog| {
+        let c = c.clone();
+        async move {
+            c.files(&FileFilter::default()).await.unwrap().into_iter().map(|f| (f.file_id, f.state)).collect::<Vec<_>>()
+        }
+    };
+    let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        state(&c).await,
+        [s("c1", COMPACTING), s("f1", STABLE), s("f2", STABLE), s("f3", RETIRED)],
+        "rolled back whole"
+    );
+    assert_eq!(c.file_batches("f1").await.unwrap(), [held("b1", 0, 10)]);
+
+    let two = &inputs[..2];
+    c.swap_compacted("c1", two, "compaction/p", "node-a", T0 + 2).await.unwrap();
+    assert_eq!(state(&c).await, [s("c1", STABLE), s("f1", RETIRED), s("f2", RETIRED), s("f3", RETIRED)]);
+    assert_eq!(c.file_batches("c1").await.unwrap(), [held("b1", 0, 10), held("b2", 0, 10)], "lineage moved");
+    let held_now = c.held_items("parquet", &["b1".into()]).await.unwrap();
+    assert_eq!((held_now[0].file_id.as_str(), held_now[0].state.as_str()), ("c1", STABLE), "replay finds the output");
+
+    // Retired files come due after the grace period, with their indexes; then they are forgotten.
+    c.record_index(&openwit_catalog::IndexRow {
+        file_id: "f1".into(),
+        kind: openwit_catalog::TANTIVY.into(),
+        path: "logs/x/f1.tantivy".into(),
+        byte_size: 10,
+        state: STABLE.into(),
+        created_at: T0,
+    })
+    .await
+    .unwrap();
+    assert!(c.retired_before("s3://bucket/prefix", T0, 10).await.unwrap().is_empty(), "f3 retired at T0: not before");
+    let due = c.retired_before("s3://bucket/prefix", T0 + 3, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|r| (r.file.file_id.as_str(), r.reason.as_str())).collect::<Vec<_>>(),
+        [("f3", "retention"), ("f1", "compaction"), ("f2", "compaction")]
+    );
+    assert_eq!(due[1].index_paths, ["logs/x/f1.tantivy"]);
+    assert!(c.retired_before("s3://elsewhere", T0 + 3, 10).await.unwrap().is_empty());
+    for r in &due {
+        c.forget_file(&r.file.file_id).await.unwrap();
+    }
+    assert_eq!(state(&c).await, [s("c1", STABLE)]);
+    assert!(c.indexes_for(&["f1".into()], openwit_catalog::TANTIVY).await.unwrap().is_empty());
+}
+
+pub async fn expired_files_are_listed_per_table_and_tenant_and_batches_pruned(c: Catalog) {
+    let f = |id: &str, tenant: &str, table: &str, max: i64| {
+        let mut r = file(id, "parquet", tenant, table);
+        r.max_time = max;
+        r
+    };
+    for (id, tenant, table, max) in
+        [("a", "acme", "logs", 10), ("b", "acme", "logs", 30), ("c", "beta", "logs", 10), ("d", "acme", "spans", 10)]
+    {
+        c.add_file(&f(id, tenant, table, max), &[]).await.unwrap();
+        c.file_stable(id, T0).await.unwrap();
+    }
+    let ids = |v: Vec<openwit_catalog::FileRow>| v.into_iter().map(|f| f.file_id).collect::<Vec<_>>();
+    assert_eq!(ids(c.expired_files("logs", None, &[], 20, 100).await.unwrap()), ["a", "c"]);
+    assert_eq!(ids(c.expired_files("logs", Some("acme"), &[], 31, 100).await.unwrap()), ["a", "b"]);
+    assert_eq!(ids(c.expired_files("logs", None, &["acme".into()], 31, 100).await.unwrap()), ["c"]);
+    assert_eq!(ids(c.expired_files("logs", None, &[], 31, 1).await.unwrap()).len(), 1);
+    assert_eq!(c.retire(&["a".into(), "a".into()], openwit_catalog::BY_RETENTION, T0).await.unwrap(), 1);
+    assert_eq!(ids(c.expired_files("logs", None, &[], 20, 100).await.unwrap()), ["c"], "retired ones are not listed");
+
+    c.apply(&[
+        Update::Written { batch: batch("old", "acme", T0), at: T0 },
+        Update::Stored { batch_id: "old".into(), at: T0 + 10 },
+        Update::Written { batch: batch("pending", "acme", T0), at: T0 },
+        Update::Written { batch: batch("new", "acme", T0), at: T0 },
+        Update::Stored { batch_id: "new".into(), at: T0 + 100 },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(c.prune_batches(T0 + 50).await.unwrap(), 1);
+    assert!(c.batch("old").await.unwrap().is_none());
+    assert!(c.batch("pending").await.unwrap().is_some() && c.batch("new").await.unwrap().is_some());
+}

@@ -1,0 +1,269 @@
+//! What the janitor records: fleet-wide leases, compaction swaps, retired files and their deletion.
+//!
+//! A compaction output is recorded `compacting` before its upload (so that an object left by a compactor
+//! killed mid-way can be found and deleted), and swapped in one transaction: the output becomes `stable`,
+//! the inputs `retired`, and the inputs' `file_batches` lineage moves to the output (a WAL replay then
+//! finds the items held by it). The swap happens only while the compactor still holds its lease and
+//! every input is still `stable`. Retired files are deleted (object first, then rows) once older than a
+//! grace period, so queries that listed them before the swap can still read them.
+
+use crate::files::{FILE_COLUMNS, to_file};
+use crate::{Catalog, CatalogError, FileRow};
+use sqlx::{AssertSqlSafe, Row};
+
+/// A compaction output not swapped in yet.
+pub const COMPACTING: &str = "compacting";
+/// Replaced by a compaction output, or past its retention: deleted after the grace period.
+pub const RETIRED: &str = "retired";
+
+/// Why a file was retired.
+pub const BY_COMPACTION: &str = "compaction";
+pub const BY_RETENTION: &str = "retention";
+
+/// A retired file due for deletion, with its index objects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Retired {
+    pub file: FileRow,
+    pub reason: String,
+    pub index_paths: Vec<String>,
+}
+
+/// Why a swap did not happen (nothing was changed).
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error("the lease {0} is no longer held by this compactor")]
+    LeaseLost(String),
+    #[error("{0} of the input files are no longer stable (retired or compacted by another)")]
+    InputsChanged(usize),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl Catalog {
+    /// Takes (or renews) the lease `name` for `holder` until `expires_at` when it is free, expired, or
+    /// already `holder`'s. Returns whether `holder` holds it now.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, CatalogError> {
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = $2, expires_at = $3 \
+             WHERE leases.expires_at < $4 OR leases.holder = $2",
+        )
+        .bind(name.to_string())
+        .bind(holder.to_string())
+        .bind(expires_at)
+        .bind(now)
+        .execute(self.pool().await?)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the lease up (when `holder` has it).
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), CatalogError> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name.to_string())
+            .bind(holder.to_string())
+            .execute(self.pool().await?)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Compaction outputs (`compacting`) of `table` and `tenant` in `root`.
+    pub async fn compacting_files(&self, root: &str, table: &str, tenant: &str) -> Result<Vec<FileRow>, CatalogError> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE state = $1 AND root = $2 AND table_name = $3 AND tenant = $4 \
+             ORDER BY file_id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(COMPACTING)
+            .bind(root.to_string())
+            .bind(table.to_string())
+            .bind(tenant.to_string())
+            .fetch_all(self.pool().await?)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter().map(to_file).collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Swaps a compaction output in for its inputs, in one transaction, while `lease` is `holder`'s:
+    /// the output `stable`, the inputs `retired` (reason `compaction`), their lineage moved to the output.
+    pub async fn swap_compacted(
+        &self,
+        output: &str,
+        inputs: &[String],
+        lease: &str,
+        holder: &str,
+        now: i64,
+    ) -> Result<(), SwapError> {
+        let pool = self.pool().await?;
+        let mut tx = pool.begin().await.map_err(|e| self.err(e))?;
+        let held = sqlx::query("UPDATE leases SET expires_at = expires_at WHERE name = $1 AND holder = $2")
+            .bind(lease.to_string())
+            .bind(holder.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        if held.rows_affected() != 1 {
+            return Err(SwapError::LeaseLost(lease.to_string()));
+        }
+        let mut changed = 0;
+        for id in inputs {
+            let retired = sqlx::query("UPDATE files SET state = $2 WHERE file_id = $1 AND state = 'stable'")
+                .bind(id.clone())
+                .bind(RETIRED)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?
+                .rows_affected();
+            if retired != 1 {
+                continue;
+            }
+            changed += 1;
+            sqlx::query("INSERT INTO retired (file_id, reason, retired_at) VALUES ($1, $2, $3)")
+                .bind(id.clone())
+                .bind(BY_COMPACTION)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+            sqlx::query("UPDATE file_batches SET file_id = $2 WHERE file_id = $1")
+                .bind(id.clone())
+                .bind(output.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        if changed != inputs.len() {
+            // Dropping the transaction rolls it back.
+            return Err(SwapError::InputsChanged(inputs.len() - changed));
+        }
+        sqlx::query("UPDATE files SET state = 'stable', uploaded_at = $2 WHERE file_id = $1 AND state = $3")
+            .bind(output.to_string())
+            .bind(now)
+            .bind(COMPACTING)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Stable files whose newest row is older than `before` (ns) for `table` and (when given) `tenant`,
+    /// oldest first, at most `limit`. `except` tenants are left out (they have their own retention).
+    pub async fn expired_files(
+        &self,
+        table: &str,
+        tenant: Option<&str>,
+        except: &[String],
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<FileRow>, CatalogError> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE state = 'stable' AND table_name = $1 AND ($2 IS NULL OR tenant = $2) \
+             AND max_time < $3 ORDER BY max_time, file_id LIMIT $4"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(table.to_string())
+            .bind(tenant.map(str::to_string))
+            .bind(before)
+            .bind(limit)
+            .fetch_all(self.pool().await?)
+            .await
+            .map_err(|e| self.err(e))?;
+        let files: Vec<FileRow> = rows.iter().map(to_file).collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        Ok(files.into_iter().filter(|f| !except.contains(&f.tenant)).collect())
+    }
+
+    /// Retires stable files (reason `retention`); returns how many were still stable.
+    pub async fn retire(&self, ids: &[String], reason: &str, now: i64) -> Result<u64, CatalogError> {
+        let mut tx = self.pool().await?.begin().await.map_err(|e| self.err(e))?;
+        let mut n = 0;
+        for id in ids {
+            let changed = sqlx::query("UPDATE files SET state = $2 WHERE file_id = $1 AND state = 'stable'")
+                .bind(id.clone())
+                .bind(RETIRED)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?
+                .rows_affected();
+            if changed == 1 {
+                sqlx::query("INSERT INTO retired (file_id, reason, retired_at) VALUES ($1, $2, $3)")
+                    .bind(id.clone())
+                    .bind(reason.to_string())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                n += 1;
+            }
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    /// Retired files of `root` retired before `before` (ms), with their index objects, at most `limit`.
+    pub async fn retired_before(&self, root: &str, before: i64, limit: i64) -> Result<Vec<Retired>, CatalogError> {
+        let cols: Vec<String> = FILE_COLUMNS.split(", ").map(|c| format!("f.{}", c.trim())).collect();
+        let sql = format!(
+            "SELECT {}, r.reason FROM retired r JOIN files f ON f.file_id = r.file_id \
+             WHERE f.root = $1 AND r.retired_at < $2 ORDER BY r.retired_at, f.file_id LIMIT $3",
+            cols.join(", ")
+        );
+        let pool = self.pool().await?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(root.to_string())
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let file = to_file(r).map_err(|e| self.err(e))?;
+            let reason: String = r.try_get("reason").map_err(|e| self.err(e))?;
+            let index_paths = sqlx::query("SELECT path FROM indexes WHERE file_id = $1")
+                .bind(file.file_id.clone())
+                .fetch_all(pool)
+                .await
+                .map_err(|e| self.err(e))?
+                .iter()
+                .map(|r| r.try_get::<String, _>("path"))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?;
+            out.push(Retired { file, reason, index_paths });
+        }
+        Ok(out)
+    }
+
+    /// Forgets a file whose objects are deleted: its row, lineage, indexes and retirement, in one
+    /// transaction.
+    pub async fn forget_file(&self, file_id: &str) -> Result<(), CatalogError> {
+        let mut tx = self.pool().await?.begin().await.map_err(|e| self.err(e))?;
+        for sql in [
+            "DELETE FROM file_batches WHERE file_id = $1",
+            "DELETE FROM indexes WHERE file_id = $1",
+            "DELETE FROM retired WHERE file_id = $1",
+            "DELETE FROM files WHERE file_id = $1",
+        ] {
+            sqlx::query(sql).bind(file_id.to_string()).execute(&mut *tx).await.map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// Deletes finished batches (`completed`) last updated before `before` (ms); returns how many.
+    pub async fn prune_batches(&self, before: i64) -> Result<u64, CatalogError> {
+        sqlx::query("DELETE FROM batch_tracker WHERE status = 'completed' AND updated_at < $1")
+            .bind(before)
+            .execute(self.pool().await?)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| self.err(e))
+    }
+}

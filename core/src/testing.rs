@@ -24,6 +24,19 @@ pub fn nth_call(key: &str, nth: u64) -> bool {
     nth > 0 && *n == nth
 }
 
+/// The environment variable naming a step at which the process aborts, as `kill -9` would there (only
+/// with `OPENWIT_TEST_COMPONENTS=1`): crash tests of multi-step work (a compaction between its upload and
+/// its swap) that a signal from outside could not hit reliably.
+pub const CRASH_ENV: &str = "OPENWIT_TEST_CRASH_AT";
+
+/// Aborts the process when the tests asked to crash at `step`.
+pub fn crash_point(step: &str) {
+    if enabled() && std::env::var(CRASH_ENV).as_deref() == Ok(step) {
+        eprintln!("openwit: aborting at {step} ({CRASH_ENV})");
+        std::process::abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

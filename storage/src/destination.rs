@@ -221,6 +221,24 @@ impl Destination {
         }
     }
 
+    /// Deletes the object at `rel` under the root; one already gone is no error.
+    pub async fn delete(&self, rel: &str) -> Result<(), StorageError> {
+        match &self.kind {
+            Kind::Local(root) => {
+                let path = root.join(rel);
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(StorageError::Io { what: "cannot delete", path, source }),
+                }
+            }
+            Kind::Remote { store, prefix } => match store.delete(&Self::object_path(prefix, rel)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
     /// Every object under `dir` (relative to the root), for tests and tools.
     pub async fn list(&self, dir: &str) -> Result<Vec<String>, StorageError> {
         match &self.kind {

@@ -145,6 +145,11 @@ impl Daemon {
         Daemon::spawn_sources_logging_to(dir, &[BASE, config], &[], &[], log)
     }
 
+    /// Starts in `dir` with these config sources (merged in order) and extra environment, without waiting.
+    pub fn spawn_sources_env(dir: &Path, configs: &[&str], env: &[(String, String)]) -> Daemon {
+        Daemon::spawn_sources(dir, configs, &[], env)
+    }
+
     /// Starts with several config sources, merged in order (placeholders filled in in each).
     fn spawn_sources(dir: &Path, configs: &[&str], extra_args: &[&str], env: &[(String, String)]) -> Daemon {
         Daemon::spawn_sources_logging_to(dir, configs, extra_args, env, &dir.join("daemon.log"))

@@ -23,6 +23,7 @@ mod hostile;
 mod http_options;
 mod ingest;
 mod interop;
+mod janitor;
 mod kafka;
 mod loadgen;
 mod own_metrics;

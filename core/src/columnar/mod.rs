@@ -60,6 +60,25 @@ pub fn to_record_batch(tenant: &str, payload: &Payload) -> Result<RecordBatch, A
     }
 }
 
+/// `batch` in `schema`: rows written by another version of OpenWit may order or type their columns
+/// otherwise; columns are matched by name, cast where their type differs, and null where missing.
+pub fn conform(batch: &RecordBatch, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if batch.schema() == *schema {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => arrow::compute::cast(c, f.data_type()),
+            None => Ok(arrow::array::new_null_array(f.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+}
+
 /// The OTLP request that a table's rows hold.
 pub fn from_record_batch(signal: Signal, batch: &RecordBatch) -> Result<Payload, ColumnarError> {
     Ok(match signal {

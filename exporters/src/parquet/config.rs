@@ -27,6 +27,10 @@ pub struct ParquetConfig {
     pub retry_on_failure: Retry,
     /// The full-text index beside each logs and spans file.
     pub index: IndexSettings,
+    /// Merging small stored files of one table, tenant and hour into large ones.
+    pub compaction: Compaction,
+    /// Deleting stored files past their age, and old batch records.
+    pub retention: Retention,
 }
 
 impl Default for ParquetConfig {
@@ -40,6 +44,8 @@ impl Default for ParquetConfig {
             staging: Staging::default(),
             retry_on_failure: Retry::default(),
             index: IndexSettings::default(),
+            compaction: Compaction::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -137,6 +143,87 @@ impl Default for Rotation {
     }
 }
 
+/// The janitor's compaction: stored files of one table, tenant and hour (of this exporter, from every
+/// daemon writing the same store) merged into files of about `target_megabytes`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Compaction {
+    pub enabled: bool,
+    /// How often the janitor looks for work (compaction, retention, deletion of retired files).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Size of the files compaction makes; files of half this size or more are left as they are.
+    pub target_megabytes: f64,
+    /// Files merged at least (fewer small files in a partition are left alone).
+    pub min_files: usize,
+    /// An hour's files are compacted once the hour ended this long ago (late files of an hour are
+    /// merged in by a later pass).
+    #[serde(with = "humantime_serde")]
+    pub min_age: Duration,
+    /// Replaced and expired files are deleted from the store this long after they left the catalog's
+    /// stable files: longer than the longest query (`extensions.query.timeout`), so that no running
+    /// query loses a file it listed.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+impl Default for Compaction {
+    fn default() -> Self {
+        Compaction {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            target_megabytes: 256.0,
+            min_files: 2,
+            min_age: Duration::from_secs(900),
+            grace_period: Duration::from_secs(900),
+        }
+    }
+}
+
+/// How long stored data is kept: whole files are retired once their newest row is older than the
+/// retention of their tenant (`tenants`), else of their table, else `default`. Zero keeps for ever.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    #[serde(with = "humantime_serde")]
+    pub default: Duration,
+    #[serde(with = "humantime_serde")]
+    pub spans: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub logs: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub metrics: Option<Duration>,
+    /// Per tenant, for all its tables.
+    pub tenants: std::collections::BTreeMap<String, HumanDuration>,
+    /// Batch records (the `batches` view) finished this long ago are deleted. Zero keeps them.
+    #[serde(with = "humantime_serde")]
+    pub batches: Duration,
+}
+
+/// A duration written as `90d`, `12h`, `30m`.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+pub struct HumanDuration(#[serde(with = "humantime_serde")] pub Duration);
+
+impl Retention {
+    /// The retention of `table`'s files of tenants without their own (`None`: kept for ever).
+    pub fn of_table(&self, table: &str) -> Option<Duration> {
+        let t = match table {
+            "spans" => self.spans,
+            "logs" => self.logs,
+            "metrics" => self.metrics,
+            _ => None,
+        };
+        Some(t.unwrap_or(self.default)).filter(|d| !d.is_zero())
+    }
+
+    /// Whether anything is ever retired.
+    pub fn any(&self) -> bool {
+        ["spans", "logs", "metrics"].iter().any(|t| self.of_table(t).is_some())
+            || self.tenants.values().any(|d| !d.0.is_zero())
+            || !self.batches.is_zero()
+    }
+}
+
 /// The local directory where files are written and wait for their upload.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -204,6 +291,23 @@ impl ComponentConfig for ParquetConfig {
         }
         if self.index.repair_interval.is_zero() {
             return Err(ConfigIssue::new("index.repair_interval", "must be longer than zero (for example 1m)"));
+        }
+        let c = &self.compaction;
+        if c.interval.is_zero() {
+            return Err(ConfigIssue::new("compaction.interval", "must be longer than zero (for example 1m)"));
+        }
+        if !(c.target_megabytes > 0.0 && c.target_megabytes.is_finite()) {
+            return Err(ConfigIssue::new("compaction.target_megabytes", "must be a positive number of megabytes"));
+        }
+        if c.min_files < 2 {
+            return Err(ConfigIssue::new(
+                "compaction.min_files",
+                "must be at least 2 (merging one file gains nothing)",
+            ));
+        }
+        for t in self.retention.tenants.keys() {
+            openwit_core::TenantId::new(t)
+                .map_err(|e| ConfigIssue::new(format!("retention.tenants.{t}"), e.to_string()))?;
         }
         for spec in self.index.specs() {
             spec.validate().map_err(|m| ConfigIssue::new(format!("index.{}.fields", spec.table.name()), m))?;

@@ -27,6 +27,12 @@ pub struct ParquetMetrics {
     pub staging_bytes: Gauge,
     indexes: Counters,
     index_bytes: Counters,
+    compactions: Counters,
+    compacted_files: Counter,
+    retired_files: Counters,
+    deleted_files: Counters,
+    deleted_bytes: Counters,
+    batches_pruned: Counter,
     exporter: String,
 }
 
@@ -59,6 +65,27 @@ impl ParquetMetrics {
                 "Full-text indexes of stored files, by outcome: built, rebuilt (repair), failed",
             ),
             index_bytes: t.counters("openwit_parquet_index_bytes", "Bytes of full-text indexes stored"),
+            compactions: t.counters(
+                "openwit_parquet_compactions",
+                "Compactions of a partition's small files, by outcome: done, failed (the files stay as they were)",
+            ),
+            compacted_files: t
+                .counters("openwit_parquet_compacted_files", "Stored files replaced by compaction outputs")
+                .get_or_create(&labels(&[("exporter", exporter)]))
+                .clone(),
+            retired_files: t.counters(
+                "openwit_parquet_retired_files",
+                "Stored files retired (deleted after the grace period), by reason: compaction, retention",
+            ),
+            deleted_files: t.counters(
+                "openwit_parquet_deleted_files",
+                "Retired files deleted from the store with their indexes, by reason",
+            ),
+            deleted_bytes: t.counters("openwit_parquet_deleted_bytes", "Bytes of retired files deleted, by reason"),
+            batches_pruned: t
+                .counters("openwit_parquet_batches_pruned", "Finished batch records deleted by retention")
+                .get_or_create(&labels(&[("exporter", exporter)]))
+                .clone(),
             exporter: exporter.to_string(),
         }
     }
@@ -72,6 +99,29 @@ impl ParquetMetrics {
         if bytes > 0 {
             self.index_bytes.get_or_create(&l).inc_by(bytes);
         }
+    }
+
+    /// A compaction ended (`outcome`: done, failed), replacing `inputs` files.
+    pub fn compacted(&self, outcome: &str, inputs: u64) {
+        self.compactions.get_or_create(&labels(&[("exporter", &self.exporter), ("outcome", outcome)])).inc();
+        self.compacted_files.inc_by(inputs);
+        if inputs > 0 {
+            self.retired(openwit_catalog::BY_COMPACTION, inputs);
+        }
+    }
+
+    pub fn retired(&self, reason: &str, files: u64) {
+        self.retired_files.get_or_create(&labels(&[("exporter", &self.exporter), ("reason", reason)])).inc_by(files);
+    }
+
+    pub fn deleted(&self, reason: &str, bytes: u64) {
+        let l = labels(&[("exporter", &self.exporter), ("reason", reason)]);
+        self.deleted_files.get_or_create(&l).inc();
+        self.deleted_bytes.get_or_create(&l).inc_by(bytes);
+    }
+
+    pub fn batches_pruned(&self, n: u64) {
+        self.batches_pruned.inc_by(n);
     }
 
     /// A file of `signal`'s table is stored.

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod fresh;
 mod indexer;
+pub mod janitor;
 mod metrics;
 mod uploader;
 pub mod writer;
@@ -128,6 +129,11 @@ impl ParquetExporter {
             index_settings(id, cfg, env),
             fresh_files.clone(),
         ));
+        let janitor = janitor::Settings {
+            compaction: cfg.compaction.clone(),
+            retention: cfg.retention.clone(),
+            writer: settings.clone(),
+        };
         let writer = Arc::new(Mutex::new(Writer::new(settings, fresh_files.clone())));
         // Queries read what the writer and staging hold until it is stable.
         let fresh: Arc<dyn openwit_core::fresh::FreshSource> =
@@ -138,6 +144,7 @@ impl ParquetExporter {
         let stop_ticker = CancellationToken::new();
         let every = (cfg.rotation.max_age / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let ticker = tokio::spawn(rotate_aged(writer.clone(), shared.clone(), tx.clone(), every, stop_ticker.clone()));
+        tokio::spawn(janitor::run(shared.clone(), janitor, stop_ticker.clone()));
         Ok(ParquetExporter {
             id: id.to_string(),
             writer,

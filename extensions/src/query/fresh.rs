@@ -155,8 +155,9 @@ impl StagingDirectories {
         let Ok(dirs) = std::fs::read_dir(&self.root) else { return Vec::new() };
         let mut out: Vec<FreshFile> = Vec::new();
         for d in dirs.flatten() {
-            // `<exporter>.index` beside a staging directory holds links to files being indexed.
-            if d.path().extension().is_some_and(|x| x == "index") {
+            // Beside a staging directory: `<exporter>.index` holds links to files being indexed,
+            // `<exporter>.compact` the janitor's compaction outputs (their rows are in stored files).
+            if d.path().extension().is_some_and(|x| x == "index" || x == "compact") {
                 continue;
             }
             let Ok(entries) = std::fs::read_dir(d.path()) else { continue };

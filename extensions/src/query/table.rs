@@ -278,25 +278,6 @@ fn count_fresh(m: &ExecutionPlanMetricsSet, stable: usize, fresh: &[FreshFile]) 
     }
 }
 
-/// `batch` in the table's schema: a buffered batch of an exporter of another version may order or type
-/// its columns otherwise (missing columns are null).
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    if batch.schema() == *schema {
-        return Ok(batch.clone());
-    }
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => Ok(arrow::compute::cast(c, f.data_type())?),
-            None => Ok(arrow::array::new_null_array(f.data_type(), batch.num_rows())),
-        })
-        .collect::<Result<Vec<ArrayRef>>>()?;
-    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
-}
-
 /// Puts what the catalog and the indexes pruned on a scan's metrics.
 fn count(m: &ExecutionPlanMetricsSet, considered: usize, scanned: usize, tally: &Tally, text: bool) {
     let catalog = MetricBuilder::new(m).pruning_metrics(CATALOG_FILES_METRIC, 0);
@@ -519,8 +500,11 @@ impl StoredTable {
                 limit,
             )?);
         }
-        let buffered: Vec<RecordBatch> =
-            fresh.iter().flat_map(|f| &f.buffered).map(|b| conform(b, &self.schema)).collect::<Result<_>>()?;
+        let buffered: Vec<RecordBatch> = fresh
+            .iter()
+            .flat_map(|f| &f.buffered)
+            .map(|b| Ok(openwit_core::columnar::conform(b, &self.schema)?))
+            .collect::<Result<_>>()?;
         if !buffered.is_empty() {
             let schema = self.schema.clone();
             let read = |columns: Option<Vec<usize>>| -> Result<Arc<dyn ExecutionPlan>> {

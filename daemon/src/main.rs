@@ -4,6 +4,7 @@ mod durable;
 mod graph;
 mod query_cli;
 mod registry;
+mod retention_cli;
 mod service;
 mod supervise;
 mod wal_inspect;
@@ -60,6 +61,15 @@ enum Command {
     Wal(WalCommand),
     /// Run SQL over stored telemetry: against a running daemon (--endpoint) or offline (DATA_DIR's catalog).
     Query(query_cli::QueryArgs),
+    /// Retention of stored files.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum RetentionCommand {
+    /// List the files the config's retention would retire now (a dry run: nothing is changed).
+    Plan,
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +131,21 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("openwit wal inspect: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Retention(RetentionCommand::Plan) => {
+            let planned = openwit_config::resolve(&cli.sources(), &cli.sets, &registry)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .and_then(|cfg| retention_cli::plan(&cfg, &cli.data_dir));
+            match planned {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("openwit retention plan: {e:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -255,3 +255,104 @@ async fn compaction_merges_small_files_with_every_answer_unchanged_through_crash
     assert_eq!(d.metric_sum(done).await, 2.0, "{}", d.metrics_text().await);
     assert_eq!(states(api).await, json!([{"state": "stable", "n": 3}]));
 }
+
+async fn sql_as(api: u16, tenant: &str, sql: &str) -> Value {
+    let r = client()
+        .post(format!("http://127.0.0.1:{api}/api/v1/query"))
+        .header("x-scope-orgid", tenant)
+        .json(&json!({ "sql": sql }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{sql}");
+    r.json().await.unwrap()
+}
+
+fn paths(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_retires_exactly_the_expired_files_after_planning_them() {
+    let api = free_port();
+    let keep = config(api, "    compaction:\n      enabled: false");
+    let mut d = Daemon::start_on_base(&[&keep]).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let young = now - 3_600_000 * MS;
+    send(&d, "default", T0, 2, Duration::from_millis(150)).await;
+    send(&d, "default", young, 2, Duration::from_millis(150)).await;
+    send(&d, "acme", T0, 2, Duration::from_millis(150)).await;
+    let rows =
+        "SELECT (SELECT count(*) FROM spans) + (SELECT count(*) FROM logs) + (SELECT count(*) FROM metrics) AS n";
+    until(api, "stored", rows, |v| count(v) == 3 * 80).await;
+    until(api, "stable", "SELECT count(*) AS n FROM files WHERE state != 'stable'", |v| count(v) == 0).await;
+    let expired_sql = format!(
+        "SELECT path FROM files WHERE table_name IN ('logs', 'metrics') AND max_time < to_timestamp_nanos({}) ORDER BY path",
+        now - 30 * 86_400_000 * MS
+    );
+    let expired = paths(&sql_rows(api, &expired_sql).await);
+    let kept = paths(&sql_rows(api, &format!("SELECT path FROM files EXCEPT {expired_sql}")).await);
+    let acme = paths(&sql_as(api, "acme", "SELECT path FROM files").await);
+    assert!(!expired.is_empty() && !kept.is_empty() && !acme.is_empty());
+    d.signal(libc::SIGTERM);
+    d.wait_exit(Duration::from_secs(30));
+    let dir = d.dir.clone();
+
+    // logs and metrics 30 days (spans kept for ever), tenant acme 10 years, finished batches 1 s.
+    let retention = config(
+        api,
+        "    compaction:\n      enabled: false\n      interval: 200ms\n      grace_period: 1s
+    retention:\n      logs: 30d\n      metrics: 30d\n      tenants:\n        acme: 3650d\n      batches: 1s",
+    );
+    let (base, cfg) = (dir.join("plan-base.yaml"), dir.join("plan.yaml"));
+    let ports = |s: &str| {
+        s.replace("{grpc}", &free_port().to_string())
+            .replace("{http}", &free_port().to_string())
+            .replace("{health}", &free_port().to_string())
+            .replace("{metrics}", &free_port().to_string())
+    };
+    std::fs::write(&base, ports(BASE)).unwrap();
+    std::fs::write(&cfg, ports(&retention)).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["retention", "plan", "--config"])
+        .arg(&base)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(plan.contains(&format!("{} files", expired.len())), "{plan}");
+    for p in &expired {
+        assert!(plan.contains(p.as_str()), "{p} is planned: {plan}");
+    }
+    for p in kept.iter().chain(&acme) {
+        assert!(!plan.contains(p.as_str()), "{p} is kept: {plan}");
+    }
+    assert!(plan.contains("finished batch records older than 1s"), "{plan}");
+
+    let d = Daemon::spawn_sources_env(&dir, &[BASE, &retention], &[]);
+    d.wait_ready().await;
+    until(api, "expired files deleted", "SELECT count(*) AS n FROM files", |v| count(v) == kept.len() as i64).await;
+    assert_eq!(paths(&sql_rows(api, "SELECT path FROM files ORDER BY path").await), {
+        let mut k = kept.clone();
+        k.sort();
+        k
+    });
+    assert_eq!(sql_rows(api, "SELECT count(*) AS n FROM logs").await, json!([{"n": 40}]), "the young logs stay");
+    assert_eq!(sql_rows(api, "SELECT count(*) AS n FROM metrics").await, json!([{"n": 40}]));
+    assert_eq!(sql_rows(api, "SELECT count(*) AS n FROM spans").await, json!([{"n": 80}]), "spans are kept");
+    assert_eq!(sql_as(api, "acme", "SELECT count(*) AS n FROM logs").await, json!([{"n": 40}]), "acme keeps 10 years");
+    let storage = dir.join("data/storage");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while expired.iter().any(|p| storage.join(p).exists()) {
+        assert!(Instant::now() < deadline, "expired objects still in the store");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(kept.iter().chain(&acme).all(|p| storage.join(p).exists()), "younger files stay in the store");
+    until(api, "finished batches pruned", "SELECT count(*) AS n FROM batches", |v| count(v) == 0).await;
+    let retired = "openwit_parquet_deleted_files_total{exporter=\"parquet\",reason=\"retention\"}";
+    assert_eq!(d.metric_sum(retired).await, expired.len() as f64);
+}

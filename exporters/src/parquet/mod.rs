@@ -46,6 +46,22 @@ pub fn factory() -> Arc<dyn Factory<dyn Exporter>> {
     ))
 }
 
+/// Where the exporter `id` stores its files (opened through `storage`, the daemon's resolver).
+pub fn destination(
+    id: &ComponentId,
+    cfg: &ParquetConfig,
+    storage: &openwit_storage::Storage,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<openwit_storage::Destination>> {
+    let endpoint = match &cfg.endpoint {
+        Some(e) => Endpoint::parse(e, &cfg.storage_options).map_err(|e| anyhow::anyhow!("exporter {id}: {e}"))?,
+        None => Endpoint::Local(data_dir.join("storage")),
+    };
+    storage.open(&endpoint, &cfg.storage_options).map_err(|e| {
+        anyhow::anyhow!("exporter {id}: cannot open {}: {e}", cfg.endpoint.as_deref().unwrap_or("DATA_DIR/storage"))
+    })
+}
+
 /// What this exporter indexes; its specs are registered for the query engine.
 fn index_settings(id: &ComponentId, cfg: &ParquetConfig, env: &BuildEnv) -> indexer::Settings {
     let mut specs = std::collections::BTreeMap::new();
@@ -91,13 +107,7 @@ struct ParquetExporter {
 
 impl ParquetExporter {
     fn start(id: &ComponentId, cfg: &ParquetConfig, env: &BuildEnv) -> anyhow::Result<ParquetExporter> {
-        let endpoint = match &cfg.endpoint {
-            Some(e) => Endpoint::parse(e, &cfg.storage_options).map_err(|e| anyhow::anyhow!("exporter {id}: {e}"))?,
-            None => Endpoint::Local(env.data_dir.join("storage")),
-        };
-        let destination = env.storage.open(&endpoint, &cfg.storage_options).map_err(|e| {
-            anyhow::anyhow!("exporter {id}: cannot open {}: {e}", cfg.endpoint.as_deref().unwrap_or("DATA_DIR/storage"))
-        })?;
+        let destination = destination(id, cfg, &env.storage, &env.data_dir)?;
         let staging = cfg
             .staging
             .directory

@@ -125,6 +125,20 @@ pub struct StageState {
     pub completed_at: Option<i64>,
 }
 
+/// A daemon sharing the catalog.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeRow {
+    pub node_id: String,
+    pub hostname: String,
+    pub version: String,
+    pub address: String,
+    /// Unix ms.
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// `live`, or `stale` once three heartbeats are missed.
+    pub state: String,
+}
+
 /// Filters for listing batches.
 #[derive(Clone, Debug, Default)]
 pub struct BatchFilter {
@@ -133,6 +147,8 @@ pub struct BatchFilter {
     pub tenant: Option<String>,
     /// Only batches created at least this long ago.
     pub min_age_ms: Option<i64>,
+    /// Only batches written by this node (a daemon sharing the catalog).
+    pub node_id: Option<String>,
     pub limit: i64,
 }
 
@@ -343,13 +359,14 @@ impl Catalog {
     pub async fn batches(&self, f: &BatchFilter, now_ms: i64) -> Result<Vec<BatchRow>, CatalogError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM batch_tracker WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR client_id = $2) \
-             AND created_at <= $3 ORDER BY created_at DESC, batch_id DESC LIMIT $4"
+             AND created_at <= $3 AND ($5 IS NULL OR node_id = $5) ORDER BY created_at DESC, batch_id DESC LIMIT $4"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(f.status.clone())
             .bind(f.tenant.clone())
             .bind(now_ms - f.min_age_ms.unwrap_or(0))
             .bind(f.limit)
+            .bind(f.node_id.clone())
             .fetch_all(self.pool().await?)
             .await
             .map_err(|e| self.err(e))?;
@@ -413,25 +430,52 @@ impl Catalog {
     }
 
     /// Registers this daemon (or refreshes its heartbeat).
-    pub async fn heartbeat(
-        &self,
-        node_id: &str,
-        hostname: &str,
-        version: &str,
-        now_ms: i64,
-    ) -> Result<(), CatalogError> {
+    pub async fn heartbeat(&self, node: &NodeInfo, now_ms: i64) -> Result<(), CatalogError> {
         sqlx::query(
-            "INSERT INTO nodes (node_id, hostname, version, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4) \
-             ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = $4, hostname = $2, version = $3",
+            "INSERT INTO nodes (node_id, hostname, version, started_at, heartbeat_at, address, heartbeat_every_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = $5, hostname = $2, version = $3, started_at = $4, \
+             address = $6, heartbeat_every_ms = $7",
         )
-        .bind(node_id.to_string())
-        .bind(hostname.to_string())
-        .bind(version.to_string())
+        .bind(node.node_id.clone())
+        .bind(node.hostname.clone())
+        .bind(node.version.clone())
+        .bind(node.started_at)
         .bind(now_ms)
+        .bind(node.address.clone())
+        .bind(node.heartbeat_every.as_millis() as i64)
         .execute(self.pool().await?)
         .await
         .map(|_| ())
         .map_err(|e| self.err(e))
+    }
+
+    /// Every node that ever used this catalog, with its state at `now_ms`: `live`, or `stale` once it
+    /// missed three heartbeats.
+    pub async fn nodes(&self, now_ms: i64) -> Result<Vec<NodeRow>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT node_id, hostname, version, address, started_at, heartbeat_at, heartbeat_every_ms FROM nodes \
+             ORDER BY node_id",
+        )
+        .fetch_all(self.pool().await?)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| {
+                let heartbeat_at: i64 = r.try_get("heartbeat_at")?;
+                let every: i64 = r.try_get("heartbeat_every_ms")?;
+                Ok(NodeRow {
+                    node_id: r.try_get("node_id")?,
+                    hostname: r.try_get("hostname")?,
+                    version: r.try_get("version")?,
+                    address: r.try_get("address")?,
+                    started_at: r.try_get("started_at")?,
+                    heartbeat_at,
+                    state: if now_ms - heartbeat_at > 3 * every { "stale" } else { "live" }.to_string(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| self.err(e))
     }
 
     /// Opens another pool on the same catalog (migrations run again, and change nothing): for tests.

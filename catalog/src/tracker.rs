@@ -32,10 +32,13 @@ pub struct NodeInfo {
     pub node_id: String,
     pub hostname: String,
     pub version: String,
+    /// Where the node serves its APIs (`host:port` of its query API), empty when it serves none.
+    pub address: String,
+    /// When this run of the node started (Unix ms).
+    pub started_at: i64,
+    /// How often its heartbeat is written; three missed make it `stale`.
+    pub heartbeat_every: Duration,
 }
-
-/// How often a node's heartbeat is written.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
 /// The tracker task.
 pub struct Tracker;
@@ -141,8 +144,8 @@ async fn write(
     node: &NodeInfo,
     last_beat: &mut Option<tokio::time::Instant>,
 ) -> Result<(), crate::CatalogError> {
-    if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY) {
-        catalog.heartbeat(&node.node_id, &node.hostname, &node.version, now_ms()).await?;
+    if last_beat.is_none_or(|t| t.elapsed() >= node.heartbeat_every) {
+        catalog.heartbeat(node, now_ms()).await?;
         *last_beat = Some(tokio::time::Instant::now());
     }
     while !queue.is_empty() {

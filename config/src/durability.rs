@@ -80,11 +80,19 @@ pub struct CatalogSettings {
     /// How often tracking updates are written, grouped in one transaction.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// How often this daemon records that it is alive in the `nodes` table; after three missed beats
+    /// it shows as `stale`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
 }
 
 impl Default for CatalogSettings {
     fn default() -> Self {
-        CatalogSettings { url: None, flush_interval: Duration::from_millis(200) }
+        CatalogSettings {
+            url: None,
+            flush_interval: Duration::from_millis(200),
+            heartbeat_interval: Duration::from_secs(10),
+        }
     }
 }
 
@@ -102,6 +110,9 @@ impl ComponentConfig for CatalogSettings {
         }
         if self.flush_interval.is_zero() {
             return Err(ConfigIssue::new("flush_interval", "must be longer than 0"));
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(ConfigIssue::new("heartbeat_interval", "must be longer than 0"));
         }
         Ok(())
     }

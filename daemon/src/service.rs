@@ -50,8 +50,17 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
     let storage = Arc::new(openwit_storage::Storage::default());
     let index_specs = Arc::new(openwit_core::text_index::IndexSpecs::default());
     let fresh = Arc::new(openwit_core::fresh::FreshData::default());
-    let node =
-        NodeInfo { node_id: node_id(&data_dir)?, hostname: hostname(), version: env!("CARGO_PKG_VERSION").to_string() };
+    let node = NodeInfo {
+        node_id: node_id(&data_dir)?,
+        hostname: hostname(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        address: api_address(&cfg),
+        started_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        heartbeat_every: cfg.catalog.heartbeat_interval,
+    };
     tracing::info!(catalog = %catalog.display_url(), node = %node.node_id, "batch tracking");
     let node_id: Arc<str> = Arc::from(node.node_id.as_str());
     let (tracker, tracker_task) = Tracker::start(catalog.clone(), cfg.catalog.flush_interval, node);
@@ -289,4 +298,15 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "openwit".to_string())
+}
+
+/// Where this daemon serves its query API (else its batch monitor), for the `nodes` registry.
+fn api_address(cfg: &ResolvedConfig) -> String {
+    let endpoint = |kind: &str| {
+        cfg.service_extensions.iter().filter(|id| id.type_name == kind).find_map(|id| {
+            let section = cfg.tree.get("extensions")?.get(id.to_string())?;
+            Some(section.get("endpoint")?.as_str()?.to_string())
+        })
+    };
+    endpoint("query").or_else(|| endpoint("batch_monitor")).unwrap_or_default()
 }

@@ -92,6 +92,7 @@ impl Extension for BatchMonitor {
         });
         let app = Router::new()
             .route("/api/batch-monitor/status", get(status))
+            .route("/api/v1/nodes", get(nodes))
             .route("/api/batch-monitor/batches", get(batches))
             .route("/api/batch-monitor/batches/{batch_id}", get(batch))
             .route("/api/batch-monitor/alerts", get(alerts))
@@ -124,6 +125,14 @@ fn tenant_limit(who: &Who) -> Option<String> {
     crate::bound_to(who.as_ref().map(|w| &w.0)).map(|t| t.as_str().to_string())
 }
 
+/// The daemons sharing the catalog: id, hostname, version, address, start, last heartbeat, state.
+async fn nodes(State(st): State<Arc<AppState>>) -> Response {
+    match st.catalog.nodes(now_ms()).await {
+        Ok(rows) => axum::Json(json!({ "nodes": rows })).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
 async fn status(State(st): State<Arc<AppState>>, who: Who) -> Response {
     let c = &st.catalog;
     match c.status(now_ms()).await {
@@ -148,6 +157,8 @@ struct ListQuery {
     status: Option<String>,
     min_age_minutes: Option<i64>,
     tenant: Option<String>,
+    /// One node's batches (a node id of the `nodes` registry); all nodes' by default.
+    node: Option<String>,
     limit: Option<i64>,
 }
 
@@ -161,7 +172,9 @@ async fn batches(
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("{e}; parameters: status=pending|failed|completed, min_age_minutes=N, tenant=T, limit=N"),
+                format!(
+                    "{e}; parameters: status=pending|failed|completed, min_age_minutes=N, tenant=T, node=ID, limit=N"
+                ),
             );
         }
     };
@@ -182,7 +195,13 @@ async fn batches(
         (None, asked) => asked,
     };
     let c = &st.catalog;
-    let f = BatchFilter { status: q.status, tenant, min_age_ms: q.min_age_minutes.map(|m| m * 60_000), limit };
+    let f = BatchFilter {
+        status: q.status,
+        tenant,
+        min_age_ms: q.min_age_minutes.map(|m| m * 60_000),
+        node_id: q.node,
+        limit,
+    };
     match c.batches(&f, now_ms()).await {
         Ok(rows) => axum::Json(json!({ "batches": rows })).into_response(),
         Err(e) => db_error(e),

@@ -78,7 +78,14 @@ async fn tracker_catches_up_after_an_outage() {
     let blocker = dir.path().join("catalogs");
     std::fs::write(&blocker, b"not a directory").unwrap();
     let url = format!("sqlite://{}/catalog.db", blocker.display());
-    let node = NodeInfo { node_id: "n1".into(), hostname: "h".into(), version: "v".into() };
+    let node = NodeInfo {
+        node_id: "n1".into(),
+        hostname: "h".into(),
+        version: "v".into(),
+        address: String::new(),
+        started_at: 0,
+        heartbeat_every: Duration::from_secs(10),
+    };
     let (handle, task) = Tracker::start(Catalog::open(&url).unwrap(), Duration::from_millis(20), node);
     for i in 0..100 {
         let batch = NewBatch {

@@ -121,4 +121,17 @@ impl PgServer {
     pub fn url(db: &str) -> String {
         format!("postgres://openwit@127.0.0.1:{}/{db}", PgServer::shared())
     }
+
+    /// A new, empty database on the shared server (for tests that need a catalog of their own without a
+    /// SQL client at hand); returns its URL.
+    #[allow(dead_code)]
+    pub fn new_database(db: &str) -> String {
+        let port = PgServer::shared().to_string();
+        let out = Command::new(bindir().join("createdb"))
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "openwit", db])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "createdb {db}: {}", String::from_utf8_lossy(&out.stderr));
+        PgServer::url(db)
+    }
 }

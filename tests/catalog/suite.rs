@@ -189,11 +189,28 @@ pub async fn kafka_batches_record_offsets(c: Catalog) {
 }
 
 pub async fn nodes_heartbeat(c: Catalog) {
-    c.heartbeat("node-a", "host-1", "0.1.0", T0).await.unwrap();
-    c.heartbeat("node-a", "host-1", "0.1.0", T0 + 5000).await.unwrap();
-    c.heartbeat("node-b", "host-2", "0.1.0", T0).await.unwrap();
+    let node = |id: &str, host: &str, every_ms: u64| openwit_catalog::NodeInfo {
+        node_id: id.into(),
+        hostname: host.into(),
+        version: "0.1.0".into(),
+        address: format!("{host}:8083"),
+        started_at: T0,
+        heartbeat_every: std::time::Duration::from_millis(every_ms),
+    };
+    c.heartbeat(&node("node-a", "host-1", 1000), T0).await.unwrap();
+    c.heartbeat(&node("node-a", "host-1", 1000), T0 + 5000).await.unwrap();
+    c.heartbeat(&node("node-b", "host-2", 1000), T0).await.unwrap();
     assert_eq!(c.count("SELECT COUNT(*) FROM nodes").await.unwrap(), 2);
     assert_eq!(c.count("SELECT MAX(heartbeat_at) FROM nodes").await.unwrap(), T0 + 5000);
+    let nodes = c.nodes(T0 + 5500).await.unwrap();
+    let brief: Vec<_> = nodes.iter().map(|n| (n.node_id.as_str(), n.address.as_str(), n.state.as_str())).collect();
+    assert_eq!(brief, [("node-a", "host-1:8083", "live"), ("node-b", "host-2:8083", "stale")], "b missed 3 beats");
+    // Restarted: a new start time, live again.
+    let mut again = node("node-b", "host-2", 1000);
+    again.started_at = T0 + 6000;
+    c.heartbeat(&again, T0 + 6000).await.unwrap();
+    let b = c.nodes(T0 + 6000).await.unwrap().pop().unwrap();
+    assert_eq!((b.started_at, b.heartbeat_at, b.state.as_str()), (T0 + 6000, T0 + 6000, "live"));
 }
 
 fn file(id: &str, exporter: &str, tenant: &str, table: &str) -> openwit_catalog::FileRow {

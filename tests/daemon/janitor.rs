@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// 2026-03-01T10:00:00Z in nanoseconds: an hour long closed.
-const T0: u64 = 1_772_359_200_000_000_000;
+pub const T0: u64 = 1_772_359_200_000_000_000;
 const MS: u64 = 1_000_000;
 
 fn kv(k: &str, v: &str) -> KeyValue {
@@ -34,7 +34,7 @@ fn resource(i: u64) -> Option<Resource> {
 }
 
 /// Request `i` of a dataset, `n` items per signal, at `base` + a few ms each.
-fn requests(
+pub fn requests(
     base: u64,
     i: u64,
     n: u64,

@@ -17,6 +17,7 @@ mod crash;
 mod disk_faults;
 mod durability;
 mod exporters;
+mod fleet;
 mod forward;
 mod fresh;
 mod hostile;

@@ -17,15 +17,17 @@ use std::sync::Arc;
 pub enum View {
     Batches,
     Files,
+    Nodes,
 }
 
 impl View {
-    pub const ALL: [View; 2] = [View::Batches, View::Files];
+    pub const ALL: [View; 3] = [View::Batches, View::Files, View::Nodes];
 
     pub fn name(self) -> &'static str {
         match self {
             View::Batches => "batches",
             View::Files => "files",
+            View::Nodes => "nodes",
         }
     }
 
@@ -74,6 +76,15 @@ impl View {
                 text("state", false),
                 ms("created_at", false),
                 ms("uploaded_at", true),
+            ],
+            View::Nodes => vec![
+                text("node_id", false),
+                text("hostname", false),
+                text("version", false),
+                text("address", false),
+                ms("started_at", false),
+                ms("heartbeat_at", false),
+                text("state", false),
             ],
         };
         Arc::new(Schema::new(fields))
@@ -177,6 +188,26 @@ impl CatalogView {
                     text(&|r| &r.state),
                     millis(rows.iter().map(|r| Some(r.created_at))),
                     millis(rows.iter().map(|r| r.uploaded_at)),
+                ]
+            }
+            View::Nodes => {
+                // The daemons sharing the catalog: the same for every tenant (no tenant data in it).
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                let rows = catalog.nodes(now).await.map_err(|e| self.sources.unavailable(e))?;
+                let text = |f: &dyn Fn(&openwit_catalog::NodeRow) -> &str| -> ArrayRef {
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+                };
+                vec![
+                    text(&|r| &r.node_id),
+                    text(&|r| &r.hostname),
+                    text(&|r| &r.version),
+                    text(&|r| &r.address),
+                    millis(rows.iter().map(|r| Some(r.started_at))),
+                    millis(rows.iter().map(|r| Some(r.heartbeat_at))),
+                    text(&|r| &r.state),
                 ]
             }
             View::Batches => {

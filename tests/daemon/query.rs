@@ -514,7 +514,7 @@ async fn a_known_dataset_gives_exact_answers_over_every_table() {
         .map(|t| t["table_name"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["batches", "files", "logs", "metrics", "spans"]);
+    assert_eq!(names, ["batches", "files", "logs", "metrics", "nodes", "spans"]);
     let cols = q("DESCRIBE spans").await;
     let col = |n: &str| cols.as_array().unwrap().iter().find(|c| c["column_name"] == n).unwrap()["data_type"].clone();
     assert_eq!(col("trace_id"), "Binary");

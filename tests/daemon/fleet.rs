@@ -307,3 +307,78 @@ async fn three_daemons_share_one_catalog_and_bucket() {
     assert_eq!(parquet.len(), expected.len(), "{objects:?}");
     assert!(expected.iter().all(|p| objects.contains(p)), "{objects:?}");
 }
+
+/// A bucket is read through the query's local cache: the second run of a query takes footers, page
+/// indexes and bloom filters from local disk, and fetches fewer bytes from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_footers_are_read_once_then_from_the_local_cache() {
+    let s3 = crate::stores::moto("cached").await;
+    let env = crate::stores::moto_env(&s3);
+    let api = free_port();
+    let cfg = format!(
+        "
+processors:
+  batch:
+    timeout: 20ms
+exporters:
+  parquet:
+    endpoint: s3://cached/x
+    rotation:
+      max_age: 200ms
+extensions:
+  query:
+    endpoint: 127.0.0.1:{api}
+    cache:
+      max_megabytes: 64
+service:
+  extensions: [health_check, query]
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [parquet]
+"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::spawn_sources_env(tmp.path(), &[BASE, &cfg], &env);
+    d.wait_ready().await;
+    for i in 0..4 {
+        let (_, logs, _) = crate::janitor::requests(crate::janitor::T0, i, 50);
+        assert_eq!(d.post_protobuf("/v1/logs", logs.encode_to_vec()).await, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    until(api, "default", "stored", "SELECT count(*) AS n FROM files WHERE state = 'stable'", |v| n(v) >= 3).await;
+    let sql = "SELECT count(*) AS n FROM logs WHERE severity_text = 'ERROR' AND service_name = 'svc-1'";
+    let metric = |name: &'static str| {
+        let d = &d;
+        async move { d.metric_sum(name).await }
+    };
+    let first = sql_as(api, "default", sql).await;
+    let (hits1, misses1, fetched1) = (
+        metric("openwit_query_cache_hits_total").await,
+        metric("openwit_query_cache_misses_total").await,
+        metric("openwit_query_store_bytes_fetched_total").await,
+    );
+    assert!(misses1 > 0.0 && fetched1 > 0.0, "the first run fetches: {misses1} misses, {fetched1} bytes");
+    let second = sql_as(api, "default", sql).await;
+    assert_eq!(first, second);
+    let (hits2, misses2, fetched2) = (
+        metric("openwit_query_cache_hits_total").await,
+        metric("openwit_query_cache_misses_total").await,
+        metric("openwit_query_store_bytes_fetched_total").await,
+    );
+    assert!(hits2 > hits1, "the second run reads the cache: {hits1} → {hits2}");
+    assert!(
+        fetched2 - fetched1 < fetched1,
+        "fewer bytes from the store the second time: {fetched1} then {}",
+        fetched2 - fetched1
+    );
+    assert_eq!(misses2, misses1, "every cacheable range was cached");
+    let on_disk: u64 = std::fs::read_dir(tmp.path().join("data/cache/query"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(on_disk > 0 && on_disk <= 64 << 20, "{on_disk} bytes cached");
+    assert!(metric("openwit_query_cache_bytes").await > 0.0);
+}

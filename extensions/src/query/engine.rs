@@ -164,6 +164,14 @@ impl Engine {
         })
     }
 
+    /// Reads remote stores through `cache`, with at most `max_concurrent` requests in flight per bucket.
+    pub fn with_remote_reads(mut self, cache: Arc<super::read_cache::ReadCache>, max_concurrent: usize) -> Engine {
+        if let Some(s) = Arc::get_mut(&mut self.sources) {
+            s.set_remote_reads(cache, max_concurrent);
+        }
+        self
+    }
+
     /// A session that holds `tenant`'s tables and nothing else (no other catalog, no files by URL).
     pub fn session(&self, tenant: &str) -> datafusion::error::Result<SessionContext> {
         // A sort reserves this much per partition up front for its merge (DataFusion's default: 10 MiB);

@@ -12,6 +12,7 @@ pub mod fresh;
 pub mod functions;
 mod metrics;
 pub mod output;
+pub mod read_cache;
 pub mod request;
 pub mod sources;
 pub mod table;
@@ -73,6 +74,28 @@ pub struct QueryConfig {
     /// TLS on the API port (the same as batch_monitor's when they share it).
     #[serde(deserialize_with = "openwit_core::config_types::present_or_default")]
     pub tls: Option<openwit_core::tls::TlsSettings>,
+    /// Reads from remote stores (buckets): requests in flight per bucket at most.
+    pub max_concurrent_reads: usize,
+    /// Footers, page indexes and bloom filters of remote files kept on local disk.
+    pub cache: CacheConfig,
+}
+
+/// `query.cache`: small ranges of remote files (footers, page indexes, bloom filters) on local disk.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Default `DATA_DIR/cache/query`.
+    pub directory: Option<std::path::PathBuf>,
+    /// Disk the cache may take (0 turns it off); least recently used ranges go first.
+    pub max_megabytes: f64,
+    /// Ranges up to this size are cached; larger reads are data, fetched each time.
+    pub max_range_kilobytes: f64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { directory: None, max_megabytes: 1024.0, max_range_kilobytes: 1024.0 }
+    }
 }
 
 impl Default for QueryConfig {
@@ -87,6 +110,8 @@ impl Default for QueryConfig {
             storage_options: BTreeMap::new(),
             auth: None,
             tls: None,
+            max_concurrent_reads: 16,
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -107,6 +132,15 @@ impl ComponentConfig for QueryConfig {
         }
         if self.index_cache_megabytes.is_nan() || self.index_cache_megabytes < 0.0 {
             return Err(ConfigIssue::new("index_cache_megabytes", "must be 0 (no cache) or more"));
+        }
+        if self.max_concurrent_reads == 0 {
+            return Err(ConfigIssue::new("max_concurrent_reads", "must be at least 1"));
+        }
+        if !(self.cache.max_megabytes >= 0.0 && self.cache.max_megabytes.is_finite()) {
+            return Err(ConfigIssue::new("cache.max_megabytes", "must be 0 (no cache) or more"));
+        }
+        if !(self.cache.max_range_kilobytes > 0.0 && self.cache.max_range_kilobytes.is_finite()) {
+            return Err(ConfigIssue::new("cache.max_range_kilobytes", "must be a positive number of kilobytes"));
         }
         Ok(())
     }
@@ -129,12 +163,15 @@ pub fn factory() -> Arc<dyn Factory<dyn Extension>> {
         &[],
         &Signal::ALL,
         "SQL over stored telemetry (DataFusion), per tenant: /api/v1/query",
-        |_id: &ComponentId, cfg: &QueryConfig, _env: &BuildEnv| Ok(Box::new(QueryExtension { cfg: cfg.clone() })),
+        |_id: &ComponentId, cfg: &QueryConfig, env: &BuildEnv| {
+            Ok(Box::new(QueryExtension { cfg: cfg.clone(), data_dir: env.data_dir.clone() }))
+        },
     )
 }
 
 struct QueryExtension {
     cfg: QueryConfig,
+    data_dir: std::path::PathBuf,
 }
 
 struct AppState {
@@ -154,6 +191,15 @@ impl Extension for QueryExtension {
             ctx.index_specs.clone(),
             ctx.fresh.clone(),
         )?;
+        let cache = read_cache::CacheSettings {
+            directory: self.cfg.cache.directory.clone().unwrap_or_else(|| self.data_dir.join("cache").join("query")),
+            max_bytes: (self.cfg.cache.max_megabytes * 1024.0 * 1024.0) as u64,
+            max_range_bytes: (self.cfg.cache.max_range_kilobytes * 1024.0) as u64,
+        };
+        let cache = read_cache::ReadCache::open(cache.clone(), &ctx.telemetry).map_err(|e| {
+            anyhow::anyhow!("extensions.{}.cache: cannot open {}: {e}", ctx.id, cache.directory.display())
+        })?;
+        let engine = engine.with_remote_reads(cache, self.cfg.max_concurrent_reads);
         let metrics = QueryMetrics::register(&ctx.telemetry);
         let state = Arc::new(AppState { engine, tenant: self.cfg.tenant.clone(), metrics });
         let app = Router::new().route("/api/v1/query", get(query_get).post(query_post)).with_state(state);

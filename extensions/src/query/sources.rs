@@ -3,13 +3,17 @@
 //! resolver (so a bucket an exporter writes is read with the same client and credentials).
 
 use super::engine::{FailureKind, QueryError};
+use super::read_cache::{CachingStore, ReadCache};
 use super::text_search::IndexCache;
+use object_store::ObjectStore;
 use openwit_catalog::Catalog;
 use openwit_core::Signal;
 use openwit_core::fresh::{FreshData, Snapshot};
 use openwit_storage::{Destination, Storage};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -23,6 +27,10 @@ pub struct Sources {
     indexes: IndexCache,
     /// Rows the daemon's exporters hold that are not in stable files yet.
     fresh: Arc<FreshData>,
+    /// Remote stores are read through the read cache with a bound on requests in flight.
+    remote: Option<(Arc<ReadCache>, usize)>,
+    /// The wrapped store of each bucket (one bound per bucket, shared by every query).
+    wrapped: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
 }
 
 impl Sources {
@@ -33,7 +41,35 @@ impl Sources {
         index_cache_bytes: u64,
         fresh: Arc<FreshData>,
     ) -> Sources {
-        Sources { catalog, storage, storage_options, indexes: IndexCache::new(index_cache_bytes), fresh }
+        Sources {
+            catalog,
+            storage,
+            storage_options,
+            indexes: IndexCache::new(index_cache_bytes),
+            fresh,
+            remote: None,
+            wrapped: Mutex::default(),
+        }
+    }
+
+    pub fn set_remote_reads(&mut self, cache: Arc<ReadCache>, max_concurrent: usize) {
+        self.remote = Some((cache, max_concurrent));
+    }
+
+    /// The URL and store a destination is read through: a bucket through the read cache (when set),
+    /// local directories as they are.
+    pub fn store(&self, dest: &Destination) -> (String, Arc<dyn ObjectStore>) {
+        let (url, store) = dest.store();
+        let Some((cache, max)) = &self.remote else { return (url, store) };
+        if url == "file://" {
+            return (url, store);
+        }
+        let mut w = self.wrapped.lock().unwrap_or_else(|p| p.into_inner());
+        let wrapped = w
+            .entry(url.clone())
+            .or_insert_with(|| Arc::new(CachingStore::new(store, &url, cache.clone(), *max)) as Arc<dyn ObjectStore>)
+            .clone();
+        (url, wrapped)
     }
 
     /// The fresh files of `signal` (every table when `None`) and `tenant`, as they are now. Taken before

@@ -208,7 +208,7 @@ impl TableProvider for StoredTable {
         let mut stores = BTreeMap::new();
         for (f, read) in reads {
             let dest = self.sources.destination(&f.root).map_err(DataFusionError::External)?;
-            let (url, store) = dest.store();
+            let (url, store) = self.sources.store(&dest);
             let meta = object_store::ObjectMeta {
                 location: dest.location(&f.path),
                 last_modified: chrono_from_ms(f.uploaded_at.unwrap_or(f.created_at)),
@@ -351,7 +351,7 @@ impl StoredTable {
             return Some(s);
         }
         let dest = self.sources.destination(&f.root).ok()?;
-        let (_, store) = dest.store();
+        let (_, store) = self.sources.store(&dest);
         let bytes = match object_store::ObjectStoreExt::get(&store, &dest.location(&index.path)).await {
             Ok(r) => match r.bytes().await {
                 Ok(b) => b,

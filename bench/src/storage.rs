@@ -94,7 +94,12 @@ impl Footprint {
 
 /// Writes the payloads with the exporter's own writer (its file properties, default row groups, no
 /// size rotation) and measures the files, against zstd at the same level.
-pub fn footprint(signal: Signal, payloads: &[Payload], level: i32) -> anyhow::Result<Footprint> {
+pub fn footprint(
+    signal: Signal,
+    payloads: &[Payload],
+    level: i32,
+    sort_by: Option<Vec<String>>,
+) -> anyhow::Result<Footprint> {
     let dir = tempfile::tempdir()?;
     let mut w = Writer::new(
         WriterSettings {
@@ -105,6 +110,7 @@ pub fn footprint(signal: Signal, payloads: &[Payload], level: i32) -> anyhow::Re
             row_group_rows: 128 * 1024,
             max_bytes: u64::MAX,
             max_age: Duration::from_secs(3600),
+            sort_by,
         },
         Default::default(),
     );

@@ -45,6 +45,10 @@ struct Cli {
     /// zstd level for the bytes-on-disk measurement (the exporter's default is 3).
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
+    /// Another sort key for one table's rows in the bytes-on-disk measurement, as
+    /// `TABLE=COLUMN,COLUMN,…` (e.g. `spans=service_name,trace_id,time`); repeatable.
+    #[arg(long = "sort-by", value_name = "TABLE=COLUMNS")]
+    sort_by: Vec<String>,
     /// Only the processor cost: logs over gRPC through `batch` alone, with a `filter` dropping ~97 %
     /// of them, and with a `transform` setting and deleting attributes (all to `nop`, WAL fsyncing);
     /// then storing Parquet: `batch` alone, `filter` before `batch` (per item) and after it (over the
@@ -115,7 +119,21 @@ fn storage_measures(cli: &Cli) -> anyhow::Result<(Vec<storage::Conversion>, Vec<
         conversion.push(storage::conversion(signal, &small, Duration::from_secs(2))?);
         let requests = cli.storage_items.div_ceil(cli.items_per_request);
         let all = storage::payloads(signal, cli.seed, requests, cli.items_per_request);
-        let f = storage::footprint(signal, &all, cli.zstd_level)?;
+        let table = match signal {
+            Signal::Traces => "spans",
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        };
+        let sort_by = cli
+            .sort_by
+            .iter()
+            .filter_map(|s| s.split_once('='))
+            .find(|(t, _)| *t == table)
+            .map(|(_, cols)| cols.split(',').map(str::to_string).collect::<Vec<_>>());
+        if let Some(key) = &sort_by {
+            eprintln!("storage {signal:?}: rows sorted by {}", key.join(", "));
+        }
+        let f = storage::footprint(signal, &all, cli.zstd_level, sort_by)?;
         eprintln!(
             "storage {signal:?}: {:.1} bytes/item in Parquet, {:.2} of zstd'd protobuf",
             f.parquet_per_item(),

@@ -125,6 +125,7 @@ impl ParquetExporter {
             row_group_rows: cfg.row_group_size,
             max_bytes: (cfg.rotation.max_megabytes * 1024.0 * 1024.0) as u64,
             max_age: cfg.rotation.max_age,
+            sort_by: None,
         };
         let fresh_files = Arc::new(Mutex::new(fresh::FreshFiles::default()));
         let shared = Arc::new(Shared::new(

@@ -71,6 +71,18 @@ pub struct WriterSettings {
     pub row_group_rows: usize,
     pub max_bytes: u64,
     pub max_age: Duration,
+    /// The columns rows are sorted by within a row group; `None`: `service_name`, `time` (what
+    /// `bench/run --storage-only --sort-by` compares alternatives against).
+    pub sort_by: Option<Vec<String>>,
+}
+
+/// The sort key of every table unless a writer is given another.
+pub const SORT_BY: [&str; 2] = ["service_name", "time"];
+
+impl WriterSettings {
+    fn sort_by(&self) -> Vec<String> {
+        self.sort_by.clone().unwrap_or_else(|| SORT_BY.map(String::from).to_vec())
+    }
 }
 
 /// A batch's rows on their way into files, with the WAL items they are.
@@ -130,6 +142,7 @@ struct Active {
     /// Key-value metadata a reader of the written row groups needs (the Arrow schema).
     read_metadata: Vec<KeyValue>,
     schema: SchemaRef,
+    sort_by: Vec<String>,
     buffered: Vec<RecordBatch>,
     buffered_rows: usize,
     buffered_bytes: usize,
@@ -340,6 +353,7 @@ impl Active {
             flushed_len: 0,
             read_metadata: vec![KeyValue::new(ARROW_SCHEMA_META_KEY.to_string(), encode_arrow_schema(&schema))],
             schema,
+            sort_by: s.sort_by(),
             buffered: Vec::new(),
             buffered_rows: 0,
             buffered_bytes: 0,
@@ -373,7 +387,7 @@ impl Active {
         let batches = std::mem::take(&mut self.buffered);
         self.buffered_rows = 0;
         self.buffered_bytes = 0;
-        let order = sorted_order(&batches)?;
+        let order = sorted_order(&batches, &self.sort_by)?;
         let refs: Vec<&RecordBatch> = batches.iter().collect();
         for slice in order.chunks(WRITE_SLICE_ROWS) {
             let rows = interleave_record_batch(&refs, slice)?;
@@ -500,7 +514,8 @@ fn properties(
     let level = ZstdLevel::try_new(s.compression_level)?;
     let descr = ArrowSchemaConverter::new().convert(schema)?;
     let leaf = |name: &str| descr.columns().iter().position(|c| c.path().string() == name);
-    let sorting: Vec<SortingColumn> = ["service_name", "time"]
+    let sort_by = s.sort_by();
+    let sorting: Vec<SortingColumn> = sort_by
         .iter()
         .filter_map(|n| leaf(n))
         .map(|i| SortingColumn { column_idx: i as i32, descending: false, nulls_first: true })
@@ -515,7 +530,7 @@ fn properties(
         .set_key_value_metadata(Some(vec![
             KeyValue::new("openwit.table".to_string(), table.to_string()),
             KeyValue::new("openwit.tenant".to_string(), tenant.to_string()),
-            KeyValue::new("openwit.sorted_by".to_string(), "service_name,time (per row group)".to_string()),
+            KeyValue::new("openwit.sorted_by".to_string(), format!("{} (per row group)", sort_by.join(","))),
         ]));
     for c in NO_DICTIONARY {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
@@ -580,9 +595,9 @@ fn effective_times(signal: Signal, batch: &RecordBatch) -> Result<Vec<i64>, Writ
         .collect())
 }
 
-/// (batch, row) pairs of `batches` in the order of `service_name` (nulls first), then `time`. Only the
-/// two key columns are concatenated to sort.
-fn sorted_order(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, WriteError> {
+/// (batch, row) pairs of `batches` in the order of the `sort_by` columns (nulls first). Only the key
+/// columns are concatenated to sort.
+fn sorted_order(batches: &[RecordBatch], sort_by: &[String]) -> Result<Vec<(usize, usize)>, WriteError> {
     let mut pairs: Vec<(usize, usize)> =
         batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r))).collect();
     let key = |name: &str| -> Result<Option<arrow::array::ArrayRef>, WriteError> {
@@ -592,7 +607,10 @@ fn sorted_order(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, WriteErr
         }
         Ok(Some(arrow::compute::concat(&cols)?))
     };
-    let keys: Vec<SortColumn> = [key("service_name")?, key("time")?]
+    let keys: Vec<SortColumn> = sort_by
+        .iter()
+        .map(|k| key(k))
+        .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .flatten()
         .map(|values| SortColumn { values, options: None })
@@ -629,6 +647,7 @@ mod tests {
             row_group_rows: 1000,
             max_bytes,
             max_age: Duration::from_secs(600),
+            sort_by: None,
         }
     }
 

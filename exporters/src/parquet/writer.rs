@@ -1,8 +1,9 @@
 //! Active files: one per (table, tenant, hour), written in the staging directory while open, then
 //! finalized (last row group, key-value metadata, footer, fsync, renamed to `*.parquet`).
 //!
-//! Rows are sorted by `service_name`, then `time`, within each row group — the scope Parquet's
-//! `sorting_columns` metadata describes — so a row group is buffered in Arrow until it is full.
+//! Rows are sorted within each row group — by `service_name`, then `time` (metrics: `service_name`,
+//! `metric_name`, `time`; see [`sort_by`]), the scope Parquet's `sorting_columns` metadata describes —
+//! so a row group is buffered in Arrow until it is full.
 
 use super::fresh::FreshFiles;
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
@@ -71,17 +72,27 @@ pub struct WriterSettings {
     pub row_group_rows: usize,
     pub max_bytes: u64,
     pub max_age: Duration,
-    /// The columns rows are sorted by within a row group; `None`: `service_name`, `time` (what
-    /// `bench/run --storage-only --sort-by` compares alternatives against).
+    /// The columns rows are sorted by within a row group; `None`: the table's [`sort_by`] (what
+    /// `openwit-bench --storage-only --sort-by` compares alternatives against).
     pub sort_by: Option<Vec<String>>,
 }
 
-/// The sort key of every table unless a writer is given another.
-pub const SORT_BY: [&str; 2] = ["service_name", "time"];
+/// The sort key of a table's row groups. Measured with `openwit-bench --storage-only --sort-by`
+/// (docs/BENCHMARKS.md): metric points sorted by `service_name`, `metric_name`, `time` take 19.1 bytes
+/// instead of 22.3 (a series' points side by side); spans by (`service_name`, `trace_id`, `time`) took
+/// 44.0 instead of 42.9, logs by (`service_name`, `severity_text`, `time`) the same 40.7 — both keep
+/// (`service_name`, `time`), which also keeps each page's time range tight.
+pub fn sort_by(table: &str) -> Vec<String> {
+    let key: &[&str] = match table {
+        "metrics" => &["service_name", "metric_name", "time"],
+        _ => &["service_name", "time"],
+    };
+    key.iter().map(|c| c.to_string()).collect()
+}
 
 impl WriterSettings {
-    fn sort_by(&self) -> Vec<String> {
-        self.sort_by.clone().unwrap_or_else(|| SORT_BY.map(String::from).to_vec())
+    fn sort_by(&self, table: &str) -> Vec<String> {
+        self.sort_by.clone().unwrap_or_else(|| sort_by(table))
     }
 }
 
@@ -353,7 +364,7 @@ impl Active {
             flushed_len: 0,
             read_metadata: vec![KeyValue::new(ARROW_SCHEMA_META_KEY.to_string(), encode_arrow_schema(&schema))],
             schema,
-            sort_by: s.sort_by(),
+            sort_by: s.sort_by(table),
             buffered: Vec::new(),
             buffered_rows: 0,
             buffered_bytes: 0,
@@ -514,7 +525,7 @@ fn properties(
     let level = ZstdLevel::try_new(s.compression_level)?;
     let descr = ArrowSchemaConverter::new().convert(schema)?;
     let leaf = |name: &str| descr.columns().iter().position(|c| c.path().string() == name);
-    let sort_by = s.sort_by();
+    let sort_by = s.sort_by(table);
     let sorting: Vec<SortingColumn> = sort_by
         .iter()
         .filter_map(|n| leaf(n))
@@ -715,6 +726,28 @@ mod tests {
         assert!(done.try_recv().is_err(), "one file is not stored yet");
         last.pledge.settle(&Verdict::Stored);
         assert_eq!(done.try_recv().unwrap().outcome, Outcome::Stored);
+    }
+
+    #[test]
+    fn metric_points_are_sorted_by_service_metric_and_time_the_others_by_service_and_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = settings(tmp.path(), u64::MAX);
+        for (signal, table, key) in [
+            (Signal::Metrics, "metrics", "service_name,metric_name,time"),
+            (Signal::Traces, "spans", "service_name,time"),
+            (Signal::Logs, "logs", "service_name,time"),
+        ] {
+            let schema = columnar::to_record_batch("t", &openwit_core::Payload::empty(signal)).unwrap().schema();
+            let props = properties(&s, &schema, table, "acme").unwrap();
+            let descr = ArrowSchemaConverter::new().convert(&schema).unwrap();
+            let sorted: Vec<String> = props
+                .sorting_columns()
+                .unwrap()
+                .iter()
+                .map(|c| descr.column(c.column_idx as usize).path().string())
+                .collect();
+            assert_eq!(sorted.join(","), key, "{table}");
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 pub struct PgServer {
     pub port: u16,
-    _child: Child,
-    _dir: tempfile::TempDir,
+    child: Child,
+    dir: tempfile::TempDir,
 }
 
 /// The PostgreSQL binaries: on PATH, or where Debian installs them.
@@ -83,11 +83,17 @@ impl PgServer {
             .unwrap();
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         let port = openwit_core::net::free_loopback_port();
-        let child = command(bin.join("postgres"), user)
+        let child = PgServer::launch(dir.path(), port);
+        PgServer { port, child, dir }
+    }
+
+    /// Runs the server of the cluster in `dir` on `port`, once it accepts connections.
+    fn launch(dir: &Path, port: u16) -> Child {
+        let child = command(bindir().join("postgres"), run_as())
             .arg("-D")
-            .arg(&data)
+            .arg(dir.join("pgdata"))
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-k"])
-            .arg(dir.path())
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -97,7 +103,32 @@ impl PgServer {
             assert!(Instant::now() < deadline, "PostgreSQL did not start on port {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        PgServer { port, _child: child, _dir: dir }
+        child
+    }
+
+    /// A server of the test's own (not the shared one), which it may stop and start again: an outage.
+    #[allow(dead_code)]
+    pub fn own() -> PgServer {
+        PgServer::start()
+    }
+
+    /// Stops the server at once (as a crash or a network cut would look to clients).
+    #[allow(dead_code)]
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    #[allow(dead_code)]
+    pub fn start_again(&mut self) {
+        self.child = PgServer::launch(self.dir.path(), self.port);
+    }
+
+    /// The URL of database `db` on this server.
+    #[allow(dead_code)]
+    pub fn url_of(&self, db: &str) -> String {
+        format!("postgres://openwit@127.0.0.1:{}/{db}", self.port)
     }
 
     /// The port of the one server of this test process. The server is started from a thread that
@@ -133,5 +164,11 @@ impl PgServer {
             .unwrap();
         assert!(out.status.success(), "createdb {db}: {}", String::from_utf8_lossy(&out.stderr));
         PgServer::url(db)
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

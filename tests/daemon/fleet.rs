@@ -382,3 +382,78 @@ service:
     assert!(on_disk > 0 && on_disk <= 64 << 20, "{on_disk} bytes cached");
     assert!(metric("openwit_query_cache_bytes").await > 0.0);
 }
+
+/// PostgreSQL goes away under a loaded daemon: every request is still acknowledged (the WAL and staging
+/// hold the data), queries answer 503, and once the catalog is back every record is stored and tracked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_outage_stops_no_ingest_and_everything_catches_up() {
+    let mut pg = crate::postgres::PgServer::own();
+    let api = free_port();
+    let cfg = format!(
+        "
+processors:
+  batch:
+    timeout: 20ms
+exporters:
+  parquet:
+    rotation:
+      max_age: 200ms
+    retry_on_failure:
+      initial_interval: 100ms
+      max_interval: 500ms
+extensions:
+  catalog:
+    url: {}
+    flush_interval: 50ms
+  query:
+    endpoint: 127.0.0.1:{api}
+service:
+  extensions: [health_check, query]
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [parquet]
+",
+        pg.url_of("postgres")
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::spawn_sources_env(tmp.path(), &[BASE, &cfg], &[]);
+    d.wait_ready().await;
+    let send = |from: u64| {
+        let d = &d;
+        async move {
+            for i in from..from + 5 {
+                let (_, logs, _) = crate::janitor::requests(crate::janitor::T0, i, 20);
+                assert_eq!(d.post_protobuf("/v1/logs", logs.encode_to_vec()).await, 200, "request {i}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    send(0).await;
+    let count = "SELECT count(*) AS n, count(DISTINCT body) AS d FROM logs";
+    until(api, "default", "before the outage", count, |v| n(v) == 100).await;
+
+    pg.stop();
+    send(5).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = client()
+        .post(format!("http://127.0.0.1:{api}/api/v1/query"))
+        .json(&json!({ "sql": count }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "queries need the catalog: {}", r.text().await.unwrap());
+
+    pg.start_again();
+    let all = until(api, "default", "after the outage", count, |v| n(v) == 200).await;
+    assert_eq!(all, json!([{"n": 200, "d": 200}]));
+    until(api, "default", "every file stable", "SELECT count(*) AS n FROM files WHERE state != 'stable'", |v| {
+        n(v) == 0
+    })
+    .await;
+    until(api, "default", "every batch tracked", "SELECT count(*) AS n FROM batches WHERE status = 'completed'", |v| {
+        n(v) == 10
+    })
+    .await;
+}

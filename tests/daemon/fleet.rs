@@ -381,6 +381,32 @@ service:
         .sum();
     assert!(on_disk > 0 && on_disk <= 64 << 20, "{on_disk} bytes cached");
     assert!(metric("openwit_query_cache_bytes").await > 0.0);
+
+    // Full-text indexes too: read whole once, then (after a restart empties the in-memory index cache)
+    // from local disk; the footers cached before the restart are still there.
+    let search = "SELECT count(*) AS n FROM logs WHERE text_match(body, 'took')";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let plan = sql_as(api, "default", &format!("EXPLAIN ANALYZE {search}")).await.to_string();
+        if plan_counter(&plan, "index_files_without_usable_index") == 0
+            && plan_counter(&plan, "index_files_answered") > 0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "indexes built: {plan}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let found = sql_as(api, "default", search).await;
+    let mut d = d;
+    d.signal(libc::SIGTERM);
+    d.wait_exit(Duration::from_secs(30));
+    let d = Daemon::spawn_sources_env(tmp.path(), &[BASE, &cfg], &env);
+    d.wait_ready().await;
+    assert_eq!(sql_as(api, "default", search).await, found);
+    assert_eq!(sql_as(api, "default", sql).await, first);
+    assert!(d.metric_sum("openwit_query_cache_hits_total").await > 0.0);
+    assert_eq!(d.metric_sum("openwit_query_cache_misses_total").await, 0.0, "footers from the disk cache");
+    assert_eq!(d.metric_sum("openwit_query_store_bytes_fetched_total").await, 0.0, "indexes from the disk cache too");
 }
 
 /// PostgreSQL goes away under a loaded daemon: every request is still acknowledged (the WAL and staging

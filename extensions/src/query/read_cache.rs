@@ -1,5 +1,6 @@
 //! Remote reads for queries: at most `max_concurrent_reads` requests in flight per bucket, and small
-//! ranges (Parquet footers, page indexes, bloom filters, small pages) kept on local disk within a budget,
+//! ranges (Parquet footers, page indexes, bloom filters, small pages) and full-text index bundles kept
+//! on local disk within a budget,
 //! least recently used first out. Stored objects never change (every file has a new name), so a cached
 //! range never goes stale; an entry of a deleted file is simply never asked for again and ages out.
 //!
@@ -19,6 +20,10 @@ use sha2::Digest;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+/// Objects read whole and cached whole: full-text index bundles (`<file>.parquet.tantivy`), up to a
+/// quarter of the cache each.
+const INDEX_SUFFIX: &str = ".tantivy";
 
 /// What the query extension's read cache is given.
 #[derive(Clone, Debug)]
@@ -234,8 +239,11 @@ impl ObjectStore for CachingStore {
             && options.if_unmodified_since.is_none()
             && options.version.is_none()
             && !options.head;
+        // A full-text index is read whole (`None`): cached whole, under the marker range `0..u64::MAX`.
+        let whole = plain && options.range.is_none() && location.as_ref().ends_with(INDEX_SUFFIX);
         let range = match &options.range {
             Some(GetRange::Bounded(r)) if plain && self.cache.cacheable(r) => r.clone(),
+            None if whole && self.cache.settings.max_bytes > 0 => 0..u64::MAX,
             _ => {
                 let permit = self.permits.clone().acquire_owned().await.expect("never closed");
                 let got = self.inner.get_opts(location, options).await?;
@@ -254,6 +262,7 @@ impl ObjectStore for CachingStore {
                 e_tag,
                 version: None,
             };
+            let range = if whole { 0..bytes.len() as u64 } else { range };
             return Ok(result(bytes, meta, range));
         }
         self.cache.metrics.misses.inc();
@@ -264,7 +273,8 @@ impl ObjectStore for CachingStore {
         let (meta, got_range, attributes) = (got.meta.clone(), got.range.clone(), got.attributes.clone());
         let bytes = got.bytes().await?;
         self.cache.metrics.fetched.inc_by(bytes.len() as u64);
-        if got_range == range {
+        let fits = if whole { bytes.len() as u64 <= self.cache.settings.max_bytes / 4 } else { got_range == range };
+        if fits {
             self.cache.write(key, &bytes, &meta).await;
         }
         let mut r = result(bytes, meta, got_range);

@@ -115,24 +115,10 @@ impl Catalog {
         }
         let mut changed = 0;
         for id in inputs {
-            let retired = sqlx::query("UPDATE files SET state = $2 WHERE file_id = $1 AND state = 'stable'")
-                .bind(id.clone())
-                .bind(RETIRED)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?
-                .rows_affected();
-            if retired != 1 {
+            if !self.retire_one(&mut tx, id, BY_COMPACTION, now).await? {
                 continue;
             }
             changed += 1;
-            sqlx::query("INSERT INTO retired (file_id, reason, retired_at) VALUES ($1, $2, $3)")
-                .bind(id.clone())
-                .bind(BY_COMPACTION)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
             sqlx::query("UPDATE file_batches SET file_id = $2 WHERE file_id = $1")
                 .bind(id.clone())
                 .bind(output.to_string())
@@ -186,26 +172,40 @@ impl Catalog {
         let mut tx = self.pool().await?.begin().await.map_err(|e| self.err(e))?;
         let mut n = 0;
         for id in ids {
-            let changed = sqlx::query("UPDATE files SET state = $2 WHERE file_id = $1 AND state = 'stable'")
-                .bind(id.clone())
-                .bind(RETIRED)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?
-                .rows_affected();
-            if changed == 1 {
-                sqlx::query("INSERT INTO retired (file_id, reason, retired_at) VALUES ($1, $2, $3)")
-                    .bind(id.clone())
-                    .bind(reason.to_string())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(e))?;
+            if self.retire_one(&mut tx, id, reason, now).await? {
                 n += 1;
             }
         }
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(n)
+    }
+
+    /// Retires one file in `tx` when it is stable (recording why and when); whether it was.
+    async fn retire_one(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, CatalogError> {
+        let changed = sqlx::query("UPDATE files SET state = $2 WHERE file_id = $1 AND state = 'stable'")
+            .bind(id.to_string())
+            .bind(RETIRED)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| self.err(e))?
+            .rows_affected();
+        if changed != 1 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO retired (file_id, reason, retired_at) VALUES ($1, $2, $3)")
+            .bind(id.to_string())
+            .bind(reason.to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(true)
     }
 
     /// Retired files of `root` retired before `before` (ms), with their index objects, at most `limit`.

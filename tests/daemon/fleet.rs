@@ -65,18 +65,6 @@ impl Node {
     }
 }
 
-async fn sql_as(api: u16, tenant: &str, sql: &str) -> Value {
-    let r = client()
-        .post(format!("http://127.0.0.1:{api}/api/v1/query"))
-        .header("x-scope-orgid", tenant)
-        .json(&json!({ "sql": sql }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{sql}");
-    r.json().await.unwrap()
-}
-
 /// `n` log records for `tenant` through the SDK's batch processor over gRPC, each body unique; returns
 /// once the SDK's flush returned (every record acknowledged).
 fn sdk_logs(endpoint: String, tenant: &str, node: usize, n: usize) {

@@ -329,8 +329,14 @@ impl Drop for Daemon {
 
 /// Runs `sql` through the query API on `port` (default tenant) and returns the rows; panics on an error.
 pub async fn sql_rows(port: u16, sql: &str) -> serde_json::Value {
+    sql_as(port, "default", sql).await
+}
+
+/// Runs `sql` as `tenant` through the query API on `port` and returns the rows; panics on an error.
+pub async fn sql_as(port: u16, tenant: &str, sql: &str) -> serde_json::Value {
     let r = client()
         .post(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .header("x-scope-orgid", tenant)
         .json(&serde_json::json!({ "sql": sql }))
         .send()
         .await

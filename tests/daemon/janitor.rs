@@ -256,18 +256,6 @@ async fn compaction_merges_small_files_with_every_answer_unchanged_through_crash
     assert_eq!(states(api).await, json!([{"state": "stable", "n": 3}]));
 }
 
-async fn sql_as(api: u16, tenant: &str, sql: &str) -> Value {
-    let r = client()
-        .post(format!("http://127.0.0.1:{api}/api/v1/query"))
-        .header("x-scope-orgid", tenant)
-        .json(&json!({ "sql": sql }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{sql}");
-    r.json().await.unwrap()
-}
-
 fn paths(v: &Value) -> Vec<String> {
     v.as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap().to_string()).collect()
 }

@@ -296,7 +296,10 @@ where
             let svc = leaf("service_name").unwrap();
             let time = leaf("time").unwrap();
             let sorting = rg.sorting_columns().expect("sorting columns recorded");
-            assert_eq!(sorting.iter().map(|s| s.column_idx as usize).collect::<Vec<_>>(), vec![svc, time]);
+            // Metric points also by metric name, so that a series' points sit together.
+            let key =
+                if f.table_name == "metrics" { vec![svc, leaf("metric_name").unwrap(), time] } else { vec![svc, time] };
+            assert_eq!(sorting.iter().map(|s| s.column_idx as usize).collect::<Vec<_>>(), key);
             for col in rg.columns() {
                 assert!(matches!(col.compression(), parquet::basic::Compression::ZSTD(_)), "{}", col.column_path());
             }
@@ -307,22 +310,22 @@ where
             }
             assert!(rg.column(time).column_index_offset().is_some(), "page index");
         }
-        // Rows sorted by service_name, then time, within the row group.
+        // Rows sorted by service_name, (metrics: metric_name,) then time, within the row group.
         let sorted_ok = rows.iter().all(|b| {
-            let svc =
-                arrow::compute::cast(b.column_by_name("service_name").unwrap(), &arrow::datatypes::DataType::Utf8)
-                    .unwrap();
+            let text = |name: &str| {
+                b.column_by_name(name).map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).unwrap())
+            };
+            let svc = text("service_name").unwrap();
             let svc = arrow::array::AsArray::as_string::<i32>(&svc);
+            let metric = if f.table_name == "metrics" { text("metric_name") } else { None };
+            let metric = metric.as_ref().map(arrow::array::AsArray::as_string::<i32>);
             let t = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampNanosecondType>(
                 b.column_by_name("time").unwrap(),
             );
-            (1..b.num_rows()).all(|i| {
-                let a = (svc.is_valid(i - 1).then(|| svc.value(i - 1)), t.value(i - 1));
-                let z = (svc.is_valid(i).then(|| svc.value(i)), t.value(i));
-                a <= z
-            })
+            let key = |i: usize| (svc.is_valid(i).then(|| svc.value(i)), metric.map(|m| m.value(i)), t.value(i));
+            (1..b.num_rows()).all(|i| key(i - 1) <= key(i))
         });
-        assert!(sorted_ok, "{} is not sorted by service_name, time", f.path);
+        assert!(sorted_ok, "{} is not sorted by its key", f.path);
 
         let held = c.file_batches(&f.file_id).await.unwrap();
         batch_items += held.iter().map(|h| h.item_count).sum::<i64>();

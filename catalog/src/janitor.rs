@@ -20,6 +20,17 @@ pub const RETIRED: &str = "retired";
 pub const BY_COMPACTION: &str = "compaction";
 pub const BY_RETENTION: &str = "retention";
 
+/// Which stable files retention looks at: one exporter's files in one store, of one table, of one tenant
+/// or of every tenant but `except` (those have their own retention).
+#[derive(Clone, Copy, Debug)]
+pub struct Expired<'a> {
+    pub exporter: &'a str,
+    pub root: &'a str,
+    pub table: &'a str,
+    pub tenant: Option<&'a str>,
+    pub except: &'a [String],
+}
+
 /// A retired file due for deletion, with its index objects.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Retired {
@@ -73,6 +84,31 @@ impl Catalog {
             .await
             .map(|_| ())
             .map_err(|e| self.err(e))
+    }
+
+    /// Stable files of `exporter` in `root` smaller than `below_bytes` whose newest row is older than
+    /// `before` (ns): what compaction may merge, narrowed in the query (a fleet's catalog holds many
+    /// more files than are small and settled).
+    pub async fn compaction_candidates(
+        &self,
+        exporter: &str,
+        root: &str,
+        below_bytes: i64,
+        before: i64,
+    ) -> Result<Vec<FileRow>, CatalogError> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE state = 'stable' AND exporter = $1 AND root = $2 \
+             AND byte_size < $3 AND max_time < $4 ORDER BY file_id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(exporter.to_string())
+            .bind(root.to_string())
+            .bind(below_bytes)
+            .bind(before)
+            .fetch_all(self.pool().await?)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter().map(to_file).collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Compaction outputs (`compacting`) of `table` and `tenant` in `root`.
@@ -141,30 +177,34 @@ impl Catalog {
         Ok(())
     }
 
-    /// Stable files whose newest row is older than `before` (ns) for `table` and (when given) `tenant`,
-    /// oldest first, at most `limit`. `except` tenants are left out (they have their own retention).
+    /// Stable files of `which` whose newest row is older than `before` (ns), oldest first, at most
+    /// `limit`. Every narrowing is in the query, so a page is never filled with files the caller would
+    /// skip.
     pub async fn expired_files(
         &self,
-        table: &str,
-        tenant: Option<&str>,
-        except: &[String],
+        which: &Expired<'_>,
         before: i64,
         limit: i64,
     ) -> Result<Vec<FileRow>, CatalogError> {
+        let except: Vec<String> = (0..which.except.len()).map(|i| format!("${}", i + 7)).collect();
+        let not_in =
+            if except.is_empty() { String::new() } else { format!(" AND tenant NOT IN ({})", except.join(", ")) };
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE state = 'stable' AND table_name = $1 AND ($2 IS NULL OR tenant = $2) \
-             AND max_time < $3 ORDER BY max_time, file_id LIMIT $4"
+            "SELECT {FILE_COLUMNS} FROM files WHERE state = 'stable' AND exporter = $1 AND root = $2 AND table_name = $3 \
+             AND ($4 IS NULL OR tenant = $4) AND max_time < $5{not_in} ORDER BY max_time, file_id LIMIT $6"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(table.to_string())
-            .bind(tenant.map(str::to_string))
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(which.exporter.to_string())
+            .bind(which.root.to_string())
+            .bind(which.table.to_string())
+            .bind(which.tenant.map(str::to_string))
             .bind(before)
-            .bind(limit)
-            .fetch_all(self.pool().await?)
-            .await
-            .map_err(|e| self.err(e))?;
-        let files: Vec<FileRow> = rows.iter().map(to_file).collect::<Result<_, _>>().map_err(|e| self.err(e))?;
-        Ok(files.into_iter().filter(|f| !except.contains(&f.tenant)).collect())
+            .bind(limit);
+        for t in which.except {
+            q = q.bind(t.clone());
+        }
+        let rows = q.fetch_all(self.pool().await?).await.map_err(|e| self.err(e))?;
+        rows.iter().map(to_file).collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Retires stable files (reason `retention`); returns how many were still stable.
@@ -208,12 +248,19 @@ impl Catalog {
         Ok(true)
     }
 
-    /// Retired files of `root` retired before `before` (ms), with their index objects, at most `limit`.
-    pub async fn retired_before(&self, root: &str, before: i64, limit: i64) -> Result<Vec<Retired>, CatalogError> {
+    /// Retired files of `exporter` in `root` retired before `before` (ms), with their index objects, at
+    /// most `limit`.
+    pub async fn retired_before(
+        &self,
+        exporter: &str,
+        root: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<Retired>, CatalogError> {
         let cols: Vec<String> = FILE_COLUMNS.split(", ").map(|c| format!("f.{}", c.trim())).collect();
         let sql = format!(
             "SELECT {}, r.reason FROM retired r JOIN files f ON f.file_id = r.file_id \
-             WHERE f.root = $1 AND r.retired_at < $2 ORDER BY r.retired_at, f.file_id LIMIT $3",
+             WHERE f.root = $1 AND r.retired_at < $2 AND f.exporter = $4 ORDER BY r.retired_at, f.file_id LIMIT $3",
             cols.join(", ")
         );
         let pool = self.pool().await?;
@@ -221,6 +268,7 @@ impl Catalog {
             .bind(root.to_string())
             .bind(before)
             .bind(limit)
+            .bind(exporter.to_string())
             .fetch_all(pool)
             .await
             .map_err(|e| self.err(e))?;

@@ -11,7 +11,7 @@ mod tracker;
 
 pub use files::{FileBatch, FileFilter, FileRow, HeldItems, STABLE, UPLOADING};
 pub use indexes::{IndexRow, TANTIVY, Unindexed};
-pub use janitor::{BY_COMPACTION, BY_RETENTION, COMPACTING, RETIRED, Retired, SwapError};
+pub use janitor::{BY_COMPACTION, BY_RETENTION, COMPACTING, Expired, RETIRED, Retired, SwapError};
 pub use tracker::{NodeInfo, Tracker, TrackerHandle};
 
 use serde::Serialize;

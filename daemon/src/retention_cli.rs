@@ -38,9 +38,15 @@ pub fn plan(cfg: &openwit_config::ResolvedConfig, data_dir: &Path) -> anyhow::Re
                 continue;
             }
             let dest = openwit_exporters::parquet::destination(&id, &c, &storage, data_dir)?;
-            let files =
-                openwit_exporters::parquet::janitor::expired(&catalog, &id.to_string(), &dest.root, &c.retention, now)
-                    .await?;
+            let files = openwit_exporters::parquet::janitor::expired(
+                &catalog,
+                &id.to_string(),
+                &dest.root,
+                &c.retention,
+                now,
+                i64::MAX,
+            )
+            .await?;
             let bytes: i64 = files.iter().map(|f| f.byte_size).sum();
             let rows: i64 = files.iter().map(|f| f.row_count).sum();
             out.push_str(&format!(

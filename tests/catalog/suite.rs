@@ -408,6 +408,23 @@ pub async fn a_compaction_swap_moves_lineage_and_happens_only_with_the_lease_and
         c.add_file(&file(id, "parquet", "acme", "logs"), &[held(b, 0, 10)]).await.unwrap();
         c.file_stable(id, T0).await.unwrap();
     }
+    // Candidates: this exporter's stable files in this store, small enough, settled.
+    let cand = |exporter: &str, below: i64, before: i64| {
+        let (c, exporter) = (c.clone(), exporter.to_string());
+        async move {
+            c.compaction_candidates(&exporter, "s3://bucket/prefix", below, before)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|f| f.file_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let end = 1_767_225_600_000_000_000 + 5_000_000_000; // the files' newest row
+    assert_eq!(cand("parquet", 65_537, end + 1).await, ["f1", "f2", "f3"]);
+    assert!(cand("parquet", 65_536, end + 1).await.is_empty(), "not smaller than the bound");
+    assert!(cand("parquet", 65_537, end).await.is_empty(), "not settled");
+    assert!(cand("parquet/archive", 65_537, end + 1).await.is_empty(), "another exporter's");
     let mut out = file("c1", "parquet", "acme", "logs");
     out.state = COMPACTING.into();
     c.add_file(&out, &[]).await.unwrap();
@@ -454,14 +471,21 @@ pub async fn a_compaction_swap_moves_lineage_and_happens_only_with_the_lease_and
     })
     .await
     .unwrap();
-    assert!(c.retired_before("s3://bucket/prefix", T0, 10).await.unwrap().is_empty(), "f3 retired at T0: not before");
-    let due = c.retired_before("s3://bucket/prefix", T0 + 3, 10).await.unwrap();
+    assert!(
+        c.retired_before("parquet", "s3://bucket/prefix", T0, 10).await.unwrap().is_empty(),
+        "f3 retired at T0: not before"
+    );
+    assert!(
+        c.retired_before("parquet/other", "s3://bucket/prefix", T0 + 3, 10).await.unwrap().is_empty(),
+        "another exporter's grace"
+    );
+    let due = c.retired_before("parquet", "s3://bucket/prefix", T0 + 3, 10).await.unwrap();
     assert_eq!(
         due.iter().map(|r| (r.file.file_id.as_str(), r.reason.as_str())).collect::<Vec<_>>(),
         [("f3", "retention"), ("f1", "compaction"), ("f2", "compaction")]
     );
     assert_eq!(due[1].index_paths, ["logs/x/f1.tantivy"]);
-    assert!(c.retired_before("s3://elsewhere", T0 + 3, 10).await.unwrap().is_empty());
+    assert!(c.retired_before("parquet", "s3://elsewhere", T0 + 3, 10).await.unwrap().is_empty());
     for r in &due {
         c.forget_file(&r.file.file_id).await.unwrap();
     }
@@ -470,24 +494,44 @@ pub async fn a_compaction_swap_moves_lineage_and_happens_only_with_the_lease_and
 }
 
 pub async fn expired_files_are_listed_per_table_and_tenant_and_batches_pruned(c: Catalog) {
-    let f = |id: &str, tenant: &str, table: &str, max: i64| {
-        let mut r = file(id, "parquet", tenant, table);
+    let f = |id: &str, exporter: &str, tenant: &str, table: &str, max: i64| {
+        let mut r = file(id, exporter, tenant, table);
         r.max_time = max;
         r
     };
-    for (id, tenant, table, max) in
-        [("a", "acme", "logs", 10), ("b", "acme", "logs", 30), ("c", "beta", "logs", 10), ("d", "acme", "spans", 10)]
-    {
-        c.add_file(&f(id, tenant, table, max), &[]).await.unwrap();
+    for (id, exporter, tenant, table, max) in [
+        ("a", "parquet", "acme", "logs", 10),
+        ("b", "parquet", "acme", "logs", 30),
+        ("c", "parquet", "beta", "logs", 10),
+        ("d", "parquet", "acme", "spans", 10),
+        ("e", "parquet/archive", "beta", "logs", 10),
+    ] {
+        c.add_file(&f(id, exporter, tenant, table, max), &[]).await.unwrap();
         c.file_stable(id, T0).await.unwrap();
     }
+    let mut other_root = f("g", "parquet", "beta", "logs", 10);
+    other_root.root = "s3://elsewhere".into();
+    c.add_file(&other_root, &[]).await.unwrap();
+    c.file_stable("g", T0).await.unwrap();
     let ids = |v: Vec<openwit_catalog::FileRow>| v.into_iter().map(|f| f.file_id).collect::<Vec<_>>();
-    assert_eq!(ids(c.expired_files("logs", None, &[], 20, 100).await.unwrap()), ["a", "c"]);
-    assert_eq!(ids(c.expired_files("logs", Some("acme"), &[], 31, 100).await.unwrap()), ["a", "b"]);
-    assert_eq!(ids(c.expired_files("logs", None, &["acme".into()], 31, 100).await.unwrap()), ["c"]);
-    assert_eq!(ids(c.expired_files("logs", None, &[], 31, 1).await.unwrap()).len(), 1);
+    let except = ["acme".to_string()];
+    let logs = openwit_catalog::Expired {
+        exporter: "parquet",
+        root: "s3://bucket/prefix",
+        table: "logs",
+        tenant: None,
+        except: &[],
+    };
+    let acme = openwit_catalog::Expired { tenant: Some("acme"), ..logs };
+    let not_acme = openwit_catalog::Expired { except: &except, ..logs };
+    assert_eq!(ids(c.expired_files(&logs, 20, 100).await.unwrap()), ["a", "c"], "this exporter's, in this store");
+    assert_eq!(ids(c.expired_files(&acme, 31, 100).await.unwrap()), ["a", "b"]);
+    assert_eq!(ids(c.expired_files(&not_acme, 31, 100).await.unwrap()), ["c"]);
+    assert_eq!(ids(c.expired_files(&logs, 31, 1).await.unwrap()).len(), 1);
+    // The tenant left out is left out by the query: a page is never filled with its files.
+    assert_eq!(ids(c.expired_files(&not_acme, 31, 1).await.unwrap()), ["c"]);
     assert_eq!(c.retire(&["a".into(), "a".into()], openwit_catalog::BY_RETENTION, T0).await.unwrap(), 1);
-    assert_eq!(ids(c.expired_files("logs", None, &[], 20, 100).await.unwrap()), ["c"], "retired ones are not listed");
+    assert_eq!(ids(c.expired_files(&logs, 20, 100).await.unwrap()), ["c"], "retired ones are not listed");
 
     c.apply(&[
         Update::Written { batch: batch("old", "acme", T0), at: T0 },

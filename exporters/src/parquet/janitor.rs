@@ -20,7 +20,7 @@
 use super::config::{Compaction, Retention};
 use super::uploader::{Shared, now_ms};
 use super::writer::{Finalized, Rows, Writer, WriterSettings};
-use openwit_catalog::{BY_COMPACTION, BY_RETENTION, COMPACTING, Catalog, FileFilter, FileRow, STABLE, SwapError};
+use openwit_catalog::{BY_COMPACTION, BY_RETENTION, COMPACTING, Catalog, Expired, FileRow, SwapError};
 use openwit_core::{Lineage, Signal, columnar};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -140,12 +140,19 @@ fn plan_compactions(files: Vec<FileRow>, c: &Compaction, now: i64) -> Vec<(Parti
 }
 
 async fn compact_all(shared: &Arc<Shared>, settings: &Settings, stop: &CancellationToken) -> Result<(), String> {
-    let filter =
-        FileFilter { exporter: Some(shared.exporter.clone()), state: Some(STABLE.to_string()), ..Default::default() };
-    let files = shared.catalog.files(&filter).await.map_err(|e| e.to_string())?;
+    let c = &settings.compaction;
     let root = &shared.destination.root;
-    let files: Vec<FileRow> = files.into_iter().filter(|f| &f.root == root).collect();
-    for (partition, inputs) in plan_compactions(files, &settings.compaction, now_ms()) {
+    // A file's rows lie in its hour, so a file of an hour that ended `min_age` ago has its newest row
+    // before then: the query leaves out the rest (plan_compactions checks the hour itself).
+    let now = now_ms();
+    let settled = (now - c.min_age.as_millis() as i64).saturating_mul(1_000_000);
+    let target = (c.target_megabytes * 1024.0 * 1024.0) as i64;
+    let files = shared
+        .catalog
+        .compaction_candidates(&shared.exporter, root, target / 2, settled)
+        .await
+        .map_err(|e| e.to_string())?;
+    for (partition, inputs) in plan_compactions(files, c, now) {
         if stop.is_cancelled() {
             break;
         }
@@ -309,29 +316,32 @@ async fn merge(shared: &Shared, settings: &Settings, signal: Signal, inputs: &[F
     }
 }
 
-/// The files of this exporter's store the retention rules retire now, oldest first.
+/// The files of this exporter's store the retention rules retire now, oldest first per rule, at most
+/// `limit` per table and rule.
 pub async fn expired(
     catalog: &Catalog,
     exporter: &str,
     root: &str,
     retention: &Retention,
     now_ms: i64,
+    limit: i64,
 ) -> Result<Vec<FileRow>, openwit_catalog::CatalogError> {
     let now_ns = now_ms.saturating_mul(1_000_000);
     let before = |d: Duration| now_ns.saturating_sub(d.as_nanos().min(i64::MAX as u128) as i64);
     let mut out = Vec::new();
     let own: Vec<String> = retention.tenants.keys().cloned().collect();
     for table in ["spans", "logs", "metrics"] {
+        let which = Expired { exporter, root, table, tenant: None, except: &own };
         for (tenant, d) in &retention.tenants {
             if !d.0.is_zero() {
-                out.extend(catalog.expired_files(table, Some(tenant), &[], before(d.0), PAGE).await?);
+                let one = Expired { tenant: Some(tenant), except: &[], ..which };
+                out.extend(catalog.expired_files(&one, before(d.0), limit).await?);
             }
         }
         if let Some(d) = retention.of_table(table) {
-            out.extend(catalog.expired_files(table, None, &own, before(d), PAGE).await?);
+            out.extend(catalog.expired_files(&which, before(d), limit).await?);
         }
     }
-    out.retain(|f| f.exporter == exporter && f.root == root);
     Ok(out)
 }
 
@@ -341,19 +351,21 @@ async fn retire_expired(shared: &Shared, retention: &Retention) -> Result<(), St
     }
     let now = now_ms();
     loop {
-        let files = expired(&shared.catalog, &shared.exporter, &shared.destination.root, retention, now)
+        let files = expired(&shared.catalog, &shared.exporter, &shared.destination.root, retention, now, PAGE)
             .await
             .map_err(|e| e.to_string())?;
-        if files.is_empty() {
+        let ids: Vec<String> = files.iter().map(|f| f.file_id.clone()).collect();
+        let n = if ids.is_empty() {
+            0
+        } else {
+            shared.catalog.retire(&ids, BY_RETENTION, now).await.map_err(|e| e.to_string())?
+        };
+        // Retired files leave the next page; none retired (none left, or all taken by another) ends it.
+        if n == 0 {
             break;
         }
-        let ids: Vec<String> = files.iter().map(|f| f.file_id.clone()).collect();
-        let n = shared.catalog.retire(&ids, BY_RETENTION, now).await.map_err(|e| e.to_string())?;
         shared.metrics.retired(BY_RETENTION, n);
         tracing::info!(exporter = %shared.exporter, files = n, "retired files past their retention");
-        if (files.len() as i64) < PAGE {
-            break;
-        }
     }
     if !retention.batches.is_zero() {
         let before = now - retention.batches.as_millis() as i64;
@@ -367,8 +379,11 @@ async fn retire_expired(shared: &Shared, retention: &Retention) -> Result<(), St
 async fn delete_retired(shared: &Shared, grace: Duration) -> Result<(), String> {
     loop {
         let before = now_ms() - grace.as_millis() as i64;
-        let due =
-            shared.catalog.retired_before(&shared.destination.root, before, PAGE).await.map_err(|e| e.to_string())?;
+        let due = shared
+            .catalog
+            .retired_before(&shared.exporter, &shared.destination.root, before, PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
         for r in &due {
             for path in r.index_paths.iter().chain([&r.file.path]) {
                 shared.destination.delete(path).await.map_err(|e| format!("cannot delete {path}: {e}"))?;
@@ -401,7 +416,7 @@ mod tests {
             max_time: min_time,
             row_count: 1,
             byte_size: bytes,
-            state: STABLE.into(),
+            state: openwit_catalog::STABLE.into(),
             created_at: 0,
             uploaded_at: None,
         }

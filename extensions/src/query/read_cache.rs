@@ -189,7 +189,6 @@ pub struct CachingStore {
     inner: Arc<dyn ObjectStore>,
     url: String,
     cache: Arc<ReadCache>,
-    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -206,16 +205,12 @@ impl std::fmt::Display for CachingStore {
 
 impl CachingStore {
     pub fn new(inner: Arc<dyn ObjectStore>, url: &str, cache: Arc<ReadCache>, max_concurrent: usize) -> CachingStore {
-        CachingStore {
-            inner,
-            url: url.to_string(),
-            cache,
-            permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
-        }
+        // object_store's own bound on requests in flight, under the cache.
+        let inner = Arc::new(object_store::limit::LimitStore::new(inner, max_concurrent.max(1)));
+        CachingStore { inner, url: url.to_string(), cache }
     }
 
     async fn fetch_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        let _permit = self.permits.acquire().await.expect("never closed");
         let got = self.inner.get_ranges(location, ranges).await?;
         self.cache.metrics.fetched.inc_by(got.iter().map(|b| b.len() as u64).sum());
         Ok(got)
@@ -245,10 +240,8 @@ impl ObjectStore for CachingStore {
             Some(GetRange::Bounded(r)) if plain && self.cache.cacheable(r) => r.clone(),
             None if whole && self.cache.settings.max_bytes > 0 => 0..u64::MAX,
             _ => {
-                let permit = self.permits.clone().acquire_owned().await.expect("never closed");
                 let got = self.inner.get_opts(location, options).await?;
                 self.cache.metrics.fetched.inc_by(got.range.end - got.range.start);
-                drop(permit);
                 return Ok(got);
             }
         };
@@ -266,10 +259,7 @@ impl ObjectStore for CachingStore {
             return Ok(result(bytes, meta, range));
         }
         self.cache.metrics.misses.inc();
-        let got = {
-            let _permit = self.permits.acquire().await.expect("never closed");
-            self.inner.get_opts(location, options).await?
-        };
+        let got = self.inner.get_opts(location, options).await?;
         let (meta, got_range, attributes) = (got.meta.clone(), got.range.clone(), got.attributes.clone());
         let bytes = got.bytes().await?;
         self.cache.metrics.fetched.inc_by(bytes.len() as u64);

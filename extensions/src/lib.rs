@@ -51,6 +51,11 @@ pub(crate) fn guarded(
 }
 
 /// The tenant a bound identity is limited to (`None`: no authenticator, no binding, or an admin).
+/// Unix milliseconds now (the catalog's unit of time).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 pub(crate) fn bound_to(identity: Option<&openwit_core::auth::Identity>) -> Option<&openwit_core::TenantId> {
     match identity.map(|i| &i.binding) {
         Some(openwit_core::auth::Binding::Tenant(t)) => Some(t),

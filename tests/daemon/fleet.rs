@@ -67,7 +67,7 @@ impl Node {
 
 /// `n` log records for `tenant` through the SDK's batch processor over gRPC, each body unique; returns
 /// once the SDK's flush returned (every record acknowledged).
-fn sdk_logs(endpoint: String, tenant: &str, node: usize, n: usize) {
+fn sdk_logs(endpoint: String, tenant: &str, node: usize, records: std::ops::Range<usize>) {
     use opentelemetry_otlp::{LogExporter, WithExportConfig, WithTonicConfig};
     let mut metadata = tonic::metadata::MetadataMap::new();
     metadata.insert("x-scope-orgid", tenant.parse().unwrap());
@@ -78,7 +78,7 @@ fn sdk_logs(endpoint: String, tenant: &str, node: usize, n: usize) {
         .with_resource(resource)
         .build();
     let logger = lp.logger("fleet");
-    for i in 0..n {
+    for i in records {
         let mut rec = logger.create_log_record();
         rec.set_body(SdkAny::from(format!("{tenant} node {node} record {i}")));
         rec.set_severity_number(Severity::Info);
@@ -127,8 +127,8 @@ async fn three_daemons_share_one_catalog_and_bucket() {
     for (i, node) in nodes.iter().enumerate() {
         let endpoint = format!("http://127.0.0.1:{}", node.daemon.grpc);
         loads.push(tokio::task::spawn_blocking(move || {
-            sdk_logs(endpoint.clone(), "acme", i, if i == 1 { 150 } else { 300 });
-            sdk_logs(endpoint, "globex", i, 100);
+            sdk_logs(endpoint.clone(), "acme", i, if i == 1 { 0..150 } else { 0..300 });
+            sdk_logs(endpoint, "globex", i, 0..100);
         }));
     }
     for l in loads {
@@ -139,29 +139,8 @@ async fn three_daemons_share_one_catalog_and_bucket() {
     let restarted = Node::start(dirs[1].clone(), &pg, apis[1], false, &env);
     restarted.daemon.wait_ready().await;
     let endpoint = format!("http://127.0.0.1:{}", restarted.daemon.grpc);
-    tokio::task::spawn_blocking(move || {
-        // The rest of node 1's load (bodies 150..300 differ from the first half).
-        use opentelemetry_otlp::{LogExporter, WithExportConfig, WithTonicConfig};
-        let mut metadata = tonic::metadata::MetadataMap::new();
-        metadata.insert("x-scope-orgid", "acme".parse().unwrap());
-        let exporter =
-            LogExporter::builder().with_tonic().with_endpoint(endpoint).with_metadata(metadata).build().unwrap();
-        let resource = opentelemetry_sdk::Resource::builder().with_service_name("edge-1").build();
-        let lp = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(resource)
-            .build();
-        let logger = lp.logger("fleet");
-        for i in 150..300 {
-            let mut rec = logger.create_log_record();
-            rec.set_body(SdkAny::from(format!("acme node 1 record {i}")));
-            logger.emit(rec);
-        }
-        lp.force_flush().unwrap();
-        lp.shutdown().unwrap();
-    })
-    .await
-    .unwrap();
+    // The rest of node 1's load (bodies 150..300 differ from the first half).
+    tokio::task::spawn_blocking(move || sdk_logs(endpoint, "acme", 1, 150..300)).await.unwrap();
     nodes[1] = restarted;
 
     // Every daemon answers the union for each tenant, each record once, nothing of the other tenant.

@@ -137,10 +137,7 @@ impl CatalogView {
                 // Files not in the catalog yet: active ones (rows in memory and in their `.part` file) and
                 // staged ones not yet recorded (recorded ones are `uploading` there).
                 let known: std::collections::HashSet<String> = rows.iter().map(|r| r.file_id.clone()).collect();
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
+                let now = crate::now_ms();
                 rows.extend(fresh.files.iter().filter(|f| !known.contains(&f.file_id)).map(|f| {
                     openwit_catalog::FileRow {
                         file_id: f.file_id.clone(),
@@ -192,10 +189,7 @@ impl CatalogView {
             }
             View::Nodes => {
                 // The daemons sharing the catalog: the same for every tenant (no tenant data in it).
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
+                let now = crate::now_ms();
                 let rows = catalog.nodes(now).await.map_err(|e| self.sources.unavailable(e))?;
                 let text = |f: &dyn Fn(&openwit_catalog::NodeRow) -> &str| -> ArrayRef {
                     Arc::new(StringArray::from_iter_values(rows.iter().map(f)))

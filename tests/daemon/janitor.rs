@@ -289,7 +289,7 @@ async fn retention_retires_exactly_the_expired_files_after_planning_them() {
     // logs and metrics 30 days (spans kept for ever), tenant acme 10 years, finished batches 1 s.
     let retention = config(
         api,
-        "    compaction:\n      enabled: false\n      interval: 200ms\n      grace_period: 1s
+        "    compaction:\n      enabled: false\n      interval: 200ms\n      grace_period: 3s
     retention:\n      logs: 30d\n      metrics: 30d\n      tenants:\n        acme: 3650d\n      batches: 1s",
     );
     let (base, cfg) = (dir.join("plan-base.yaml"), dir.join("plan.yaml"));
@@ -323,6 +323,12 @@ async fn retention_retires_exactly_the_expired_files_after_planning_them() {
 
     let d = Daemon::spawn_sources_env(&dir, &[BASE, &retention], &[]);
     d.wait_ready().await;
+    // Retired first: out of every query at once, their objects kept for the grace period.
+    let retired = "SELECT count(*) AS n FROM files WHERE state = 'retired'";
+    until(api, "expired files retired", retired, |v| count(v) == expired.len() as i64).await;
+    assert_eq!(sql_rows(api, "SELECT count(*) AS n FROM logs").await, json!([{"n": 40}]), "retired rows are gone");
+    let storage = dir.join("data/storage");
+    assert!(expired.iter().all(|p| storage.join(p).exists()), "objects stay during the grace period");
     until(api, "expired files deleted", "SELECT count(*) AS n FROM files", |v| count(v) == kept.len() as i64).await;
     assert_eq!(paths(&sql_rows(api, "SELECT path FROM files ORDER BY path").await), {
         let mut k = kept.clone();
@@ -333,7 +339,6 @@ async fn retention_retires_exactly_the_expired_files_after_planning_them() {
     assert_eq!(sql_rows(api, "SELECT count(*) AS n FROM metrics").await, json!([{"n": 40}]));
     assert_eq!(sql_rows(api, "SELECT count(*) AS n FROM spans").await, json!([{"n": 80}]), "spans are kept");
     assert_eq!(sql_as(api, "acme", "SELECT count(*) AS n FROM logs").await, json!([{"n": 40}]), "acme keeps 10 years");
-    let storage = dir.join("data/storage");
     let deadline = Instant::now() + Duration::from_secs(20);
     while expired.iter().any(|p| storage.join(p).exists()) {
         assert!(Instant::now() < deadline, "expired objects still in the store");

@@ -77,3 +77,12 @@ def wait_api(api, seconds=30):
             if time.monotonic() > deadline:
                 raise SystemExit(f"OpenWit's query API on port {api} did not answer within {seconds} s")
             time.sleep(0.1)
+
+
+def free_port():
+    """A loopback port free right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

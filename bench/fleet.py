@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from common import openwit_sql, timed, wait_api
+from common import free_port, openwit_sql, timed, wait_api
 
 CONFIG = """
 receivers:
@@ -75,12 +75,6 @@ QUERIES = {
     "slowest 20": "SELECT name, duration_ns FROM spans ORDER BY duration_ns DESC, name LIMIT 20",
     "one trace": None,  # filled in from the data
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pg_bin(name):

@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.request
 
-from common import openwit_sql, timed, wait_api
+from common import free_port, openwit_sql, timed, wait_api
 
 CONFIG = """
 receivers:
@@ -65,14 +65,6 @@ QUERIES = {
     "last 100 errors": "SELECT time, body FROM logs WHERE severity_text = 'ERROR' ORDER BY time DESC, body LIMIT 100",
     "text_match count": "SELECT count(*) AS n FROM logs WHERE text_match(body, 'timeout')",
 }
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(openwit, cfg, data, log):

@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The extension types that are settings, with a line each for `openwit components`.
-pub const SETTINGS: [(&str, &str); 2] = [
+pub const SETTINGS: [(&str, &str); 3] = [
     ("wal", "write-ahead log settings (directory, fsync, segment size, disk budget, retries): read at start"),
     ("catalog", "catalog database (SQLite file by default, PostgreSQL to share): read at start"),
+    ("plugins", "plugin libraries (paths) whose processors and exporters join the built-in types: loaded at start"),
 ];
 
 /// `extensions: wal: {…}`.

@@ -11,6 +11,7 @@ mod error;
 mod expand;
 mod merge;
 mod model;
+mod plugins;
 mod redact;
 mod set;
 mod source;
@@ -18,10 +19,11 @@ mod source;
 pub use durability::{CatalogSettings, SETTINGS, WalSettings};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{PipelineId, PipelineSpec, Resolved, ResolvedConfig, TelemetryConfig, TelemetryLogs};
+pub use plugins::{PluginPath, PluginSettings, plugin_paths};
 pub use redact::redact;
 pub use source::ConfigSource;
 
-use merge::Origins;
+pub use merge::Origins;
 use openwit_core::Registry;
 use serde_yaml_ng::Value;
 
@@ -46,6 +48,12 @@ pub fn load(sources: &[ConfigSource], sets: &[String]) -> Result<(Value, Origins
 pub fn resolve(sources: &[ConfigSource], sets: &[String], registry: &Registry) -> Result<ResolvedConfig, ConfigErrors> {
     let (tree, origins) = load(sources, sets)?;
     model::resolve(tree, &origins, registry)
+}
+
+/// Validates a loaded tree against the registry (after plugins, read with `plugin_paths`, added their
+/// component types to it).
+pub fn resolve_tree(tree: Value, origins: &Origins, registry: &Registry) -> Result<ResolvedConfig, ConfigErrors> {
+    model::resolve(tree, origins, registry)
 }
 
 #[cfg(test)]

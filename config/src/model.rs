@@ -216,7 +216,15 @@ pub(crate) struct Ctx<'a> {
     broken: HashSet<(ComponentKind, String)>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(origins: &'a Origins) -> Ctx<'a> {
+        Ctx { origins, errors: Vec::new(), broken: HashSet::new() }
+    }
+
+    pub(crate) fn into_result(self) -> Result<(), ConfigErrors> {
+        if self.errors.is_empty() { Ok(()) } else { Err(ConfigErrors(self.errors)) }
+    }
+
     pub(crate) fn err(&mut self, path: &str, msg: impl Into<String>) {
         self.errors.push(ConfigError::new(self.origins.source_of(path), path, msg));
     }
@@ -224,7 +232,7 @@ impl Ctx<'_> {
 
 /// Validates the merged tree against the registry.
 pub fn resolve(tree: Value, origins: &Origins, registry: &Registry) -> Result<ResolvedConfig, ConfigErrors> {
-    let mut cx = Ctx { origins, errors: Vec::new(), broken: HashSet::new() };
+    let mut cx = Ctx::new(origins);
     let empty = Mapping::new();
     let top = match &tree {
         Value::Mapping(m) => m,
@@ -398,7 +406,7 @@ fn section<C: ?Sized>(cx: &mut Ctx, top: &Mapping, kind: ComponentKind, factorie
 }
 
 /// Reads the one extension of type `type_name` that holds settings (defaults when there is none).
-fn setting<T: ComponentConfig>(cx: &mut Ctx, top: &Mapping, type_name: &str) -> T {
+pub(crate) fn setting<T: ComponentConfig>(cx: &mut Ctx, top: &Mapping, type_name: &str) -> T {
     let Some(Value::Mapping(m)) = top.get("extensions") else { return T::default() };
     let mut found: Option<(String, &Value)> = None;
     for (k, v) in m {

@@ -206,6 +206,13 @@ impl Segment {
         self.open = false;
         self.token.settle(v);
     }
+
+    /// Gives these items up without a verdict, saying why: the batch is delivered again from the WAL,
+    /// as when a holder panics, but the reason names what happened.
+    pub fn lose(mut self, reason: &str) {
+        self.open = false;
+        self.token.record(Outcome::Lost(format!("{reason} (items {}..{})", self.start, self.start + self.len)));
+    }
 }
 
 impl Clone for Segment {
@@ -312,6 +319,13 @@ impl Lineage {
         }
     }
 
+    /// Gives every item up without a verdict (see `Segment::lose`).
+    pub fn lose(self, reason: &str) {
+        for s in self.0 {
+            s.lose(reason);
+        }
+    }
+
     /// `(batch id, item index within that batch)` for each item, in order.
     pub fn items(&self) -> impl Iterator<Item = (BatchId, u32)> + '_ {
         self.0.iter().flat_map(|s| (s.start..s.start + s.len).map(move |i| (*s.token.id(), i)))
@@ -373,6 +387,14 @@ mod tests {
         assert!(std::panic::AssertUnwindSafe(run).catch_unwind().await.is_err());
         let c = rx.try_recv().unwrap();
         assert_eq!(c.outcome, Outcome::Lost("exporter testing panicked (items 0..2)".into()));
+    }
+
+    #[test]
+    fn a_lost_lineage_is_delivered_again_with_its_reason() {
+        let (t, mut rx) = token(7);
+        let l = Lineage::whole(t, 4);
+        l.lose("plugin redact panicked");
+        assert_eq!(rx.try_recv().unwrap().outcome, Outcome::Lost("plugin redact panicked (items 0..4)".into()));
     }
 
     #[test]

@@ -162,6 +162,37 @@ impl Batch {
         n
     }
 
+    /// What a processor that works on Arrow rows does with its result: `rows` become the batch's
+    /// items, one per item it keeps, in order (`keep` has one flag per item before). The items not
+    /// kept are settled `Verdict::Dropped` and counted; the payload is rebuilt from `rows`, so that
+    /// every later component — Arrow or OTLP — sees the change. Nothing changes when the rows cannot
+    /// be read back as this batch's signal. Returns how many items were dropped.
+    pub fn replace_rows(
+        &mut self,
+        keep: &[bool],
+        rows: RecordBatch,
+        dropped: &crate::telemetry::SignalCounters,
+    ) -> Result<usize, crate::columnar::ColumnarError> {
+        let kept = keep.iter().filter(|k| **k).count();
+        if keep.len() != self.item_count() || rows.num_rows() != kept {
+            return Err(format!(
+                "{} rows for {kept} kept items of {} ({} flags)",
+                rows.num_rows(),
+                self.item_count(),
+                keep.len()
+            )
+            .into());
+        }
+        let payload = crate::columnar::from_record_batch(self.signal(), &rows)?;
+        let removed = self.lineage.retain(keep);
+        let n = keep.len() - kept;
+        dropped.add(self.signal(), n);
+        removed.settle(&Verdict::Dropped);
+        self.payload = payload;
+        self.columnar = Columnar::ready(rows);
+        Ok(n)
+    }
+
     /// Settles every item this batch carries, on this path.
     pub fn settle(self, v: &Verdict) {
         self.lineage.settle(v);

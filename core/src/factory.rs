@@ -284,3 +284,18 @@ pub struct Registry {
     /// (`BuildEnv::connector_outputs`); the plain `Fanout` they get reaches all of those pipelines.
     pub connectors: FactorySet<dyn Processor>,
 }
+
+/// A component's YAML section as JSON text, what a plugin is given (`{}` for an empty section).
+pub fn section_json(raw: &Value) -> Result<String, ConfigIssue> {
+    if raw.is_null() {
+        return Ok("{}".into());
+    }
+    serde_json::to_string(raw)
+        .map_err(|e| ConfigIssue::new("", format!("cannot hand this section to the plugin as JSON: {e}")))
+}
+
+/// Names, descriptions and signals of plugin components live as long as their library, which is
+/// never unloaded.
+pub fn leak_str(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}

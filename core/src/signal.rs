@@ -41,3 +41,24 @@ impl fmt::Display for Signal {
         f.write_str(self.as_str())
     }
 }
+
+/// The plugin ABI's names for the signals (`openwit-plugin`).
+impl From<openwit_plugin::Signal> for Signal {
+    fn from(s: openwit_plugin::Signal) -> Signal {
+        match s {
+            openwit_plugin::Signal::Traces => Signal::Traces,
+            openwit_plugin::Signal::Metrics => Signal::Metrics,
+            openwit_plugin::Signal::Logs => Signal::Logs,
+        }
+    }
+}
+
+impl From<Signal> for openwit_plugin::Signal {
+    fn from(s: Signal) -> openwit_plugin::Signal {
+        match s {
+            Signal::Traces => openwit_plugin::Signal::Traces,
+            Signal::Metrics => openwit_plugin::Signal::Metrics,
+            Signal::Logs => openwit_plugin::Signal::Logs,
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 mod durable;
 mod graph;
+mod plugins;
 mod query_cli;
 mod registry;
 mod retention_cli;
@@ -52,7 +53,7 @@ enum Command {
     Run,
     /// Check the config and exit: 0 when valid, 1 with every problem listed otherwise.
     Validate,
-    /// List the built-in component types.
+    /// List the component types: the built-ins, and those of the plugins the config (if given) loads.
     Components,
     /// Print the merged, expanded config with secrets redacted.
     PrintConfig,
@@ -91,17 +92,47 @@ impl Cli {
             self.configs.iter().map(|c| ConfigSource::parse(c)).collect()
         }
     }
+
+    /// The merged config, and the registry for it: the built-ins and the components of the plugins it
+    /// loads.
+    fn load(&self) -> Result<Loaded, openwit_config::ConfigErrors> {
+        let mut registry = registry::builtin();
+        let (tree, origins) = openwit_config::load(&self.sources(), &self.sets)?;
+        let plugins = plugins::load(&mut registry, &openwit_config::plugin_paths(&tree, &origins)?)?;
+        Ok(Loaded { registry, plugins, tree, origins })
+    }
+
+    /// Loads the config and its plugins, and validates it.
+    fn resolve(&self) -> Result<openwit_config::ResolvedConfig, openwit_config::ConfigErrors> {
+        let l = self.load()?;
+        openwit_config::resolve_tree(l.tree, &l.origins, &l.registry)
+    }
+}
+
+struct Loaded {
+    registry: openwit_core::Registry,
+    plugins: Vec<plugins::Loaded>,
+    tree: serde_yaml_ng::Value,
+    origins: openwit_config::Origins,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let registry = registry::builtin();
     match cli.command.as_ref().unwrap_or(&Command::Run) {
         Command::Components => {
-            print!("{}", components(&registry));
-            ExitCode::SUCCESS
+            // Without --config only the built-ins are listed (the embedded default loads no plugin).
+            match cli.load() {
+                Ok(l) => {
+                    print!("{}", components(&l.registry, &l.plugins));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprint!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
-        Command::Validate => match openwit_config::resolve(&cli.sources(), &cli.sets, &registry) {
+        Command::Validate => match cli.resolve() {
             Ok(_) => {
                 println!("configuration is valid");
                 ExitCode::SUCCESS
@@ -136,7 +167,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Retention(RetentionCommand::Plan) => {
-            let planned = openwit_config::resolve(&cli.sources(), &cli.sets, &registry)
+            let planned = cli
+                .resolve()
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .and_then(|cfg| retention_cli::plan(&cfg, &cli.data_dir));
             match planned {
@@ -158,7 +190,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => {
-            let cfg = match openwit_config::resolve(&cli.sources(), &cli.sets, &registry) {
+            let cfg = match cli.resolve() {
                 Ok(c) => c,
                 Err(e) => {
                     eprint!("{e}");
@@ -185,8 +217,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn components(registry: &openwit_core::Registry) -> String {
-    fn section<C: ?Sized>(out: &mut String, title: &str, set: &openwit_core::FactorySet<C>) {
+fn components(registry: &openwit_core::Registry, loaded: &[plugins::Loaded]) -> String {
+    fn section<C: ?Sized>(
+        out: &mut String,
+        title: &str,
+        set: &openwit_core::FactorySet<C>,
+        stability: &dyn Fn(&str) -> String,
+    ) {
         out.push_str(title);
         out.push_str(":\n");
         for f in set.iter() {
@@ -197,17 +234,27 @@ fn components(registry: &openwit_core::Registry) -> String {
                 "  {}{aliases}\n    signals: {}\n    stability: {}\n    {}\n",
                 f.type_name(),
                 signals.join(", "),
-                registry::stability(f.type_name()),
+                stability(f.type_name()),
                 f.description()
             ));
         }
     }
+    // A plugin's types say which library they come from instead of a stability level.
+    let stability = |noun: &'static str| {
+        move |type_name: &str| -> String {
+            let want = format!("{noun} {type_name}");
+            match loaded.iter().find(|l| l.types.contains(&want)) {
+                Some(l) => format!("plugin {} {} ({})", l.name, l.version, l.path.display()),
+                None => registry::stability(type_name).to_string(),
+            }
+        }
+    };
     let mut out = String::new();
-    section(&mut out, "receivers", &registry.receivers);
-    section(&mut out, "processors", &registry.processors);
-    section(&mut out, "exporters", &registry.exporters);
-    section(&mut out, "connectors", &registry.connectors);
-    section(&mut out, "extensions", &registry.extensions);
+    section(&mut out, "receivers", &registry.receivers, &stability("receiver"));
+    section(&mut out, "processors", &registry.processors, &stability("processor"));
+    section(&mut out, "exporters", &registry.exporters, &stability("exporter"));
+    section(&mut out, "connectors", &registry.connectors, &stability("connector"));
+    section(&mut out, "extensions", &registry.extensions, &stability("extension"));
     for (name, what) in openwit_config::SETTINGS {
         out.push_str(&format!("  {name}\n    settings, not a running extension\n    {what}\n"));
     }

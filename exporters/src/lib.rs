@@ -5,4 +5,5 @@ pub mod file;
 pub mod nop;
 pub mod otlp;
 pub mod parquet;
+pub mod plugin;
 pub mod testing;

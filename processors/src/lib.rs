@@ -5,6 +5,7 @@ pub mod batch;
 pub mod filter;
 pub mod memory_limiter;
 pub mod ottl;
+pub mod plugin;
 pub mod probabilistic_sampler;
 pub mod resource;
 pub mod testing;

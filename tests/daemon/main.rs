@@ -28,6 +28,7 @@ mod janitor;
 mod kafka;
 mod loadgen;
 mod own_metrics;
+mod plugins;
 mod parquet;
 mod power_loss;
 mod processors;

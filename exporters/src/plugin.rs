@@ -1,0 +1,141 @@
+//! Exporters from plugin libraries (`extensions: plugins`): each batch's Arrow rows go to the plugin,
+//! whose answer is the batch's verdict; see `docs/plugins.md`.
+//!
+//! `Ok` from the plugin is `stored` (the plugin promises the rows are durable where it sends them);
+//! a retryable error is retried by the runtime with backoff (`wal.export_retries`), then marked
+//! failed; a permanent one fails the batch at once; a panic (caught by the Rust SDK) counts as
+//! retryable and the instance is rebuilt. An instance is built per signal, on its first batch.
+//! Plugin calls may block (files, network): they run on Tokio's blocking threads.
+
+use async_trait::async_trait;
+use openwit_core::factory::{ConfigIssue, Configured, ParsedConfig, leak_str, section_json};
+use openwit_core::{Batch, BuildEnv, ComponentId, ExportError, Exporter, Factory, Signal};
+use openwit_plugin::host::{CallError, Component, Instance};
+use serde_yaml_ng::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The factory of a plugin's exporter type.
+pub fn factory(component: Arc<Component>) -> Arc<dyn Factory<dyn Exporter>> {
+    Arc::new(PluginFactory {
+        type_name: leak_str(&component.type_name),
+        description: leak_str(&component.description),
+        signals: Vec::leak(component.signals.iter().map(|s| Signal::from(*s)).collect()),
+        component,
+    })
+}
+
+struct PluginFactory {
+    type_name: &'static str,
+    description: &'static str,
+    signals: &'static [Signal],
+    component: Arc<Component>,
+}
+
+impl Factory<dyn Exporter> for PluginFactory {
+    fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+    fn signals(&self) -> &'static [Signal] {
+        self.signals
+    }
+    fn description(&self) -> &'static str {
+        self.description
+    }
+    fn parse(&self, raw: &Value) -> Result<ParsedConfig<dyn Exporter>, ConfigIssue> {
+        let json = section_json(raw)?;
+        self.component.validate(&json).map_err(|e| ConfigIssue::new("", e))?;
+        Ok(Arc::new(PluginConfig { json, component: self.component.clone() }))
+    }
+    fn reads_columnar(&self) -> bool {
+        true
+    }
+}
+
+struct PluginConfig {
+    json: String,
+    component: Arc<Component>,
+}
+
+impl Configured<dyn Exporter> for PluginConfig {
+    fn build(&self, id: &ComponentId, _env: &BuildEnv) -> anyhow::Result<Box<dyn Exporter>> {
+        Ok(Box::new(PluginExporter {
+            id: id.to_string(),
+            json: self.json.clone(),
+            component: self.component.clone(),
+            instances: HashMap::new(),
+        }))
+    }
+}
+
+struct PluginExporter {
+    id: String,
+    json: String,
+    component: Arc<Component>,
+    /// One per signal, built on its first batch; taken out while a call runs on a blocking thread.
+    instances: HashMap<Signal, Instance>,
+}
+
+fn export_error(id: &str, e: CallError) -> ExportError {
+    match e {
+        CallError::Permanent(t) => ExportError::Permanent(format!("exporter {id}: {t}")),
+        CallError::Retryable(t) => ExportError::Retryable(format!("exporter {id}: {t}")),
+        CallError::Panicked(t) => ExportError::Retryable(format!("exporter {id}: the plugin {t}")),
+    }
+}
+
+impl PluginExporter {
+    /// Runs `call` on the signal's instance on a blocking thread; the instance comes back unless the
+    /// plugin panicked (then the next batch builds a fresh one).
+    async fn call<T: Send + 'static>(
+        &mut self,
+        signal: Signal,
+        call: impl FnOnce(&mut Instance) -> Result<T, CallError> + Send + 'static,
+    ) -> Result<T, ExportError> {
+        let mut instance = match self.instances.remove(&signal) {
+            Some(i) => i,
+            None => {
+                let (component, json) = (self.component.clone(), self.json.clone());
+                tokio::task::spawn_blocking(move || component.create(&json, signal.into()))
+                    .await
+                    .map_err(|e| ExportError::Retryable(format!("exporter {}: {e}", self.id)))?
+                    .map_err(|e| export_error(&self.id, e))?
+            }
+        };
+        let (instance, result) = tokio::task::spawn_blocking(move || {
+            let r = call(&mut instance);
+            (instance, r)
+        })
+        .await
+        .map_err(|e| ExportError::Retryable(format!("exporter {}: {e}", self.id)))?;
+        match &result {
+            Err(CallError::Panicked(e)) => {
+                tracing::error!(exporter = %self.id, "the plugin {e}; its instance is rebuilt for the next batch");
+            }
+            _ => {
+                self.instances.insert(signal, instance);
+            }
+        }
+        result.map_err(|e| export_error(&self.id, e))
+    }
+}
+
+#[async_trait]
+impl Exporter for PluginExporter {
+    async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
+        let rows = batch.columnar().map_err(|e| ExportError::Permanent(format!("exporter {}: {e}", self.id)))?.clone();
+        self.call(batch.signal(), move |i| i.export(&rows)).await
+    }
+
+    async fn shutdown(&mut self) -> Result<(), ExportError> {
+        let signals: Vec<Signal> = self.instances.keys().copied().collect();
+        let mut first = Ok(());
+        for s in signals {
+            let r = self.call(s, |i| i.flush()).await;
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}

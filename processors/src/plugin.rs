@@ -1,0 +1,181 @@
+//! Processors from plugin libraries (`extensions: plugins`): each batch's Arrow rows go to the
+//! plugin and come back changed, with the rows it dropped; see `docs/plugins.md`.
+//!
+//! What the boundary guarantees the rest of the pipeline:
+//! - the rows that come back are checked (valid Arrow, the table's columns and types, one row per
+//!   row given); rows that do not fit fail the batch as permanent, never reach storage;
+//! - the `tenant` column is the daemon's: it is put back as it was, whatever the plugin returned;
+//! - dropped rows are settled as dropped on purpose and counted
+//!   (`openwit_processor_dropped_*_total{processor}`), the rest go on with their payload rebuilt
+//!   from the rows, so OTLP exporters downstream see the change too;
+//! - a retryable error or a panic gives the batch up without a verdict: the WAL delivers it again
+//!   (with backoff; after `wal.max_redeliveries` in a row it is marked failed). After a panic the
+//!   instance is replaced by a fresh one built from the same config.
+
+use arrow::array::{BooleanArray, RecordBatch};
+use async_trait::async_trait;
+use openwit_core::factory::{ConfigIssue, Configured, ParsedConfig, leak_str, section_json};
+use openwit_core::telemetry::{SignalCounters, dropped_items};
+use openwit_core::{Batch, BuildEnv, ComponentId, Factory, Fanout, Processor, Signal, Verdict};
+use openwit_plugin::host::{CallError, Component, Processed, RowProcessor};
+use serde_yaml_ng::Value;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// The factory of a plugin's processor type.
+pub fn factory(component: Arc<Component>) -> Arc<dyn Factory<dyn Processor>> {
+    Arc::new(PluginFactory {
+        type_name: leak_str(&component.type_name),
+        description: leak_str(&component.description),
+        signals: Vec::leak(component.signals.iter().map(|s| Signal::from(*s)).collect()),
+        component,
+    })
+}
+
+struct PluginFactory {
+    type_name: &'static str,
+    description: &'static str,
+    signals: &'static [Signal],
+    component: Arc<Component>,
+}
+
+impl Factory<dyn Processor> for PluginFactory {
+    fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+    fn signals(&self) -> &'static [Signal] {
+        self.signals
+    }
+    fn description(&self) -> &'static str {
+        self.description
+    }
+    fn parse(&self, raw: &Value) -> Result<ParsedConfig<dyn Processor>, ConfigIssue> {
+        let json = section_json(raw)?;
+        self.component.validate(&json).map_err(|e| ConfigIssue::new("", e))?;
+        Ok(Arc::new(PluginConfig { json, component: self.component.clone() }))
+    }
+    /// The plugin works on Arrow rows: the pipeline converts before it, and its rows go on.
+    fn keeps_columnar(&self) -> bool {
+        true
+    }
+}
+
+struct PluginConfig {
+    json: String,
+    component: Arc<Component>,
+}
+
+impl Configured<dyn Processor> for PluginConfig {
+    fn build(&self, id: &ComponentId, env: &BuildEnv) -> anyhow::Result<Box<dyn Processor>> {
+        let signal = env.signal.ok_or_else(|| anyhow::anyhow!("processor {id} is built outside a pipeline"))?;
+        let (component, json) = (self.component.clone(), self.json.clone());
+        let make = move || -> Result<Box<dyn RowProcessor>, String> {
+            component.create(&json, signal.into()).map(|i| Box::new(i) as Box<dyn RowProcessor>).map_err(|e| e.to_string())
+        };
+        let rows = make().map_err(|e| anyhow::anyhow!("processor {id}: the plugin refused to start: {e}"))?;
+        Ok(Box::new(PluginProcessor::new(id.to_string(), rows, Box::new(make), dropped_items(&env.telemetry, &id.to_string()))))
+    }
+}
+
+/// Makes a fresh instance (after a panic).
+pub type Remake = Box<dyn Fn() -> Result<Box<dyn RowProcessor>, String> + Send>;
+
+/// The pipeline stage around a `RowProcessor` (a plugin instance, or the same logic linked in).
+pub struct PluginProcessor {
+    id: String,
+    rows: Option<Box<dyn RowProcessor>>,
+    remake: Remake,
+    dropped: SignalCounters,
+}
+
+impl PluginProcessor {
+    pub fn new(id: String, rows: Box<dyn RowProcessor>, remake: Remake, dropped: SignalCounters) -> PluginProcessor {
+        PluginProcessor { id, rows: Some(rows), remake, dropped }
+    }
+
+    /// Runs the plugin on one batch; the batch that goes on, if any (the others are settled or given
+    /// up here).
+    pub fn process(&mut self, mut batch: Batch) -> Option<Batch> {
+        let rows = match batch.columnar() {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                batch.settle(&Verdict::Permanent(format!("processor {}: {e}", self.id)));
+                return None;
+            }
+        };
+        let Some(instance) = self.rows.as_mut() else {
+            // The last panic's replacement could not be built: try again now.
+            return self.remake_then_lose(batch, "no instance");
+        };
+        match instance.process(&rows) {
+            Ok(processed) => match self.apply(&mut batch, &rows, processed) {
+                Ok(()) => Some(batch),
+                Err(e) => {
+                    tracing::error!(processor = %self.id, "the batch is marked failed: {e}");
+                    batch.settle(&Verdict::Permanent(format!("processor {}: {e}", self.id)));
+                    None
+                }
+            },
+            Err(CallError::Permanent(e)) => {
+                tracing::error!(processor = %self.id, "the plugin failed the batch (permanent): {e}");
+                batch.settle(&Verdict::Permanent(format!("processor {}: {e}", self.id)));
+                None
+            }
+            Err(CallError::Retryable(e)) => {
+                tracing::warn!(processor = %self.id, "the plugin failed the batch (retryable); it is delivered again: {e}");
+                batch.lineage.lose(&format!("processor {} failed (retryable): {e}", self.id));
+                None
+            }
+            Err(CallError::Panicked(e)) => {
+                tracing::error!(processor = %self.id, "the plugin {e}; the batch is delivered again, the instance rebuilt");
+                self.rows = None;
+                self.remake_then_lose(batch, &format!("plugin {e}"))
+            }
+        }
+    }
+
+    fn remake_then_lose(&mut self, batch: Batch, why: &str) -> Option<Batch> {
+        match (self.remake)() {
+            Ok(r) => self.rows = Some(r),
+            Err(e) => tracing::error!(processor = %self.id, "cannot rebuild the plugin's instance: {e}"),
+        }
+        batch.lineage.lose(&format!("processor {}: {why}", self.id));
+        None
+    }
+
+    /// Puts the plugin's rows on the batch: the tenant column restored, dropped rows removed and
+    /// settled.
+    fn apply(&self, batch: &mut Batch, input: &RecordBatch, p: Processed) -> Result<(), String> {
+        let Processed { rows, keep } = p;
+        let rows = match input.schema().index_of("tenant") {
+            Ok(i) => {
+                let mut columns = rows.columns().to_vec();
+                columns[i] = input.column(i).clone();
+                RecordBatch::try_new(input.schema(), columns).map_err(|e| e.to_string())?
+            }
+            Err(_) => rows,
+        };
+        let rows = if keep.iter().all(|k| *k) {
+            rows
+        } else {
+            arrow::compute::filter_record_batch(&rows, &BooleanArray::from(keep.clone())).map_err(|e| e.to_string())?
+        };
+        batch
+            .replace_rows(&keep, rows, &self.dropped)
+            .map(|_| ())
+            .map_err(|e| format!("the plugin's rows cannot be read back: {e}"))
+    }
+}
+
+#[async_trait]
+impl Processor for PluginProcessor {
+    async fn run(&mut self, input: &mut mpsc::Receiver<Batch>, output: &Fanout) {
+        while let Some(batch) = input.recv().await {
+            if let Some(b) = self.process(batch)
+                && !crate::pass_on(b, output).await
+            {
+                return;
+            }
+        }
+    }
+}

@@ -76,11 +76,12 @@ struct PluginExporter {
     instances: HashMap<Signal, Instance>,
 }
 
-fn export_error(id: &str, e: CallError) -> ExportError {
+/// The runtime names the exporter in what it logs and records.
+fn export_error(e: CallError) -> ExportError {
     match e {
-        CallError::Permanent(t) => ExportError::Permanent(format!("exporter {id}: {t}")),
-        CallError::Retryable(t) => ExportError::Retryable(format!("exporter {id}: {t}")),
-        CallError::Panicked(t) => ExportError::Retryable(format!("exporter {id}: the plugin {t}")),
+        CallError::Permanent(t) => ExportError::Permanent(t),
+        CallError::Retryable(t) => ExportError::Retryable(t),
+        CallError::Panicked(t) => ExportError::Retryable(format!("the plugin {t}")),
     }
 }
 
@@ -98,8 +99,8 @@ impl PluginExporter {
                 let (component, json) = (self.component.clone(), self.json.clone());
                 tokio::task::spawn_blocking(move || component.create(&json, signal.into()))
                     .await
-                    .map_err(|e| ExportError::Retryable(format!("exporter {}: {e}", self.id)))?
-                    .map_err(|e| export_error(&self.id, e))?
+                    .map_err(|e| ExportError::Retryable(e.to_string()))?
+                    .map_err(export_error)?
             }
         };
         let (instance, result) = tokio::task::spawn_blocking(move || {
@@ -107,7 +108,7 @@ impl PluginExporter {
             (instance, r)
         })
         .await
-        .map_err(|e| ExportError::Retryable(format!("exporter {}: {e}", self.id)))?;
+        .map_err(|e| ExportError::Retryable(e.to_string()))?;
         match &result {
             Err(CallError::Panicked(e)) => {
                 tracing::error!(exporter = %self.id, "the plugin {e}; its instance is rebuilt for the next batch");
@@ -116,14 +117,14 @@ impl PluginExporter {
                 self.instances.insert(signal, instance);
             }
         }
-        result.map_err(|e| export_error(&self.id, e))
+        result.map_err(export_error)
     }
 }
 
 #[async_trait]
 impl Exporter for PluginExporter {
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
-        let rows = batch.columnar().map_err(|e| ExportError::Permanent(format!("exporter {}: {e}", self.id)))?.clone();
+        let rows = batch.columnar().map_err(|e| ExportError::Permanent(e.to_string()))?.clone();
         self.call(batch.signal(), move |i| i.export(&rows)).await
     }
 

@@ -265,7 +265,8 @@ impl Drop for Instance {
     }
 }
 
-/// A processor's answer: its rows (one per input row) and which input rows to keep.
+/// A processor's answer: its rows (one per input row, valid Arrow; `checked_output` checks they fit)
+/// and which input rows to keep.
 pub struct Processed {
     pub rows: RecordBatch,
     pub keep: Vec<bool>,
@@ -274,7 +275,8 @@ pub struct Processed {
 /// Checks rows a plugin returned against the rows it was given: every buffer valid, the same columns
 /// of the same types, one row per input row. The result carries the input's schema.
 pub fn checked_output(input: &RecordBatch, output: RecordBatch) -> Result<RecordBatch, CallError> {
-    let bad = |what: String| CallError::Permanent(format!("the plugin returned rows that do not fit the table: {what}"));
+    let bad =
+        |what: String| CallError::Permanent(format!("the plugin returned rows that do not fit the table: {what}"));
     let (want, got) = (input.schema(), output.schema());
     if want.fields().len() != got.fields().len() {
         return Err(bad(format!("{} columns, expected {}", got.fields().len(), want.fields().len())));
@@ -329,7 +331,7 @@ impl Instance {
             if s.null_count() > 0 {
                 return Err(CallError::Permanent("the plugin returned null rows".into()));
             }
-            checked_output(rows, RecordBatch::from(s))?
+            RecordBatch::from(s)
         };
         Ok(Processed { rows: output, keep: keep.into_iter().map(|k| k != 0).collect() })
     }
@@ -382,6 +384,6 @@ impl<P: guest::Processor> RowProcessor for Native<P> {
         let mut keep = vec![true; rows.num_rows()];
         let out = catch_unwind(AssertUnwindSafe(|| self.0.process(rows.clone(), &mut keep)))
             .map_err(|_| CallError::Panicked("panicked".into()))??;
-        Ok(Processed { rows: checked_output(rows, out)?, keep })
+        Ok(Processed { rows: out, keep })
     }
 }

@@ -70,10 +70,18 @@ impl Configured<dyn Processor> for PluginConfig {
         let signal = env.signal.ok_or_else(|| anyhow::anyhow!("processor {id} is built outside a pipeline"))?;
         let (component, json) = (self.component.clone(), self.json.clone());
         let make = move || -> Result<Box<dyn RowProcessor>, String> {
-            component.create(&json, signal.into()).map(|i| Box::new(i) as Box<dyn RowProcessor>).map_err(|e| e.to_string())
+            component
+                .create(&json, signal.into())
+                .map(|i| Box::new(i) as Box<dyn RowProcessor>)
+                .map_err(|e| e.to_string())
         };
         let rows = make().map_err(|e| anyhow::anyhow!("processor {id}: the plugin refused to start: {e}"))?;
-        Ok(Box::new(PluginProcessor::new(id.to_string(), rows, Box::new(make), dropped_items(&env.telemetry, &id.to_string()))))
+        Ok(Box::new(PluginProcessor::new(
+            id.to_string(),
+            rows,
+            Box::new(make),
+            dropped_items(&env.telemetry, &id.to_string()),
+        )))
     }
 }
 
@@ -147,6 +155,10 @@ impl PluginProcessor {
     /// settled.
     fn apply(&self, batch: &mut Batch, input: &RecordBatch, p: Processed) -> Result<(), String> {
         let Processed { rows, keep } = p;
+        let rows = openwit_plugin::host::checked_output(input, rows).map_err(|e| e.to_string())?;
+        if keep.len() != input.num_rows() {
+            return Err(format!("{} keep flags for {} rows", keep.len(), input.num_rows()));
+        }
         let rows = match input.schema().index_of("tenant") {
             Ok(i) => {
                 let mut columns = rows.columns().to_vec();
@@ -177,5 +189,120 @@ impl Processor for PluginProcessor {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, AsArray, DictionaryArray, StringArray};
+    use arrow::datatypes::Int32Type;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value as Kind};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use openwit_core::{AckToken, BatchId, Completion, Lineage, Outcome, Payload, TenantId};
+
+    fn logs(bodies: &[&str]) -> (Batch, mpsc::UnboundedReceiver<Completion>) {
+        let records = bodies
+            .iter()
+            .map(|b| LogRecord {
+                body: Some(AnyValue { value: Some(Kind::StringValue(b.to_string())) }),
+                ..Default::default()
+            })
+            .collect();
+        let mut batch = Batch::new(
+            TenantId::new("acme").unwrap(),
+            Payload::Logs(ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+                    ..Default::default()
+                }],
+            }),
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        batch.lineage = Lineage::whole(AckToken::new(BatchId([9; 16]), tx), bodies.len() as u32);
+        (batch, rx)
+    }
+
+    /// A plugin written as a closure over the rows.
+    struct Fake<F>(F);
+    impl<F: FnMut(&RecordBatch) -> Result<Processed, CallError> + Send> RowProcessor for Fake<F> {
+        fn process(&mut self, rows: &RecordBatch) -> Result<Processed, CallError> {
+            (self.0)(rows)
+        }
+    }
+
+    fn stage(f: impl FnMut(&RecordBatch) -> Result<Processed, CallError> + Send + 'static) -> PluginProcessor {
+        PluginProcessor::new("p".into(), Box::new(Fake(f)), Box::new(|| Err("no".into())), SignalCounters::default())
+    }
+
+    fn with_column(rows: &RecordBatch, name: &str, col: ArrayRef) -> RecordBatch {
+        let mut cols = rows.columns().to_vec();
+        cols[rows.schema().index_of(name).unwrap()] = col;
+        RecordBatch::try_new(rows.schema(), cols).unwrap()
+    }
+
+    fn bodies(b: &Batch) -> Vec<String> {
+        let Payload::Logs(r) = &b.payload else { unreachable!() };
+        r.resource_logs
+            .iter()
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| &sl.log_records)
+            .map(|l| match l.body.as_ref().and_then(|b| b.value.as_ref()) {
+                Some(Kind::StringValue(s)) => s.clone(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changed_rows_reach_the_payload_dropped_rows_are_settled_and_the_tenant_stays() {
+        let mut p = stage(|rows| {
+            let n = rows.num_rows();
+            let upper: StringArray = rows
+                .column_by_name("body")
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .map(|b| b.map(|b| b.to_uppercase()))
+                .collect();
+            let other: DictionaryArray<Int32Type> = std::iter::repeat_n("other", n).collect();
+            let rows = with_column(
+                &with_column(rows, "body", std::sync::Arc::new(upper)),
+                "tenant",
+                std::sync::Arc::new(other),
+            );
+            Ok(Processed { rows, keep: (0..n).map(|i| i != 1).collect() })
+        });
+        let (batch, mut done) = logs(&["a", "b", "c"]);
+        let out = p.process(batch).expect("goes on");
+        assert_eq!(bodies(&out), ["A", "C"], "the payload is rebuilt from the plugin's rows");
+        let rows = out.columnar().unwrap();
+        assert_eq!(rows.num_rows(), 2);
+        let tenant = rows.column_by_name("tenant").unwrap().as_dictionary::<Int32Type>();
+        let values = tenant.values().as_string::<i32>();
+        assert!(
+            tenant.keys().iter().all(|k| values.value(k.unwrap() as usize) == "acme"),
+            "the tenant is the daemon's"
+        );
+        assert!(done.try_recv().is_err(), "the kept items are still held");
+        out.settle(&Verdict::Stored);
+        assert_eq!(done.try_recv().unwrap().outcome, Outcome::Stored, "the dropped item was settled as dropped");
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_fail_the_batch_and_a_panic_gives_it_up_to_be_delivered_again() {
+        let mut p = stage(|rows| {
+            let n = rows.num_rows();
+            Ok(Processed { rows: rows.slice(0, n - 1), keep: vec![true; n] })
+        });
+        let (batch, mut done) = logs(&["a", "b"]);
+        assert!(p.process(batch).is_none());
+        assert!(matches!(done.try_recv().unwrap().outcome, Outcome::Permanent(e) if e.contains("rows")));
+
+        let mut p = stage(|_| Err(CallError::Panicked("panicked: on purpose".into())));
+        let (batch, mut done) = logs(&["a"]);
+        assert!(p.process(batch).is_none());
+        assert!(matches!(done.try_recv().unwrap().outcome, Outcome::Lost(e) if e.contains("panicked: on purpose")));
     }
 }

@@ -11,8 +11,8 @@
 //! objects, everything else as the text Arrow's display gives it (timestamps in RFC 3339, binary ids
 //! in hex). Null values are left out.
 
-use openwit_plugin::arrow::array::{Array, AsArray, RecordBatch};
-use openwit_plugin::arrow::datatypes::DataType;
+use openwit_plugin::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use openwit_plugin::arrow::datatypes::{DataType, TimeUnit, TimestampNanosecondType};
 use openwit_plugin::arrow::util::display::{ArrayFormatter, FormatOptions};
 use openwit_plugin::guest::Exporter;
 use openwit_plugin::{Error, Signal};
@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -76,6 +77,15 @@ pub fn lines(rows: &RecordBatch) -> Result<String, String> {
     let schema = rows.schema();
     let mut objects: Vec<Map<String, Value>> = vec![Map::new(); rows.num_rows()];
     for (field, col) in schema.fields().iter().zip(rows.columns()) {
+        // Timestamps are UTC (`docs/schema.md`): shown without the zone name (which Arrow's display
+        // would need a time-zone database to read), with a `Z`.
+        let (col, utc) = match col.data_type() {
+            DataType::Timestamp(TimeUnit::Nanosecond, Some(_)) => {
+                let naive = col.as_primitive::<TimestampNanosecondType>().clone().with_timezone_opt(None::<String>);
+                (Arc::new(naive) as ArrayRef, true)
+            }
+            _ => (col.clone(), false),
+        };
         let text = ArrayFormatter::try_new(col.as_ref(), &options).map_err(|e| e.to_string())?;
         for (row, obj) in objects.iter_mut().enumerate() {
             if col.is_null(row) {
@@ -99,6 +109,7 @@ pub fn lines(rows: &RecordBatch) -> Result<String, String> {
                         .map(|e| (k.value(e).to_string(), Value::String(v.value(e).to_string())));
                     Value::Object(entries.collect())
                 }
+                _ if utc => Value::String(format!("{}Z", text.value(row))),
                 _ => Value::String(text.value(row).to_string()),
             };
             obj.insert(field.name().clone(), v);

@@ -13,8 +13,8 @@
 //! copied). Values of other types (numbers, booleans, nested values) are left alone, so that what is
 //! stored stays readable as its type.
 
-use openwit_plugin::arrow::array::{Array, ArrayRef, AsArray, MapArray, RecordBatch, StringBuilder, StructArray};
 use openwit_plugin::arrow::array::ListArray;
+use openwit_plugin::arrow::array::{Array, ArrayRef, AsArray, MapArray, RecordBatch, StringBuilder, StructArray};
 use openwit_plugin::arrow::datatypes::{DataType, UInt8Type};
 use openwit_plugin::guest::Processor;
 use openwit_plugin::{Error, Signal};
@@ -51,13 +51,14 @@ impl Processor for Redact {
     }
 
     fn new(config: RedactConfig, _signal: Signal) -> Result<Redact, String> {
-        let patterns =
-            config.patterns.iter().map(|p| regex::Regex::new(p)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-        let any = if patterns.is_empty() {
-            None
-        } else {
-            Some(RegexSet::new(&config.patterns).map_err(|e| e.to_string())?)
-        };
+        let patterns = config
+            .patterns
+            .iter()
+            .map(|p| regex::Regex::new(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let any =
+            if patterns.is_empty() { None } else { Some(RegexSet::new(&config.patterns).map_err(|e| e.to_string())?) };
         Ok(Redact { keys: config.attributes, patterns, any, replacement: config.replacement.unwrap_or("***".into()) })
     }
 
@@ -88,14 +89,13 @@ impl Redact {
         }
     }
 
-    fn redact(
-        &self,
-        map: &MapArray,
-        types: Option<&ListArray>,
-    ) -> Result<ArrayRef, Error> {
-        let keys = map.keys().as_string_opt::<i32>().ok_or_else(|| Error::Permanent("attribute keys are not text".into()))?;
-        let values =
-            map.values().as_string_opt::<i32>().ok_or_else(|| Error::Permanent("attribute values are not text".into()))?;
+    fn redact(&self, map: &MapArray, types: Option<&ListArray>) -> Result<ArrayRef, Error> {
+        let keys =
+            map.keys().as_string_opt::<i32>().ok_or_else(|| Error::Permanent("attribute keys are not text".into()))?;
+        let values = map
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(|| Error::Permanent("attribute values are not text".into()))?;
         let offsets = map.value_offsets();
         // The entries to change, in entry order, with their new text.
         let mut replaced: Vec<(usize, String)> = Vec::new();
@@ -106,7 +106,10 @@ impl Redact {
             let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
             for (n, e) in (start..end).enumerate() {
                 let is_string = codes.is_none_or(|c| c.is_empty() || (n < c.len() && c.value(n) == 0));
-                if !is_string || values.is_null(e) || !(self.keys.is_empty() || self.keys.iter().any(|k| k == keys.value(e))) {
+                if !is_string
+                    || values.is_null(e)
+                    || !(self.keys.is_empty() || self.keys.iter().any(|k| k == keys.value(e)))
+                {
                     continue;
                 }
                 if let Some(v) = self.redact_value(values.value(e)) {

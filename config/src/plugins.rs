@@ -46,9 +46,7 @@ pub fn plugin_paths(tree: &Value, origins: &Origins) -> Result<Vec<PluginPath>, 
     let key = top
         .get("extensions")
         .and_then(Value::as_mapping)
-        .and_then(|m| {
-            m.keys().map(key_text).find(|k| ComponentId::parse(k).is_ok_and(|id| id.type_name == "plugins"))
-        })
+        .and_then(|m| m.keys().map(key_text).find(|k| ComponentId::parse(k).is_ok_and(|id| id.type_name == "plugins")))
         .unwrap_or_else(|| "plugins".into());
     Ok(settings
         .paths

@@ -84,9 +84,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let components = host::open(&cli.plugin)?;
-    let component = components.into_iter().find(|c| c.type_name == "redact").ok_or_else(|| {
-        anyhow::anyhow!("{} has no redact processor", cli.plugin.display())
-    })?;
+    let component = components
+        .into_iter()
+        .find(|c| c.type_name == "redact")
+        .ok_or_else(|| anyhow::anyhow!("{} has no redact processor", cli.plugin.display()))?;
     let mut generator = Generator::new(cli.seed);
     let tenant = TenantId::new("bench").unwrap();
     let batches: Vec<Batch> = (0..cli.records.div_ceil(cli.batch))
@@ -101,7 +102,11 @@ fn main() -> anyhow::Result<()> {
 
     let (mut native, mut plugin) = (Vec::new(), Vec::new());
     for r in 0..cli.rounds + 1 {
-        let n = round(Box::new(Native::<Redact>::new(CONFIG, openwit_plugin::Signal::Logs).map_err(anyhow::Error::msg)?), &batches, records);
+        let n = round(
+            Box::new(Native::<Redact>::new(CONFIG, openwit_plugin::Signal::Logs).map_err(anyhow::Error::msg)?),
+            &batches,
+            records,
+        );
         let p = round(Box::new(component.create(CONFIG, openwit_plugin::Signal::Logs)?), &batches, records);
         // The first round warms caches and the allocator: not counted.
         if r > 0 {
@@ -112,7 +117,10 @@ fn main() -> anyhow::Result<()> {
     let m = |v: &[Round], f: fn(&Round) -> f64| median(v.iter().map(f).collect());
     let (ns, ps) = (m(&native, |r| r.stage), m(&plugin, |r| r.stage));
     let (nc, pc) = (m(&native, |r| r.call), m(&plugin, |r| r.call));
-    println!("{records} log records in batches of {}, {} rounds (medians), CPU ns per record:\n", cli.batch, cli.rounds);
+    println!(
+        "{records} log records in batches of {}, {} rounds (medians), CPU ns per record:\n",
+        cli.batch, cli.rounds
+    );
     println!("| measure | linked in | plugin (C ABI) | plugin ÷ linked in |");
     println!("|---|---:|---:|---:|");
     println!("| processor stage (call + rows put on the batch) | {ns:.0} | {ps:.0} | {:.3} |", ps / ns);

@@ -286,7 +286,7 @@ pub struct Registry {
 }
 
 /// A component's YAML section as JSON text, what a plugin is given (`{}` for an empty section).
-pub fn section_json(raw: &Value) -> Result<String, ConfigIssue> {
+fn section_json(raw: &Value) -> Result<String, ConfigIssue> {
     if raw.is_null() {
         return Ok("{}".into());
     }
@@ -296,6 +296,62 @@ pub fn section_json(raw: &Value) -> Result<String, ConfigIssue> {
 
 /// Names, descriptions and signals of plugin components live as long as their library, which is
 /// never unloaded.
-pub fn leak_str(s: &str) -> &'static str {
+fn leak_str(s: &str) -> &'static str {
     Box::leak(s.to_string().into_boxed_str())
+}
+
+/// Builds one instance of a plugin component from its section (as JSON).
+pub type PluginBuildFn<C> =
+    fn(&Arc<openwit_plugin::host::Component>, &str, &ComponentId, &BuildEnv) -> anyhow::Result<Box<C>>;
+
+/// The factory of a component type a plugin library offers: the plugin validates its own section
+/// (handed over as JSON), `build` makes an instance from it.
+pub fn plugin_factory<C: ?Sized + 'static>(
+    component: Arc<openwit_plugin::host::Component>,
+    build: PluginBuildFn<C>,
+) -> Arc<dyn Factory<C>> {
+    Arc::new(PluginFactory {
+        type_name: leak_str(&component.type_name),
+        description: leak_str(&component.description),
+        signals: Vec::leak(component.signals.iter().map(|s| Signal::from(*s)).collect()),
+        component,
+        build,
+    })
+}
+
+struct PluginFactory<C: ?Sized> {
+    type_name: &'static str,
+    description: &'static str,
+    signals: &'static [Signal],
+    component: Arc<openwit_plugin::host::Component>,
+    build: PluginBuildFn<C>,
+}
+
+impl<C: ?Sized + 'static> Factory<C> for PluginFactory<C> {
+    fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+    fn signals(&self) -> &'static [Signal] {
+        self.signals
+    }
+    fn description(&self) -> &'static str {
+        self.description
+    }
+    fn parse(&self, raw: &Value) -> Result<ParsedConfig<C>, ConfigIssue> {
+        let json = section_json(raw)?;
+        self.component.validate(&json).map_err(|e| ConfigIssue::new("", e))?;
+        Ok(Arc::new(PluginConfig { json, component: self.component.clone(), build: self.build }))
+    }
+}
+
+struct PluginConfig<C: ?Sized> {
+    json: String,
+    component: Arc<openwit_plugin::host::Component>,
+    build: PluginBuildFn<C>,
+}
+
+impl<C: ?Sized> Configured<C> for PluginConfig<C> {
+    fn build(&self, id: &ComponentId, env: &BuildEnv) -> anyhow::Result<Box<C>> {
+        (self.build)(&self.component, &self.json, id, env)
+    }
 }

@@ -8,64 +8,29 @@
 //! Plugin calls may block (files, network): they run on Tokio's blocking threads.
 
 use async_trait::async_trait;
-use openwit_core::factory::{ConfigIssue, Configured, ParsedConfig, leak_str, section_json};
+use openwit_core::factory::{plugin_factory, reading_columnar};
 use openwit_core::{Batch, BuildEnv, ComponentId, ExportError, Exporter, Factory, Signal};
 use openwit_plugin::host::{CallError, Component, Instance};
-use serde_yaml_ng::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The factory of a plugin's exporter type.
 pub fn factory(component: Arc<Component>) -> Arc<dyn Factory<dyn Exporter>> {
-    Arc::new(PluginFactory {
-        type_name: leak_str(&component.type_name),
-        description: leak_str(&component.description),
-        signals: Vec::leak(component.signals.iter().map(|s| Signal::from(*s)).collect()),
-        component,
-    })
+    reading_columnar(plugin_factory(component, build))
 }
 
-struct PluginFactory {
-    type_name: &'static str,
-    description: &'static str,
-    signals: &'static [Signal],
-    component: Arc<Component>,
-}
-
-impl Factory<dyn Exporter> for PluginFactory {
-    fn type_name(&self) -> &'static str {
-        self.type_name
-    }
-    fn signals(&self) -> &'static [Signal] {
-        self.signals
-    }
-    fn description(&self) -> &'static str {
-        self.description
-    }
-    fn parse(&self, raw: &Value) -> Result<ParsedConfig<dyn Exporter>, ConfigIssue> {
-        let json = section_json(raw)?;
-        self.component.validate(&json).map_err(|e| ConfigIssue::new("", e))?;
-        Ok(Arc::new(PluginConfig { json, component: self.component.clone() }))
-    }
-    fn reads_columnar(&self) -> bool {
-        true
-    }
-}
-
-struct PluginConfig {
-    json: String,
-    component: Arc<Component>,
-}
-
-impl Configured<dyn Exporter> for PluginConfig {
-    fn build(&self, id: &ComponentId, _env: &BuildEnv) -> anyhow::Result<Box<dyn Exporter>> {
-        Ok(Box::new(PluginExporter {
-            id: id.to_string(),
-            json: self.json.clone(),
-            component: self.component.clone(),
-            instances: HashMap::new(),
-        }))
-    }
+fn build(
+    component: &Arc<Component>,
+    json: &str,
+    id: &ComponentId,
+    _env: &BuildEnv,
+) -> anyhow::Result<Box<dyn Exporter>> {
+    Ok(Box::new(PluginExporter {
+        id: id.to_string(),
+        json: json.to_string(),
+        component: component.clone(),
+        instances: HashMap::new(),
+    }))
 }
 
 struct PluginExporter {

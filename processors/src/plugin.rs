@@ -14,75 +14,37 @@
 
 use arrow::array::{BooleanArray, RecordBatch};
 use async_trait::async_trait;
-use openwit_core::factory::{ConfigIssue, Configured, ParsedConfig, leak_str, section_json};
+use openwit_core::factory::{keeping_columnar, plugin_factory};
 use openwit_core::telemetry::{SignalCounters, dropped_items};
-use openwit_core::{Batch, BuildEnv, ComponentId, Factory, Fanout, Processor, Signal, Verdict};
+use openwit_core::{Batch, BuildEnv, ComponentId, Factory, Fanout, Processor, Verdict};
 use openwit_plugin::host::{CallError, Component, Processed, RowProcessor};
-use serde_yaml_ng::Value;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// The factory of a plugin's processor type.
+/// The factory of a plugin's processor type. The plugin works on Arrow rows: the pipeline converts
+/// before it, and its rows go on.
 pub fn factory(component: Arc<Component>) -> Arc<dyn Factory<dyn Processor>> {
-    Arc::new(PluginFactory {
-        type_name: leak_str(&component.type_name),
-        description: leak_str(&component.description),
-        signals: Vec::leak(component.signals.iter().map(|s| Signal::from(*s)).collect()),
-        component,
-    })
+    keeping_columnar(plugin_factory(component, build))
 }
 
-struct PluginFactory {
-    type_name: &'static str,
-    description: &'static str,
-    signals: &'static [Signal],
-    component: Arc<Component>,
-}
-
-impl Factory<dyn Processor> for PluginFactory {
-    fn type_name(&self) -> &'static str {
-        self.type_name
-    }
-    fn signals(&self) -> &'static [Signal] {
-        self.signals
-    }
-    fn description(&self) -> &'static str {
-        self.description
-    }
-    fn parse(&self, raw: &Value) -> Result<ParsedConfig<dyn Processor>, ConfigIssue> {
-        let json = section_json(raw)?;
-        self.component.validate(&json).map_err(|e| ConfigIssue::new("", e))?;
-        Ok(Arc::new(PluginConfig { json, component: self.component.clone() }))
-    }
-    /// The plugin works on Arrow rows: the pipeline converts before it, and its rows go on.
-    fn keeps_columnar(&self) -> bool {
-        true
-    }
-}
-
-struct PluginConfig {
-    json: String,
-    component: Arc<Component>,
-}
-
-impl Configured<dyn Processor> for PluginConfig {
-    fn build(&self, id: &ComponentId, env: &BuildEnv) -> anyhow::Result<Box<dyn Processor>> {
-        let signal = env.signal.ok_or_else(|| anyhow::anyhow!("processor {id} is built outside a pipeline"))?;
-        let (component, json) = (self.component.clone(), self.json.clone());
-        let make = move || -> Result<Box<dyn RowProcessor>, String> {
-            component
-                .create(&json, signal.into())
-                .map(|i| Box::new(i) as Box<dyn RowProcessor>)
-                .map_err(|e| e.to_string())
-        };
-        let rows = make().map_err(|e| anyhow::anyhow!("processor {id}: the plugin refused to start: {e}"))?;
-        Ok(Box::new(PluginProcessor::new(
-            id.to_string(),
-            rows,
-            Box::new(make),
-            dropped_items(&env.telemetry, &id.to_string()),
-        )))
-    }
+fn build(
+    component: &Arc<Component>,
+    json: &str,
+    id: &ComponentId,
+    env: &BuildEnv,
+) -> anyhow::Result<Box<dyn Processor>> {
+    let signal = env.signal.ok_or_else(|| anyhow::anyhow!("processor {id} is built outside a pipeline"))?;
+    let (component, json) = (component.clone(), json.to_string());
+    let make = move || -> Result<Box<dyn RowProcessor>, String> {
+        component.create(&json, signal.into()).map(|i| Box::new(i) as Box<dyn RowProcessor>).map_err(|e| e.to_string())
+    };
+    let rows = make().map_err(|e| anyhow::anyhow!("processor {id}: the plugin refused to start: {e}"))?;
+    Ok(Box::new(PluginProcessor::new(
+        id.to_string(),
+        rows,
+        Box::new(make),
+        dropped_items(&env.telemetry, &id.to_string()),
+    )))
 }
 
 /// Makes a fresh instance (after a panic).

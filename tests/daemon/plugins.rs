@@ -93,8 +93,11 @@ pub fn libraries() -> &'static Libraries {
     })
 }
 
-/// Sends log records with the OTel SDK; each is (body, severity, attributes).
-fn send(endpoint: String, records: Vec<(String, Severity, Vec<(&'static str, String)>)>) {
+/// A log record to send: body, severity, attributes.
+type Record = (String, Severity, Vec<(&'static str, String)>);
+
+/// Sends log records with the OTel SDK.
+fn send(endpoint: String, records: Vec<Record>) {
     use opentelemetry_otlp::{LogExporter, WithExportConfig};
     let exporter = LogExporter::builder().with_tonic().with_endpoint(endpoint).build().unwrap();
     let resource = opentelemetry_sdk::Resource::builder().with_service_name("shop").build();

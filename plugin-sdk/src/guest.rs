@@ -130,12 +130,46 @@ fn checked<C: DeserializeOwned>(json: &str, validate: fn(&C) -> Result<(), Strin
     Ok(c)
 }
 
-unsafe extern "C" fn processor_validate<P: Processor>(config: *const c_char, error: *mut *mut c_char) -> i32 {
-    // SAFETY: the host passes a NUL-terminated config.
-    guarded(error, || checked::<P::Config>(unsafe { config_text(config) }?, P::validate).map(|_| ()))
+/// What `validate` and `create` need of a component type, whichever its kind: one pair of shims
+/// serves processors and exporters.
+trait Build {
+    type Instance: Send + 'static;
+    type Config: DeserializeOwned;
+    fn validate(config: &Self::Config) -> Result<(), String>;
+    fn new(config: Self::Config, signal: Signal) -> Result<Self::Instance, String>;
 }
 
-unsafe extern "C" fn processor_create<P: Processor>(
+struct AsProcessor<P>(std::marker::PhantomData<P>);
+struct AsExporter<E>(std::marker::PhantomData<E>);
+
+impl<P: Processor> Build for AsProcessor<P> {
+    type Instance = P;
+    type Config = P::Config;
+    fn validate(config: &P::Config) -> Result<(), String> {
+        P::validate(config)
+    }
+    fn new(config: P::Config, signal: Signal) -> Result<P, String> {
+        P::new(config, signal)
+    }
+}
+
+impl<E: Exporter> Build for AsExporter<E> {
+    type Instance = E;
+    type Config = E::Config;
+    fn validate(config: &E::Config) -> Result<(), String> {
+        E::validate(config)
+    }
+    fn new(config: E::Config, signal: Signal) -> Result<E, String> {
+        E::new(config, signal)
+    }
+}
+
+unsafe extern "C" fn validate<B: Build>(config: *const c_char, error: *mut *mut c_char) -> i32 {
+    // SAFETY: the host passes a NUL-terminated config.
+    guarded(error, || checked::<B::Config>(unsafe { config_text(config) }?, B::validate).map(|_| ()))
+}
+
+unsafe extern "C" fn create<B: Build>(
     config: *const c_char,
     signal: u32,
     instance: *mut *mut c_void,
@@ -143,10 +177,10 @@ unsafe extern "C" fn processor_create<P: Processor>(
 ) -> i32 {
     guarded(error, || {
         // SAFETY: the host passes a NUL-terminated config.
-        let cfg = checked::<P::Config>(unsafe { config_text(config) }?, P::validate)?;
-        let p = P::new(cfg, signal_of(signal)?).map_err(Error::Permanent)?;
+        let cfg = checked::<B::Config>(unsafe { config_text(config) }?, B::validate)?;
+        let made = B::new(cfg, signal_of(signal)?).map_err(Error::Permanent)?;
         // SAFETY: a valid out-parameter; the host gives the pointer back to `destroy`.
-        unsafe { *instance = Box::into_raw(Box::new(p)).cast() };
+        unsafe { *instance = Box::into_raw(Box::new(made)).cast() };
         Ok(())
     })
 }
@@ -185,27 +219,6 @@ unsafe extern "C" fn processor_process<P: Processor>(
             std::ptr::write(output, a);
             std::ptr::write(output_schema, s);
         }
-        Ok(())
-    })
-}
-
-unsafe extern "C" fn exporter_validate<E: Exporter>(config: *const c_char, error: *mut *mut c_char) -> i32 {
-    // SAFETY: the host passes a NUL-terminated config.
-    guarded(error, || checked::<E::Config>(unsafe { config_text(config) }?, E::validate).map(|_| ()))
-}
-
-unsafe extern "C" fn exporter_create<E: Exporter>(
-    config: *const c_char,
-    signal: u32,
-    instance: *mut *mut c_void,
-    error: *mut *mut c_char,
-) -> i32 {
-    guarded(error, || {
-        // SAFETY: the host passes a NUL-terminated config.
-        let cfg = checked::<E::Config>(unsafe { config_text(config) }?, E::validate)?;
-        let e = E::new(cfg, signal_of(signal)?).map_err(Error::Permanent)?;
-        // SAFETY: a valid out-parameter; the host gives the pointer back to `destroy`.
-        unsafe { *instance = Box::into_raw(Box::new(e)).cast() };
         Ok(())
     })
 }
@@ -258,8 +271,8 @@ pub fn processor<P: Processor>() -> ComponentSpec {
         description: description.as_ptr(),
         kind: abi::KIND_PROCESSOR,
         signals: signal_bits(P::SIGNALS),
-        validate: Some(processor_validate::<P>),
-        create: Some(processor_create::<P>),
+        validate: Some(validate::<AsProcessor<P>>),
+        create: Some(create::<AsProcessor<P>>),
         destroy: Some(destroy::<P>),
         process: Some(processor_process::<P>),
         export_rows: None,
@@ -276,8 +289,8 @@ pub fn exporter<E: Exporter>() -> ComponentSpec {
         description: description.as_ptr(),
         kind: abi::KIND_EXPORTER,
         signals: signal_bits(E::SIGNALS),
-        validate: Some(exporter_validate::<E>),
-        create: Some(exporter_create::<E>),
+        validate: Some(validate::<AsExporter<E>>),
+        create: Some(create::<AsExporter<E>>),
         destroy: Some(destroy::<E>),
         process: None,
         export_rows: Some(exporter_export::<E>),

@@ -320,17 +320,13 @@ pub fn checked_output(input: &RecordBatch, output: RecordBatch) -> Result<Record
 }
 
 impl Instance {
-    fn error_out(&self) -> *mut c_char {
-        std::ptr::null_mut()
-    }
-
     /// Runs a processor on `rows` (shared with the plugin, not copied).
     pub fn process(&mut self, rows: &RecordBatch) -> Result<Processed, CallError> {
         let process = self.component.table.process.ok_or_else(|| CallError::Permanent("not a processor".into()))?;
         let (mut array, mut schema) = export_rows(rows.clone()).map_err(CallError::Permanent)?;
         let (mut out, mut out_schema) = (FFI_ArrowArray::empty(), FFI_ArrowSchema::empty());
         let mut keep = vec![1u8; rows.num_rows()];
-        let mut error = self.error_out();
+        let mut error = std::ptr::null_mut();
         // SAFETY: the ABI's contract: the input is handed over, the output and `keep` are ours.
         let status = unsafe {
             process(self.ptr, &mut array, &mut schema, &mut out, &mut out_schema, keep.as_mut_ptr(), &mut error)
@@ -356,7 +352,7 @@ impl Instance {
     pub fn export(&mut self, rows: &RecordBatch) -> Result<(), CallError> {
         let export = self.component.table.export_rows.ok_or_else(|| CallError::Permanent("not an exporter".into()))?;
         let (mut array, mut schema) = export_rows(rows.clone()).map_err(CallError::Permanent)?;
-        let mut error = self.error_out();
+        let mut error = std::ptr::null_mut();
         // SAFETY: the ABI's contract: the input is handed over.
         let status = unsafe { export(self.ptr, &mut array, &mut schema, &mut error) };
         self.component.outcome(status, error)
@@ -365,7 +361,7 @@ impl Instance {
     /// An exporter's flush at shutdown (nothing when it has none).
     pub fn flush(&mut self) -> Result<(), CallError> {
         let Some(flush) = self.component.table.flush else { return Ok(()) };
-        let mut error = self.error_out();
+        let mut error = std::ptr::null_mut();
         // SAFETY: the ABI's contract.
         let status = unsafe { flush(self.ptr, &mut error) };
         self.component.outcome(status, error)

@@ -1,8 +1,11 @@
-//! Prints the size of the index of a logs Parquet file per field set, to weigh what each field costs:
-//! `cargo run --example index_size -p openwit-index -- <file.parquet>`.
+//! Prints the size of the index of a logs Parquet file per field set, to weigh what each field costs,
+//! and for the default set the bytes of each kind of file in the bundle (as written, and as stored):
+//! `cargo run --profile benchmark --example index_size -p openwit-index -- <file.parquet> [--default-only]`
+//! (the second form builds the default index only: what to profile).
 
 use openwit_core::text_index::{Spec, Table};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::BTreeMap;
 
 fn main() {
     let path = std::env::args().nth(1).expect("a logs Parquet file");
@@ -13,33 +16,49 @@ fn main() {
         .collect::<Result<_, _>>()
         .expect("rows");
     let parquet = std::fs::metadata(&path).expect("size").len() as f64;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    println!("{rows} rows, Parquet {:.2} MB", parquet / 1e6);
     let default = Spec::default_for(Table::Logs);
     let mut specs: Vec<(String, Spec)> = vec![("default".into(), default.clone())];
-    for f in &default.fields {
+    let all = std::env::args().nth(2).is_none_or(|a| a != "--default-only");
+    for f in default.fields.iter().filter(|_| all) {
         specs.push((format!("only {f}"), Spec { fields: vec![f.clone()], ..default.clone() }));
     }
-    specs.push((
-        "body without positions".into(),
-        Spec { fields: vec!["body".into()], positions: false, ..default.clone() },
-    ));
+    if all {
+        let body = Spec { fields: vec!["body".into()], positions: false, ..default };
+        specs.push(("body without positions".into(), body));
+    }
     for (name, spec) in specs {
         let scratch = tempfile::tempdir().expect("scratch");
         let started = std::time::Instant::now();
-        let bytes = openwit_index::build::build(&spec, &batches, scratch.path()).expect("built").len() as f64;
+        let bundle = openwit_index::build::build(&spec, &batches, scratch.path()).expect("built");
+        let bytes = bundle.len() as f64;
         println!(
-            "{name:24} {:8.2} MB  {:.2} × Parquet  {:.1} s",
+            "{name:24} {:8.2} MB  {:.3} × Parquet  {:.1} s",
             bytes / 1e6,
             bytes / parquet,
             started.elapsed().as_secs_f64()
         );
-        if name == "only severity_text" {
-            let mut by_kind = std::collections::BTreeMap::new();
-            for e in std::fs::read_dir(scratch.path()).expect("listed").flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
-                *by_kind.entry(n.rsplit('.').next().unwrap_or("").to_string()).or_insert(0u64) +=
-                    e.metadata().expect("meta").len();
+        if name == "default" {
+            // The table of contents gives each file's stored and written length.
+            let n = bundle.len();
+            let table = u64::from_le_bytes(bundle[n - 16..n - 8].try_into().expect("8 bytes")) as usize;
+            let toc: BTreeMap<String, (u64, u64, u64)> =
+                serde_json::from_slice(&bundle[n - 16 - table..n - 16]).expect("a table of contents");
+            let mut by_kind: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            for (file, (_, stored, written)) in toc {
+                let kind = file.rsplit('.').next().unwrap_or("").to_string();
+                let k = by_kind.entry(kind).or_default();
+                k.0 += written;
+                k.1 += stored;
             }
-            println!("    by file kind: {by_kind:?}");
+            for (kind, (written, stored)) in by_kind {
+                println!(
+                    "    {kind:16} written {:8.2} MB  stored {:8.2} MB",
+                    written as f64 / 1e6,
+                    stored as f64 / 1e6
+                );
+            }
         }
     }
 }

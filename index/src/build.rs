@@ -3,7 +3,7 @@
 
 use crate::IndexError;
 use crate::bundle;
-use crate::spec::{FLAGS, Kind, LONG_TEXT, ROW, Spec, TIME};
+use crate::spec::{FLAGS, Kind, LONG_TEXT, ROW, Spec};
 use arrow::array::{Array, ArrayRef, AsArray, MapArray};
 use arrow::datatypes::{Int32Type, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
@@ -20,7 +20,6 @@ const SCAN_HEAP: usize = 15_000_000;
 pub struct Builder {
     spec: Spec,
     row: Field,
-    time: Field,
     flags: Field,
     fields: Vec<(String, Kind, Field)>,
     index: Index,
@@ -33,7 +32,7 @@ impl Builder {
         let f = |n: &str| schema.get_field(n).expect("in the spec's schema");
         let fields =
             spec.fields.iter().map(|n| (n.clone(), spec.table.kind_of(n).unwrap_or(Kind::Text), f(n))).collect();
-        Builder { spec: spec.clone(), row: f(ROW), time: f(TIME), flags: f(FLAGS), fields, index }
+        Builder { spec: spec.clone(), row: f(ROW), flags: f(FLAGS), fields, index }
     }
 
     /// Adds `batch`'s rows, numbered from `first_row`; returns how many.
@@ -44,11 +43,9 @@ impl Builder {
             .map(|(n, _, _)| batch.column_by_name(n).ok_or_else(|| IndexError::Rows(format!("no {n} column"))))
             .collect::<Result<Vec<_>, _>>()?;
         let types = batch.column_by_name("attribute_types");
-        let time = batch.column_by_name("time").and_then(|t| t.as_primitive_opt::<TimestampNanosecondType>());
         for i in 0..batch.num_rows() {
             let mut doc = TantivyDocument::new();
             doc.add_u64(self.row, first_row + i as u64);
-            doc.add_i64(self.time, time.map_or(0, |t| t.value(i)));
             for ((name, _, field), col) in self.fields.iter().zip(&cols) {
                 self.values(name, col, types, i, &mut |v: &str| {
                     if v.len() > LONG_TEXT {
@@ -148,6 +145,14 @@ pub fn build(spec: &Spec, batches: &[RecordBatch], scratch: &std::path::Path) ->
     // The spec travels with the index: a reader knows what it can answer.
     let json = serde_json::to_vec(spec).map_err(|e| IndexError::Bundle(e.to_string()))?;
     std::fs::write(scratch.join(crate::spec::SPEC_FILE), json)?;
+    let mut times = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    for b in batches {
+        match b.column_by_name("time").and_then(|t| t.as_primitive_opt::<TimestampNanosecondType>()) {
+            Some(t) => times.extend_from_slice(t.values()),
+            None => return Err(IndexError::Rows("no time column (nanosecond timestamps)".into())),
+        }
+    }
+    std::fs::write(scratch.join(crate::time::TIME_FILE), crate::time::encode(&times))?;
     bundle::pack(scratch)
 }
 

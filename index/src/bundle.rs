@@ -1,6 +1,12 @@
-//! One index as one object: Tantivy's files end to end, then a table of contents (JSON: name → offset
-//! and length), its length (8 bytes, little-endian) and a magic number. A reader needs the last bytes
-//! for the table and then only the ranges of the files a query touches (`BundleDirectory`).
+//! One index as one object: Tantivy's files end to end, each compressed with zstd, then a table of
+//! contents (JSON: name → offset, length and length once decompressed), its length (8 bytes,
+//! little-endian) and a magic number. A reader decompresses the files as it opens the bundle
+//! (`BundleDirectory`): Tantivy opens every file of a segment anyway.
+//!
+//! Compression takes a third off an index (Tantivy's postings, term dictionary and positions are
+//! bit-packed but not entropy-coded) for about 0.2 CPU-seconds per million log rows at level 3; higher
+//! levels cost several times that for a few per cent more. Bundles of the first format (`MAGIC_V1`:
+//! files as they are, the table without decompressed lengths) are still read.
 
 use crate::IndexError;
 use std::collections::BTreeMap;
@@ -12,7 +18,12 @@ use tantivy::directory::{
     Directory, DirectoryLock, FileHandle, Lock, OwnedBytes, WatchCallback, WatchHandle, WritePtr,
 };
 
-const MAGIC: &[u8; 8] = b"OWIDX\x00\x00\x01";
+pub(crate) const MAGIC_V1: &[u8; 8] = b"OWIDX\x00\x00\x01";
+const MAGIC: &[u8; 8] = b"OWIDX\x00\x00\x02";
+/// zstd's level for the files of a bundle.
+const LEVEL: i32 = 3;
+/// zstd's window: 16 MiB (readers accept up to 128 MiB).
+const WINDOW_LOG: u32 = 24;
 
 /// A valid document store (of one empty document, with Tantivy's file footer) standing for the stores
 /// `pack` leaves out; `None` if Tantivy would not make one (then such bundles cannot be opened).
@@ -35,8 +46,10 @@ static EMPTY_STORE: std::sync::LazyLock<Option<OwnedBytes>> = std::sync::LazyLoc
     make().ok().map(OwnedBytes::new)
 });
 
-/// The table of contents: each file's offset and length in the bundle.
-type Toc = BTreeMap<String, (u64, u64)>;
+/// The table of contents of a bundle: each file's offset, length and decompressed length.
+type Toc = BTreeMap<String, (u64, u64, u64)>;
+/// The table of contents of a first-format bundle: each file's offset and length.
+type TocV1 = BTreeMap<String, (u64, u64)>;
 
 /// Packs the index files of `dir` into a bundle: not Tantivy's lock files, and not its document stores.
 /// Nothing is stored in documents (a hit is a row of the Parquet file), yet Tantivy writes a 4-byte
@@ -52,10 +65,19 @@ pub fn pack(dir: &Path) -> Result<Vec<u8>, IndexError> {
     names.sort();
     let mut out = Vec::new();
     let mut toc = Toc::new();
+    // Each file carries zstd's checksum: a damaged one fails to open (and is rebuilt) rather than
+    // answering wrongly.
+    let mut zstd = zstd::bulk::Compressor::new(LEVEL)?;
+    zstd.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+    // A window the size of a large file's postings (level 3 looks back 2 MB by default): the postings
+    // of words that occur together (a log template's) repeat each other across the file. 2.4 % off the
+    // postings at no extra CPU; a reader holds the whole file in memory anyway.
+    zstd.set_parameter(zstd::zstd_safe::CParameter::WindowLog(WINDOW_LOG))?;
     for n in names {
-        let bytes = std::fs::read(dir.join(&n))?;
-        toc.insert(n, (out.len() as u64, bytes.len() as u64));
-        out.extend_from_slice(&bytes);
+        let raw = std::fs::read(dir.join(&n))?;
+        let packed = zstd.compress(&raw)?;
+        toc.insert(n, (out.len() as u64, packed.len() as u64, raw.len() as u64));
+        out.extend_from_slice(&packed);
     }
     let table = serde_json::to_vec(&toc).map_err(|e| IndexError::Bundle(e.to_string()))?;
     out.extend_from_slice(&table);
@@ -64,22 +86,23 @@ pub fn pack(dir: &Path) -> Result<Vec<u8>, IndexError> {
     Ok(out)
 }
 
-/// Opens a bundle held in memory as a searchable index.
-pub fn open(bytes: Vec<u8>) -> Result<Index, IndexError> {
+/// Opens a bundle held in memory as a searchable index; also says how many bytes it holds in memory
+/// once open (its files decompressed), for a cache to count.
+pub fn open(bytes: Vec<u8>) -> Result<(Index, u64), IndexError> {
     let dir = BundleDirectory::new(OwnedBytes::new(bytes))?;
-    Ok(Index::open(dir)?)
+    let resident = dir.resident_bytes();
+    Ok((Index::open(dir)?, resident))
 }
 
-/// A read-only Tantivy directory over a bundle.
+/// A read-only Tantivy directory over a bundle: its files, decompressed.
 #[derive(Clone)]
 pub struct BundleDirectory {
-    data: OwnedBytes,
-    toc: Arc<Toc>,
+    files: Arc<BTreeMap<String, OwnedBytes>>,
 }
 
 impl std::fmt::Debug for BundleDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BundleDirectory({} files, {} bytes)", self.toc.len(), self.data.len())
+        write!(f, "BundleDirectory({} files, {} bytes)", self.files.len(), self.resident_bytes())
     }
 }
 
@@ -87,28 +110,48 @@ impl BundleDirectory {
     pub fn new(data: OwnedBytes) -> Result<BundleDirectory, IndexError> {
         let bad = |m: &str| IndexError::Bundle(m.to_string());
         let n = data.len();
-        if n < 16 || &data.as_slice()[n - 8..] != MAGIC {
-            return Err(bad("not an OpenWit index bundle (no magic number at its end)"));
-        }
+        let magic = if n >= 16 { &data.as_slice()[n - 8..] } else { &[][..] };
+        let compressed = match magic {
+            m if m == MAGIC => true,
+            m if m == MAGIC_V1 => false,
+            _ => return Err(bad("not an OpenWit index bundle (no magic number at its end)")),
+        };
         let len = u64::from_le_bytes(data.as_slice()[n - 16..n - 8].try_into().expect("8 bytes"));
         let start =
             usize::try_from(len).ok().and_then(|l| (n - 16).checked_sub(l)).ok_or_else(|| bad("table too long"))?;
-        let toc: Toc = serde_json::from_slice(&data.as_slice()[start..n - 16]).map_err(|e| bad(&e.to_string()))?;
-        if toc.values().any(|(o, l)| o.checked_add(*l).is_none_or(|end| end > start as u64)) {
-            return Err(bad("a file lies outside the bundle"));
+        let table = &data.as_slice()[start..n - 16];
+        let toc: Toc = if compressed {
+            serde_json::from_slice(table).map_err(|e| bad(&e.to_string()))?
+        } else {
+            let v1: TocV1 = serde_json::from_slice(table).map_err(|e| bad(&e.to_string()))?;
+            v1.into_iter().map(|(name, (o, l))| (name, (o, l, l))).collect()
+        };
+        let mut files = BTreeMap::new();
+        for (name, (o, l, raw)) in toc {
+            if o.checked_add(l).is_none_or(|end| end > start as u64) {
+                return Err(bad(&format!("{name} lies outside the bundle")));
+            }
+            let stored = data.slice(o as usize..(o + l) as usize);
+            let bytes = if compressed { decompress(&name, stored.as_slice(), raw)? } else { stored };
+            files.insert(name, bytes);
         }
-        Ok(BundleDirectory { data, toc: Arc::new(toc) })
+        Ok(BundleDirectory { files: Arc::new(files) })
     }
 
     /// The names of the files the bundle holds.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.toc.keys().map(String::as_str)
+        self.files.keys().map(String::as_str)
+    }
+
+    /// The bytes of its files (decompressed).
+    pub fn resident_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.len() as u64).sum()
     }
 
     fn file(&self, path: &Path) -> Option<OwnedBytes> {
         let name = path.to_str()?;
-        match self.toc.get(name) {
-            Some((o, l)) => Some(self.data.slice(*o as usize..(*o + *l) as usize)),
+        match self.files.get(name) {
+            Some(f) => Some(f.clone()),
             None if name.ends_with(".store") => EMPTY_STORE.clone(),
             None => None,
         }
@@ -133,7 +176,7 @@ impl Directory for BundleDirectory {
     }
 
     fn exists(&self, path: &Path) -> Result<bool, OpenReadError> {
-        Ok(path.to_str().is_some_and(|p| self.toc.contains_key(p)))
+        Ok(path.to_str().is_some_and(|p| self.files.contains_key(p)))
     }
 
     fn open_write(&self, path: &Path) -> Result<WritePtr, OpenWriteError> {
@@ -160,4 +203,22 @@ impl Directory for BundleDirectory {
     fn watch(&self, _: WatchCallback) -> tantivy::Result<WatchHandle> {
         Ok(WatchHandle::empty())
     }
+}
+
+/// Decompresses one file of a bundle, which the table says is `raw` bytes long: a damaged table or
+/// file is an error, never an allocation the machine cannot make or a file of another length.
+fn decompress(name: &str, stored: &[u8], raw: u64) -> Result<OwnedBytes, IndexError> {
+    let bad = |m: String| IndexError::Bundle(format!("{name}: {m}"));
+    let mut out = Vec::new();
+    usize::try_from(raw)
+        .ok()
+        .and_then(|r| out.try_reserve_exact(r).ok())
+        .ok_or_else(|| bad(format!("cannot hold its {raw} bytes")))?;
+    let got = zstd::bulk::Decompressor::new()
+        .and_then(|mut d| d.decompress_to_buffer(stored, &mut out))
+        .map_err(|e| bad(format!("cannot be decompressed ({e})")))?;
+    if got as u64 != raw {
+        return Err(bad(format!("decompressed to {got} bytes where the table says {raw}")));
+    }
+    Ok(OwnedBytes::new(out))
 }

@@ -1,8 +1,9 @@
 //! OpenWit's full-text index: one Tantivy index per Parquet file of logs or spans, built from the file's
 //! Arrow rows (`build`) as its table's `spec` says, kept as one object beside the file (`bundle`:
 //! Tantivy's files end to end with a table of contents), and searched for the rows of the file a query
-//! matches (`search`). Each indexed document carries its row number in the file and its time, so a hit
-//! is a row to read (or, for counts and histograms, already the answer). `scan` answers the same queries
+//! matches (`search`). Each indexed document carries its row number in the file, and the bundle holds
+//! every row's time (`time`), so a hit is a row to read (or, for counts and histograms, already the
+//! answer). `scan` answers the same queries
 //! over rows in memory, with the same analysis.
 //!
 //! What is indexed by default, per log row: `body` as analysed text (lower-cased words, with positions
@@ -15,6 +16,7 @@ pub mod bundle;
 pub mod scan;
 pub mod search;
 pub mod spec;
+pub mod time;
 
 /// The Tantivy this crate builds with (queries over its indexes use the same).
 pub use tantivy;

@@ -2,6 +2,7 @@
 
 use crate::IndexError;
 use crate::spec::{FLAGS, ROW, SPEC_FILE, Spec, TIME};
+use crate::time::{TIME_FILE, TimeColumn};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::directory::Directory;
@@ -9,11 +10,25 @@ use tantivy::query::{BooleanQuery, Occur, Query, QueryParser};
 use tantivy::schema::{Field, FieldType};
 use tantivy::{DocId, Index, IndexReader, ReloadPolicy, Score, SegmentReader};
 
-/// The rows a query matched, ascending, with each row's `time`.
+/// The rows a query matched, ascending, with each row's `time` (none for an index that holds no
+/// times: one built over rows in memory for a scan).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Hits {
     pub rows: Vec<u64>,
     pub times: Vec<i64>,
+}
+
+/// A segment's row numbers, and its times where they are a fast field.
+type SegmentColumns = (Column<u64>, Option<Column<i64>>);
+
+/// Where an index keeps its rows' times.
+#[derive(Clone, Debug)]
+enum Times {
+    /// The bundle's time file.
+    Column(TimeColumn),
+    /// A fast field of each segment (bundles of the first format).
+    FastField,
+    None,
 }
 
 /// An opened index, ready to be searched many times.
@@ -23,6 +38,7 @@ pub struct Searchable {
     reader: IndexReader,
     /// The spec it was built with (`None` for an index without one: it answers no SQL predicate).
     spec: Option<Spec>,
+    times: Times,
 }
 
 impl std::fmt::Debug for Searchable {
@@ -40,7 +56,13 @@ impl Searchable {
             .atomic_read(std::path::Path::new(SPEC_FILE))
             .ok()
             .and_then(|b: Vec<u8>| serde_json::from_slice(&b).ok());
-        Ok(Searchable { index, reader, spec })
+        // Read as it is (Tantivy's `get_file_handle` expects its own footer).
+        let times = match index.directory().atomic_read(std::path::Path::new(TIME_FILE)) {
+            Ok(b) => Times::Column(TimeColumn::open(tantivy::directory::OwnedBytes::new(b))?),
+            Err(_) if index.schema().get_field(TIME).is_ok() => Times::FastField,
+            Err(_) => Times::None,
+        };
+        Ok(Searchable { index, reader, spec, times })
     }
 
     /// The spec the index was built with.
@@ -111,21 +133,28 @@ impl Searchable {
     pub fn hits(&self, query: &dyn Query) -> Result<Hits, IndexError> {
         let searcher = self.reader.searcher();
         let docs = self.matching(query)?;
-        let mut columns: Vec<Option<(Column<u64>, Column<i64>)>> = vec![None; searcher.segment_readers().len()];
+        let fast_time = matches!(self.times, Times::FastField);
+        let mut columns: Vec<Option<SegmentColumns>> = vec![None; searcher.segment_readers().len()];
         let mut parts = Vec::with_capacity(docs.len());
         for key in docs {
             let (segment, doc) = ((key >> 32) as usize, key as u32);
             if columns[segment].is_none() {
                 let ff = searcher.segment_reader(segment as u32).fast_fields();
-                columns[segment] = Some((ff.u64(ROW)?, ff.i64(TIME)?));
+                columns[segment] = Some((ff.u64(ROW)?, if fast_time { Some(ff.i64(TIME)?) } else { None }));
             }
             let (rows, times) = columns[segment].as_ref().expect("just set");
             if let Some(r) = rows.first(doc) {
-                parts.push((r, times.first(doc).unwrap_or(0)));
+                parts.push((r, times.as_ref().and_then(|t| t.first(doc)).unwrap_or(0)));
             }
         }
         parts.sort_unstable_by_key(|(r, _)| *r);
-        Ok(Hits { rows: parts.iter().map(|p| p.0).collect(), times: parts.iter().map(|p| p.1).collect() })
+        let rows: Vec<u64> = parts.iter().map(|p| p.0).collect();
+        let times = match &self.times {
+            Times::Column(c) => c.times(&rows)?,
+            Times::FastField => parts.iter().map(|p| p.1).collect(),
+            Times::None => Vec::new(),
+        };
+        Ok(Hits { rows, times })
     }
 
     /// How many rows `query` matches (no row is listed).

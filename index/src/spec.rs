@@ -10,7 +10,8 @@ use tantivy::tokenizer::{
 
 /// The row of the Parquet file a document stands for (a fast field).
 pub const ROW: &str = "row";
-/// The row's `time` (nanoseconds), a fast field: counts and histograms come from the index.
+/// The row's `time` (nanoseconds), a fast field in the indexes of the bundle's first format (now its
+/// own file, `crate::time`).
 pub const TIME: &str = "time";
 /// Marks documents whose text may hold a word too long to be indexed (see `LONG_TEXT`).
 pub const FLAGS: &str = "openwit_flags";
@@ -63,7 +64,6 @@ pub fn register(manager: &TokenizerManager) {
 pub fn schema(spec: &Spec) -> Schema {
     let mut s = Schema::builder();
     s.add_u64_field(ROW, FAST);
-    s.add_i64_field(TIME, FAST);
     // No field needs norms: hits are filtered, never scored.
     let raw = TextFieldIndexing::default()
         .set_tokenizer(Tokenizer::Raw.tantivy_name())

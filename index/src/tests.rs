@@ -63,7 +63,7 @@ fn spec() -> Spec {
 fn index() -> tantivy::Index {
     let scratch = tempfile::tempdir().unwrap();
     let bytes = build::build(&spec(), &rows(), scratch.path()).unwrap();
-    bundle::open(bytes).unwrap()
+    bundle::open(bytes).unwrap().0
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn spans_are_indexed_by_name_status_message_events_and_attributes() {
     let batch = openwit_core::columnar::to_record_batch("t", &Payload::Traces(req)).unwrap();
     let spec = Spec::default_for(Table::Spans);
     let scratch = tempfile::tempdir().unwrap();
-    let index = bundle::open(build::build(&spec, std::slice::from_ref(&batch), scratch.path()).unwrap()).unwrap();
+    let index = bundle::open(build::build(&spec, std::slice::from_ref(&batch), scratch.path()).unwrap()).unwrap().0;
     let q = |text: &str| search::rows(&index, text, None).unwrap();
     assert_eq!(q("cart"), [0]);
     assert_eq!(q("deadlock"), [1]);
@@ -241,7 +241,7 @@ fn a_bundle_leaves_out_the_document_stores_and_still_opens() {
     let names: Vec<&str> = dir.names().collect();
     assert!(names.iter().any(|n| n.ends_with(".idx")), "{names:?}");
     assert!(!names.iter().any(|n| n.ends_with(".store")), "no document store is kept: {names:?}");
-    assert_eq!(search::rows(&bundle::open(bytes).unwrap(), "timeout", Some(&["body"])).unwrap(), [0, 2]);
+    assert_eq!(search::rows(&bundle::open(bytes).unwrap().0, "timeout", Some(&["body"])).unwrap(), [0, 2]);
 }
 
 #[test]
@@ -287,4 +287,156 @@ fn words_and_phrases_are_matched_row_by_row_as_an_index_of_the_rows_would() {
         assert!(scan::direct::matches(&narrowed, "body", &body, q).unwrap().is_none(), "{q} goes the general way");
         assert!(scan::matches(&spec, "body", &body, q).is_ok(), "{q}");
     }
+}
+
+/// Times as a file's rows hold them: runs (one per service) of rising times, or anything at all.
+fn times() -> impl proptest::strategy::Strategy<Value = Vec<i64>> {
+    use proptest::prelude::*;
+    let runs =
+        prop::collection::vec((any::<i64>(), prop::collection::vec(0i64..5_000_000, 0..300)), 0..4).prop_map(|runs| {
+            runs.into_iter()
+                .flat_map(|(start, steps)| {
+                    steps.into_iter().scan(start, |t, d| {
+                        *t = t.wrapping_add(d);
+                        Some(*t)
+                    })
+                })
+                .collect()
+        });
+    prop_oneof![runs, prop::collection::vec(any::<i64>(), 0..400)]
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_time_column_gives_back_the_time_of_every_row_asked_for(
+        times in times(),
+        every in 1usize..20,
+    ) {
+        let column = crate::time::TimeColumn::open(
+            tantivy::directory::OwnedBytes::new(crate::time::encode(&times)),
+        ).unwrap();
+        proptest::prop_assert_eq!(column.rows(), times.len() as u64);
+        let all: Vec<u64> = (0..times.len() as u64).collect();
+        proptest::prop_assert_eq!(&column.times(&all).unwrap(), &times);
+        let some: Vec<u64> = all.iter().copied().step_by(every).collect();
+        let want: Vec<i64> = some.iter().map(|r| times[*r as usize]).collect();
+        proptest::prop_assert_eq!(column.times(&some).unwrap(), want);
+        proptest::prop_assert!(column.times(&[times.len() as u64]).is_err(), "a row past the end is an error");
+    }
+}
+
+#[test]
+fn a_cut_time_column_is_an_error_not_a_wrong_answer() {
+    let bytes = crate::time::encode(&(0..1000).map(|i| i * 1_000_003).collect::<Vec<i64>>());
+    for cut in [0, 11, 30, bytes.len() - 1] {
+        let e = crate::time::TimeColumn::open(tantivy::directory::OwnedBytes::new(bytes[..cut].to_vec())).unwrap_err();
+        assert!(e.to_string().contains("openwit_time"), "{e}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(crate::time::TimeColumn::open(tantivy::directory::OwnedBytes::new(longer)).is_err());
+}
+
+#[test]
+fn a_damaged_file_in_a_bundle_fails_to_open_or_holds_what_was_written() {
+    use tantivy::Directory;
+    let scratch = tempfile::tempdir().unwrap();
+    let bytes = build::build(&spec(), &rows(), scratch.path()).unwrap();
+    let open = |b: Vec<u8>| bundle::BundleDirectory::new(tantivy::directory::OwnedBytes::new(b));
+    let written = open(bytes.clone()).unwrap();
+    let files = |d: &bundle::BundleDirectory| -> Vec<(String, Vec<u8>)> {
+        let names: Vec<String> = d.names().map(String::from).collect();
+        names.into_iter().map(|n| (n.clone(), d.atomic_read(std::path::Path::new(&n)).unwrap())).collect()
+    };
+    // Every byte of the files (not the table) changed in turn: zstd's checksum (or its own checks)
+    // refuses the file, unless the byte was one decompression does not use (a few in zstd's tables).
+    let table_len = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap()) as usize;
+    let files_end = bytes.len() - 16 - table_len;
+    let mut refused = 0;
+    for at in 0..files_end {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0x5a;
+        match open(damaged) {
+            Ok(d) => assert!(files(&d) == files(&written), "byte {at} changed opened as other files"),
+            Err(e) => {
+                assert!(e.to_string().contains("damaged"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused * 10 > files_end * 9, "only {refused} of {files_end} changed bytes were noticed");
+}
+
+/// A bundle as the first format wrote them: files as they were, the time of each row a fast field.
+fn first_format_bundle(dir: &std::path::Path) -> Vec<u8> {
+    use tantivy::schema::{FAST, IndexRecordOption, TextFieldIndexing, TextOptions};
+    let mut schema = tantivy::schema::Schema::builder();
+    let row = schema.add_u64_field(crate::spec::ROW, FAST);
+    let time = schema.add_i64_field(crate::spec::TIME, FAST);
+    let raw = TextFieldIndexing::default().set_tokenizer("openwit_raw").set_index_option(IndexRecordOption::Basic);
+    schema.add_text_field(crate::spec::FLAGS, TextOptions::default().set_indexing_options(raw));
+    let text = TextFieldIndexing::default()
+        .set_tokenizer("openwit_default")
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    let body = schema.add_text_field("body", TextOptions::default().set_indexing_options(text));
+    let index = tantivy::Index::create_in_dir(dir, schema.build()).unwrap();
+    crate::spec::register(index.tokenizers());
+    let mut writer = index.writer_with_num_threads::<tantivy::TantivyDocument>(1, 15_000_000).unwrap();
+    for (i, text) in ["a timeout", "all good", "another timeout"].iter().enumerate() {
+        let mut doc = tantivy::TantivyDocument::new();
+        doc.add_u64(row, i as u64);
+        doc.add_i64(time, 1_000 + i as i64);
+        doc.add_text(body, text);
+        writer.add_document(doc).unwrap();
+    }
+    writer.commit().unwrap();
+    writer.wait_merging_threads().unwrap();
+    let spec = Spec { fields: vec!["body".into()], ..Spec::default_for(Table::Logs) };
+    std::fs::write(dir.join(crate::spec::SPEC_FILE), serde_json::to_vec(&spec).unwrap()).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| !n.ends_with(".lock") && !n.ends_with(".store"))
+        .collect();
+    names.sort();
+    let (mut out, mut toc) = (Vec::new(), std::collections::BTreeMap::new());
+    for n in names {
+        let b = std::fs::read(dir.join(&n)).unwrap();
+        toc.insert(n, (out.len() as u64, b.len() as u64));
+        out.extend_from_slice(&b);
+    }
+    let table = serde_json::to_vec(&toc).unwrap();
+    out.extend_from_slice(&table);
+    out.extend_from_slice(&(table.len() as u64).to_le_bytes());
+    out.extend_from_slice(bundle::MAGIC_V1);
+    out
+}
+
+#[test]
+fn a_bundle_of_the_first_format_still_answers_with_its_times() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (index, _) = bundle::open(first_format_bundle(scratch.path())).unwrap();
+    let s = Searchable::new(index).unwrap();
+    let hits = s.hits(s.parse("timeout", &["body"]).unwrap().as_ref()).unwrap();
+    assert_eq!(hits.rows, [0, 2]);
+    assert_eq!(hits.times, [1_000, 1_002]);
+}
+
+#[test]
+fn a_bundle_is_compressed_and_counts_what_it_holds_open() {
+    let scratch = tempfile::tempdir().unwrap();
+    let bytes = build::build(&spec(), &rows(), scratch.path()).unwrap();
+    let packed = bytes.len() as u64;
+    let (_, resident) = bundle::open(bytes).unwrap();
+    let files: u64 = std::fs::read_dir(scratch.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            !n.ends_with(".lock") && !n.ends_with(".store")
+        })
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(resident, files, "open, the bundle holds its files as they were written");
+    assert!(packed < files, "{packed} bytes packed from {files}");
 }

@@ -667,7 +667,7 @@ fn index_finds_what_a_scan_finds(bundle: Vec<u8>, parquet: bytes::Bytes) {
             (0..body.len()).map(move |i| words(body.value(i))).collect::<Vec<_>>()
         })
         .collect();
-    let index = openwit_index::bundle::open(bundle).unwrap();
+    let (index, _) = openwit_index::bundle::open(bundle).unwrap();
     let mut probes: Vec<&String> = bodies.iter().step_by(37).filter_map(|w| w.first()).collect();
     probes.dedup();
     assert!(!probes.is_empty());

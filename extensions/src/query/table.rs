@@ -369,13 +369,14 @@ impl StoredTable {
                 return None;
             }
         };
-        let size = bytes.len() as u64;
         let opened = tokio::task::spawn_blocking(move || {
-            openwit_index::bundle::open(bytes.to_vec()).and_then(openwit_index::search::Searchable::new)
+            // The cache counts what the index holds in memory open (its files decompressed).
+            let (index, size) = openwit_index::bundle::open(bytes.to_vec())?;
+            openwit_index::search::Searchable::new(index).map(|s| (s, size))
         })
         .await;
         match opened {
-            Ok(Ok(s)) => {
+            Ok(Ok((s, size))) => {
                 let s = Arc::new(s);
                 self.sources.indexes().put(key, s.clone(), size);
                 Some(s)

@@ -30,14 +30,15 @@ fn main() {
     }
     for (name, spec) in specs {
         let scratch = tempfile::tempdir().expect("scratch");
-        let started = std::time::Instant::now();
+        let (started, cpu) = (std::time::Instant::now(), cpu_seconds());
         let bundle = openwit_index::build::build(&spec, &batches, scratch.path()).expect("built");
         let bytes = bundle.len() as f64;
         println!(
-            "{name:24} {:8.2} MB  {:.3} × Parquet  {:.1} s",
+            "{name:24} {:8.2} MB  {:.3} × Parquet  {:.1} s, {:.1} CPU-s",
             bytes / 1e6,
             bytes / parquet,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            cpu_seconds() - cpu
         );
         if name == "default" {
             // The table of contents gives each file's stored and written length.
@@ -61,4 +62,14 @@ fn main() {
             }
         }
     }
+}
+
+/// User and system CPU seconds of this process so far (Linux: `/proc/self/stat`, in clock ticks of
+/// 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }

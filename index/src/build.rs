@@ -8,6 +8,7 @@ use arrow::array::{Array, ArrayRef, AsArray, MapArray};
 use arrow::datatypes::{Int32Type, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
 use openwit_core::attributes::AttrType;
+use tantivy::indexer::UserOperation;
 use tantivy::schema::Field;
 use tantivy::{Index, IndexWriter, TantivyDocument};
 
@@ -43,6 +44,9 @@ impl Builder {
             .map(|(n, _, _)| batch.column_by_name(n).ok_or_else(|| IndexError::Rows(format!("no {n} column"))))
             .collect::<Result<Vec<_>, _>>()?;
         let types = batch.column_by_name("attribute_types");
+        // Handed to the indexing thread a batch at a time: one document at a time, the hand-over (a
+        // channel send and a thread wake-up each) cost a fifth of the indexing CPU.
+        let mut docs = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let mut doc = TantivyDocument::new();
             doc.add_u64(self.row, first_row + i as u64);
@@ -54,8 +58,9 @@ impl Builder {
                     doc.add_text(*field, v);
                 })?;
             }
-            writer.add_document(doc)?;
+            docs.push(UserOperation::Add(doc));
         }
+        writer.run(docs)?;
         Ok(batch.num_rows() as u64)
     }
 
@@ -87,9 +92,12 @@ impl Builder {
                     .and_then(|t| t.as_list_opt::<i32>())
                     .ok_or_else(|| IndexError::Rows("no attribute_types column beside attributes".into()))?;
                 let keys = &self.spec.attribute_keys;
+                let mut term = String::new();
                 for (k, v) in string_attributes(map, types, i) {
                     if keys.is_empty() || keys.iter().any(|x| x == k) {
-                        emit(&format!("{k}={v}"));
+                        term.clear();
+                        term.extend([k, "=", v]);
+                        emit(&term);
                     }
                 }
             }

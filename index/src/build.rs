@@ -45,7 +45,7 @@ impl Builder {
             .collect::<Result<Vec<_>, _>>()?;
         let types = batch.column_by_name("attribute_types");
         // Handed to the indexing thread a batch at a time: one document at a time, the hand-over (a
-        // channel send and a thread wake-up each) cost a fifth of the indexing CPU.
+        // channel send and a thread wake-up each) cost about a third of the indexing CPU.
         let mut docs = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let mut doc = TantivyDocument::new();

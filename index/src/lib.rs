@@ -1,10 +1,9 @@
 //! OpenWit's full-text index: one Tantivy index per Parquet file of logs or spans, built from the file's
 //! Arrow rows (`build`) as its table's `spec` says, kept as one object beside the file (`bundle`:
-//! Tantivy's files end to end with a table of contents), and searched for the rows of the file a query
+//! Tantivy's files end to end, each compressed, with a table of contents), and searched for the rows of the file a query
 //! matches (`search`). Each indexed document carries its row number in the file, and the bundle holds
 //! every row's time (`time`), so a hit is a row to read (or, for counts and histograms, already the
-//! answer). `scan` answers the same queries
-//! over rows in memory, with the same analysis.
+//! answer). `scan` answers the same queries over rows in memory, with the same analysis.
 //!
 //! What is indexed by default, per log row: `body` as analysed text (lower-cased words, with positions
 //! for phrases); as exact terms `severity_text`, `service_name` and every string attribute as

@@ -6,6 +6,8 @@ import os
 import shutil
 import statistics
 import subprocess
+import re
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -41,8 +43,9 @@ def timed(fn, repeat):
 
 def start_and_load(openwit, loadgen, scratch, config, ports, signal, items):
     """Starts `openwit` with `config` (formatted with `ports`) in a fresh `scratch`, waits for its query
-    API, sends `items` distinct items of `signal` from the load generator; returns the process and the
-    data directory."""
+    API, sends `items` distinct items of `signal` from the load generator; returns the process, the
+    data directory and how many items the daemon acknowledged (under overload it refuses some requests,
+    retryably, as it should: those items are not stored, and waiting for them would never end)."""
     shutil.rmtree(scratch, ignore_errors=True)
     os.makedirs(scratch)
     cfg = os.path.join(scratch, "config.yaml")
@@ -54,16 +57,22 @@ def start_and_load(openwit, loadgen, scratch, config, ports, signal, items):
     wait_api(ports["api"])
     per_request = 500
     try:
-        subprocess.run(
+        run = subprocess.run(
             [loadgen, "run", "--endpoint", f"127.0.0.1:{ports['grpc']}", "--signal", signal, "--total-items",
              str(items), "--items-per-request", str(per_request), "--distinct-requests", str(items // per_request),
              "--concurrency", "8"],
             check=True,
+            stdout=subprocess.PIPE,
+            text=True,
         )
+        print(run.stdout, end="", file=sys.stderr)
+        acknowledged = re.search(r"acknowledged (\d+)", run.stdout)
+        if acknowledged is None:
+            raise RuntimeError(f"the load generator did not say how many items were acknowledged: {run.stdout!r}")
     except BaseException:
         daemon.terminate()
         raise
-    return daemon, data
+    return daemon, data, int(acknowledged.group(1))
 
 
 def wait_api(api, seconds=30):

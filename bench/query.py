@@ -75,17 +75,17 @@ def main():
     a = p.parse_args()
 
     t = time.time()
-    daemon, data = start_and_load(
+    daemon, data, acknowledged = start_and_load(
         a.openwit, a.loadgen, a.scratch, CONFIG, {"grpc": 24317, "api": 24383, "metrics": 24388}, "traces", a.spans
     )
     api = 24383
     try:
         while True:
             n = openwit_sql(api, "SELECT coalesce(sum(row_count), 0) AS n FROM files WHERE state = 'stable'")[0]["n"]
-            if n >= a.spans:
+            if n >= acknowledged:
                 break
             time.sleep(1)
-        print(f"{a.spans} spans sent and stored in {time.time() - t:.0f} s", file=sys.stderr)
+        print(f"{acknowledged} of {a.spans} spans acknowledged and stored in {time.time() - t:.0f} s", file=sys.stderr)
 
         files = openwit_sql(api, "SELECT count(*) AS n, sum(byte_size) AS b FROM files")[0]
         rng = openwit_sql(api, "SELECT min(time) AS lo, max(time) AS hi FROM spans")[0]

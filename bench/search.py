@@ -91,7 +91,7 @@ def main():
     a = p.parse_args()
 
     t = time.time()
-    daemon, data = start_and_load(
+    daemon, data, acknowledged = start_and_load(
         a.openwit, a.loadgen, a.scratch, CONFIG, {"grpc": 25317, "api": 25383, "metrics": 25388}, "logs", a.records
     )
     api = 25383
@@ -104,10 +104,10 @@ def main():
                 "LEFT JOIN indexes i ON i.file_id = f.file_id AND i.state = 'stable' "
                 "WHERE f.state = 'stable' AND f.table_name = 'logs'"
             ).fetchone()
-            if stored >= a.records and unindexed == 0:
+            if stored >= acknowledged and unindexed == 0:
                 break
             time.sleep(1)
-        print(f"{a.records} log records stored and indexed in {time.time() - t:.0f} s ({files} files)", file=sys.stderr)
+        print(f"{acknowledged} of {a.records} log records acknowledged, stored and indexed in {time.time() - t:.0f} s ({files} files)", file=sys.stderr)
         parquet_bytes, index_bytes = catalog.execute(
             "SELECT sum(f.byte_size), sum(i.byte_size) FROM files f JOIN indexes i ON i.file_id = f.file_id "
             "WHERE f.table_name = 'logs' AND f.state = 'stable'"

@@ -3,10 +3,10 @@ load generator."""
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
-import re
 import sys
 import time
 import urllib.error

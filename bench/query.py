@@ -103,6 +103,8 @@ def main():
 
         con = duckdb.connect()
         con.execute("SET threads TO 2")
+        # DuckDB spills to `.tmp/` in the working directory (the checkout) by default: keep it in the scratch.
+        con.execute(f"SET temp_directory = '{os.path.join(a.scratch, 'duckdb.tmp')}'")
         glob = os.path.join(data, "storage", "spans", "**", "*.parquet")
         con.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet('{glob}')")
         window_ow = f"time >= to_timestamp({w0}) AND time < to_timestamp({w1})"

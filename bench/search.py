@@ -115,6 +115,8 @@ def main():
 
         con = duckdb.connect()
         con.execute("SET threads TO 2")
+        # DuckDB spills to `.tmp/` in the working directory (the checkout) by default: keep it in the scratch.
+        con.execute(f"SET temp_directory = '{os.path.join(a.scratch, 'duckdb.tmp')}'")
         glob = os.path.join(data, "storage", "logs", "**", "*.parquet")
         con.execute(f"CREATE VIEW logs AS SELECT * FROM read_parquet('{glob}')")
         # Words by how many records hold them (a word is counted once per record).

@@ -426,15 +426,28 @@ async fn every_signal_in_both_encodings_from_several_topics_and_partitions_with_
     }
     assert_eq!(completed, written, "every WAL batch completes once stored and committed");
 
-    // The tracker knows each batch's tenant, topic partitions and offsets.
-    let body: serde_json::Value = client()
-        .get(d.http_url("/api/batch-monitor/batches?tenant=globex&limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The tracker knows each batch's tenant, topic partitions and offsets. It writes to the catalog in
+    // the background, so its rows may trail the metrics: wait until every batch's kafka stage is done.
+    let kafka_done = |r: &serde_json::Value| {
+        r["stages"].as_array().is_some_and(|s| s.iter().any(|s| s["stage"] == "kafka" && s["done"] == true))
+    };
+    let mut body = serde_json::Value::Null;
+    for _ in 0..200 {
+        body = client()
+            .get(d.http_url("/api/batch-monitor/batches?tenant=globex&limit=1000"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rows = body["batches"].as_array().unwrap();
+        let items: i64 = rows.iter().filter_map(|r| r["item_count"].as_i64()).sum();
+        if items >= 40 && rows.iter().all(kafka_done) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let rows = body["batches"].as_array().unwrap();
     assert!(!rows.is_empty(), "{body}");
     let mut items = 0;

@@ -75,6 +75,34 @@ def start_and_load(openwit, loadgen, scratch, config, ports, signal, items):
     return daemon, data, int(acknowledged.group(1))
 
 
+def settled_files(data, table, acknowledged, indexed=False, quiet=75):
+    """Waits until `table`'s stable files (in the SQLite catalog of `data`) hold `acknowledged` rows, each
+    with a stable index if `indexed`, and the set of them has not changed for `quiet` seconds — longer
+    than the janitor's pass (60 s), so that compaction, and the indexing of what it made, have nothing
+    left to do before anything is timed. Returns (paths of the files, their bytes, their indexes'
+    bytes). An engine reading the store directly must read these files, not a glob: files compaction
+    replaced stay on disk for a grace period, and a glob would count their rows twice."""
+    import sqlite3
+
+    catalog = sqlite3.connect(os.path.join(data, "catalog.db"))
+    since, last = time.monotonic(), None
+    while True:
+        rows = catalog.execute(
+            "SELECT f.root, f.path, f.row_count, f.byte_size, i.byte_size FROM files f "
+            "LEFT JOIN indexes i ON i.file_id = f.file_id AND i.state = 'stable' "
+            "WHERE f.state = 'stable' AND f.table_name = ? ORDER BY f.path",
+            (table,),
+        ).fetchall()
+        complete = sum(r[2] for r in rows) >= acknowledged and (not indexed or all(r[4] is not None for r in rows))
+        if rows != last:
+            since, last = time.monotonic(), rows
+        elif complete and time.monotonic() - since >= quiet:
+            break
+        time.sleep(1)
+    paths = [os.path.join(root.removeprefix("file://"), path) for root, path, _, _, _ in rows]
+    return paths, sum(r[3] for r in rows), sum(r[4] or 0 for r in rows)
+
+
 def wait_api(api, seconds=30):
     """Waits until OpenWit's query API on `api` answers."""
     deadline = time.monotonic() + seconds
@@ -86,6 +114,13 @@ def wait_api(api, seconds=30):
             if time.monotonic() > deadline:
                 raise SystemExit(f"OpenWit's query API on port {api} did not answer within {seconds} s")
             time.sleep(0.1)
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` so far (from /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port():

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from common import free_port, openwit_sql, timed, wait_api
+from common import cpu_seconds, free_port, openwit_sql, timed, wait_api
 
 CONFIG = """
 receivers:
@@ -110,12 +110,6 @@ def psql(port, db, sql):
     out = subprocess.run([pg_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "openwit", "-d", db,
                           "-At", "-c", sql], check=True, capture_output=True, text=True)
     return out.stdout.strip()
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Fleet:

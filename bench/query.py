@@ -15,7 +15,7 @@ import time
 
 import duckdb
 
-from common import openwit_sql, start_and_load, timed
+from common import openwit_sql, settled_files, start_and_load, timed
 
 CONFIG = """
 receivers:
@@ -80,14 +80,13 @@ def main():
     )
     api = 24383
     try:
-        while True:
-            n = openwit_sql(api, "SELECT coalesce(sum(row_count), 0) AS n FROM files WHERE state = 'stable'")[0]["n"]
-            if n >= acknowledged:
-                break
-            time.sleep(1)
-        print(f"{acknowledged} of {a.spans} spans acknowledged and stored in {time.time() - t:.0f} s", file=sys.stderr)
-
-        files = openwit_sql(api, "SELECT count(*) AS n, sum(byte_size) AS b FROM files")[0]
+        paths, stored_bytes, _ = settled_files(data, "spans", acknowledged)
+        print(
+            f"{acknowledged} of {a.spans} spans acknowledged, stored and compacted in {time.time() - t:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        files = {"n": len(paths), "b": stored_bytes}
         rng = openwit_sql(api, "SELECT min(time) AS lo, max(time) AS hi FROM spans")[0]
         # A window of a tenth of the data's time, in the middle; a trace id from inside it.
         lo, hi = rng["lo"], rng["hi"]
@@ -105,8 +104,8 @@ def main():
         con.execute("SET threads TO 2")
         # DuckDB spills to `.tmp/` in the working directory (the checkout) by default: keep it in the scratch.
         con.execute(f"SET temp_directory = '{os.path.join(a.scratch, 'duckdb.tmp')}'")
-        glob = os.path.join(data, "storage", "spans", "**", "*.parquet")
-        con.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet('{glob}')")
+        listed = "[" + ", ".join(f"'{p}'" for p in paths) + "]"
+        con.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet({listed})")
         window_ow = f"time >= to_timestamp({w0}) AND time < to_timestamp({w1})"
         window_dd = f"time >= to_timestamp({w0}) AND time < to_timestamp({w1})"
         queries = [

@@ -549,6 +549,13 @@ fn properties(
     if table != "spans" {
         b = b.set_column_dictionary_enabled(ColumnPath::from("trace_id"), false);
     }
+    if table == "logs" {
+        // Log bodies are nearly all distinct (templates with variable parts): their dictionary page
+        // held almost the whole column chunk (~750 KB of a row group's ~860 KB), and a reader must
+        // read all of it to get any one row — a search's "last 100 hits" read 1.4 MB per hit. Plain
+        // pages are read one at a time (see docs/BENCHMARKS.md, "Full-text search").
+        b = b.set_column_dictionary_enabled(ColumnPath::from("body"), false);
+    }
     // Encodings by kind of value, for every leaf column (nested ones included):
     // - nanosecond times and durations, and integer metric values: delta encoding (neighbouring rows
     //   are close in time, counters move little);

@@ -4,6 +4,8 @@
 pub mod daemon;
 pub mod data;
 pub mod evaluation;
+#[cfg(test)]
+mod held_bytes;
 pub mod load;
 pub mod measure;
 pub mod realism;

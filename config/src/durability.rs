@@ -11,7 +11,10 @@ use std::time::Duration;
 
 /// The extension types that are settings, with a line each for `openwit components`.
 pub const SETTINGS: [(&str, &str); 3] = [
-    ("wal", "write-ahead log settings (directory, fsync, segment size, disk budget, retries): read at start"),
+    (
+        "wal",
+        "write-ahead log settings (directory, fsync, segment size, disk and memory budgets, retries): read at start",
+    ),
     ("catalog", "catalog database (SQLite file by default, PostgreSQL to share): read at start"),
     ("plugins", "plugin libraries (paths) whose processors and exporters join the built-in types: loaded at start"),
 ];
@@ -28,6 +31,11 @@ pub struct WalSettings {
     pub segment_megabytes: u64,
     /// Past this, receivers refuse data with a retryable error until exporters catch up.
     pub max_disk_megabytes: u64,
+    /// Telemetry held in memory between the WAL and storage (decoded batches in queues, processors
+    /// and exporters, estimated from their protobuf size): past this, new batches wait and receivers
+    /// refuse with a retryable error, as for a full queue. Not counted: the Parquet exporter's rows
+    /// buffered for the row group it is writing (up to 64 MiB per open file).
+    pub max_memory_megabytes: u64,
     /// How often fully stored segments are deleted.
     #[serde(with = "humantime_serde")]
     pub janitor_interval: Duration,
@@ -46,6 +54,7 @@ impl Default for WalSettings {
             fsync: true,
             segment_megabytes: 64,
             max_disk_megabytes: 10 * 1024,
+            max_memory_megabytes: 128,
             janitor_interval: Duration::from_secs(5),
             export_retries: 3,
             max_redeliveries: 5,
@@ -63,6 +72,9 @@ impl ComponentConfig for WalSettings {
                 "max_disk_megabytes",
                 format!("must be at least segment_megabytes ({})", self.segment_megabytes),
             ));
+        }
+        if self.max_memory_megabytes == 0 {
+            return Err(ConfigIssue::new("max_memory_megabytes", "must be at least 1"));
         }
         if self.janitor_interval.is_zero() {
             return Err(ConfigIssue::new("janitor_interval", "must be longer than 0"));

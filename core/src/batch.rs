@@ -1,5 +1,6 @@
 //! `Batch`: what flows between components.
 
+use crate::memory::Charge;
 use crate::{Lineage, Signal, TenantId, Verdict};
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -81,6 +82,9 @@ pub struct Batch {
     /// The items as Arrow rows, made at most once however many exporters read them (the copies a
     /// fan-out makes share it). Code that changes `payload` in place must reset it (`Default`).
     pub columnar: Columnar,
+    /// What the items hold of the process's memory budget (`crate::memory`), given back when the last
+    /// batch holding it is dropped. Copies, merges and splits keep it.
+    pub memory: Charge,
 }
 
 /// A batch's rows in Arrow (see `crate::columnar`), converted on first use and then shared.
@@ -102,13 +106,21 @@ pub struct ConversionError(Arc<arrow::error::ArrowError>);
 
 impl Batch {
     pub fn new(tenant: TenantId, payload: Payload) -> Batch {
-        Batch { tenant, payload, metadata: Arc::default(), lineage: Lineage::default(), columnar: Columnar::default() }
+        Batch {
+            tenant,
+            payload,
+            metadata: Arc::default(),
+            lineage: Lineage::default(),
+            columnar: Columnar::default(),
+            memory: Charge::default(),
+        }
     }
 
     /// Appends another batch's items (and where they came from).
     pub fn append(&mut self, other: Batch) {
         self.payload.append(other.payload);
         self.lineage.append(other.lineage);
+        self.memory.append(other.memory);
         self.columnar = Columnar::default();
     }
 
@@ -122,6 +134,8 @@ impl Batch {
             metadata: self.metadata.clone(),
             lineage: self.lineage.split_front(n),
             columnar: Columnar::default(),
+            // Both parts hold the whole charge: it comes back once neither is left.
+            memory: self.memory.clone(),
         }
     }
 
@@ -138,6 +152,7 @@ impl Batch {
             metadata: self.metadata.clone(),
             lineage,
             columnar: Columnar::default(),
+            memory: self.memory.clone(),
         }
     }
 

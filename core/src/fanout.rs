@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 /// Why a batch could not be handed on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConsumeError {
-    /// A downstream queue stayed full: retryable (HTTP 429, gRPC `UNAVAILABLE`).
+    /// A downstream queue stayed full, or the memory budget stayed spent: retryable (HTTP 429, gRPC
+    /// `UNAVAILABLE`).
     #[error("the pipeline is full; retry later")]
     Full,
     /// Downstream has stopped (the daemon is shutting down): retryable against a restarted daemon.

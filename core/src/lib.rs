@@ -14,6 +14,7 @@ pub mod fresh;
 pub mod health;
 pub mod http_server;
 pub mod ingest;
+pub mod memory;
 pub mod net;
 pub mod operator;
 pub mod otlp_json;

@@ -60,6 +60,8 @@ pub struct Durability {
     pub node_id: Arc<str>,
     pub export_retries: usize,
     pub max_redeliveries: u32,
+    /// What batches between the WAL and storage may hold in memory, together.
+    pub memory: Arc<openwit_core::memory::MemoryBudget>,
     /// Operator retry requests, served once the pipelines run.
     pub retries: mpsc::Receiver<durable::RetryRequest>,
 }
@@ -224,13 +226,23 @@ pub async fn start(cfg: &ResolvedConfig, env: &BuildEnv, durability: Durability)
         track: track.clone(),
         book,
         max_redeliveries: durability.max_redeliveries,
+        memory: durability.memory.clone(),
     };
     let redeliveries =
         tokio::spawn(durable::redeliver::run(redeliverer, durability.retries, lost_rx, receivers_stop.clone()));
     let mut durable_offsets = durability.durable_offsets;
-    durable::replay(durability.pending, &routes, &done_tx, &durability.metrics, &track, Some(&mut durable_offsets))
-        .await;
-    let (ingest, writer) = Durable::start(durability.wal, routes, done_tx, durability.metrics.clone(), track, gates);
+    durable::replay(
+        durability.pending,
+        &routes,
+        &durability.memory,
+        &done_tx,
+        &durability.metrics,
+        &track,
+        Some(&mut durable_offsets),
+    )
+    .await;
+    let (ingest, writer) =
+        Durable::start(durability.wal, routes, durability.memory, done_tx, durability.metrics.clone(), track, gates);
 
     let mut receivers = vec![redeliveries];
     for (id, signals) in receivers_signals {

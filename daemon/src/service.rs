@@ -257,6 +257,7 @@ fn open_wal(
         node_id,
         export_retries: settings.export_retries,
         max_redeliveries: settings.max_redeliveries,
+        memory: openwit_core::memory::MemoryBudget::registered(settings.max_memory_megabytes << 20, telemetry),
         retries,
     })
 }

@@ -194,6 +194,7 @@ impl BatchProcessor {
                 metadata: self.kept_metadata(&key),
                 lineage: Default::default(),
                 columnar: Default::default(),
+                memory: Default::default(),
             },
             items: 0,
             deadline: Instant::now() + self.cfg.timeout,

@@ -102,3 +102,79 @@ async fn slow_exporter_yields_retryable_answers_and_bounded_memory() {
     assert_eq!(stored(), accepted * 2, "refused data was stored");
     g.export(rich_traces("after")).await.expect("accepts again once drained");
 }
+
+/// Over the harness's `BASE`: a budget of 1 MiB, and WAL batches of one request each.
+const BUDGETED: &str = "
+receivers:
+  otlp:
+    backpressure_wait: 20ms
+    batching:
+      max_items: 200
+exporters:
+  testing:
+    path: {dir}/traces.bin
+    delay: 50ms
+extensions:
+  wal:
+    max_memory_megabytes: 1
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [testing]
+";
+
+/// 200 spans (100 copies of `rich_traces`' two): about 90 KB of protobuf, so that a few batches
+/// fill the 1 MiB budget long before they fill the exporter's queue of 16.
+fn big_request(tag: &str) -> ExportTraceServiceRequest {
+    let mut r = rich_traces(tag);
+    let spans = r.resource_spans[0].scope_spans[0].spans.clone();
+    for _ in 1..100 {
+        r.resource_spans[0].scope_spans[0].spans.extend(spans.iter().cloned());
+    }
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_holds_back_batches_before_the_queues_are_full() {
+    let d = Daemon::start_on_base(&[BUDGETED]).await;
+    let body = big_request("mem").encode_to_vec();
+    let charged = async || d.metric_sum("openwit_memory_charged_bytes").await;
+    assert_eq!(d.metric_sum("openwit_memory_budget_bytes").await, 1048576.0);
+    let c = client();
+    let (mut accepted, mut refused, mut peak_queue, mut peak_charged) = (0usize, 0usize, 0f64, 0f64);
+    for _ in 0..6 {
+        let wave = (0..30).map(|_| {
+            c.post(d.http_url("/v1/traces")).header("content-type", "application/x-protobuf").body(body.clone()).send()
+        });
+        for r in join_all(wave).await {
+            match r.unwrap().status().as_u16() {
+                200 => accepted += 1,
+                429 => refused += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        peak_charged = peak_charged.max(charged().await);
+        peak_queue = peak_queue.max(d.metric_sum("otelcol_exporter_queue_size{exporter=\"testing\"}").await);
+    }
+    assert!(refused > 0 && accepted > 0, "accepted {accepted}, refused {refused}");
+    assert!(peak_charged > 0.0 && peak_charged <= 1048576.0, "charged {peak_charged} bytes of a 1 MiB budget");
+    // The budget, not the queue (16 batches), is what refused: at most 1 MiB ÷ a batch's charge wait.
+    let per_batch = (body.len() as u64 * openwit_core::memory::HELD_PER_PROTOBUF_BYTE) as f64;
+    assert!(peak_queue <= (1048576.0 / per_batch).ceil(), "{peak_queue} batches queued at {per_batch} bytes each");
+
+    // Everything accepted is stored, and every charge is given back once it is.
+    let path = d.path("traces.bin");
+    let stored = || span_count(read_testing::<ExportTraceServiceRequest>(&path).iter().map(|(_, r)| r));
+    let got = eventually(Duration::from_secs(60), stored, |n| *n >= accepted * 200).await;
+    assert_eq!(got, accepted * 200);
+    let mut left = charged().await;
+    for _ in 0..100 {
+        if left == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = charged().await;
+    }
+    assert_eq!(left, 0.0, "charges not given back once stored");
+}

@@ -55,6 +55,10 @@ struct Cli {
     /// batch's Arrow rows).
     #[arg(long)]
     processors: bool,
+    /// `wal.max_memory_megabytes` of every OpenWit target (the daemon's default when left out); a
+    /// value far over what the load needs measures OpenWit as if it had no memory budget.
+    #[arg(long)]
+    memory_megabytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -195,6 +199,7 @@ exporters:
 extensions:
   wal:
     fsync: FSYNC
+    MEMORY
 service:
   pipelines:
     traces: {receivers: [otlp], processors: [batch], exporters: [EXPORTER]}
@@ -219,6 +224,7 @@ enum Store {
 /// Starts OpenWit; `processors` is the logs pipeline's list.
 fn start_openwit(
     bin: &std::path::Path,
+    memory_megabytes: Option<u64>,
     name: &'static str,
     fsync: bool,
     store: Store,
@@ -231,6 +237,7 @@ fn start_openwit(
         .replace("HTTP", &http.to_string())
         .replace("METRICS", &metrics.to_string())
         .replace("FSYNC", if fsync { "true" } else { "false" })
+        .replace("MEMORY", &memory_megabytes.map_or(String::new(), |m| format!("max_memory_megabytes: {m}")))
         .replace("EXPORTER", if store == Store::Nothing { "nop" } else { "parquet" })
         .replace("INDEX", if store == Store::Indexed { "true" } else { "false" })
         .replace("PROCESSORS", processors);
@@ -359,28 +366,63 @@ async fn main() -> anyhow::Result<()> {
         for name in targets {
             let mut t = match (name, &cli.rotel) {
                 ("rotel", Some(bin)) => start_rotel(bin)?,
-                ("openwit (fsync off)", _) => {
-                    start_openwit(&cli.openwit, "openwit (fsync off)", false, Store::Nothing, "batch")?
-                }
-                ("openwit + parquet", _) => {
-                    start_openwit(&cli.openwit, "openwit + parquet", true, Store::Parquet, "batch")?
-                }
-                ("openwit + parquet + index", _) => {
-                    start_openwit(&cli.openwit, "openwit + parquet + index", true, Store::Indexed, "batch")?
-                }
-                ("openwit + filter", _) => {
-                    start_openwit(&cli.openwit, "openwit + filter", true, Store::Nothing, "filter, batch")?
-                }
-                ("openwit + transform", _) => {
-                    start_openwit(&cli.openwit, "openwit + transform", true, Store::Nothing, "transform, batch")?
-                }
-                ("parquet, filter → batch", _) => {
-                    start_openwit(&cli.openwit, "parquet, filter → batch", true, Store::Parquet, "filter, batch")?
-                }
-                ("parquet, batch → filter", _) => {
-                    start_openwit(&cli.openwit, "parquet, batch → filter", true, Store::Parquet, "batch, filter")?
-                }
-                _ => start_openwit(&cli.openwit, "openwit", true, Store::Nothing, "batch")?,
+                ("openwit (fsync off)", _) => start_openwit(
+                    &cli.openwit,
+                    cli.memory_megabytes,
+                    "openwit (fsync off)",
+                    false,
+                    Store::Nothing,
+                    "batch",
+                )?,
+                ("openwit + parquet", _) => start_openwit(
+                    &cli.openwit,
+                    cli.memory_megabytes,
+                    "openwit + parquet",
+                    true,
+                    Store::Parquet,
+                    "batch",
+                )?,
+                ("openwit + parquet + index", _) => start_openwit(
+                    &cli.openwit,
+                    cli.memory_megabytes,
+                    "openwit + parquet + index",
+                    true,
+                    Store::Indexed,
+                    "batch",
+                )?,
+                ("openwit + filter", _) => start_openwit(
+                    &cli.openwit,
+                    cli.memory_megabytes,
+                    "openwit + filter",
+                    true,
+                    Store::Nothing,
+                    "filter, batch",
+                )?,
+                ("openwit + transform", _) => start_openwit(
+                    &cli.openwit,
+                    cli.memory_megabytes,
+                    "openwit + transform",
+                    true,
+                    Store::Nothing,
+                    "transform, batch",
+                )?,
+                ("parquet, filter → batch", _) => start_openwit(
+                    &cli.openwit,
+                    cli.memory_megabytes,
+                    "parquet, filter → batch",
+                    true,
+                    Store::Parquet,
+                    "filter, batch",
+                )?,
+                ("parquet, batch → filter", _) => start_openwit(
+                    &cli.openwit,
+                    cli.memory_megabytes,
+                    "parquet, batch → filter",
+                    true,
+                    Store::Parquet,
+                    "batch, filter",
+                )?,
+                _ => start_openwit(&cli.openwit, cli.memory_megabytes, "openwit", true, Store::Nothing, "batch")?,
             };
             wait_listening(&mut t).await?;
             let port = if transport == Transport::Grpc { t.grpc } else { t.http };

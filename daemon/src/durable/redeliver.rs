@@ -8,6 +8,7 @@ use super::log::WalHandle;
 use super::metrics::WalMetrics;
 use super::{Routes, Tracking, replay};
 use async_trait::async_trait;
+use openwit_core::memory::MemoryBudget;
 use openwit_core::{BatchId, Completion, Operator, OperatorError};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -105,6 +106,7 @@ pub struct Redeliverer {
     pub book: Book,
     /// Automatic redeliveries of a batch lost in a row before it is failed as poison.
     pub max_redeliveries: u32,
+    pub memory: Arc<MemoryBudget>,
 }
 
 /// Serves lost batches and operator requests until `stop` (the receivers' stop): it then drops its
@@ -144,7 +146,7 @@ pub async fn run(
                 match r.wal.read(ids).await {
                     Ok(batches) => {
                         tracing::info!(batches = batches.len(), "delivering lost batches again");
-                        replay(batches, &r.routes, &r.completions, &r.metrics, &r.track, None).await;
+                        replay(batches, &r.routes, &r.memory, &r.completions, &r.metrics, &r.track, None).await;
                     }
                     Err(e) => tracing::error!("cannot read lost batches back from the WAL (they stay there): {e}"),
                 }
@@ -199,7 +201,7 @@ impl Redeliverer {
         });
         let n = batches.len();
         tracing::info!(batches = n, ids = ?chosen, "operator retry of failed batches");
-        replay(batches, &self.routes, &self.completions, &self.metrics, &self.track, None).await;
+        replay(batches, &self.routes, &self.memory, &self.completions, &self.metrics, &self.track, None).await;
         Ok(n)
     }
 }

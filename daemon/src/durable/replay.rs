@@ -2,6 +2,7 @@
 
 use super::metrics::WalMetrics;
 use super::{Routes, decode, signal_of};
+use openwit_core::memory::{HELD_PER_PROTOBUF_BYTE, MemoryBudget};
 use openwit_core::{AckToken, Batch, BatchId, Completion, DurableOffsets, Lineage, Metadata, SourceOffsets, TenantId};
 use openwit_wal::WalBatch;
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use tokio::sync::mpsc;
 pub async fn replay(
     pending: Vec<WalBatch>,
     routes: &Routes,
+    memory: &Arc<MemoryBudget>,
     completions: &mpsc::UnboundedSender<Completion>,
     metrics: &WalMetrics,
     track: &super::Tracking,
@@ -75,6 +77,8 @@ pub async fn replay(
             metadata: Arc::new(metadata),
             lineage: Lineage::whole(token, b.items),
             columnar: Default::default(),
+            // Waits for room in the budget like a new batch would (the WAL keeps it meanwhile).
+            memory: memory.charge(b.payload.len() as u64 * HELD_PER_PROTOBUF_BYTE).await,
         };
         if fanout.send(batch).await.is_err() {
             tracing::error!(batch = %text, "pipeline closed during replay");

@@ -4,6 +4,7 @@ use super::log::WalHandle;
 use super::metrics::WalMetrics;
 use super::{encode, signal_code};
 use async_trait::async_trait;
+use openwit_core::memory::{HELD_PER_PROTOBUF_BYTE, MemoryBudget};
 use openwit_core::source::push_offsets;
 use openwit_core::{
     AckToken, Admission, Batch, BatchId, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest,
@@ -114,13 +115,15 @@ impl Durable {
     pub fn start(
         wal: WalHandle,
         routes: Routes,
+        memory: Arc<MemoryBudget>,
         completions: mpsc::UnboundedSender<Completion>,
         metrics: Arc<WalMetrics>,
         track: super::Tracking,
         gates: Gates,
     ) -> (Arc<Durable>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(INBOX);
-        let writer = Writer { wal, routes, completions, metrics, track, open: HashMap::new(), ready: VecDeque::new() };
+        let writer =
+            Writer { wal, routes, memory, completions, metrics, track, open: HashMap::new(), ready: VecDeque::new() };
         (Arc::new(Durable { inbox: tx, gates }), tokio::spawn(writer.run(rx)))
     }
 }
@@ -128,6 +131,7 @@ impl Durable {
 struct Writer {
     wal: WalHandle,
     routes: Routes,
+    memory: Arc<MemoryBudget>,
     completions: mpsc::UnboundedSender<Completion>,
     metrics: Arc<WalMetrics>,
     track: super::Tracking,
@@ -204,8 +208,8 @@ impl Writer {
         }
     }
 
-    /// Reserves pipeline room for every ready batch that can have it, writes those batches with one
-    /// fdatasync, hands them on and answers their requests.
+    /// Reserves pipeline room and memory for every ready batch that can have them, writes those batches
+    /// with one fdatasync, hands them on and answers their requests.
     async fn commit(&mut self) {
         let now = Instant::now();
         let mut go = Vec::new();
@@ -215,7 +219,14 @@ impl Writer {
                 refuse_all(open.replies, ConsumeError::Closed);
                 continue;
             };
-            match fanout.try_reserve() {
+            // Room in the queues, then in the memory budget; a batch that has not both holds neither.
+            let room = fanout.try_reserve().map(|permits| {
+                permits.and_then(|p| {
+                    let held = open.raw.len() as u64 * HELD_PER_PROTOBUF_BYTE;
+                    self.memory.try_charge(held).map(|charge| (p, charge))
+                })
+            });
+            match room {
                 Ok(Some(permits)) => go.push((key, open, permits)),
                 Ok(None) if now < open.refuse_at => wait.push_back((key, open)),
                 Ok(None) => self.refuse(&key, open, ConsumeError::Full),
@@ -272,7 +283,7 @@ impl Writer {
         for row in rows {
             self.track.tracker.send(openwit_catalog::Update::Written { batch: row, at });
         }
-        for ((key, open, permits), id) in go.into_iter().zip(ids) {
+        for ((key, open, (permits, charge)), id) in go.into_iter().zip(ids) {
             let batch_id = BatchId::from_slice(&id).unwrap_or_default();
             let token_id = batch_id.to_string();
             let token = AckToken::new(batch_id, self.completions.clone());
@@ -284,6 +295,7 @@ impl Writer {
                 metadata: key.metadata.clone(),
                 lineage: Lineage::whole(token, open.items as u32),
                 columnar: Default::default(),
+                memory: charge,
             };
             Fanout::deliver(permits, batch);
             self.track.tracker.send(openwit_catalog::Update::Ingested { batch_id: token_id, at: super::now_ms() });

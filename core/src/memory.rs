@@ -89,10 +89,6 @@ impl MemoryBudget {
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
     }
-
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
 }
 
 /// What a batch holds of the budget; given back when the last batch holding it is dropped.

@@ -12,6 +12,7 @@ pub mod fresh;
 pub mod functions;
 mod metrics;
 pub mod output;
+mod page_index;
 pub mod read_cache;
 pub mod request;
 pub mod sources;

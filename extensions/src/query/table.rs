@@ -11,6 +11,7 @@
 //! `LIKE`/`ILIKE '%word%'` are only narrowed by indexes; DataFusion still applies them.
 
 use super::fresh::{self, FreshReaders};
+use super::page_index::PagesForSelections;
 use super::sources::Sources;
 use super::text_search::{Decision, Predicate, SELECTIVE_SHARE, Specs, Why, decide, selection, time_column};
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, TimestampNanosecondArray, UInt64Array};
@@ -238,10 +239,12 @@ impl TableProvider for StoredTable {
         for ((url, filtered), files) in groups {
             let store_url = ObjectStoreUrl::parse(&url)?;
             state.runtime_env().register_object_store(store_url.as_ref(), stores[&url].clone());
-            let reader = Arc::new(datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory::new(
-                stores[&url].clone(),
-                state.runtime_env().cache_manager.get_file_metadata_cache(),
-            ));
+            let reader = Arc::new(PagesForSelections(Arc::new(
+                datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory::new(
+                    stores[&url].clone(),
+                    state.runtime_env().cache_manager.get_file_metadata_cache(),
+                ),
+            )));
             let source = ParquetSource::new(self.schema.clone())
                 .with_table_parquet_options(state.table_options().parquet.clone())
                 .with_parquet_file_reader_factory(reader);

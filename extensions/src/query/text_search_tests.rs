@@ -104,7 +104,12 @@ fn needle() -> impl Strategy<Value = String> {
 
 /// Stores `bodies` as logs files of tenant `t` under `dir`: the first file with its index, the second
 /// without (scanned).
-async fn store(dir: &std::path::Path, catalog: &Catalog, parts: [&[String]; 2]) {
+async fn store(
+    dir: &std::path::Path,
+    catalog: &Catalog,
+    parts: [&[String]; 2],
+    props: Option<parquet::file::properties::WriterProperties>,
+) {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -129,7 +134,8 @@ async fn store(dir: &std::path::Path, catalog: &Catalog, parts: [&[String]; 2]) 
         let path = dir.join(&rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let mut w =
-            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), props.clone())
+                .unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
         let row = FileRow {
@@ -203,7 +209,7 @@ proptest! {
             let dir = tempfile::tempdir().unwrap();
             let catalog = Catalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display())).await.unwrap();
             let store_dir = dir.path().join("store");
-            store(&store_dir, &catalog, [&indexed, &scanned]).await;
+            store(&store_dir, &catalog, [&indexed, &scanned], None).await;
             let limits =
                 Limits { max_rows: 100_000, timeout: Duration::from_secs(30), memory_bytes: 64 << 20, index_cache_bytes: 1 << 20 };
             let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap();
@@ -235,7 +241,7 @@ fn a_query_reads_the_indexed_file_by_its_index() {
         let catalog = Catalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display())).await.unwrap();
         let indexed: Vec<String> = (0..40).map(|i| format!("line {i} timeout")).collect();
         let scanned = vec!["no match here".to_string()];
-        store(&dir.path().join("store"), &catalog, [&indexed, &scanned]).await;
+        store(&dir.path().join("store"), &catalog, [&indexed, &scanned], None).await;
         let limits = Limits {
             max_rows: 1000,
             timeout: Duration::from_secs(30),
@@ -256,4 +262,48 @@ fn a_query_reads_the_indexed_file_by_its_index() {
             ["line 7 timeout"]
         );
     });
+}
+
+#[test]
+fn rows_selected_by_the_index_are_read_page_by_page() {
+    // Without the page index the reader fetches each projected column chunk whole for one selected row.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display())).await.unwrap();
+        let indexed: Vec<String> =
+            (0..4000).map(|i| format!("request {i} served by backend {} in {} ms", i % 7, i * 13 % 997)).collect();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_data_page_row_count_limit(100)
+            .set_write_batch_size(100)
+            .set_dictionary_enabled(false)
+            .build();
+        let store_dir = dir.path().join("store");
+        store(&store_dir, &catalog, [&indexed, &["unrelated".to_string()]], Some(props)).await;
+        let file_bytes = std::fs::metadata(store_dir.join("logs/f0.parquet")).unwrap().len() as usize;
+        let limits = Limits {
+            max_rows: 1000,
+            timeout: Duration::from_secs(30),
+            memory_bytes: 64 << 20,
+            index_cache_bytes: 1 << 20,
+        };
+        let engine =
+            Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap();
+        let sql = "SELECT body FROM logs WHERE text_match(body, '\"request 2345\"')";
+        let mut running = engine.start("t", sql).await.unwrap();
+        let mut rows = 0;
+        while let Some(b) = running.stream.next().await {
+            rows += b.unwrap().num_rows();
+        }
+        assert_eq!(rows, 1);
+        let scanned = scanned_bytes(running.plan.as_ref());
+        assert!(scanned > 0, "the selected page is read");
+        assert!(scanned * 10 < file_bytes, "{scanned} bytes read of a {file_bytes}-byte file for one row");
+    });
+}
+
+/// `bytes_scanned` summed over every Parquet scan of a plan.
+fn scanned_bytes(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> usize {
+    plan.metrics().and_then(|m| m.sum_by_name("bytes_scanned")).map(|v| v.as_usize()).unwrap_or(0)
+        + plan.children().into_iter().map(|c| scanned_bytes(c.as_ref())).sum::<usize>()
 }

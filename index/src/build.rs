@@ -124,7 +124,11 @@ impl Builder {
         Ok(())
     }
 
-    fn write(&self, heap: usize, batches: &[RecordBatch]) -> Result<(), IndexError> {
+    fn write(
+        &self,
+        heap: usize,
+        batches: impl IntoIterator<Item = Result<RecordBatch, IndexError>>,
+    ) -> Result<(), IndexError> {
         // One indexing thread: the daemon indexes in the background beside ingest.
         let mut writer = self.index.writer_with_num_threads::<TantivyDocument>(1, heap)?;
         // Segments flushed when the arena fills are kept as they are: merging them would encode every
@@ -132,7 +136,7 @@ impl Builder {
         writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
         let mut row = 0u64;
         for b in batches {
-            row += self.add(&writer, b, row)?;
+            row += self.add(&writer, &b?, row)?;
         }
         writer.commit()?;
         writer.wait_merging_threads()?;
@@ -144,22 +148,35 @@ impl Builder {
 /// says and returns the bundle. `scratch` is an empty directory the build may use; it is left for the
 /// caller to remove.
 pub fn build(spec: &Spec, batches: &[RecordBatch], scratch: &std::path::Path) -> Result<Vec<u8>, IndexError> {
+    build_from(spec, batches.iter().cloned().map(Ok), scratch)
+}
+
+/// As [`build`], taking the rows a batch at a time as they are read: only one batch (and the rows'
+/// times, 8 bytes each) is held at once, whatever the file's size. Reading a file's indexed columns
+/// whole first took 1.4 GB for a compacted file of 3M spans.
+pub fn build_from(
+    spec: &Spec,
+    batches: impl IntoIterator<Item = Result<RecordBatch, IndexError>>,
+    scratch: &std::path::Path,
+) -> Result<Vec<u8>, IndexError> {
     // Nothing is stored in the document store (hits are rows of the Parquet file): large blocks keep
     // its per-block overhead small.
     let settings = tantivy::IndexSettings { docstore_blocksize: 1 << 20, ..Default::default() };
     let index = Index::builder().schema(crate::spec::schema(spec)).settings(settings).create_in_dir(scratch)?;
     let b = Builder::with_index(spec, index);
-    b.write(WRITER_HEAP, batches)?;
-    // The spec travels with the index: a reader knows what it can answer.
-    let json = serde_json::to_vec(spec).map_err(|e| IndexError::Bundle(e.to_string()))?;
-    std::fs::write(scratch.join(crate::spec::SPEC_FILE), json)?;
-    let mut times = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
-    for b in batches {
+    let mut times: Vec<i64> = Vec::new();
+    let batches = batches.into_iter().map(|b| {
+        let b = b?;
         match b.column_by_name("time").and_then(|t| t.as_primitive_opt::<TimestampNanosecondType>()) {
             Some(t) => times.extend_from_slice(t.values()),
             None => return Err(IndexError::Rows("no time column (nanosecond timestamps)".into())),
         }
-    }
+        Ok(b)
+    });
+    b.write(WRITER_HEAP, batches)?;
+    // The spec travels with the index: a reader knows what it can answer.
+    let json = serde_json::to_vec(spec).map_err(|e| IndexError::Bundle(e.to_string()))?;
+    std::fs::write(scratch.join(crate::spec::SPEC_FILE), json)?;
     std::fs::write(scratch.join(crate::time::TIME_FILE), crate::time::encode(&times))?;
     bundle::pack(scratch)
 }
@@ -167,7 +184,7 @@ pub fn build(spec: &Spec, batches: &[RecordBatch], scratch: &std::path::Path) ->
 /// An index of rows held in memory, as a file's would be: what a scan searches.
 pub fn in_ram(spec: &Spec, batch: &RecordBatch) -> Result<Index, IndexError> {
     let b = Builder::with_index(spec, Index::create_in_ram(crate::spec::schema(spec)));
-    b.write(SCAN_HEAP, std::slice::from_ref(batch))?;
+    b.write(SCAN_HEAP, [Ok(batch.clone())])?;
     Ok(b.index)
 }
 

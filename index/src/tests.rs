@@ -440,3 +440,23 @@ fn a_bundle_is_compressed_and_counts_what_it_holds_open() {
     assert_eq!(resident, files, "open, the bundle holds its files as they were written");
     assert!(packed < files, "{packed} bytes packed from {files}");
 }
+
+#[test]
+fn a_build_from_batches_read_one_by_one_holds_one_at_a_time() {
+    // A file's rows are indexed as they are decoded: a compacted file's columns do not fit in memory.
+    let copies = 20;
+    let mut yielded: Vec<std::sync::Weak<dyn arrow::array::Array>> = Vec::new();
+    let mut most_alive = 0;
+    let batches = (0..copies).flat_map(|_| rows()).map(|b| {
+        most_alive = most_alive.max(yielded.iter().filter(|w| w.strong_count() > 0).count());
+        yielded.push(Arc::downgrade(b.column(0)));
+        Ok(b)
+    });
+    let scratch = tempfile::tempdir().unwrap();
+    let bytes = build::build_from(&spec(), batches, scratch.path()).unwrap();
+    assert_eq!(most_alive, 0, "earlier batches were still held when the next was read");
+    let index = bundle::open(bytes).unwrap().0;
+    let hits = search::rows(&index, "timeout", Some(&["body"][..])).unwrap();
+    let expected: Vec<u64> = (0..copies as u64).flat_map(|c| [c * 5, c * 5 + 2]).collect();
+    assert_eq!(hits, expected, "every batch indexed, rows numbered across them");
+}

@@ -15,6 +15,7 @@
 use super::uploader::{Shared, Step, now_ms};
 use openwit_catalog::{FileRow, IndexRow, TANTIVY, Unindexed};
 use openwit_core::text_index::{Spec, Table};
+use openwit_index::IndexError;
 use parquet::file::reader::ChunkReader;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -226,10 +227,11 @@ fn build<R: ChunkReader + 'static>(
     let roots: Vec<usize> = wanted.iter().filter_map(|n| builder.schema().index_of(n).ok()).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let reader = builder.with_projection(mask).build().map_err(|e| e.to_string())?;
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    // Batches go to the index as they are decoded (a compacted file's columns do not fit in memory).
+    let batches = reader.map(|b| b.map_err(|e| IndexError::Rows(format!("cannot read the file: {e}"))));
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
-    let bytes = openwit_index::build::build(spec, &batches, scratch);
+    let bytes = openwit_index::build::build_from(spec, batches, scratch);
     let _ = std::fs::remove_dir_all(scratch);
     let bytes = bytes.map_err(|e| e.to_string())?;
     openwit_storage::write_durably(out, &bytes).map_err(|e| e.to_string())?;

@@ -175,6 +175,13 @@ async fn store(
     }
 }
 
+/// A query engine over `catalog` with the tests' limits.
+fn engine(catalog: Catalog, max_rows: usize) -> Engine {
+    let limits =
+        Limits { max_rows, timeout: Duration::from_secs(30), memory_bytes: 64 << 20, index_cache_bytes: 1 << 20 };
+    Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap()
+}
+
 async fn bodies_of(engine: &Engine, sql: &str) -> Result<Vec<String>, String> {
     let mut running = engine.start("t", sql).await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -210,9 +217,7 @@ proptest! {
             let catalog = Catalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display())).await.unwrap();
             let store_dir = dir.path().join("store");
             store(&store_dir, &catalog, [&indexed, &scanned], None).await;
-            let limits =
-                Limits { max_rows: 100_000, timeout: Duration::from_secs(30), memory_bytes: 64 << 20, index_cache_bytes: 1 << 20 };
-            let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap();
+            let engine = engine(catalog, 100_000);
             let all: Vec<String> = indexed.iter().chain(&scanned).cloned().collect();
             for q in &queries {
                 let sql = format!("SELECT body FROM logs WHERE text_match(body, '{}')", q.render());
@@ -242,14 +247,7 @@ fn a_query_reads_the_indexed_file_by_its_index() {
         let indexed: Vec<String> = (0..40).map(|i| format!("line {i} timeout")).collect();
         let scanned = vec!["no match here".to_string()];
         store(&dir.path().join("store"), &catalog, [&indexed, &scanned], None).await;
-        let limits = Limits {
-            max_rows: 1000,
-            timeout: Duration::from_secs(30),
-            memory_bytes: 64 << 20,
-            index_cache_bytes: 1 << 20,
-        };
-        let engine =
-            Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap();
+        let engine = engine(catalog, 1000);
         let plan = bodies_of(&engine, "EXPLAIN ANALYZE SELECT body FROM logs WHERE text_match(body, '\"line 7\"')")
             .await
             .unwrap()
@@ -281,14 +279,7 @@ fn rows_selected_by_the_index_are_read_page_by_page() {
         let store_dir = dir.path().join("store");
         store(&store_dir, &catalog, [&indexed, &["unrelated".to_string()]], Some(props)).await;
         let file_bytes = std::fs::metadata(store_dir.join("logs/f0.parquet")).unwrap().len() as usize;
-        let limits = Limits {
-            max_rows: 1000,
-            timeout: Duration::from_secs(30),
-            memory_bytes: 64 << 20,
-            index_cache_bytes: 1 << 20,
-        };
-        let engine =
-            Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap();
+        let engine = engine(catalog, 1000);
         let sql = "SELECT body FROM logs WHERE text_match(body, '\"request 2345\"')";
         let mut running = engine.start("t", sql).await.unwrap();
         let mut rows = 0;

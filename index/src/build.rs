@@ -152,8 +152,9 @@ pub fn build(spec: &Spec, batches: &[RecordBatch], scratch: &std::path::Path) ->
 }
 
 /// As [`build`], taking the rows a batch at a time as they are read: only one batch (and the rows'
-/// times, 8 bytes each) is held at once, whatever the file's size. Reading a file's indexed columns
-/// whole first took 1.4 GB for a compacted file of 3M spans.
+/// times, 8 bytes each) is held at once, whatever the file's size. With a file's indexed columns read
+/// whole first, the daemon's RSS rose from ~230 MiB to 1.6 GiB while it indexed a compacted file of 3M
+/// spans (`bench/run-steady`; 505 MiB at most once streamed).
 pub fn build_from(
     spec: &Spec,
     batches: impl IntoIterator<Item = Result<RecordBatch, IndexError>>,

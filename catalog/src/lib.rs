@@ -248,7 +248,24 @@ impl Catalog {
         self.migrated
             .get_or_try_init(|| async {
                 let migrator = if self.engine == Engine::Sqlite { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
-                migrator.run(&self.pool).await.map_err(|source| CatalogError::Migrate { url: self.url.clone(), source })
+                let mut attempt = 0;
+                loop {
+                    match migrator.run(&self.pool).await {
+                        // SQLite has no lock for migrations: a second process migrating the same file at
+                        // once (the daemon and `openwit query`, or a test) fails applying or recording a
+                        // version the other just applied (each migration is a transaction: the failed one
+                        // is rolled back). Run again: applied versions are then skipped.
+                        Err(
+                            sqlx::migrate::MigrateError::Execute(_) | sqlx::migrate::MigrateError::ExecuteMigration(..),
+                        ) if self.engine == Engine::Sqlite && attempt < 5 => {
+                            attempt += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                        }
+                        done => {
+                            break done.map_err(|source| CatalogError::Migrate { url: self.url.clone(), source });
+                        }
+                    }
+                }
             })
             .await?;
         Ok(&self.pool)

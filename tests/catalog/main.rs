@@ -122,3 +122,22 @@ async fn tracker_catches_up_after_an_outage() {
     drop(handle);
     tokio::time::timeout(Duration::from_secs(5), task).await.expect("tracker ends once its handles are gone").unwrap();
 }
+
+/// Processes that open one new SQLite catalog at the same moment (a starting daemon and `openwit
+/// query`) all end up connected: SQLite has no migration lock, so the catalog runs the migrations again
+/// when another connection applied a version first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogs_opened_at_once_on_one_new_sqlite_file_all_connect() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/catalog.db", dir.path().display());
+        let mut opening = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let url = url.clone();
+            opening.spawn(async move { Catalog::connect(&url).await.map(|_| ()).map_err(|e| e.to_string()) });
+        }
+        while let Some(opened) = opening.join_next().await {
+            opened.unwrap().unwrap();
+        }
+    }
+}

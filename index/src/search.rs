@@ -1,7 +1,7 @@
 //! Which rows of a file a query matches, from its index, with their times.
 
 use crate::IndexError;
-use crate::spec::{FLAGS, ROW, SPEC_FILE, Spec, TIME};
+use crate::spec::{FLAGS, ROW, SPEC_FILE, Spec};
 use crate::time::{TIME_FILE, TimeColumn};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
@@ -18,16 +18,11 @@ pub struct Hits {
     pub times: Vec<i64>,
 }
 
-/// A segment's row numbers, and its times where they are a fast field.
-type SegmentColumns = (Column<u64>, Option<Column<i64>>);
-
 /// Where an index keeps its rows' times.
 #[derive(Clone, Debug)]
 enum Times {
     /// The bundle's time file.
     Column(TimeColumn),
-    /// A fast field of each segment (bundles of the first format).
-    FastField,
     None,
 }
 
@@ -59,7 +54,6 @@ impl Searchable {
         // Read as it is (Tantivy's `get_file_handle` expects its own footer).
         let times = match index.directory().atomic_read(std::path::Path::new(TIME_FILE)) {
             Ok(b) => Times::Column(TimeColumn::open(tantivy::directory::OwnedBytes::new(b))?),
-            Err(_) if index.schema().get_field(TIME).is_ok() => Times::FastField,
             Err(_) => Times::None,
         };
         Ok(Searchable { index, reader, spec, times })
@@ -133,25 +127,20 @@ impl Searchable {
     pub fn hits(&self, query: &dyn Query) -> Result<Hits, IndexError> {
         let searcher = self.reader.searcher();
         let docs = self.matching(query)?;
-        let fast_time = matches!(self.times, Times::FastField);
-        let mut columns: Vec<Option<SegmentColumns>> = vec![None; searcher.segment_readers().len()];
-        let mut parts = Vec::with_capacity(docs.len());
+        let mut columns: Vec<Option<Column<u64>>> = vec![None; searcher.segment_readers().len()];
+        let mut rows = Vec::with_capacity(docs.len());
         for key in docs {
             let (segment, doc) = ((key >> 32) as usize, key as u32);
             if columns[segment].is_none() {
-                let ff = searcher.segment_reader(segment as u32).fast_fields();
-                columns[segment] = Some((ff.u64(ROW)?, if fast_time { Some(ff.i64(TIME)?) } else { None }));
+                columns[segment] = Some(searcher.segment_reader(segment as u32).fast_fields().u64(ROW)?);
             }
-            let (rows, times) = columns[segment].as_ref().expect("just set");
-            if let Some(r) = rows.first(doc) {
-                parts.push((r, times.as_ref().and_then(|t| t.first(doc)).unwrap_or(0)));
+            if let Some(r) = columns[segment].as_ref().expect("just set").first(doc) {
+                rows.push(r);
             }
         }
-        parts.sort_unstable_by_key(|(r, _)| *r);
-        let rows: Vec<u64> = parts.iter().map(|p| p.0).collect();
+        rows.sort_unstable();
         let times = match &self.times {
             Times::Column(c) => c.times(&rows)?,
-            Times::FastField => parts.iter().map(|p| p.1).collect(),
             Times::None => Vec::new(),
         };
         Ok(Hits { rows, times })

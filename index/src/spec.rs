@@ -10,9 +10,6 @@ use tantivy::tokenizer::{
 
 /// The row of the Parquet file a document stands for (a fast field).
 pub const ROW: &str = "row";
-/// The row's `time` (nanoseconds), a fast field in the indexes of the bundle's first format (now its
-/// own file, `crate::time`).
-pub const TIME: &str = "time";
 /// Marks documents whose text may hold a word too long to be indexed (see `LONG_TEXT`).
 pub const FLAGS: &str = "openwit_flags";
 /// The file in a bundle that holds the spec the index was built with (JSON).

@@ -22,6 +22,7 @@ mod forward;
 mod fresh;
 mod hostile;
 mod http_options;
+mod huge_pages;
 mod ingest;
 mod interop;
 mod janitor;

@@ -11,6 +11,10 @@ mod supervise;
 mod wal_inspect;
 
 use clap::{Parser, Subcommand};
+use openwit_config::{ConfigSource, redact};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 /// mimalloc rather than glibc's allocator: the pipeline allocates and frees per item on several
 /// threads, where glibc's arenas contend (a quarter of the CPU went to malloc and its locks; the
@@ -35,10 +39,6 @@ fn no_transparent_huge_pages() {
         }
     }
 }
-use openwit_config::{ConfigSource, redact};
-use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::Duration;
 
 /// OpenWit: a telemetry storage daemon that runs OpenTelemetry Collector configs.
 #[derive(Parser, Debug)]

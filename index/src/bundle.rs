@@ -9,8 +9,8 @@
 //!
 //! Format 3 (this one) holds indexes whose term dictionaries are Tantivy's sstables; formats 1 and 2
 //! held FST term dictionaries, which this build of Tantivy cannot read: such a bundle is refused as
-//! older, which the query path treats like a missing index (the file is scanned) and the janitor
-//! rebuilds it from its Parquet file.
+//! older, which the query path treats like a missing index (the file is scanned) and the exporter's
+//! indexer rebuilds it from its Parquet file.
 
 use crate::IndexError;
 use std::collections::BTreeMap;

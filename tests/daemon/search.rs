@@ -155,17 +155,7 @@ async fn sdk_logs_are_found_by_the_index_and_an_index_deleted_by_hand_is_rebuilt
         1,
         "{plan}"
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let rebuilt = loop {
-        let now = c.indexes_for(std::slice::from_ref(&file), TANTIVY).await.unwrap();
-        match now.get(&file) {
-            Some(i) if i.created_at > first.created_at && object.exists() => break i.clone(),
-            _ => {}
-        }
-        check_answers(port).await;
-        assert!(Instant::now() < deadline, "the index was not rebuilt: {}", d.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let rebuilt = wait_rebuilt(&c, &file, &first, &object, port, &d).await;
     assert_eq!(rebuilt.path, first.path, "rebuilt in the same place");
     assert_eq!(std::fs::metadata(&object).unwrap().len() as i64, rebuilt.byte_size);
     check_answers(port).await;
@@ -179,6 +169,55 @@ async fn sdk_logs_are_found_by_the_index_and_an_index_deleted_by_hand_is_rebuilt
     // Every batch is indexed.
     let pending = c.count("SELECT COUNT(*) FROM batch_tracker WHERE index_pip = FALSE").await.unwrap();
     assert_eq!(pending, 0);
+}
+
+/// Waits until `file`'s index is built again after `before` (answers checked meanwhile); returns it.
+async fn wait_rebuilt(
+    c: &Catalog,
+    file: &str,
+    before: &openwit_catalog::IndexRow,
+    object: &std::path::Path,
+    port: u16,
+    d: &Daemon,
+) -> openwit_catalog::IndexRow {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = c.indexes_for(&[file.to_string()], TANTIVY).await.unwrap();
+        match now.get(file) {
+            Some(i) if i.created_at > before.created_at && object.exists() => return i.clone(),
+            _ => {}
+        }
+        check_answers(port).await;
+        assert!(Instant::now() < deadline, "the index was not rebuilt: {}", d.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_of_an_older_bundle_format_is_scanned_around_and_rebuilt() {
+    // What a daemon upgraded over bundles of format 2 (FST term dictionaries) meets: the bundle is
+    // refused, its file scanned with the same answers, and the index built again in the current format.
+    let (cfg, port) = config("300ms");
+    let d = Daemon::start(&cfg).await;
+    let endpoint = d.grpc_url();
+    tokio::task::spawn_blocking(move || send_with_sdk(endpoint, &RECORDS)).await.unwrap();
+    let c = catalog(&d).await;
+    let (file, first) = wait_indexed(&c, 8, &d).await.into_iter().next().unwrap();
+    let object = d.path("data/storage").join(&first.path);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let n = bytes.len();
+    bytes[n - 8..].copy_from_slice(b"OWIDX\x00\x00\x02");
+    std::fs::write(&object, bytes).unwrap();
+
+    check_answers(port).await;
+    let plan = explain(port, "SELECT body FROM logs WHERE text_match(body, 'timeout')").await;
+    assert_eq!(plan_counter(&plan, "index_files_without_usable_index"), 1, "not used: {plan}");
+    assert!(d.logs().contains("older format"), "the log says why: {}", d.logs());
+    let rebuilt = wait_rebuilt(&c, &file, &first, &object, port, &d).await;
+    assert_eq!(std::fs::metadata(&object).unwrap().len() as i64, rebuilt.byte_size);
+    let plan = explain(port, "SELECT body FROM logs WHERE text_match(body, 'timeout')").await;
+    assert_eq!(plan_counter(&plan, "index_files_rows_selected"), 1, "used again: {plan}");
+    check_answers(port).await;
 }
 
 /// Waits until the stable logs files hold `rows` rows and each has a stable index; returns the index

@@ -8,6 +8,7 @@ use arrow::array::{Array, ArrayRef, AsArray, MapArray};
 use arrow::datatypes::{Int32Type, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
 use openwit_core::attributes::AttrType;
+use std::sync::{Arc, Condvar, Mutex};
 use tantivy::indexer::UserOperation;
 use tantivy::schema::Field;
 use tantivy::{Index, IndexWriter, TantivyDocument};
@@ -16,6 +17,63 @@ use tantivy::{Index, IndexWriter, TantivyDocument};
 const WRITER_HEAP: usize = 64 * 1024 * 1024;
 /// Tantivy's smallest indexing arena for one thread (a scan's batch).
 const SCAN_HEAP: usize = 15_000_000;
+
+/// Batches handed to the indexing thread and not yet indexed, at most: the rows being read wait for it.
+/// Without a bound, a file read faster than it is indexed queued all its documents (the daemon's RSS
+/// rose by ~350 MiB while it indexed a file of 3M spans).
+const QUEUED_BATCHES: usize = 2;
+
+/// Counts the batches handed to the indexing thread and not yet indexed.
+#[derive(Default)]
+struct Pacer {
+    queued: Mutex<usize>,
+    indexed: Condvar,
+}
+
+impl Pacer {
+    /// Waits until fewer than [`QUEUED_BATCHES`] are queued, then counts one more until the returned
+    /// ticket (shared by the batch's documents) is dropped with the last of them. A wait ends after a
+    /// second regardless: a stalled indexing thread shows as an error when the batch is handed over.
+    fn ticket(self: &Arc<Pacer>) -> Arc<Ticket> {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while *queued >= QUEUED_BATCHES {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            queued = self.indexed.wait_timeout(queued, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        *queued += 1;
+        Arc::new(Ticket(self.clone()))
+    }
+}
+
+/// One batch's place in the queue, given back when the indexing thread drops its last document.
+struct Ticket(Arc<Pacer>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut queued = self.0.queued.lock().unwrap_or_else(|p| p.into_inner());
+        *queued = queued.saturating_sub(1);
+        self.0.indexed.notify_one();
+    }
+}
+
+/// A document and its batch's ticket: Tantivy drops each document once it has indexed it.
+struct Paced {
+    doc: TantivyDocument,
+    _ticket: Arc<Ticket>,
+}
+
+impl tantivy::Document for Paced {
+    type Value<'a> = <TantivyDocument as tantivy::Document>::Value<'a>;
+    type FieldsValuesIter<'a> = <TantivyDocument as tantivy::Document>::FieldsValuesIter<'a>;
+
+    fn iter_fields_and_values(&self) -> Self::FieldsValuesIter<'_> {
+        self.doc.iter_fields_and_values()
+    }
+}
 
 /// Turns rows into documents as a spec says.
 pub struct Builder {
@@ -37,7 +95,13 @@ impl Builder {
     }
 
     /// Adds `batch`'s rows, numbered from `first_row`; returns how many.
-    fn add(&self, writer: &IndexWriter, batch: &RecordBatch, first_row: u64) -> Result<u64, IndexError> {
+    fn add(
+        &self,
+        writer: &IndexWriter<Paced>,
+        pacer: &Arc<Pacer>,
+        batch: &RecordBatch,
+        first_row: u64,
+    ) -> Result<u64, IndexError> {
         let cols = self
             .fields
             .iter()
@@ -45,21 +109,25 @@ impl Builder {
             .collect::<Result<Vec<_>, _>>()?;
         let types = batch.column_by_name("attribute_types");
         // Handed to the indexing thread a batch at a time: one document at a time, the hand-over (a
-        // channel send and a thread wake-up each) cost about a third of the indexing CPU.
+        // channel send and a thread wake-up each) cost about a third of the indexing CPU. Tantivy's
+        // queue holds 10,000 hand-overs, so batches wait here for the indexing thread instead.
+        let ticket = pacer.ticket();
         let mut docs = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
-            let mut doc = TantivyDocument::new();
-            doc.add_u64(self.row, first_row + i as u64);
+            let mut doc = Paced { doc: TantivyDocument::new(), _ticket: ticket.clone() };
+            let doc_ref = &mut doc.doc;
+            doc_ref.add_u64(self.row, first_row + i as u64);
             for ((name, _, field), col) in self.fields.iter().zip(&cols) {
                 self.values(name, col, types, i, &mut |v: &str| {
                     if v.len() > LONG_TEXT {
-                        doc.add_text(self.flags, format!("long:{name}"));
+                        doc_ref.add_text(self.flags, format!("long:{name}"));
                     }
-                    doc.add_text(*field, v);
+                    doc_ref.add_text(*field, v);
                 })?;
             }
             docs.push(UserOperation::Add(doc));
         }
+        drop(ticket);
         writer.run(docs)?;
         Ok(batch.num_rows() as u64)
     }
@@ -130,13 +198,14 @@ impl Builder {
         batches: impl IntoIterator<Item = Result<RecordBatch, IndexError>>,
     ) -> Result<(), IndexError> {
         // One indexing thread: the daemon indexes in the background beside ingest.
-        let mut writer = self.index.writer_with_num_threads::<TantivyDocument>(1, heap)?;
+        let mut writer = self.index.writer_with_num_threads::<Paced>(1, heap)?;
         // Segments flushed when the arena fills are kept as they are: merging them would encode every
         // posting again (a third more CPU on a large file) to save little, as a search visits each.
         writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        let pacer = Arc::new(Pacer::default());
         let mut row = 0u64;
         for b in batches {
-            row += self.add(&writer, &b?, row)?;
+            row += self.add(&writer, &pacer, &b?, row)?;
         }
         writer.commit()?;
         writer.wait_merging_threads()?;
@@ -148,18 +217,22 @@ impl Builder {
 /// says and returns the bundle. `scratch` is an empty directory the build may use; it is left for the
 /// caller to remove.
 pub fn build(spec: &Spec, batches: &[RecordBatch], scratch: &std::path::Path) -> Result<Vec<u8>, IndexError> {
-    build_from(spec, batches.iter().cloned().map(Ok), scratch)
+    let mut out = Vec::new();
+    build_from(spec, batches.iter().cloned().map(Ok), scratch, &mut out)?;
+    Ok(out)
 }
 
-/// As [`build`], taking the rows a batch at a time as they are read: only one batch (and the rows'
-/// times, 8 bytes each) is held at once, whatever the file's size. With a file's indexed columns read
-/// whole first, the daemon's RSS rose from ~230 MiB to 1.6 GiB while it indexed a compacted file of 3M
-/// spans (`bench/run-steady`; 505 MiB at most once streamed).
+/// As [`build`], taking the rows a batch at a time as they are read and writing the bundle to `out` as
+/// it is packed (returns its length): only one batch (and the rows' times, 8 bytes each) is held at
+/// once, whatever the file's size, and the bundle is never held whole. With a file's indexed columns read
+/// whole first, the daemon's RSS rose from ~230 MiB to 1.6 GiB while it indexed a file of 3M spans
+/// (`bench/run-steady`; 576 MiB once streamed, 397 MiB once paced and packed to disk).
 pub fn build_from(
     spec: &Spec,
     batches: impl IntoIterator<Item = Result<RecordBatch, IndexError>>,
     scratch: &std::path::Path,
-) -> Result<Vec<u8>, IndexError> {
+    out: &mut impl std::io::Write,
+) -> Result<u64, IndexError> {
     // Nothing is stored in the document store (hits are rows of the Parquet file): large blocks keep
     // its per-block overhead small.
     let settings = tantivy::IndexSettings { docstore_blocksize: 1 << 20, ..Default::default() };
@@ -179,7 +252,7 @@ pub fn build_from(
     let json = serde_json::to_vec(spec).map_err(|e| IndexError::Bundle(e.to_string()))?;
     std::fs::write(scratch.join(crate::spec::SPEC_FILE), json)?;
     std::fs::write(scratch.join(crate::time::TIME_FILE), crate::time::encode(&times))?;
-    bundle::pack(scratch)
+    bundle::pack_to(scratch, out)
 }
 
 /// An index of rows held in memory, as a file's would be: what a scan searches.
@@ -222,4 +295,31 @@ fn string_attributes<'a>(
         let is_str = !typed || codes.value(code_start + (j - start)) == AttrType::Str as u8;
         is_str.then(|| (keys.value(j), vals.value(j)))
     })
+}
+
+#[cfg(test)]
+mod pacing {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_batch_waits_while_two_are_queued_until_one_is_indexed() {
+        let pacer = Arc::new(Pacer::default());
+        let (first, second) = (pacer.ticket(), pacer.ticket());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = pacer.clone();
+        let third = std::thread::spawn(move || {
+            let t = p.ticket();
+            tx.send(()).unwrap();
+            t
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "a third batch was handed over at once");
+        let copy = first.clone();
+        drop(first);
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "a batch counts until its last document goes");
+        drop(copy);
+        rx.recv_timeout(Duration::from_secs(5)).expect("the third batch goes once one is indexed");
+        drop((second, third.join().unwrap()));
+        assert_eq!(*pacer.queued.lock().unwrap(), 0);
+    }
 }

@@ -14,6 +14,7 @@
 
 use crate::IndexError;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tantivy::Index;
@@ -59,6 +60,14 @@ type Toc = BTreeMap<String, (u64, u64, u64)>;
 /// offset per document in each store (a tenth of the bundle); a reader is served an empty store
 /// instead (`EMPTY_STORE`), which it opens but never reads.
 pub fn pack(dir: &Path) -> Result<Vec<u8>, IndexError> {
+    let mut out = Vec::new();
+    pack_to(dir, &mut out)?;
+    Ok(out)
+}
+
+/// As [`pack`], written to `out` as it is made: each file is read and compressed a buffer at a time, so
+/// a large index is never held whole in memory. Returns the bundle's length.
+pub fn pack_to(dir: &Path, out: &mut impl std::io::Write) -> Result<u64, IndexError> {
     let mut names: Vec<String> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
@@ -66,27 +75,52 @@ pub fn pack(dir: &Path) -> Result<Vec<u8>, IndexError> {
         .filter(|n| !n.ends_with(".lock") && !n.ends_with(".store"))
         .collect();
     names.sort();
-    let mut out = Vec::new();
+    let mut out = Counting { inner: out, written: 0 };
     let mut toc = Toc::new();
-    // Each file carries zstd's checksum: a damaged one fails to open (and is rebuilt) rather than
-    // answering wrongly.
-    let mut zstd = zstd::bulk::Compressor::new(LEVEL)?;
-    zstd.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-    // A window the size of a large file's postings (level 3 looks back 2 MB by default): the postings
-    // of words that occur together (a log template's) repeat each other across the file. 2.4 % off the
-    // postings at no extra CPU; a reader holds the whole file in memory anyway.
-    zstd.set_parameter(zstd::zstd_safe::CParameter::WindowLog(WINDOW_LOG))?;
     for n in names {
-        let raw = std::fs::read(dir.join(&n))?;
-        let packed = zstd.compress(&raw)?;
-        toc.insert(n, (out.len() as u64, packed.len() as u64, raw.len() as u64));
-        out.extend_from_slice(&packed);
+        let mut file = std::fs::File::open(dir.join(&n))?;
+        let raw = file.metadata()?.len();
+        let start = out.written;
+        let mut zstd = zstd::stream::write::Encoder::new(&mut out, LEVEL)?;
+        // Each file carries zstd's checksum: a damaged one fails to open (and is rebuilt) rather than
+        // answering wrongly.
+        zstd.include_checksum(true)?;
+        zstd.include_contentsize(true)?;
+        zstd.set_pledged_src_size(Some(raw))?;
+        // A window the size of a large file's postings (level 3 looks back 2 MB by default): the postings
+        // of words that occur together (a log template's) repeat each other across the file. 2.4 % off
+        // the postings at no extra CPU; a reader holds the whole file in memory anyway.
+        zstd.window_log(WINDOW_LOG)?;
+        let copied = std::io::copy(&mut file, &mut zstd)?;
+        zstd.finish()?;
+        if copied != raw {
+            return Err(IndexError::Bundle(format!("{n} changed while it was packed ({raw} → {copied} bytes)")));
+        }
+        toc.insert(n, (start, out.written - start, raw));
     }
     let table = serde_json::to_vec(&toc).map_err(|e| IndexError::Bundle(e.to_string()))?;
-    out.extend_from_slice(&table);
-    out.extend_from_slice(&(table.len() as u64).to_le_bytes());
-    out.extend_from_slice(MAGIC);
-    Ok(out)
+    out.write_all(&table)?;
+    out.write_all(&(table.len() as u64).to_le_bytes())?;
+    out.write_all(MAGIC)?;
+    Ok(out.written)
+}
+
+/// A writer that counts what passes through it (the offsets of a bundle's files).
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Opens a bundle held in memory as a searchable index; also says how many bytes it holds in memory

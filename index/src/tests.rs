@@ -414,7 +414,9 @@ fn a_build_from_batches_read_one_by_one_holds_one_at_a_time() {
         Ok(b)
     });
     let scratch = tempfile::tempdir().unwrap();
-    let bytes = build::build_from(&spec(), batches, scratch.path()).unwrap();
+    let mut bytes = Vec::new();
+    let len = build::build_from(&spec(), batches, scratch.path(), &mut bytes).unwrap();
+    assert_eq!(len, bytes.len() as u64, "the length returned is the bundle's");
     assert_eq!(most_alive, 0, "earlier batches were still held when the next was read");
     let index = bundle::open(bytes).unwrap().0;
     let hits = search::rows(&index, "timeout", Some(&["body"][..])).unwrap();

@@ -1,7 +1,7 @@
 //! A storage root, opened: a local directory, or a prefix in an object store (S3 and S3-compatible
 //! servers, GCS, Azure) through `object_store`. Files are stored, verified and listed under it.
 
-use crate::local::{create_dir_all_durably, sync_dir};
+use crate::local::{create_dir_all_durably, size_and_tail, sync_dir};
 use crate::{Endpoint, Service, StorageError};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -12,7 +12,7 @@ use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Files above this size are uploaded in parts.
 const MULTIPART_ABOVE: u64 = 16 << 20;
@@ -184,8 +184,8 @@ impl Destination {
         match &self.kind {
             Kind::Local(root) => {
                 let (root, path) = (root.clone(), root.join(rel));
-                tokio::task::spawn_blocking(move || match std::fs::read(&path) {
-                    Ok(b) if b.len() as u64 == size && tail.is_none_or(|t| b.len() >= 8 && b[b.len() - 8..] == t) => {
+                tokio::task::spawn_blocking(move || match size_and_tail(&path) {
+                    Ok((len, last)) if len == size && tail.is_none_or(|t| len >= 8 && last == t) => {
                         // Seeing the file is not enough: after a failed attempt (a directory fsync that
                         // failed) it may be visible and still not survive a power cut. Stored means durable.
                         sync_up_to(&root, &path).map(|()| true).map_err(|source| StorageError::Io {
@@ -217,6 +217,36 @@ impl Destination {
                         Ok(got.as_ref() == t)
                     }
                 }
+            }
+        }
+    }
+
+    /// The stored file at `rel`, open for reading: a local destination's own file, or the object
+    /// streamed into an unnamed temporary file in `scratch` (gone once closed, whatever happens to the
+    /// reader) — so that a large file is read a part at a time, never held whole in memory.
+    pub async fn open_stored(&self, rel: &str, scratch: &Path) -> Result<std::fs::File, StorageError> {
+        match &self.kind {
+            Kind::Local(root) => {
+                let path = root.join(rel);
+                std::fs::File::open(&path).map_err(|source| StorageError::Io { what: "cannot read", path, source })
+            }
+            Kind::Remote { store, prefix } => {
+                let io = |what, source| StorageError::Io { what, path: scratch.to_path_buf(), source };
+                tokio::fs::create_dir_all(scratch).await.map_err(|e| io("cannot create", e))?;
+                let scratch_dir = scratch.to_path_buf();
+                let file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(scratch_dir))
+                    .await
+                    .map_err(|e| StorageError::Task(e.to_string()))?
+                    .map_err(|e| io("cannot create a temporary file in", e))?;
+                let mut file = tokio::fs::File::from_std(file);
+                let mut parts = store.get(&Self::object_path(prefix, rel)).await?.into_stream();
+                while let Some(part) = parts.try_next().await? {
+                    file.write_all(&part).await.map_err(|e| io("cannot write a temporary file in", e))?;
+                }
+                file.flush().await.map_err(|e| io("cannot write a temporary file in", e))?;
+                let mut file = file.into_std().await;
+                std::io::Seek::rewind(&mut file).map_err(|e| io("cannot read a temporary file in", e))?;
+                Ok(file)
             }
         }
     }
@@ -313,4 +343,49 @@ fn sync_up_to(root: &Path, path: &Path) -> std::io::Result<()> {
 /// `EXDEV`: rename across file systems.
 fn libc_exdev() -> i32 {
     18
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn read_all(mut f: std::fs::File) -> Vec<u8> {
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).unwrap();
+        v
+    }
+
+    fn content() -> Vec<u8> {
+        (0..3_000_000u32).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn a_stored_object_is_read_from_a_temporary_file_that_leaves_nothing_behind() {
+        let remote = Endpoint::parse("s3://bucket/pre", &BTreeMap::new()).unwrap();
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let dest = Destination::open(&remote, &BTreeMap::new()).unwrap().with_store(store.clone());
+        store.put(&ObjectPath::from("pre/a/f.parquet"), content().into()).await.unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let file = dest.open_stored("a/f.parquet", &scratch.path().join("s")).await.unwrap();
+        assert_eq!(read_all(file), content());
+        let left: Vec<_> = std::fs::read_dir(scratch.path().join("s")).unwrap().collect();
+        assert!(left.is_empty(), "the copy has no name: {left:?}");
+        let missing = dest.open_stored("a/none.parquet", scratch.path()).await.unwrap_err();
+        assert!(missing.to_string().contains("none.parquet"), "{missing}");
+    }
+
+    #[tokio::test]
+    async fn a_local_file_is_read_where_it_is_stored() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = Destination::open(&Endpoint::Local(root.path().to_path_buf()), &BTreeMap::new()).unwrap();
+        std::fs::create_dir_all(root.path().join("a")).unwrap();
+        std::fs::write(root.path().join("a/f.parquet"), content()).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let file = dest.open_stored("a/f.parquet", scratch.path()).await.unwrap();
+        assert_eq!(read_all(file), content());
+        assert!(dest.verify("a/f.parquet", 3_000_000, Some(content()[2_999_992..].try_into().unwrap())).await.unwrap());
+        assert!(!dest.verify("a/f.parquet", 3_000_000, Some([0; 8])).await.unwrap(), "another tail");
+        assert!(!dest.verify("a/f.parquet", 2_999_999, None).await.unwrap(), "another size");
+    }
 }

@@ -10,7 +10,7 @@ mod resolver;
 
 pub use destination::Destination;
 pub use endpoint::{Endpoint, EndpointError, Service};
-pub use local::{create_dir_all_durably, sync_dir, write_durably};
+pub use local::{create_dir_all_durably, size_and_tail, sync_dir, write_durably, write_durably_with};
 pub use resolver::Storage;
 
 use std::path::PathBuf;

@@ -28,7 +28,7 @@ pub const QUEUE: usize = 2;
 /// The suffix of an index object after its file's path.
 pub const SUFFIX: &str = ".tantivy";
 
-/// Files repaired per pass (each is read whole from the store).
+/// Files repaired per pass (each copied from the store to local disk, one at a time).
 const REPAIR_BATCH: i64 = 16;
 
 /// What this exporter indexes.
@@ -136,19 +136,14 @@ async fn repair_pass(shared: &Shared) {
     for f in files {
         let Some(spec) = shared.index.spec_of(&f.table_name).cloned() else { continue };
         tracing::info!(exporter = %shared.exporter, file = %f.path, "indexing a stored file that has no usable index");
-        let (_, store) = shared.destination.store();
-        let bytes = match object_store::ObjectStoreExt::get(&store, &shared.destination.location(&f.path)).await {
-            Ok(r) => r.bytes().await,
-            Err(e) => Err(e),
-        };
-        let bytes = match bytes {
-            Ok(b) => b,
+        let file = match shared.destination.open_stored(&f.path, &work_dir(&shared.staging)).await {
+            Ok(file) => file,
             Err(e) => {
                 tracing::warn!(exporter = %shared.exporter, file = %f.path, "cannot read a stored file to index it ({e})");
                 continue;
             }
         };
-        index(shared, &f.file_id, &f.path, &spec, move || Ok(bytes), "rebuilt").await;
+        index(shared, &f.file_id, &f.path, &spec, move || Ok(file), "rebuilt").await;
     }
 }
 
@@ -231,10 +226,10 @@ fn build<R: ChunkReader + 'static>(
     let batches = reader.map(|b| b.map_err(|e| IndexError::Rows(format!("cannot read the file: {e}"))));
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
-    let bytes = openwit_index::build::build_from(spec, batches, scratch);
+    // The bundle goes to its file as it is packed: a compacted file's index is tens of megabytes.
+    let built =
+        openwit_storage::write_durably_with(out, |w| openwit_index::build::build_from(spec, batches, scratch, w));
     let _ = std::fs::remove_dir_all(scratch);
-    let bytes = bytes.map_err(|e| e.to_string())?;
-    openwit_storage::write_durably(out, &bytes).map_err(|e| e.to_string())?;
-    let tail: [u8; 8] = bytes[bytes.len() - 8..].try_into().map_err(|_| "an empty index".to_string())?;
-    Ok((bytes.len() as u64, tail))
+    built.map_err(|e| e.to_string())?;
+    openwit_storage::size_and_tail(out).map_err(|e| format!("cannot read {}: {e}", out.display()))
 }

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Steady load, storing: OpenWit receives a fixed rate of items (the load generator's `--rate`) over OTLP
 gRPC for a fixed time and stores them as Parquet (the `batch` processor, the `parquet` exporter, the
-WAL fsyncing every acknowledgement). Every few seconds the daemon's resident memory (`VmRSS`), its CPU
-time and what its memory budget has charged (`openwit_memory_charged_bytes`) are sampled.
+WAL fsyncing every acknowledgement). Every few seconds the daemon's resident memory (`VmRSS`, and its
+parts: `RssAnon`, the heap, and `RssFile`, the binary's code the kernel mapped), its CPU time and what
+its memory budget has charged (`openwit_memory_charged_bytes`) are sampled.
 
 Reported: the samples (CSV), and a summary: CPU used (share of one core), RSS at the start of the
-second minute and at the end, its peak and its least-squares slope over the run after the first minute
-(MiB per minute: flat is ≈ 0), items acknowledged and refused. Run through `bench/run-steady`.
+second minute and at the end, its peak (sampled, and the kernel's high-water mark `VmHWM`, which catches
+what falls between samples) and its least-squares slope over the run after the first minute (MiB per
+minute: flat is ≈ 0), items acknowledged and refused. `--parquet 'KEY: VALUE'` adds a line to the
+exporter's settings (an A/B of a setting). Run through `bench/run-steady`.
 """
 
 import argparse
@@ -30,7 +33,7 @@ receivers:
 processors:
   batch:
 exporters:
-  parquet:
+  parquet:{parquet}
 extensions:
   query:
     endpoint: 127.0.0.1:{api}
@@ -49,9 +52,12 @@ service:
 PORTS = {"grpc": 25417, "api": 25483, "metrics": 25488}
 
 
-def rss_mib(pid):
+def rss_mib(pid, field="VmRSS"):
+    """`VmRSS` (resident now), `VmHWM` (the most ever resident, which samples can miss), `RssAnon` (the
+    heap: what the daemon allocated) or `RssFile` (its code and mapped files, pages the kernel can drop
+    and read again) in MiB."""
     with open(f"/proc/{pid}/status") as f:
-        kib = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
+        kib = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
     return int(kib.group(1)) / 1024
 
 
@@ -80,13 +86,16 @@ def main():
     p.add_argument("--every", type=float, default=5, help="seconds between samples")
     p.add_argument("--scratch", default="bench/results/steady")
     p.add_argument("--json", default="bench/results/steady.json")
+    p.add_argument("--parquet", action="append", default=[], metavar="KEY: VALUE",
+                   help="a line of the parquet exporter's settings (repeatable), e.g. 'row_group_size: 32768'")
     a = p.parse_args()
 
     shutil.rmtree(a.scratch, ignore_errors=True)
     os.makedirs(a.scratch)
     cfg = os.path.join(a.scratch, "config.yaml")
     with open(cfg, "w") as f:
-        f.write(CONFIG.format(signal=a.signal, **PORTS))
+        parquet = "".join("\n    " + line for line in a.parquet)
+        f.write(CONFIG.format(signal=a.signal, parquet=parquet, **PORTS))
     log = open(os.path.join(a.scratch, "openwit.log"), "w")
     daemon = subprocess.Popen(
         [a.openwit, "--config", cfg, "--data-dir", os.path.join(a.scratch, "data")], stdout=log, stderr=log
@@ -103,27 +112,30 @@ def main():
         start, cpu0 = time.monotonic(), cpu_seconds(daemon.pid)
         samples = []
         with open(os.path.join(a.scratch, "samples.csv"), "w") as csv:
-            csv.write("seconds,rss_mib,cpu_share,charged_mib\n")
+            csv.write("seconds,rss_mib,cpu_share,charged_mib,rss_anon_mib,rss_file_mib\n")
             last_t, last_cpu = start, cpu0
             while load.poll() is None:
                 time.sleep(a.every)
                 now, cpu = time.monotonic(), cpu_seconds(daemon.pid)
-                s = (now - start, rss_mib(daemon.pid), (cpu - last_cpu) / (now - last_t), charged_mib(PORTS["metrics"]))
+                s = (now - start, rss_mib(daemon.pid), (cpu - last_cpu) / (now - last_t), charged_mib(PORTS["metrics"]),
+                     rss_mib(daemon.pid, "RssAnon"), rss_mib(daemon.pid, "RssFile"))
                 last_t, last_cpu = now, cpu
                 samples.append(s)
-                csv.write("%.1f,%.1f,%.3f,%.1f\n" % s)
+                csv.write("%.1f,%.1f,%.3f,%.1f,%.1f,%.1f\n" % s)
                 csv.flush()
-                print("%6.0f s  RSS %6.1f MiB  CPU %5.1f %%  charged %6.1f MiB" % (s[0], s[1], s[2] * 100, s[3]), file=sys.stderr, flush=True)
+                print("%6.0f s  RSS %6.1f MiB (anon %6.1f, file %5.1f)  CPU %5.1f %%  charged %6.1f MiB"
+                      % (s[0], s[1], s[4], s[5], s[2] * 100, s[3]), file=sys.stderr, flush=True)
         out = load.stdout.read()
         print(out, end="", file=sys.stderr)
         elapsed = time.monotonic() - start
         cpu = cpu_seconds(daemon.pid) - cpu0
+        hwm = rss_mib(daemon.pid, "VmHWM")
     finally:
         daemon.terminate()
         daemon.wait(timeout=120)
 
     acknowledged = re.search(r"acknowledged (\d+)", out)
-    settled = [(t / 60, rss) for t, rss, _, _ in samples if t >= 60]
+    settled = [(t / 60, s[1]) for s in samples if (t := s[0]) >= 60]
     summary = {
         "signal": a.signal,
         "rate": a.rate,
@@ -134,6 +146,9 @@ def main():
         "rss_mib_after_1_min": settled[0][1] if settled else None,
         "rss_mib_at_end": samples[-1][1] if samples else None,
         "rss_mib_peak": max(s[1] for s in samples) if samples else None,
+        "rss_mib_high_water_mark": hwm,
+        "rss_anon_mib_peak": max(s[4] for s in samples) if samples else None,
+        "rss_file_mib_peak": max(s[5] for s in samples) if samples else None,
         "rss_slope_mib_per_min": slope(settled) if len(settled) > 1 else None,
         "charged_mib_peak": max(s[3] for s in samples) if samples else None,
         "load_generator": out.strip().splitlines(),

@@ -92,13 +92,14 @@ impl Footprint {
     }
 }
 
-/// Writes the payloads with the exporter's own writer (its file properties, default row groups, no
-/// size rotation) and measures the files, against zstd at the same level.
+/// Writes the payloads with the exporter's own writer (its file properties, row groups of
+/// `row_group_rows`, no size rotation) and measures the files, against zstd at the same level.
 pub fn footprint(
     signal: Signal,
     payloads: &[Payload],
     level: i32,
     sort_by: Option<Vec<String>>,
+    row_group_rows: usize,
 ) -> anyhow::Result<Footprint> {
     let dir = tempfile::tempdir()?;
     let mut w = Writer::new(
@@ -107,7 +108,7 @@ pub fn footprint(
             staging: dir.path().to_path_buf(),
             node_id: "bench".into(),
             compression_level: level,
-            row_group_rows: 128 * 1024,
+            row_group_rows,
             max_bytes: u64::MAX,
             max_age: Duration::from_secs(3600),
             sort_by,

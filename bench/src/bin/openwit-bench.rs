@@ -49,6 +49,9 @@ struct Cli {
     /// `TABLE=COLUMN,COLUMN,…` (e.g. `spans=service_name,trace_id,time`); repeatable.
     #[arg(long = "sort-by", value_name = "TABLE=COLUMNS")]
     sort_by: Vec<String>,
+    /// Rows per row group in the bytes-on-disk measurement (the exporter's `row_group_size`).
+    #[arg(long, default_value_t = 128 * 1024)]
+    row_group_rows: usize,
     /// Only the processor cost: logs over gRPC through `batch` alone, with a `filter` dropping ~97 %
     /// of them, and with a `transform` setting and deleting attributes (all to `nop`, WAL fsyncing);
     /// then storing Parquet: `batch` alone, `filter` before `batch` (per item) and after it (over the
@@ -137,7 +140,7 @@ fn storage_measures(cli: &Cli) -> anyhow::Result<(Vec<storage::Conversion>, Vec<
         if let Some(key) = &sort_by {
             eprintln!("storage {signal:?}: rows sorted by {}", key.join(", "));
         }
-        let f = storage::footprint(signal, &all, cli.zstd_level, sort_by)?;
+        let f = storage::footprint(signal, &all, cli.zstd_level, sort_by, cli.row_group_rows)?;
         eprintln!(
             "storage {signal:?}: {:.1} bytes/item in Parquet, {:.2} of zstd'd protobuf",
             f.parquet_per_item(),

@@ -226,7 +226,7 @@ fn build<R: ChunkReader + 'static>(
     let batches = reader.map(|b| b.map_err(|e| IndexError::Rows(format!("cannot read the file: {e}"))));
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
-    // The bundle goes to its file as it is packed: a compacted file's index is tens of megabytes.
+    // The bundle goes to its file as it is packed: a large file's index is tens of megabytes.
     let built =
         openwit_storage::write_durably_with(out, |w| openwit_index::build::build_from(spec, batches, scratch, w));
     let _ = std::fs::remove_dir_all(scratch);

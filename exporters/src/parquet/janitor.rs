@@ -265,8 +265,8 @@ async fn merge(shared: &Shared, settings: &Settings, signal: Signal, inputs: &[F
     let schema =
         columnar::to_record_batch("t", &openwit_core::Payload::empty(signal)).map_err(|e| e.to_string())?.schema();
     for f in inputs {
-        // Read from a file a row group at a time: an input held whole (up to half the target size) was
-        // the largest part of compaction's peak memory.
+        // Read from a file a row group at a time: an input held whole would cost up to half the
+        // compaction target (128 MiB by default) of memory.
         let file = shared
             .destination
             .open_stored(&f.path, &scratch_root(shared))

@@ -112,6 +112,7 @@ pub fn footprint(
             max_bytes: u64::MAX,
             max_age: Duration::from_secs(3600),
             sort_by,
+            memory: None,
         },
         Default::default(),
     );

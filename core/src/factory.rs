@@ -71,6 +71,9 @@ pub struct BuildEnv {
     pub connector_outputs: Arc<Vec<(String, crate::Fanout)>>,
     /// The running authenticators, for components with `auth: {authenticator: …}`.
     pub auth: Arc<crate::auth::Authenticators>,
+    /// The process's memory budget (`wal.max_memory_megabytes`), for components that hold telemetry
+    /// beyond a batch's life (the Parquet exporter's buffered rows).
+    pub memory: Arc<crate::memory::MemoryBudget>,
 }
 
 /// A component type: its name, the signals it supports, and how to parse and build it.

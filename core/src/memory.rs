@@ -6,11 +6,16 @@
 //! it is acknowledged, and the charge travels with the batch — through fan-out copies, merges and
 //! splits — until the last copy holding it is dropped. While the budget is spent, batches wait in the
 //! writer and receivers answer with their retryable "full" error, as they do for a full queue.
+//!
+//! What outlives the batch is charged by its holder: the Parquet exporter charges the Arrow rows it
+//! buffers for a row group ([`MemoryBudget::charge_held`]) until it has written them, writes them early
+//! when they would take more than half the budget, and writes them out while the budget is starved
+//! (a charge was refused), so that its buffers never keep the budget spent.
 
 use crate::telemetry::{Gauge, Telemetry};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Decoded OTLP (prost's structs: a `String` or `Vec` header per field, attributes as vectors of
 /// key-value structs) plus its Arrow rows, per byte of protobuf. Measured on the load generator's data
@@ -22,6 +27,11 @@ pub const HELD_PER_PROTOBUF_BYTE: u64 = 9;
 pub struct MemoryBudget {
     limit: u64,
     used: AtomicU64,
+    /// Whether the last charge asked for was refused (someone is waiting for room): holders of memory
+    /// that can let go of it early (an exporter's buffered rows) do so then.
+    starved: AtomicBool,
+    /// Told of each refusal, so that those holders act at once rather than at their next tick.
+    refused: tokio::sync::watch::Sender<()>,
     /// Published as it changes (`openwit_memory_charged_bytes`).
     gauge: Option<Gauge>,
 }
@@ -34,7 +44,13 @@ impl fmt::Debug for MemoryBudget {
 
 impl MemoryBudget {
     pub fn new(limit: u64) -> Arc<MemoryBudget> {
-        Arc::new(MemoryBudget { limit, used: AtomicU64::new(0), gauge: None })
+        Arc::new(MemoryBudget {
+            limit,
+            used: AtomicU64::new(0),
+            starved: AtomicBool::new(false),
+            refused: Default::default(),
+            gauge: None,
+        })
     }
 
     /// A budget whose charged bytes and limit are the daemon's metrics `openwit_memory_charged_bytes`
@@ -46,7 +62,13 @@ impl MemoryBudget {
         );
         t.gauge("openwit_memory_budget_bytes", "The memory budget for telemetry between the WAL and storage")
             .set(i64::try_from(limit).unwrap_or(i64::MAX));
-        Arc::new(MemoryBudget { limit, used: AtomicU64::new(0), gauge: Some(gauge) })
+        Arc::new(MemoryBudget {
+            limit,
+            used: AtomicU64::new(0),
+            starved: AtomicBool::new(false),
+            refused: Default::default(),
+            gauge: Some(gauge),
+        })
     }
 
     /// Moves the gauge by the change (not to a value read before it: changes race each other).
@@ -62,16 +84,32 @@ impl MemoryBudget {
         let mut used = self.used.load(Ordering::Relaxed);
         loop {
             if used != 0 && used.saturating_add(bytes) > self.limit {
+                self.starved.store(true, Ordering::Relaxed);
+                self.refused.send_replace(());
                 return None;
             }
             match self.used.compare_exchange_weak(used, used + bytes, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
+                    self.starved.store(false, Ordering::Relaxed);
                     self.publish(bytes as i64);
-                    return Some(Charge(vec![Arc::new(Held { budget: self.clone(), bytes })]));
+                    return Some(self.held(bytes));
                 }
                 Err(now) => used = now,
             }
         }
+    }
+
+    /// Charges `bytes` whatever is charged already: for memory that is held already and cannot be let
+    /// go of before its holder's work is done (an exporter's buffered rows). It makes the next
+    /// [`MemoryBudget::try_charge`] wait instead.
+    pub fn charge_held(self: &Arc<Self>, bytes: u64) -> Charge {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+        self.publish(bytes as i64);
+        self.held(bytes)
+    }
+
+    fn held(self: &Arc<Self>, bytes: u64) -> Charge {
+        Charge(vec![Arc::new(Held { budget: self.clone(), bytes })])
     }
 
     /// Charges `bytes`, waiting for room as long as it takes (replay and redelivery: nobody is waiting
@@ -88,6 +126,21 @@ impl MemoryBudget {
     /// Bytes charged now.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// The budget's size in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Whether a charge was refused since the last one that fitted: something waits for room.
+    pub fn starved(&self) -> bool {
+        self.starved.load(Ordering::Relaxed)
+    }
+
+    /// Changes at each refused charge (waiters retry every few milliseconds while they wait).
+    pub fn refusals(&self) -> tokio::sync::watch::Receiver<()> {
+        self.refused.subscribe()
     }
 }
 
@@ -143,6 +196,19 @@ mod tests {
         assert_eq!((b.used(), copy.bytes()), (100, 100));
         drop(copy);
         assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn held_memory_is_charged_over_the_limit_and_makes_others_wait() {
+        let b = MemoryBudget::new(100);
+        let held = b.charge_held(150);
+        assert_eq!(b.used(), 150);
+        assert!(!b.starved());
+        assert!(b.try_charge(1).is_none(), "the budget is spent");
+        assert!(b.starved(), "a refused charge shows");
+        drop(held);
+        assert!(b.try_charge(1).is_some());
+        assert!(!b.starved(), "a charge that fits clears it");
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
     tracing::info!(catalog = %catalog.display_url(), node = %node.node_id, "batch tracking");
     let node_id: Arc<str> = Arc::from(node.node_id.as_str());
     let (tracker, tracker_task) = Tracker::start(catalog.clone(), cfg.catalog.flush_interval, node);
+    // One budget for the process: the WAL writer charges the batches it hands on, exporters what they
+    // buffer beyond a batch's life.
+    let memory = openwit_core::memory::MemoryBudget::registered(cfg.wal.max_memory_megabytes << 20, &telemetry);
     let env = BuildEnv {
         data_dir,
         telemetry: telemetry.clone(),
@@ -76,6 +79,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
         fresh: fresh.clone(),
         connector_outputs: Arc::default(),
         auth: Arc::default(),
+        memory: memory.clone(),
     };
     let (operator, retries) = crate::durable::operator();
     let side_stop = CancellationToken::new();
@@ -117,7 +121,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
     }
     side_tasks.extend(openwit_extensions::serve_apis(&apis, &side_stop).await?);
 
-    let durability = open_wal(&cfg, &env.data_dir, &telemetry, tracker, node_id, retries)?;
+    let durability = open_wal(&cfg, &env.data_dir, &telemetry, tracker, node_id, retries, memory)?;
     let graph = graph::start(&cfg, &env, durability).await?;
     health.set(HealthStatus::Ready);
     tracing::info!(pipelines = cfg.pipelines.len(), "OpenWit is ready");
@@ -206,6 +210,7 @@ fn open_wal(
     tracker: openwit_catalog::TrackerHandle,
     node_id: Arc<str>,
     retries: tokio::sync::mpsc::Receiver<crate::durable::RetryRequest>,
+    memory: Arc<openwit_core::memory::MemoryBudget>,
 ) -> anyhow::Result<graph::Durability> {
     let settings = &cfg.wal;
     let dir = settings.directory.clone().unwrap_or_else(|| data_dir.join("wal"));
@@ -257,7 +262,7 @@ fn open_wal(
         node_id,
         export_retries: settings.export_retries,
         max_redeliveries: settings.max_redeliveries,
-        memory: openwit_core::memory::MemoryBudget::registered(settings.max_memory_megabytes << 20, telemetry),
+        memory,
         retries,
     })
 }

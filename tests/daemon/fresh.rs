@@ -218,6 +218,7 @@ async fn under_load_every_answer_counts_each_acknowledged_row_exactly_once() {
         fresh: fresh.clone(),
         connector_outputs: Arc::default(),
         auth: Arc::default(),
+        memory: openwit_core::memory::MemoryBudget::new(128 << 20),
     };
     let cfg: serde_yaml_ng::Value = serde_yaml_ng::from_str(
         "rotation: {max_age: 100ms, max_megabytes: 0.03}\nrow_group_size: 40\nindex: {enabled: false}",

@@ -126,6 +126,7 @@ impl ParquetExporter {
             max_bytes: (cfg.rotation.max_megabytes * 1024.0 * 1024.0) as u64,
             max_age: cfg.rotation.max_age,
             sort_by: None,
+            memory: Some(env.memory.clone()),
         };
         let fresh_files = Arc::new(Mutex::new(fresh::FreshFiles::default()));
         let shared = Arc::new(Shared::new(
@@ -154,7 +155,14 @@ impl ParquetExporter {
         let uploader = tokio::spawn(uploader::run(shared.clone(), rx));
         let stop_ticker = CancellationToken::new();
         let every = (cfg.rotation.max_age / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        let ticker = tokio::spawn(rotate_aged(writer.clone(), shared.clone(), tx.clone(), every, stop_ticker.clone()));
+        let ticker = tokio::spawn(rotate_aged(
+            writer.clone(),
+            shared.clone(),
+            tx.clone(),
+            every,
+            env.memory.refusals(),
+            stop_ticker.clone(),
+        ));
         tokio::spawn(janitor::run(shared.clone(), janitor, stop_ticker.clone()));
         Ok(ParquetExporter {
             id: id.to_string(),
@@ -316,21 +324,31 @@ impl Drop for ParquetExporter {
     }
 }
 
-/// Finalizes files older than `max_age`, checking every `every`.
+/// Finalizes files older than `max_age`, checking every `every`; and writes buffered rows out when the
+/// memory budget refuses a charge (`Writer::relieve_memory`).
 async fn rotate_aged(
     writer: Arc<Mutex<Writer>>,
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Finalized>,
     every: Duration,
+    mut refusals: tokio::sync::watch::Receiver<()>,
     stop: CancellationToken,
 ) {
+    let mut next = tokio::time::Instant::now() + every;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep_until(next) => next = tokio::time::Instant::now() + every,
+            _ = refused(&mut refusals) => {}
         }
         let w = writer.clone();
-        let done = tokio::task::spawn_blocking(move || w.lock().unwrap_or_else(|p| p.into_inner()).rotate_aged()).await;
+        let done = tokio::task::spawn_blocking(move || {
+            let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+            // Buffered rows that keep the memory budget spent are written out as soon as a batch waits.
+            w.relieve_memory()?;
+            w.rotate_aged()
+        })
+        .await;
         match done {
             Ok(Ok(files)) => {
                 for f in files {
@@ -341,6 +359,13 @@ async fn rotate_aged(
             Ok(Err(e)) => tracing::error!(exporter = %shared.exporter, "cannot finalize a Parquet file: {e}"),
             Err(e) => tracing::error!(exporter = %shared.exporter, "Parquet rotation task failed: {e}"),
         }
+    }
+}
+
+/// Returns at the budget's next refused charge; never, once the budget is gone (shutdown).
+async fn refused(refusals: &mut tokio::sync::watch::Receiver<()>) {
+    if refusals.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -384,6 +409,7 @@ mod tests {
             fresh: Arc::default(),
             connector_outputs: Arc::default(),
             auth: Arc::default(),
+            memory: openwit_core::memory::MemoryBudget::new(128 << 20),
         };
         let mut cfg = ParquetConfig::default();
         cfg.rotation.max_age = Duration::from_millis(100);

@@ -10,6 +10,7 @@ use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{SortColumn, interleave_record_batch, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use openwit_core::fresh::{FreshFile, FreshState, SourceSnapshot};
+use openwit_core::memory::{Charge, MemoryBudget};
 use openwit_core::{BatchId, Lineage, Signal, Verdict, columnar};
 use parquet::arrow::{ARROW_SCHEMA_META_KEY, ArrowSchemaConverter, ArrowWriter, encode_arrow_schema};
 use parquet::basic::{ColumnOrder, Compression, Encoding, ZstdLevel};
@@ -23,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Buffered Arrow rows are written as a row group at this size even before `row_group_size` rows
-/// (per open file: this bounds the exporter's memory).
+/// (per open file: this bounds the exporter's memory), or at half the memory budget if that is less.
 const MAX_BUFFERED_BYTES: usize = 64 << 20;
 /// Sorted rows are handed to the Parquet encoder this many at a time.
 const WRITE_SLICE_ROWS: usize = 8192;
@@ -75,6 +76,8 @@ pub struct WriterSettings {
     /// The columns rows are sorted by within a row group; `None`: the table's [`sort_by`] (what
     /// `openwit-bench --storage-only --sort-by` compares alternatives against).
     pub sort_by: Option<Vec<String>>,
+    /// The process's memory budget, charged with the buffered rows (`None`: nothing is charged).
+    pub memory: Option<Arc<MemoryBudget>>,
 }
 
 /// The sort key of a table's row groups. Measured with `openwit-bench --storage-only --sort-by`
@@ -93,6 +96,14 @@ pub fn sort_by(table: &str) -> Vec<String> {
 impl WriterSettings {
     fn sort_by(&self, table: &str) -> Vec<String> {
         self.sort_by.clone().unwrap_or_else(|| sort_by(table))
+    }
+
+    /// An open file's buffered rows are written as a row group at this many Arrow bytes: the budget's
+    /// other half is left to the batches on their way (a writer holding all of it would wait for rows
+    /// the full budget keeps from coming).
+    fn max_buffered_bytes(&self) -> usize {
+        let half = self.memory.as_ref().map_or(u64::MAX, |m| m.limit() / 2);
+        MAX_BUFFERED_BYTES.min(usize::try_from(half).unwrap_or(usize::MAX)).max(1)
     }
 }
 
@@ -157,6 +168,8 @@ struct Active {
     buffered: Vec<RecordBatch>,
     buffered_rows: usize,
     buffered_bytes: usize,
+    /// What the buffered rows hold of the memory budget, given back once they are written.
+    buffered_charge: Charge,
     rows: u64,
     min_time: i64,
     max_time: i64,
@@ -274,11 +287,16 @@ impl Writer {
                 }
             }
             a.pledge.append(file_pledge);
+            let bytes = part.get_array_memory_size();
             a.buffered_rows += part.num_rows();
-            a.buffered_bytes += part.get_array_memory_size();
+            a.buffered_bytes += bytes;
+            if let Some(m) = &self.settings.memory {
+                a.buffered_charge.append(m.charge_held(bytes as u64));
+            }
             a.rows += part.num_rows() as u64;
             a.buffered.push(part);
-            if a.buffered_rows >= self.settings.row_group_rows || a.buffered_bytes >= MAX_BUFFERED_BYTES {
+            if a.buffered_rows >= self.settings.row_group_rows || a.buffered_bytes >= self.settings.max_buffered_bytes()
+            {
                 a.flush_row_group()?;
             }
             if a.estimated_size() >= self.settings.max_bytes {
@@ -295,6 +313,34 @@ impl Writer {
         let aged: Vec<Key> =
             self.open.iter().filter(|(_, a)| a.opened.elapsed() >= max_age).map(|(k, _)| k.clone()).collect();
         self.finalize_keys(aged)
+    }
+
+    /// Writes every open file's buffered rows as a row group if the memory budget is starved (a batch
+    /// waits for room) and they hold a sixteenth of it or more: with several files open, their buffers
+    /// together could keep the budget spent until the next file rotates. Returns the number of row
+    /// groups written.
+    pub fn relieve_memory(&mut self) -> Result<usize, WriteError> {
+        let Some(memory) = self.settings.memory.as_ref().filter(|m| m.starved()) else {
+            return Ok(0);
+        };
+        let held: usize = self.open.values().map(|a| a.buffered_bytes).sum();
+        if (held as u64) < memory.limit() / 16 {
+            return Ok(0);
+        }
+        let mut written = 0;
+        let mut result = Ok(());
+        for a in self.open.values_mut().filter(|a| !a.buffered.is_empty()) {
+            result = a.flush_row_group();
+            if result.is_err() {
+                break;
+            }
+            written += 1;
+        }
+        if let Err(e) = result {
+            self.discard_all(&e);
+            return Err(e);
+        }
+        Ok(written)
     }
 
     /// Finalizes every open file (shutdown).
@@ -368,6 +414,7 @@ impl Active {
             buffered: Vec::new(),
             buffered_rows: 0,
             buffered_bytes: 0,
+            buffered_charge: Charge::default(),
             rows: 0,
             min_time: i64::MAX,
             max_time: i64::MIN,
@@ -414,6 +461,8 @@ impl Active {
         })?;
         self.flushed = Some(self.flushed_metadata());
         self.flushed_len = self.writer.bytes_written() as u64;
+        // The buffered rows are freed with `batches` on return (unless a query's snapshot still reads them).
+        self.buffered_charge = Charge::default();
         Ok(())
     }
 
@@ -707,7 +756,71 @@ mod tests {
             max_bytes,
             max_age: Duration::from_secs(600),
             sort_by: None,
+            memory: None,
         }
+    }
+
+    /// Row groups written so far into the open files.
+    fn row_groups(w: &Writer) -> usize {
+        w.open.values().map(|a| a.writer.flushed_row_groups().len()).sum()
+    }
+
+    #[test]
+    fn buffered_rows_hold_the_memory_budget_until_they_are_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, _done) = mpsc::unbounded_channel();
+        let token = AckToken::new(BatchId([7; 16]), tx);
+        let budget = MemoryBudget::new(1 << 30);
+        let mut w = Writer::new(
+            WriterSettings { memory: Some(budget.clone()), ..settings(tmp.path(), u64::MAX) },
+            Arc::default(),
+        );
+        let batch = spans(&[T0 + 1, T0 + 2, T0 + 3]);
+        let bytes = batch.get_array_memory_size() as u64;
+        w.write(rows(batch, &token, 0)).unwrap();
+        assert_eq!(budget.used(), bytes, "the buffered rows are charged");
+        w.write(rows(spans(&[T0 + 4, T0 + 5, T0 + 6]), &token, 3)).unwrap();
+        assert!(budget.used() > bytes);
+        assert_eq!(row_groups(&w), 0);
+        let files = w.finalize_all().unwrap();
+        assert_eq!((files.len(), budget.used()), (1, 0), "written rows give their charge back");
+    }
+
+    #[test]
+    fn an_open_file_writes_its_rows_before_they_take_half_the_budget() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, _done) = mpsc::unbounded_channel();
+        let token = AckToken::new(BatchId([7; 16]), tx);
+        let one = spans(&[T0 + 1, T0 + 2, T0 + 3]).get_array_memory_size() as u64;
+        // Half the budget is 1.5 batches: the second batch has the two written as a row group.
+        let budget = MemoryBudget::new(3 * one);
+        let mut w = Writer::new(
+            WriterSettings { memory: Some(budget.clone()), ..settings(tmp.path(), u64::MAX) },
+            Arc::default(),
+        );
+        w.write(rows(spans(&[T0 + 1, T0 + 2, T0 + 3]), &token, 0)).unwrap();
+        assert_eq!((row_groups(&w), budget.used()), (0, one));
+        w.write(rows(spans(&[T0 + 4, T0 + 5, T0 + 6]), &token, 3)).unwrap();
+        assert_eq!((row_groups(&w), budget.used()), (1, 0), "row_group_size (1000 rows) was not reached");
+    }
+
+    #[test]
+    fn buffered_rows_are_written_out_while_the_budget_is_starved() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, _done) = mpsc::unbounded_channel();
+        let token = AckToken::new(BatchId([7; 16]), tx);
+        let one = spans(&[T0 + 1, T0 + 2, T0 + 3]).get_array_memory_size() as u64;
+        let budget = MemoryBudget::new(16 * one);
+        let mut w = Writer::new(
+            WriterSettings { memory: Some(budget.clone()), ..settings(tmp.path(), u64::MAX) },
+            Arc::default(),
+        );
+        w.write(rows(spans(&[T0 + 1, T0 + 2, T0 + 3]), &token, 0)).unwrap();
+        assert_eq!(w.relieve_memory().unwrap(), 0, "nobody waits for room: the rows stay buffered");
+        assert!(budget.try_charge(16 * one).is_none(), "a batch waits for room");
+        assert_eq!(w.relieve_memory().unwrap(), 1);
+        assert_eq!((row_groups(&w), budget.used()), (1, 0));
+        assert!(budget.try_charge(16 * one).is_some(), "the waiting batch fits now");
     }
 
     fn spans(times: &[u64]) -> RecordBatch {

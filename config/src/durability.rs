@@ -33,8 +33,8 @@ pub struct WalSettings {
     pub max_disk_megabytes: u64,
     /// Telemetry held in memory between the WAL and storage (decoded batches in queues, processors
     /// and exporters, estimated from their protobuf size): past this, new batches wait and receivers
-    /// refuse with a retryable error, as for a full queue. Not counted: the Parquet exporter's rows
-    /// buffered for the row group it is writing (up to 64 MiB per open file).
+    /// refuse with a retryable error, as for a full queue. The Parquet exporter's rows buffered for a
+    /// row group count too: it writes them early at half the budget, or while the budget is spent.
     pub max_memory_megabytes: u64,
     /// How often fully stored segments are deleted.
     #[serde(with = "humantime_serde")]

@@ -1,5 +1,6 @@
 //! `openwit`: the daemon and its command line.
 
+mod allocator;
 mod durable;
 mod graph;
 mod plugins;
@@ -15,30 +16,6 @@ use openwit_config::{ConfigSource, redact};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// mimalloc rather than glibc's allocator: the pipeline allocates and frees per item on several
-/// threads, where glibc's arenas contend (a quarter of the CPU went to malloc and its locks; the
-/// pass-through costs ~45 % less CPU with mimalloc, see docs/BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` says otherwise.
-/// mimalloc asks for huge pages on its arenas (`MADV_HUGEPAGE`), so each first touch of a region the
-/// allocator has handed back faults in, and zeroes, a whole 2 MiB page, and every page counts whole
-/// in RSS. In a steady 10k spans/s run that was an eighth of the daemon's CPU (the kernel's
-/// `clear_page_erms` under `do_huge_pmd_anonymous_page`) and a quarter of its RSS; without huge pages
-/// CPU per span fell by 11 % and RSS by 60 MiB (docs/BENCHMARKS.md § Memory).
-fn no_transparent_huge_pages() {
-    #[cfg(target_os = "linux")]
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes this process's flags.
-        let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-        if r != 0 {
-            // Not fatal: the daemon runs as before, at the cost described above.
-            eprintln!("openwit: could not turn transparent huge pages off ({})", std::io::Error::last_os_error());
-        }
-    }
-}
 
 /// OpenWit: a telemetry storage daemon that runs OpenTelemetry Collector configs.
 #[derive(Parser, Debug)]
@@ -135,7 +112,7 @@ struct Loaded {
 }
 
 fn main() -> ExitCode {
-    no_transparent_huge_pages();
+    allocator::configure();
     let cli = Cli::parse();
     match cli.command.as_ref().unwrap_or(&Command::Run) {
         Command::Components => {

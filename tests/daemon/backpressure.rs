@@ -213,18 +213,9 @@ service:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_rows_buffered_for_a_row_group_hold_the_budget_until_a_batch_needs_it() {
     let mut d = Daemon::start_on_base(&[BUFFERED]).await;
-    let c = client();
     let send = async |tenant: &str, tag: &str| {
         let body = big_request(tag).encode_to_vec();
-        let r = c
-            .post(d.http_url("/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .header("x-scope-orgid", tenant)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        r.status().as_u16()
+        d.post_protobuf_as(tenant, "/v1/traces", body).await.status().as_u16()
     };
     assert_eq!(send("t0", "first").await, 200);
     // The request's own charge is given back once the exporter took its batch; the rows stay charged.

@@ -72,18 +72,10 @@ async fn exercise(catalog: &str, tenant: &str) {
     let cfg = CONFIG.replace("API", &api.to_string()).replace("CATALOG", catalog);
     let mut d = Daemon::spawn_in(dir.path(), &cfg, &[]);
     d.wait_ready().await;
-    let post = |path: &'static str, body: Vec<u8>| {
-        client()
-            .post(d.http_url(path))
-            .header("content-type", "application/x-protobuf")
-            .header("x-scope-orgid", tenant)
-            .body(body)
-            .send()
-    };
     for _ in 0..3 {
-        assert_eq!(post("/v1/traces", rich_traces("m").encode_to_vec()).await.unwrap().status(), 200);
+        assert_eq!(d.post_protobuf_as(tenant, "/v1/traces", rich_traces("m").encode_to_vec()).await.status(), 200);
     }
-    assert_eq!(post("/v1/logs", rich_logs("m").encode_to_vec()).await.unwrap().status(), 200);
+    assert_eq!(d.post_protobuf_as(tenant, "/v1/logs", rich_logs("m").encode_to_vec()).await.status(), 200);
 
     // Completed batches, with their stages.
     let q = format!("/batches?status=completed&tenant={tenant}");

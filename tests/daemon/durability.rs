@@ -1,6 +1,6 @@
 //! The WAL seen from outside: `openwit wal inspect`, quarantine at start, and the disk budget.
 
-use crate::harness::{Daemon, bin, client, eventually, read_testing, span_count};
+use crate::harness::{Daemon, bin, eventually, read_testing, span_count};
 use crate::ingest::rich_traces;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -38,14 +38,7 @@ service:
 ";
 
 async fn post(d: &Daemon, tenant: &str, body: Vec<u8>) -> reqwest::Response {
-    client()
-        .post(d.http_url("/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .header("x-scope-orgid", tenant)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+    d.post_protobuf_as(tenant, "/v1/traces", body).await
 }
 
 fn inspect(d: &Daemon) -> String {

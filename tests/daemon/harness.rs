@@ -285,6 +285,18 @@ impl Daemon {
         r.status().as_u16()
     }
 
+    /// Posts an OTLP/HTTP protobuf body to `path` as `tenant` (`X-Scope-OrgID`); the answer.
+    pub async fn post_protobuf_as(&self, tenant: &str, path: &str, body: Vec<u8>) -> reqwest::Response {
+        client()
+            .post(self.http_url(path))
+            .header("content-type", "application/x-protobuf")
+            .header("x-scope-orgid", tenant)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Asserts the daemon still answers: a valid OTLP/HTTP request is accepted.
     pub async fn assert_serving(&self) {
         let r = client()

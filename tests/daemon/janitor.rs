@@ -100,15 +100,7 @@ pub fn requests(
 }
 
 async fn post_as(d: &Daemon, tenant: &str, path: &str, body: Vec<u8>) {
-    let r = client()
-        .post(d.http_url(path))
-        .header("content-type", "application/x-protobuf")
-        .header("x-scope-orgid", tenant)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
+    assert_eq!(d.post_protobuf_as(tenant, path, body).await.status(), 200, "{path}");
 }
 
 /// Sends `count` requests of each signal, `pause` apart (each rotation makes a file of them).

@@ -765,16 +765,23 @@ mod tests {
         w.open.values().map(|a| a.writer.flushed_row_groups().len()).sum()
     }
 
+    /// A writer into `dir` whose buffered rows are charged to `budget`.
+    fn budgeted_writer(dir: &std::path::Path, budget: &Arc<MemoryBudget>) -> Writer {
+        Writer::new(WriterSettings { memory: Some(budget.clone()), ..settings(dir, u64::MAX) }, Arc::default())
+    }
+
+    /// The Arrow size of the three-span batches these tests write.
+    fn three_spans_bytes() -> u64 {
+        spans(&[T0 + 1, T0 + 2, T0 + 3]).get_array_memory_size() as u64
+    }
+
     #[test]
     fn buffered_rows_hold_the_memory_budget_until_they_are_written() {
         let tmp = tempfile::tempdir().unwrap();
         let (tx, _done) = mpsc::unbounded_channel();
         let token = AckToken::new(BatchId([7; 16]), tx);
         let budget = MemoryBudget::new(1 << 30);
-        let mut w = Writer::new(
-            WriterSettings { memory: Some(budget.clone()), ..settings(tmp.path(), u64::MAX) },
-            Arc::default(),
-        );
+        let mut w = budgeted_writer(tmp.path(), &budget);
         let batch = spans(&[T0 + 1, T0 + 2, T0 + 3]);
         let bytes = batch.get_array_memory_size() as u64;
         w.write(rows(batch, &token, 0)).unwrap();
@@ -791,13 +798,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (tx, _done) = mpsc::unbounded_channel();
         let token = AckToken::new(BatchId([7; 16]), tx);
-        let one = spans(&[T0 + 1, T0 + 2, T0 + 3]).get_array_memory_size() as u64;
+        let one = three_spans_bytes();
         // Half the budget is 1.5 batches: the second batch has the two written as a row group.
         let budget = MemoryBudget::new(3 * one);
-        let mut w = Writer::new(
-            WriterSettings { memory: Some(budget.clone()), ..settings(tmp.path(), u64::MAX) },
-            Arc::default(),
-        );
+        let mut w = budgeted_writer(tmp.path(), &budget);
         w.write(rows(spans(&[T0 + 1, T0 + 2, T0 + 3]), &token, 0)).unwrap();
         assert_eq!((row_groups(&w), budget.used()), (0, one));
         w.write(rows(spans(&[T0 + 4, T0 + 5, T0 + 6]), &token, 3)).unwrap();
@@ -809,12 +813,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (tx, _done) = mpsc::unbounded_channel();
         let token = AckToken::new(BatchId([7; 16]), tx);
-        let one = spans(&[T0 + 1, T0 + 2, T0 + 3]).get_array_memory_size() as u64;
+        let one = three_spans_bytes();
         let budget = MemoryBudget::new(16 * one);
-        let mut w = Writer::new(
-            WriterSettings { memory: Some(budget.clone()), ..settings(tmp.path(), u64::MAX) },
-            Arc::default(),
-        );
+        let mut w = budgeted_writer(tmp.path(), &budget);
         w.write(rows(spans(&[T0 + 1, T0 + 2, T0 + 3]), &token, 0)).unwrap();
         assert_eq!(w.relieve_memory().unwrap(), 0, "nobody waits for room: the rows stay buffered");
         assert!(budget.try_charge(16 * one).is_none(), "a batch waits for room");

@@ -238,20 +238,22 @@ pub fn build_from(
     let settings = tantivy::IndexSettings { docstore_blocksize: 1 << 20, ..Default::default() };
     let index = Index::builder().schema(crate::spec::schema(spec)).settings(settings).create_in_dir(scratch)?;
     let b = Builder::with_index(spec, index);
-    let mut times: Vec<i64> = Vec::new();
+    // The rows' times are encoded as they pass, a block at a time, into their file in the bundle.
+    let file = std::fs::File::create(scratch.join(crate::time::TIME_FILE))?;
+    let mut times = crate::time::TimeWriter::new(std::io::BufWriter::new(file))?;
     let batches = batches.into_iter().map(|b| {
         let b = b?;
         match b.column_by_name("time").and_then(|t| t.as_primitive_opt::<TimestampNanosecondType>()) {
-            Some(t) => times.extend_from_slice(t.values()),
+            Some(t) => times.push(t.values())?,
             None => return Err(IndexError::Rows("no time column (nanosecond timestamps)".into())),
         }
         Ok(b)
     });
     b.write(WRITER_HEAP, batches)?;
+    times.finish()?.into_inner().map_err(|e| e.into_error())?;
     // The spec travels with the index: a reader knows what it can answer.
     let json = serde_json::to_vec(spec).map_err(|e| IndexError::Bundle(e.to_string()))?;
     std::fs::write(scratch.join(crate::spec::SPEC_FILE), json)?;
-    std::fs::write(scratch.join(crate::time::TIME_FILE), crate::time::encode(&times))?;
     bundle::pack_to(scratch, out)
 }
 

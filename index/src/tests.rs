@@ -311,10 +311,16 @@ proptest::proptest! {
     fn the_time_column_gives_back_the_time_of_every_row_asked_for(
         times in times(),
         every in 1usize..20,
+        piece in 1usize..700,
     ) {
-        let column = crate::time::TimeColumn::open(
-            tantivy::directory::OwnedBytes::new(crate::time::encode(&times)),
-        ).unwrap();
+        // Written as a build writes them: a batch's times at a time, batches of any size.
+        let mut w = crate::time::TimeWriter::new(std::io::Cursor::new(Vec::new())).unwrap();
+        for batch in times.chunks(piece) {
+            w.push(batch).unwrap();
+        }
+        let bytes = w.finish().unwrap().into_inner();
+        proptest::prop_assert_eq!(&bytes, &crate::time::encode(&times), "pieces or whole, the same column");
+        let column = crate::time::TimeColumn::open(tantivy::directory::OwnedBytes::new(bytes)).unwrap();
         proptest::prop_assert_eq!(column.rows(), times.len() as u64);
         let all: Vec<u64> = (0..times.len() as u64).collect();
         proptest::prop_assert_eq!(&column.times(&all).unwrap(), &times);

@@ -15,7 +15,9 @@ import time
 
 import duckdb
 
-from common import openwit_sql, settled_files, start_and_load, timed
+import subprocess
+
+from common import openwit_sql, settled_files, start_and_load, timed, wait_api
 
 CONFIG = """
 receivers:
@@ -35,6 +37,7 @@ extensions:
     max_rows: 1000
     timeout: 10m
     max_memory_megabytes: 4096
+{datafusion}
 service:
   extensions: [query]
   pipelines:
@@ -72,11 +75,28 @@ def main():
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--scratch", default="bench/results/query")
     p.add_argument("--json", default="bench/results/query.json")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="after the run, restart OpenWit on the same files with these DataFusion options "
+        "(extensions.query.datafusion) and time its queries again (repeatable), e.g. "
+        "'pushdown:datafusion.execution.parquet.pushdown_filters=true'",
+    )
     a = p.parse_args()
+    variants = []
+    for v in a.variant:
+        name, _, settings = v.partition(":")
+        pairs = [kv.split("=", 1) for kv in settings.split(",") if kv]
+        if not name or any(len(kv) != 2 for kv in pairs):
+            raise SystemExit(f"--variant {v!r}: use NAME:KEY=VALUE[,KEY=VALUE]")
+        variants.append((name, pairs))
+    ports = {"grpc": 24317, "api": 24383, "metrics": 24388}
 
     t = time.time()
     daemon, data, acknowledged = start_and_load(
-        a.openwit, a.loadgen, a.scratch, CONFIG, {"grpc": 24317, "api": 24383, "metrics": 24388}, "traces", a.spans
+        a.openwit, a.loadgen, a.scratch, CONFIG.replace("{datafusion}", ""), ports, "traces", a.spans
     )
     api = 24383
     try:
@@ -137,12 +157,33 @@ def main():
             ),
         ]
         results = []
+        duck_rows = []
         for name, ow_sql, dd_sql in queries:
             ow_t, ow_rows = timed(lambda: openwit_sql(api, ow_sql), a.repeat)
             dd_t, dd_rows = timed(lambda: con.execute(dd_sql).fetchall(), a.repeat)
             same = normalise(ow_rows) == normalise(dd_rows)
+            duck_rows.append(dd_rows)
             results.append({"query": name, "openwit_s": ow_t, "duckdb_s": dd_t, "ratio": ow_t / dd_t, "same_answer": same})
             print(f"{name:40} openwit {ow_t * 1000:9.1f} ms  duckdb {dd_t * 1000:9.1f} ms  ratio {ow_t / dd_t:5.2f}  same answer: {same}")
+        # Each variant: the same files, OpenWit restarted with other DataFusion options, against the
+        # DuckDB times above.
+        for vname, pairs in variants:
+            daemon.terminate()
+            daemon.wait(timeout=120)
+            options = "\n".join(f"      {k}: {v}" for k, v in pairs)
+            cfg = os.path.join(a.scratch, "config.yaml")
+            with open(cfg, "w") as f:
+                f.write(CONFIG.replace("{datafusion}", "    datafusion:\n" + options).format(**ports))
+            log = open(os.path.join(a.scratch, f"openwit-{vname}.log"), "w")
+            daemon = subprocess.Popen([a.openwit, "--config", cfg, "--data-dir", data], stdout=log, stderr=log)
+            wait_api(api)
+            for (name, ow_sql, _), r, dd_rows in zip(queries, results, duck_rows):
+                ow_t, ow_rows = timed(lambda: openwit_sql(api, ow_sql), a.repeat)
+                same = normalise(ow_rows) == normalise(dd_rows)
+                r.setdefault("variants", {})[vname] = {"openwit_s": ow_t, "ratio": ow_t / r["duckdb_s"], "same_answer": same}
+                print(
+                    f"{vname + ': ' + name:40} openwit {ow_t * 1000:9.1f} ms  ratio {ow_t / r['duckdb_s']:5.2f}  same answer: {same}"
+                )
         summary = {
             "spans": a.spans,
             "files": files["n"],

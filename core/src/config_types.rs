@@ -12,6 +12,35 @@ where
     Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }
 
+/// A map whose values may be any YAML scalar (`true`, `8`, `0.5`, `text`), each kept as its text: for
+/// settings handed on to a library that parses them itself (DataFusion's session options).
+pub fn scalar_strings<'de, D>(d: D) -> Result<std::collections::BTreeMap<String, String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+    let map = std::collections::BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::Bool(b) => b.to_string(),
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Text(t) => t,
+            };
+            (k, v)
+        })
+        .collect())
+}
+
 /// A `host:port` endpoint check with a helpful message.
 pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     match endpoint.rsplit_once(':') {

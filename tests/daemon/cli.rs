@@ -49,6 +49,27 @@ fn validate_accepts_a_good_config_and_lists_every_problem_of_a_bad_one() {
         err.contains("service.pipelines.traces.exporters[0]: references exporter \"debug\", which is not configured"),
         "{err}"
     );
+
+    // A DataFusion option is checked by name and value before anything starts.
+    let df = dir.path().join("datafusion.yaml");
+    let with = |options: &str| {
+        FILE_PIPELINES
+            .replace("{dir}", "/tmp")
+            .replace(['{', '}'], "")
+            .replace(
+                "\nservice:",
+                &format!("\n  query:\n    endpoint: 127.0.0.1:5\n    datafusion:\n{options}\nservice:"),
+            )
+            .replace("extensions: [health_check]", "extensions: [health_check, query]")
+    };
+    std::fs::write(&df, with("      datafusion.execution.parquet.pushdown_filterz: true")).unwrap();
+    let (ok, _, err) = run(&["validate", "--config", df.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("extensions.query.datafusion: `datafusion.execution.parquet.pushdown_filterz`"), "{err}");
+    std::fs::write(&df, with("      datafusion.execution.parquet.pushdown_filters: maybe")).unwrap();
+    let (ok, _, err) = run(&["validate", "--config", df.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("`datafusion.execution.parquet.pushdown_filters`") && err.contains("maybe"), "{err}");
 }
 
 #[test]

@@ -49,6 +49,8 @@ extensions:
     max_rows: 40
     timeout: 3s
     max_memory_megabytes: 16
+    datafusion:
+      datafusion.execution.batch_size: 4096
 service:
   extensions: [health_check, batch_monitor, query]
   pipelines:
@@ -867,6 +869,10 @@ async fn bad_sql_and_limits_get_clear_errors_and_the_daemon_stays_up() {
     let m = e("SELECT count(*) FROM range(1000000000000)", 408).await;
     assert!(m.contains("longer than 3s"), "{m}");
     assert!(started.elapsed() < Duration::from_secs(10));
+
+    // The operator's DataFusion option (`extensions.query.datafusion`) is the session's.
+    let set = "SELECT value FROM information_schema.df_settings WHERE name = 'datafusion.execution.batch_size'";
+    assert_eq!(api.rows("acme", set).await, json!([{"value": "4096"}]));
 
     // Still up: queries answer, the batch monitor on the same port answers, ingest is accepted.
     assert_eq!(api.rows("acme", "SELECT count(*) AS n FROM spans").await, json!([{"n": 5}]));

@@ -117,6 +117,9 @@ pub struct Engine {
     specs: Specs,
     pub limits: Limits,
     target_partitions: usize,
+    /// DataFusion session options set by the operator (`extensions.query.datafusion`), applied over
+    /// OpenWit's own; checked by [`check_settings`] before they get here.
+    settings: BTreeMap<String, String>,
     /// The stored tables' Arrow schemas (the same for every tenant).
     schemas: Vec<(Signal, arrow::datatypes::SchemaRef)>,
 }
@@ -161,7 +164,16 @@ impl Engine {
             specs: Specs(index_specs),
             limits,
             target_partitions,
+            settings: BTreeMap::new(),
         })
+    }
+
+    /// Sets DataFusion session options (full names, as in DataFusion's documentation) for every query,
+    /// over OpenWit's defaults. An unknown option or a value of the wrong kind is an error naming it.
+    pub fn with_settings(mut self, settings: &BTreeMap<String, String>) -> anyhow::Result<Engine> {
+        check_settings(settings).map_err(|(key, message)| anyhow::anyhow!("DataFusion option {key}: {message}"))?;
+        self.settings = settings.clone();
+        Ok(self)
     }
 
     /// Reads remote stores through `cache`, with at most `max_concurrent` requests in flight per bucket.
@@ -179,11 +191,14 @@ impl Engine {
         // the pool per partition.
         let sort_reservation =
             (self.limits.memory_bytes / (8 * self.target_partitions.max(1))).clamp(64 * 1024, 10 << 20);
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(self.target_partitions)
             .with_sort_spill_reservation_bytes(sort_reservation)
             .with_default_catalog_and_schema("openwit", "public");
+        for (key, value) in &self.settings {
+            config.options_mut().set(key, value)?;
+        }
         let mut rules = datafusion::optimizer::Analyzer::new().rules;
         // Before type coercion, which would compare the hex text's own bytes with the ids.
         rules.insert(0, Arc::new(functions::HexIdLiterals));
@@ -225,6 +240,28 @@ impl Engine {
             .map_err(|e| QueryError::from_datafusion(&e))?;
         Ok(Running { plan, stream })
     }
+}
+
+/// Whether every DataFusion option in `settings` exists and takes its value: `Err((key, why))` for the
+/// first that does not. `datafusion.catalog.*` is refused: the catalog and schema the tables live in
+/// are OpenWit's.
+pub fn check_settings(settings: &BTreeMap<String, String>) -> Result<(), (String, String)> {
+    let mut options = datafusion::config::ConfigOptions::new();
+    for (key, value) in settings {
+        if !key.starts_with("datafusion.") {
+            return Err((
+                key.clone(),
+                format!(
+                    "not a DataFusion option; their names start with `datafusion.` (did you mean `datafusion.{key}`?)"
+                ),
+            ));
+        }
+        if key.starts_with("datafusion.catalog.") {
+            return Err((key.clone(), "the catalog options are OpenWit's own and cannot be set".into()));
+        }
+        options.set(key, value).map_err(|e| (key.clone(), e.strip_backtrace()))?;
+    }
+    Ok(())
 }
 
 impl Engine {
@@ -310,6 +347,49 @@ mod tests {
         ] {
             let e = engine.plan("acme", sql).await.unwrap_err();
             assert_eq!(e.kind, FailureKind::Invalid, "{sql}: {e}");
+        }
+    }
+
+    /// Operator settings reach every query's session, over OpenWit's own; a bad name or value is refused
+    /// with the option named, and the catalog options are not the operator's.
+    #[tokio::test]
+    async fn datafusion_settings_reach_each_session_and_bad_ones_are_refused() {
+        let catalog = openwit_catalog::Catalog::open("sqlite:///nonexistent-dir/openwit/catalog.db").unwrap();
+        let limits = Limits {
+            max_rows: 10,
+            timeout: Duration::from_secs(5),
+            memory_bytes: 16 << 20,
+            index_cache_bytes: 1 << 20,
+        };
+        let settings: BTreeMap<String, String> = [
+            ("datafusion.execution.parquet.pushdown_filters", "true"),
+            ("datafusion.execution.target_partitions", "3"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default())
+            .unwrap()
+            .with_settings(&settings)
+            .unwrap();
+        let ctx = engine.session("acme").unwrap();
+        let options = ctx.state().config().options().clone();
+        assert!(options.execution.parquet.pushdown_filters);
+        assert_eq!(options.execution.target_partitions, 3);
+        // OpenWit's own choices stay where the operator set nothing.
+        assert!(options.catalog.information_schema);
+        assert_eq!(options.catalog.default_catalog, "openwit");
+
+        for (key, value, says) in [
+            ("datafusion.execution.parquet.pushdown_filterz", "true", "pushdown_filterz"),
+            ("datafusion.execution.parquet.pushdown_filters", "yes", "yes"),
+            ("execution.batch_size", "10", "did you mean `datafusion.execution.batch_size`"),
+            ("datafusion.catalog.default_catalog", "other", "OpenWit's own"),
+        ] {
+            let one = BTreeMap::from([(key.to_string(), value.to_string())]);
+            let (named, why) = check_settings(&one).unwrap_err();
+            assert_eq!(named, key);
+            assert!(why.contains(says), "{key}={value}: {why}");
         }
     }
 }

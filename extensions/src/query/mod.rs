@@ -79,6 +79,10 @@ pub struct QueryConfig {
     pub max_concurrent_reads: usize,
     /// Footers, page indexes and bloom filters of remote files kept on local disk.
     pub cache: CacheConfig,
+    /// DataFusion session options by their full names (`datafusion.execution.batch_size: 4096`), over
+    /// OpenWit's own choices; checked when the config is.
+    #[serde(deserialize_with = "openwit_core::config_types::scalar_strings")]
+    pub datafusion: BTreeMap<String, String>,
 }
 
 /// `query.cache`: small ranges of remote files (footers, page indexes, bloom filters) on local disk.
@@ -113,6 +117,7 @@ impl Default for QueryConfig {
             tls: None,
             max_concurrent_reads: 16,
             cache: CacheConfig::default(),
+            datafusion: BTreeMap::new(),
         }
     }
 }
@@ -143,6 +148,8 @@ impl ComponentConfig for QueryConfig {
         if !(self.cache.max_range_kilobytes > 0.0 && self.cache.max_range_kilobytes.is_finite()) {
             return Err(ConfigIssue::new("cache.max_range_kilobytes", "must be a positive number of kilobytes"));
         }
+        engine::check_settings(&self.datafusion)
+            .map_err(|(key, message)| ConfigIssue::new("datafusion", format!("`{key}`: {message}")))?;
         Ok(())
     }
 }
@@ -191,7 +198,8 @@ impl Extension for QueryExtension {
             self.cfg.limits(),
             ctx.index_specs.clone(),
             ctx.fresh.clone(),
-        )?;
+        )?
+        .with_settings(&self.cfg.datafusion)?;
         let cache = read_cache::CacheSettings {
             directory: self.cfg.cache.directory.clone().unwrap_or_else(|| self.data_dir.join("cache").join("query")),
             max_bytes: (self.cfg.cache.max_megabytes * 1024.0 * 1024.0) as u64,

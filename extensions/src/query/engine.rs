@@ -80,6 +80,14 @@ impl QueryError {
 
     pub fn from_datafusion(e: &DataFusionError) -> QueryError {
         let root = e.find_root();
+        // A filter evaluated inside the Parquet decoder (`pushdown_filters`) comes back as a Parquet
+        // error holding only the text of the DataFusion error it raised: a planning error there (a
+        // `text_match` query that does not parse, say) is still the query's fault.
+        if let DataFusionError::ParquetError(p) = root
+            && let Some(message) = pushed_down_plan_error(&p.to_string())
+        {
+            return QueryError { kind: FailureKind::Invalid, message };
+        }
         let kind = match root {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
@@ -107,6 +115,14 @@ impl QueryError {
         }
         QueryError { kind, message }
     }
+}
+
+/// The message of a planning error raised by a filter the Parquet decoder evaluated: the decoder
+/// keeps `Error evaluating filter predicate: Plan("…")`, the error's debug form.
+fn pushed_down_plan_error(parquet: &str) -> Option<String> {
+    let (_, rest) = parquet.split_once("Error evaluating filter predicate: Plan(\"")?;
+    let inner = rest.strip_suffix("\")")?;
+    Some(inner.replace("\\\"", "\"").replace("\\\\", "\\"))
 }
 
 /// The engine: shared by every query of one daemon (or one CLI run).
@@ -196,6 +212,12 @@ impl Engine {
             .with_target_partitions(self.target_partitions)
             .with_sort_spill_reservation_bytes(sort_reservation)
             .with_default_catalog_and_schema("openwit", "public");
+        // Filters evaluated while the Parquet pages are decoded (late materialisation), cheapest
+        // first: the other columns are decoded only for the rows that pass. On 3M stored spans
+        // (bench/run-query) a time-window aggregation took 30 -> 19 ms, a top-10 in a window 50 -> 29 ms,
+        // a trace by id 21 -> 13 ms.
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.reorder_filters = true;
         for (key, value) in &self.settings {
             config.options_mut().set(key, value)?;
         }
@@ -239,6 +261,18 @@ impl Engine {
         let stream = datafusion::physical_plan::execute_stream(plan.clone(), ctx.task_ctx())
             .map_err(|e| QueryError::from_datafusion(&e))?;
         Ok(Running { plan, stream })
+    }
+}
+
+#[cfg(test)]
+impl Engine {
+    /// Whether the metadata cache holds the file at `location` (`None`: not at all) with its page index.
+    pub(crate) fn cached_with_page_index(&self, location: &str) -> Option<bool> {
+        use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
+        let cache = self.runtime.cache_manager.get_file_metadata_cache();
+        let entry = cache.get(&location.into())?;
+        let m = entry.file_metadata.as_any().downcast_ref::<CachedParquetMetaData>()?.parquet_metadata().clone();
+        Some(m.column_index().is_some() && m.offset_index().is_some())
     }
 }
 
@@ -362,7 +396,7 @@ mod tests {
             index_cache_bytes: 1 << 20,
         };
         let settings: BTreeMap<String, String> = [
-            ("datafusion.execution.parquet.pushdown_filters", "true"),
+            ("datafusion.execution.parquet.pushdown_filters", "false"),
             ("datafusion.execution.target_partitions", "3"),
         ]
         .into_iter()
@@ -374,9 +408,11 @@ mod tests {
             .unwrap();
         let ctx = engine.session("acme").unwrap();
         let options = ctx.state().config().options().clone();
-        assert!(options.execution.parquet.pushdown_filters);
+        // The operator's choice wins over OpenWit's (filters pushed into the Parquet decoding)...
+        assert!(!options.execution.parquet.pushdown_filters);
         assert_eq!(options.execution.target_partitions, 3);
-        // OpenWit's own choices stay where the operator set nothing.
+        // ...and OpenWit's own stay where the operator set nothing.
+        assert!(options.execution.parquet.reorder_filters);
         assert!(options.catalog.information_schema);
         assert_eq!(options.catalog.default_catalog, "openwit");
 
@@ -391,5 +427,19 @@ mod tests {
             assert_eq!(named, key);
             assert!(why.contains(says), "{key}={value}: {why}");
         }
+    }
+
+    #[test]
+    fn a_plan_error_from_a_pushed_down_filter_is_the_querys_fault() {
+        let e = DataFusionError::ParquetError(Box::new(parquet::errors::ParquetError::External(Box::new(
+            arrow::error::ArrowError::ComputeError(
+                "Error evaluating filter predicate: Plan(\"text_match: the query \\\"body:(\\\" is not valid\")".into(),
+            ),
+        ))));
+        let q = QueryError::from_datafusion(&e);
+        assert_eq!(q.kind, FailureKind::Invalid, "{}", q.message);
+        assert_eq!(q.message, "text_match: the query \"body:(\" is not valid");
+        let other = DataFusionError::ParquetError(Box::new(parquet::errors::ParquetError::General("corrupt".into())));
+        assert_eq!(QueryError::from_datafusion(&other).kind, FailureKind::Internal);
     }
 }

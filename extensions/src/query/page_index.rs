@@ -1,16 +1,18 @@
-//! Reads of the rows a full-text index selected fetch only the pages holding them.
+//! Every file's metadata is read with its page index, once, and cached with it.
 //!
-//! The Parquet reader maps a row selection to byte ranges of single pages only when the file's offset
-//! index (where each page starts) is loaded. DataFusion loads it only for a *page pruning predicate*
-//! (statistics on a column, e.g. `time > …`); a selection handed over on the `PartitionedFile`, as the
-//! full-text index does, would otherwise fetch every projected column chunk whole: ~1.1 MB of a 10M-record
-//! store to return one log line. This factory wraps DataFusion's caching one and asks for the page index
-//! when a file carries a selection (the opener keeps metadata that arrives with it, by design: "readers
-//! may return page indexes even when not requested"). Files read whole do not pay for the extra range.
+//! DataFusion's Parquet opener asks its reader for the footer alone (`PageIndexPolicy::Skip`) and, when
+//! a predicate can prune pages (`time > …`), loads the page index itself, outside the metadata cache:
+//! so the cache held footers only and every query decoded the page index of every file again (15 % of
+//! the daemon's CPU on a time-window aggregation over one 3M-span file, `perf`, docs/BENCHMARKS.md).
+//! The opener uses a page index that arrives with the metadata ("readers may return page indexes even
+//! when not requested"), so this factory asks for it on every file: read and decoded on the first
+//! query, kept in the cache for the next ones. It also makes reads of the rows a full-text index
+//! selected fetch only the pages holding them (a selection maps to byte ranges of single pages only
+//! when the offset index is loaded; without it every projected column chunk was fetched whole:
+//! ~1.1 MB of a 10M-record store to return one log line).
 
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::physical_expr_common::metrics::ExecutionPlanMetricsSet;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -20,11 +22,11 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Creates the inner factory's readers, with the page index asked for on files read by selection.
+/// Creates the inner factory's readers, with the page index asked for.
 #[derive(Debug)]
-pub struct PagesForSelections(pub Arc<dyn ParquetFileReaderFactory>);
+pub struct WithPageIndexes(pub Arc<dyn ParquetFileReaderFactory>);
 
-impl ParquetFileReaderFactory for PagesForSelections {
+impl ParquetFileReaderFactory for WithPageIndexes {
     fn create_reader(
         &self,
         partition_index: usize,
@@ -32,9 +34,7 @@ impl ParquetFileReaderFactory for PagesForSelections {
         metadata_size_hint: Option<usize>,
         metrics: &ExecutionPlanMetricsSet,
     ) -> datafusion::common::Result<Box<dyn AsyncFileReader + Send>> {
-        let selected = file.extension::<ParquetRowSelection>().is_some();
-        let inner = self.0.create_reader(partition_index, file, metadata_size_hint, metrics)?;
-        Ok(if selected { Box::new(WithPageIndex(inner)) } else { inner })
+        Ok(Box::new(WithPageIndex(self.0.create_reader(partition_index, file, metadata_size_hint, metrics)?)))
     }
 }
 

@@ -11,7 +11,7 @@
 //! `LIKE`/`ILIKE '%word%'` are only narrowed by indexes; DataFusion still applies them.
 
 use super::fresh::{self, FreshReaders};
-use super::page_index::PagesForSelections;
+use super::page_index::WithPageIndexes;
 use super::sources::Sources;
 use super::text_search::{Decision, Predicate, SELECTIVE_SHARE, Specs, Why, decide, selection, time_column};
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, TimestampNanosecondArray, UInt64Array};
@@ -239,7 +239,7 @@ impl TableProvider for StoredTable {
         for ((url, filtered), files) in groups {
             let store_url = ObjectStoreUrl::parse(&url)?;
             state.runtime_env().register_object_store(store_url.as_ref(), stores[&url].clone());
-            let reader = Arc::new(PagesForSelections(Arc::new(
+            let reader = Arc::new(WithPageIndexes(Arc::new(
                 datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory::new(
                     stores[&url].clone(),
                     state.runtime_env().cache_manager.get_file_metadata_cache(),

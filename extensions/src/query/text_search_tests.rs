@@ -201,6 +201,24 @@ fn expected(bodies: &[String], keep: impl Fn(&str) -> bool) -> Vec<String> {
     out
 }
 
+/// A file's metadata is cached with its page index on the first query that reads the file, whatever
+/// its predicates: DataFusion's opener would otherwise cache the footer alone and decode the page
+/// index again on every query that prunes pages (`page_index::WithPageIndexes`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_metadata_is_cached_with_its_page_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display())).await.unwrap();
+    let store_dir = dir.path().join("store");
+    let bodies: Vec<String> = (0..50).map(|i| format!("line {i}")).collect();
+    store(&store_dir, &catalog, [&bodies, &bodies], None).await;
+    let engine = engine(catalog, 100_000);
+    let location = format!("{}/logs/f1.parquet", store_dir.display()).trim_start_matches('/').to_string();
+    assert_eq!(engine.cached_with_page_index(&location), None, "nothing read yet");
+    let rows = bodies_of(&engine, "SELECT body FROM logs WHERE time >= to_timestamp(0)").await.unwrap();
+    assert_eq!(rows.len(), 100);
+    assert_eq!(engine.cached_with_page_index(&location), Some(true), "{location}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 

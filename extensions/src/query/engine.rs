@@ -350,11 +350,8 @@ pub fn scan_counts(plan: &Arc<dyn ExecutionPlan>) -> ScanCounts {
 mod tests {
     use super::*;
 
-    /// `plan` (what the `query_request` fuzz target drives) really plans: queries pass, with OpenWit's
-    /// functions and rules; what is not a query is refused as the client's mistake.
-    #[tokio::test]
-    async fn plan_accepts_queries_and_refuses_statements_without_reading_the_catalog() {
-        // A catalog that cannot be opened: planning must not touch it.
+    /// An engine over a catalog that cannot be opened: what these tests do must not touch it.
+    fn unopened_engine() -> Engine {
         let catalog = openwit_catalog::Catalog::open("sqlite:///nonexistent-dir/openwit/catalog.db").unwrap();
         let limits = Limits {
             max_rows: 10,
@@ -362,8 +359,14 @@ mod tests {
             memory_bytes: 16 << 20,
             index_cache_bytes: 1 << 20,
         };
-        let engine =
-            Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap();
+        Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap()
+    }
+
+    /// `plan` (what the `query_request` fuzz target drives) really plans: queries pass, with OpenWit's
+    /// functions and rules; what is not a query is refused as the client's mistake.
+    #[tokio::test]
+    async fn plan_accepts_queries_and_refuses_statements_without_reading_the_catalog() {
+        let engine = unopened_engine();
         for sql in [
             "SELECT time_bucket(INTERVAL '1 minute', time), count(*) FROM logs GROUP BY 1",
             "SELECT id_to_hex(span_id) FROM spans WHERE trace_id = '5b8efff798038103d269b633813fc60c'",
@@ -388,13 +391,6 @@ mod tests {
     /// with the option named, and the catalog options are not the operator's.
     #[tokio::test]
     async fn datafusion_settings_reach_each_session_and_bad_ones_are_refused() {
-        let catalog = openwit_catalog::Catalog::open("sqlite:///nonexistent-dir/openwit/catalog.db").unwrap();
-        let limits = Limits {
-            max_rows: 10,
-            timeout: Duration::from_secs(5),
-            memory_bytes: 16 << 20,
-            index_cache_bytes: 1 << 20,
-        };
         let settings: BTreeMap<String, String> = [
             ("datafusion.execution.parquet.pushdown_filters", "false"),
             ("datafusion.execution.target_partitions", "3"),
@@ -402,10 +398,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let engine = Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default())
-            .unwrap()
-            .with_settings(&settings)
-            .unwrap();
+        let engine = unopened_engine().with_settings(&settings).unwrap();
         let ctx = engine.session("acme").unwrap();
         let options = ctx.state().config().options().clone();
         // The operator's choice wins over OpenWit's (filters pushed into the Parquet decoding)...

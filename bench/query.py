@@ -10,12 +10,11 @@ checks that both engines return the same answer. Run through `bench/run-query`.
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
 import duckdb
-
-import subprocess
 
 from common import openwit_sql, settled_files, start_and_load, timed, wait_api
 
@@ -174,8 +173,8 @@ def main():
             cfg = os.path.join(a.scratch, "config.yaml")
             with open(cfg, "w") as f:
                 f.write(CONFIG.replace("{datafusion}", "    datafusion:\n" + options).format(**ports))
-            log = open(os.path.join(a.scratch, f"openwit-{vname}.log"), "w")
-            daemon = subprocess.Popen([a.openwit, "--config", cfg, "--data-dir", data], stdout=log, stderr=log)
+            with open(os.path.join(a.scratch, f"openwit-{vname}.log"), "w") as log:
+                daemon = subprocess.Popen([a.openwit, "--config", cfg, "--data-dir", data], stdout=log, stderr=log)
             wait_api(api)
             for (name, ow_sql, _), r, dd_rows in zip(queries, results, duck_rows):
                 ow_t, ow_rows = timed(lambda: openwit_sql(api, ow_sql), a.repeat)

@@ -214,8 +214,9 @@ impl Engine {
             .with_default_catalog_and_schema("openwit", "public");
         // Filters evaluated while the Parquet pages are decoded (late materialisation), cheapest
         // first: the other columns are decoded only for the rows that pass. On 3M stored spans
-        // (bench/run-query) a time-window aggregation took 30 -> 19 ms, a top-10 in a window 50 -> 29 ms,
-        // a trace by id 21 -> 13 ms.
+        // (bench/run-query, page indexes cached) a top-10 in a time window took 50 -> 23 ms and a trace
+        // by id 22 -> 13 ms; a window aggregation, whose time filter already selects whole pages, went
+        // 16 -> 19 ms (docs/BENCHMARKS.md, "Queries").
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
         for (key, value) in &self.settings {

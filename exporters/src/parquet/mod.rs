@@ -11,6 +11,7 @@ pub mod fresh;
 mod indexer;
 pub mod janitor;
 mod metrics;
+mod runs;
 mod uploader;
 pub mod writer;
 

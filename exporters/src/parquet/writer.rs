@@ -7,7 +7,7 @@
 
 use super::fresh::FreshFiles;
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{SortColumn, interleave_record_batch, lexsort_to_indices, take_record_batch};
+use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use openwit_core::fresh::{FreshFile, FreshState, SourceSnapshot};
 use openwit_core::memory::{Charge, MemoryBudget};
@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 /// Buffered Arrow rows are written as a row group at this size even before `row_group_size` rows
 /// (per open file: this bounds the exporter's memory), or at half the memory budget if that is less.
-const MAX_BUFFERED_BYTES: usize = 64 << 20;
+/// Counted as they are held (repeated columns by runs, see `runs`): the load generator's spans take
+/// ~560 bytes each so, about as many rows per row group as 64 MiB held when rows were held as they came.
+const MAX_BUFFERED_BYTES: usize = 32 << 20;
 /// Sorted rows are handed to the Parquet encoder this many at a time.
 const WRITE_SLICE_ROWS: usize = 8192;
 /// Ids (nearly) unique per row: dictionaries would only cost. In `spans`, `trace_id` repeats for every
@@ -287,6 +289,9 @@ impl Writer {
                 }
             }
             a.pledge.append(file_pledge);
+            // Held by runs where rows repeat (a resource's fields on each of its spans): about half the
+            // memory of the rows as they came, for the seconds the row group takes to fill.
+            let part = super::runs::compact(&part, &a.sort_by)?;
             let bytes = part.get_array_memory_size();
             a.buffered_rows += part.num_rows();
             a.buffered_bytes += bytes;
@@ -446,9 +451,8 @@ impl Active {
         self.buffered_rows = 0;
         self.buffered_bytes = 0;
         let order = sorted_order(&batches, &self.sort_by)?;
-        let refs: Vec<&RecordBatch> = batches.iter().collect();
         for slice in order.chunks(WRITE_SLICE_ROWS) {
-            let rows = interleave_record_batch(&refs, slice)?;
+            let rows = super::runs::gather(&self.schema, &batches, slice)?;
             self.writer.write(&rows)?;
         }
         self.writer.flush()?;
@@ -822,6 +826,72 @@ mod tests {
         assert_eq!(w.relieve_memory().unwrap(), 1);
         assert_eq!((row_groups(&w), budget.used()), (1, 0));
         assert!(budget.try_charge(16 * one).is_some(), "the waiting batch fits now");
+    }
+
+    /// Spans of `services` resources (`svc-0`…, with host attributes) of `per` spans each, from `t`.
+    fn spans_of_services(services: usize, per: usize, t: u64) -> RecordBatch {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        let attr = |k: &str, v: String| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue(v)) }),
+            ..Default::default()
+        };
+        let resource_spans = (0..services)
+            .map(|r| ResourceSpans {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: vec![attr("service.name", format!("svc-{r}")), attr("host.name", format!("host-{r}"))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..per)
+                        .map(|i| Span {
+                            trace_id: vec![r as u8; 16],
+                            span_id: (i as u64).to_be_bytes().to_vec(),
+                            start_time_unix_nano: t + (i * services + r) as u64,
+                            attributes: vec![attr("i", i.to_string())],
+                            ..Default::default()
+                        })
+                        .collect(),
+                    schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect();
+        columnar::spans::to_record_batch("acme", &ExportTraceServiceRequest { resource_spans }).unwrap()
+    }
+
+    #[test]
+    fn rows_held_by_runs_are_written_as_they_came() {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, _done) = mpsc::unbounded_channel();
+        let token = AckToken::new(BatchId([7; 16]), tx);
+        let budget = MemoryBudget::new(1 << 30);
+        let mut w = budgeted_writer(tmp.path(), &budget);
+        // Batches whose resource columns repeat (held by runs) and one where they change at each row.
+        let batches =
+            [spans_of_services(3, 50, T0), spans_of_services(40, 1, T0 + 1000), spans_of_services(2, 70, T0 + 2000)];
+        let mut item = 0;
+        for b in &batches {
+            w.write(rows(b.clone(), &token, item)).unwrap();
+            item += b.num_rows() as u32;
+        }
+        let came: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        assert!((budget.used() as usize) < came * 3 / 4, "held {} bytes of the {came} the rows came in", budget.used());
+        let files = w.finalize_all().unwrap();
+        let read: Vec<RecordBatch> = ParquetRecordBatchReader::try_new(File::open(&files[0].local).unwrap(), 1 << 20)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let read = arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
+        // What was written, sorted as a row group is (by service, then time).
+        let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        let keys = ["service_name", "time"]
+            .map(|k| SortColumn { values: all.column_by_name(k).unwrap().clone(), options: None });
+        let expected = take_record_batch(&all, &lexsort_to_indices(&keys, None).unwrap()).unwrap();
+        assert_eq!(read.num_rows(), 330);
+        assert_eq!(read, expected);
     }
 
     fn spans(times: &[u64]) -> RecordBatch {

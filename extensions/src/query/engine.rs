@@ -231,6 +231,7 @@ impl Engine {
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
             .with_analyzer_rules(rules)
+            .with_optimizer_rule(Arc::new(super::group_by_value::GroupByValue))
             .build();
         let ctx = SessionContext::new_with_state(state);
         for udf in functions::all().into_iter().chain(text_search::functions(&self.specs)) {

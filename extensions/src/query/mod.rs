@@ -10,6 +10,7 @@
 pub mod engine;
 pub mod fresh;
 pub mod functions;
+mod group_by_value;
 mod metrics;
 pub mod output;
 mod page_index;

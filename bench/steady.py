@@ -8,7 +8,8 @@ its memory budget has charged (`openwit_memory_charged_bytes`) are sampled.
 Reported: the samples (CSV), and a summary: CPU used (share of one core), RSS at the start of the
 second minute and at the end, its peak (sampled, and the kernel's high-water mark `VmHWM`, which catches
 what falls between samples) and its least-squares slope over the run after the first minute (MiB per
-minute: flat is ≈ 0), items acknowledged and refused. `--parquet 'KEY: VALUE'` adds a line to the
+minute: flat is ≈ 0), per minute the peak RSS and the heap's floor (`RssAnon` at its least, between
+row groups) with the floor's slope, items acknowledged and refused. `--parquet 'KEY: VALUE'` adds a line to the
 exporter's settings (an A/B of a setting). Run through `bench/run-steady`.
 """
 
@@ -83,7 +84,10 @@ def main():
     p.add_argument("--rate", type=float, default=10_000)
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--signal", default="traces", choices=["traces", "logs", "metrics"])
-    p.add_argument("--every", type=float, default=5, help="seconds between samples")
+    # Every second: the exporter's buffered rows rise and fall in a few seconds (a row group fills and is
+    # written), and samples every 5 s caught that sawtooth at a phase drifting slowly with the load, which
+    # read as RSS steps minutes apart that were not there.
+    p.add_argument("--every", type=float, default=1, help="seconds between samples")
     p.add_argument("--scratch", default="bench/results/steady")
     p.add_argument("--json", default="bench/results/steady.json")
     p.add_argument("--parquet", action="append", default=[], metavar="KEY: VALUE",
@@ -136,6 +140,13 @@ def main():
 
     acknowledged = re.search(r"acknowledged (\d+)", out)
     settled = [(t / 60, s[1]) for s in samples if (t := s[0]) >= 60]
+    # Per minute: the most resident, and the heap's floor (its least between row groups), whose trend
+    # tells growth from the sawtooth of buffered rows.
+    minutes = {}
+    for s in samples:
+        minutes.setdefault(int(s[0] // 60), []).append(s)
+    by_minute = [minutes[m] for m in sorted(minutes)]
+    floors = [(m + 1, min(s[4] for s in ss)) for m, ss in enumerate(by_minute)]
     summary = {
         "signal": a.signal,
         "rate": a.rate,
@@ -150,6 +161,9 @@ def main():
         "rss_anon_mib_peak": max(s[4] for s in samples) if samples else None,
         "rss_file_mib_peak": max(s[5] for s in samples) if samples else None,
         "rss_slope_mib_per_min": slope(settled) if len(settled) > 1 else None,
+        "rss_mib_peak_by_minute": [round(max(s[1] for s in ss), 1) for ss in by_minute],
+        "rss_anon_floor_mib_by_minute": [round(f, 1) for _, f in floors],
+        "rss_anon_floor_slope_mib_per_min": slope(floors[1:]) if len(floors) > 2 else None,
         "charged_mib_peak": max(s[3] for s in samples) if samples else None,
         "load_generator": out.strip().splitlines(),
     }

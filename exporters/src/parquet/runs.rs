@@ -141,7 +141,7 @@ pub fn gather(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow::compute::interleave_record_batch;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -149,6 +149,8 @@ mod tests {
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use openwit_core::columnar;
+
+    const T0: u64 = 1_767_225_600_000_000_000;
 
     fn attr(k: &str, v: &str) -> KeyValue {
         KeyValue {
@@ -158,8 +160,9 @@ mod tests {
         }
     }
 
-    /// Spans of `resources` resources, `per` spans each, as the table's Arrow rows.
-    fn spans(resources: usize, per: usize) -> RecordBatch {
+    /// Spans of `resources` resources (`svc-0`…, with a host attribute), `per` spans each, from time
+    /// `t` on, as the table's Arrow rows. Also the writer's tests' rows.
+    pub(crate) fn spans(resources: usize, per: usize, t: u64) -> RecordBatch {
         let resource_spans = (0..resources)
             .map(|r| ResourceSpans {
                 resource: Some(Resource {
@@ -173,9 +176,9 @@ mod tests {
                     spans: (0..per)
                         .map(|i| Span {
                             trace_id: vec![r as u8; 16],
-                            span_id: vec![i as u8; 8],
+                            span_id: (i as u64).to_be_bytes().to_vec(),
                             name: format!("op-{}", i % 3),
-                            start_time_unix_nano: 1_767_225_600_000_000_000 + i as u64,
+                            start_time_unix_nano: t + (i * resources + r) as u64,
                             attributes: vec![attr("i", &i.to_string())],
                             ..Default::default()
                         })
@@ -187,12 +190,12 @@ mod tests {
             })
             .collect();
         let req = ExportTraceServiceRequest { resource_spans };
-        columnar::spans::to_record_batch("t", &req).unwrap()
+        columnar::spans::to_record_batch("acme", &req).unwrap()
     }
 
     #[test]
     fn repeated_columns_are_held_by_runs_and_read_back_as_they_were() {
-        let rows = spans(3, 40);
+        let rows = spans(3, 40, T0);
         let held = compact(&rows, &["service_name".to_string()]).unwrap();
         let dict = held.column_by_name("resource_attributes").unwrap().as_dictionary::<Int32Type>();
         assert_eq!(dict.values().len(), 3, "one value per resource");
@@ -222,7 +225,7 @@ mod tests {
     #[test]
     fn rows_gathered_across_batches_held_either_way_are_the_rows_asked_for() {
         // One batch by runs, one row by row (its resources change at every row): a gather mixes both.
-        let (a, b) = (spans(2, 30), spans(20, 1));
+        let (a, b) = (spans(2, 30, T0), spans(20, 1, T0));
         let held = [compact(&a, &[]).unwrap(), compact(&b, &[]).unwrap()];
         assert!(held[0].column_by_name("resource_attributes").unwrap().as_dictionary_opt::<Int32Type>().is_some());
         let resources = held[1].column_by_name("resource_attributes").unwrap();

@@ -828,41 +828,9 @@ mod tests {
         assert!(budget.try_charge(16 * one).is_some(), "the waiting batch fits now");
     }
 
-    /// Spans of `services` resources (`svc-0`…, with host attributes) of `per` spans each, from `t`.
-    fn spans_of_services(services: usize, per: usize, t: u64) -> RecordBatch {
-        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-        let attr = |k: &str, v: String| KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(any_value::Value::StringValue(v)) }),
-            ..Default::default()
-        };
-        let resource_spans = (0..services)
-            .map(|r| ResourceSpans {
-                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
-                    attributes: vec![attr("service.name", format!("svc-{r}")), attr("host.name", format!("host-{r}"))],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans: (0..per)
-                        .map(|i| Span {
-                            trace_id: vec![r as u8; 16],
-                            span_id: (i as u64).to_be_bytes().to_vec(),
-                            start_time_unix_nano: t + (i * services + r) as u64,
-                            attributes: vec![attr("i", i.to_string())],
-                            ..Default::default()
-                        })
-                        .collect(),
-                    schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-            .collect();
-        columnar::spans::to_record_batch("acme", &ExportTraceServiceRequest { resource_spans }).unwrap()
-    }
-
     #[test]
     fn rows_held_by_runs_are_written_as_they_came() {
+        use super::super::runs::tests::spans as resources;
         use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
         let tmp = tempfile::tempdir().unwrap();
         let (tx, _done) = mpsc::unbounded_channel();
@@ -870,8 +838,7 @@ mod tests {
         let budget = MemoryBudget::new(1 << 30);
         let mut w = budgeted_writer(tmp.path(), &budget);
         // Batches whose resource columns repeat (held by runs) and one where they change at each row.
-        let batches =
-            [spans_of_services(3, 50, T0), spans_of_services(40, 1, T0 + 1000), spans_of_services(2, 70, T0 + 2000)];
+        let batches = [resources(3, 50, T0), resources(40, 1, T0 + 1000), resources(2, 70, T0 + 2000)];
         let mut item = 0;
         for b in &batches {
             w.write(rows(b.clone(), &token, item)).unwrap();

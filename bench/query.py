@@ -83,6 +83,14 @@ def main():
         "(extensions.query.datafusion) and time its queries again (repeatable), e.g. "
         "'pushdown:datafusion.execution.parquet.pushdown_filters=true'",
     )
+    p.add_argument(
+        "--variant-binary",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="after the run, restart another OpenWit binary on the same files and time its queries again "
+        "(repeatable): a before/after of a change to the engine on the very same files",
+    )
     a = p.parse_args()
     variants = []
     for v in a.variant:
@@ -90,7 +98,12 @@ def main():
         pairs = [kv.split("=", 1) for kv in settings.split(",") if kv]
         if not name or any(len(kv) != 2 for kv in pairs):
             raise SystemExit(f"--variant {v!r}: use NAME:KEY=VALUE[,KEY=VALUE]")
-        variants.append((name, pairs))
+        variants.append((name, pairs, a.openwit))
+    for v in a.variant_binary:
+        name, _, path = v.partition("=")
+        if not name or not os.path.isfile(path):
+            raise SystemExit(f"--variant-binary {v!r}: use NAME=PATH of an OpenWit binary")
+        variants.append((name, [], path))
     ports = {"grpc": 24317, "api": 24383, "metrics": 24388}
 
     t = time.time()
@@ -166,15 +179,15 @@ def main():
             print(f"{name:40} openwit {ow_t * 1000:9.1f} ms  duckdb {dd_t * 1000:9.1f} ms  ratio {ow_t / dd_t:5.2f}  same answer: {same}")
         # Each variant: the same files, OpenWit restarted with other DataFusion options, against the
         # DuckDB times above.
-        for vname, pairs in variants:
+        for vname, pairs, binary in variants:
             daemon.terminate()
             daemon.wait(timeout=120)
-            options = "\n".join(f"      {k}: {v}" for k, v in pairs)
+            options = "".join(f"\n      {k}: {v}" for k, v in pairs)
             cfg = os.path.join(a.scratch, "config.yaml")
             with open(cfg, "w") as f:
-                f.write(CONFIG.replace("{datafusion}", "    datafusion:\n" + options).format(**ports))
+                f.write(CONFIG.replace("{datafusion}", "    datafusion:" + options if pairs else "").format(**ports))
             with open(os.path.join(a.scratch, f"openwit-{vname}.log"), "w") as log:
-                daemon = subprocess.Popen([a.openwit, "--config", cfg, "--data-dir", data], stdout=log, stderr=log)
+                daemon = subprocess.Popen([binary, "--config", cfg, "--data-dir", data], stdout=log, stderr=log)
             wait_api(api)
             for (name, ow_sql, _), r, dd_rows in zip(queries, results, duck_rows):
                 ow_t, ow_rows = timed(lambda: openwit_sql(api, ow_sql), a.repeat)

@@ -10,9 +10,11 @@
 //! written, and a query reading buffered rows gets them back through `columnar::conform` (a cast
 //! from the dictionary to its value type).
 
+use arrow::array::make_comparator;
 use arrow::array::{
     Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatch, RecordBatchOptions, UInt32Array,
 };
+use arrow::compute::SortOptions;
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::{interleave, take};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
@@ -78,9 +80,23 @@ fn repeats_cost_memory(t: &DataType) -> bool {
     )
 }
 
+/// Neighbouring rows compared to guess whether a column repeats in runs before it is split into them.
+const PROBES: usize = 16;
+
 /// `column` as a dictionary over its runs of equal consecutive values, if it has few enough runs.
 fn by_runs(column: &ArrayRef) -> Result<Option<DictionaryArray<Int32Type>>, ArrowError> {
     let n = column.len();
+    // A few neighbours first: a column of values of their own (span ids, a span's attributes) is
+    // skipped without comparing every row, which cost ~4 % of the pipeline's CPU at a steady load.
+    let same = make_comparator(column.as_ref(), column.as_ref(), SortOptions::default())?;
+    let probes = PROBES.min(n - 1);
+    let equal = (0..probes).filter(|p| {
+        let i = p * (n - 1) / probes;
+        same(i, i + 1).is_eq()
+    });
+    if equal.count() * MIN_ROWS_PER_RUN < probes {
+        return Ok(None);
+    }
     let runs = partition(std::slice::from_ref(column))?;
     if runs.len() * MIN_ROWS_PER_RUN > n {
         return Ok(None);

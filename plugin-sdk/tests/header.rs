@@ -37,7 +37,10 @@ fn the_c_header_matches_the_rust_definitions() {
     std::fs::create_dir_all(&dir).unwrap();
     let (src, exe) = (dir.join("layout.c"), dir.join("layout"));
     std::fs::write(&src, PROGRAM).unwrap();
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
+    // The checkout this run is from (cargo sets it when it runs the test): a test binary reused from a
+    // shared target directory may have been built in another checkout, whose path `env!` would hold.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let include = Path::new(&manifest).join("include");
     let cc = Command::new("cc")
         .args(["-std=c11", "-Wall", "-Werror", "-I"])
         .arg(&include)

@@ -177,8 +177,8 @@ def main():
             duck_rows.append(dd_rows)
             results.append({"query": name, "openwit_s": ow_t, "duckdb_s": dd_t, "ratio": ow_t / dd_t, "same_answer": same})
             print(f"{name:40} openwit {ow_t * 1000:9.1f} ms  duckdb {dd_t * 1000:9.1f} ms  ratio {ow_t / dd_t:5.2f}  same answer: {same}")
-        # Each variant: the same files, OpenWit restarted with other DataFusion options, against the
-        # DuckDB times above.
+        # Each variant: the same files, OpenWit restarted with other DataFusion options or as another
+        # binary, against the DuckDB times above.
         for vname, pairs, binary in variants:
             daemon.terminate()
             daemon.wait(timeout=120)

@@ -56,7 +56,9 @@ pub struct FreshFile {
     /// The Parquet metadata of those bytes: for an active file, its written row groups (the file has no
     /// footer yet); `None` when the footer is to be read from the file.
     pub metadata: Option<Arc<ParquetMetaData>>,
-    /// Rows not encoded yet (active files only).
+    /// Rows not encoded yet (active files only). Columns that repeat in runs may be held as dictionaries
+    /// over their runs (the Parquet exporter's `runs`): read them in the table's types through
+    /// `columnar::conform`.
     pub buffered: Vec<RecordBatch>,
 }
 

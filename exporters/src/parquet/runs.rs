@@ -87,7 +87,7 @@ const PROBES: usize = 16;
 fn by_runs(column: &ArrayRef) -> Result<Option<DictionaryArray<Int32Type>>, ArrowError> {
     let n = column.len();
     // A few neighbours first: a column of values of their own (span ids, a span's attributes) is
-    // skipped without comparing every row, which cost ~4 % of the pipeline's CPU at a steady load.
+    // skipped without comparing every row, which cost ~3 % of the daemon's CPU at a steady 10k spans/s.
     let same = make_comparator(column.as_ref(), column.as_ref(), SortOptions::default())?;
     let probes = PROBES.min(n - 1);
     let equal = (0..probes).filter(|p| {

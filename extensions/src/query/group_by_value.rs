@@ -39,10 +39,6 @@ impl OptimizerRule for GroupByValue {
         Some(ApplyOrder::BottomUp)
     }
 
-    fn supports_rewrite(&self) -> bool {
-        true
-    }
-
     fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
         let LogicalPlan::Aggregate(agg) = plan else {
             return Ok(Transformed::no(plan));

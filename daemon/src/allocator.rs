@@ -25,15 +25,46 @@ pub const PURGE_DELAY_MS: std::ffi::c_long = 10;
 #[cfg(not(feature = "system-allocator"))]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// Allocations from C libraries (zstd's contexts, SQLite, librdkafka) that glibc maps on their own and
+/// unmaps when they are freed, from this size up.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub const C_MMAP_THRESHOLD: std::ffi::c_int = 128 * 1024;
+
 /// Sets the process up before anything else runs: call first thing in `main`.
 pub fn configure() {
     no_transparent_huge_pages();
+    c_libraries_give_memory_back();
     #[cfg(not(feature = "system-allocator"))]
     // SAFETY: sets one of mimalloc's option values (an integer in a static table); the default only,
     // so a value from the environment stays.
     unsafe {
         libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS)
     };
+}
+
+/// Keeps glibc's allocator, which the C libraries linked in still use (Rust's allocations go to
+/// mimalloc), from holding on to large blocks they free. zstd allocates a compression context of about
+/// a megabyte per column chunk it compresses (parquet keeps one per column of the row group being
+/// written) and frees it with the row group. glibc maps such a block on its own the first time, but
+/// then raises its threshold to the size freed, so every later context comes from a per-thread arena
+/// that freeing does not shrink: in a steady 10k spans/s run, three of those arenas held 52 MiB of the
+/// daemon's 152 MiB of anonymous memory four minutes in (`/proc/<pid>/smaps`), and the heap's floor rose
+/// with them. A fixed threshold keeps such blocks mapped on their own and unmapped when freed
+/// (docs/BENCHMARKS.md § Memory). `MALLOC_MMAP_THRESHOLD_` or a `GLIBC_TUNABLES` threshold in the
+/// environment still wins.
+fn c_libraries_give_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"));
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() && !tuned {
+            // SAFETY: sets one of glibc's allocator parameters (an integer), before other threads run.
+            if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, C_MMAP_THRESHOLD) } != 1 {
+                eprintln!(
+                    "openwit: could not set glibc's mmap threshold (large blocks freed by C libraries stay resident)"
+                );
+            }
+        }
+    }
 }
 
 /// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` says otherwise.
@@ -92,5 +123,29 @@ mod tests {
             printed.contains(&format!("option 'purge_delay': {value} ")),
             "mimalloc's purge_delay is not option {MI_OPTION_PURGE_DELAY} any more: {printed}"
         );
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod c_library_tests {
+    /// A block of a megabyte that C code frees and allocates again is mapped on its own each time: with
+    /// glibc's dynamic threshold the second one would come from an arena (and stay resident once freed).
+    #[test]
+    fn large_c_blocks_are_mapped_on_their_own_every_time() {
+        super::configure();
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+            return; // the environment's threshold is in place, whatever it is
+        }
+        for round in 0..3 {
+            // SAFETY: glibc's own malloc, free and statistics; the block is freed once.
+            unsafe {
+                let before = libc::mallinfo2().hblkhd;
+                let p = libc::malloc(1 << 20);
+                assert!(!p.is_null());
+                let mapped = libc::mallinfo2().hblkhd;
+                libc::free(p);
+                assert!(mapped >= before + (1 << 20), "round {round}: a 1 MiB block came from an arena");
+            }
+        }
     }
 }

@@ -6,8 +6,8 @@
 //! spans the resource attributes were 520 of a row's 1,131 Arrow bytes, and an open file buffers a row
 //! group's rows in Arrow until they are sorted and written — the largest thing the exporter holds.
 //! While buffered, such a column is held as `Dictionary(Int32, <its type>)` over its runs (one copy per
-//! run, a 4-byte key per row); [`gather`] reads the sorted rows back in the table's types as they are
-//! written, and a query reading buffered rows gets them back through `columnar::conform` (a cast
+//! run, a 4-byte key per row); [`gather_column`] reads the sorted rows back in the table's types as
+//! they are written, and a query reading buffered rows gets them back through `columnar::conform` (a cast
 //! from the dictionary to its value type).
 
 use arrow::array::make_comparator;
@@ -17,7 +17,7 @@ use arrow::array::{
 use arrow::compute::SortOptions;
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::{interleave, take};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use arrow::error::ArrowError;
 use std::sync::Arc;
 
@@ -111,49 +111,59 @@ fn by_runs(column: &ArrayRef) -> Result<Option<DictionaryArray<Int32Type>>, Arro
     Ok(Some(DictionaryArray::try_new(Int32Array::from(keys), values)?))
 }
 
-/// The rows `indices` ((batch, row) pairs) of `batches` — each as [`compact`] left it — in `schema`
-/// (the table's types, every column by runs gathered back).
+/// The rows `indices` of `batches` whole, in `schema`: [`gather_column`] for every column (the writer
+/// gathers a column at a time; the tests compare whole rows).
+#[cfg(test)]
 pub fn gather(
-    schema: &SchemaRef,
+    schema: &arrow::datatypes::SchemaRef,
     batches: &[RecordBatch],
     indices: &[(usize, usize)],
 ) -> Result<RecordBatch, ArrowError> {
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for (i, field) in schema.fields().iter().enumerate() {
-        let parts: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
-        let by_runs = |a: &ArrayRef| a.data_type() != field.data_type();
-        if !parts.iter().any(|a| by_runs(a)) {
-            let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-            columns.push(interleave(&parts, indices)?);
-            continue;
-        }
-        // Each row is read from its run's value: the dictionaries' values (or the column itself,
-        // where a batch holds it row by row) are interleaved through the rows' keys.
-        let mut values: Vec<&dyn Array> = Vec::with_capacity(parts.len());
-        let mut keys: Vec<Option<&Int32Array>> = Vec::with_capacity(parts.len());
-        for a in &parts {
-            if by_runs(a) {
-                let dict = a.as_dictionary_opt::<Int32Type>().ok_or_else(|| {
-                    ArrowError::SchemaError(format!(
-                        "column {} is {} in a buffered batch, {} in the table",
-                        field.name(),
-                        a.data_type(),
-                        field.data_type()
-                    ))
-                })?;
-                values.push(dict.values().as_ref());
-                keys.push(Some(dict.keys()));
-            } else {
-                values.push(a.as_ref());
-                keys.push(None);
-            }
-        }
-        let at: Vec<(usize, usize)> =
-            indices.iter().map(|&(b, r)| (b, keys[b].map_or(r, |k| k.value(r) as usize))).collect();
-        columns.push(interleave(&values, &at)?);
-    }
+    let columns = (0..schema.fields().len())
+        .map(|i| gather_column(schema.field(i), i, batches, indices))
+        .collect::<Result<Vec<_>, _>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
     RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+}
+
+/// Column `i` of the rows `indices` ((batch, row) pairs) of `batches` — each as [`compact`] left it —
+/// in the table's type `field` (a column held by runs is gathered back from its runs' values).
+pub fn gather_column(
+    field: &Field,
+    i: usize,
+    batches: &[RecordBatch],
+    indices: &[(usize, usize)],
+) -> Result<ArrayRef, ArrowError> {
+    let parts: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
+    let by_runs = |a: &ArrayRef| a.data_type() != field.data_type();
+    if !parts.iter().any(|a| by_runs(a)) {
+        let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        return interleave(&parts, indices);
+    }
+    // Each row is read from its run's value: the dictionaries' values (or the column itself, where a
+    // batch holds it row by row) are interleaved through the rows' keys.
+    let mut values: Vec<&dyn Array> = Vec::with_capacity(parts.len());
+    let mut keys: Vec<Option<&Int32Array>> = Vec::with_capacity(parts.len());
+    for a in &parts {
+        if by_runs(a) {
+            let dict = a.as_dictionary_opt::<Int32Type>().ok_or_else(|| {
+                ArrowError::SchemaError(format!(
+                    "column {} is {} in a buffered batch, {} in the table",
+                    field.name(),
+                    a.data_type(),
+                    field.data_type()
+                ))
+            })?;
+            values.push(dict.values().as_ref());
+            keys.push(Some(dict.keys()));
+        } else {
+            values.push(a.as_ref());
+            keys.push(None);
+        }
+    }
+    let at: Vec<(usize, usize)> =
+        indices.iter().map(|&(b, r)| (b, keys[b].map_or(r, |k| k.value(r) as usize))).collect();
+    interleave(&values, &at)
 }
 
 #[cfg(test)]

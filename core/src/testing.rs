@@ -37,6 +37,21 @@ pub fn crash_point(step: &str) {
     }
 }
 
+/// The environment variable naming a step at which the process waits for a while (only with
+/// `OPENWIT_TEST_COMPONENTS=1`), and `OPENWIT_TEST_PAUSE_MS` how long (2 s unless set): tests that look
+/// at the daemon while a short step runs (what an index build holds of the memory budget).
+pub const PAUSE_ENV: &str = "OPENWIT_TEST_PAUSE_AT";
+
+/// Blocks the calling thread for a while when the tests asked to pause at `step`, after saying so on
+/// stderr (the tests wait for that line). Call it on a thread that may block.
+pub fn pause_point(step: &str) {
+    if enabled() && std::env::var(PAUSE_ENV).as_deref() == Ok(step) {
+        let ms = std::env::var("OPENWIT_TEST_PAUSE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+        eprintln!("openwit: pausing {ms} ms at {step} ({PAUSE_ENV})");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -13,8 +13,10 @@ use tantivy::indexer::UserOperation;
 use tantivy::schema::Field;
 use tantivy::{Index, IndexWriter, TantivyDocument};
 
-/// Indexing memory per build: enough for a file's rows without flushing many small segments.
-const WRITER_HEAP: usize = 64 * 1024 * 1024;
+/// Indexing memory per build: enough for a file's rows without flushing many small segments. Tantivy
+/// fills this arena before it writes a segment, so a file of more than a few hundred thousand rows holds
+/// all of it while it is indexed (the daemon charges it to its memory budget meanwhile).
+pub const WRITER_HEAP: usize = 64 * 1024 * 1024;
 /// Tantivy's smallest indexing arena for one thread (a scan's batch).
 const SCAN_HEAP: usize = 15_000_000;
 

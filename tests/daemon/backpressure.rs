@@ -254,3 +254,50 @@ async fn parquet_rows_buffered_for_a_row_group_hold_the_budget_until_a_batch_nee
     }
     assert_eq!(rows, 13 * 200);
 }
+
+/// Spans into a Parquet file that is finalized at once and indexed (the default index).
+const INDEXED: &str = "
+exporters:
+  parquet:
+    endpoint: {dir}/bucket
+    rotation:
+      max_age: 200ms
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [parquet]
+";
+
+/// Tantivy's indexing arena (`openwit_index::build::WRITER_HEAP`, 64 MiB) is charged to the memory
+/// budget while a file is indexed, and given back when the build ends: under overload an index build
+/// takes the place of batches in memory instead of adding to them. The build is held for a few seconds
+/// by a test pause point so that the charge can be read from the daemon's own metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_build_holds_its_arena_in_the_memory_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [
+        (openwit_core::testing::PAUSE_ENV.to_string(), "index-build".to_string()),
+        ("OPENWIT_TEST_PAUSE_MS".to_string(), "3000".to_string()),
+    ];
+    let mut d = Daemon::spawn_sources_env(tmp.path(), &[crate::harness::BASE, INDEXED], &env);
+    d.wait_ready().await;
+    let body = big_request("indexed").encode_to_vec();
+    assert_eq!(d.post_protobuf("/v1/traces", body).await, 200);
+    eventually(Duration::from_secs(20), || d.logs(), |l| l.contains("pausing 3000 ms at index-build")).await;
+    let arena = openwit_index::build::WRITER_HEAP as f64;
+    let held = d.metric_sum("openwit_memory_charged_bytes").await;
+    assert!(held >= arena, "while a file is indexed the budget holds {held} bytes (the arena is {arena})");
+    // Once the build is done, the charge is given back (the 200 spans' rows are written and stored).
+    let mut after = held;
+    for _ in 0..200 {
+        after = d.metric_sum("openwit_memory_charged_bytes").await;
+        if after < arena {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(after < arena, "the arena's charge is still held after the build: {after} bytes");
+    d.signal(libc::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(30)).success());
+}

@@ -14,11 +14,13 @@
 
 use super::uploader::{Shared, Step, now_ms};
 use openwit_catalog::{FileRow, IndexRow, TANTIVY, Unindexed};
+use openwit_core::memory::MemoryBudget;
 use openwit_core::text_index::{Spec, Table};
 use openwit_index::IndexError;
 use parquet::file::reader::ChunkReader;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -37,6 +39,9 @@ pub struct Settings {
     /// The spec of each indexed table (none: indexing is off).
     pub specs: BTreeMap<Table, Spec>,
     pub repair_interval: Duration,
+    /// The process's memory budget, charged with Tantivy's indexing arena while a file is indexed
+    /// (`None`: nothing is charged).
+    pub memory: Option<Arc<MemoryBudget>>,
 }
 
 impl Settings {
@@ -157,7 +162,17 @@ where
     let scratch = work.join(format!("{file_id}.tmp"));
     let bundle = work.join(format!("{file_id}{SUFFIX}"));
     let (out, spec_owned, table) = (bundle.clone(), spec.clone(), spec.table.name());
-    let built = tokio::task::spawn_blocking(move || build(&spec_owned, source()?, &scratch, &out)).await;
+    // The arena is charged whatever the budget holds (the build does not wait for room: a starved
+    // budget would keep files from being indexed, and so from being stored); while it is held, batches
+    // wait for the budget instead, so that under overload the arena takes the place of batches in
+    // memory rather than adding to them. It is given back when the build ends.
+    let arena = shared.index.memory.as_ref().map(|m| m.charge_held(openwit_index::build::WRITER_HEAP as u64));
+    let built = tokio::task::spawn_blocking(move || {
+        openwit_core::testing::pause_point("index-build");
+        build(&spec_owned, source()?, &scratch, &out)
+    })
+    .await;
+    drop(arena);
     let (size, tail) = match built {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {

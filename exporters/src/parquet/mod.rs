@@ -74,7 +74,7 @@ fn index_settings(id: &ComponentId, cfg: &ParquetConfig, env: &BuildEnv) -> inde
         }
         specs.insert(spec.table, spec);
     }
-    indexer::Settings { specs, repair_interval: cfg.index.repair_interval }
+    indexer::Settings { specs, repair_interval: cfg.index.repair_interval, memory: Some(env.memory.clone()) }
 }
 
 /// What the catalog said one delivery of a redelivered WAL batch already has in files. Kept while that

@@ -124,10 +124,14 @@ service:
 "
     );
     let mut d = Daemon::start_on_base(&[&config]).await;
-    for i in 0..5 {
-        let code = d.post_protobuf("/v1/logs", prost::Message::encode_to_vec(&log_request(&format!("line {i}")))).await;
-        assert_eq!(code, 200);
+    // One request, so one file: the uploader takes files one at a time, so with the store down a second
+    // file (five requests spread over more than the 200 ms rotation on a loaded machine) would stay
+    // staged and unrecorded behind the first.
+    let mut request = log_request("line 0");
+    for i in 1..5 {
+        request.resource_logs.extend(log_request(&format!("line {i}")).resource_logs);
     }
+    assert_eq!(d.post_protobuf("/v1/logs", prost::Message::encode_to_vec(&request)).await, 200);
     // Rotated after 200 ms: every row in staged files (recorded `uploading`), none stable.
     let sql = "SELECT state, sum(row_count) AS n FROM files GROUP BY state";
     let deadline = Instant::now() + Duration::from_secs(20);

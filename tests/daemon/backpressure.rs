@@ -220,13 +220,7 @@ async fn parquet_rows_buffered_for_a_row_group_hold_the_budget_until_a_batch_nee
     assert_eq!(send("t0", "first").await, 200);
     // The request's own charge is given back once the exporter took its batch; the rows stay charged.
     let sent = "otelcol_exporter_sent_spans_total{exporter=\"parquet\"}";
-    for _ in 0..100 {
-        if d.metric_sum(sent).await >= 200.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(d.metric_sum(sent).await, 200.0);
+    assert_eq!(d.metric_until(sent, Duration::from_secs(5), |n| n >= 200.0).await, 200.0);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let held = d.metric_sum("openwit_memory_charged_bytes").await;
     let request = (big_request("first").encoded_len() as u64 * openwit_core::memory::HELD_PER_PROTOBUF_BYTE) as f64;
@@ -289,14 +283,7 @@ async fn an_index_build_holds_its_arena_in_the_memory_budget() {
     let held = d.metric_sum("openwit_memory_charged_bytes").await;
     assert!(held >= arena, "while a file is indexed the budget holds {held} bytes (the arena is {arena})");
     // Once the build is done, the charge is given back (the 200 spans' rows are written and stored).
-    let mut after = held;
-    for _ in 0..200 {
-        after = d.metric_sum("openwit_memory_charged_bytes").await;
-        if after < arena {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let after = d.metric_until("openwit_memory_charged_bytes", Duration::from_secs(10), |b| b < arena).await;
     assert!(after < arena, "the arena's charge is still held after the build: {after} bytes");
     d.signal(libc::SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(30)).success());

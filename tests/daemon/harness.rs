@@ -273,6 +273,19 @@ impl Daemon {
             .sum()
     }
 
+    /// Polls [`Daemon::metric_sum`] of `prefix` every 50 ms until `done` holds or `timeout` passes;
+    /// returns the last sum read.
+    pub async fn metric_until(&self, prefix: &str, timeout: Duration, done: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.metric_sum(prefix).await;
+            if done(v) || Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Posts an OTLP/HTTP protobuf body to `path` (`/v1/traces`, …); the answer's status.
     pub async fn post_protobuf(&self, path: &str, body: Vec<u8>) -> u16 {
         let r = client()

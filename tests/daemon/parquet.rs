@@ -142,7 +142,9 @@ fn single_points(d: Option<&Data>) -> Vec<Data> {
 
 /// The rows of a Parquet file, and its metadata.
 pub fn read_parquet(bytes: bytes::Bytes) -> (Vec<RecordBatch>, std::sync::Arc<ParquetMetaData>) {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+    let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options).unwrap();
     let meta = builder.metadata().clone();
     let batches = builder.build().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
     (batches, meta)
@@ -304,6 +306,22 @@ where
                 assert!(matches!(col.compression(), parquet::basic::Compression::ZSTD(_)), "{}", col.column_path());
             }
             assert!(rg.column(time).statistics().is_some());
+            assert!(rg.column(svc).statistics().is_some());
+            // No min/max where nothing prunes on them: map keys and values, random ids.
+            for (i, col) in rg.columns().iter().enumerate() {
+                let path = col.column_path().string();
+                if path.starts_with("attributes.") || path == "span_id" {
+                    assert!(col.statistics().is_none(), "statistics on {path}");
+                    let index = meta.column_index().expect("page index read");
+                    assert!(
+                        index.iter().all(|rg| matches!(
+                            rg[i],
+                            parquet::file::page_index::column_index::ColumnIndexMetaData::NONE
+                        )),
+                        "page statistics on {path}"
+                    );
+                }
+            }
             assert!(rg.column(svc).bloom_filter_offset().is_some(), "bloom filter on service_name");
             if let Some(t) = leaf("trace_id") {
                 assert!(rg.column(t).bloom_filter_offset().is_some(), "bloom filter on trace_id");

@@ -37,6 +37,10 @@ const WRITE_SLICE_ROWS: usize = 8192;
 const NO_DICTIONARY: [&str; 2] = ["span_id", "parent_span_id"];
 /// Columns that get bloom filters (point lookups: a trace, a service).
 const BLOOM_FILTERED: [&str; 2] = ["trace_id", "service_name"];
+/// Top-level columns written without min/max statistics: random ids and free text, whose min and max
+/// span (nearly) every value, so they prune nothing, while computing them for each page compared every
+/// value (see `properties`).
+const NO_STATISTICS: [&str; 4] = ["span_id", "parent_span_id", "body", "resource_entity_refs"];
 
 /// Dictionary pages up to this size before a column falls back to plain values (parquet's default is
 /// 1 MiB; attribute values of a large row group need more to stay dictionary-encoded).
@@ -659,6 +663,17 @@ fn properties(
         };
         if let Some(e) = encoding {
             b = b.set_column_dictionary_enabled(path.clone(), false).set_column_encoding(path, e);
+        }
+    }
+    // Min/max statistics (per row group and per page, the page index) only where a query can prune
+    // on them: the top-level columns, less `NO_STATISTICS`. Leaves inside maps, lists and structs
+    // (attribute keys and values, events, links, buckets) get none: DataFusion does not prune on
+    // them, and comparing every key and value for each page's min and max was ~4.5 % of storing's CPU
+    // (perf, docs/BENCHMARKS.md).
+    for c in descr.columns() {
+        let path = c.path();
+        if path.parts().len() > 1 || NO_STATISTICS.contains(&path.string().as_str()) {
+            b = b.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
         }
     }
     for c in BLOOM_FILTERED {

@@ -36,6 +36,15 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(parse_stat_ticks(&stat)? as f64 / ticks_per_second())
 }
 
+/// CPU nanoseconds the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`): the cost of work
+/// done on this thread alone, whatever else the machine runs.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// A `kB` field (`VmHWM`, `VmRSS`) from the text of `/proc/<pid>/status`.
 pub fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())

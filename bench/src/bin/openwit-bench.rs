@@ -142,9 +142,10 @@ fn storage_measures(cli: &Cli) -> anyhow::Result<(Vec<storage::Conversion>, Vec<
         }
         let f = storage::footprint(signal, &all, cli.zstd_level, sort_by, cli.row_group_rows)?;
         eprintln!(
-            "storage {signal:?}: {:.1} bytes/item in Parquet, {:.2} of zstd'd protobuf",
+            "storage {signal:?}: {:.1} bytes/item in Parquet, {:.2} of zstd'd protobuf; writer {:.2} CPU-s per M items",
             f.parquet_per_item(),
-            f.ratio()
+            f.ratio(),
+            f.write_cpu_s_per_million
         );
         for (c, b) in f.columns.iter().take(12) {
             eprintln!("  {c:24} {:6.2} B/item", *b as f64 / f.items as f64);
@@ -586,12 +587,12 @@ fn markdown(r: &Results) -> String {
     }
     if !r.footprint.is_empty() {
         s.push_str("\nConversion on one core (items/s) and bytes on disk per item, Parquet (the exporter's writer) against the same\nrequests' protobuf compressed with zstd at the same level:\n\n");
-        s.push_str("| signal | OTLP→Arrow items/s | Arrow→OTLP items/s | items | Parquet B/item | zstd stream B/item | zstd per request B/item | protobuf B/item | Parquet ÷ zstd stream | Parquet ÷ zstd per request |\n");
-        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("| signal | OTLP→Arrow items/s | Arrow→OTLP items/s | items | Parquet B/item | zstd stream B/item | zstd per request B/item | protobuf B/item | Parquet ÷ zstd stream | Parquet ÷ zstd per request | writer CPU-s per M items |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (c, f) in r.conversion.iter().zip(&r.footprint) {
             let per = |b: u64| b as f64 / f.items as f64;
             s.push_str(&format!(
-                "| {} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |\n",
+                "| {} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |\n",
                 f.signal,
                 c.to_arrow_items_per_s,
                 c.from_arrow_items_per_s,
@@ -601,7 +602,8 @@ fn markdown(r: &Results) -> String {
                 per(f.zstd_per_request_bytes),
                 per(f.protobuf_bytes),
                 f.ratio(),
-                f.parquet_bytes as f64 / f.zstd_per_request_bytes as f64
+                f.parquet_bytes as f64 / f.zstd_per_request_bytes as f64,
+                f.write_cpu_s_per_million
             ));
         }
     }

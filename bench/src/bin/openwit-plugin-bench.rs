@@ -7,6 +7,7 @@
 
 use clap::Parser;
 use openwit_bench::data::Generator;
+use openwit_bench::measure::thread_cpu_ns;
 use openwit_core::telemetry::SignalCounters;
 use openwit_core::{Batch, Payload, TenantId};
 use openwit_plugin::host::{self, Native, RowProcessor};
@@ -34,13 +35,6 @@ struct Cli {
 
 /// Every generated record has a `thread.name` with digits (`worker-12`): each row is rewritten.
 const CONFIG: &str = r#"{"attributes": ["thread.name"], "patterns": ["[0-9]+"], "replacement": "N"}"#;
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid out-parameter.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// Nanoseconds of CPU per record: the whole stage, and the processor call alone.
 struct Round {

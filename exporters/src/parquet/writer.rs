@@ -37,10 +37,20 @@ const WRITE_SLICE_ROWS: usize = 8192;
 const NO_DICTIONARY: [&str; 2] = ["span_id", "parent_span_id"];
 /// Columns that get bloom filters (point lookups: a trace, a service).
 const BLOOM_FILTERED: [&str; 2] = ["trace_id", "service_name"];
-/// Top-level columns written without min/max statistics: random ids and free text, whose min and max
-/// span (nearly) every value, so they prune nothing, while computing them for each page compared every
-/// value (see `properties`).
-const NO_STATISTICS: [&str; 4] = ["span_id", "parent_span_id", "body", "resource_entity_refs"];
+/// Top-level columns written without min/max statistics: random ids, free text (searched through the
+/// full-text index) and schema URLs, whose min and max prune nothing worth having, while computing them
+/// for each page compares every value, twice (see `properties`).
+const NO_STATISTICS: [&str; 9] = [
+    "span_id",
+    "parent_span_id",
+    "trace_state",
+    "status_message",
+    "body",
+    "metric_description",
+    "resource_entity_refs",
+    "resource_schema_url",
+    "scope_schema_url",
+];
 
 /// Dictionary pages up to this size before a column falls back to plain values (parquet's default is
 /// 1 MiB; attribute values of a large row group need more to stay dictionary-encoded).

@@ -278,6 +278,8 @@ where
         assert_eq!(get("openwit.min_time"), f.min_time.to_string());
         assert_eq!(get("openwit.max_time"), f.max_time.to_string());
         assert_eq!(get("openwit.table"), f.table_name);
+        let key = if f.table_name == "metrics" { "service_name,metric_name,time" } else { "service_name,time" };
+        assert_eq!(get("openwit.sorted_by"), format!("{key} (per row group)"));
         let times: Vec<i64> = rows
             .iter()
             .flat_map(|b| {

@@ -12,6 +12,7 @@ mod indexer;
 pub mod janitor;
 mod metrics;
 mod runs;
+mod sort_key;
 mod uploader;
 pub mod writer;
 

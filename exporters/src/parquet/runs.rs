@@ -25,9 +25,9 @@ use std::sync::Arc;
 /// the copy cost more than they save.
 const MIN_ROWS_PER_RUN: usize = 2;
 
-/// `batch` with each column whose rows repeat in runs held as a dictionary over them; the columns named
-/// in `keep` (the sort key, which is read as it is) and columns of fixed-width values stay as they are.
-pub fn compact(batch: &RecordBatch, keep: &[String]) -> Result<RecordBatch, ArrowError> {
+/// `batch` with each column whose rows repeat in runs held as a dictionary over them; columns of
+/// fixed-width values stay as they are. (A sort key held so is ranked by its runs: `sort_key`.)
+pub fn compact(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let n = batch.num_rows();
     if n < 2 * MIN_ROWS_PER_RUN {
         return Ok(batch.clone());
@@ -37,11 +37,7 @@ pub fn compact(batch: &RecordBatch, keep: &[String]) -> Result<RecordBatch, Arro
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     let mut changed = false;
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        let by_runs = if keep.iter().any(|k| k == field.name()) || !repeats_cost_memory(field.data_type()) {
-            None
-        } else {
-            by_runs(column)?
-        };
+        let by_runs = if !repeats_cost_memory(field.data_type()) { None } else { by_runs(column)? };
         match by_runs {
             Some(dict) => {
                 changed = true;
@@ -222,7 +218,7 @@ pub(crate) mod tests {
     #[test]
     fn repeated_columns_are_held_by_runs_and_read_back_as_they_were() {
         let rows = spans(3, 40, T0);
-        let held = compact(&rows, &["service_name".to_string()]).unwrap();
+        let held = compact(&rows).unwrap();
         let dict = held.column_by_name("resource_attributes").unwrap().as_dictionary::<Int32Type>();
         assert_eq!(dict.values().len(), 3, "one value per resource");
         assert!(held.column_by_name("scope_schema_url").unwrap().as_dictionary_opt::<Int32Type>().is_some());
@@ -234,7 +230,7 @@ pub(crate) mod tests {
         assert_eq!(
             held.column_by_name("service_name").unwrap().data_type(),
             rows.column_by_name("service_name").unwrap().data_type(),
-            "a kept column stays"
+            "a dictionary stays as it is"
         );
         assert!(
             held.get_array_memory_size() * 2 < rows.get_array_memory_size(),
@@ -252,7 +248,7 @@ pub(crate) mod tests {
     fn rows_gathered_across_batches_held_either_way_are_the_rows_asked_for() {
         // One batch by runs, one row by row (its resources change at every row): a gather mixes both.
         let (a, b) = (spans(2, 30, T0), spans(20, 1, T0));
-        let held = [compact(&a, &[]).unwrap(), compact(&b, &[]).unwrap()];
+        let held = [compact(&a).unwrap(), compact(&b).unwrap()];
         assert!(held[0].column_by_name("resource_attributes").unwrap().as_dictionary_opt::<Int32Type>().is_some());
         let resources = held[1].column_by_name("resource_attributes").unwrap();
         assert_eq!(

@@ -2,12 +2,12 @@
 //! finalized (last row group, key-value metadata, footer, fsync, renamed to `*.parquet`).
 //!
 //! Rows are sorted within each row group — by `service_name`, then `time` (metrics: `service_name`,
-//! `metric_name`, `time`; see [`sort_by`]), the scope Parquet's `sorting_columns` metadata describes —
-//! so a row group is buffered in Arrow until it is full.
+//! `metric_name`, `time`; see [`super::sort_key::sort_by`]), the scope Parquet's `sorting_columns`
+//! metadata describes — so a row group is buffered in Arrow until it is full.
 
 use super::fresh::FreshFiles;
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+use arrow::array::{AsArray, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use openwit_core::fresh::{FreshFile, FreshState, SourceSnapshot};
 use openwit_core::memory::{Charge, MemoryBudget};
@@ -98,22 +98,9 @@ pub struct WriterSettings {
     pub memory: Option<Arc<MemoryBudget>>,
 }
 
-/// The sort key of a table's row groups. Measured with `openwit-bench --storage-only --sort-by`
-/// (docs/BENCHMARKS.md): metric points sorted by `service_name`, `metric_name`, `time` take 19.1 bytes
-/// instead of 22.3 (a series' points side by side); spans by (`service_name`, `trace_id`, `time`) took
-/// 44.0 instead of 42.9, logs by (`service_name`, `severity_text`, `time`) the same 40.7 — both keep
-/// (`service_name`, `time`), which also keeps each page's time range tight.
-pub fn sort_by(table: &str) -> Vec<String> {
-    let key: &[&str] = match table {
-        "metrics" => &["service_name", "metric_name", "time"],
-        _ => &["service_name", "time"],
-    };
-    key.iter().map(|c| c.to_string()).collect()
-}
-
 impl WriterSettings {
     fn sort_by(&self, table: &str) -> Vec<String> {
-        self.sort_by.clone().unwrap_or_else(|| sort_by(table))
+        self.sort_by.clone().unwrap_or_else(|| super::sort_key::sort_by(table))
     }
 
     /// An open file's buffered rows are written as a row group at this many Arrow bytes: the budget's
@@ -312,7 +299,7 @@ impl Writer {
             a.pledge.append(file_pledge);
             // Held by runs where rows repeat (a resource's fields on each of its spans): about half the
             // memory of the rows as they came, for the seconds the row group takes to fill.
-            let part = super::runs::compact(&part, &a.sort_by)?;
+            let part = super::runs::compact(&part)?;
             let bytes = part.get_array_memory_size();
             a.buffered_rows += part.num_rows();
             a.buffered_bytes += bytes;
@@ -475,7 +462,7 @@ impl Active {
         let batches = std::mem::take(&mut self.buffered);
         self.buffered_rows = 0;
         self.buffered_bytes = 0;
-        let order = sorted_order(&batches, &self.sort_by)?;
+        let order = super::sort_key::sorted_order(&batches, &self.sort_by)?;
         for group in order.chunks(self.row_group_rows.max(1)) {
             self.write_row_group(&batches, group)?;
         }
@@ -616,9 +603,13 @@ fn properties(
     let descr = ArrowSchemaConverter::new().convert(schema)?;
     let leaf = |name: &str| descr.columns().iter().position(|c| c.path().string() == name);
     let sort_by = s.sort_by(table);
+    // `sorting_columns` names leaf columns only: the recorded key stops before the first that is not
+    // one (`resource_attributes`, a map), so it claims no more than the rows' order. Key columns the
+    // table lacks order nothing and are skipped.
     let sorting: Vec<SortingColumn> = sort_by
         .iter()
-        .filter_map(|n| leaf(n))
+        .filter(|n| schema.field_with_name(n).is_ok())
+        .map_while(|n| leaf(n))
         .map(|i| SortingColumn { column_idx: i as i32, descending: false, nulls_first: true })
         .collect();
     let mut b = WriterProperties::builder()
@@ -713,88 +704,6 @@ fn effective_times(signal: Signal, batch: &RecordBatch) -> Result<Vec<i64>, Writ
             }
         })
         .collect())
-}
-
-/// (batch, row) pairs of `batches` in the order of the `sort_by` columns (nulls first; rows of equal
-/// keys keep their order).
-fn sorted_order(batches: &[RecordBatch], sort_by: &[String]) -> Result<Vec<(usize, usize)>, WriteError> {
-    let pairs: Vec<(usize, usize)> =
-        batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r))).collect();
-    let present: Vec<&String> =
-        sort_by.iter().filter(|k| batches.iter().all(|b| b.column_by_name(k).is_some())).collect();
-    if present.is_empty() || pairs.len() < 2 {
-        return Ok(pairs);
-    }
-    let order = match numeric_keys(batches, &present) {
-        Some(keys) => {
-            let k = present.len();
-            let mut order: Vec<u32> = (0..pairs.len() as u32).collect();
-            order.sort_by(|&a, &b| keys[a as usize * k..][..k].cmp(&keys[b as usize * k..][..k]));
-            order
-        }
-        None => lexsorted(batches, &present)?,
-    };
-    Ok(order.into_iter().map(|i| pairs[i as usize]).collect())
-}
-
-/// Each row's sort key as `columns.len()` numbers (row after row) that order as the values do: a
-/// dictionary of strings by its value's rank among every batch's values (0: null), a timestamp by its
-/// value. The rows' strings are never compared — each batch's dictionary is ranked once — which made
-/// comparing them (`memcmp`, 7 % of the daemon's CPU at a steady load) nearly free. `None`: a column of
-/// another kind, sorted by [`lexsorted`].
-fn numeric_keys(batches: &[RecordBatch], columns: &[&String]) -> Option<Vec<u64>> {
-    use arrow::array::DictionaryArray;
-    use arrow::datatypes::Int32Type;
-    let k = columns.len();
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let mut keys = vec![0u64; rows * k];
-    for (c, name) in columns.iter().enumerate() {
-        let cols: Vec<&arrow::array::ArrayRef> = batches.iter().filter_map(|b| b.column_by_name(name)).collect();
-        if let Some(dicts) = cols.iter().map(|a| a.as_dictionary_opt::<Int32Type>()).collect::<Option<Vec<_>>>() {
-            let values: Vec<&arrow::array::StringArray> =
-                dicts.iter().map(|d| d.values().as_string_opt::<i32>()).collect::<Option<_>>()?;
-            // Every distinct value of every dictionary, in order: a value's rank is its place here.
-            let mut all: Vec<&str> = values.iter().flat_map(|v| v.iter().flatten()).collect();
-            all.sort_unstable();
-            all.dedup();
-            let mut row = 0;
-            for (d, v) in dicts.iter().zip(&values) {
-                let rank: Vec<u64> = (0..v.len())
-                    .map(|i| if v.is_null(i) { 0 } else { all.binary_search(&v.value(i)).map_or(0, |r| r as u64 + 1) })
-                    .collect();
-                let d: &DictionaryArray<Int32Type> = d;
-                for (i, key) in d.keys().iter().enumerate() {
-                    keys[(row + i) * k + c] = key.and_then(|x| rank.get(x as usize).copied()).unwrap_or(0);
-                }
-                row += d.len();
-            }
-        } else {
-            let mut row = 0;
-            for a in &cols {
-                let t = a.as_primitive_opt::<TimestampNanosecondType>().filter(|t| t.null_count() == 0)?;
-                for (i, v) in t.values().iter().enumerate() {
-                    // Flipping the sign bit orders signed values as unsigned ones.
-                    keys[(row + i) * k + c] = (*v as u64) ^ (1 << 63);
-                }
-                row += t.len();
-            }
-        }
-    }
-    Some(keys)
-}
-
-/// The order of the rows by Arrow's sort of the key columns (concatenated: only they are copied).
-fn lexsorted(batches: &[RecordBatch], columns: &[&String]) -> Result<Vec<u32>, WriteError> {
-    let mut keys = Vec::with_capacity(columns.len());
-    for name in columns {
-        let cols: Vec<&dyn Array> = batches.iter().filter_map(|b| b.column_by_name(name).map(|c| c.as_ref())).collect();
-        keys.push(SortColumn { values: arrow::compute::concat(&cols)?, options: None });
-    }
-    // The rows' positions last: rows of equal keys keep their order, as in the numeric path.
-    let n = keys[0].values.len() as u32;
-    keys.push(SortColumn { values: Arc::new(UInt32Array::from_iter_values(0..n)), options: None });
-    let order = lexsort_to_indices(&keys, None)?.values().to_vec();
-    Ok(order)
 }
 
 #[cfg(test)]
@@ -911,7 +820,7 @@ mod tests {
         let ours = std::fs::read(&files[0].local).unwrap();
 
         let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
-        let order = sorted_order(std::slice::from_ref(&all), &s.sort_by("spans")).unwrap();
+        let order = super::super::sort_key::sorted_order(std::slice::from_ref(&all), &s.sort_by("spans")).unwrap();
         let order = UInt32Array::from_iter_values(order.iter().map(|&(_, r)| r as u32));
         let sorted = take_record_batch(&all, &order).unwrap();
         let path = tmp.path().join("whole-rows.parquet");
@@ -956,11 +865,19 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         let read = arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
-        // What was written, sorted as a row group is (by service, then time).
+        // What was written, sorted as a row group is (by service, then time), here through Arrow's row
+        // format of the key columns (the writer ranks each dictionary's values instead).
         let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
-        let keys = ["service_name", "time"]
-            .map(|k| SortColumn { values: all.column_by_name(k).unwrap().clone(), options: None });
-        let expected = take_record_batch(&all, &lexsort_to_indices(&keys, None).unwrap()).unwrap();
+        let keys: Vec<arrow::array::ArrayRef> =
+            ["service_name", "time"].map(|k| all.column_by_name(k).unwrap().clone()).to_vec();
+        let converter = arrow::row::RowConverter::new(
+            keys.iter().map(|k| arrow::row::SortField::new(k.data_type().clone())).collect(),
+        )
+        .unwrap();
+        let encoded = converter.convert_columns(&keys).unwrap();
+        let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+        order.sort_by_key(|&i| encoded.row(i as usize));
+        let expected = take_record_batch(&all, &UInt32Array::from(order)).unwrap();
         assert_eq!(read.num_rows(), 330);
         assert_eq!(read, expected);
     }
@@ -1032,13 +949,34 @@ mod tests {
     }
 
     #[test]
-    fn metric_points_are_sorted_by_service_metric_and_time_the_others_by_service_and_time() {
+    fn row_groups_record_their_sort_key_up_to_the_first_column_that_is_not_a_leaf() {
         let tmp = tempfile::tempdir().unwrap();
-        let s = settings(tmp.path(), u64::MAX);
-        for (signal, table, key) in [
-            (Signal::Metrics, "metrics", "service_name,metric_name,time"),
-            (Signal::Traces, "spans", "service_name,time"),
-            (Signal::Logs, "logs", "service_name,time"),
+        let by_resource = WriterSettings {
+            sort_by: Some(vec![
+                "service_name".into(),
+                "no_such_column".into(),
+                "resource_attributes".into(),
+                "time".into(),
+            ]),
+            ..settings(tmp.path(), u64::MAX)
+        };
+        for (s, signal, table, key, recorded) in [
+            (
+                settings(tmp.path(), u64::MAX),
+                Signal::Metrics,
+                "metrics",
+                "service_name,metric_name,time",
+                "service_name,metric_name,time",
+            ),
+            (settings(tmp.path(), u64::MAX), Signal::Traces, "spans", "service_name,time", "service_name,time"),
+            (settings(tmp.path(), u64::MAX), Signal::Logs, "logs", "service_name,time", "service_name,time"),
+            (
+                by_resource,
+                Signal::Traces,
+                "spans",
+                "service_name,no_such_column,resource_attributes,time",
+                "service_name",
+            ),
         ] {
             let schema = columnar::to_record_batch("t", &openwit_core::Payload::empty(signal)).unwrap().schema();
             let props = properties(&s, &schema, table, "acme").unwrap();
@@ -1049,7 +987,11 @@ mod tests {
                 .iter()
                 .map(|c| descr.column(c.column_idx as usize).path().string())
                 .collect();
-            assert_eq!(sorted.join(","), key, "{table}");
+            // Parquet's `sorting_columns` names leaves: a map ends what it can say.
+            assert_eq!(sorted.join(","), recorded, "{table}");
+            let meta = props.key_value_metadata().unwrap();
+            let said = meta.iter().find(|kv| kv.key == "openwit.sorted_by").and_then(|kv| kv.value.clone());
+            assert_eq!(said.as_deref(), Some(format!("{key} (per row group)").as_str()), "{table}");
         }
     }
 
@@ -1131,72 +1073,5 @@ mod tests {
         let c = done.try_recv().unwrap();
         assert!(matches!(&c.outcome, Outcome::Failed(e) if e.contains("parquet")), "the batch is failed: {c:?}");
         assert!(w.finalize_all().unwrap().is_empty());
-    }
-
-    /// Batches of (`service_name` as a dictionary, `time`), each with its own dictionary (some values
-    /// unused, some null rows), as the batch processor makes them.
-    fn keyed(batches: &[Vec<(Option<u8>, i64)>]) -> Vec<RecordBatch> {
-        use arrow::array::{StringDictionaryBuilder, TimestampNanosecondArray};
-        use arrow::datatypes::Int32Type;
-        batches
-            .iter()
-            .map(|rows| {
-                let mut names = StringDictionaryBuilder::<Int32Type>::new();
-                names.append_value("unused");
-                let mut names = StringDictionaryBuilder::<Int32Type>::new_with_dictionary(
-                    rows.len(),
-                    names.finish().values().as_string::<i32>(),
-                )
-                .unwrap();
-                for (n, _) in rows {
-                    match n {
-                        Some(n) => names.append_value(format!("svc-{n}")),
-                        None => names.append_null(),
-                    }
-                }
-                let times = TimestampNanosecondArray::from_iter_values(rows.iter().map(|r| r.1));
-                RecordBatch::try_from_iter([
-                    ("service_name", Arc::new(names.finish()) as arrow::array::ArrayRef),
-                    ("time", Arc::new(times) as arrow::array::ArrayRef),
-                ])
-                .unwrap()
-            })
-            .collect()
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn rows_are_ordered_by_their_keys_values_nulls_first_ties_kept(
-            batches in proptest::collection::vec(
-                proptest::collection::vec((proptest::option::of(0u8..6), -3i64..3), 1..40), 1..5),
-        ) {
-            let rb = keyed(&batches);
-            let key = ["service_name".to_string(), "time".to_string()];
-            let got = sorted_order(&rb, &key).unwrap();
-            // The reference: (name, time) with None first, then the rows' order.
-            let mut want: Vec<(usize, usize)> =
-                batches.iter().enumerate().flat_map(|(b, rows)| (0..rows.len()).map(move |r| (b, r))).collect();
-            let name = |b: usize, r: usize| batches[b][r].0.map(|n| format!("svc-{n}"));
-            want.sort_by(|&(b1, r1), &(b2, r2)| {
-                (name(b1, r1), batches[b1][r1].1).cmp(&(name(b2, r2), batches[b2][r2].1))
-            });
-            proptest::prop_assert_eq!(&got, &want);
-            let refs: Vec<&String> = key.iter().collect();
-            let pairs: Vec<(usize, usize)> = rb.iter().enumerate().flat_map(|(b, x)| (0..x.num_rows()).map(move |r| (b, r))).collect();
-            let lex: Vec<(usize, usize)> = lexsorted(&rb, &refs).unwrap().into_iter().map(|i| pairs[i as usize]).collect();
-            proptest::prop_assert_eq!(&lex, &want, "Arrow's sort, for other kinds of columns, orders alike");
-        }
-    }
-
-    #[test]
-    fn columns_of_other_kinds_are_sorted_by_arrows_sort() {
-        let rb = RecordBatch::try_from_iter([(
-            "service_name",
-            Arc::new(arrow::array::StringArray::from(vec![Some("b"), None, Some("a")])) as arrow::array::ArrayRef,
-        )])
-        .unwrap();
-        assert!(numeric_keys(std::slice::from_ref(&rb), &[&"service_name".to_string()]).is_none());
-        let got = sorted_order(&[rb.clone(), rb], &["service_name".to_string()]).unwrap();
-        assert_eq!(got, vec![(0, 1), (1, 1), (0, 2), (1, 2), (0, 0), (1, 0)]);
     }
 }

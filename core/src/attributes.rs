@@ -102,6 +102,20 @@ pub fn decode_value(text: &str, t: AttrType) -> Result<Option<AnyValue>, String>
     Ok(Some(AnyValue { value: v }))
 }
 
+/// Whether only a string attribute can have `text` as its text: no other type is written so (see the
+/// table above: not empty, not `true`/`false`, not a number, not lowercase hex, not JSON). Then
+/// `attributes['k'] = 'text'` can hold only where a string attribute `k` is `text`, which the full-text
+/// index holds as the term `k=text`.
+pub fn only_a_string_reads_as(text: &str) -> bool {
+    let hex = text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    !(hex
+        || text == "true"
+        || text == "false"
+        || text.parse::<f64>().is_ok()
+        || text.starts_with('{')
+        || text.starts_with('['))
+}
+
 /// Attributes as (key, text) entries and their type codes — empty when every value is a string.
 pub fn encode_attributes(attrs: &[KeyValue]) -> (Vec<(String, String)>, Vec<u8>) {
     let mut entries = Vec::with_capacity(attrs.len());
@@ -219,7 +233,29 @@ mod tests {
 
     use super::strategies::any_value;
 
+    #[test]
+    fn texts_only_a_string_is_written_as() {
+        for other in ["", "true", "false", "-12", "7", "1e300", "NaN", "inf", "-0.0", "00ff", "{\"values\":[]}", "[1]"]
+        {
+            assert!(!only_a_string_reads_as(other), "{other:?}");
+        }
+        for string in ["/api/cart", "GET", "True", "ABCDEF", "0x1f", "node-2", " 7"] {
+            assert!(only_a_string_reads_as(string), "{string:?}");
+        }
+        let (missing, _) = encode_value(None);
+        let (index, _) = encode_value(Some(&AnyValue { value: Some(Value::StringValueStrindex(42)) }));
+        assert!(!only_a_string_reads_as(&missing) && !only_a_string_reads_as(&index));
+    }
+
     proptest! {
+        #[test]
+        fn no_other_type_reads_as_what_only_a_string_reads_as(v in any_value()) {
+            let (text, t) = encode_value(Some(&AnyValue { value: v }));
+            if t != AttrType::Str {
+                prop_assert!(!only_a_string_reads_as(&text), "{t:?} written as {text:?}");
+            }
+        }
+
         #[test]
         fn every_value_round_trips(v in any_value()) {
             let original = Some(AnyValue { value: v });

@@ -15,12 +15,14 @@ use datafusion::common::{Column, DFSchema, ScalarValue, plan_err};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
+use openwit_core::attributes::only_a_string_reads_as;
 use openwit_core::text_index::{IndexSpecs, Kind, Spec, Table, Tokenizer};
 use openwit_index::search::{Hits, Searchable};
 use openwit_index::tantivy;
+use openwit_index::tantivy::schema::IndexRecordOption;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +30,8 @@ pub const TEXT_MATCH: &str = "text_match";
 pub const MATCH_ALL: &str = "match_all";
 /// What `match_all` becomes under a filter of one table (internal; not meant to be written by hand).
 pub const MATCH_ALL_ROWS: &str = "match_all_rows";
+/// The attributes map, indexed as `key=value` terms (string attributes).
+const ATTRIBUTES: &str = "attributes";
 
 /// A file's index is not used to select rows when more than this share of its rows match: reading the
 /// whole file costs about as much, and a dense selection decodes more slowly.
@@ -271,6 +275,10 @@ pub enum Predicate {
     /// `column LIKE/ILIKE '%word%'` (a word of ASCII letters and digits, lower-cased here): the index
     /// narrows where rows can be (a word containing it); the filter decides.
     Contains { column: String, needle: String },
+    /// `attributes['key'] = 'value'`, with a value only a string attribute is written as
+    /// (`attributes::only_a_string_reads_as`: not a number, `true`/`false`, hex or JSON): the index's
+    /// `key=value` term narrows where rows can be; the filter decides (SQL reads a key's first entry).
+    AttributeEquals { key: String, value: String },
 }
 
 impl Predicate {
@@ -297,13 +305,19 @@ impl Predicate {
                 (plain && table.kind_of(&c.name) == Some(Kind::Text))
                     .then(|| Predicate::Contains { column: c.name.clone(), needle: needle.to_ascii_lowercase() })
             }
+            Expr::BinaryExpr(b) if b.op == Operator::Eq => {
+                let (key, value) =
+                    attribute_lookup(&b.left, &b.right).or_else(|| attribute_lookup(&b.right, &b.left))?;
+                (table.kind_of(ATTRIBUTES) == Some(Kind::Exact) && only_a_string_reads_as(value))
+                    .then(|| Predicate::AttributeEquals { key: key.to_string(), value: value.to_string() })
+            }
             _ => None,
         }
     }
 
     /// Whether the index's rows are the predicate's answer (not only where it can hold).
     pub fn exact(&self) -> bool {
-        !matches!(self, Predicate::Contains { .. })
+        !matches!(self, Predicate::Contains { .. } | Predicate::AttributeEquals { .. })
     }
 
     /// The query that finds this predicate's rows in an index, or `None` when this index cannot answer
@@ -337,17 +351,44 @@ impl Predicate {
                 if built.kind_of(column) != Some(Kind::Text) || built.tokenizer_of(column) != Tokenizer::Default {
                     return None;
                 }
-                let field = s.field(column)?;
-                let flags = s.field(openwit_index::spec::FLAGS)?;
-                let words = tantivy::query::RegexQuery::from_pattern(&format!(".*{needle}.*"), field).ok()?;
-                // A value too long to have all its words indexed is always read.
-                let long = tantivy::query::TermQuery::new(
-                    tantivy::Term::from_field_text(flags, &format!("long:{column}")),
-                    tantivy::schema::IndexRecordOption::Basic,
-                );
-                Some(Box::new(tantivy::query::BooleanQuery::union(vec![Box::new(words), Box::new(long)])))
+                let words =
+                    tantivy::query::RegexQuery::from_pattern(&format!(".*{needle}.*"), s.field(column)?).ok()?;
+                or_long(s, column, Box::new(words))
+            }
+            Predicate::AttributeEquals { key, value } => {
+                let keys = &built.attribute_keys;
+                if built.kind_of(ATTRIBUTES) != Some(Kind::Exact) || !(keys.is_empty() || keys.contains(key)) {
+                    return None;
+                }
+                let term = tantivy::Term::from_field_text(s.field(ATTRIBUTES)?, &format!("{key}={value}"));
+                or_long(s, ATTRIBUTES, Box::new(tantivy::query::TermQuery::new(term, IndexRecordOption::Basic)))
             }
         }
+    }
+}
+
+/// `query`, or a value of `column` too long to have been indexed whole (such rows are always read).
+fn or_long(
+    s: &Searchable,
+    column: &str,
+    query: Box<dyn tantivy::query::Query>,
+) -> Option<Box<dyn tantivy::query::Query>> {
+    let flags = s.field(openwit_index::spec::FLAGS)?;
+    let long = tantivy::query::TermQuery::new(
+        tantivy::Term::from_field_text(flags, &format!("long:{column}")),
+        IndexRecordOption::Basic,
+    );
+    Some(Box::new(tantivy::query::BooleanQuery::union(vec![query, Box::new(long)])))
+}
+
+/// (key, value) of `attributes['key']` = `'value'` (`get_field` on the map, then a string literal).
+fn attribute_lookup<'a>(lookup: &'a Expr, literal: &'a Expr) -> Option<(&'a str, &'a str)> {
+    let Expr::ScalarFunction(f) = lookup else { return None };
+    match f.args.as_slice() {
+        [Expr::Column(c), key] if f.func.name() == "get_field" && c.name == ATTRIBUTES => {
+            Some((literal_expr(key)?, literal_expr(literal)?))
+        }
+        _ => None,
     }
 }
 

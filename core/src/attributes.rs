@@ -52,28 +52,38 @@ impl AttrType {
 
 /// The text and type of one value.
 pub fn encode_value(v: Option<&AnyValue>) -> (String, AttrType) {
-    let Some(v) = v else { return (String::new(), AttrType::Missing) };
-    match &v.value {
-        None => (String::new(), AttrType::Empty),
-        Some(Value::StringValue(s)) => (s.clone(), AttrType::Str),
-        Some(Value::BoolValue(b)) => (b.to_string(), AttrType::Bool),
-        Some(Value::IntValue(i)) => (i.to_string(), AttrType::Int),
-        Some(Value::DoubleValue(d)) => (format!("{d:?}"), AttrType::Double),
-        Some(Value::BytesValue(b)) => (hex::encode(b), AttrType::Bytes),
-        Some(Value::StringValueStrindex(i)) => (i.to_string(), AttrType::StrIndex),
+    let mut text = String::new();
+    let t = write_value(v, &mut text);
+    (text, t)
+}
+
+/// Writes the text of one value to `out` and returns its type: the conversion to Arrow writes each
+/// value straight into the column's buffer, without a string of its own in between.
+pub fn write_value<W: std::fmt::Write>(v: Option<&AnyValue>, out: &mut W) -> AttrType {
+    let Some(v) = v else { return AttrType::Missing };
+    // Writing to a `String` or to an Arrow string builder cannot fail; the result says nothing.
+    let (_, t) = match &v.value {
+        None => (Ok(()), AttrType::Empty),
+        Some(Value::StringValue(s)) => (out.write_str(s), AttrType::Str),
+        Some(Value::BoolValue(b)) => (write!(out, "{b}"), AttrType::Bool),
+        Some(Value::IntValue(i)) => (write!(out, "{i}"), AttrType::Int),
+        Some(Value::DoubleValue(d)) => (write!(out, "{d:?}"), AttrType::Double),
+        Some(Value::BytesValue(b)) => (out.write_str(&hex::encode(b)), AttrType::Bytes),
+        Some(Value::StringValueStrindex(i)) => (write!(out, "{i}"), AttrType::StrIndex),
         Some(Value::ArrayValue(a)) => match serde_json::to_string(a) {
             Ok(j) if serde_json::from_str::<ArrayValue>(&j).is_ok_and(|back| same_array(&back, a)) => {
-                (j, AttrType::ArrayJson)
+                (out.write_str(&j), AttrType::ArrayJson)
             }
-            _ => (hex::encode(a.encode_to_vec()), AttrType::ArrayProto),
+            _ => (out.write_str(&hex::encode(a.encode_to_vec())), AttrType::ArrayProto),
         },
         Some(Value::KvlistValue(l)) => match serde_json::to_string(l) {
             Ok(j) if serde_json::from_str::<KeyValueList>(&j).is_ok_and(|back| same_kvlist(&back, l)) => {
-                (j, AttrType::KvlistJson)
+                (out.write_str(&j), AttrType::KvlistJson)
             }
-            _ => (hex::encode(l.encode_to_vec()), AttrType::KvlistProto),
+            _ => (out.write_str(&hex::encode(l.encode_to_vec())), AttrType::KvlistProto),
         },
-    }
+    };
+    t
 }
 
 /// The value a text and type stand for.

@@ -3,8 +3,8 @@
 use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
 use super::{
-    AttrMapBuilder, EncodedAttrs, TypesBuilder, append_attrs, attr_builders, column, decode_encoded, finish,
-    read_encoded, timestamp_type, ts, unts,
+    AttrMapBuilder, EncodedAttrs, TypesBuilder, append_attrs, append_codes, append_entries, attr_builders, column,
+    decode_encoded, finish, read_encoded, timestamp_type, ts, unts,
 };
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
@@ -207,16 +207,8 @@ impl Points {
             field!(s, 2, Int64Builder).append_option(i);
             field!(s, 3, BinaryBuilder).append_value(&e.span_id);
             field!(s, 4, BinaryBuilder).append_value(&e.trace_id);
-            let (entries, codes) = crate::attributes::encode_attributes(&e.filtered_attributes);
-            let m = field!(s, 5, AttrMapBuilder);
-            for (k, v) in &entries {
-                m.keys().append_value(k);
-                m.values().append_value(v);
-            }
-            m.append(true)?;
-            let t = field!(s, 6, TypesBuilder);
-            t.values().append_slice(&codes);
-            t.append(true);
+            let codes = append_entries(field!(s, 5, AttrMapBuilder), &e.filtered_attributes)?;
+            append_codes(field!(s, 6, TypesBuilder), &codes);
             s.append(true);
         }
         self.exemplars.append(true);

@@ -6,7 +6,7 @@ pub mod metrics;
 mod resource_scope;
 pub mod spans;
 
-use crate::attributes::{decode_attributes, encode_attributes};
+use crate::attributes::{AttrType, decode_attributes, write_value};
 use crate::{Payload, Signal};
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, ListArray, ListBuilder, MapArray, MapBuilder, StringBuilder, UInt8Builder,
@@ -118,15 +118,38 @@ pub(crate) fn append_attrs(
         types.append(false);
         return Ok(());
     };
-    let (entries, codes) = encode_attributes(attrs);
-    for (k, v) in &entries {
-        map.keys().append_value(k);
-        map.values().append_value(v);
+    let codes = append_entries(map, attrs)?;
+    append_codes(types, &codes);
+    Ok(())
+}
+
+/// Appends one row's attributes to `map`, each value's text written straight into the values'
+/// buffer, and returns their type codes as `encode_attributes` gives them (none when every value
+/// is a string, which allocates nothing).
+pub(crate) fn append_entries(map: &mut AttrMapBuilder, attrs: &[KeyValue]) -> Result<Vec<u8>, ArrowError> {
+    let mut codes = Vec::new();
+    for (i, kv) in attrs.iter().enumerate() {
+        map.keys().append_value(&kv.key);
+        let values = map.values();
+        let t = write_value(kv.value.as_ref(), values);
+        values.append_value("");
+        if t != AttrType::Str && codes.is_empty() {
+            // The first value that is not a string: the strings before it get their codes now.
+            codes.reserve(attrs.len());
+            codes.resize(i, AttrType::Str as u8);
+        }
+        if !codes.is_empty() || t != AttrType::Str {
+            codes.push(t as u8);
+        }
     }
     map.append(true)?;
-    types.values().append_slice(&codes);
+    Ok(codes)
+}
+
+/// Appends one row's type codes (from `append_entries`).
+pub(crate) fn append_codes(types: &mut TypesBuilder, codes: &[u8]) {
+    types.values().append_slice(codes);
     types.append(true);
-    Ok(())
 }
 
 /// The encoded form of one row's attributes: (key, text) entries and type codes.
@@ -247,5 +270,30 @@ pub(crate) mod test_support {
             *scopes(g) = merged;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attributes::encode_attributes;
+    use crate::attributes::strategies::attributes;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Rows appended straight into the builders hold what `encode_attributes` gives: the same
+        /// (key, text) entries and the same codes, none when every value is a string.
+        #[test]
+        fn appended_attributes_are_their_encoded_form(rows in prop::collection::vec(prop::option::of(attributes()), 0..6)) {
+            let (mut map, mut types) = attr_builders();
+            for r in &rows {
+                append_attrs(&mut map, &mut types, r.as_deref()).unwrap();
+            }
+            let (map, types) = (map.finish(), types.finish());
+            for (row, r) in rows.iter().enumerate() {
+                let expected = r.as_deref().map(encode_attributes);
+                prop_assert_eq!(read_encoded(&map, &types, row), expected);
+            }
+        }
     }
 }

@@ -3,8 +3,8 @@
 use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
 use super::{
-    AttrMapBuilder, TypesBuilder, append_attrs, attr_builders, column, decode_encoded, finish, read_encoded,
-    timestamp_type, ts, unts,
+    AttrMapBuilder, TypesBuilder, append_attrs, append_codes, append_entries, attr_builders, column, decode_encoded,
+    finish, read_encoded, timestamp_type, ts, unts,
 };
 use arrow::array::{
     Array, AsArray, BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
@@ -63,17 +63,11 @@ fn struct_attrs(
     at: usize,
     attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
 ) -> Result<(), ArrowError> {
-    let (entries, codes) = crate::attributes::encode_attributes(attrs);
     let m =
         s.field_builder::<AttrMapBuilder>(at).ok_or_else(|| ArrowError::SchemaError("attributes builder".into()))?;
-    for (k, v) in &entries {
-        m.keys().append_value(k);
-        m.values().append_value(v);
-    }
-    m.append(true)?;
+    let codes = append_entries(m, attrs)?;
     let t = s.field_builder::<TypesBuilder>(at + 1).ok_or_else(|| ArrowError::SchemaError("types builder".into()))?;
-    t.values().append_slice(&codes);
-    t.append(true);
+    append_codes(t, &codes);
     Ok(())
 }
 

@@ -32,6 +32,7 @@ pub fn to_record_batch(tenant: &str, req: &ExportLogsServiceRequest) -> Result<R
     for rl in &req.resource_logs {
         let res = ResourceRow::new(rl.resource.as_ref(), &rl.schema_url);
         for sl in &rl.scope_logs {
+            rs_cols.append_rows(&res, sl.scope.as_ref(), &sl.schema_url, sl.log_records.len())?;
             for l in &sl.log_records {
                 tenant_b.append_value(tenant);
                 time.append_value(ts(l.time_unix_nano));
@@ -47,11 +48,10 @@ pub fn to_record_batch(tenant: &str, req: &ExportLogsServiceRequest) -> Result<R
                 event_name.append_value(&l.event_name);
                 append_attrs(&mut attrs, &mut types, Some(&l.attributes))?;
                 dropped.append_value(l.dropped_attributes_count);
-                rs_cols.append(&res, sl.scope.as_ref(), &sl.schema_url)?;
             }
         }
     }
-    let mut columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)> = vec![
+    let columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)> = vec![
         ("tenant", Box::new(tenant_b), false),
         ("time", Box::new(time), false),
         ("observed_time", Box::new(observed), false),
@@ -67,8 +67,7 @@ pub fn to_record_batch(tenant: &str, req: &ExportLogsServiceRequest) -> Result<R
         ("attribute_types", Box::new(types), false),
         ("dropped_attributes_count", Box::new(dropped), false),
     ];
-    columns.extend(rs_cols.columns());
-    finish(columns)
+    finish(columns, rs_cols.columns()?)
 }
 
 /// Rebuilds the log request from rows (adjacent rows with the same resource and scope share them).

@@ -177,12 +177,16 @@ pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Array
     batch.column_by_name(name).ok_or_else(|| ColumnarError::MissingColumn(name.to_string()))
 }
 
-/// Finishes builders into a record batch whose schema follows from the arrays.
-pub(crate) fn finish(columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)>) -> Result<RecordBatch, ArrowError> {
-    let mut fields = Vec::with_capacity(columns.len());
-    let mut arrays = Vec::with_capacity(columns.len());
-    for (name, mut b, nullable) in columns {
-        let a = b.finish();
+/// Finishes builders into a record batch whose schema follows from the arrays; `built` columns
+/// (finished already) follow them.
+pub(crate) fn finish(
+    columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)>,
+    built: Vec<(&str, ArrayRef, bool)>,
+) -> Result<RecordBatch, ArrowError> {
+    let mut fields = Vec::with_capacity(columns.len() + built.len());
+    let mut arrays = Vec::with_capacity(columns.len() + built.len());
+    let finished = columns.into_iter().map(|(name, mut b, nullable)| (name, b.finish(), nullable));
+    for (name, a, nullable) in finished.chain(built) {
         fields.push(arrow::datatypes::Field::new(name, a.data_type().clone(), nullable));
         arrays.push(a);
     }

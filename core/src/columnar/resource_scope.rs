@@ -5,8 +5,8 @@ use super::{
     AttrMapBuilder, EncodedAttrs, TypesBuilder, append_attrs, attr_builders, column, decode_encoded, read_encoded,
 };
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, AsArray, BinaryArray, BinaryBuilder, ListArray, MapArray, PrimitiveArray,
-    StringArray, StringBuilder, StringDictionaryBuilder, UInt32Builder,
+    Array, ArrayBuilder, ArrayRef, AsArray, BinaryArray, BinaryBuilder, ListArray, MapArray, MutableArrayData,
+    PrimitiveArray, StringArray, StringBuilder, StringDictionaryBuilder, UInt32Builder, make_array,
 };
 use arrow::datatypes::{Int32Type, UInt32Type};
 use arrow::error::ArrowError;
@@ -42,7 +42,10 @@ fn service_name(r: Option<&Resource>) -> Option<&str> {
     })
 }
 
-/// Builders for `service_name`, `resource_*` and `scope_*`.
+/// Builders for `service_name`, `resource_*` and `scope_*`: one row per scope group (a resource and
+/// scope and the items under them), repeated for each of the group's items when finished. So a
+/// resource's attributes (13 in the load generator's spans) are encoded once per group rather than per
+/// item: per item, appending them was ~10 % of the daemon's CPU while storing (perf, docs/BENCHMARKS.md).
 pub(crate) struct Builders {
     service: Dict,
     res_attrs: AttrMapBuilder,
@@ -56,6 +59,8 @@ pub(crate) struct Builders {
     scope_types: TypesBuilder,
     scope_dropped: UInt32Builder,
     scope_schema: StringBuilder,
+    /// The number of items (rows) of each group row, in order.
+    runs: Vec<usize>,
 }
 
 /// One resource group's values, computed once per group rather than per row.
@@ -92,16 +97,22 @@ impl Builders {
             scope_types,
             scope_dropped: UInt32Builder::new(),
             scope_schema: StringBuilder::new(),
+            runs: Vec::new(),
         }
     }
 
-    /// Appends one row's resource and scope.
-    pub(crate) fn append(
+    /// Appends the resource and scope of `items` rows in a row (a scope group's items, in order).
+    pub(crate) fn append_rows(
         &mut self,
         res: &ResourceRow<'_>,
         scope: Option<&InstrumentationScope>,
         scope_schema_url: &str,
+        items: usize,
     ) -> Result<(), ArrowError> {
+        if items == 0 {
+            return Ok(());
+        }
+        self.runs.push(items);
         let r = res.resource;
         self.service.append_option(res.service);
         append_attrs(&mut self.res_attrs, &mut self.res_types, r.map(|r| r.attributes.as_slice()))?;
@@ -116,23 +127,43 @@ impl Builders {
         Ok(())
     }
 
-    /// The columns, named, with their nullability.
-    pub(crate) fn columns(self) -> Vec<(&'static str, Box<dyn ArrayBuilder>, bool)> {
-        vec![
-            ("service_name", Box::new(self.service), true),
-            ("resource_attributes", Box::new(self.res_attrs), true),
-            ("resource_attribute_types", Box::new(self.res_types), true),
-            ("resource_dropped_attributes_count", Box::new(self.res_dropped), true),
-            ("resource_entity_refs", Box::new(self.res_entities), true),
-            ("resource_schema_url", Box::new(self.res_schema), false),
-            ("scope_name", Box::new(self.scope_name), true),
-            ("scope_version", Box::new(self.scope_version), true),
-            ("scope_attributes", Box::new(self.scope_attrs), true),
-            ("scope_attribute_types", Box::new(self.scope_types), true),
-            ("scope_dropped_attributes_count", Box::new(self.scope_dropped), true),
-            ("scope_schema_url", Box::new(self.scope_schema), false),
-        ]
+    /// The columns, named, with their nullability: a row per item.
+    pub(crate) fn columns(mut self) -> Result<Vec<(&'static str, ArrayRef, bool)>, ArrowError> {
+        let groups: [(&'static str, &mut dyn ArrayBuilder, bool); 12] = [
+            ("service_name", &mut self.service, true),
+            ("resource_attributes", &mut self.res_attrs, true),
+            ("resource_attribute_types", &mut self.res_types, true),
+            ("resource_dropped_attributes_count", &mut self.res_dropped, true),
+            ("resource_entity_refs", &mut self.res_entities, true),
+            ("resource_schema_url", &mut self.res_schema, false),
+            ("scope_name", &mut self.scope_name, true),
+            ("scope_version", &mut self.scope_version, true),
+            ("scope_attributes", &mut self.scope_attrs, true),
+            ("scope_attribute_types", &mut self.scope_types, true),
+            ("scope_dropped_attributes_count", &mut self.scope_dropped, true),
+            ("scope_schema_url", &mut self.scope_schema, false),
+        ];
+        groups
+            .into_iter()
+            .map(|(name, b, nullable)| Ok((name, repeat_runs(&b.finish(), &self.runs)?, nullable)))
+            .collect()
     }
+}
+
+/// Row `g` of `groups` repeated `runs[g]` times, for each row in order. Each copy is a range copy
+/// (one `memcpy` per buffer for a row of attributes), not a value-by-value append.
+fn repeat_runs(groups: &ArrayRef, runs: &[usize]) -> Result<ArrayRef, ArrowError> {
+    if runs.iter().all(|&n| n == 1) {
+        return Ok(groups.clone());
+    }
+    let data = groups.to_data();
+    let mut out = MutableArrayData::new(vec![&data], false, runs.iter().sum());
+    for (g, &n) in runs.iter().enumerate() {
+        for _ in 0..n {
+            out.try_extend(0, g, g + 1)?;
+        }
+    }
+    Ok(make_array(out.freeze()))
 }
 
 /// What identifies a resource group: its stored form, compared exactly (NaN attributes included).

@@ -101,6 +101,7 @@ pub fn to_record_batch(tenant: &str, req: &ExportTraceServiceRequest) -> Result<
     for rs in &req.resource_spans {
         let res = ResourceRow::new(rs.resource.as_ref(), &rs.schema_url);
         for ss in &rs.scope_spans {
+            rs_cols.append_rows(&res, ss.scope.as_ref(), &ss.schema_url, ss.spans.len())?;
             for s in &ss.spans {
                 tenant_b.append_value(tenant);
                 time.append_value(ts(s.start_time_unix_nano));
@@ -115,7 +116,6 @@ pub fn to_record_batch(tenant: &str, req: &ExportTraceServiceRequest) -> Result<
                 status_code.append_option(s.status.as_ref().map(|st| st.code));
                 status_message.append_option(s.status.as_ref().map(|st| st.message.as_str()));
                 flags.append_value(s.flags);
-                rs_cols.append(&res, ss.scope.as_ref(), &ss.schema_url)?;
                 append_attrs(&mut attrs, &mut types, Some(&s.attributes))?;
                 dropped.append_value(s.dropped_attributes_count);
                 let eb = events.values();
@@ -143,7 +143,7 @@ pub fn to_record_batch(tenant: &str, req: &ExportTraceServiceRequest) -> Result<
             }
         }
     }
-    let mut columns: Vec<(&str, Box<dyn arrow::array::ArrayBuilder>, bool)> = vec![
+    let columns: Vec<(&str, Box<dyn arrow::array::ArrayBuilder>, bool)> = vec![
         ("tenant", Box::new(tenant_b), false),
         ("time", Box::new(time), false),
         ("end_time", Box::new(end_time), false),
@@ -165,8 +165,7 @@ pub fn to_record_batch(tenant: &str, req: &ExportTraceServiceRequest) -> Result<
         ("links", Box::new(links), false),
         ("dropped_links_count", Box::new(dropped_links), false),
     ];
-    columns.extend(rs_cols.columns());
-    finish(columns)
+    finish(columns, rs_cols.columns()?)
 }
 
 /// Rebuilds the trace request from rows (adjacent rows with the same resource and scope share them).

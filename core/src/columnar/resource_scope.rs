@@ -5,8 +5,8 @@ use super::{
     AttrMapBuilder, EncodedAttrs, TypesBuilder, append_attrs, attr_builders, column, decode_encoded, read_encoded,
 };
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, AsArray, BinaryArray, BinaryBuilder, ListArray, MapArray, MutableArrayData,
-    PrimitiveArray, StringArray, StringBuilder, StringDictionaryBuilder, UInt32Builder, make_array,
+    Array, ArrayBuilder, ArrayRef, AsArray, BinaryArray, BinaryBuilder, ListArray, MapArray, PrimitiveArray,
+    StringArray, StringBuilder, StringDictionaryBuilder, UInt32Array, UInt32Builder,
 };
 use arrow::datatypes::{Int32Type, UInt32Type};
 use arrow::error::ArrowError;
@@ -143,27 +143,21 @@ impl Builders {
             ("scope_dropped_attributes_count", &mut self.scope_dropped, true),
             ("scope_schema_url", &mut self.scope_schema, false),
         ];
-        groups
-            .into_iter()
-            .map(|(name, b, nullable)| Ok((name, repeat_runs(&b.finish(), &self.runs)?, nullable)))
-            .collect()
+        // The group row of each item.
+        let rows: Vec<u32> =
+            (self.runs.iter().enumerate()).flat_map(|(g, &n)| std::iter::repeat_n(g as u32, n)).collect();
+        let rows = UInt32Array::from(rows);
+        groups.into_iter().map(|(name, b, nullable)| Ok((name, repeat_runs(&b.finish(), &rows)?, nullable))).collect()
     }
 }
 
-/// Row `g` of `groups` repeated `runs[g]` times, for each row in order. Each copy is a range copy
-/// (one `memcpy` per buffer for a row of attributes), not a value-by-value append.
-fn repeat_runs(groups: &ArrayRef, runs: &[usize]) -> Result<ArrayRef, ArrowError> {
-    if runs.iter().all(|&n| n == 1) {
+/// The rows `rows` of `groups`, each item's group row (`take` copies a value at a
+/// time in tight loops; `MutableArrayData` extending a row at a time was slower than appending).
+fn repeat_runs(groups: &ArrayRef, rows: &UInt32Array) -> Result<ArrayRef, ArrowError> {
+    if rows.len() == groups.len() {
         return Ok(groups.clone());
     }
-    let data = groups.to_data();
-    let mut out = MutableArrayData::new(vec![&data], false, runs.iter().sum());
-    for (g, &n) in runs.iter().enumerate() {
-        for _ in 0..n {
-            out.try_extend(0, g, g + 1)?;
-        }
-    }
-    Ok(make_array(out.freeze()))
+    arrow::compute::take(groups.as_ref(), rows, None)
 }
 
 /// What identifies a resource group: its stored form, compared exactly (NaN attributes included).

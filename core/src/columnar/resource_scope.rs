@@ -6,14 +6,16 @@ use super::{
 };
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, BinaryArray, BinaryBuilder, ListArray, MapArray, PrimitiveArray,
-    StringArray, StringBuilder, StringDictionaryBuilder, UInt32Array, UInt32Builder,
+    StringArray, StringBuilder, StringDictionaryBuilder, StructArray, UInt32Array, UInt32Builder,
 };
-use arrow::datatypes::{Int32Type, UInt32Type};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{DataType, Int32Type, UInt32Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::common::v1::{EntityRef, InstrumentationScope, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+use std::sync::Arc;
 
 /// `Resource.entity_refs`, stored as protobuf bytes: rare, and not worth columns of their own.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -157,7 +159,32 @@ fn repeat_runs(groups: &ArrayRef, rows: &UInt32Array) -> Result<ArrayRef, ArrowE
     if rows.len() == groups.len() {
         return Ok(groups.clone());
     }
-    arrow::compute::take(groups.as_ref(), rows, None)
+    match groups.as_map_opt() {
+        Some(map) => repeat_map(map, rows),
+        None => arrow::compute::take(groups.as_ref(), rows, None),
+    }
+}
+
+/// `take` for a map, with exact-size buffers: arrow's takes a map's entries through
+/// `MutableArrayData`, whose string buffers grow by doubling (the taken resource attributes held ~40 %
+/// more memory than the builders' did). Here keys and values are taken by entry index.
+fn repeat_map(map: &MapArray, rows: &UInt32Array) -> Result<ArrayRef, ArrowError> {
+    let offsets = map.value_offsets();
+    let mut entries: Vec<u32> = Vec::new();
+    let mut lengths: Vec<usize> = Vec::with_capacity(rows.len());
+    for &g in rows.values() {
+        let (start, end) = (offsets[g as usize] as u32, offsets[g as usize + 1] as u32);
+        entries.extend(start..end);
+        lengths.push((end - start) as usize);
+    }
+    let entries = UInt32Array::from(entries);
+    let pairs = map.entries();
+    let columns =
+        pairs.columns().iter().map(|c| arrow::compute::take(c.as_ref(), &entries, None)).collect::<Result<_, _>>()?;
+    let pairs = StructArray::try_new(pairs.fields().clone(), columns, None)?;
+    let nulls = map.nulls().map(|n| NullBuffer::from_iter(rows.values().iter().map(|&g| n.is_valid(g as usize))));
+    let DataType::Map(field, sorted) = map.data_type() else { unreachable!("a map array has a map type") };
+    Ok(Arc::new(MapArray::try_new(field.clone(), OffsetBuffer::from_lengths(lengths), pairs, nulls, *sorted)?))
 }
 
 /// What identifies a resource group: its stored form, compared exactly (NaN attributes included).

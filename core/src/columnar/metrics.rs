@@ -327,7 +327,7 @@ pub fn to_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) -> Resul
     for rm in &req.resource_metrics {
         let res = ResourceRow::new(rm.resource.as_ref(), &rm.schema_url);
         for sm in &rm.scope_metrics {
-            let items = sm.metrics.iter().map(point_count).sum();
+            let items = sm.metrics.iter().map(|m| crate::batch::metric_point_count(m.data.as_ref())).sum();
             rs_cols.append_rows(&res, sm.scope.as_ref(), &sm.schema_url, items)?;
             for m in &sm.metrics {
                 let (kind_name, temp, mono, rows): (&str, _, _, Vec<Values<'_>>) = match &m.data {
@@ -380,18 +380,6 @@ pub fn to_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) -> Resul
     ];
     columns.extend(points.columns());
     finish(columns, rs_cols.columns()?)
-}
-
-/// The number of rows a metric becomes: its data points.
-fn point_count(m: &Metric) -> usize {
-    match &m.data {
-        Some(Data::Gauge(g)) => g.data_points.len(),
-        Some(Data::Sum(x)) => x.data_points.len(),
-        Some(Data::Histogram(h)) => h.data_points.len(),
-        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(Data::Summary(x)) => x.data_points.len(),
-        None => 0,
-    }
 }
 
 /// What identifies a metric: adjacent rows with equal keys are points of one metric.

@@ -240,6 +240,8 @@ pub(crate) mod tests {
             held.get_array_memory_size(),
             rows.get_array_memory_size()
         );
+        let size = |b: &RecordBatch| b.column_by_name("resource_attributes").unwrap().get_array_memory_size();
+        assert!(size(&held) * 2 < size(&rows), "resource_attributes: {} bytes held for {}", size(&held), size(&rows));
         // Read back whole, in the table's types: for a query (a cast) and for writing (a gather).
         assert_eq!(columnar::conform(&held, &rows.schema()).unwrap(), rows);
         let all: Vec<(usize, usize)> = (0..rows.num_rows()).map(|r| (0, r)).collect();

@@ -129,6 +129,7 @@ async fn local(args: &QueryArgs, data_dir: &Path, sql: &str, format: Format, tab
         timeout: args.timeout,
         memory_bytes: args.max_memory_megabytes << 20,
         index_cache_bytes: (openwit_extensions::query::engine::INDEX_CACHE_MEGABYTES as u64) << 20,
+        bloom_filter_cache_bytes: (openwit_extensions::query::engine::BLOOM_FILTER_CACHE_MEGABYTES as u64) << 20,
     };
     let catalog = openwit_catalog::Catalog::open(&catalog)?;
     // Offline, text is analysed with the default index specs (an index built otherwise is not used).

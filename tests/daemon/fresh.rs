@@ -236,6 +236,7 @@ async fn under_load_every_answer_counts_each_acknowledged_row_exactly_once() {
         timeout: Duration::from_secs(60),
         memory_bytes: 256 << 20,
         index_cache_bytes: 1 << 20,
+        bloom_filter_cache_bytes: 1 << 20,
     };
     let engine = Engine::new(catalog.clone(), storage, BTreeMap::new(), limits, Arc::default(), fresh).unwrap();
 

@@ -29,10 +29,16 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Full-text indexes kept opened in memory between queries.
     pub index_cache_bytes: u64,
+    /// Bloom filters of stored files kept in memory between queries.
+    pub bloom_filter_cache_bytes: u64,
 }
 
 /// The default `index_cache_megabytes`.
 pub const INDEX_CACHE_MEGABYTES: f64 = 256.0;
+
+/// The default `bloom_filter_cache_megabytes`: the filters of ~2,000 row groups of 40k spans (each
+/// ~32 KB), some 80M spans.
+pub const BLOOM_FILTER_CACHE_MEGABYTES: f64 = 64.0;
 
 /// Why a query failed, by what the client should do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +182,7 @@ impl Engine {
         Ok(Engine {
             schemas,
             runtime,
-            sources: Arc::new(Sources::new(catalog, storage, storage_options, limits.index_cache_bytes, fresh)),
+            sources: Arc::new(Sources::new(catalog, storage, storage_options, &limits, fresh)),
             specs: Specs(index_specs),
             limits,
             target_partitions,
@@ -268,6 +274,11 @@ impl Engine {
 
 #[cfg(test)]
 impl Engine {
+    /// The bloom filters kept between queries.
+    pub(crate) fn bloom_filters(&self) -> &Arc<super::bloom_filters::BloomFilterCache> {
+        self.sources.bloom_filters()
+    }
+
     /// Whether the metadata cache holds the file at `location` (`None`: not at all) with its page index.
     pub(crate) fn cached_with_page_index(&self, location: &str) -> Option<bool> {
         use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
@@ -360,6 +371,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             memory_bytes: 16 << 20,
             index_cache_bytes: 1 << 20,
+            bloom_filter_cache_bytes: 1 << 20,
         };
         Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap()
     }

@@ -7,6 +7,8 @@
 //!
 //! See `docs/query.md`.
 
+pub mod bloom_filters;
+pub mod byte_lru;
 pub mod engine;
 pub mod fresh;
 pub mod functions;
@@ -67,6 +69,9 @@ pub struct QueryConfig {
     pub max_memory_megabytes: f64,
     /// Full-text indexes kept in memory between queries (each is read whole once, then searched there).
     pub index_cache_megabytes: f64,
+    /// Bloom filters of stored files kept in memory between queries (a lookup by id reads every row
+    /// group's).
+    pub bloom_filter_cache_megabytes: f64,
     /// object_store settings for buckets no exporter of this daemon writes to (files other daemons
     /// stored in a shared bucket); the standard AWS_/GOOGLE_/AZURE_ variables apply too.
     pub storage_options: BTreeMap<String, String>,
@@ -113,6 +118,7 @@ impl Default for QueryConfig {
             timeout: Duration::from_secs(30),
             max_memory_megabytes: 1024.0,
             index_cache_megabytes: engine::INDEX_CACHE_MEGABYTES,
+            bloom_filter_cache_megabytes: engine::BLOOM_FILTER_CACHE_MEGABYTES,
             storage_options: BTreeMap::new(),
             auth: None,
             tls: None,
@@ -140,6 +146,9 @@ impl ComponentConfig for QueryConfig {
         if self.index_cache_megabytes.is_nan() || self.index_cache_megabytes < 0.0 {
             return Err(ConfigIssue::new("index_cache_megabytes", "must be 0 (no cache) or more"));
         }
+        if self.bloom_filter_cache_megabytes.is_nan() || self.bloom_filter_cache_megabytes < 0.0 {
+            return Err(ConfigIssue::new("bloom_filter_cache_megabytes", "must be 0 (no cache) or more"));
+        }
         if self.max_concurrent_reads == 0 {
             return Err(ConfigIssue::new("max_concurrent_reads", "must be at least 1"));
         }
@@ -162,6 +171,7 @@ impl QueryConfig {
             timeout: self.timeout,
             memory_bytes: (self.max_memory_megabytes * 1024.0 * 1024.0) as usize,
             index_cache_bytes: (self.index_cache_megabytes * 1024.0 * 1024.0) as u64,
+            bloom_filter_cache_bytes: (self.bloom_filter_cache_megabytes * 1024.0 * 1024.0) as u64,
         }
     }
 }
@@ -404,5 +414,26 @@ impl Tail {
                 return Some((Err(e), None));
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn cache_budgets_below_zero_are_refused_by_name_and_zero_turns_a_cache_off() {
+        for (cfg, key) in [
+            (QueryConfig { index_cache_megabytes: -1.0, ..Default::default() }, "index_cache_megabytes"),
+            (QueryConfig { bloom_filter_cache_megabytes: -1.0, ..Default::default() }, "bloom_filter_cache_megabytes"),
+            (QueryConfig { bloom_filter_cache_megabytes: f64::NAN, ..Default::default() }, "bloom_filter_cache_megabytes"),
+        ] {
+            let issue = cfg.validate().unwrap_err();
+            assert!(format!("{issue:?}").contains(key), "{issue:?}");
+        }
+        let off = QueryConfig { bloom_filter_cache_megabytes: 0.0, index_cache_megabytes: 0.0, ..Default::default() };
+        assert!(off.validate().is_ok());
+        assert_eq!(off.limits().bloom_filter_cache_bytes, 0);
+        assert_eq!(QueryConfig::default().limits().bloom_filter_cache_bytes, 64 << 20);
     }
 }

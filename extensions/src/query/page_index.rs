@@ -1,4 +1,5 @@
-//! Every file's metadata is read with its page index, once, and cached with it.
+//! Every file's metadata is read with its page index, once, and cached with it; its bloom filters are
+//! kept in memory once read (`bloom_filters`).
 //!
 //! DataFusion's Parquet opener asks its reader for the footer alone (`PageIndexPolicy::Skip`) and, when
 //! a predicate can prune pages (`time > …`), loads the page index itself, outside the metadata cache:
@@ -11,6 +12,7 @@
 //! when the offset index is loaded; without it every projected column chunk was fetched whole:
 //! ~1.1 MB of a 10M-record store to return one log line).
 
+use super::bloom_filters::{BloomFilterCache, FileFilters};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::physical_expr_common::metrics::ExecutionPlanMetricsSet;
@@ -22,9 +24,20 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Creates the inner factory's readers, with the page index asked for.
-#[derive(Debug)]
-pub struct WithPageIndexes(pub Arc<dyn ParquetFileReaderFactory>);
+/// Creates the inner factory's readers (of the store at `store_url`), with the page index asked for
+/// and bloom filters read through `blooms`.
+#[derive(Clone)]
+pub struct WithPageIndexes {
+    pub inner: Arc<dyn ParquetFileReaderFactory>,
+    pub store_url: String,
+    pub blooms: Arc<BloomFilterCache>,
+}
+
+impl std::fmt::Debug for WithPageIndexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithPageIndexes").field("inner", &self.inner).field("store_url", &self.store_url).finish()
+    }
+}
 
 impl ParquetFileReaderFactory for WithPageIndexes {
     fn create_reader(
@@ -34,22 +47,39 @@ impl ParquetFileReaderFactory for WithPageIndexes {
         metadata_size_hint: Option<usize>,
         metrics: &ExecutionPlanMetricsSet,
     ) -> datafusion::common::Result<Box<dyn AsyncFileReader + Send>> {
-        Ok(Box::new(WithPageIndex(self.0.create_reader(partition_index, file, metadata_size_hint, metrics)?)))
+        let name = format!("{}{}#{}", self.store_url, file.object_meta.location, file.object_meta.size);
+        Ok(Box::new(WithPageIndex {
+            inner: self.inner.create_reader(partition_index, file, metadata_size_hint, metrics)?,
+            filters: FileFilters::new(self.blooms.clone(), name),
+        }))
     }
 }
 
-struct WithPageIndex(Box<dyn AsyncFileReader + Send>);
+struct WithPageIndex {
+    inner: Box<dyn AsyncFileReader + Send>,
+    filters: FileFilters,
+}
 
 impl AsyncFileReader for WithPageIndex {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
-        self.0.get_bytes(range)
+        let Some(key) = self.filters.key(&range) else { return self.inner.get_bytes(range) };
+        let cache = self.filters.cache().clone();
+        if let Some(filter) = cache.get(&key) {
+            return futures::future::ready(Ok(filter)).boxed();
+        }
+        async move {
+            let filter = self.inner.get_bytes(range).await?;
+            cache.put(key, filter.clone());
+            Ok(filter)
+        }
+        .boxed()
     }
 
     fn get_byte_ranges(
         &mut self,
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
-        self.0.get_byte_ranges(ranges)
+        self.inner.get_byte_ranges(ranges)
     }
 
     fn get_metadata<'a>(
@@ -57,6 +87,11 @@ impl AsyncFileReader for WithPageIndex {
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         let options = options.cloned().unwrap_or_default().with_page_index_policy(PageIndexPolicy::Optional);
-        async move { self.0.get_metadata(Some(&options)).await }.boxed()
+        async move {
+            let metadata = self.inner.get_metadata(Some(&options)).await?;
+            self.filters.learn(&metadata);
+            Ok(metadata)
+        }
+        .boxed()
     }
 }

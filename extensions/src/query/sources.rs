@@ -2,6 +2,8 @@
 //! query, not a failed start) and the storage roots its files name, opened through the daemon's storage
 //! resolver (so a bucket an exporter writes is read with the same client and credentials).
 
+use super::bloom_filters::BloomFilterCache;
+use super::engine::Limits;
 use super::engine::{FailureKind, QueryError};
 use super::read_cache::{CachingStore, ReadCache};
 use super::text_search::IndexCache;
@@ -25,6 +27,8 @@ pub struct Sources {
     storage_options: BTreeMap<String, String>,
     /// Full-text indexes opened by earlier queries.
     indexes: IndexCache,
+    /// Bloom filters read by earlier queries.
+    blooms: Arc<BloomFilterCache>,
     /// Rows the daemon's exporters hold that are not in stable files yet.
     fresh: Arc<FreshData>,
     /// Remote stores are read through the read cache with a bound on requests in flight.
@@ -38,14 +42,15 @@ impl Sources {
         catalog: Catalog,
         storage: Arc<Storage>,
         storage_options: BTreeMap<String, String>,
-        index_cache_bytes: u64,
+        limits: &Limits,
         fresh: Arc<FreshData>,
     ) -> Sources {
         Sources {
             catalog,
             storage,
             storage_options,
-            indexes: IndexCache::new(index_cache_bytes),
+            indexes: IndexCache::new(limits.index_cache_bytes),
+            blooms: Arc::new(BloomFilterCache::new(limits.bloom_filter_cache_bytes)),
             fresh,
             remote: None,
             wrapped: Mutex::default(),
@@ -83,6 +88,11 @@ impl Sources {
     /// Indexes kept opened between queries.
     pub fn indexes(&self) -> &IndexCache {
         &self.indexes
+    }
+
+    /// Bloom filters kept between queries.
+    pub fn bloom_filters(&self) -> &Arc<BloomFilterCache> {
+        &self.blooms
     }
 
     /// The catalog; a catalog error met through it is reported as unavailable.

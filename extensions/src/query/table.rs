@@ -239,12 +239,14 @@ impl TableProvider for StoredTable {
         for ((url, filtered), files) in groups {
             let store_url = ObjectStoreUrl::parse(&url)?;
             state.runtime_env().register_object_store(store_url.as_ref(), stores[&url].clone());
-            let reader = Arc::new(WithPageIndexes(Arc::new(
-                datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory::new(
+            let reader = Arc::new(WithPageIndexes {
+                inner: Arc::new(datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory::new(
                     stores[&url].clone(),
                     state.runtime_env().cache_manager.get_file_metadata_cache(),
-                ),
-            )));
+                )),
+                store_url: url.clone(),
+                blooms: self.sources.bloom_filters().clone(),
+            });
             let source = ParquetSource::new(self.schema.clone())
                 .with_table_parquet_options(state.table_options().parquet.clone())
                 .with_parquet_file_reader_factory(reader);

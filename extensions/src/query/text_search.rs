@@ -24,7 +24,7 @@ use openwit_index::search::{Hits, Searchable};
 use openwit_index::tantivy;
 use openwit_index::tantivy::schema::IndexRecordOption;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub const TEXT_MATCH: &str = "text_match";
 pub const MATCH_ALL: &str = "match_all";
@@ -449,43 +449,9 @@ pub fn decide(
     }
 }
 
-type Lru = lru::LruCache<String, (Arc<Searchable>, u64)>;
-
 /// Opened indexes, most recently used kept, within a byte budget (an index is read whole once, then
 /// searched from memory by every query that needs it).
-pub struct IndexCache {
-    budget: u64,
-    /// The indexes by key, with their sizes; the bytes held.
-    entries: Mutex<(Lru, u64)>,
-}
-
-impl IndexCache {
-    pub fn new(budget: u64) -> IndexCache {
-        IndexCache { budget, entries: Mutex::new((lru::LruCache::unbounded(), 0)) }
-    }
-
-    pub fn get(&self, key: &str) -> Option<Arc<Searchable>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).0.get(key).map(|(s, _)| s.clone())
-    }
-
-    pub fn put(&self, key: String, s: Arc<Searchable>, bytes: u64) {
-        if bytes > self.budget {
-            return;
-        }
-        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let (lru, used) = &mut *guard;
-        if let Some((_, old)) = lru.put(key, (s, bytes)) {
-            *used -= old;
-        }
-        *used += bytes;
-        while *used > self.budget {
-            match lru.pop_lru() {
-                Some((_, (_, b))) => *used -= b,
-                None => break,
-            }
-        }
-    }
-}
+pub type IndexCache = super::byte_lru::ByteLru<String, Arc<Searchable>>;
 
 /// The `time` values of hits as the table's `time` column (for answers taken from the index).
 pub fn time_column(field: &Field, times: &[i64]) -> Result<ArrayRef> {

@@ -193,8 +193,13 @@ async fn store_records(
 
 /// A query engine over `catalog` with the tests' limits.
 fn engine(catalog: Catalog, max_rows: usize) -> Engine {
-    let limits =
-        Limits { max_rows, timeout: Duration::from_secs(30), memory_bytes: 64 << 20, index_cache_bytes: 1 << 20 };
+    let limits = Limits {
+        max_rows,
+        timeout: Duration::from_secs(30),
+        memory_bytes: 64 << 20,
+        index_cache_bytes: 1 << 20,
+        bloom_filter_cache_bytes: 1 << 20,
+    };
     Engine::new(catalog, Arc::default(), BTreeMap::new(), limits, Arc::default(), Arc::default()).unwrap()
 }
 
@@ -233,6 +238,38 @@ async fn file_metadata_is_cached_with_its_page_index() {
     let rows = bodies_of(&engine, "SELECT body FROM logs WHERE time >= to_timestamp(0)").await.unwrap();
     assert_eq!(rows.len(), 100);
     assert_eq!(engine.cached_with_page_index(&location), Some(true), "{location}");
+}
+
+/// A file's bloom filters are read on the first query that checks them and answered from memory on
+/// the next (`bloom_filters`); the answers do not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bloom_filters_are_read_once_and_kept_between_queries() {
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::connect(&format!("sqlite://{}/catalog.db", dir.path().display())).await.unwrap();
+    let store_dir = dir.path().join("store");
+    let bodies: Vec<String> = (0..50).map(|i| format!("line {i}")).collect();
+    // Five row groups per file, without statistics: every row group's filter is checked.
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(10))
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_column_bloom_filter_enabled("body".into(), true)
+        .build();
+    store(&store_dir, &catalog, [&bodies, &bodies], Some(props)).await;
+    let engine = engine(catalog, 100_000);
+    let blooms = engine.bloom_filters().clone();
+    let sql = "SELECT body FROM logs WHERE body = 'line 7'";
+    let first = bodies_of(&engine, sql).await.unwrap();
+    assert_eq!(first, ["line 7", "line 7"]);
+    let held = blooms.bytes();
+    assert!(held > 0, "the filters read are kept");
+    assert_eq!(blooms.hits(), 0);
+    assert_eq!(bodies_of(&engine, sql).await.unwrap(), first);
+    assert_eq!(blooms.hits(), 10, "two files of five row groups: every filter from memory");
+    assert_eq!(blooms.bytes(), held, "and none read again");
+    let other = bodies_of(&engine, "SELECT body FROM logs WHERE body = 'line 42'").await.unwrap();
+    assert_eq!(other, ["line 42", "line 42"]);
+    assert_eq!(blooms.hits(), 20);
 }
 
 proptest! {

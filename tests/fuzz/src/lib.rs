@@ -143,6 +143,7 @@ pub fn query_request(data: &[u8]) {
                 timeout: std::time::Duration::from_secs(5),
                 memory_bytes: 64 << 20,
                 index_cache_bytes: 1 << 20,
+                bloom_filter_cache_bytes: 1 << 20,
             };
             let engine = openwit_extensions::query::engine::Engine::new(
                 catalog,

@@ -2,7 +2,7 @@
 //!
 //! A lookup by id (`trace_id = '…'`) reads the bloom filter of every row group that the catalog's time
 //! range and the min/max statistics leave, which for random ids is every row group: 249 of them in a
-//! store of 10M spans. Each was a read of a few tens of kilobytes, and for a local file a blocking
+//! store of 10M spans. Each was a read of a few kilobytes, and for a local file a blocking
 //! task that opened the file to read it: the filters' loading was a fifth of the daemon's CPU over such
 //! lookups (`perf`, docs/BENCHMARKS.md). Stored files never change (every file gets a new name), so a
 //! filter read once is kept here, least recently used first out within `bloom_filter_cache_megabytes`,

@@ -426,7 +426,10 @@ mod config_tests {
         for (cfg, key) in [
             (QueryConfig { index_cache_megabytes: -1.0, ..Default::default() }, "index_cache_megabytes"),
             (QueryConfig { bloom_filter_cache_megabytes: -1.0, ..Default::default() }, "bloom_filter_cache_megabytes"),
-            (QueryConfig { bloom_filter_cache_megabytes: f64::NAN, ..Default::default() }, "bloom_filter_cache_megabytes"),
+            (
+                QueryConfig { bloom_filter_cache_megabytes: f64::NAN, ..Default::default() },
+                "bloom_filter_cache_megabytes",
+            ),
         ] {
             let issue = cfg.validate().unwrap_err();
             assert!(format!("{issue:?}").contains(key), "{issue:?}");

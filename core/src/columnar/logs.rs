@@ -2,7 +2,7 @@
 
 use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
-use super::{append_attrs, attr_builders, column, decode_encoded, finish, read_encoded, timestamp_type, ts, unts};
+use super::{AttrSizes, append_attrs, column, decode_encoded, finish, read_encoded, timestamp_type, ts, unts};
 use crate::attributes::{AttrType, decode_value, encode_value};
 use arrow::array::{
     ArrayBuilder, AsArray, BinaryBuilder, Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt8Builder,
@@ -12,22 +12,33 @@ use arrow::datatypes::{Int32Type, TimestampNanosecondType, UInt8Type, UInt32Type
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 
 /// Converts a log request into one row per log record, all for `tenant`.
 pub fn to_record_batch(tenant: &str, req: &ExportLogsServiceRequest) -> Result<RecordBatch, ArrowError> {
+    // The builders are allocated at their size (see `AttrSizes`); string bodies are counted too.
+    let mut sizes = AttrSizes::default();
+    let mut body_bytes = 0;
+    for l in req.resource_logs.iter().flat_map(|rl| &rl.scope_logs).flat_map(|sl| &sl.log_records) {
+        sizes.add(&l.attributes);
+        if let Some(any_value::Value::StringValue(s)) = l.body.as_ref().and_then(|b| b.value.as_ref()) {
+            body_bytes += s.len();
+        }
+    }
+    let n = sizes.rows();
     let mut tenant_b = Dict::new();
-    let mut time = TimestampNanosecondBuilder::new().with_data_type(timestamp_type());
-    let mut observed = TimestampNanosecondBuilder::new().with_data_type(timestamp_type());
-    let mut severity_number = Int32Builder::new();
+    let mut time = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
+    let mut observed = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
+    let mut severity_number = Int32Builder::with_capacity(n);
     let mut severity_text = Dict::new();
-    let mut body = StringBuilder::new();
-    let mut body_type = UInt8Builder::new();
-    let (mut trace_id, mut span_id) = (BinaryBuilder::new(), BinaryBuilder::new());
-    let mut flags = UInt32Builder::new();
+    let mut body = StringBuilder::with_capacity(n, body_bytes);
+    let mut body_type = UInt8Builder::with_capacity(n);
+    let (mut trace_id, mut span_id) = (BinaryBuilder::with_capacity(n, 16 * n), BinaryBuilder::with_capacity(n, 8 * n));
+    let mut flags = UInt32Builder::with_capacity(n);
     let mut event_name = Dict::new();
-    let (mut attrs, mut types) = attr_builders();
-    let mut dropped = UInt32Builder::new();
+    let (mut attrs, mut types) = sizes.builders();
+    let mut dropped = UInt32Builder::with_capacity(n);
     let mut rs_cols = resource_scope::Builders::new();
     for rl in &req.resource_logs {
         let res = ResourceRow::new(rl.resource.as_ref(), &rl.schema_url);

@@ -3,8 +3,8 @@
 use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
 use super::{
-    AttrMapBuilder, TypesBuilder, append_attrs, append_codes, append_entries, attr_builders, column, decode_encoded,
-    finish, read_encoded, timestamp_type, ts, unts,
+    AttrMapBuilder, AttrSizes, TypesBuilder, append_attrs, append_codes, append_entries, attr_builders, column,
+    decode_encoded, finish, read_encoded, timestamp_type, ts, unts,
 };
 use arrow::array::{
     Array, AsArray, BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
@@ -79,24 +79,34 @@ macro_rules! field {
 
 /// Converts a trace request into one row per span, all for `tenant`.
 pub fn to_record_batch(tenant: &str, req: &ExportTraceServiceRequest) -> Result<RecordBatch, ArrowError> {
+    // The builders are allocated at their size (see `AttrSizes`).
+    let mut sizes = AttrSizes::default();
+    for s in req.resource_spans.iter().flat_map(|rs| &rs.scope_spans).flat_map(|ss| &ss.spans) {
+        sizes.add(&s.attributes);
+    }
+    let n = sizes.rows();
     let mut tenant_b = Dict::new();
-    let mut time = TimestampNanosecondBuilder::new().with_data_type(timestamp_type());
-    let mut end_time = TimestampNanosecondBuilder::new().with_data_type(timestamp_type());
-    let mut duration = Int64Builder::new();
-    let (mut trace_id, mut span_id, mut parent) = (BinaryBuilder::new(), BinaryBuilder::new(), BinaryBuilder::new());
-    let mut trace_state = StringBuilder::new();
+    let mut time = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
+    let mut end_time = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
+    let mut duration = Int64Builder::with_capacity(n);
+    let (mut trace_id, mut span_id, mut parent) = (
+        BinaryBuilder::with_capacity(n, 16 * n),
+        BinaryBuilder::with_capacity(n, 8 * n),
+        BinaryBuilder::with_capacity(n, 8 * n),
+    );
+    let mut trace_state = StringBuilder::with_capacity(n, 0);
     let mut name = Dict::new();
-    let mut kind = Int32Builder::new();
-    let mut status_code = Int32Builder::new();
-    let mut status_message = StringBuilder::new();
-    let mut flags = UInt32Builder::new();
+    let mut kind = Int32Builder::with_capacity(n);
+    let mut status_code = Int32Builder::with_capacity(n);
+    let mut status_message = StringBuilder::with_capacity(n, 0);
+    let mut flags = UInt32Builder::with_capacity(n);
     let mut rs_cols = resource_scope::Builders::new();
-    let (mut attrs, mut types) = attr_builders();
-    let mut dropped = UInt32Builder::new();
-    let mut events = ListBuilder::new(struct_builder(event_fields()));
-    let mut dropped_events = UInt32Builder::new();
-    let mut links = ListBuilder::new(struct_builder(link_fields()));
-    let mut dropped_links = UInt32Builder::new();
+    let (mut attrs, mut types) = sizes.builders();
+    let mut dropped = UInt32Builder::with_capacity(n);
+    let mut events = ListBuilder::with_capacity(struct_builder(event_fields()), n);
+    let mut dropped_events = UInt32Builder::with_capacity(n);
+    let mut links = ListBuilder::with_capacity(struct_builder(link_fields()), n);
+    let mut dropped_links = UInt32Builder::with_capacity(n);
 
     for rs in &req.resource_spans {
         let res = ResourceRow::new(rs.resource.as_ref(), &rs.schema_url);

@@ -3,8 +3,8 @@
 use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
 use super::{
-    AttrMapBuilder, EncodedAttrs, TypesBuilder, append_attrs, append_codes, append_entries, attr_builders, column,
-    decode_encoded, finish, read_encoded, timestamp_type, ts, unts,
+    AttrMapBuilder, AttrSizes, EncodedAttrs, TypesBuilder, append_attrs, append_codes, append_entries, attr_builders,
+    column, decode_encoded, finish, read_encoded, timestamp_type, ts, unts,
 };
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
@@ -131,20 +131,23 @@ fn opt_list<B: ArrayBuilder, T: Copy>(b: &mut ListBuilder<B>, v: Option<&[T]>, p
 }
 
 impl Points {
-    fn new() -> Points {
-        let (attrs, types) = attr_builders();
+    /// Builders for the points `sizes` counted, the per-point columns allocated at their size (see
+    /// `AttrSizes`).
+    fn new(sizes: &AttrSizes) -> Points {
+        let n = sizes.rows();
+        let (attrs, types) = sizes.builders();
         Points {
-            time: TimestampNanosecondBuilder::new().with_data_type(timestamp_type()),
-            start_time: TimestampNanosecondBuilder::new().with_data_type(timestamp_type()),
-            flags: UInt32Builder::new(),
+            time: TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type()),
+            start_time: TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type()),
+            flags: UInt32Builder::with_capacity(n),
             attrs,
             types,
-            value_double: Float64Builder::new(),
-            value_int: Int64Builder::new(),
-            count: UInt64Builder::new(),
-            sum: Float64Builder::new(),
-            min: Float64Builder::new(),
-            max: Float64Builder::new(),
+            value_double: Float64Builder::with_capacity(n),
+            value_int: Int64Builder::with_capacity(n),
+            count: UInt64Builder::with_capacity(n),
+            sum: Float64Builder::with_capacity(n),
+            min: Float64Builder::with_capacity(n),
+            max: Float64Builder::with_capacity(n),
             explicit_bounds: ListBuilder::new(Float64Builder::new()),
             bucket_counts: ListBuilder::new(UInt64Builder::new()),
             scale: Int32Builder::new(),
@@ -314,15 +317,32 @@ fn summary(p: &SummaryDataPoint) -> Values<'_> {
 
 /// Converts a metrics request into one row per data point, all for `tenant`.
 pub fn to_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) -> Result<RecordBatch, ArrowError> {
+    // The builders are allocated at their size (see `AttrSizes`): the points' attributes, and each
+    // metric's description once per point.
+    let mut sizes = AttrSizes::default();
+    let mut description_bytes = 0;
+    for m in req.resource_metrics.iter().flat_map(|rm| &rm.scope_metrics).flat_map(|sm| &sm.metrics) {
+        let before = sizes.rows();
+        match &m.data {
+            Some(Data::Gauge(g)) => g.data_points.iter().for_each(|p| sizes.add(&p.attributes)),
+            Some(Data::Sum(x)) => x.data_points.iter().for_each(|p| sizes.add(&p.attributes)),
+            Some(Data::Histogram(h)) => h.data_points.iter().for_each(|p| sizes.add(&p.attributes)),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.iter().for_each(|p| sizes.add(&p.attributes)),
+            Some(Data::Summary(x)) => x.data_points.iter().for_each(|p| sizes.add(&p.attributes)),
+            None => {}
+        }
+        description_bytes += (sizes.rows() - before) * m.description.len();
+    }
+    let n = sizes.rows();
     let mut tenant_b = Dict::new();
     let mut name = Dict::new();
-    let mut description = StringBuilder::new();
+    let mut description = StringBuilder::with_capacity(n, description_bytes);
     let mut unit = Dict::new();
     let (mut meta, mut meta_types) = attr_builders();
     let mut kind = Dict::new();
-    let mut temporality = Int32Builder::new();
-    let mut monotonic = BooleanBuilder::new();
-    let mut points = Points::new();
+    let mut temporality = Int32Builder::with_capacity(n);
+    let mut monotonic = BooleanBuilder::with_capacity(n);
+    let mut points = Points::new(&sizes);
     let mut rs_cols = resource_scope::Builders::new();
     for rm in &req.resource_metrics {
         let res = ResourceRow::new(rm.resource.as_ref(), &rm.schema_url);

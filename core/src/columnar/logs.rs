@@ -2,7 +2,9 @@
 
 use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
-use super::{AttrSizes, append_attrs, column, decode_encoded, finish, read_encoded, timestamp_type, ts, unts};
+use super::{
+    AttrSizes, append_attrs, column, decode_encoded, finish, read_encoded, string_len, timestamp_type, ts, unts,
+};
 use crate::attributes::{AttrType, decode_value, encode_value};
 use arrow::array::{
     ArrayBuilder, AsArray, BinaryBuilder, Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt8Builder,
@@ -12,7 +14,6 @@ use arrow::datatypes::{Int32Type, TimestampNanosecondType, UInt8Type, UInt32Type
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 
 /// Converts a log request into one row per log record, all for `tenant`.
@@ -22,9 +23,7 @@ pub fn to_record_batch(tenant: &str, req: &ExportLogsServiceRequest) -> Result<R
     let mut body_bytes = 0;
     for l in req.resource_logs.iter().flat_map(|rl| &rl.scope_logs).flat_map(|sl| &sl.log_records) {
         sizes.add(&l.attributes);
-        if let Some(any_value::Value::StringValue(s)) = l.body.as_ref().and_then(|b| b.value.as_ref()) {
-            body_bytes += s.len();
-        }
+        body_bytes += string_len(l.body.as_ref());
     }
     let n = sizes.rows();
     let mut tenant_b = Dict::new();

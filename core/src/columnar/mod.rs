@@ -14,7 +14,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, TimeUnit, UInt8Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
 pub(crate) type AttrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
 pub(crate) type TypesBuilder = ListBuilder<UInt8Builder>;
@@ -128,9 +128,7 @@ impl AttrSizes {
         self.entries += attrs.len();
         for kv in attrs {
             self.key_bytes += kv.key.len();
-            if let Some(any_value::Value::StringValue(s)) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                self.value_bytes += s.len();
-            }
+            self.value_bytes += string_len(kv.value.as_ref());
         }
     }
 
@@ -147,6 +145,14 @@ impl AttrSizes {
             MapBuilder::with_capacity(None, keys, values, self.rows),
             ListBuilder::with_capacity(UInt8Builder::new(), self.rows),
         )
+    }
+}
+
+/// The length of `value` if it is a string (what `AttrSizes` and log bodies count), else 0.
+pub(crate) fn string_len(value: Option<&AnyValue>) -> usize {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.len(),
+        _ => 0,
     }
 }
 

@@ -1,32 +1,50 @@
-//! Groups on dictionary-encoded strings by their values.
+//! Groups on dictionary-encoded strings by numbers that stand for their values.
 //!
 //! The tables hold low-cardinality strings (`service_name`, `name`, `scope_name`…) as
-//! `Dictionary(Int32, Utf8)`. DataFusion has grouping tables specialised for strings and string views,
-//! but none for dictionaries: a `GROUP BY service_name` went through its generic row encoder
+//! `Dictionary(Int32, Utf8)`. DataFusion has grouping tables specialised for numbers, strings and string
+//! views, but none for dictionaries: a `GROUP BY service_name` went through its generic row encoder
 //! (`GroupValuesRows`, about a fifth of a time-window aggregation's CPU on 3M spans,
-//! docs/BENCHMARKS.md "Queries"). This rule groups on the values as string views instead (a cast that
-//! points into the dictionary's own buffer), then casts the few group keys back to the dictionary
-//! type, so what a query returns keeps its types.
+//! docs/BENCHMARKS.md "Queries"). Grouping on the values cast to string views was faster, but still
+//! built a view and hashed a string per row (~40 % of the all-time error rate's CPU on 10M spans).
+//!
+//! This rule groups on `openwit_value_id(key)` instead: each query gets its own table of the values
+//! it has met ([`ValueIds`]), and a batch's dictionary values are looked up there once per batch (a
+//! dictionary holds a few of them for thousands of rows), so each row costs a copy of a number and the
+//! grouping table is DataFusion's one for integers. The few group keys are turned back into their
+//! values and type by `openwit_id_value(id)` above the aggregation, so what a query returns keeps its
+//! types. The table lives as long as the plan and holds each value once, as the grouping would anyway.
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, Int32Array};
+use datafusion::arrow::buffer::ScalarBuffer;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int32Type};
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Column, Result};
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection, cast};
+use datafusion::common::{Column, Result, ScalarValue, exec_err};
+use datafusion::logical_expr::{
+    Aggregate, ColumnarValue, Expr, LogicalPlan, Projection, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default)]
 pub struct GroupByValue;
 
-/// The type a dictionary of this type is grouped as, if it is one of strings or bytes.
-fn value_view(t: &DataType) -> Option<DataType> {
+/// Whether a group key of this type is grouped by value ids: dictionaries of strings or bytes.
+fn by_value_id(t: &DataType) -> bool {
     match t {
-        DataType::Dictionary(_, v) => match v.as_ref() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(DataType::Utf8View),
-            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Some(DataType::BinaryView),
-            _ => None,
-        },
-        _ => None,
+        DataType::Dictionary(_, v) => matches!(
+            v.as_ref(),
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+        ),
+        _ => false,
     }
 }
 
@@ -44,35 +62,36 @@ impl OptimizerRule for GroupByValue {
             return Ok(Transformed::no(plan));
         };
         // Grouping sets (ROLLUP, CUBE) are left alone: their keys go through another path.
+        if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+            return Ok(Transformed::no(LogicalPlan::Aggregate(agg)));
+        }
         let fields = agg.schema.fields().len();
         let mut keys = Vec::with_capacity(agg.group_expr.len());
-        let mut changed = false;
+        // Per changed key, the function that turns its ids back into values.
+        let mut back_to_values = HashMap::new();
         for (i, e) in agg.group_expr.iter().enumerate() {
-            if matches!(e, Expr::GroupingSet(_)) {
-                return Ok(Transformed::no(LogicalPlan::Aggregate(agg)));
-            }
             let (qualifier, field) = agg.schema.qualified_field(i);
-            match value_view(field.data_type()) {
-                Some(view) => {
-                    changed = true;
-                    keys.push(cast(e.clone(), view).alias_qualified(qualifier.cloned(), field.name()));
-                }
-                _ => keys.push(e.clone()),
+            if by_value_id(field.data_type()) {
+                let ids = Arc::new(ValueIds::default());
+                let to_id = ScalarUDF::new_from_impl(ValueToId::new(ids.clone()));
+                keys.push(to_id.call(vec![e.clone()]).alias_qualified(qualifier.cloned(), field.name()));
+                back_to_values.insert(i, ScalarUDF::new_from_impl(IdToValue::new(ids, field.data_type().clone())));
+            } else {
+                keys.push(e.clone());
             }
         }
-        if !changed {
+        if back_to_values.is_empty() {
             return Ok(Transformed::no(LogicalPlan::Aggregate(agg)));
         }
         let grouped = Aggregate::try_new(agg.input.clone(), keys, agg.aggr_expr.clone())?;
-        // Every output column as it was: the changed keys cast back to their dictionary type.
+        // Every output column as it was: the changed keys turned back into their values and type.
         let back = (0..fields)
             .map(|i| {
                 let (qualifier, field) = agg.schema.qualified_field(i);
                 let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-                if i < agg.group_expr.len() && value_view(field.data_type()).is_some() {
-                    cast(column, field.data_type().clone()).alias_qualified(qualifier.cloned(), field.name())
-                } else {
-                    column
+                match back_to_values.get(&i) {
+                    Some(to_value) => to_value.call(vec![column]).alias_qualified(qualifier.cloned(), field.name()),
+                    None => column,
                 }
             })
             .collect();
@@ -81,32 +100,214 @@ impl OptimizerRule for GroupByValue {
     }
 }
 
+/// The values one group key of one query has met, each numbered from 0 in the order met.
+#[derive(Debug, Default)]
+struct ValueIds {
+    table: Mutex<ValueTable>,
+}
+
+#[derive(Debug, Default)]
+struct ValueTable {
+    ids: HashMap<Box<[u8]>, i32>,
+    values: Vec<Box<[u8]>>,
+}
+
+impl ValueTable {
+    fn id(&mut self, value: &[u8]) -> Result<i32> {
+        if let Some(id) = self.ids.get(value) {
+            return Ok(*id);
+        }
+        let Ok(id) = i32::try_from(self.values.len()) else {
+            return exec_err!("a GROUP BY key has more than {} distinct values", i32::MAX);
+        };
+        self.values.push(value.into());
+        self.ids.insert(value.into(), id);
+        Ok(id)
+    }
+}
+
+impl ValueIds {
+    /// The id of each row's value (null where the value is): once per dictionary value, not per row.
+    fn ids_of(&self, array: &ArrayRef) -> Result<Int32Array> {
+        let values = match array.as_any_dictionary_opt() {
+            Some(dict) => dict.values().clone(),
+            None => array.clone(),
+        };
+        let values = cast(&values, &DataType::Binary)?;
+        let values = values.as_binary::<i32>();
+        let value_ids = {
+            let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            values.iter().map(|v| v.map_or(Ok(0), |v| table.id(v))).collect::<Result<Vec<i32>>>()?
+        };
+        // A null key's slot may hold any number: its id is masked by the nulls below.
+        let id_of = |k: usize| value_ids.get(k).copied().unwrap_or(0);
+        let ids: ScalarBuffer<i32> = if let Some(dict) = array.as_dictionary_opt::<Int32Type>() {
+            // The tables' dictionaries: their keys read in place.
+            dict.keys().values().iter().map(|k| id_of(*k as usize)).collect()
+        } else if let Some(dict) = array.as_any_dictionary_opt() {
+            dict.normalized_keys().into_iter().map(id_of).collect()
+        } else {
+            value_ids.into()
+        };
+        Ok(Int32Array::new(ids, array.logical_nulls()))
+    }
+
+    /// The values of these ids, as an array of `value_type`.
+    fn values_of(&self, ids: &Int32Array, value_type: &DataType) -> Result<ArrayRef> {
+        let mut out = BinaryBuilder::with_capacity(ids.len(), 0);
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids.iter() {
+            match id.and_then(|id| table.values.get(usize::try_from(id).ok()?)) {
+                Some(v) => out.append_value(v),
+                None if id.is_none() => out.append_null(),
+                None => return exec_err!("group id {id:?} was never given to a value"),
+            }
+        }
+        Ok(cast(&out.finish(), value_type)?)
+    }
+}
+
+/// `openwit_value_id(key)`: the number the query's [`ValueIds`] gives each value of `key`.
+#[derive(Debug)]
+struct ValueToId {
+    ids: Arc<ValueIds>,
+    signature: Signature,
+}
+
+/// `openwit_id_value(id)`: the value a number stands for, as the key's own type.
+#[derive(Debug)]
+struct IdToValue {
+    ids: Arc<ValueIds>,
+    key_type: DataType,
+    signature: Signature,
+}
+
+impl ValueToId {
+    fn new(ids: Arc<ValueIds>) -> Self {
+        ValueToId { ids, signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl IdToValue {
+    fn new(ids: Arc<ValueIds>, key_type: DataType) -> Self {
+        IdToValue { ids, key_type, signature: Signature::exact(vec![DataType::Int32], Volatility::Immutable) }
+    }
+}
+
+// Two calls are the same function only if they share the query's table of values.
+impl PartialEq for ValueToId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.ids, &other.ids)
+    }
+}
+impl Eq for ValueToId {}
+impl Hash for ValueToId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.ids).hash(state)
+    }
+}
+impl PartialEq for IdToValue {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.ids, &other.ids) && self.key_type == other.key_type
+    }
+}
+impl Eq for IdToValue {}
+impl Hash for IdToValue {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.ids).hash(state)
+    }
+}
+
+/// Runs `f` on the argument as an array and gives back a scalar if the argument was one.
+fn on_array(args: ScalarFunctionArgs, f: impl FnOnce(&ArrayRef) -> Result<ArrayRef>) -> Result<ColumnarValue> {
+    match &args.args[0] {
+        ColumnarValue::Array(a) => Ok(ColumnarValue::Array(f(a)?)),
+        ColumnarValue::Scalar(s) => {
+            let out = f(&s.to_array()?)?;
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+        }
+    }
+}
+
+impl ScalarUDFImpl for ValueToId {
+    fn name(&self) -> &str {
+        "openwit_value_id"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int32)
+    }
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(Field::new(self.name(), DataType::Int32, args.arg_fields[0].is_nullable())))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        on_array(args, |a| Ok(Arc::new(self.ids.ids_of(a)?)))
+    }
+}
+
+impl ScalarUDFImpl for IdToValue {
+    fn name(&self) -> &str {
+        "openwit_id_value"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(self.key_type.clone())
+    }
+    // Null only where the key was: the grouping keeps a key's nullability.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(Field::new(self.name(), self.key_type.clone(), args.arg_fields[0].is_nullable())))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        on_array(args, |a| self.ids.values_of(a.as_primitive::<Int32Type>(), &self.key_type))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, DictionaryArray, Int64Array, RecordBatch};
-    use datafusion::arrow::datatypes::{Field, Int32Type, Schema};
+    use datafusion::arrow::array::{DictionaryArray, Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{Schema, UInt8Type};
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
     use datafusion::execution::SessionStateBuilder;
     use datafusion::prelude::SessionContext;
 
-    /// A table `t` of a dictionary column `k` and a number `v`, in a session with or without the rule.
+    /// A table `t` of a dictionary column `k` and a number `v`, in two partitions whose dictionaries
+    /// list the values in other orders (and one lists a value no row uses), in a session with or without
+    /// the rule.
     fn session(with_rule: bool) -> SessionContext {
-        let k: DictionaryArray<Int32Type> =
-            ["b", "a", "b", "c", "a", "b"].into_iter().map(Some).chain([None]).collect();
-        let v = Int64Array::from(vec![1, 2, 3, 4, 5, 6, 7]);
         let schema = Arc::new(Schema::new(vec![
-            Field::new("k", k.data_type().clone(), true),
+            Field::new("k", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), true),
             Field::new("v", DataType::Int64, false),
         ]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(k), Arc::new(v)]).unwrap();
+        let first: DictionaryArray<Int32Type> =
+            ["b", "a", "b", "c", "a", "b"].into_iter().map(Some).chain([None]).collect();
+        let first = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(first), Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5, 6, 7]))],
+        )
+        .unwrap();
+        let second = DictionaryArray::<Int32Type>::try_new(
+            Int32Array::from(vec![Some(2), None, Some(0), Some(2), Some(3)]),
+            Arc::new(StringArray::from(vec![Some("c"), Some("unused"), Some("a"), None])),
+        )
+        .unwrap();
+        let second = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(second), Arc::new(Int64Array::from(vec![8, 9, 10, 11, 12]))],
+        )
+        .unwrap();
         let mut state = SessionStateBuilder::new().with_default_features();
         if with_rule {
             state = state.with_optimizer_rule(Arc::new(GroupByValue));
         }
         let ctx = SessionContext::new_with_state(state.build());
-        ctx.register_table("t", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap())).unwrap();
+        let table = MemTable::try_new(schema, vec![vec![first], vec![second]]).unwrap();
+        ctx.register_table("t", Arc::new(table)).unwrap();
         ctx
     }
 
@@ -117,17 +318,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dictionary_keys_are_grouped_as_string_views_and_come_back_as_they_were() {
+    async fn dictionary_keys_are_grouped_by_value_ids_and_come_back_as_they_were() {
         for sql in [
             "SELECT k, count(*) AS n, sum(v) AS s FROM t GROUP BY k ORDER BY k",
             "SELECT t.k AS key, max(v) FROM t WHERE v > 1 GROUP BY t.k HAVING count(*) > 1 ORDER BY key",
             "SELECT DISTINCT k FROM t ORDER BY k",
             "SELECT k, v % 2 AS odd, count(*) FROM t GROUP BY k, v % 2 ORDER BY k, odd",
+            "SELECT k, count(*) FROM t GROUP BY k, k ORDER BY k",
+            "SELECT a.k, count(*) FROM t a JOIN (SELECT k FROM t GROUP BY k) b ON a.k = b.k GROUP BY a.k ORDER BY 1",
+            "SELECT coalesce(k, 'none') AS c, sum(v) FROM t GROUP BY 1 ORDER BY 1",
         ] {
             let (plan, rows) = run(&session(true), sql).await;
             let (plain_plan, expected) = run(&session(false), sql).await;
-            assert!(plan.contains("AS Utf8View"), "{sql}: the keys are not grouped as views:\n{plan}");
-            assert!(!plain_plan.contains("Utf8View"), "{sql}: {plain_plan}");
+            assert!(plan.contains("openwit_value_id"), "{sql}: the keys are not grouped by value ids:\n{plan}");
+            assert!(!plain_plan.contains("openwit_value_id"), "{sql}: {plain_plan}");
             assert_eq!(rows[0].schema(), expected[0].schema(), "{sql}: the result keeps its types");
             assert_eq!(
                 pretty_format_batches(&rows).unwrap().to_string(),
@@ -141,7 +345,26 @@ mod tests {
     async fn other_groupings_are_left_alone() {
         for sql in ["SELECT v, count(*) FROM t GROUP BY v", "SELECT k, count(*) FROM t GROUP BY ROLLUP(k)"] {
             let (plan, _) = run(&session(true), sql).await;
-            assert!(!plan.contains("Utf8View"), "{sql}: {plan}");
+            assert!(!plan.contains("openwit_value_id"), "{sql}: {plan}");
         }
+    }
+
+    #[test]
+    fn a_value_has_one_id_whatever_array_holds_it() {
+        let ids = ValueIds::default();
+        let int32: DictionaryArray<Int32Type> = ["x", "y", "x"].into_iter().map(Some).collect();
+        let uint8: DictionaryArray<UInt8Type> = [Some("y"), None, Some("z")].into_iter().collect();
+        let plain = StringArray::from(vec![Some("z"), Some("x"), None]);
+        let got: Vec<_> = [Arc::new(int32) as ArrayRef, Arc::new(uint8), Arc::new(plain)]
+            .iter()
+            .map(|a| ids.ids_of(a).unwrap().iter().collect::<Vec<_>>())
+            .collect();
+        assert_eq!(
+            got,
+            vec![vec![Some(0), Some(1), Some(0)], vec![Some(1), None, Some(2)], vec![Some(2), Some(0), None]]
+        );
+        let back = ids.values_of(&Int32Array::from(vec![Some(2), None, Some(0)]), &DataType::Utf8).unwrap();
+        assert_eq!(back.as_string::<i32>().iter().collect::<Vec<_>>(), vec![Some("z"), None, Some("x")]);
+        assert!(ids.values_of(&Int32Array::from(vec![7]), &DataType::Utf8).is_err(), "an id never given");
     }
 }

@@ -238,6 +238,7 @@ impl Engine {
             .with_default_features()
             .with_analyzer_rules(rules)
             .with_optimizer_rule(Arc::new(super::group_by_value::GroupByValue))
+            .with_physical_optimizer_rule(Arc::new(super::value_id_aggregate::PartialAggregateByValueId))
             .build();
         let ctx = SessionContext::new_with_state(state);
         for udf in functions::all().into_iter().chain(text_search::functions(&self.specs)) {

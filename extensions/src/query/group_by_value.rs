@@ -102,7 +102,7 @@ impl OptimizerRule for GroupByValue {
 
 /// The values one group key of one query has met, each numbered from 0 in the order met.
 #[derive(Debug, Default)]
-struct ValueIds {
+pub(super) struct ValueIds {
     table: Mutex<ValueTable>,
 }
 
@@ -128,7 +128,7 @@ impl ValueTable {
 
 impl ValueIds {
     /// The id of each row's value (null where the value is): once per dictionary value, not per row.
-    fn ids_of(&self, array: &ArrayRef) -> Result<Int32Array> {
+    pub(super) fn ids_of(&self, array: &ArrayRef) -> Result<Int32Array> {
         let values = match array.as_any_dictionary_opt() {
             Some(dict) => dict.values().clone(),
             None => array.clone(),
@@ -152,6 +152,11 @@ impl ValueIds {
         Ok(Int32Array::new(ids, array.logical_nulls()))
     }
 
+    /// How many values have an id: every id given is less.
+    pub(super) fn len(&self) -> usize {
+        self.table.lock().unwrap_or_else(|p| p.into_inner()).values.len()
+    }
+
     /// The values of these ids, as an array of `value_type`.
     fn values_of(&self, ids: &Int32Array, value_type: &DataType) -> Result<ArrayRef> {
         let mut out = BinaryBuilder::with_capacity(ids.len(), 0);
@@ -169,7 +174,7 @@ impl ValueIds {
 
 /// `openwit_value_id(key)`: the number the query's [`ValueIds`] gives each value of `key`.
 #[derive(Debug)]
-struct ValueToId {
+pub(super) struct ValueToId {
     ids: Arc<ValueIds>,
     signature: Signature,
 }
@@ -185,6 +190,11 @@ struct IdToValue {
 impl ValueToId {
     fn new(ids: Arc<ValueIds>) -> Self {
         ValueToId { ids, signature: Signature::any(1, Volatility::Immutable) }
+    }
+
+    /// The query's table of values this function numbers them with.
+    pub(super) fn ids(&self) -> &Arc<ValueIds> {
+        &self.ids
     }
 }
 
@@ -267,7 +277,7 @@ impl ScalarUDFImpl for IdToValue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use datafusion::arrow::array::{DictionaryArray, Int64Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{Schema, UInt8Type};
@@ -278,8 +288,16 @@ mod tests {
 
     /// A table `t` of a dictionary column `k` and a number `v`, in two partitions whose dictionaries
     /// list the values in other orders (and one lists a value no row uses), in a session with or without
-    /// the rule.
+    /// the rule (and the partial aggregation it makes possible, as the engine has them).
     fn session(with_rule: bool) -> SessionContext {
+        session_with(with_rule, None)
+    }
+
+    /// The same, with the memory pool given; `t2` has each partition's batches twice.
+    pub(in crate::query) fn session_with(
+        with_rule: bool,
+        pool: Option<Arc<dyn datafusion::execution::memory_pool::MemoryPool>>,
+    ) -> SessionContext {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), true),
             Field::new("v", DataType::Int64, false),
@@ -301,11 +319,20 @@ mod tests {
             vec![Arc::new(second), Arc::new(Int64Array::from(vec![8, 9, 10, 11, 12]))],
         )
         .unwrap();
-        let mut state = SessionStateBuilder::new().with_default_features();
+        let config = datafusion::prelude::SessionConfig::new().with_target_partitions(2);
+        let mut state = SessionStateBuilder::new().with_config(config).with_default_features();
+        if let Some(pool) = pool {
+            let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new().with_memory_pool(pool);
+            state = state.with_runtime_env(runtime.build_arc().unwrap());
+        }
         if with_rule {
-            state = state.with_optimizer_rule(Arc::new(GroupByValue));
+            state = state
+                .with_optimizer_rule(Arc::new(GroupByValue))
+                .with_physical_optimizer_rule(Arc::new(super::super::value_id_aggregate::PartialAggregateByValueId));
         }
         let ctx = SessionContext::new_with_state(state.build());
+        let twice = vec![vec![first.clone(), first.clone()], vec![second.clone(), second.clone()]];
+        ctx.register_table("t2", Arc::new(MemTable::try_new(schema.clone(), twice).unwrap())).unwrap();
         let table = MemTable::try_new(schema, vec![vec![first], vec![second]]).unwrap();
         ctx.register_table("t", Arc::new(table)).unwrap();
         ctx

@@ -23,6 +23,7 @@ pub mod table;
 pub mod text_search;
 #[cfg(test)]
 mod text_search_tests;
+mod value_id_aggregate;
 pub mod views;
 
 use async_trait::async_trait;

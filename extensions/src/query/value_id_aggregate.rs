@@ -15,7 +15,7 @@
 
 use super::group_by_value::{ValueIds, ValueToId};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, RecordBatch};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Int32Type, SchemaRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, internal_err};
@@ -232,29 +232,34 @@ impl Groups {
         let elapsed = self.metrics.elapsed_compute().clone();
         let _timer = elapsed.timer();
         let key = self.key.evaluate(batch)?.into_array(batch.num_rows())?;
-        let ids = self.ids.ids_of(&key)?;
-        // Every id given so far is below the table's length: the vector is grown once per batch.
-        let known = self.ids.len();
-        if self.group_of_id.len() < known {
-            self.group_of_id.resize(known, NO_GROUP);
-        }
         self.row_groups.clear();
-        self.row_groups.reserve(ids.len());
-        for (row, id) in ids.values().iter().enumerate() {
-            let group = if ids.is_null(row) {
-                *self.null_group.get_or_insert_with(|| {
-                    self.group_ids.push(None);
-                    self.group_ids.len() - 1
-                })
-            } else {
-                let slot = &mut self.group_of_id[*id as usize];
-                if *slot == NO_GROUP {
-                    *slot = self.group_ids.len() as u32;
-                    self.group_ids.push(Some(*id));
-                }
-                *slot as usize
-            };
-            self.row_groups.push(group);
+        self.row_groups.reserve(key.len());
+        if let Some(dict) = key.as_dictionary_opt::<Int32Type>() {
+            // The tables' dictionaries: each entry's group found once (when a row first uses it, so
+            // entries no row uses make no group), then a lookup per row.
+            let entries = self.ids.ids_of(dict.values())?;
+            self.grow_to_ids();
+            let mut entry_groups = vec![NO_GROUP; entries.len()];
+            for (row, k) in dict.keys().values().iter().enumerate() {
+                let group = if dict.keys().is_null(row) {
+                    self.group_of(None)
+                } else {
+                    let entry = *k as usize;
+                    if entry_groups[entry] == NO_GROUP {
+                        let id = entries.is_valid(entry).then(|| entries.value(entry));
+                        entry_groups[entry] = self.group_of(id) as u32;
+                    }
+                    entry_groups[entry] as usize
+                };
+                self.row_groups.push(group);
+            }
+        } else {
+            let ids = self.ids.ids_of(&key)?;
+            self.grow_to_ids();
+            for id in ids.iter() {
+                let group = self.group_of(id);
+                self.row_groups.push(group);
+            }
         }
         let groups = self.group_ids.len();
         for ((accumulator, arguments), filter) in self.accumulators.iter_mut().zip(&self.arguments).zip(&self.filters) {
@@ -274,6 +279,30 @@ impl Groups {
             + self.row_groups.capacity() * size_of::<usize>();
         self.over_budget = self.reservation.try_resize(held).is_err();
         Ok(())
+    }
+
+    /// Makes room for every id given so far (all below the table's length): once per batch, not per row.
+    fn grow_to_ids(&mut self) {
+        let known = self.ids.len();
+        if self.group_of_id.len() < known {
+            self.group_of_id.resize(known, NO_GROUP);
+        }
+    }
+
+    /// The group of the rows with this value id (`None`: a null key), made if it is the first.
+    fn group_of(&mut self, id: Option<i32>) -> usize {
+        let Some(id) = id else {
+            return *self.null_group.get_or_insert_with(|| {
+                self.group_ids.push(None);
+                self.group_ids.len() - 1
+            });
+        };
+        let slot = &mut self.group_of_id[id as usize];
+        if *slot == NO_GROUP {
+            *slot = self.group_ids.len() as u32;
+            self.group_ids.push(Some(id));
+        }
+        *slot as usize
     }
 
     /// The groups so far with their partial state, in the replaced aggregation's schema; starts again.

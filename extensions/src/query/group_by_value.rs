@@ -293,7 +293,7 @@ pub(super) mod tests {
         session_with(with_rule, None)
     }
 
-    /// The same, with the memory pool given; `t2` has each partition's batches twice.
+    /// The same, with the memory pool given; `t2` has each partition's batches twice, `t3` rows in runs.
     pub(in crate::query) fn session_with(
         with_rule: bool,
         pool: Option<Arc<dyn datafusion::execution::memory_pool::MemoryPool>>,
@@ -331,6 +331,20 @@ pub(super) mod tests {
                 .with_physical_optimizer_rule(Arc::new(super::super::value_id_aggregate::PartialAggregateByValueId));
         }
         let ctx = SessionContext::new_with_state(state.build());
+        // `t3`: rows sorted by `k` in runs of hundreds (and one batch whose groups alternate row by row).
+        let sorted = |keys: &[(Option<&str>, usize)], from: i64| {
+            let k: DictionaryArray<Int32Type> = keys.iter().flat_map(|(k, n)| std::iter::repeat_n(*k, *n)).collect();
+            let v = Int64Array::from((from..from + k.len() as i64).collect::<Vec<_>>());
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(k), Arc::new(v)]).unwrap()
+        };
+        let runs = vec![
+            vec![
+                sorted(&[(Some("a"), 700), (Some("b"), 900), (None, 400)], 0),
+                sorted(&[(Some("b"), 1), (Some("c"), 1)].repeat(300), 5_000),
+            ],
+            vec![sorted(&[(Some("c"), 1200), (Some("a"), 800)], 10_000), sorted(&[(Some("d"), 600)], 20_000)],
+        ];
+        ctx.register_table("t3", Arc::new(MemTable::try_new(schema.clone(), runs).unwrap())).unwrap();
         let twice = vec![vec![first.clone(), first.clone()], vec![second.clone(), second.clone()]];
         ctx.register_table("t2", Arc::new(MemTable::try_new(schema.clone(), twice).unwrap())).unwrap();
         let table = MemTable::try_new(schema, vec![vec![first], vec![second]]).unwrap();

@@ -52,6 +52,16 @@ const NO_STATISTICS: [&str; 9] = [
     "scope_schema_url",
 ];
 
+/// Top-level columns written without zstd: what zstd saves on them is a few percent at most (runs of
+/// a few small numbers or dictionary codes), while a reader creates a zstd context for every column
+/// chunk it opens (the `parquet` crate's codec makes one to compress and one to decompress, ~160 KB
+/// zeroed), which was 7–8 % of an aggregation's CPU over such columns (docs/BENCHMARKS.md, "Queries").
+const UNCOMPRESSED: [&str; 4] = ["service_name", "status_code", "kind", "severity_number"];
+/// The same for the delta-encoded times of spans and log records: bit-packed differences, nearly random
+/// bits (zstd: 3.54 → 3.54 B per span for `end_time`). Not metric points': a series' points side by side
+/// repeat their interval, and zstd takes their `time` from 3.60 to 2.49 B per point.
+const UNCOMPRESSED_TIMES: [&str; 4] = ["time", "end_time", "duration_ns", "observed_time"];
+
 /// Dictionary pages up to this size before a column falls back to plain values (parquet's default is
 /// 1 MiB; attribute values of a large row group need more to stay dictionary-encoded).
 const DICTIONARY_PAGE_BYTES: usize = 4 << 20;
@@ -677,6 +687,12 @@ fn properties(
             b = b.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
         }
     }
+    let times: &[&str] = if table == "metrics" { &[] } else { &UNCOMPRESSED_TIMES };
+    for &c in UNCOMPRESSED.iter().chain(times) {
+        if leaf(c).is_some() {
+            b = b.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
+        }
+    }
     for c in BLOOM_FILTERED {
         if leaf(c).is_some() {
             b = b.set_column_bloom_filter_enabled(ColumnPath::from(c), true);
@@ -946,6 +962,30 @@ mod tests {
         assert!(done.try_recv().is_err(), "one file is not stored yet");
         last.pledge.settle(&Verdict::Stored);
         assert_eq!(done.try_recv().unwrap().outcome, Outcome::Stored);
+    }
+
+    #[test]
+    fn small_columns_and_the_times_of_spans_and_logs_are_written_without_zstd() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = settings(tmp.path(), u64::MAX);
+        for (signal, table, plain) in [
+            (Signal::Traces, "spans", &["time", "end_time", "duration_ns", "service_name", "status_code", "kind"][..]),
+            (Signal::Logs, "logs", &["time", "observed_time", "service_name", "severity_number"][..]),
+            (Signal::Metrics, "metrics", &["service_name"][..]),
+        ] {
+            let schema = columnar::to_record_batch("t", &openwit_core::Payload::empty(signal)).unwrap().schema();
+            let props = properties(&s, &schema, table, "acme").unwrap();
+            let descr = ArrowSchemaConverter::new().convert(&schema).unwrap();
+            for c in descr.columns() {
+                let name = c.path().string();
+                let expected = if plain.contains(&name.as_str()) {
+                    Compression::UNCOMPRESSED
+                } else {
+                    Compression::ZSTD(ZstdLevel::try_new(s.compression_level).unwrap())
+                };
+                assert_eq!(props.compression(c.path()), expected, "{table}.{name}");
+            }
+        }
     }
 
     #[test]

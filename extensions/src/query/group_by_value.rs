@@ -14,6 +14,7 @@
 //! values and type by `openwit_id_value(id)` above the aggregation, so what a query returns keeps its
 //! types. The table lives as long as the plan and holds each value once, as the grouping would anyway.
 
+use datafusion::arrow::array::ArrayData;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, Int32Array};
 use datafusion::arrow::buffer::ScalarBuffer;
 use datafusion::arrow::compute::cast;
@@ -25,7 +26,7 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -110,7 +111,12 @@ pub(super) struct ValueIds {
 struct ValueTable {
     ids: HashMap<Box<[u8]>, i32>,
     values: Vec<Box<[u8]>>,
+    /// The ids of the dictionaries met last (one per partition reading, and a spare).
+    recent: VecDeque<(ArrayData, Arc<[i32]>)>,
 }
+
+/// How many dictionaries' ids [`ValueTable::recent`] keeps.
+const RECENT_DICTIONARIES: usize = 4;
 
 impl ValueTable {
     fn id(&mut self, value: &[u8]) -> Result<i32> {
@@ -129,15 +135,9 @@ impl ValueTable {
 impl ValueIds {
     /// The id of each row's value (null where the value is): once per dictionary value, not per row.
     pub(super) fn ids_of(&self, array: &ArrayRef) -> Result<Int32Array> {
-        let values = match array.as_any_dictionary_opt() {
-            Some(dict) => dict.values().clone(),
-            None => array.clone(),
-        };
-        let values = cast(&values, &DataType::Binary)?;
-        let values = values.as_binary::<i32>();
-        let value_ids = {
-            let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-            values.iter().map(|v| v.map_or(Ok(0), |v| table.id(v))).collect::<Result<Vec<i32>>>()?
+        let value_ids = match array.as_any_dictionary_opt() {
+            Some(dict) => self.ids_of_values(dict.values())?,
+            None => self.intern(array)?.into(),
         };
         // A null key's slot may hold any number: its id is masked by the nulls below.
         let id_of = |k: usize| value_ids.get(k).copied().unwrap_or(0);
@@ -147,9 +147,36 @@ impl ValueIds {
         } else if let Some(dict) = array.as_any_dictionary_opt() {
             dict.normalized_keys().into_iter().map(id_of).collect()
         } else {
-            value_ids.into()
+            value_ids.iter().copied().collect()
         };
         Ok(Int32Array::new(ids, array.logical_nulls()))
+    }
+
+    /// The ids of a dictionary's values. A reader hands out one dictionary (a column chunk's) for
+    /// batch after batch, so the last few are remembered by their buffers and not looked up again.
+    pub(super) fn ids_of_values(&self, values: &ArrayRef) -> Result<Arc<[i32]>> {
+        let data = values.to_data();
+        {
+            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            // Held here, the buffers cannot be freed and their addresses reused by other values.
+            if let Some((_, ids)) = table.recent.iter().find(|(d, _)| d.ptr_eq(&data)) {
+                return Ok(ids.clone());
+            }
+        }
+        let ids: Arc<[i32]> = self.intern(values)?.into();
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if table.recent.len() == RECENT_DICTIONARIES {
+            table.recent.pop_front();
+        }
+        table.recent.push_back((data, ids.clone()));
+        Ok(ids)
+    }
+
+    /// Each value's id (0 where the value is null: masked by the caller).
+    fn intern(&self, values: &ArrayRef) -> Result<Vec<i32>> {
+        let values = cast(values, &DataType::Binary)?;
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        values.as_binary::<i32>().iter().map(|v| v.map_or(Ok(0), |v| table.id(v))).collect()
     }
 
     /// How many values have an id: every id given is less.
@@ -407,5 +434,17 @@ pub(super) mod tests {
         let back = ids.values_of(&Int32Array::from(vec![Some(2), None, Some(0)]), &DataType::Utf8).unwrap();
         assert_eq!(back.as_string::<i32>().iter().collect::<Vec<_>>(), vec![Some("z"), None, Some("x")]);
         assert!(ids.values_of(&Int32Array::from(vec![7]), &DataType::Utf8).is_err(), "an id never given");
+        // A dictionary met again (the same buffers, as a reader hands out batch after batch) is not
+        // looked up again; another with the same values is.
+        let recent = || ids.table.lock().unwrap().recent.len();
+        assert_eq!(recent(), 2, "the two dictionaries above");
+        let again: DictionaryArray<Int32Type> = ["x", "y", "x"].into_iter().map(Some).collect();
+        let again = Arc::new(again) as ArrayRef;
+        let first = ids.ids_of(&again).unwrap();
+        assert_eq!(recent(), 3);
+        let sliced = again.slice(1, 2);
+        assert_eq!(ids.ids_of(&sliced).unwrap().iter().collect::<Vec<_>>(), vec![Some(1), Some(0)]);
+        assert_eq!(ids.ids_of(&again).unwrap(), first);
+        assert_eq!(recent(), 3, "the same dictionary is remembered");
     }
 }

@@ -260,7 +260,8 @@ impl Groups {
                     None => Cow::Borrowed(&keys.values()[..]),
                     Some(_) => Cow::Owned(keys.iter().map(|k| k.unwrap_or(-1)).collect()),
                 };
-                (codes, Some(self.ids.ids_of(dict.values())?))
+                let ids = self.ids.ids_of_values(dict.values())?;
+                (codes, Some(Int32Array::new(ids.iter().copied().collect(), dict.values().logical_nulls())))
             }
             None => (Cow::Owned(self.ids.ids_of(&key)?.iter().map(|id| id.unwrap_or(-1)).collect()), None),
         };

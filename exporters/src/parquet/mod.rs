@@ -7,6 +7,7 @@
 //! already holds are not written again.
 
 pub mod config;
+mod equal_rows;
 pub mod fresh;
 mod indexer;
 pub mod janitor;

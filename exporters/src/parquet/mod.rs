@@ -7,7 +7,6 @@
 //! already holds are not written again.
 
 pub mod config;
-mod equal_rows;
 pub mod fresh;
 mod indexer;
 pub mod janitor;

@@ -10,12 +10,12 @@
 //! they are written, and a query reading buffered rows gets them back through `columnar::conform` (a cast
 //! from the dictionary to its value type).
 
-use super::equal_rows::EqualRows;
 use arrow::array::make_comparator;
 use arrow::array::{
     Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatch, RecordBatchOptions, UInt32Array,
 };
 use arrow::compute::SortOptions;
+use arrow::compute::kernels::partition::partition;
 use arrow::compute::{interleave, take};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use arrow::error::ArrowError;
@@ -82,37 +82,26 @@ const PROBES: usize = 16;
 /// `column` as a dictionary over its runs of equal consecutive values, if it has few enough runs.
 fn by_runs(column: &ArrayRef) -> Result<Option<DictionaryArray<Int32Type>>, ArrowError> {
     let n = column.len();
-    // Compared by bytes where the type allows (see `equal_rows`), else by arrow's comparator.
-    let equal: Box<dyn Fn(usize, usize) -> bool> = match EqualRows::new(column.as_ref()) {
-        Some(rows) => Box::new(move |a, b| rows.equal(a, b)),
-        None => {
-            let same = make_comparator(column.as_ref(), column.as_ref(), SortOptions::default())?;
-            Box::new(move |a, b| same(a, b).is_eq())
-        }
-    };
     // A few neighbours first: a column of values of their own (span ids, a span's attributes) is
     // skipped without comparing every row, which cost ~3 % of the daemon's CPU at a steady 10k spans/s.
+    let same = make_comparator(column.as_ref(), column.as_ref(), SortOptions::default())?;
     let probes = PROBES.min(n - 1);
-    let alike = (0..probes).filter(|p| {
+    let equal = (0..probes).filter(|p| {
         let i = p * (n - 1) / probes;
-        equal(i, i + 1)
+        same(i, i + 1).is_eq()
     });
-    if alike.count() * MIN_ROWS_PER_RUN < probes {
+    if equal.count() * MIN_ROWS_PER_RUN < probes {
         return Ok(None);
     }
-    let mut starts: Vec<u32> = vec![0];
-    for i in 1..n {
-        if !equal(i - 1, i) {
-            if (starts.len() + 1) * MIN_ROWS_PER_RUN > n {
-                return Ok(None);
-            }
-            starts.push(i as u32);
-        }
+    let runs = partition(std::slice::from_ref(column))?;
+    if runs.len() * MIN_ROWS_PER_RUN > n {
+        return Ok(None);
     }
     let mut keys = Vec::with_capacity(n);
-    for (k, &start) in starts.iter().enumerate() {
-        let end = starts.get(k + 1).map_or(n, |&e| e as usize);
-        keys.extend(std::iter::repeat_n(k as i32, end - start as usize));
+    let mut starts = Vec::with_capacity(runs.len());
+    for (k, run) in runs.ranges().into_iter().enumerate() {
+        starts.push(run.start as u32);
+        keys.extend(std::iter::repeat_n(k as i32, run.len()));
     }
     let values = take(column.as_ref(), &UInt32Array::from(starts), None)?;
     Ok(Some(DictionaryArray::try_new(Int32Array::from(keys), values)?))

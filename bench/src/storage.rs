@@ -131,6 +131,7 @@ pub fn footprint(
             items: vec![],
             batch_ids: vec![],
             pledge: Default::default(),
+            scope_groups: Some(p.scope_groups()),
         };
         let start = thread_cpu_ns();
         files.extend(w.write(rows).map_err(anyhow::Error::msg)?);

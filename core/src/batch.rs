@@ -33,19 +33,39 @@ impl Payload {
 
     /// Items as the Collector counts them: spans, metric data points, log records.
     pub fn item_count(&self) -> usize {
+        self.scope_group_sizes().sum()
+    }
+
+    /// The items under each resource and scope (one `ScopeSpans`, `ScopeLogs` or `ScopeMetrics`), in order.
+    fn scope_group_sizes(&self) -> Box<dyn Iterator<Item = usize> + '_> {
         match self {
-            Payload::Traces(r) => r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum(),
-            Payload::Logs(r) => {
-                r.resource_logs.iter().flat_map(|rl| &rl.scope_logs).map(|sl| sl.log_records.len()).sum()
+            Payload::Traces(r) => {
+                Box::new(r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()))
             }
-            Payload::Metrics(r) => r
-                .resource_metrics
-                .iter()
-                .flat_map(|rm| &rm.scope_metrics)
-                .flat_map(|sm| &sm.metrics)
-                .map(|m| metric_point_count(m.data.as_ref()))
-                .sum(),
+            Payload::Logs(r) => {
+                Box::new(r.resource_logs.iter().flat_map(|rl| &rl.scope_logs).map(|sl| sl.log_records.len()))
+            }
+            Payload::Metrics(r) => Box::new(
+                r.resource_metrics
+                    .iter()
+                    .flat_map(|rm| &rm.scope_metrics)
+                    .map(|sm| sm.metrics.iter().map(|m| metric_point_count(m.data.as_ref())).sum()),
+            ),
         }
+    }
+
+    /// Each item's scope group, in item order: items under the same resource and scope (one
+    /// `ScopeSpans`, `ScopeLogs` or `ScopeMetrics`) share a number, and the numbers rise by one from a
+    /// group to the next. The rows of a group hold equal values in every column of
+    /// [`crate::columnar::SCOPE_GROUP_COLUMNS`]: the conversion copies them from the group's resource
+    /// and scope, which is what the Parquet writer relies on to hold those columns once per group
+    /// without comparing their rows.
+    pub fn scope_groups(&self) -> Vec<u32> {
+        let mut groups = Vec::with_capacity(self.item_count());
+        for (g, n) in self.scope_group_sizes().filter(|n| *n > 0).enumerate() {
+            groups.extend(std::iter::repeat_n(g as u32, n));
+        }
+        groups
     }
 
     /// An empty payload of the given signal.
@@ -296,5 +316,39 @@ mod tests {
         joined.append(b);
         assert!(!joined.is_converted());
         assert_eq!(joined.columnar().unwrap().num_rows(), 6);
+    }
+
+    #[test]
+    fn scope_groups_number_the_items_of_each_scope_of_points_and_records() {
+        use opentelemetry_proto::tonic::metrics::v1::{
+            Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric::Data,
+        };
+        let points = |n: usize| vec![NumberDataPoint::default(); n];
+        let scope = |metrics: Vec<Data>| ScopeMetrics {
+            metrics: metrics.into_iter().map(|d| Metric { data: Some(d), ..Default::default() }).collect(),
+            ..Default::default()
+        };
+        let payload =
+            Payload::Metrics(opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+                resource_metrics: vec![
+                    ResourceMetrics {
+                        scope_metrics: vec![
+                            scope(vec![
+                                Data::Gauge(Gauge { data_points: points(2) }),
+                                Data::Sum(Sum { data_points: points(3), ..Default::default() }),
+                            ]),
+                            scope(vec![]),
+                        ],
+                        ..Default::default()
+                    },
+                    ResourceMetrics {
+                        scope_metrics: vec![scope(vec![Data::Gauge(Gauge { data_points: points(1) })])],
+                        ..Default::default()
+                    },
+                ],
+            });
+        assert_eq!(payload.scope_groups(), [0, 0, 0, 0, 0, 1]);
+        assert_eq!(payload.item_count(), 6);
+        assert_eq!(logs(4).payload.scope_groups(), [0; 4]);
     }
 }

@@ -4,6 +4,7 @@
 pub mod logs;
 pub mod metrics;
 mod resource_scope;
+pub use resource_scope::SCOPE_GROUP_COLUMNS;
 pub mod spans;
 
 use crate::attributes::{AttrType, decode_attributes, write_value};

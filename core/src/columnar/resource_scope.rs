@@ -44,6 +44,23 @@ fn service_name(r: Option<&Resource>) -> Option<&str> {
     })
 }
 
+/// The columns whose values come from an item's resource and scope, equal for every item of a scope
+/// group (see [`crate::Payload::scope_groups`]), in the order the tables hold them.
+pub const SCOPE_GROUP_COLUMNS: [&str; 12] = [
+    "service_name",
+    "resource_attributes",
+    "resource_attribute_types",
+    "resource_dropped_attributes_count",
+    "resource_entity_refs",
+    "resource_schema_url",
+    "scope_name",
+    "scope_version",
+    "scope_attributes",
+    "scope_attribute_types",
+    "scope_dropped_attributes_count",
+    "scope_schema_url",
+];
+
 /// Builders for `service_name`, `resource_*` and `scope_*`: one row per scope group (a resource and
 /// scope and the items under them), repeated for each of the group's items when finished. So a
 /// resource's attributes (13 in the load generator's spans) are encoded once per group rather than per
@@ -131,20 +148,21 @@ impl Builders {
 
     /// The columns, named, with their nullability: a row per item.
     pub(crate) fn columns(mut self) -> Result<Vec<(&'static str, ArrayRef, bool)>, ArrowError> {
-        let groups: [(&'static str, &mut dyn ArrayBuilder, bool); 12] = [
-            ("service_name", &mut self.service, true),
-            ("resource_attributes", &mut self.res_attrs, true),
-            ("resource_attribute_types", &mut self.res_types, true),
-            ("resource_dropped_attributes_count", &mut self.res_dropped, true),
-            ("resource_entity_refs", &mut self.res_entities, true),
-            ("resource_schema_url", &mut self.res_schema, false),
-            ("scope_name", &mut self.scope_name, true),
-            ("scope_version", &mut self.scope_version, true),
-            ("scope_attributes", &mut self.scope_attrs, true),
-            ("scope_attribute_types", &mut self.scope_types, true),
-            ("scope_dropped_attributes_count", &mut self.scope_dropped, true),
-            ("scope_schema_url", &mut self.scope_schema, false),
+        let builders: [(&mut dyn ArrayBuilder, bool); 12] = [
+            (&mut self.service, true),
+            (&mut self.res_attrs, true),
+            (&mut self.res_types, true),
+            (&mut self.res_dropped, true),
+            (&mut self.res_entities, true),
+            (&mut self.res_schema, false),
+            (&mut self.scope_name, true),
+            (&mut self.scope_version, true),
+            (&mut self.scope_attrs, true),
+            (&mut self.scope_types, true),
+            (&mut self.scope_dropped, true),
+            (&mut self.scope_schema, false),
         ];
+        let groups = SCOPE_GROUP_COLUMNS.into_iter().zip(builders).map(|(name, (b, nullable))| (name, b, nullable));
         // The group row of each item.
         let rows: Vec<u32> =
             (self.runs.iter().enumerate()).flat_map(|(g, &n)| std::iter::repeat_n(g as u32, n)).collect();

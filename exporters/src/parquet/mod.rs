@@ -273,9 +273,13 @@ impl Exporter for ParquetExporter {
                 keep.len()
             )));
         }
+        // Row i is item i: each row's scope group comes from the payload, and goes where the row goes.
+        let mut scope_groups = batch.payload.scope_groups();
         let rows = if keep.iter().all(|k| *k) {
             rows
         } else {
+            let mut flags = keep.iter();
+            scope_groups.retain(|_| flags.next().is_some_and(|k| *k));
             filter_record_batch(&rows, &BooleanArray::from(keep)).map_err(|e| ExportError::Permanent(e.to_string()))?
         };
         if rows.num_rows() == 0 {
@@ -286,7 +290,15 @@ impl Exporter for ParquetExporter {
         let pledge = batch.lineage.clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
-            w.write(Rows { signal, tenant: &tenant, batch: rows, items, batch_ids, pledge })
+            w.write(Rows {
+                signal,
+                tenant: &tenant,
+                batch: rows,
+                items,
+                batch_ids,
+                pledge,
+                scope_groups: Some(scope_groups),
+            })
         })
         .await
         .map_err(|e| ExportError::Retryable(e.to_string()))?

@@ -132,6 +132,9 @@ pub struct Rows<'a> {
     pub batch_ids: Vec<BatchId>,
     /// The obligations for these rows' items, held by every file they go to until it is stored.
     pub pledge: Lineage,
+    /// Each row's scope group ([`openwit_core::Payload::scope_groups`]), when the rows are a payload's
+    /// conversion; `None` for rows of other origins (compaction's, read back from files).
+    pub scope_groups: Option<Vec<u32>>,
 }
 
 /// A finalized local file, ready for its upload.
@@ -309,7 +312,10 @@ impl Writer {
             a.pledge.append(file_pledge);
             // Held by runs where rows repeat (a resource's fields on each of its spans): about half the
             // memory of the rows as they came, for the seconds the row group takes to fill.
-            let part = super::runs::compact(&part)?;
+            let groups = rows.scope_groups.as_deref().filter(|g| g.len() == n);
+            let of_part: Option<Vec<u32>> =
+                groups.filter(|_| idx.len() != n).map(|g| idx.iter().map(|&i| g[i as usize]).collect());
+            let part = super::runs::compact(&part, of_part.as_deref().or(groups.filter(|_| idx.len() == n)))?;
             let bytes = part.get_array_memory_size();
             a.buffered_rows += part.num_rows();
             a.buffered_bytes += bytes;
@@ -927,6 +933,7 @@ mod tests {
             items: (first_item..first_item + n).map(|i| (0, i)).collect(),
             batch_ids: vec![*token.id()],
             pledge: Lineage::range(token.clone(), first_item, n),
+            scope_groups: None,
         }
     }
 
@@ -1086,6 +1093,7 @@ mod tests {
             items: vec![],
             batch_ids: vec![],
             pledge: Lineage::default(),
+            scope_groups: None,
         })
         .unwrap();
         let mut files = w.finalize_all().unwrap();

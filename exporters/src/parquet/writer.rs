@@ -19,6 +19,7 @@ use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, SortingCo
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::PathBuf;
@@ -312,10 +313,12 @@ impl Writer {
             a.pledge.append(file_pledge);
             // Held by runs where rows repeat (a resource's fields on each of its spans): about half the
             // memory of the rows as they came, for the seconds the row group takes to fill.
-            let groups = rows.scope_groups.as_deref().filter(|g| g.len() == n);
-            let of_part: Option<Vec<u32>> =
-                groups.filter(|_| idx.len() != n).map(|g| idx.iter().map(|&i| g[i as usize]).collect());
-            let part = super::runs::compact(&part, of_part.as_deref().or(groups.filter(|_| idx.len() == n)))?;
+            // The rows' scope groups go with them to this hour's part.
+            let groups = rows.scope_groups.as_deref().filter(|g| g.len() == n).map(|g| match idx.len() == n {
+                true => Cow::Borrowed(g),
+                false => Cow::Owned(idx.iter().map(|&i| g[i as usize]).collect()),
+            });
+            let part = super::runs::compact(&part, groups.as_deref())?;
             let bytes = part.get_array_memory_size();
             a.buffered_rows += part.num_rows();
             a.buffered_bytes += bytes;
@@ -902,6 +905,35 @@ mod tests {
         let expected = take_record_batch(&all, &UInt32Array::from(order)).unwrap();
         assert_eq!(read.num_rows(), 330);
         assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn rows_split_by_hour_are_held_by_their_scope_groups_and_written_as_they_came() {
+        use super::super::runs::tests::spans as resources;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, _done) = mpsc::unbounded_channel();
+        let token = AckToken::new(BatchId([8; 16]), tx);
+        let mut w = Writer::new(settings(tmp.path(), u64::MAX), Arc::default());
+        // Two resources of 70 spans each, every resource's last 35 spans in the next hour: each hour's
+        // part takes rows from both groups.
+        let batch = resources(2, 70, T0 + HOUR - 70);
+        let mut r = rows(batch.clone(), &token, 0);
+        r.scope_groups = Some((0..140).map(|i| i / 70).collect());
+        w.write(r).unwrap();
+        let mut files = w.finalize_all().unwrap();
+        files.sort_by_key(|f| f.min_time);
+        assert_eq!(files.iter().map(|f| f.rows).collect::<Vec<_>>(), [70, 70]);
+        let read: Vec<RecordBatch> = files
+            .iter()
+            .flat_map(|f| ParquetRecordBatchReader::try_new(File::open(&f.local).unwrap(), 1 << 20).unwrap())
+            .map(Result::unwrap)
+            .collect();
+        let read = arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
+        // Sorted as the files are (by hour, then service, then time): here the span index within each
+        // resource orders both.
+        let order: Vec<u32> = [0..35, 70..105, 35..70, 105..140].into_iter().flatten().collect();
+        assert_eq!(read, take_record_batch(&batch, &UInt32Array::from(order)).unwrap());
     }
 
     fn spans(times: &[u64]) -> RecordBatch {

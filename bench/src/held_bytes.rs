@@ -64,7 +64,7 @@ fn held_per_byte(requests: Vec<Vec<u8>>, decode: impl Fn(&[u8]) -> Payload) -> (
     }
     let decoded = net() - before;
     let batch = Batch::new(TenantId::new("t").unwrap(), merged.unwrap());
-    let arrow = batch.columnar().unwrap().get_array_memory_size();
+    let arrow = batch.columnar_grouped().unwrap().get_array_memory_size();
     (decoded as f64 / raw as f64, arrow as f64 / raw as f64)
 }
 

@@ -123,7 +123,7 @@ pub fn footprint(
     let mut files = Vec::new();
     let mut write_ns = 0;
     for p in payloads {
-        let batch = columnar::to_record_batch("default", p)?;
+        let batch = columnar::to_grouped_record_batch("default", p)?;
         let rows = Rows {
             signal: core_signal(signal),
             tenant: "default",
@@ -131,7 +131,6 @@ pub fn footprint(
             items: vec![],
             batch_ids: vec![],
             pledge: Default::default(),
-            scope_groups: Some(p.scope_groups()),
         };
         let start = thread_cpu_ns();
         files.extend(w.write(rows).map_err(anyhow::Error::msg)?);

@@ -54,20 +54,6 @@ impl Payload {
         }
     }
 
-    /// Each item's scope group, in item order: items under the same resource and scope (one
-    /// `ScopeSpans`, `ScopeLogs` or `ScopeMetrics`) share a number, and the numbers rise by one from a
-    /// group to the next. The rows of a group hold equal values in every column of
-    /// [`crate::columnar::SCOPE_GROUP_COLUMNS`]: the conversion copies them from the group's resource
-    /// and scope, which is what the Parquet writer relies on to hold those columns once per group
-    /// without comparing their rows.
-    pub fn scope_groups(&self) -> Vec<u32> {
-        let mut groups = Vec::with_capacity(self.item_count());
-        for (g, n) in self.scope_group_sizes().filter(|n| *n > 0).enumerate() {
-            groups.extend(std::iter::repeat_n(g as u32, n));
-        }
-        groups
-    }
-
     /// An empty payload of the given signal.
     pub fn empty(signal: Signal) -> Payload {
         match signal {
@@ -107,15 +93,24 @@ pub struct Batch {
     pub memory: Charge,
 }
 
-/// A batch's rows in Arrow (see `crate::columnar`), converted on first use and then shared.
+/// A batch's rows in Arrow (see `crate::columnar`), converted on first use and then shared: as the
+/// conversion makes them (`grouped`, some columns held once per scope group) and, when a reader asks,
+/// a value per row (`rows`).
 #[derive(Clone, Debug, Default)]
-pub struct Columnar(Arc<OnceLock<Result<RecordBatch, ConversionError>>>);
+pub struct Columnar(Arc<Forms>);
+
+#[derive(Debug, Default)]
+struct Forms {
+    grouped: OnceLock<Result<RecordBatch, ConversionError>>,
+    rows: OnceLock<Result<RecordBatch, ConversionError>>,
+}
 
 impl Columnar {
     /// Rows already made, e.g. a filter's selection of the rows it was given (row `i` must be item `i`
     /// of the batch it is put on).
     pub fn ready(rows: RecordBatch) -> Columnar {
-        Columnar(Arc::new(OnceLock::from(Ok(rows))))
+        let grouped = OnceLock::from(Ok(rows.clone()));
+        Columnar(Arc::new(Forms { grouped, rows: OnceLock::from(Ok(rows)) }))
     }
 }
 
@@ -235,20 +230,29 @@ impl Batch {
 
     /// Whether the Arrow rows were already made (by the batch processor, or an earlier reader).
     pub fn is_converted(&self) -> bool {
-        self.columnar.0.get().is_some()
+        self.columnar.0.grouped.get().is_some()
     }
 
-    /// The items as Arrow rows, one per item in item order (row `i` is item `i` of the lineage).
-    /// Converted on the first call; later calls, and copies of this batch, share the result.
+    /// The items as Arrow rows, one per item in item order (row `i` is item `i` of the lineage), in
+    /// the table's schema. Made on the first call; later calls, and copies of this batch, share them.
     pub fn columnar(&self) -> Result<&RecordBatch, ConversionError> {
-        self.columnar
-            .0
-            .get_or_init(|| {
-                crate::columnar::to_record_batch(self.tenant.as_str(), &self.payload)
-                    .map_err(|e| ConversionError(Arc::new(e)))
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+        let rows = self.columnar.0.rows.get_or_init(|| {
+            let grouped = self.columnar_grouped()?;
+            crate::columnar::expand_groups(grouped).map_err(|e| ConversionError(Arc::new(e)))
+        });
+        rows.as_ref().map_err(Clone::clone)
+    }
+
+    /// The items' rows as the conversion makes them ([`crate::columnar::to_grouped_record_batch`]:
+    /// the resource and scope columns that cost memory per row held once per scope group), for
+    /// readers that keep them that way (the Parquet exporter buffers them so). Made on the first call
+    /// and shared, like [`Batch::columnar`].
+    pub fn columnar_grouped(&self) -> Result<&RecordBatch, ConversionError> {
+        let grouped = self.columnar.0.grouped.get_or_init(|| {
+            crate::columnar::to_grouped_record_batch(self.tenant.as_str(), &self.payload)
+                .map_err(|e| ConversionError(Arc::new(e)))
+        });
+        grouped.as_ref().map_err(Clone::clone)
     }
 
     pub fn signal(&self) -> Signal {
@@ -319,10 +323,15 @@ mod tests {
     }
 
     #[test]
-    fn scope_groups_number_the_items_of_each_scope_of_points_and_records() {
+    fn grouped_rows_hold_resource_and_scope_columns_once_per_scope_and_expand_to_the_table_rows() {
+        use crate::columnar::{BY_SCOPE_GROUP, table_schema};
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::Int32Type;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
         use opentelemetry_proto::tonic::metrics::v1::{
             Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric::Data,
         };
+        use opentelemetry_proto::tonic::resource::v1::Resource;
         let points = |n: usize| vec![NumberDataPoint::default(); n];
         let scope = |metrics: Vec<Data>| ScopeMetrics {
             metrics: metrics.into_iter().map(|d| Metric { data: Some(d), ..Default::default() }).collect(),
@@ -342,13 +351,47 @@ mod tests {
                         ..Default::default()
                     },
                     ResourceMetrics {
+                        resource: Some(Resource {
+                            attributes: vec![KeyValue {
+                                key: "host.name".into(),
+                                value: Some(AnyValue { value: Some(Value::StringValue("b".into())) }),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        }),
                         scope_metrics: vec![scope(vec![Data::Gauge(Gauge { data_points: points(1) })])],
                         ..Default::default()
                     },
                 ],
             });
-        assert_eq!(payload.scope_groups(), [0, 0, 0, 0, 0, 1]);
         assert_eq!(payload.item_count(), 6);
-        assert_eq!(logs(4).payload.scope_groups(), [0; 4]);
+        let b = Batch::new(TenantId::new("t").unwrap(), payload);
+        let grouped = b.columnar_grouped().unwrap();
+        let schema = grouped.schema();
+        let field = schema.field_with_name("resource_attributes").unwrap();
+        assert!(field.metadata().contains_key(BY_SCOPE_GROUP), "{field:?}");
+        let held = grouped.column_by_name("resource_attributes").unwrap().as_dictionary::<Int32Type>();
+        // The empty scope is no group: five points of the first, one of the second.
+        assert_eq!(held.keys().values().as_ref(), [0, 0, 0, 0, 0, 1]);
+        assert_eq!(held.values().len(), 2);
+        let rows = b.columnar().unwrap();
+        assert_eq!(rows.schema(), table_schema(&schema));
+        assert!(rows.schema().fields().iter().all(|f| f.metadata().is_empty()));
+        let attrs = rows.column_by_name("resource_attributes").unwrap().as_map();
+        assert_eq!((attrs.len(), attrs.is_null(4), attrs.value_length(5)), (6, true, 1));
+        assert_eq!(attrs.value(5).column(1).as_string::<i32>().value(0), "b");
+        // Groups of fewer than two items on average: every column a value per row.
+        let scope = |n: usize| ScopeLogs { log_records: vec![LogRecord::default(); n], ..Default::default() };
+        let few = Batch::new(
+            TenantId::new("t").unwrap(),
+            Payload::Logs(ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    scope_logs: vec![scope(1), scope(1), scope(3)],
+                    ..Default::default()
+                }],
+            }),
+        );
+        assert_eq!(few.columnar_grouped().unwrap(), few.columnar().unwrap());
+        assert_eq!(few.columnar().unwrap().num_rows(), 5);
     }
 }

@@ -229,7 +229,7 @@ impl BatchProcessor {
     async fn emit(&self, batch: Batch, out: &Fanout) -> Result<(), ()> {
         let n = batch.item_count() as f64;
         if self.columnar
-            && let Err(e) = batch.columnar()
+            && let Err(e) = batch.columnar_grouped()
         {
             // The batch goes on: the exporter that needs the rows reports the error for it.
             tracing::warn!(processor = %self.id, "{e}");

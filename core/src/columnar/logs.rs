@@ -16,8 +16,8 @@ use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 
-/// Converts a log request into one row per log record, all for `tenant`.
-pub fn to_record_batch(tenant: &str, req: &ExportLogsServiceRequest) -> Result<RecordBatch, ArrowError> {
+/// One row per log record of a log request, all for `tenant`, held as [`super::to_grouped_record_batch`] says.
+pub fn to_grouped_record_batch(tenant: &str, req: &ExportLogsServiceRequest) -> Result<RecordBatch, ArrowError> {
     // The builders are allocated at their size (see `AttrSizes`); string bodies are counted too.
     let mut sizes = AttrSizes::default();
     let mut body_bytes = 0;
@@ -194,7 +194,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn otlp_to_arrow_to_otlp_is_lossless(req in request()) {
-            let batch = to_record_batch("t1", &req).unwrap();
+            let batch = super::super::expand_groups(&to_grouped_record_batch("t1", &req).unwrap()).unwrap();
             let back = from_record_batch(&batch).unwrap();
             let expected = normalize(
                 req.resource_logs.clone(),

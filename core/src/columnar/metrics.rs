@@ -315,8 +315,8 @@ fn summary(p: &SummaryDataPoint) -> Values<'_> {
     }
 }
 
-/// Converts a metrics request into one row per data point, all for `tenant`.
-pub fn to_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) -> Result<RecordBatch, ArrowError> {
+/// One row per data point of a metrics request, all for `tenant`, held as [`super::to_grouped_record_batch`] says.
+pub fn to_grouped_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) -> Result<RecordBatch, ArrowError> {
     // The builders are allocated at their size (see `AttrSizes`): the points' attributes, and each
     // metric's description once per point.
     let mut sizes = AttrSizes::default();
@@ -895,7 +895,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn otlp_to_arrow_to_otlp_is_lossless(req in request()) {
-            let batch = to_record_batch("t1", &req).unwrap();
+            let batch = super::super::expand_groups(&to_grouped_record_batch("t1", &req).unwrap()).unwrap();
             let n: usize = req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics).map(points).sum();
             prop_assert_eq!(batch.num_rows(), n);
             let back = from_record_batch(&batch).unwrap();

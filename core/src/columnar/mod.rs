@@ -4,7 +4,7 @@
 pub mod logs;
 pub mod metrics;
 mod resource_scope;
-pub use resource_scope::SCOPE_GROUP_COLUMNS;
+pub use resource_scope::{BY_SCOPE_GROUP, SCOPE_GROUP_COLUMNS, expand_groups, repeats_cost_memory, table_schema};
 pub mod spans;
 
 use crate::attributes::{AttrType, decode_attributes, write_value};
@@ -54,10 +54,21 @@ impl From<&str> for ColumnarError {
 /// One row per item of `payload`, in item order (spans, log records, metric data points as `Payload`
 /// counts them), so that row `i` is item `i` of the batch's lineage.
 pub fn to_record_batch(tenant: &str, payload: &Payload) -> Result<RecordBatch, ArrowError> {
+    expand_groups(&to_grouped_record_batch(tenant, payload)?)
+}
+
+/// The rows of [`to_record_batch`], except that the columns copied from each item's resource and
+/// scope ([`SCOPE_GROUP_COLUMNS`]) that cost memory per row are held once per scope group, where
+/// groups have two items or more on average: `Dictionary(Int32, <the table's type>)` fields marked
+/// [`BY_SCOPE_GROUP`], whose keys number the groups. [`expand_groups`] gives the table's rows;
+/// [`table_schema`] their schema. What the Parquet exporter buffers: repeating a resource's 13
+/// attributes for each of its spans was ~5 % of the daemon's CPU while storing, and the rows it
+/// buffers held them once per run again (docs/BENCHMARKS.md).
+pub fn to_grouped_record_batch(tenant: &str, payload: &Payload) -> Result<RecordBatch, ArrowError> {
     match payload {
-        Payload::Traces(r) => spans::to_record_batch(tenant, r),
-        Payload::Logs(r) => logs::to_record_batch(tenant, r),
-        Payload::Metrics(r) => metrics::to_record_batch(tenant, r),
+        Payload::Traces(r) => spans::to_grouped_record_batch(tenant, r),
+        Payload::Logs(r) => logs::to_grouped_record_batch(tenant, r),
+        Payload::Metrics(r) => metrics::to_grouped_record_batch(tenant, r),
     }
 }
 
@@ -231,13 +242,16 @@ pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Array
 /// (finished already) follow them.
 pub(crate) fn finish(
     columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)>,
-    built: Vec<(&str, ArrayRef, bool)>,
+    built: Vec<(arrow::datatypes::Field, ArrayRef)>,
 ) -> Result<RecordBatch, ArrowError> {
     let mut fields = Vec::with_capacity(columns.len() + built.len());
     let mut arrays = Vec::with_capacity(columns.len() + built.len());
-    let finished = columns.into_iter().map(|(name, mut b, nullable)| (name, b.finish(), nullable));
-    for (name, a, nullable) in finished.chain(built) {
-        fields.push(arrow::datatypes::Field::new(name, a.data_type().clone(), nullable));
+    let finished = columns.into_iter().map(|(name, mut b, nullable)| {
+        let a = b.finish();
+        (arrow::datatypes::Field::new(name, a.data_type().clone(), nullable), a)
+    });
+    for (field, a) in finished.chain(built) {
+        fields.push(field);
         arrays.push(a);
     }
     RecordBatch::try_new(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)), arrays)

@@ -5,11 +5,12 @@ use super::{
     AttrMapBuilder, EncodedAttrs, TypesBuilder, append_attrs, attr_builders, column, decode_encoded, read_encoded,
 };
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, AsArray, BinaryArray, BinaryBuilder, ListArray, MapArray, PrimitiveArray,
-    StringArray, StringBuilder, StringDictionaryBuilder, StructArray, UInt32Array, UInt32Builder,
+    Array, ArrayBuilder, ArrayRef, AsArray, BinaryArray, BinaryBuilder, DictionaryArray, Int32Array, ListArray,
+    MapArray, PrimitiveArray, RecordBatchOptions, StringArray, StringBuilder, StringDictionaryBuilder, StructArray,
+    UInt32Array, UInt32Builder,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
-use arrow::datatypes::{DataType, Int32Type, UInt32Type};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, UInt32Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::common::v1::{EntityRef, InstrumentationScope, any_value};
@@ -45,7 +46,7 @@ fn service_name(r: Option<&Resource>) -> Option<&str> {
 }
 
 /// The columns whose values come from an item's resource and scope, equal for every item of a scope
-/// group (see [`crate::Payload::scope_groups`]), in the order the tables hold them.
+/// group (the items of one `ScopeSpans`, `ScopeLogs` or `ScopeMetrics`), in the order the tables hold them.
 pub const SCOPE_GROUP_COLUMNS: [&str; 12] = [
     "service_name",
     "resource_attributes",
@@ -146,8 +147,11 @@ impl Builders {
         Ok(())
     }
 
-    /// The columns, named, with their nullability: a row per item.
-    pub(crate) fn columns(mut self) -> Result<Vec<(&'static str, ArrayRef, bool)>, ArrowError> {
+    /// The columns, as fields, with a row per item — the columns that cost memory per row (strings,
+    /// maps, lists) held once per scope group where groups have two items or more on average: as
+    /// `Dictionary(Int32, <type>)` over the group rows, each such field marked [`BY_SCOPE_GROUP`]
+    /// ([`expand_groups`] gives a value per row).
+    pub(crate) fn columns(mut self) -> Result<Vec<(Field, ArrayRef)>, ArrowError> {
         let builders: [(&mut dyn ArrayBuilder, bool); 12] = [
             (&mut self.service, true),
             (&mut self.res_attrs, true),
@@ -162,21 +166,119 @@ impl Builders {
             (&mut self.scope_dropped, true),
             (&mut self.scope_schema, false),
         ];
-        let groups = SCOPE_GROUP_COLUMNS.into_iter().zip(builders).map(|(name, (b, nullable))| (name, b, nullable));
+        let items: usize = self.runs.iter().sum();
+        let grouped = self.runs.len() * MIN_ROWS_PER_GROUP <= items;
         // The group row of each item.
         let rows: Vec<u32> =
             (self.runs.iter().enumerate()).flat_map(|(g, &n)| std::iter::repeat_n(g as u32, n)).collect();
         let rows = UInt32Array::from(rows);
-        groups.into_iter().map(|(name, b, nullable)| Ok((name, repeat_runs(&b.finish(), &rows)?, nullable))).collect()
+        let keys = Int32Array::new(rows.values().iter().map(|&g| g as i32).collect(), None);
+        let groups = SCOPE_GROUP_COLUMNS.into_iter().zip(builders).map(|(name, (b, nullable))| (name, b, nullable));
+        groups
+            .into_iter()
+            .map(|(name, b, nullable)| {
+                let values = b.finish();
+                Ok(if values.len() == items {
+                    (Field::new(name, values.data_type().clone(), nullable), values)
+                } else if grouped && repeats_cost_memory(values.data_type()) {
+                    let dict = DictionaryArray::<Int32Type>::try_new(keys.clone(), values)?;
+                    let marker = [(BY_SCOPE_GROUP.to_string(), "true".to_string())].into();
+                    let field = Field::new(name, dict.data_type().clone(), nullable).with_metadata(marker);
+                    (field, Arc::new(dict) as ArrayRef)
+                } else {
+                    let field = Field::new(name, values.data_type().clone(), nullable);
+                    (field, repeat_runs(&values, &rows)?)
+                })
+            })
+            .collect()
     }
 }
 
-/// The rows `rows` of `groups`, each item's group row (`take` copies a value at a
-/// time in tight loops; `MutableArrayData` extending a row at a time was slower than appending).
-fn repeat_runs(groups: &ArrayRef, rows: &UInt32Array) -> Result<ArrayRef, ArrowError> {
-    if rows.len() == groups.len() {
-        return Ok(groups.clone());
+/// A column is held once per scope group when its groups have at least this many rows on average:
+/// below that, the keys cost more than the values they spare.
+const MIN_ROWS_PER_GROUP: usize = 2;
+
+/// The metadata key of a field held once per scope group (see [`expand_groups`]).
+pub const BY_SCOPE_GROUP: &str = "openwit.by_scope_group";
+
+/// Whether a column of this type is worth holding once per run of equal rows: values of variable size
+/// or nested ones (fixed-width values and dictionaries are small per row already).
+pub fn repeats_cost_memory(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(..)
+            | DataType::Map(..)
+            | DataType::Struct(_)
+    )
+}
+
+fn by_scope_group(field: &Field) -> bool {
+    field.metadata().contains_key(BY_SCOPE_GROUP)
+}
+
+/// The table's field for `field`: a field held once per scope group is its value type, unmarked.
+fn table_field(field: &Field) -> Field {
+    match field.data_type() {
+        DataType::Dictionary(_, value) if by_scope_group(field) => {
+            let mut metadata = field.metadata().clone();
+            metadata.remove(BY_SCOPE_GROUP);
+            field.clone().with_data_type(value.as_ref().clone()).with_metadata(metadata)
+        }
+        _ => field.clone(),
     }
+}
+
+/// The table's schema of rows that may hold columns once per scope group
+/// ([`crate::columnar::to_grouped_record_batch`]).
+pub fn table_schema(schema: &Schema) -> SchemaRef {
+    if !schema.fields().iter().any(|f| by_scope_group(f)) {
+        return Arc::new(schema.clone());
+    }
+    let fields: Vec<Field> = schema.fields().iter().map(|f| table_field(f)).collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` with a value per row in every column: the columns held once per scope group
+/// ([`BY_SCOPE_GROUP`]) repeated for each of their rows, in the table's types.
+pub fn expand_groups(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| by_scope_group(f)) {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| {
+            if !by_scope_group(f) {
+                return Ok(c.clone());
+            }
+            let dict = c.as_dictionary_opt::<Int32Type>().filter(|d| d.keys().null_count() == 0).ok_or_else(|| {
+                ArrowError::SchemaError(format!(
+                    "column {} is marked {BY_SCOPE_GROUP} but is {}",
+                    f.name(),
+                    c.data_type()
+                ))
+            })?;
+            let rows = UInt32Array::new(dict.keys().values().iter().map(|&k| k as u32).collect(), None);
+            repeat_runs(dict.values(), &rows)
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(table_schema(&schema), columns, &options)
+}
+
+/// The rows `rows` of `groups` (`take` copies a value at a time in tight loops; `MutableArrayData`
+/// extending a row at a time was slower than appending).
+fn repeat_runs(groups: &ArrayRef, rows: &UInt32Array) -> Result<ArrayRef, ArrowError> {
     match groups.as_map_opt() {
         Some(map) => repeat_map(map, rows),
         None => arrow::compute::take(groups.as_ref(), rows, None),

@@ -77,8 +77,8 @@ macro_rules! field {
     };
 }
 
-/// Converts a trace request into one row per span, all for `tenant`.
-pub fn to_record_batch(tenant: &str, req: &ExportTraceServiceRequest) -> Result<RecordBatch, ArrowError> {
+/// One row per span of a trace request, all for `tenant`, held as [`super::to_grouped_record_batch`] says.
+pub fn to_grouped_record_batch(tenant: &str, req: &ExportTraceServiceRequest) -> Result<RecordBatch, ArrowError> {
     // The builders are allocated at their size (see `AttrSizes`).
     let mut sizes = AttrSizes::default();
     for s in req.resource_spans.iter().flat_map(|rs| &rs.scope_spans).flat_map(|ss| &ss.spans) {
@@ -362,7 +362,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn otlp_to_arrow_to_otlp_is_lossless(req in request()) {
-            let batch = to_record_batch("t1", &req).unwrap();
+            let batch = super::super::expand_groups(&to_grouped_record_batch("t1", &req).unwrap()).unwrap();
             let spans: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
             prop_assert_eq!(batch.num_rows(), spans);
             let back = from_record_batch(&batch).unwrap();
@@ -404,7 +404,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let b = to_record_batch("acme", &req).unwrap();
+        let b = super::super::expand_groups(&to_grouped_record_batch("acme", &req).unwrap()).unwrap();
         assert_eq!(
             b.column_by_name("duration_ns").unwrap().as_primitive::<arrow::datatypes::Int64Type>().value(0),
             750

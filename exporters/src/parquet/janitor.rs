@@ -288,7 +288,6 @@ async fn merge(shared: &Shared, settings: &Settings, signal: Signal, inputs: &[F
                     items: Vec::new(),
                     batch_ids: Vec::new(),
                     pledge: Lineage::default(),
-                    scope_groups: None,
                 };
                 let done = w.write(rows).map_err(|e| format!("cannot write the compacted file: {e}"))?;
                 if !done.is_empty() {

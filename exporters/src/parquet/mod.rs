@@ -263,7 +263,8 @@ impl Exporter for ParquetExporter {
     async fn export(&mut self, batch: &Batch) -> Result<(), ExportError> {
         self.shared.wait_ready().await;
         self.shared.wait_for_room().await;
-        let rows = batch.columnar().map_err(|e| ExportError::Permanent(e.to_string()))?.clone();
+        // As the conversion holds them: a resource's and scope's columns once per scope group.
+        let rows = batch.columnar_grouped().map_err(|e| ExportError::Permanent(e.to_string()))?.clone();
         let (keep, items, batch_ids) =
             if batch.lineage.is_empty() { (Vec::new(), Vec::new(), Vec::new()) } else { self.select(batch).await? };
         if !keep.is_empty() && keep.len() != rows.num_rows() {
@@ -273,13 +274,9 @@ impl Exporter for ParquetExporter {
                 keep.len()
             )));
         }
-        // Row i is item i: each row's scope group comes from the payload, and goes where the row goes.
-        let mut scope_groups = batch.payload.scope_groups();
         let rows = if keep.iter().all(|k| *k) {
             rows
         } else {
-            let mut flags = keep.iter();
-            scope_groups.retain(|_| flags.next().is_some_and(|k| *k));
             filter_record_batch(&rows, &BooleanArray::from(keep)).map_err(|e| ExportError::Permanent(e.to_string()))?
         };
         if rows.num_rows() == 0 {
@@ -290,15 +287,7 @@ impl Exporter for ParquetExporter {
         let pledge = batch.lineage.clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
-            w.write(Rows {
-                signal,
-                tenant: &tenant,
-                batch: rows,
-                items,
-                batch_ids,
-                pledge,
-                scope_groups: Some(scope_groups),
-            })
+            w.write(Rows { signal, tenant: &tenant, batch: rows, items, batch_ids, pledge })
         })
         .await
         .map_err(|e| ExportError::Retryable(e.to_string()))?

@@ -17,9 +17,9 @@ use arrow::array::{
 use arrow::compute::SortOptions;
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::{interleave, take};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use arrow::datatypes::{Field, Int32Type, Schema};
 use arrow::error::ArrowError;
-use openwit_core::columnar::SCOPE_GROUP_COLUMNS;
+use openwit_core::columnar::repeats_cost_memory;
 use std::sync::Arc;
 
 /// A column is held by runs when it has at most one run per this many rows: below that, the keys and
@@ -27,14 +27,11 @@ use std::sync::Arc;
 const MIN_ROWS_PER_RUN: usize = 2;
 
 /// `batch` with each column whose rows repeat in runs held as a dictionary over them; columns of
-/// fixed-width values stay as they are. (A sort key held so is ranked by its runs: `sort_key`.)
-///
-/// `scope_groups`, when given, is each row's scope group ([`openwit_core::Payload::scope_groups`]): the
-/// columns the conversion copies from a row's resource and scope are then held by those runs without
-/// comparing their rows (the comparison was ~5 % of the daemon's CPU while storing spans).
-pub fn compact(batch: &RecordBatch, scope_groups: Option<&[u32]>) -> Result<RecordBatch, ArrowError> {
+/// fixed-width values, and those held once per scope group already (the conversion's form, see
+/// `openwit_core::columnar::to_grouped_record_batch`), stay as they are. (A sort key held so is ranked
+/// by its runs: `sort_key`.)
+pub fn compact(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let n = batch.num_rows();
-    let scope_groups = scope_groups.filter(|g| g.len() == n);
     if n < 2 * MIN_ROWS_PER_RUN {
         return Ok(batch.clone());
     }
@@ -43,13 +40,7 @@ pub fn compact(batch: &RecordBatch, scope_groups: Option<&[u32]>) -> Result<Reco
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     let mut changed = false;
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        let by_runs = if !repeats_cost_memory(field.data_type()) {
-            None
-        } else if let Some(groups) = scope_groups.filter(|_| SCOPE_GROUP_COLUMNS.contains(&field.name().as_str())) {
-            by_groups(column, groups)?
-        } else {
-            by_runs(column)?
-        };
+        let by_runs = if repeats_cost_memory(field.data_type()) { by_runs(column)? } else { None };
         match by_runs {
             Some(dict) => {
                 changed = true;
@@ -67,25 +58,6 @@ pub fn compact(batch: &RecordBatch, scope_groups: Option<&[u32]>) -> Result<Reco
     }
     let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(n)))
-}
-
-/// Whether a column of this type can hold a value per row that is worth keeping once per run: values
-/// of variable size or nested ones (fixed-width values and dictionaries are small per row already).
-fn repeats_cost_memory(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Utf8View
-            | DataType::Binary
-            | DataType::LargeBinary
-            | DataType::BinaryView
-            | DataType::List(_)
-            | DataType::LargeList(_)
-            | DataType::FixedSizeList(..)
-            | DataType::Map(..)
-            | DataType::Struct(_)
-    )
 }
 
 /// Neighbouring rows compared to guess whether a column repeats in runs before it is split into them.
@@ -111,28 +83,6 @@ fn by_runs(column: &ArrayRef) -> Result<Option<DictionaryArray<Int32Type>>, Arro
     }
     let starts: Vec<u32> = runs.ranges().into_iter().map(|run| run.start as u32).collect();
     Ok(Some(over_runs(column, &starts)?))
-}
-
-/// `column` as a dictionary over the runs of `groups` (each row's scope group), whose rows hold one
-/// value per group by construction; by its own runs where the groups are too short to pay.
-fn by_groups(column: &ArrayRef, groups: &[u32]) -> Result<Option<DictionaryArray<Int32Type>>, ArrowError> {
-    let n = column.len();
-    let starts: Vec<usize> = (0..n).filter(|&i| i == 0 || groups[i] != groups[i - 1]).collect();
-    if starts.len() * MIN_ROWS_PER_RUN > n {
-        return by_runs(column);
-    }
-    // Rows are compared only where groups meet and end, a few comparisons per group rather than one
-    // per row. Each group's first and last rows: groups that do not match the rows (a caller's
-    // mistake) would otherwise store a group's first value for all of them. Each group's first row
-    // with the last of the group before: neighbouring groups of one resource (two requests of one
-    // agent in a batch) make one run, as they would by comparing every row.
-    let same = make_comparator(column.as_ref(), column.as_ref(), SortOptions::default())?;
-    let ends = starts.iter().skip(1).copied().chain([n]);
-    if starts.iter().zip(ends).any(|(&start, end)| !same(start, end - 1).is_eq()) {
-        return by_runs(column);
-    }
-    let runs: Vec<u32> = starts.into_iter().filter(|&s| s == 0 || !same(s - 1, s).is_eq()).map(|s| s as u32).collect();
-    Ok(Some(over_runs(column, &runs)?))
 }
 
 /// `column` as a dictionary with a value per run, the runs starting at `starts` (ascending, from 0).
@@ -205,12 +155,12 @@ pub fn gather_column(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use arrow::compute::{interleave_record_batch, take_record_batch};
+    use arrow::compute::interleave_record_batch;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    use openwit_core::columnar;
+    use openwit_core::columnar::{self, SCOPE_GROUP_COLUMNS};
 
     const T0: u64 = 1_767_225_600_000_000_000;
 
@@ -225,6 +175,11 @@ pub(crate) mod tests {
     /// Spans of `resources` resources (`svc-0`…, with a host attribute), `per` spans each, from time
     /// `t` on, as the table's Arrow rows. Also the writer's tests' rows.
     pub(crate) fn spans(resources: usize, per: usize, t: u64) -> RecordBatch {
+        columnar::expand_groups(&grouped_spans(resources, per, t)).unwrap()
+    }
+
+    /// [`spans`] as the conversion holds them (`to_grouped_record_batch`): what the exporter writes.
+    pub(crate) fn grouped_spans(resources: usize, per: usize, t: u64) -> RecordBatch {
         let resource_spans = (0..resources)
             .map(|r| ResourceSpans {
                 resource: Some(Resource {
@@ -252,13 +207,13 @@ pub(crate) mod tests {
             })
             .collect();
         let req = ExportTraceServiceRequest { resource_spans };
-        columnar::spans::to_record_batch("acme", &req).unwrap()
+        columnar::spans::to_grouped_record_batch("acme", &req).unwrap()
     }
 
     #[test]
     fn repeated_columns_are_held_by_runs_and_read_back_as_they_were() {
         let rows = spans(3, 40, T0);
-        let held = compact(&rows, None).unwrap();
+        let held = compact(&rows).unwrap();
         let dict = held.column_by_name("resource_attributes").unwrap().as_dictionary::<Int32Type>();
         assert_eq!(dict.values().len(), 3, "one value per resource");
         assert!(held.column_by_name("scope_schema_url").unwrap().as_dictionary_opt::<Int32Type>().is_some());
@@ -292,7 +247,7 @@ pub(crate) mod tests {
     fn rows_gathered_across_batches_held_either_way_are_the_rows_asked_for() {
         // One batch by runs, one row by row (its resources change at every row): a gather mixes both.
         let (a, b) = (spans(2, 30, T0), spans(20, 1, T0));
-        let held = [compact(&a, None).unwrap(), compact(&b, None).unwrap()];
+        let held = [compact(&a).unwrap(), compact(&b).unwrap()];
         assert!(held[0].column_by_name("resource_attributes").unwrap().as_dictionary_opt::<Int32Type>().is_some());
         let resources = held[1].column_by_name("resource_attributes").unwrap();
         assert_eq!(
@@ -307,8 +262,9 @@ pub(crate) mod tests {
     }
 
     /// A request whose first two resources are the same (as two requests of one agent are in a
-    /// batch), the first with an empty scope after its spans, then another resource.
-    fn twin_resources() -> (RecordBatch, Vec<u32>) {
+    /// batch), the first with an empty scope after its spans, then another resource: as the
+    /// conversion holds it (`to_grouped_record_batch`) and as the table's rows.
+    fn twin_resources() -> (RecordBatch, RecordBatch) {
         let resource = |name: &str| Resource { attributes: vec![attr("service.name", name)], ..Default::default() };
         let scope = |per: usize, t: u64| ScopeSpans {
             spans: (0..per)
@@ -327,59 +283,28 @@ pub(crate) mod tests {
                 ResourceSpans { resource: Some(resource("b")), scope_spans: vec![scope(40, T0)], ..Default::default() },
             ],
         };
-        let groups = openwit_core::Payload::Traces(req.clone()).scope_groups();
-        (columnar::spans::to_record_batch("acme", &req).unwrap(), groups)
+        let grouped = columnar::spans::to_grouped_record_batch("acme", &req).unwrap();
+        let rows = columnar::expand_groups(&grouped).unwrap();
+        (grouped, rows)
     }
 
     #[test]
-    fn resource_and_scope_columns_are_held_by_the_rows_scope_groups() {
-        let (rows, groups) = twin_resources();
-        assert_eq!(groups, [vec![0; 30], vec![1; 30], vec![2; 40]].concat(), "the empty scope has no group");
-        let held = compact(&rows, Some(&groups)).unwrap();
-        // A value per run of equal groups, as by comparing every row: the twins are one.
+    fn columns_held_once_per_scope_group_are_kept_so_and_read_back_as_the_rows() {
+        let (grouped, rows) = twin_resources();
+        let held = compact(&grouped).unwrap();
+        // A value per scope group (the twins are two: the conversion does not compare resources).
         let values =
             |b: &RecordBatch, name: &str| b.column_by_name(name).unwrap().as_dictionary::<Int32Type>().values().len();
-        assert_eq!(values(&held, "resource_attributes"), 2);
-        assert_eq!(values(&held, "scope_schema_url"), 1);
+        assert_eq!(values(&held, "resource_attributes"), 3);
+        assert_eq!(values(&held, "scope_schema_url"), 3);
         for name in SCOPE_GROUP_COLUMNS {
-            let held = held.column_by_name(name).unwrap();
-            let plain = rows.schema().field_with_name(name).unwrap().data_type().clone();
-            assert!(held.data_type() != &plain || !repeats_cost_memory(&plain), "{name} is held as it came");
+            let (kept, given) = (held.column_by_name(name).unwrap(), grouped.column_by_name(name).unwrap());
+            assert!(Arc::ptr_eq(kept, given), "{name} is held as the conversion made it");
         }
+        // The span's own columns are compacted as ever (all spans have one trace id here).
+        assert_eq!(values(&held, "trace_state"), 1);
         assert_eq!(columnar::conform(&held, &rows.schema()).unwrap(), rows);
-    }
-
-    #[test]
-    fn scope_groups_that_do_not_match_the_rows_are_not_trusted() {
-        let (rows, mut groups) = twin_resources();
-        // The second group taken one row too far, into resource "b".
-        groups[60] = 1;
-        let held = compact(&rows, Some(&groups)).unwrap();
-        assert_eq!(columnar::conform(&held, &rows.schema()).unwrap(), rows);
-        // Groups of another length are ignored.
-        let held = compact(&rows, Some(&groups[1..])).unwrap();
-        assert_eq!(columnar::conform(&held, &rows.schema()).unwrap(), rows);
-    }
-
-    #[test]
-    fn rows_inside_a_scope_group_are_not_compared() {
-        // What saves the comparisons, and why the groups must come from the conversion: rows a, b, a
-        // said to be one group pass the checks at its ends, and are held as one value.
-        let (rows, _) = twin_resources();
-        let order: Vec<u32> = (0..30).chain(60..70).chain(30..60).collect();
-        let rows = take_record_batch(&rows, &UInt32Array::from(order)).unwrap();
-        let held = compact(&rows, Some(&[0; 70])).unwrap();
-        let values = held.column_by_name("resource_attributes").unwrap().as_dictionary::<Int32Type>().values().len();
-        assert_eq!(values, 1);
-        assert_eq!(
-            compact(&rows, None)
-                .unwrap()
-                .column_by_name("resource_attributes")
-                .unwrap()
-                .as_dictionary::<Int32Type>()
-                .values()
-                .len(),
-            3
-        );
+        let all: Vec<(usize, usize)> = (0..rows.num_rows()).map(|r| (0, r)).collect();
+        assert_eq!(gather(&rows.schema(), std::slice::from_ref(&held), &all).unwrap(), rows);
     }
 }

@@ -19,7 +19,6 @@ use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, SortingCo
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::PathBuf;
@@ -133,9 +132,6 @@ pub struct Rows<'a> {
     pub batch_ids: Vec<BatchId>,
     /// The obligations for these rows' items, held by every file they go to until it is stored.
     pub pledge: Lineage,
-    /// Each row's scope group ([`openwit_core::Payload::scope_groups`]), when the rows are a payload's
-    /// conversion; `None` for rows of other origins (compaction's, read back from files).
-    pub scope_groups: Option<Vec<u32>>,
 }
 
 /// A finalized local file, ready for its upload.
@@ -279,6 +275,9 @@ impl Writer {
         for (i, t) in times.iter().enumerate() {
             by_hour.entry(t.max(&0) / NANOS_PER_HOUR).or_default().push(i as u32);
         }
+        // The rows may hold some columns once per scope group (the conversion's form); a file holds the
+        // table's types.
+        let schema = openwit_core::columnar::table_schema(&rows.batch.schema());
         let mut done = Vec::new();
         let hours = by_hour.len();
         let mut pledge = Some(rows.pledge);
@@ -291,13 +290,13 @@ impl Writer {
                 take_record_batch(&rows.batch, &UInt32Array::from(idx.clone()))?
             };
             let key = Key { signal: rows.signal, tenant: rows.tenant.to_string(), hour };
-            if self.open.get(&key).is_some_and(|a| a.schema != part.schema()) {
+            if self.open.get(&key).is_some_and(|a| a.schema != schema) {
                 // Another shape of rows (a newer OpenWit); a file holds one schema.
                 let a = self.open.remove(&key).expect("checked");
                 done.push(self.finalize(a)?);
             }
             if !self.open.contains_key(&key) {
-                let a = Active::open(&self.settings, &key, part.schema())?;
+                let a = Active::open(&self.settings, &key, schema.clone())?;
                 self.fresh().open(&a.file_id);
                 self.open.insert(key.clone(), a);
             }
@@ -311,14 +310,9 @@ impl Writer {
                 }
             }
             a.pledge.append(file_pledge);
-            // Held by runs where rows repeat (a resource's fields on each of its spans): about half the
-            // memory of the rows as they came, for the seconds the row group takes to fill.
-            // The rows' scope groups go with them to this hour's part.
-            let groups = rows.scope_groups.as_deref().filter(|g| g.len() == n).map(|g| match idx.len() == n {
-                true => Cow::Borrowed(g),
-                false => Cow::Owned(idx.iter().map(|&i| g[i as usize]).collect()),
-            });
-            let part = super::runs::compact(&part, groups.as_deref())?;
+            // Held by runs where rows repeat (a span's trace state, a metric's description on each of its
+            // points): less memory for the seconds the row group takes to fill.
+            let part = super::runs::compact(&part)?;
             let bytes = part.get_array_memory_size();
             a.buffered_rows += part.num_rows();
             a.buffered_bytes += bytes;
@@ -868,17 +862,19 @@ mod tests {
 
     #[test]
     fn rows_held_by_runs_are_written_as_they_came() {
-        use super::super::runs::tests::spans as resources;
+        use super::super::runs::tests::{grouped_spans, spans as resources};
         use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
         let tmp = tempfile::tempdir().unwrap();
         let (tx, _done) = mpsc::unbounded_channel();
         let token = AckToken::new(BatchId([7; 16]), tx);
         let budget = MemoryBudget::new(1 << 30);
         let mut w = budgeted_writer(tmp.path(), &budget);
-        // Batches whose resource columns repeat (held by runs) and one where they change at each row.
+        // Batches whose resource columns repeat (held by runs; the last held once per scope group by
+        // the conversion, as the exporter gives them) and one where they change at each row.
         let batches = [resources(3, 50, T0), resources(40, 1, T0 + 1000), resources(2, 70, T0 + 2000)];
+        let given = [batches[0].clone(), batches[1].clone(), grouped_spans(2, 70, T0 + 2000)];
         let mut item = 0;
-        for b in &batches {
+        for b in &given {
             w.write(rows(b.clone(), &token, item)).unwrap();
             item += b.num_rows() as u32;
         }
@@ -908,19 +904,17 @@ mod tests {
     }
 
     #[test]
-    fn rows_split_by_hour_are_held_by_their_scope_groups_and_written_as_they_came() {
-        use super::super::runs::tests::spans as resources;
+    fn rows_split_by_hour_held_once_per_scope_group_are_written_as_they_came() {
+        use super::super::runs::tests::{grouped_spans, spans as resources};
         use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
         let tmp = tempfile::tempdir().unwrap();
         let (tx, _done) = mpsc::unbounded_channel();
         let token = AckToken::new(BatchId([8; 16]), tx);
         let mut w = Writer::new(settings(tmp.path(), u64::MAX), Arc::default());
-        // Two resources of 70 spans each, every resource's last 35 spans in the next hour: each hour's
-        // part takes rows from both groups.
+        // Two resources of 70 spans each, held once per scope group, every resource's last 35 spans in
+        // the next hour: each hour's part takes rows from both groups.
         let batch = resources(2, 70, T0 + HOUR - 70);
-        let mut r = rows(batch.clone(), &token, 0);
-        r.scope_groups = Some((0..140).map(|i| i / 70).collect());
-        w.write(r).unwrap();
+        w.write(rows(grouped_spans(2, 70, T0 + HOUR - 70), &token, 0)).unwrap();
         let mut files = w.finalize_all().unwrap();
         files.sort_by_key(|f| f.min_time);
         assert_eq!(files.iter().map(|f| f.rows).collect::<Vec<_>>(), [70, 70]);
@@ -953,7 +947,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        columnar::spans::to_record_batch("acme", &req).unwrap()
+        columnar::to_record_batch("acme", &openwit_core::Payload::Traces(req)).unwrap()
     }
 
     fn rows(batch: RecordBatch, token: &Arc<AckToken>, first_item: u32) -> Rows<'static> {
@@ -965,7 +959,6 @@ mod tests {
             items: (first_item..first_item + n).map(|i| (0, i)).collect(),
             batch_ids: vec![*token.id()],
             pledge: Lineage::range(token.clone(), first_item, n),
-            scope_groups: None,
         }
     }
 
@@ -1116,7 +1109,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let batch = columnar::logs::to_record_batch("acme", &req).unwrap();
+        let batch = columnar::to_record_batch("acme", &openwit_core::Payload::Logs(req)).unwrap();
         let mut w = Writer::new(settings(tmp.path(), u64::MAX), Arc::default());
         w.write(Rows {
             signal: Signal::Logs,
@@ -1125,7 +1118,6 @@ mod tests {
             items: vec![],
             batch_ids: vec![],
             pledge: Lineage::default(),
-            scope_groups: None,
         })
         .unwrap();
         let mut files = w.finalize_all().unwrap();

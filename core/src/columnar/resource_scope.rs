@@ -10,6 +10,7 @@ use arrow::array::{
     UInt32Array, UInt32Builder,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::compute::kernels::partition::partition;
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, UInt32Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -149,8 +150,8 @@ impl Builders {
 
     /// The columns, as fields, with a row per item — the columns that cost memory per row (strings,
     /// maps, lists) held once per scope group where groups have two items or more on average: as
-    /// `Dictionary(Int32, <type>)` over the group rows, each such field marked [`BY_SCOPE_GROUP`]
-    /// ([`expand_groups`] gives a value per row).
+    /// `Dictionary(Int32, <type>)` over the group rows (neighbouring equal groups sharing one), each
+    /// such field marked [`BY_SCOPE_GROUP`] ([`expand_groups`] gives a value per row).
     pub(crate) fn columns(mut self) -> Result<Vec<(Field, ArrayRef)>, ArrowError> {
         let builders: [(&mut dyn ArrayBuilder, bool); 12] = [
             (&mut self.service, true),
@@ -172,7 +173,6 @@ impl Builders {
         let rows: Vec<u32> =
             (self.runs.iter().enumerate()).flat_map(|(g, &n)| std::iter::repeat_n(g as u32, n)).collect();
         let rows = UInt32Array::from(rows);
-        let keys = Int32Array::new(rows.values().iter().map(|&g| g as i32).collect(), None);
         let groups = SCOPE_GROUP_COLUMNS.into_iter().zip(builders).map(|(name, (b, nullable))| (name, b, nullable));
         groups
             .into_iter()
@@ -181,7 +181,7 @@ impl Builders {
                 Ok(if values.len() == items {
                     (Field::new(name, values.data_type().clone(), nullable), values)
                 } else if grouped && repeats_cost_memory(values.data_type()) {
-                    let dict = DictionaryArray::<Int32Type>::try_new(keys.clone(), values)?;
+                    let dict = one_per_run(values, &rows)?;
                     let marker = [(BY_SCOPE_GROUP.to_string(), "true".to_string())].into();
                     let field = Field::new(name, dict.data_type().clone(), nullable).with_metadata(marker);
                     (field, Arc::new(dict) as ArrayRef)
@@ -192,6 +192,24 @@ impl Builders {
             })
             .collect()
     }
+}
+
+/// `groups` (a value per scope group) as a dictionary with a row per item (`rows`: each item's group),
+/// neighbouring groups of equal values (two requests of one agent in a batch) sharing one value, as
+/// the Parquet writer's runs of equal rows would (compared by Arrow: exactly, bit for bit).
+fn one_per_run(groups: ArrayRef, rows: &UInt32Array) -> Result<DictionaryArray<Int32Type>, ArrowError> {
+    let runs = partition(std::slice::from_ref(&groups))?.ranges();
+    if runs.len() == groups.len() {
+        let keys = Int32Array::new(rows.values().iter().map(|&g| g as i32).collect(), None);
+        return DictionaryArray::try_new(keys, groups);
+    }
+    let mut run_of_group: Vec<i32> = Vec::with_capacity(groups.len());
+    for (r, run) in runs.iter().enumerate() {
+        run_of_group.extend(std::iter::repeat_n(r as i32, run.len()));
+    }
+    let keys = Int32Array::new(rows.values().iter().map(|&g| run_of_group[g as usize]).collect(), None);
+    let starts = UInt32Array::from_iter_values(runs.iter().map(|run| run.start as u32));
+    DictionaryArray::try_new(keys, arrow::compute::take(groups.as_ref(), &starts, None)?)
 }
 
 /// A column is held once per scope group when its groups have at least this many rows on average:

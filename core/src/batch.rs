@@ -236,9 +236,16 @@ impl Batch {
     /// The items as Arrow rows, one per item in item order (row `i` is item `i` of the lineage), in
     /// the table's schema. Made on the first call; later calls, and copies of this batch, share them.
     pub fn columnar(&self) -> Result<&RecordBatch, ConversionError> {
-        let rows = self.columnar.0.rows.get_or_init(|| {
-            let grouped = self.columnar_grouped()?;
-            crate::columnar::expand_groups(grouped).map_err(|e| ConversionError(Arc::new(e)))
+        let forms = &self.columnar.0;
+        let error = |e| ConversionError(Arc::new(e));
+        let rows = forms.rows.get_or_init(|| match forms.grouped.get() {
+            Some(grouped) => crate::columnar::expand_groups(grouped.as_ref().map_err(Clone::clone)?).map_err(error),
+            None => {
+                let rows = crate::columnar::to_record_batch(self.tenant.as_str(), &self.payload).map_err(error);
+                // A reader of the grouped form shares them (a table's rows are one): not made twice.
+                let _ = forms.grouped.set(rows.clone());
+                rows
+            }
         });
         rows.as_ref().map_err(Clone::clone)
     }
@@ -313,6 +320,9 @@ mod tests {
     fn arrow_rows_follow_every_change_of_the_items() {
         let mut b = logs(6);
         assert_eq!(b.columnar().unwrap().num_rows(), 6);
+        // Rows made for a reader of the table's rows serve a reader of the grouped form: made once.
+        // (Converted afresh, these six records of one scope would be held once per group.)
+        assert_eq!(b.columnar_grouped().unwrap(), b.columnar().unwrap());
         let head = b.split_front(4);
         assert!(!b.is_converted() && !head.is_converted(), "rows made for the whole are dropped by a split");
         assert_eq!((head.columnar().unwrap().num_rows(), b.columnar().unwrap().num_rows()), (4, 2));

@@ -18,6 +18,12 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 
 /// One row per log record of a log request, all for `tenant`, held as [`super::to_grouped_record_batch`] says.
 pub fn to_grouped_record_batch(tenant: &str, req: &ExportLogsServiceRequest) -> Result<RecordBatch, ArrowError> {
+    rows(tenant, req, true)
+}
+
+/// One row per item of `req`; `grouped`: held as [`super::to_grouped_record_batch`] says, else the
+/// table's rows.
+pub(super) fn rows(tenant: &str, req: &ExportLogsServiceRequest, grouped: bool) -> Result<RecordBatch, ArrowError> {
     // The builders are allocated at their size (see `AttrSizes`); string bodies are counted too.
     let mut sizes = AttrSizes::default();
     let mut body_bytes = 0;
@@ -77,7 +83,7 @@ pub fn to_grouped_record_batch(tenant: &str, req: &ExportLogsServiceRequest) -> 
         ("attribute_types", Box::new(types), false),
         ("dropped_attributes_count", Box::new(dropped), false),
     ];
-    finish(columns, rs_cols.columns()?)
+    finish(columns, rs_cols.columns(grouped)?)
 }
 
 /// Rebuilds the log request from rows (adjacent rows with the same resource and scope share them).
@@ -194,7 +200,9 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn otlp_to_arrow_to_otlp_is_lossless(req in request()) {
-            let batch = super::super::expand_groups(&to_grouped_record_batch("t1", &req).unwrap()).unwrap();
+            let batch = rows("t1", &req, false).unwrap();
+            // Held once per scope group, the rows are the same once expanded.
+            prop_assert_eq!(&super::super::expand_groups(&to_grouped_record_batch("t1", &req).unwrap()).unwrap(), &batch);
             let back = from_record_batch(&batch).unwrap();
             let expected = normalize(
                 req.resource_logs.clone(),

@@ -317,6 +317,12 @@ fn summary(p: &SummaryDataPoint) -> Values<'_> {
 
 /// One row per data point of a metrics request, all for `tenant`, held as [`super::to_grouped_record_batch`] says.
 pub fn to_grouped_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) -> Result<RecordBatch, ArrowError> {
+    rows(tenant, req, true)
+}
+
+/// One row per item of `req`; `grouped`: held as [`super::to_grouped_record_batch`] says, else the
+/// table's rows.
+pub(super) fn rows(tenant: &str, req: &ExportMetricsServiceRequest, grouped: bool) -> Result<RecordBatch, ArrowError> {
     // The builders are allocated at their size (see `AttrSizes`): the points' attributes, and each
     // metric's description once per point.
     let mut sizes = AttrSizes::default();
@@ -399,7 +405,7 @@ pub fn to_grouped_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) 
         ("is_monotonic", Box::new(monotonic), true),
     ];
     columns.extend(points.columns());
-    finish(columns, rs_cols.columns()?)
+    finish(columns, rs_cols.columns(grouped)?)
 }
 
 /// What identifies a metric: adjacent rows with equal keys are points of one metric.
@@ -895,7 +901,9 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn otlp_to_arrow_to_otlp_is_lossless(req in request()) {
-            let batch = super::super::expand_groups(&to_grouped_record_batch("t1", &req).unwrap()).unwrap();
+            let batch = rows("t1", &req, false).unwrap();
+            // Held once per scope group, the rows are the same once expanded.
+            prop_assert_eq!(&super::super::expand_groups(&to_grouped_record_batch("t1", &req).unwrap()).unwrap(), &batch);
             let n: usize = req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics).map(points).sum();
             prop_assert_eq!(batch.num_rows(), n);
             let back = from_record_batch(&batch).unwrap();

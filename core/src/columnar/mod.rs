@@ -54,7 +54,11 @@ impl From<&str> for ColumnarError {
 /// One row per item of `payload`, in item order (spans, log records, metric data points as `Payload`
 /// counts them), so that row `i` is item `i` of the batch's lineage.
 pub fn to_record_batch(tenant: &str, payload: &Payload) -> Result<RecordBatch, ArrowError> {
-    expand_groups(&to_grouped_record_batch(tenant, payload)?)
+    match payload {
+        Payload::Traces(r) => spans::rows(tenant, r, false),
+        Payload::Logs(r) => logs::rows(tenant, r, false),
+        Payload::Metrics(r) => metrics::rows(tenant, r, false),
+    }
 }
 
 /// The rows of [`to_record_batch`], except that the columns copied from each item's resource and

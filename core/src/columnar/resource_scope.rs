@@ -148,11 +148,11 @@ impl Builders {
         Ok(())
     }
 
-    /// The columns, as fields, with a row per item — the columns that cost memory per row (strings,
-    /// maps, lists) held once per scope group where groups have two items or more on average: as
+    /// The columns, as fields, with a row per item; when `grouped`, the columns that cost memory per
+    /// row (strings, maps, lists) held once per scope group where groups have two items or more on average: as
     /// `Dictionary(Int32, <type>)` over the group rows (neighbouring equal groups sharing one), each
     /// such field marked [`BY_SCOPE_GROUP`] ([`expand_groups`] gives a value per row).
-    pub(crate) fn columns(mut self) -> Result<Vec<(Field, ArrayRef)>, ArrowError> {
+    pub(crate) fn columns(mut self, grouped: bool) -> Result<Vec<(Field, ArrayRef)>, ArrowError> {
         let builders: [(&mut dyn ArrayBuilder, bool); 12] = [
             (&mut self.service, true),
             (&mut self.res_attrs, true),
@@ -168,7 +168,7 @@ impl Builders {
             (&mut self.scope_schema, false),
         ];
         let items: usize = self.runs.iter().sum();
-        let grouped = self.runs.len() * MIN_ROWS_PER_GROUP <= items;
+        let grouped = grouped && self.runs.len() * MIN_ROWS_PER_GROUP <= items;
         // The group row of each item.
         let rows: Vec<u32> =
             (self.runs.iter().enumerate()).flat_map(|(g, &n)| std::iter::repeat_n(g as u32, n)).collect();

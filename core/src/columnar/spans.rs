@@ -79,6 +79,12 @@ macro_rules! field {
 
 /// One row per span of a trace request, all for `tenant`, held as [`super::to_grouped_record_batch`] says.
 pub fn to_grouped_record_batch(tenant: &str, req: &ExportTraceServiceRequest) -> Result<RecordBatch, ArrowError> {
+    rows(tenant, req, true)
+}
+
+/// One row per item of `req`; `grouped`: held as [`super::to_grouped_record_batch`] says, else the
+/// table's rows.
+pub(super) fn rows(tenant: &str, req: &ExportTraceServiceRequest, grouped: bool) -> Result<RecordBatch, ArrowError> {
     // The builders are allocated at their size (see `AttrSizes`).
     let mut sizes = AttrSizes::default();
     for s in req.resource_spans.iter().flat_map(|rs| &rs.scope_spans).flat_map(|ss| &ss.spans) {
@@ -175,7 +181,7 @@ pub fn to_grouped_record_batch(tenant: &str, req: &ExportTraceServiceRequest) ->
         ("links", Box::new(links), false),
         ("dropped_links_count", Box::new(dropped_links), false),
     ];
-    finish(columns, rs_cols.columns()?)
+    finish(columns, rs_cols.columns(grouped)?)
 }
 
 /// Rebuilds the trace request from rows (adjacent rows with the same resource and scope share them).
@@ -362,7 +368,9 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn otlp_to_arrow_to_otlp_is_lossless(req in request()) {
-            let batch = super::super::expand_groups(&to_grouped_record_batch("t1", &req).unwrap()).unwrap();
+            let batch = rows("t1", &req, false).unwrap();
+            // Held once per scope group, the rows are the same once expanded.
+            prop_assert_eq!(&super::super::expand_groups(&to_grouped_record_batch("t1", &req).unwrap()).unwrap(), &batch);
             let spans: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
             prop_assert_eq!(batch.num_rows(), spans);
             let back = from_record_batch(&batch).unwrap();
@@ -404,7 +412,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let b = super::super::expand_groups(&to_grouped_record_batch("acme", &req).unwrap()).unwrap();
+        let b = rows("acme", &req, false).unwrap();
         assert_eq!(
             b.column_by_name("duration_ns").unwrap().as_primitive::<arrow::datatypes::Int64Type>().value(0),
             750

@@ -33,24 +33,15 @@ impl Payload {
 
     /// Items as the Collector counts them: spans, metric data points, log records.
     pub fn item_count(&self) -> usize {
-        self.scope_group_sizes().sum()
-    }
-
-    /// The items under each resource and scope (one `ScopeSpans`, `ScopeLogs` or `ScopeMetrics`), in order.
-    fn scope_group_sizes(&self) -> Box<dyn Iterator<Item = usize> + '_> {
         match self {
-            Payload::Traces(r) => {
-                Box::new(r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()))
-            }
+            Payload::Traces(r) => r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum(),
             Payload::Logs(r) => {
-                Box::new(r.resource_logs.iter().flat_map(|rl| &rl.scope_logs).map(|sl| sl.log_records.len()))
+                r.resource_logs.iter().flat_map(|rl| &rl.scope_logs).map(|sl| sl.log_records.len()).sum()
             }
-            Payload::Metrics(r) => Box::new(
-                r.resource_metrics
-                    .iter()
-                    .flat_map(|rm| &rm.scope_metrics)
-                    .map(|sm| sm.metrics.iter().map(|m| metric_point_count(m.data.as_ref())).sum()),
-            ),
+            Payload::Metrics(r) => (r.resource_metrics.iter().flat_map(|rm| &rm.scope_metrics))
+                .flat_map(|sm| &sm.metrics)
+                .map(|m| metric_point_count(m.data.as_ref()))
+                .sum(),
         }
     }
 

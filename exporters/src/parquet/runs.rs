@@ -8,7 +8,10 @@
 //! While buffered, such a column is held as `Dictionary(Int32, <its type>)` over its runs (one copy per
 //! run, a 4-byte key per row); [`gather_column`] reads the sorted rows back in the table's types as
 //! they are written, and a query reading buffered rows gets them back through `columnar::conform` (a cast
-//! from the dictionary to its value type).
+//! from the dictionary to its value type). Rows from the conversion come with the resource's and
+//! scope's columns held so already (once per scope group, `columnar::to_grouped_record_batch`), and
+//! [`compact`] leaves them as they are; it looks for runs in the other columns, and in every column of
+//! rows read back from files (compaction's).
 
 use arrow::array::make_comparator;
 use arrow::array::{

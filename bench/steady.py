@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.request
 
-from common import cpu_seconds, wait_api
+from common import cpu_seconds, evict_from_page_cache, wait_api
 
 CONFIG = """
 receivers:
@@ -101,6 +101,7 @@ def main():
         parquet = "".join("\n    " + line for line in a.parquet)
         f.write(CONFIG.format(signal=a.signal, parquet=parquet, **PORTS))
     log = open(os.path.join(a.scratch, "openwit.log"), "w")
+    evict_from_page_cache(a.openwit)
     daemon = subprocess.Popen(
         [a.openwit, "--config", cfg, "--data-dir", os.path.join(a.scratch, "data")], stdout=log, stderr=log
     )

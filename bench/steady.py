@@ -10,7 +10,9 @@ second minute and at the end, its peak (sampled, and the kernel's high-water mar
 what falls between samples) and its least-squares slope over the run after the first minute (MiB per
 minute: flat is ≈ 0), per minute the peak RSS and the heap's floor (`RssAnon` at its least, between
 row groups) with the floor's slope, items acknowledged and refused. `--parquet 'KEY: VALUE'` adds a line to the
-exporter's settings (an A/B of a setting). Run through `bench/run-steady`.
+exporter's settings (an A/B of a setting). The binary's pages are dropped from the page cache before
+the daemon starts, so that its mapped code (`RssFile`) is a cold start's whatever ran or was copied
+before. Run through `bench/run-steady`.
 """
 
 import argparse

@@ -16,8 +16,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// a second, mostly on other threads than allocated them, so a second's worth of freed pages stayed
 /// resident beside the live ones: peak RSS while storing 315–355 MiB, against 216–244 MiB with 10 ms.
 /// Each purge costs CPU (its `madvise` and the page faults when the memory is used again): with 50 ms
-/// and the budget at 96 MiB instead of 10 ms and 128 MiB, storing takes 9–10 % less CPU per item at
-/// the same peak RSS (docs/BENCHMARKS.md § Memory, "the purge delay and the budget, set again").
+/// and the budget at 96 MiB instead of 10 ms and 128 MiB, storing takes 8–10 % less CPU per item at
+/// the same peak RSS under overload (at a steady rate it holds ~10 MiB more heap and saves nothing;
+/// docs/BENCHMARKS.md § Memory, "the purge delay and the budget, set again").
 /// `MIMALLOC_PURGE_DELAY` in the environment still wins.
 #[cfg(not(feature = "system-allocator"))]
 pub const PURGE_DELAY_MS: std::ffi::c_long = 50;

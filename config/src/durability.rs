@@ -54,7 +54,7 @@ impl Default for WalSettings {
             fsync: true,
             segment_megabytes: 64,
             max_disk_megabytes: 10 * 1024,
-            max_memory_megabytes: 96,
+            max_memory_megabytes: 128,
             janitor_interval: Duration::from_secs(5),
             export_retries: 3,
             max_redeliveries: 5,

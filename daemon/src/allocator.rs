@@ -12,16 +12,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How long mimalloc keeps memory freed by the pipeline before giving it back to the OS, by default.
 ///
-/// mimalloc's own default is 1,000 ms. Under overload the budget turns over its batches several times
-/// a second, mostly on other threads than allocated them, so a second's worth of freed pages stayed
-/// resident beside the live ones: peak RSS while storing 315–355 MiB, against 216–244 MiB with 10 ms.
-/// Each purge costs CPU (its `madvise` and the page faults when the memory is used again): with 50 ms
-/// and the budget at 96 MiB instead of 10 ms and 128 MiB, storing takes 8–10 % less CPU per item at
-/// the same peak RSS under overload (at a steady rate it holds ~10 MiB more heap and saves nothing;
-/// docs/BENCHMARKS.md § Memory, "the purge delay and the budget, set again").
-/// `MIMALLOC_PURGE_DELAY` in the environment still wins.
+/// mimalloc's own default is 1,000 ms. Under overload the budget turns over its 128 MiB of batches
+/// several times a second, mostly on other threads than allocated them, so a second's worth of freed
+/// pages stayed resident beside the live ones: peak RSS while storing 315–355 MiB, against 216–244 MiB
+/// with 10 ms, for 1–17 % more CPU per item (the purges' `madvise` calls and the page faults that
+/// follow; docs/BENCHMARKS.md § Memory). `MIMALLOC_PURGE_DELAY` in the environment still wins.
 #[cfg(not(feature = "system-allocator"))]
-pub const PURGE_DELAY_MS: std::ffi::c_long = 50;
+pub const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// mimalloc's `mi_option_purge_delay` (v3's `mi_option_e`; the Rust binding does not name it).
 /// `tests::purge_delay_option_is_the_one_set` checks the index against mimalloc's own name for it.

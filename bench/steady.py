@@ -11,8 +11,8 @@ what falls between samples) and its least-squares slope over the run after the f
 minute: flat is ≈ 0), per minute the peak RSS and the heap's floor (`RssAnon` at its least, between
 row groups) with the floor's slope, items acknowledged and refused. `--parquet 'KEY: VALUE'` adds a line to the
 exporter's settings (an A/B of a setting). The binary's pages are dropped from the page cache before
-the daemon starts, so that its mapped code (`RssFile`) is a cold start's whatever ran or was copied
-before. Run through `bench/run-steady`.
+the daemon starts, so that its mapped code (`RssFile`) is that of a cold start, whatever ran or was
+copied before. Run through `bench/run-steady`.
 """
 
 import argparse

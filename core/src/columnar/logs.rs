@@ -3,7 +3,8 @@
 use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
 use super::{
-    AttrSizes, append_attrs, column, decode_encoded, finish, read_encoded, string_len, timestamp_type, ts, unts,
+    AttrSizes, append_attrs, column, decode_encoded, finish, read_encoded, string_len, tenant_column, timestamp_type,
+    ts, unts,
 };
 use crate::attributes::{AttrType, decode_value, encode_value};
 use arrow::array::{
@@ -32,7 +33,6 @@ pub(super) fn rows(tenant: &str, req: &ExportLogsServiceRequest, grouped: bool) 
         body_bytes += string_len(l.body.as_ref());
     }
     let n = sizes.rows();
-    let mut tenant_b = Dict::new();
     let mut time = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
     let mut observed = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
     let mut severity_number = Int32Builder::with_capacity(n);
@@ -50,7 +50,6 @@ pub(super) fn rows(tenant: &str, req: &ExportLogsServiceRequest, grouped: bool) 
         for sl in &rl.scope_logs {
             rs_cols.append_rows(&res, sl.scope.as_ref(), &sl.schema_url, sl.log_records.len())?;
             for l in &sl.log_records {
-                tenant_b.append_value(tenant);
                 time.append_value(ts(l.time_unix_nano));
                 observed.append_value(ts(l.observed_time_unix_nano));
                 severity_number.append_value(l.severity_number);
@@ -68,7 +67,7 @@ pub(super) fn rows(tenant: &str, req: &ExportLogsServiceRequest, grouped: bool) 
         }
     }
     let columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)> = vec![
-        ("tenant", Box::new(tenant_b), false),
+        ("tenant", Box::new(tenant_column(tenant, n)), false),
         ("time", Box::new(time), false),
         ("observed_time", Box::new(observed), false),
         ("severity_number", Box::new(severity_number), false),

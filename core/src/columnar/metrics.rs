@@ -4,7 +4,7 @@ use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
 use super::{
     AttrMapBuilder, AttrSizes, EncodedAttrs, TypesBuilder, append_attrs, append_codes, append_entries, attr_builders,
-    column, decode_encoded, finish, read_encoded, timestamp_type, ts, unts,
+    column, decode_encoded, finish, read_encoded, tenant_column, timestamp_type, ts, unts,
 };
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
@@ -94,39 +94,18 @@ struct Points {
     exemplars: ListBuilder<StructBuilder>,
 }
 
-/// One data point as a row: the fields every kind has, and the kind-specific values (the others null).
-#[derive(Default)]
-struct Values<'a> {
-    time: u64,
-    start: u64,
-    flags: u32,
-    attrs: &'a [KeyValue],
-    exemplars: &'a [Exemplar],
-    double: Option<f64>,
-    int: Option<i64>,
-    count: Option<u64>,
-    sum: Option<f64>,
-    min: Option<f64>,
-    max: Option<f64>,
-    bounds: Option<&'a [f64]>,
-    buckets: Option<&'a [u64]>,
-    scale: Option<i32>,
-    zero_count: Option<u64>,
-    zero_threshold: Option<f64>,
-    positive: Option<&'a Buckets>,
-    negative: Option<&'a Buckets>,
-    quantiles: Option<&'a [ValueAtQuantile]>,
-}
-
-fn opt_list<B: ArrayBuilder, T: Copy>(b: &mut ListBuilder<B>, v: Option<&[T]>, push: impl Fn(&mut B, T)) {
-    match v {
-        Some(items) => {
-            for x in items {
-                push(b.values(), *x);
-            }
-            b.append(true);
+/// An exponential histogram's positive or negative buckets (offset and counts), or nulls.
+fn append_buckets(offset: &mut Int32Builder, counts: &mut ListBuilder<UInt64Builder>, b: Option<&Buckets>) {
+    match b {
+        Some(b) => {
+            offset.append_value(b.offset);
+            counts.values().append_slice(&b.bucket_counts);
+            counts.append(true);
         }
-        None => b.append(false),
+        None => {
+            offset.append_null();
+            counts.append(false);
+        }
     }
 }
 
@@ -162,44 +141,21 @@ impl Points {
         }
     }
 
-    fn append(&mut self, v: Values<'_>) -> Result<(), ArrowError> {
-        self.time.append_value(ts(v.time));
-        self.start_time.append_value(ts(v.start));
-        self.flags.append_value(v.flags);
-        append_attrs(&mut self.attrs, &mut self.types, Some(v.attrs))?;
-        self.value_double.append_option(v.double);
-        self.value_int.append_option(v.int);
-        self.count.append_option(v.count);
-        self.sum.append_option(v.sum);
-        self.min.append_option(v.min);
-        self.max.append_option(v.max);
-        opt_list(&mut self.explicit_bounds, v.bounds, |b, x| b.append_value(x));
-        opt_list(&mut self.bucket_counts, v.buckets, |b, x| b.append_value(x));
-        self.scale.append_option(v.scale);
-        self.zero_count.append_option(v.zero_count);
-        self.zero_threshold.append_option(v.zero_threshold);
-        self.positive_offset.append_option(v.positive.map(|b| b.offset));
-        opt_list(&mut self.positive_bucket_counts, v.positive.map(|b| b.bucket_counts.as_slice()), |b, x| {
-            b.append_value(x)
-        });
-        self.negative_offset.append_option(v.negative.map(|b| b.offset));
-        opt_list(&mut self.negative_bucket_counts, v.negative.map(|b| b.bucket_counts.as_slice()), |b, x| {
-            b.append_value(x)
-        });
-        match v.quantiles {
-            Some(qs) => {
-                let s = self.quantiles.values();
-                for q in qs {
-                    field!(s, 0, Float64Builder).append_value(q.quantile);
-                    field!(s, 1, Float64Builder).append_value(q.value);
-                    s.append(true);
-                }
-                self.quantiles.append(true);
-            }
-            None => self.quantiles.append(false),
-        }
+    /// Appends the fields every kind of point has.
+    fn common(
+        &mut self,
+        time: u64,
+        start: u64,
+        flags: u32,
+        attrs: &[KeyValue],
+        exemplars: &[Exemplar],
+    ) -> Result<(), ArrowError> {
+        self.time.append_value(ts(time));
+        self.start_time.append_value(ts(start));
+        self.flags.append_value(flags);
+        append_attrs(&mut self.attrs, &mut self.types, Some(attrs))?;
         let s = self.exemplars.values();
-        for e in v.exemplars {
+        for e in exemplars {
             field!(s, 0, TimestampNanosecondBuilder).append_value(ts(e.time_unix_nano));
             let (d, i) = match e.value {
                 Some(exemplar::Value::AsDouble(d)) => (Some(d), None),
@@ -216,6 +172,119 @@ impl Points {
         }
         self.exemplars.append(true);
         Ok(())
+    }
+
+    /// Gauge and sum points: a value, double or integer.
+    fn numbers(&mut self, points: &[NumberDataPoint]) -> Result<(), ArrowError> {
+        for p in points {
+            self.common(p.time_unix_nano, p.start_time_unix_nano, p.flags, &p.attributes, &p.exemplars)?;
+            let (double, int) = match p.value {
+                Some(number_data_point::Value::AsDouble(d)) => (Some(d), None),
+                Some(number_data_point::Value::AsInt(i)) => (None, Some(i)),
+                None => (None, None),
+            };
+            self.value_double.append_option(double);
+            self.value_int.append_option(int);
+        }
+        let n = points.len();
+        self.null_counts(n);
+        self.null_min_max(n);
+        self.null_explicit(n);
+        self.null_exponential(n);
+        self.quantiles.append_nulls(n);
+        Ok(())
+    }
+
+    fn histograms(&mut self, points: &[HistogramDataPoint]) -> Result<(), ArrowError> {
+        for p in points {
+            self.common(p.time_unix_nano, p.start_time_unix_nano, p.flags, &p.attributes, &p.exemplars)?;
+            self.count.append_value(p.count);
+            self.sum.append_option(p.sum);
+            self.min.append_option(p.min);
+            self.max.append_option(p.max);
+            self.explicit_bounds.values().append_slice(&p.explicit_bounds);
+            self.explicit_bounds.append(true);
+            self.bucket_counts.values().append_slice(&p.bucket_counts);
+            self.bucket_counts.append(true);
+        }
+        let n = points.len();
+        self.null_values(n);
+        self.null_exponential(n);
+        self.quantiles.append_nulls(n);
+        Ok(())
+    }
+
+    fn exponentials(&mut self, points: &[ExponentialHistogramDataPoint]) -> Result<(), ArrowError> {
+        for p in points {
+            self.common(p.time_unix_nano, p.start_time_unix_nano, p.flags, &p.attributes, &p.exemplars)?;
+            self.count.append_value(p.count);
+            self.sum.append_option(p.sum);
+            self.min.append_option(p.min);
+            self.max.append_option(p.max);
+            self.scale.append_value(p.scale);
+            self.zero_count.append_value(p.zero_count);
+            self.zero_threshold.append_value(p.zero_threshold);
+            append_buckets(&mut self.positive_offset, &mut self.positive_bucket_counts, p.positive.as_ref());
+            append_buckets(&mut self.negative_offset, &mut self.negative_bucket_counts, p.negative.as_ref());
+        }
+        let n = points.len();
+        self.null_values(n);
+        self.null_explicit(n);
+        self.quantiles.append_nulls(n);
+        Ok(())
+    }
+
+    fn summaries(&mut self, points: &[SummaryDataPoint]) -> Result<(), ArrowError> {
+        for p in points {
+            self.common(p.time_unix_nano, p.start_time_unix_nano, p.flags, &p.attributes, &[])?;
+            self.count.append_value(p.count);
+            self.sum.append_value(p.sum);
+            let s = self.quantiles.values();
+            for q in &p.quantile_values {
+                field!(s, 0, Float64Builder).append_value(q.quantile);
+                field!(s, 1, Float64Builder).append_value(q.value);
+                s.append(true);
+            }
+            self.quantiles.append(true);
+        }
+        let n = points.len();
+        self.null_values(n);
+        self.null_min_max(n);
+        self.null_explicit(n);
+        self.null_exponential(n);
+        Ok(())
+    }
+
+    // The columns a kind of point does not have are null for its points, appended a metric at a time.
+
+    fn null_values(&mut self, n: usize) {
+        self.value_double.append_nulls(n);
+        self.value_int.append_nulls(n);
+    }
+
+    fn null_counts(&mut self, n: usize) {
+        self.count.append_nulls(n);
+        self.sum.append_nulls(n);
+    }
+
+    fn null_min_max(&mut self, n: usize) {
+        self.min.append_nulls(n);
+        self.max.append_nulls(n);
+    }
+
+    fn null_explicit(&mut self, n: usize) {
+        self.explicit_bounds.append_nulls(n);
+        self.bucket_counts.append_nulls(n);
+    }
+
+    fn null_exponential(&mut self, n: usize) {
+        self.scale.append_nulls(n);
+        self.zero_count.append_nulls(n);
+        self.zero_threshold.append_nulls(n);
+        self.positive_offset.append_nulls(n);
+        self.positive_bucket_counts.append_nulls(n);
+        self.negative_offset.append_nulls(n);
+        self.negative_bucket_counts.append_nulls(n);
     }
 
     fn columns(self) -> Vec<(&'static str, Box<dyn ArrayBuilder>, bool)> {
@@ -246,75 +315,6 @@ impl Points {
     }
 }
 
-fn number(p: &NumberDataPoint) -> Values<'_> {
-    let (double, int) = match p.value {
-        Some(number_data_point::Value::AsDouble(d)) => (Some(d), None),
-        Some(number_data_point::Value::AsInt(i)) => (None, Some(i)),
-        None => (None, None),
-    };
-    Values {
-        time: p.time_unix_nano,
-        start: p.start_time_unix_nano,
-        flags: p.flags,
-        attrs: &p.attributes,
-        exemplars: &p.exemplars,
-        double,
-        int,
-        ..Default::default()
-    }
-}
-
-fn histogram(p: &HistogramDataPoint) -> Values<'_> {
-    Values {
-        time: p.time_unix_nano,
-        start: p.start_time_unix_nano,
-        flags: p.flags,
-        attrs: &p.attributes,
-        exemplars: &p.exemplars,
-        count: Some(p.count),
-        sum: p.sum,
-        min: p.min,
-        max: p.max,
-        bounds: Some(&p.explicit_bounds),
-        buckets: Some(&p.bucket_counts),
-        ..Default::default()
-    }
-}
-
-fn exponential(p: &ExponentialHistogramDataPoint) -> Values<'_> {
-    Values {
-        time: p.time_unix_nano,
-        start: p.start_time_unix_nano,
-        flags: p.flags,
-        attrs: &p.attributes,
-        exemplars: &p.exemplars,
-        count: Some(p.count),
-        sum: p.sum,
-        min: p.min,
-        max: p.max,
-        scale: Some(p.scale),
-        zero_count: Some(p.zero_count),
-        zero_threshold: Some(p.zero_threshold),
-        positive: p.positive.as_ref(),
-        negative: p.negative.as_ref(),
-        ..Default::default()
-    }
-}
-
-fn summary(p: &SummaryDataPoint) -> Values<'_> {
-    Values {
-        time: p.time_unix_nano,
-        start: p.start_time_unix_nano,
-        flags: p.flags,
-        attrs: &p.attributes,
-        exemplars: &[],
-        count: Some(p.count),
-        sum: Some(p.sum),
-        quantiles: Some(&p.quantile_values),
-        ..Default::default()
-    }
-}
-
 /// One row per data point of a metrics request, all for `tenant`, held as [`super::to_grouped_record_batch`] says.
 pub fn to_grouped_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) -> Result<RecordBatch, ArrowError> {
     rows(tenant, req, true)
@@ -340,7 +340,6 @@ pub(super) fn rows(tenant: &str, req: &ExportMetricsServiceRequest, grouped: boo
         description_bytes += (sizes.rows() - before) * m.description.len();
     }
     let n = sizes.rows();
-    let mut tenant_b = Dict::new();
     let mut name = Dict::new();
     let mut description = StringBuilder::with_capacity(n, description_bytes);
     let mut unit = Dict::new();
@@ -356,45 +355,49 @@ pub(super) fn rows(tenant: &str, req: &ExportMetricsServiceRequest, grouped: boo
             let items = sm.metrics.iter().map(|m| crate::batch::metric_point_count(m.data.as_ref())).sum();
             rs_cols.append_rows(&res, sm.scope.as_ref(), &sm.schema_url, items)?;
             for m in &sm.metrics {
-                let (kind_name, temp, mono, rows): (&str, _, _, Vec<Values<'_>>) = match &m.data {
-                    Some(Data::Gauge(g)) => ("gauge", None, None, g.data_points.iter().map(number).collect()),
-                    Some(Data::Sum(x)) => (
-                        "sum",
-                        Some(x.aggregation_temporality),
-                        Some(x.is_monotonic),
-                        x.data_points.iter().map(number).collect(),
-                    ),
-                    Some(Data::Histogram(h)) => (
-                        "histogram",
-                        Some(h.aggregation_temporality),
-                        None,
-                        h.data_points.iter().map(histogram).collect(),
-                    ),
-                    Some(Data::ExponentialHistogram(h)) => (
-                        "exponential_histogram",
-                        Some(h.aggregation_temporality),
-                        None,
-                        h.data_points.iter().map(exponential).collect(),
-                    ),
-                    Some(Data::Summary(x)) => ("summary", None, None, x.data_points.iter().map(summary).collect()),
+                let (kind_name, temp, mono) = match &m.data {
+                    Some(Data::Gauge(_)) => ("gauge", None, None),
+                    Some(Data::Sum(x)) => ("sum", Some(x.aggregation_temporality), Some(x.is_monotonic)),
+                    Some(Data::Histogram(h)) => ("histogram", Some(h.aggregation_temporality), None),
+                    Some(Data::ExponentialHistogram(h)) => {
+                        ("exponential_histogram", Some(h.aggregation_temporality), None)
+                    }
+                    Some(Data::Summary(_)) => ("summary", None, None),
                     None => continue,
                 };
-                for v in rows {
-                    tenant_b.append_value(tenant);
-                    name.append_value(&m.name);
-                    description.append_value(&m.description);
-                    unit.append_value(&m.unit);
+                let n = crate::batch::metric_point_count(m.data.as_ref());
+                if n == 0 {
+                    continue;
+                }
+                match &m.data {
+                    Some(Data::Gauge(g)) => points.numbers(&g.data_points)?,
+                    Some(Data::Sum(x)) => points.numbers(&x.data_points)?,
+                    Some(Data::Histogram(h)) => points.histograms(&h.data_points)?,
+                    Some(Data::ExponentialHistogram(h)) => points.exponentials(&h.data_points)?,
+                    Some(Data::Summary(x)) => points.summaries(&x.data_points)?,
+                    None => continue,
+                }
+                // The metric's own columns: looked up (dictionaries) once per metric, not per point.
+                name.append_values(&m.name, n);
+                description.append_value_n(&m.description, n);
+                unit.append_values(&m.unit, n);
+                for _ in 0..n {
                     append_attrs(&mut meta, &mut meta_types, Some(&m.metadata))?;
-                    kind.append_value(kind_name);
-                    temporality.append_option(temp);
-                    monotonic.append_option(mono);
-                    points.append(v)?;
+                }
+                kind.append_values(kind_name, n);
+                match temp {
+                    Some(t) => temporality.append_value_n(t, n),
+                    None => temporality.append_nulls(n),
+                }
+                match mono {
+                    Some(b) => monotonic.append_n(n, b),
+                    None => monotonic.append_nulls(n),
                 }
             }
         }
     }
     let mut columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)> = vec![
-        ("tenant", Box::new(tenant_b), false),
+        ("tenant", Box::new(tenant_column(tenant, n)), false),
         ("metric_name", Box::new(name), false),
         ("metric_description", Box::new(description), false),
         ("metric_unit", Box::new(unit), false),

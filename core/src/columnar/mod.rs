@@ -104,6 +104,16 @@ pub fn from_record_batch(signal: Signal, batch: &RecordBatch) -> Result<Payload,
     })
 }
 
+/// The `tenant` column of `rows` rows: one value for every row of a batch, looked up in the dictionary
+/// once rather than per row.
+pub(crate) fn tenant_column(tenant: &str, rows: usize) -> resource_scope::Dict {
+    let mut b = resource_scope::Dict::new();
+    if rows > 0 {
+        b.append_values(tenant, rows);
+    }
+    b
+}
+
 /// Timestamps are nanoseconds since the epoch, UTC.
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))

@@ -4,7 +4,7 @@ use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
 use super::{
     AttrMapBuilder, AttrSizes, TypesBuilder, append_attrs, append_codes, append_entries, attr_builders, column,
-    decode_encoded, finish, read_encoded, timestamp_type, ts, unts,
+    decode_encoded, finish, read_encoded, tenant_column, timestamp_type, ts, unts,
 };
 use arrow::array::{
     Array, AsArray, BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
@@ -91,7 +91,6 @@ pub(super) fn rows(tenant: &str, req: &ExportTraceServiceRequest, grouped: bool)
         sizes.add(&s.attributes);
     }
     let n = sizes.rows();
-    let mut tenant_b = Dict::new();
     let mut time = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
     let mut end_time = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
     let mut duration = Int64Builder::with_capacity(n);
@@ -119,7 +118,6 @@ pub(super) fn rows(tenant: &str, req: &ExportTraceServiceRequest, grouped: bool)
         for ss in &rs.scope_spans {
             rs_cols.append_rows(&res, ss.scope.as_ref(), &ss.schema_url, ss.spans.len())?;
             for s in &ss.spans {
-                tenant_b.append_value(tenant);
                 time.append_value(ts(s.start_time_unix_nano));
                 end_time.append_value(ts(s.end_time_unix_nano));
                 duration.append_value(s.end_time_unix_nano.wrapping_sub(s.start_time_unix_nano) as i64);
@@ -160,7 +158,7 @@ pub(super) fn rows(tenant: &str, req: &ExportTraceServiceRequest, grouped: bool)
         }
     }
     let columns: Vec<(&str, Box<dyn arrow::array::ArrayBuilder>, bool)> = vec![
-        ("tenant", Box::new(tenant_b), false),
+        ("tenant", Box::new(tenant_column(tenant, n)), false),
         ("time", Box::new(time), false),
         ("end_time", Box::new(end_time), false),
         ("duration_ns", Box::new(duration), false),

@@ -198,10 +198,7 @@ impl Points {
     fn histograms(&mut self, points: &[HistogramDataPoint]) -> Result<(), ArrowError> {
         for p in points {
             self.common(p.time_unix_nano, p.start_time_unix_nano, p.flags, &p.attributes, &p.exemplars)?;
-            self.count.append_value(p.count);
-            self.sum.append_option(p.sum);
-            self.min.append_option(p.min);
-            self.max.append_option(p.max);
+            self.stats(p.count, p.sum, p.min, p.max);
             self.explicit_bounds.values().append_slice(&p.explicit_bounds);
             self.explicit_bounds.append(true);
             self.bucket_counts.values().append_slice(&p.bucket_counts);
@@ -217,10 +214,7 @@ impl Points {
     fn exponentials(&mut self, points: &[ExponentialHistogramDataPoint]) -> Result<(), ArrowError> {
         for p in points {
             self.common(p.time_unix_nano, p.start_time_unix_nano, p.flags, &p.attributes, &p.exemplars)?;
-            self.count.append_value(p.count);
-            self.sum.append_option(p.sum);
-            self.min.append_option(p.min);
-            self.max.append_option(p.max);
+            self.stats(p.count, p.sum, p.min, p.max);
             self.scale.append_value(p.scale);
             self.zero_count.append_value(p.zero_count);
             self.zero_threshold.append_value(p.zero_threshold);
@@ -253,6 +247,14 @@ impl Points {
         self.null_explicit(n);
         self.null_exponential(n);
         Ok(())
+    }
+
+    /// A histogram's (explicit or exponential) count, sum, min and max.
+    fn stats(&mut self, count: u64, sum: Option<f64>, min: Option<f64>, max: Option<f64>) {
+        self.count.append_value(count);
+        self.sum.append_option(sum);
+        self.min.append_option(min);
+        self.max.append_option(max);
     }
 
     // The columns a kind of point does not have are null for its points, appended a metric at a time.

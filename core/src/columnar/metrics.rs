@@ -358,42 +358,48 @@ pub(super) fn rows(tenant: &str, req: &ExportMetricsServiceRequest, grouped: boo
             rs_cols.append_rows(&res, sm.scope.as_ref(), &sm.schema_url, items)?;
             for m in &sm.metrics {
                 let (kind_name, temp, mono) = match &m.data {
-                    Some(Data::Gauge(_)) => ("gauge", None, None),
-                    Some(Data::Sum(x)) => ("sum", Some(x.aggregation_temporality), Some(x.is_monotonic)),
-                    Some(Data::Histogram(h)) => ("histogram", Some(h.aggregation_temporality), None),
+                    Some(Data::Gauge(g)) => {
+                        points.numbers(&g.data_points)?;
+                        ("gauge", None, None)
+                    }
+                    Some(Data::Sum(x)) => {
+                        points.numbers(&x.data_points)?;
+                        ("sum", Some(x.aggregation_temporality), Some(x.is_monotonic))
+                    }
+                    Some(Data::Histogram(h)) => {
+                        points.histograms(&h.data_points)?;
+                        ("histogram", Some(h.aggregation_temporality), None)
+                    }
                     Some(Data::ExponentialHistogram(h)) => {
+                        points.exponentials(&h.data_points)?;
                         ("exponential_histogram", Some(h.aggregation_temporality), None)
                     }
-                    Some(Data::Summary(_)) => ("summary", None, None),
+                    Some(Data::Summary(x)) => {
+                        points.summaries(&x.data_points)?;
+                        ("summary", None, None)
+                    }
                     None => continue,
                 };
-                let n = crate::batch::metric_point_count(m.data.as_ref());
-                if n == 0 {
+                // A metric without points has no rows (and puts no value in the dictionaries).
+                let len = crate::batch::metric_point_count(m.data.as_ref());
+                if len == 0 {
                     continue;
                 }
-                match &m.data {
-                    Some(Data::Gauge(g)) => points.numbers(&g.data_points)?,
-                    Some(Data::Sum(x)) => points.numbers(&x.data_points)?,
-                    Some(Data::Histogram(h)) => points.histograms(&h.data_points)?,
-                    Some(Data::ExponentialHistogram(h)) => points.exponentials(&h.data_points)?,
-                    Some(Data::Summary(x)) => points.summaries(&x.data_points)?,
-                    None => continue,
-                }
                 // The metric's own columns: looked up (dictionaries) once per metric, not per point.
-                name.append_values(&m.name, n);
-                description.append_value_n(&m.description, n);
-                unit.append_values(&m.unit, n);
-                for _ in 0..n {
+                name.append_values(&m.name, len);
+                description.append_value_n(&m.description, len);
+                unit.append_values(&m.unit, len);
+                for _ in 0..len {
                     append_attrs(&mut meta, &mut meta_types, Some(&m.metadata))?;
                 }
-                kind.append_values(kind_name, n);
+                kind.append_values(kind_name, len);
                 match temp {
-                    Some(t) => temporality.append_value_n(t, n),
-                    None => temporality.append_nulls(n),
+                    Some(t) => temporality.append_value_n(t, len),
+                    None => temporality.append_nulls(len),
                 }
                 match mono {
-                    Some(b) => monotonic.append_n(n, b),
-                    None => monotonic.append_nulls(n),
+                    Some(b) => monotonic.append_n(len, b),
+                    None => monotonic.append_nulls(len),
                 }
             }
         }

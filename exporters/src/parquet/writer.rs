@@ -58,8 +58,8 @@ const NO_STATISTICS: [&str; 9] = [
 /// zeroed), which was 7–8 % of an aggregation's CPU over such columns (docs/BENCHMARKS.md, "Queries").
 const UNCOMPRESSED: [&str; 4] = ["service_name", "status_code", "kind", "severity_number"];
 /// The same for the delta-encoded times of spans and log records: bit-packed differences, nearly random
-/// bits (zstd: 3.54 → 3.54 B per span for `end_time`). Not metric points': a series' points side by side
-/// repeat their interval, and zstd takes their `time` from 3.60 to 2.49 B per point.
+/// bits (zstd: 3.54 → 3.54 B per span for `end_time`). Not metric points': their times are plain
+/// values that repeat (see `properties`), which zstd is there to find.
 const UNCOMPRESSED_TIMES: [&str; 4] = ["time", "end_time", "duration_ns", "observed_time"];
 
 /// Dictionary pages up to this size before a column falls back to plain values (parquet's default is
@@ -652,8 +652,8 @@ fn properties(
         b = b.set_column_dictionary_enabled(ColumnPath::from("body"), false);
     }
     // Encodings by kind of value, for every leaf column (nested ones included):
-    // - nanosecond times and durations, and integer metric values: delta encoding (neighbouring rows
-    //   are close in time, counters move little);
+    // - nanosecond times and durations of spans and logs, and integer metric values: delta encoding
+    //   (neighbouring rows are close in time, counters move little); metric points' times plain (below);
     // - doubles: byte-stream split, which lines up exponents and mantissas for zstd.
     // Measured with `openwit-bench --storage-only` (docs/BENCHMARKS.md): spans 50.7 → 42.8 bytes, metric
     // points 24.4 → 22.1, log records 44.8 → 40.4. Plain attribute values (no dictionary) and delta
@@ -671,11 +671,10 @@ fn properties(
                 Some(Encoding::PLAIN)
             }
             parquet::basic::Type::INT64
-                if name != "start_time"
-                    && (name.ends_with("time")
-                        || name.ends_with("_ns")
-                        || name == "time_unix_nano"
-                        || name == "value_int") =>
+                if name.ends_with("time")
+                    || name.ends_with("_ns")
+                    || name == "time_unix_nano"
+                    || name == "value_int" =>
             {
                 Some(Encoding::DELTA_BINARY_PACKED)
             }

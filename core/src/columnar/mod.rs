@@ -6,6 +6,8 @@ pub mod metrics;
 mod resource_scope;
 pub use resource_scope::{BY_SCOPE_GROUP, SCOPE_GROUP_COLUMNS, expand_groups, repeats_cost_memory, table_schema};
 pub mod spans;
+mod spans_wire;
+mod wire;
 
 use crate::attributes::{AttrType, decode_attributes, write_value};
 use crate::{Payload, Signal};
@@ -76,6 +78,57 @@ pub fn to_grouped_record_batch(tenant: &str, payload: &Payload) -> Result<Record
     }
 }
 
+/// What [`skim`] found in requests' protobuf bytes: their items, and what their attributes take (the
+/// conversion from those bytes allocates its builders by it).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Skimmed(AttrSizes);
+
+impl Skimmed {
+    /// Items (spans) counted.
+    pub fn items(&self) -> usize {
+        self.0.rows()
+    }
+
+    /// Adds another request's count (requests appended).
+    pub fn add(&mut self, other: &Skimmed) {
+        self.0.add_all(&other.0);
+    }
+}
+
+/// Whether a request's protobuf bytes (an `Export*ServiceRequest` of `signal`) can be converted
+/// straight to rows by [`from_encoded`], and what they hold; `None` when they must be decoded by prost
+/// (the direct path does not read every signal, nor everything the protocol allows, see `wire`), which
+/// also says whether they are valid. Some: prost would decode them, to the same rows.
+pub fn skim(signal: Signal, bytes: &[u8]) -> Option<Skimmed> {
+    let mut sizes = AttrSizes::default();
+    match signal {
+        Signal::Traces => spans_wire::skim(bytes, &mut sizes).ok()?,
+        Signal::Logs | Signal::Metrics => return None,
+    }
+    Some(Skimmed(sizes))
+}
+
+/// The rows of requests whose bytes [`skim`] read (`parts`, in order; `skimmed`: their counts added
+/// up), as [`to_grouped_record_batch`] (`grouped`) or [`to_record_batch`] would make them from the
+/// decoded requests. `None` if the bytes are not what `skim` read (decode them instead).
+pub fn from_encoded<'a>(
+    tenant: &str,
+    signal: Signal,
+    parts: impl IntoIterator<Item = &'a [u8]>,
+    skimmed: &Skimmed,
+    grouped: bool,
+) -> Option<Result<RecordBatch, ArrowError>> {
+    let rows = match signal {
+        Signal::Traces => spans_wire::rows(tenant, parts, &skimmed.0, grouped),
+        Signal::Logs | Signal::Metrics => return None,
+    };
+    match rows {
+        Ok(rows) => Some(Ok(rows)),
+        Err(wire::Stop::Arrow(e)) => Some(Err(e)),
+        Err(wire::Stop::Unusual) => None,
+    }
+}
+
 /// `batch` in `schema`: rows written by another version of OpenWit may order or type their columns
 /// otherwise; columns are matched by name, cast where their type differs, and null where missing.
 pub fn conform(batch: &RecordBatch, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch, ArrowError> {
@@ -139,7 +192,7 @@ pub(crate) fn attr_builders() -> (AttrMapBuilder, TypesBuilder) {
 /// fresh pages each time (page faults and `memcpy` under `finish_grow`, ~4 % of the daemon's CPU while
 /// storing spans, `perf`). Only lengths held in the `KeyValue`s are read, not the strings; values that
 /// are not strings count nothing (their text is short, and a builder still grows if it must).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AttrSizes {
     rows: usize,
     entries: usize,
@@ -156,6 +209,14 @@ impl AttrSizes {
             self.key_bytes += kv.key.len();
             self.value_bytes += string_len(kv.value.as_ref());
         }
+    }
+
+    /// Adds what another count counted.
+    fn add_all(&mut self, other: &AttrSizes) {
+        self.rows += other.rows;
+        self.entries += other.entries;
+        self.key_bytes += other.key_bytes;
+        self.value_bytes += other.value_bytes;
     }
 
     /// Rows counted.
@@ -202,23 +263,44 @@ pub(crate) fn append_attrs(
 /// buffer, and returns their type codes as `encode_attributes` gives them (none when every value
 /// is a string, which allocates nothing).
 pub(crate) fn append_entries(map: &mut AttrMapBuilder, attrs: &[KeyValue]) -> Result<Vec<u8>, ArrowError> {
-    let mut codes = Vec::new();
-    for (i, kv) in attrs.iter().enumerate() {
+    let mut codes = Codes::new(attrs.len());
+    for kv in attrs {
         map.keys().append_value(&kv.key);
         let values = map.values();
-        let t = write_value(kv.value.as_ref(), values);
+        codes.push(write_value(kv.value.as_ref(), values));
         values.append_value("");
+    }
+    map.append(true)?;
+    Ok(codes.0)
+}
+
+/// A row's type codes as `encode_attributes` gives them: none when every value is a string (which
+/// allocates nothing), else one per value.
+pub(crate) struct Codes(Vec<u8>, usize, usize);
+
+impl Codes {
+    /// For a row of `n` values.
+    pub(crate) fn new(n: usize) -> Codes {
+        Codes(Vec::new(), n, 0)
+    }
+
+    /// The next value's type.
+    pub(crate) fn push(&mut self, t: AttrType) {
+        let Codes(codes, n, seen) = self;
         if t != AttrType::Str && codes.is_empty() {
             // The first value that is not a string: the strings before it get their codes now.
-            codes.reserve(attrs.len());
-            codes.resize(i, AttrType::Str as u8);
+            codes.reserve(*n);
+            codes.resize(*seen, AttrType::Str as u8);
         }
         if !codes.is_empty() || t != AttrType::Str {
             codes.push(t as u8);
         }
+        *seen += 1;
     }
-    map.append(true)?;
-    Ok(codes)
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// Appends one row's type codes (from `append_entries`).

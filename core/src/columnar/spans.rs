@@ -90,96 +90,191 @@ pub(super) fn rows(tenant: &str, req: &ExportTraceServiceRequest, grouped: bool)
     for s in req.resource_spans.iter().flat_map(|rs| &rs.scope_spans).flat_map(|ss| &ss.spans) {
         sizes.add(&s.attributes);
     }
-    let n = sizes.rows();
-    let mut time = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
-    let mut end_time = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
-    let mut duration = Int64Builder::with_capacity(n);
-    let (mut trace_id, mut span_id, mut parent) = (
-        BinaryBuilder::with_capacity(n, 16 * n),
-        BinaryBuilder::with_capacity(n, 8 * n),
-        BinaryBuilder::with_capacity(n, 8 * n),
-    );
-    let mut trace_state = StringBuilder::with_capacity(n, 0);
-    let mut name = Dict::new();
-    let mut kind = Int32Builder::with_capacity(n);
-    let mut status_code = Int32Builder::with_capacity(n);
-    let mut status_message = StringBuilder::with_capacity(n, 0);
-    let mut flags = UInt32Builder::with_capacity(n);
+    let mut c = Columns::new(&sizes);
     let mut rs_cols = resource_scope::Builders::new();
-    let (mut attrs, mut types) = sizes.builders();
-    let mut dropped = UInt32Builder::with_capacity(n);
-    let mut events = ListBuilder::with_capacity(struct_builder(event_fields()), n);
-    let mut dropped_events = UInt32Builder::with_capacity(n);
-    let mut links = ListBuilder::with_capacity(struct_builder(link_fields()), n);
-    let mut dropped_links = UInt32Builder::with_capacity(n);
-
     for rs in &req.resource_spans {
         let res = ResourceRow::new(rs.resource.as_ref(), &rs.schema_url);
         for ss in &rs.scope_spans {
             rs_cols.append_rows(&res, ss.scope.as_ref(), &ss.schema_url, ss.spans.len())?;
             for s in &ss.spans {
-                time.append_value(ts(s.start_time_unix_nano));
-                end_time.append_value(ts(s.end_time_unix_nano));
-                duration.append_value(s.end_time_unix_nano.wrapping_sub(s.start_time_unix_nano) as i64);
-                trace_id.append_value(&s.trace_id);
-                span_id.append_value(&s.span_id);
-                parent.append_value(&s.parent_span_id);
-                trace_state.append_value(&s.trace_state);
-                name.append_value(&s.name);
-                kind.append_value(s.kind);
-                status_code.append_option(s.status.as_ref().map(|st| st.code));
-                status_message.append_option(s.status.as_ref().map(|st| st.message.as_str()));
-                flags.append_value(s.flags);
-                append_attrs(&mut attrs, &mut types, Some(&s.attributes))?;
-                dropped.append_value(s.dropped_attributes_count);
-                let eb = events.values();
+                c.scalars(&Scalars {
+                    trace_id: &s.trace_id,
+                    span_id: &s.span_id,
+                    parent_span_id: &s.parent_span_id,
+                    trace_state: &s.trace_state,
+                    name: &s.name,
+                    kind: s.kind,
+                    start: s.start_time_unix_nano,
+                    end: s.end_time_unix_nano,
+                    status: s.status.as_ref().map(|st| (st.code, st.message.as_str())),
+                    flags: s.flags,
+                    dropped_attributes_count: s.dropped_attributes_count,
+                    dropped_events_count: s.dropped_events_count,
+                    dropped_links_count: s.dropped_links_count,
+                });
+                append_attrs(&mut c.attrs, &mut c.types, Some(&s.attributes))?;
                 for e in &s.events {
-                    field!(eb, 0, TimestampNanosecondBuilder).append_value(ts(e.time_unix_nano));
-                    field!(eb, 1, StringBuilder).append_value(&e.name);
-                    struct_attrs(eb, 2, &e.attributes)?;
-                    field!(eb, 4, UInt32Builder).append_value(e.dropped_attributes_count);
-                    eb.append(true);
+                    c.event(e)?;
                 }
-                events.append(true);
-                dropped_events.append_value(s.dropped_events_count);
-                let lb = links.values();
+                c.events.append(true);
                 for l in &s.links {
-                    field!(lb, 0, BinaryBuilder).append_value(&l.trace_id);
-                    field!(lb, 1, BinaryBuilder).append_value(&l.span_id);
-                    field!(lb, 2, StringBuilder).append_value(&l.trace_state);
-                    struct_attrs(lb, 3, &l.attributes)?;
-                    field!(lb, 5, UInt32Builder).append_value(l.dropped_attributes_count);
-                    field!(lb, 6, UInt32Builder).append_value(l.flags);
-                    lb.append(true);
+                    c.link(l)?;
                 }
-                links.append(true);
-                dropped_links.append_value(s.dropped_links_count);
+                c.links.append(true);
             }
         }
     }
-    let columns: Vec<(&str, Box<dyn arrow::array::ArrayBuilder>, bool)> = vec![
-        ("tenant", Box::new(tenant_column(tenant, n)), false),
-        ("time", Box::new(time), false),
-        ("end_time", Box::new(end_time), false),
-        ("duration_ns", Box::new(duration), false),
-        ("trace_id", Box::new(trace_id), false),
-        ("span_id", Box::new(span_id), false),
-        ("parent_span_id", Box::new(parent), false),
-        ("trace_state", Box::new(trace_state), false),
-        ("name", Box::new(name), false),
-        ("kind", Box::new(kind), false),
-        ("status_code", Box::new(status_code), true),
-        ("status_message", Box::new(status_message), true),
-        ("flags", Box::new(flags), false),
-        ("attributes", Box::new(attrs), false),
-        ("attribute_types", Box::new(types), false),
-        ("dropped_attributes_count", Box::new(dropped), false),
-        ("events", Box::new(events), false),
-        ("dropped_events_count", Box::new(dropped_events), false),
-        ("links", Box::new(links), false),
-        ("dropped_links_count", Box::new(dropped_links), false),
-    ];
-    finish(columns, rs_cols.columns(grouped)?)
+    c.finish(tenant, rs_cols, grouped)
+}
+
+/// A span's values but its attributes, events and links, borrowed from where they are held (a
+/// decoded `Span`, or the request's bytes).
+#[derive(Default)]
+pub(super) struct Scalars<'a> {
+    pub(super) trace_id: &'a [u8],
+    pub(super) span_id: &'a [u8],
+    pub(super) parent_span_id: &'a [u8],
+    pub(super) trace_state: &'a str,
+    pub(super) name: &'a str,
+    pub(super) kind: i32,
+    pub(super) start: u64,
+    pub(super) end: u64,
+    /// Code and message, when the span has a status.
+    pub(super) status: Option<(i32, &'a str)>,
+    pub(super) flags: u32,
+    pub(super) dropped_attributes_count: u32,
+    pub(super) dropped_events_count: u32,
+    pub(super) dropped_links_count: u32,
+}
+
+/// The builders of the spans table's own columns (the resource and scope ones are
+/// `resource_scope::Builders`); each span appends its row to every one of them.
+pub(super) struct Columns {
+    n: usize,
+    time: TimestampNanosecondBuilder,
+    end_time: TimestampNanosecondBuilder,
+    duration: Int64Builder,
+    trace_id: BinaryBuilder,
+    span_id: BinaryBuilder,
+    parent: BinaryBuilder,
+    trace_state: StringBuilder,
+    name: Dict,
+    kind: Int32Builder,
+    status_code: Int32Builder,
+    status_message: StringBuilder,
+    flags: UInt32Builder,
+    pub(super) attrs: AttrMapBuilder,
+    pub(super) types: TypesBuilder,
+    dropped: UInt32Builder,
+    /// A span's events are appended one by one (`event`), then the span's list (`append(true)`).
+    pub(super) events: ListBuilder<StructBuilder>,
+    dropped_events: UInt32Builder,
+    /// Like `events`.
+    pub(super) links: ListBuilder<StructBuilder>,
+    dropped_links: UInt32Builder,
+}
+
+impl Columns {
+    /// Builders with room for the rows and attributes `sizes` counted.
+    pub(super) fn new(sizes: &AttrSizes) -> Columns {
+        let n = sizes.rows();
+        let (attrs, types) = sizes.builders();
+        Columns {
+            n,
+            time: TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type()),
+            end_time: TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type()),
+            duration: Int64Builder::with_capacity(n),
+            trace_id: BinaryBuilder::with_capacity(n, 16 * n),
+            span_id: BinaryBuilder::with_capacity(n, 8 * n),
+            parent: BinaryBuilder::with_capacity(n, 8 * n),
+            trace_state: StringBuilder::with_capacity(n, 0),
+            name: Dict::new(),
+            kind: Int32Builder::with_capacity(n),
+            status_code: Int32Builder::with_capacity(n),
+            status_message: StringBuilder::with_capacity(n, 0),
+            flags: UInt32Builder::with_capacity(n),
+            attrs,
+            types,
+            dropped: UInt32Builder::with_capacity(n),
+            events: ListBuilder::with_capacity(struct_builder(event_fields()), n),
+            dropped_events: UInt32Builder::with_capacity(n),
+            links: ListBuilder::with_capacity(struct_builder(link_fields()), n),
+            dropped_links: UInt32Builder::with_capacity(n),
+        }
+    }
+
+    pub(super) fn scalars(&mut self, s: &Scalars<'_>) {
+        self.time.append_value(ts(s.start));
+        self.end_time.append_value(ts(s.end));
+        self.duration.append_value(s.end.wrapping_sub(s.start) as i64);
+        self.trace_id.append_value(s.trace_id);
+        self.span_id.append_value(s.span_id);
+        self.parent.append_value(s.parent_span_id);
+        self.trace_state.append_value(s.trace_state);
+        self.name.append_value(s.name);
+        self.kind.append_value(s.kind);
+        self.status_code.append_option(s.status.map(|(code, _)| code));
+        self.status_message.append_option(s.status.map(|(_, message)| message));
+        self.flags.append_value(s.flags);
+        self.dropped.append_value(s.dropped_attributes_count);
+        self.dropped_events.append_value(s.dropped_events_count);
+        self.dropped_links.append_value(s.dropped_links_count);
+    }
+
+    /// Appends one event of the span being appended.
+    pub(super) fn event(&mut self, e: &span::Event) -> Result<(), ArrowError> {
+        let eb = self.events.values();
+        field!(eb, 0, TimestampNanosecondBuilder).append_value(ts(e.time_unix_nano));
+        field!(eb, 1, StringBuilder).append_value(&e.name);
+        struct_attrs(eb, 2, &e.attributes)?;
+        field!(eb, 4, UInt32Builder).append_value(e.dropped_attributes_count);
+        eb.append(true);
+        Ok(())
+    }
+
+    /// Appends one link of the span being appended.
+    pub(super) fn link(&mut self, l: &span::Link) -> Result<(), ArrowError> {
+        let lb = self.links.values();
+        field!(lb, 0, BinaryBuilder).append_value(&l.trace_id);
+        field!(lb, 1, BinaryBuilder).append_value(&l.span_id);
+        field!(lb, 2, StringBuilder).append_value(&l.trace_state);
+        struct_attrs(lb, 3, &l.attributes)?;
+        field!(lb, 5, UInt32Builder).append_value(l.dropped_attributes_count);
+        field!(lb, 6, UInt32Builder).append_value(l.flags);
+        lb.append(true);
+        Ok(())
+    }
+
+    pub(super) fn finish(
+        self,
+        tenant: &str,
+        rs_cols: resource_scope::Builders,
+        grouped: bool,
+    ) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<(&str, Box<dyn arrow::array::ArrayBuilder>, bool)> = vec![
+            ("tenant", Box::new(tenant_column(tenant, self.n)), false),
+            ("time", Box::new(self.time), false),
+            ("end_time", Box::new(self.end_time), false),
+            ("duration_ns", Box::new(self.duration), false),
+            ("trace_id", Box::new(self.trace_id), false),
+            ("span_id", Box::new(self.span_id), false),
+            ("parent_span_id", Box::new(self.parent), false),
+            ("trace_state", Box::new(self.trace_state), false),
+            ("name", Box::new(self.name), false),
+            ("kind", Box::new(self.kind), false),
+            ("status_code", Box::new(self.status_code), true),
+            ("status_message", Box::new(self.status_message), true),
+            ("flags", Box::new(self.flags), false),
+            ("attributes", Box::new(self.attrs), false),
+            ("attribute_types", Box::new(self.types), false),
+            ("dropped_attributes_count", Box::new(self.dropped), false),
+            ("events", Box::new(self.events), false),
+            ("dropped_events_count", Box::new(self.dropped_events), false),
+            ("links", Box::new(self.links), false),
+            ("dropped_links_count", Box::new(self.dropped_links), false),
+        ];
+        finish(columns, rs_cols.columns(grouped)?)
+    }
 }
 
 /// Rebuilds the trace request from rows (adjacent rows with the same resource and scope share them).
@@ -279,7 +374,7 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportTraceServiceReques
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::attributes::strategies::attributes;
     use crate::columnar::test_support::{normalize, resource, scope};
@@ -353,7 +448,7 @@ mod tests {
         }
     }
 
-    fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
+    pub(in crate::columnar) fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
         let scope_spans = (scope(), prop::collection::vec(span_strategy(), 0..4), "[a-z:/]{0,6}")
             .prop_map(|(scope, spans, schema_url)| ScopeSpans { scope, spans, schema_url });
         let resource_spans = (resource(), prop::collection::vec(scope_spans, 0..3), "[a-z:/]{0,6}")

@@ -38,6 +38,13 @@ pub struct Conversion {
     pub to_arrow_items_per_s: f64,
     /// Arrow rows → OTLP, items per second on one core.
     pub from_arrow_items_per_s: f64,
+    /// The requests' protobuf bytes → the rows the batch processor makes of them (grouped), what the
+    /// daemon does per item before the writer: each request decoded by prost and appended, the batch
+    /// converted. Items per second on one core.
+    pub from_protobuf_decoded_items_per_s: f64,
+    /// The same through the direct path: each request skimmed, the batch converted from the bytes;
+    /// none for a signal it does not read.
+    pub from_protobuf_direct_items_per_s: Option<f64>,
 }
 
 /// Converts the payloads over and over for at least `time` each way, on this thread.
@@ -60,11 +67,46 @@ pub fn conversion(signal: Signal, payloads: &[Payload], time: Duration) -> anyho
         }
         done += items;
     }
+    let from_arrow = done as f64 / start.elapsed().as_secs_f64();
+    let encoded: Vec<Vec<u8>> = payloads.iter().map(Payload::encode_to_vec).collect();
+    let sig = core_signal(signal);
+    let decoded = rate(items, time, || {
+        let mut all = Payload::empty(sig);
+        for e in &encoded {
+            all.append(openwit_core::Payload::decode(sig, e)?);
+        }
+        columnar::to_grouped_record_batch("default", &all)?;
+        Ok(())
+    })?;
+    let direct = match encoded.iter().map(|e| columnar::skim(sig, e)).collect::<Option<Vec<_>>>() {
+        None => None,
+        Some(_) => Some(rate(items, time, || {
+            let mut total = columnar::Skimmed::default();
+            for e in &encoded {
+                total.add(&columnar::skim(sig, e).ok_or_else(|| anyhow::anyhow!("skim"))?);
+            }
+            columnar::from_encoded("default", sig, encoded.iter().map(Vec::as_slice), &total, true)
+                .ok_or_else(|| anyhow::anyhow!("not read directly"))??;
+            Ok(())
+        })?),
+    };
     Ok(Conversion {
         signal: format!("{signal:?}").to_lowercase(),
         to_arrow_items_per_s: to,
-        from_arrow_items_per_s: done as f64 / start.elapsed().as_secs_f64(),
+        from_arrow_items_per_s: from_arrow,
+        from_protobuf_decoded_items_per_s: decoded,
+        from_protobuf_direct_items_per_s: direct,
     })
+}
+
+/// Items per second of `f` (which handles `items` items) run over and over for at least `time`.
+fn rate(items: u64, time: Duration, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let (mut done, start) = (0u64, Instant::now());
+    while start.elapsed() < time || done == 0 {
+        f()?;
+        done += items;
+    }
+    Ok(done as f64 / start.elapsed().as_secs_f64())
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -1,5 +1,6 @@
 //! `Batch`: what flows between components.
 
+use crate::LazyPayload;
 use crate::memory::Charge;
 use crate::{Lineage, Signal, TenantId, Verdict};
 use arrow::record_batch::RecordBatch;
@@ -71,7 +72,9 @@ pub fn metric_point_count(data: Option<&Data>) -> usize {
 #[derive(Clone, Debug)]
 pub struct Batch {
     pub tenant: TenantId,
-    pub payload: Payload,
+    /// The items: as their requests' protobuf bytes until a component reads or changes the messages
+    /// (see `crate::lazy_payload`).
+    pub payload: LazyPayload,
     /// Request metadata, shared between the copies a fan-out makes.
     pub metadata: Arc<Metadata>,
     /// The WAL batches whose items this batch carries (empty when no WAL backs it).
@@ -111,10 +114,10 @@ impl Columnar {
 pub struct ConversionError(Arc<arrow::error::ArrowError>);
 
 impl Batch {
-    pub fn new(tenant: TenantId, payload: Payload) -> Batch {
+    pub fn new(tenant: TenantId, payload: impl Into<LazyPayload>) -> Batch {
         Batch {
             tenant,
-            payload,
+            payload: payload.into(),
             metadata: Arc::default(),
             lineage: Lineage::default(),
             columnar: Columnar::default(),
@@ -209,7 +212,7 @@ impl Batch {
         let n = keep.len() - kept;
         dropped.add(self.signal(), n);
         removed.settle(&Verdict::Dropped);
-        self.payload = payload;
+        self.payload = payload.into();
         self.columnar = Columnar::ready(rows);
         Ok(n)
     }
@@ -232,7 +235,7 @@ impl Batch {
         let rows = forms.rows.get_or_init(|| match forms.grouped.get() {
             Some(grouped) => crate::columnar::expand_groups(grouped.as_ref().map_err(Clone::clone)?).map_err(error),
             None => {
-                let rows = crate::columnar::to_record_batch(self.tenant.as_str(), &self.payload).map_err(error);
+                let rows = self.convert(false).map_err(error);
                 // A reader of the grouped form shares them (a table's rows are one): not made twice.
                 let _ = forms.grouped.set(rows.clone());
                 rows
@@ -246,11 +249,26 @@ impl Batch {
     /// readers that keep them that way (the Parquet exporter buffers them so). Made on the first call
     /// and shared, like [`Batch::columnar`].
     pub fn columnar_grouped(&self) -> Result<&RecordBatch, ConversionError> {
-        let grouped = self.columnar.0.grouped.get_or_init(|| {
-            crate::columnar::to_grouped_record_batch(self.tenant.as_str(), &self.payload)
-                .map_err(|e| ConversionError(Arc::new(e)))
-        });
+        let grouped =
+            self.columnar.0.grouped.get_or_init(|| self.convert(true).map_err(|e| ConversionError(Arc::new(e))));
         grouped.as_ref().map_err(Clone::clone)
+    }
+
+    /// The items' rows, `grouped` or not: straight from the requests' bytes while the batch holds them,
+    /// else from the decoded messages.
+    fn convert(&self, grouped: bool) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let tenant = self.tenant.as_str();
+        if let Some(e) = self.payload.encoded() {
+            let parts = e.parts.iter().map(|b| b.as_ref());
+            if let Some(rows) = crate::columnar::from_encoded(tenant, self.signal(), parts, &e.skimmed, grouped) {
+                return rows;
+            }
+        }
+        if grouped {
+            crate::columnar::to_grouped_record_batch(tenant, &self.payload)
+        } else {
+            crate::columnar::to_record_batch(tenant, &self.payload)
+        }
     }
 
     pub fn signal(&self) -> Signal {
@@ -290,7 +308,7 @@ mod tests {
         assert_eq!(b.drop_items(&[true, false, false, true, false], &dropped), 3);
         assert_eq!(b.item_count(), 2);
         assert_eq!(b.lineage.items().map(|(_, i)| i).collect::<Vec<_>>(), vec![0, 3]);
-        let kept: Vec<u64> = match &b.payload {
+        let kept: Vec<u64> = match &*b.payload {
             Payload::Logs(r) => r
                 .resource_logs
                 .iter()

@@ -4,7 +4,7 @@
 //! implementation gathers requests into batches, writes each batch to the WAL, fdatasyncs, and only
 //! then hands the batch to the pipelines and returns `Ok`: "accepted" always means "on disk".
 
-use crate::{AckToken, ConsumeError, Metadata, Payload, SourceOffsets, TenantId};
+use crate::{AckToken, ConsumeError, LazyPayload, Metadata, SourceOffsets, TenantId};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub struct IngestRequest {
     /// The receiver's id: batches are replayed into this receiver's pipelines.
     pub receiver: Arc<str>,
     pub tenant: TenantId,
-    pub payload: Payload,
+    pub payload: LazyPayload,
     /// The request's protobuf bytes, when the receiver has them (saves re-encoding for the WAL).
     pub raw: Option<bytes::Bytes>,
     pub metadata: Metadata,

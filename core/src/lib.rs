@@ -14,6 +14,7 @@ pub mod fresh;
 pub mod health;
 pub mod http_server;
 pub mod ingest;
+mod lazy_payload;
 pub mod memory;
 pub mod net;
 pub mod operator;
@@ -36,6 +37,7 @@ pub use component::{
 };
 pub use factory::{BuildEnv, ConfigIssue, Configured, Factory, FactorySet, ParsedConfig, Registry};
 pub use fanout::{ConsumeError, Fanout};
+pub use lazy_payload::{Encoded, LazyPayload};
 pub use ingest::{BatchingConfig, Ingest, IngestRequest, Receipt};
 pub use operator::{Operator, OperatorError};
 pub use signal::Signal;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use openwit_core::factory::{ComponentConfig, typed};
 use openwit_core::telemetry::{Histogram, Telemetry, labels};
 use openwit_core::{
-    Batch, BuildEnv, ComponentId, ConfigIssue, Factory, Fanout, Metadata, Payload, Processor, Signal, TenantId,
+    Batch, BuildEnv, ComponentId, ConfigIssue, Factory, Fanout, Metadata, LazyPayload, Processor, Signal, TenantId,
 };
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -190,7 +190,7 @@ impl BatchProcessor {
         let p = pending.entry(key.clone()).or_insert_with(|| Pending {
             held: Batch {
                 tenant: key.0.clone(),
-                payload: Payload::empty(batch.signal()),
+                payload: LazyPayload::nothing(batch.signal()),
                 metadata: self.kept_metadata(&key),
                 lineage: Default::default(),
                 columnar: Default::default(),
@@ -246,6 +246,7 @@ impl BatchProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openwit_core::Payload;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 

@@ -359,7 +359,7 @@ mod tests {
         let fresh = openwit_core::columnar::to_record_batch("t", &out[0].payload).unwrap();
         assert_eq!(rows, fresh, "the rows are exactly the items that remain");
         let bodies = |b: &Batch| -> Vec<String> {
-            let Payload::Logs(r) = &b.payload else { unreachable!() };
+            let Payload::Logs(r) = &*b.payload else { unreachable!() };
             r.resource_logs[0].scope_logs[0]
                 .log_records
                 .iter()
@@ -398,7 +398,7 @@ mod tests {
             }),
         );
         assert!(!p.matches(&mut b).unwrap().contains(&true), "no span is dropped");
-        let Payload::Traces(r) = &b.payload else { unreachable!() };
+        let Payload::Traces(r) = &*b.payload else { unreachable!() };
         let events: Vec<Vec<&str>> = r.resource_spans[0].scope_spans[0]
             .spans
             .iter()

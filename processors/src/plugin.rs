@@ -205,7 +205,7 @@ mod tests {
     }
 
     fn bodies(b: &Batch) -> Vec<String> {
-        let Payload::Logs(r) = &b.payload else { unreachable!() };
+        let Payload::Logs(r) = &*b.payload else { unreachable!() };
         r.resource_logs
             .iter()
             .flat_map(|rl| &rl.scope_logs)

@@ -272,7 +272,7 @@ mod tests {
     }
 
     fn attrs(b: &Batch, i: usize) -> Vec<String> {
-        let Payload::Traces(r) = &b.payload else { unreachable!() };
+        let Payload::Traces(r) = &*b.payload else { unreachable!() };
         r.resource_spans[0].scope_spans[0].spans[i]
             .attributes
             .iter()
@@ -314,7 +314,7 @@ trace_statements:
             attrs(&b, 1),
             ["user.email=a@b.c", "http.url=https://x/?client_id=s3cret&y=1", "drop.me=1", "svc=api"]
         );
-        let Payload::Traces(r) = &b.payload else { unreachable!() };
+        let Payload::Traces(r) = &*b.payload else { unreachable!() };
         assert_eq!(
             value::as_string(value::get(&r.resource_spans[0].resource.as_ref().unwrap().attributes, "env").unwrap()),
             "prod"

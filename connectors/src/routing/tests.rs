@@ -37,7 +37,7 @@ fn logs(tenant: &str) -> Batch {
 }
 
 fn bodies(b: &Batch) -> Vec<String> {
-    let Payload::Logs(r) = &b.payload else { panic!("logs expected") };
+    let Payload::Logs(r) = &*b.payload else { panic!("logs expected") };
     r.resource_logs
         .iter()
         .flat_map(|rl| &rl.scope_logs)

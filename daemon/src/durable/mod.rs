@@ -56,11 +56,7 @@ pub use redeliver::{Book, Redeliverer, RetryRequest, operator};
 pub use replay::replay;
 pub use writer::{Durable, Gates, Routes};
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use openwit_core::{Payload, Signal};
-use prost::Message;
+use openwit_core::Signal;
 
 /// The signal number used in WAL records.
 pub fn signal_code(s: Signal) -> i32 {
@@ -80,20 +76,3 @@ pub fn signal_of(code: i32) -> Option<Signal> {
     }
 }
 
-/// The protobuf bytes of a payload.
-pub fn encode(p: &Payload) -> Vec<u8> {
-    match p {
-        Payload::Traces(r) => r.encode_to_vec(),
-        Payload::Metrics(r) => r.encode_to_vec(),
-        Payload::Logs(r) => r.encode_to_vec(),
-    }
-}
-
-/// Decodes a WAL payload.
-pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Payload, prost::DecodeError> {
-    Ok(match signal {
-        Signal::Traces => Payload::Traces(ExportTraceServiceRequest::decode(bytes)?),
-        Signal::Metrics => Payload::Metrics(ExportMetricsServiceRequest::decode(bytes)?),
-        Signal::Logs => Payload::Logs(ExportLogsServiceRequest::decode(bytes)?),
-    })
-}

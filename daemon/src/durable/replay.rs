@@ -1,9 +1,11 @@
 //! Replaying what the WAL holds without a completion.
 
 use super::metrics::WalMetrics;
-use super::{Routes, decode, signal_of};
+use super::{Routes, signal_of};
 use openwit_core::memory::{HELD_PER_PROTOBUF_BYTE, MemoryBudget};
-use openwit_core::{AckToken, Batch, BatchId, Completion, DurableOffsets, Lineage, Metadata, SourceOffsets, TenantId};
+use openwit_core::{
+    AckToken, Batch, BatchId, Completion, DurableOffsets, LazyPayload, Lineage, Metadata, SourceOffsets, TenantId,
+};
 use openwit_wal::WalBatch;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +31,7 @@ pub async fn replay(
     }
     tracing::info!(batches = pending.len(), "replaying WAL batches that were not fully stored");
     let mut replayed = 0u64;
-    for b in pending {
+    for mut b in pending {
         let Some(id) = BatchId::from_slice(&b.id) else {
             tracing::error!("WAL batch with a malformed id skipped");
             continue;
@@ -43,7 +45,11 @@ pub async fn replay(
             tracing::error!(batch = %text, receiver = %b.receiver, %signal, "no pipeline for this WAL batch any more; it stays in the WAL");
             continue;
         };
-        let (payload, tenant) = match (decode(signal, &b.payload), TenantId::new(&b.tenant)) {
+        let held = b.payload.len() as u64 * HELD_PER_PROTOBUF_BYTE;
+        let row = super::new_batch(&b, &track.node_id);
+        // Read as a receiver reads a request: kept as bytes when the conversion reads them.
+        let bytes = bytes::Bytes::from(std::mem::take(&mut b.payload));
+        let (payload, tenant) = match (LazyPayload::from_protobuf(signal, bytes), TenantId::new(&b.tenant)) {
             (Ok(p), Ok(t)) => (p, t),
             (Err(e), _) => {
                 tracing::error!(batch = %text, "WAL batch payload does not decode ({e}); it stays in the WAL");
@@ -54,10 +60,7 @@ pub async fn replay(
                 continue;
             }
         };
-        track.tracker.send(openwit_catalog::Update::Replayed {
-            batch: super::new_batch(&b, &track.node_id),
-            at: super::now_ms(),
-        });
+        track.tracker.send(openwit_catalog::Update::Replayed { batch: row, at: super::now_ms() });
         let metadata: Metadata = b.metadata.into_iter().map(|m| (m.key, m.values)).collect();
         let token = AckToken::redelivered(id, completions.clone());
         for r in offsets.is_some().then_some(&b.sources).into_iter().flatten() {
@@ -78,7 +81,7 @@ pub async fn replay(
             lineage: Lineage::whole(token, b.items),
             columnar: Default::default(),
             // Waits for room in the budget like a new batch would (the WAL keeps it meanwhile).
-            memory: memory.charge(b.payload.len() as u64 * HELD_PER_PROTOBUF_BYTE).await,
+            memory: memory.charge(held).await,
         };
         if fanout.send(batch).await.is_err() {
             tracing::error!(batch = %text, "pipeline closed during replay");

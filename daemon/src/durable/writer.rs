@@ -2,13 +2,13 @@
 
 use super::log::WalHandle;
 use super::metrics::WalMetrics;
-use super::{encode, signal_code};
+use super::signal_code;
 use async_trait::async_trait;
 use openwit_core::memory::{HELD_PER_PROTOBUF_BYTE, MemoryBudget};
 use openwit_core::source::push_offsets;
 use openwit_core::{
     AckToken, Admission, Batch, BatchId, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest,
-    Lineage, Metadata, Payload, Receipt, Signal, SourceOffsets, TenantId,
+    LazyPayload, Lineage, Metadata, Receipt, Signal, SourceOffsets, TenantId,
 };
 use openwit_wal::{MetaEntry, SourceRange, WalBatch, WalError};
 use std::collections::{HashMap, VecDeque};
@@ -29,7 +29,7 @@ type Reply = oneshot::Sender<Result<Receipt, ConsumeError>>;
 
 struct Request {
     key: Key,
-    payload: Payload,
+    payload: LazyPayload,
     /// The request's protobuf bytes, as received (copied once, into the open batch).
     raw: bytes::Bytes,
     items: usize,
@@ -48,7 +48,8 @@ struct Key {
 }
 
 struct Open {
-    payload: Payload,
+    /// The requests' bytes while every request is held so (see `LazyPayload`), else decoded.
+    payload: LazyPayload,
     raw: Vec<u8>,
     items: usize,
     sources: Vec<SourceOffsets>,
@@ -81,7 +82,7 @@ impl Ingest for Durable {
         // appended, so the WAL batch's payload is the requests' bytes end to end.
         let raw = match req.raw {
             Some(b) => b,
-            None => bytes::Bytes::from(encode(&req.payload)),
+            None => bytes::Bytes::from(req.payload.encode_to_vec()),
         };
         let (tx, rx) = oneshot::channel();
         let request = Request {
@@ -176,7 +177,7 @@ impl Writer {
     fn add(&mut self, req: Request) {
         let now = Instant::now();
         let o = self.open.entry(req.key.clone()).or_insert_with(|| Open {
-            payload: Payload::empty(req.key.signal),
+            payload: LazyPayload::nothing(req.key.signal),
             raw: Vec::new(),
             items: 0,
             sources: Vec::new(),

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 /// The one-line summary every verbosity prints.
 pub fn summary(batch: &Batch) -> String {
-    match &batch.payload {
+    match &*batch.payload {
         Payload::Traces(r) => {
             format!("Traces: resource spans {}, spans {}", r.resource_spans.len(), batch.item_count())
         }

@@ -590,7 +590,7 @@ impl Delivery {
             let req = IngestRequest {
                 receiver: self.settings.receiver.clone(),
                 tenant: tenant.clone(),
-                payload: attempt.payload,
+                payload: attempt.payload.into(),
                 raw: attempt.raw,
                 metadata: Default::default(),
                 batching: self.settings.batching,

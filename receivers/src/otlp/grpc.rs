@@ -9,7 +9,7 @@ use super::GrpcConfig;
 use super::ingest::{Accept, Refusal, Transport};
 use super::signals::{Logs, Metrics, OtlpSignal, Traces};
 use openwit_core::auth::{AuthError, Identity, ServerAuth};
-use openwit_core::{ComponentId, Metadata, Signal};
+use openwit_core::{ComponentId, LazyPayload, Metadata, Signal};
 use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -116,7 +116,7 @@ impl<S: OtlpSignal> tower::Service<http::Request<tonic::body::Body>> for OtlpSer
                 Err(AuthError::Unauthenticated(m)) => return Ok(Status::unauthenticated(m).into_http()),
                 Err(AuthError::Forbidden(m)) => return Ok(Status::permission_denied(m).into_http()),
             }
-            let mut grpc = tonic::server::Grpc::new(OtlpCodec::<S::Resp, S::Req>(ProstCodec::default()))
+            let mut grpc = tonic::server::Grpc::new(OtlpCodec::<S>(ProstCodec::default()))
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(this.max);
@@ -133,11 +133,11 @@ impl<S: OtlpSignal> tower::Service<http::Request<tonic::body::Body>> for OtlpSer
 
 struct Export<S>(OtlpService<S>);
 
-impl<S: OtlpSignal> UnaryService<Raw<S::Req>> for Export<S> {
+impl<S: OtlpSignal> UnaryService<Raw> for Export<S> {
     type Response = S::Resp;
     type Future = BoxFut<Result<tonic::Response<S::Resp>, Status>>;
 
-    fn call(&mut self, request: tonic::Request<Raw<S::Req>>) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<Raw>) -> Self::Future {
         let svc = self.0.clone();
         Box::pin(async move {
             let md = request.metadata();
@@ -152,7 +152,7 @@ impl<S: OtlpSignal> UnaryService<Raw<S::Req>> for Export<S> {
                 Metadata::new()
             };
             let raw = request.into_inner();
-            match svc.ingest.accept(Transport::Grpc, tenant, S::payload(raw.msg), Some(raw.bytes), metadata).await {
+            match svc.ingest.accept(Transport::Grpc, tenant, raw.payload, Some(raw.bytes), metadata).await {
                 Ok(()) => Ok(tonic::Response::new(S::Resp::default())),
                 Err(e @ Refusal::Tenant(_)) => Err(Status::invalid_argument(e.to_string())),
                 // Every pipeline refusal is temporary: UNAVAILABLE tells OTLP clients to retry.
@@ -162,26 +162,22 @@ impl<S: OtlpSignal> UnaryService<Raw<S::Req>> for Export<S> {
     }
 }
 
-/// A decoded request with the bytes it was decoded from: the WAL stores those bytes as they came,
-/// so the request is never encoded again.
-pub struct Raw<U> {
-    msg: U,
+/// A request (decoded, or its bytes the conversion reads, see `LazyPayload`) with its bytes: the WAL
+/// stores those bytes as they came, so the request is never encoded again.
+pub struct Raw {
+    payload: LazyPayload,
     bytes: bytes::Bytes,
 }
 
 /// Prost encoding for responses; requests decode into `Raw`, with failures reported as
 /// `INVALID_ARGUMENT`.
-struct OtlpCodec<T, U>(ProstCodec<T, U>);
+struct OtlpCodec<S: OtlpSignal>(ProstCodec<S::Resp, S::Req>);
 
-impl<T, U> Codec for OtlpCodec<T, U>
-where
-    T: prost::Message + Send + 'static,
-    U: prost::Message + Default + Send + 'static,
-{
-    type Encode = T;
-    type Decode = Raw<U>;
-    type Encoder = <ProstCodec<T, U> as Codec>::Encoder;
-    type Decoder = RawDecoder<U>;
+impl<S: OtlpSignal> Codec for OtlpCodec<S> {
+    type Encode = S::Resp;
+    type Decode = Raw;
+    type Encoder = <ProstCodec<S::Resp, S::Req> as Codec>::Encoder;
+    type Decoder = RawDecoder<S>;
 
     fn encoder(&mut self) -> Self::Encoder {
         self.0.encoder()
@@ -192,16 +188,16 @@ where
     }
 }
 
-struct RawDecoder<U>(PhantomData<fn() -> U>);
+struct RawDecoder<S>(PhantomData<fn() -> S>);
 
-impl<U: prost::Message + Default> Decoder for RawDecoder<U> {
-    type Item = Raw<U>;
+impl<S: OtlpSignal> Decoder for RawDecoder<S> {
+    type Item = Raw;
     type Error = Status;
 
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Raw<U>>, Status> {
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Raw>, Status> {
         let bytes = bytes::Buf::copy_to_bytes(buf, bytes::Buf::remaining(buf));
-        let msg = U::decode(bytes.clone())
+        let payload = LazyPayload::from_protobuf(S::SIGNAL, bytes.clone())
             .map_err(|e| Status::invalid_argument(format!("cannot decode the OTLP request: {e}")))?;
-        Ok(Some(Raw { msg, bytes }))
+        Ok(Some(Raw { payload, bytes }))
     }
 }

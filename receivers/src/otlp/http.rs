@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use openwit_core::auth::{AuthError, ServerAuth};
-use openwit_core::{ComponentId, ConsumeError, Metadata, Signal, otlp_json};
+use openwit_core::{ComponentId, ConsumeError, LazyPayload, Metadata, Signal, otlp_json};
 use prost::Message;
 use std::io::Read;
 use std::sync::Arc;
@@ -177,21 +177,21 @@ async fn export<S: OtlpSignal>(State(st): State<Arc<HttpState>>, headers: Header
         Err(Decompress::Bad(m)) => return status(format, StatusCode::BAD_REQUEST, m),
     };
     let raw = (format == Format::Protobuf).then(|| body.clone());
-    let req: S::Req = match format {
-        Format::Protobuf => match S::Req::decode(body) {
-            Ok(r) => r,
+    let payload = match format {
+        Format::Protobuf => match LazyPayload::from_protobuf(S::SIGNAL, body) {
+            Ok(p) => p,
             Err(e) => {
                 return status(format, StatusCode::BAD_REQUEST, format!("cannot decode the OTLP protobuf body: {e}"));
             }
         },
-        Format::Json => match otlp_json::decode(&body) {
-            Ok(r) => r,
+        Format::Json => match otlp_json::decode::<S::Req>(&body) {
+            Ok(r) => S::payload(r).into(),
             Err(e) => return status(format, StatusCode::BAD_REQUEST, e),
         },
     };
     let metadata =
         if st.include_metadata { super::metadata::kept(&headers, st.auth.as_ref()) } else { Metadata::new() };
-    match ingest.accept(Transport::Http, tenant, S::payload(req), raw, metadata).await {
+    match ingest.accept(Transport::Http, tenant, payload, raw, metadata).await {
         Ok(()) => {
             // A full success is an empty Export response: no bytes in protobuf, `{}` in JSON.
             let bytes = match format {

@@ -3,7 +3,7 @@
 use openwit_core::auth::{AuthError, Identity, ServerAuth, bound_tenant};
 use openwit_core::telemetry::ReceiverCounters;
 use openwit_core::{
-    BatchingConfig, ConsumeError, Ingest, IngestRequest, Metadata, Payload, ReceiverContext, Signal, TenantConfig,
+    BatchingConfig, ConsumeError, Ingest, IngestRequest, LazyPayload, Metadata, ReceiverContext, Signal, TenantConfig,
     TenantError, TenantId,
 };
 use std::sync::Arc;
@@ -92,13 +92,13 @@ impl Accept {
         self.tenant.resolve(value)
     }
 
-    /// Hands a decoded request to the WAL and, once it is durable, to the pipelines of its signal.
+    /// Hands a request (decoded, or its bytes the conversion reads) to the WAL and, once it is durable, to the pipelines of its signal.
     /// `raw` is the request's protobuf encoding when the receiver has it.
     pub async fn accept(
         &self,
         transport: Transport,
         tenant: Result<TenantId, TenantError>,
-        payload: Payload,
+        payload: LazyPayload,
         raw: Option<bytes::Bytes>,
         metadata: Metadata,
     ) -> Result<(), Refusal> {

@@ -4,7 +4,7 @@
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use openwit_core::Payload;
+use openwit_core::{Payload, Signal};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -13,6 +13,7 @@ pub trait OtlpSignal: Send + Sync + 'static {
     type Resp: prost::Message + Default + Serialize + Send + 'static;
     /// The gRPC service name.
     const SERVICE: &'static str;
+    const SIGNAL: Signal;
     fn payload(req: Self::Req) -> Payload;
 }
 
@@ -24,6 +25,7 @@ impl OtlpSignal for Traces {
     type Req = ExportTraceServiceRequest;
     type Resp = ExportTraceServiceResponse;
     const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const SIGNAL: Signal = Signal::Traces;
     fn payload(req: Self::Req) -> Payload {
         Payload::Traces(req)
     }
@@ -33,6 +35,7 @@ impl OtlpSignal for Metrics {
     type Req = ExportMetricsServiceRequest;
     type Resp = ExportMetricsServiceResponse;
     const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const SIGNAL: Signal = Signal::Metrics;
     fn payload(req: Self::Req) -> Payload {
         Payload::Metrics(req)
     }
@@ -42,6 +45,7 @@ impl OtlpSignal for Logs {
     type Req = ExportLogsServiceRequest;
     type Resp = ExportLogsServiceResponse;
     const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const SIGNAL: Signal = Signal::Logs;
     fn payload(req: Self::Req) -> Payload {
         Payload::Logs(req)
     }

@@ -252,7 +252,7 @@ mod tests {
         assert!(p.is_decoded() && p.encoded().is_none());
         assert_eq!(*p, Payload::Traces(nested));
         assert!(LazyPayload::from_protobuf(Signal::Traces, Bytes::from_static(&[0x0a, 0x05, 0x01])).is_err());
-        let logs = LazyPayload::from_protobuf(Signal::Logs, Bytes::new()).unwrap();
-        assert!(logs.is_decoded() && logs.item_count() == 0);
+        let metrics = LazyPayload::from_protobuf(Signal::Metrics, Bytes::new()).unwrap();
+        assert!(metrics.is_decoded() && metrics.item_count() == 0, "metrics are not read from their bytes yet");
     }
 }

@@ -37,8 +37,8 @@ pub use component::{
 };
 pub use factory::{BuildEnv, ConfigIssue, Configured, Factory, FactorySet, ParsedConfig, Registry};
 pub use fanout::{ConsumeError, Fanout};
-pub use lazy_payload::{Encoded, LazyPayload};
 pub use ingest::{BatchingConfig, Ingest, IngestRequest, Receipt};
+pub use lazy_payload::{Encoded, LazyPayload};
 pub use operator::{Operator, OperatorError};
 pub use signal::Signal;
 pub use source::{DurableOffsets, OffsetSet, SourceOffsets};

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use openwit_core::factory::{ComponentConfig, typed};
 use openwit_core::telemetry::{Histogram, Telemetry, labels};
 use openwit_core::{
-    Batch, BuildEnv, ComponentId, ConfigIssue, Factory, Fanout, Metadata, LazyPayload, Processor, Signal, TenantId,
+    Batch, BuildEnv, ComponentId, ConfigIssue, Factory, Fanout, LazyPayload, Metadata, Processor, Signal, TenantId,
 };
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -246,9 +246,9 @@ impl BatchProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openwit_core::Payload;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use openwit_core::Payload;
 
     fn logs(tenant: &str, n: usize) -> Batch {
         Batch::new(

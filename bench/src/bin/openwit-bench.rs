@@ -587,15 +587,17 @@ fn markdown(r: &Results) -> String {
     }
     if !r.footprint.is_empty() {
         s.push_str("\nConversion on one core (items/s) and bytes on disk per item, Parquet (the exporter's writer) against the same\nrequests' protobuf compressed with zstd at the same level:\n\n");
-        s.push_str("| signal | OTLP→Arrow items/s | Arrow→OTLP items/s | items | Parquet B/item | zstd stream B/item | zstd per request B/item | protobuf B/item | Parquet ÷ zstd stream | Parquet ÷ zstd per request | writer CPU-s per M items |\n");
-        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("| signal | OTLP→Arrow items/s | Arrow→OTLP items/s | protobuf→rows, decoded items/s | protobuf→rows, direct items/s | items | Parquet B/item | zstd stream B/item | zstd per request B/item | protobuf B/item | Parquet ÷ zstd stream | Parquet ÷ zstd per request | writer CPU-s per M items |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (c, f) in r.conversion.iter().zip(&r.footprint) {
             let per = |b: u64| b as f64 / f.items as f64;
             s.push_str(&format!(
-                "| {} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |\n",
+                "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |\n",
                 f.signal,
                 c.to_arrow_items_per_s,
                 c.from_arrow_items_per_s,
+                c.from_protobuf_decoded_items_per_s,
+                c.from_protobuf_direct_items_per_s.map_or("—".to_string(), |r| format!("{r:.0}")),
                 f.items,
                 f.parquet_per_item(),
                 per(f.zstd_stream_bytes),

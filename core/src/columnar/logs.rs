@@ -3,10 +3,10 @@
 use super::ColumnarError;
 use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
 use super::{
-    AttrSizes, append_attrs, column, decode_encoded, finish, read_encoded, string_len, tenant_column, timestamp_type,
-    ts, unts,
+    AttrMapBuilder, AttrSizes, TypesBuilder, append_attrs, column, decode_encoded, finish, read_encoded, string_len,
+    tenant_column, timestamp_type, ts, unts,
 };
-use crate::attributes::{AttrType, decode_value, encode_value};
+use crate::attributes::{AttrType, decode_value, write_value};
 use arrow::array::{
     ArrayBuilder, AsArray, BinaryBuilder, Int32Builder, StringBuilder, TimestampNanosecondBuilder, UInt8Builder,
     UInt32Builder,
@@ -32,57 +32,128 @@ pub(super) fn rows(tenant: &str, req: &ExportLogsServiceRequest, grouped: bool) 
         sizes.add(&l.attributes);
         body_bytes += string_len(l.body.as_ref());
     }
-    let n = sizes.rows();
-    let mut time = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
-    let mut observed = TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type());
-    let mut severity_number = Int32Builder::with_capacity(n);
-    let mut severity_text = Dict::new();
-    let mut body = StringBuilder::with_capacity(n, body_bytes);
-    let mut body_type = UInt8Builder::with_capacity(n);
-    let (mut trace_id, mut span_id) = (BinaryBuilder::with_capacity(n, 16 * n), BinaryBuilder::with_capacity(n, 8 * n));
-    let mut flags = UInt32Builder::with_capacity(n);
-    let mut event_name = Dict::new();
-    let (mut attrs, mut types) = sizes.builders();
-    let mut dropped = UInt32Builder::with_capacity(n);
+    let mut c = Columns::new(&sizes, body_bytes);
     let mut rs_cols = resource_scope::Builders::new();
     for rl in &req.resource_logs {
         let res = ResourceRow::new(rl.resource.as_ref(), &rl.schema_url);
         for sl in &rl.scope_logs {
             rs_cols.append_rows(&res, sl.scope.as_ref(), &sl.schema_url, sl.log_records.len())?;
             for l in &sl.log_records {
-                time.append_value(ts(l.time_unix_nano));
-                observed.append_value(ts(l.observed_time_unix_nano));
-                severity_number.append_value(l.severity_number);
-                severity_text.append_value(&l.severity_text);
-                let (text, t) = encode_value(l.body.as_ref());
-                body.append_value(text);
-                body_type.append_value(t as u8);
-                trace_id.append_value(&l.trace_id);
-                span_id.append_value(&l.span_id);
-                flags.append_value(l.flags);
-                event_name.append_value(&l.event_name);
-                append_attrs(&mut attrs, &mut types, Some(&l.attributes))?;
-                dropped.append_value(l.dropped_attributes_count);
+                c.scalars(&Scalars {
+                    time: l.time_unix_nano,
+                    observed: l.observed_time_unix_nano,
+                    severity_number: l.severity_number,
+                    severity_text: &l.severity_text,
+                    trace_id: &l.trace_id,
+                    span_id: &l.span_id,
+                    flags: l.flags,
+                    event_name: &l.event_name,
+                    dropped_attributes_count: l.dropped_attributes_count,
+                });
+                let t = write_value(l.body.as_ref(), &mut c.body);
+                c.body.append_value("");
+                c.body_type.append_value(t as u8);
+                append_attrs(&mut c.attrs, &mut c.types, Some(&l.attributes))?;
             }
         }
     }
-    let columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)> = vec![
-        ("tenant", Box::new(tenant_column(tenant, n)), false),
-        ("time", Box::new(time), false),
-        ("observed_time", Box::new(observed), false),
-        ("severity_number", Box::new(severity_number), false),
-        ("severity_text", Box::new(severity_text), false),
-        ("body", Box::new(body), false),
-        ("body_type", Box::new(body_type), false),
-        ("trace_id", Box::new(trace_id), false),
-        ("span_id", Box::new(span_id), false),
-        ("flags", Box::new(flags), false),
-        ("event_name", Box::new(event_name), false),
-        ("attributes", Box::new(attrs), false),
-        ("attribute_types", Box::new(types), false),
-        ("dropped_attributes_count", Box::new(dropped), false),
-    ];
-    finish(columns, rs_cols.columns(grouped)?)
+    c.finish(tenant, rs_cols, grouped)
+}
+
+/// A log record's values but its body and attributes, borrowed from where they are held (a decoded
+/// `LogRecord`, or the request's bytes).
+#[derive(Default)]
+pub(super) struct Scalars<'a> {
+    pub(super) time: u64,
+    pub(super) observed: u64,
+    pub(super) severity_number: i32,
+    pub(super) severity_text: &'a str,
+    pub(super) trace_id: &'a [u8],
+    pub(super) span_id: &'a [u8],
+    pub(super) flags: u32,
+    pub(super) event_name: &'a str,
+    pub(super) dropped_attributes_count: u32,
+}
+
+/// The builders of the logs table's own columns (the resource and scope ones are
+/// `resource_scope::Builders`); each record appends its row to every one of them.
+pub(super) struct Columns {
+    n: usize,
+    time: TimestampNanosecondBuilder,
+    observed: TimestampNanosecondBuilder,
+    severity_number: Int32Builder,
+    severity_text: Dict,
+    /// The body's text and type are appended by the caller, like attributes.
+    pub(super) body: StringBuilder,
+    pub(super) body_type: UInt8Builder,
+    trace_id: BinaryBuilder,
+    span_id: BinaryBuilder,
+    flags: UInt32Builder,
+    event_name: Dict,
+    pub(super) attrs: AttrMapBuilder,
+    pub(super) types: TypesBuilder,
+    dropped: UInt32Builder,
+}
+
+impl Columns {
+    /// Builders with room for the rows and attributes `sizes` counted and `body_bytes` of string bodies.
+    pub(super) fn new(sizes: &AttrSizes, body_bytes: usize) -> Columns {
+        let n = sizes.rows();
+        let (attrs, types) = sizes.builders();
+        Columns {
+            n,
+            time: TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type()),
+            observed: TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type()),
+            severity_number: Int32Builder::with_capacity(n),
+            severity_text: Dict::new(),
+            body: StringBuilder::with_capacity(n, body_bytes),
+            body_type: UInt8Builder::with_capacity(n),
+            trace_id: BinaryBuilder::with_capacity(n, 16 * n),
+            span_id: BinaryBuilder::with_capacity(n, 8 * n),
+            flags: UInt32Builder::with_capacity(n),
+            event_name: Dict::new(),
+            attrs,
+            types,
+            dropped: UInt32Builder::with_capacity(n),
+        }
+    }
+
+    pub(super) fn scalars(&mut self, l: &Scalars<'_>) {
+        self.time.append_value(ts(l.time));
+        self.observed.append_value(ts(l.observed));
+        self.severity_number.append_value(l.severity_number);
+        self.severity_text.append_value(l.severity_text);
+        self.trace_id.append_value(l.trace_id);
+        self.span_id.append_value(l.span_id);
+        self.flags.append_value(l.flags);
+        self.event_name.append_value(l.event_name);
+        self.dropped.append_value(l.dropped_attributes_count);
+    }
+
+    pub(super) fn finish(
+        self,
+        tenant: &str,
+        rs_cols: resource_scope::Builders,
+        grouped: bool,
+    ) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)> = vec![
+            ("tenant", Box::new(tenant_column(tenant, self.n)), false),
+            ("time", Box::new(self.time), false),
+            ("observed_time", Box::new(self.observed), false),
+            ("severity_number", Box::new(self.severity_number), false),
+            ("severity_text", Box::new(self.severity_text), false),
+            ("body", Box::new(self.body), false),
+            ("body_type", Box::new(self.body_type), false),
+            ("trace_id", Box::new(self.trace_id), false),
+            ("span_id", Box::new(self.span_id), false),
+            ("flags", Box::new(self.flags), false),
+            ("event_name", Box::new(self.event_name), false),
+            ("attributes", Box::new(self.attrs), false),
+            ("attribute_types", Box::new(self.types), false),
+            ("dropped_attributes_count", Box::new(self.dropped), false),
+        ];
+        finish(columns, rs_cols.columns(grouped)?)
+    }
 }
 
 /// Rebuilds the log request from rows (adjacent rows with the same resource and scope share them).
@@ -148,7 +219,7 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportLogsServiceRequest
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::attributes::strategies::{any_value, attributes};
     use crate::columnar::test_support::{normalize, resource, scope};
@@ -187,7 +258,7 @@ mod tests {
             })
     }
 
-    fn request() -> impl Strategy<Value = ExportLogsServiceRequest> {
+    pub(in crate::columnar) fn request() -> impl Strategy<Value = ExportLogsServiceRequest> {
         let scope_logs = (scope(), prop::collection::vec(record(), 0..4), "[a-z:/]{0,6}")
             .prop_map(|(scope, log_records, schema_url)| ScopeLogs { scope, log_records, schema_url });
         let resource_logs = (resource(), prop::collection::vec(scope_logs, 0..3), "[a-z:/]{0,6}")

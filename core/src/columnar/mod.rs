@@ -2,6 +2,7 @@
 //! (see `docs/schema.md`). Conversion goes from the decoded protobuf straight into Arrow builders.
 
 pub mod logs;
+mod logs_wire;
 pub mod metrics;
 mod resource_scope;
 pub use resource_scope::{BY_SCOPE_GROUP, SCOPE_GROUP_COLUMNS, expand_groups, repeats_cost_memory, table_schema};
@@ -81,17 +82,22 @@ pub fn to_grouped_record_batch(tenant: &str, payload: &Payload) -> Result<Record
 /// What [`skim`] found in requests' protobuf bytes: their items, and what their attributes take (the
 /// conversion from those bytes allocates its builders by it).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Skimmed(AttrSizes);
+pub struct Skimmed {
+    sizes: AttrSizes,
+    /// Log bodies' string bytes (logs only).
+    body_bytes: usize,
+}
 
 impl Skimmed {
     /// Items (spans) counted.
     pub fn items(&self) -> usize {
-        self.0.rows()
+        self.sizes.rows()
     }
 
     /// Adds another request's count (requests appended).
     pub fn add(&mut self, other: &Skimmed) {
-        self.0.add_all(&other.0);
+        self.sizes.add_all(&other.sizes);
+        self.body_bytes += other.body_bytes;
     }
 }
 
@@ -100,12 +106,13 @@ impl Skimmed {
 /// (the direct path does not read every signal, nor everything the protocol allows, see `wire`), which
 /// also says whether they are valid. Some: prost would decode them, to the same rows.
 pub fn skim(signal: Signal, bytes: &[u8]) -> Option<Skimmed> {
-    let mut sizes = AttrSizes::default();
+    let mut s = Skimmed::default();
     match signal {
-        Signal::Traces => spans_wire::skim(bytes, &mut sizes).ok()?,
-        Signal::Logs | Signal::Metrics => return None,
+        Signal::Traces => spans_wire::skim(bytes, &mut s.sizes).ok()?,
+        Signal::Logs => logs_wire::skim(bytes, &mut s.sizes, &mut s.body_bytes).ok()?,
+        Signal::Metrics => return None,
     }
-    Some(Skimmed(sizes))
+    Some(s)
 }
 
 /// The rows of requests whose bytes [`skim`] read (`parts`, in order; `skimmed`: their counts added
@@ -119,8 +126,9 @@ pub fn from_encoded<'a>(
     grouped: bool,
 ) -> Option<Result<RecordBatch, ArrowError>> {
     let rows = match signal {
-        Signal::Traces => spans_wire::rows(tenant, parts, &skimmed.0, grouped),
-        Signal::Logs | Signal::Metrics => return None,
+        Signal::Traces => spans_wire::rows(tenant, parts, &skimmed.sizes, grouped),
+        Signal::Logs => logs_wire::rows(tenant, parts, &skimmed.sizes, skimmed.body_bytes, grouped),
+        Signal::Metrics => return None,
     };
     match rows {
         Ok(rows) => Some(Ok(rows)),

@@ -6,17 +6,16 @@
 use super::AttrSizes;
 use super::resource_scope::{self, ResourceRow};
 use super::spans::{Columns, Scalars};
-use super::wire::{self, Attr, Fields, Stop, Value, once, plain};
+use super::wire::{self, Attr, Fields, Sink, Stop, once, plain};
 use arrow::record_batch::RecordBatch;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span;
 use prost::Message;
 
 /// Checks that the direct path reads every part of `buf` (else `Stop::Unusual`), and counts its spans
 /// and their attributes into `sizes` (what `rows` allocates by).
 pub(crate) fn skim(buf: &[u8], sizes: &mut AttrSizes) -> Result<(), Stop> {
-    walk(buf, &mut Skim(sizes))
+    wire::walk(buf, &mut Skim(sizes, SpanView::default()))
 }
 
 /// The rows of the requests `parts` (in order), whose skims added up to `sizes`.
@@ -26,23 +25,12 @@ pub(crate) fn rows<'a>(
     sizes: &AttrSizes,
     grouped: bool,
 ) -> Result<RecordBatch, Stop> {
-    let mut build = Build { columns: Columns::new(sizes), groups: resource_scope::Builders::new() };
+    let mut build =
+        Build { columns: Columns::new(sizes), groups: resource_scope::Builders::new(), span: SpanView::default() };
     for part in parts {
-        walk(part, &mut build)?;
+        wire::walk(part, &mut build)?;
     }
     Ok(build.columns.finish(tenant, build.groups, grouped)?)
-}
-
-/// What the walk hands on: each scope group, then each of its spans.
-trait Sink<'a> {
-    fn group(
-        &mut self,
-        res: &ResourceRow<'_>,
-        scope: Option<&InstrumentationScope>,
-        schema_url: &str,
-        spans: usize,
-    ) -> Result<(), Stop>;
-    fn span(&mut self, s: &SpanView<'a>) -> Result<(), Stop>;
 }
 
 /// One span, borrowed from the request's bytes; reused from span to span.
@@ -52,72 +40,6 @@ struct SpanView<'a> {
     attrs: Vec<Attr<'a>>,
     events: Vec<&'a [u8]>,
     links: Vec<&'a [u8]>,
-}
-
-fn walk<'a>(buf: &'a [u8], sink: &mut impl Sink<'a>) -> Result<(), Stop> {
-    let mut span = SpanView::default();
-    for f in Fields(buf) {
-        match f? {
-            (1, v) => resource_spans(v.bytes()?, sink, &mut span)?,
-            _ => return Err(Stop::Unusual),
-        }
-    }
-    Ok(())
-}
-
-fn resource_spans<'a>(buf: &'a [u8], sink: &mut impl Sink<'a>, span: &mut SpanView<'a>) -> Result<(), Stop> {
-    let (mut resource, mut schema_url) = (None, "");
-    for f in Fields(buf) {
-        match f? {
-            (1, v) => once(&mut resource, v)?,
-            (2, v) => _ = v.bytes()?,
-            (3, v) => schema_url = v.str()?,
-            _ => return Err(Stop::Unusual),
-        }
-    }
-    let resource = resource.map(Resource::decode).transpose().map_err(|_| Stop::Unusual)?;
-    if resource.as_ref().is_some_and(|r| !plain(&r.attributes)) {
-        return Err(Stop::Unusual);
-    }
-    let res = ResourceRow::new(resource.as_ref(), schema_url);
-    for f in Fields(buf) {
-        if let (2, Value::Len(b)) = f? {
-            scope_spans(b, &res, sink, span)?;
-        }
-    }
-    Ok(())
-}
-
-fn scope_spans<'a>(
-    buf: &'a [u8],
-    res: &ResourceRow<'_>,
-    sink: &mut impl Sink<'a>,
-    span: &mut SpanView<'a>,
-) -> Result<(), Stop> {
-    let (mut scope, mut schema_url, mut n) = (None, "", 0);
-    for f in Fields(buf) {
-        match f? {
-            (1, v) => once(&mut scope, v)?,
-            (2, v) => {
-                v.bytes()?;
-                n += 1;
-            }
-            (3, v) => schema_url = v.str()?,
-            _ => return Err(Stop::Unusual),
-        }
-    }
-    let scope = scope.map(InstrumentationScope::decode).transpose().map_err(|_| Stop::Unusual)?;
-    if scope.as_ref().is_some_and(|s| !plain(&s.attributes)) {
-        return Err(Stop::Unusual);
-    }
-    sink.group(res, scope.as_ref(), schema_url, n)?;
-    for f in Fields(buf) {
-        if let (2, Value::Len(b)) = f? {
-            read_span(b, span)?;
-            sink.span(span)?;
-        }
-    }
-    Ok(())
 }
 
 fn read_span<'a>(buf: &'a [u8], view: &mut SpanView<'a>) -> Result<(), Stop> {
@@ -172,14 +94,16 @@ fn link(b: &[u8]) -> Result<span::Link, Stop> {
     if plain(&l.attributes) { Ok(l) } else { Err(Stop::Unusual) }
 }
 
-struct Skim<'s>(&'s mut AttrSizes);
+struct Skim<'s, 'a>(&'s mut AttrSizes, SpanView<'a>);
 
-impl<'a> Sink<'a> for Skim<'_> {
+impl<'a> Sink<'a> for Skim<'_, 'a> {
     fn group(&mut self, _: &ResourceRow<'_>, _: Option<&InstrumentationScope>, _: &str, _: usize) -> Result<(), Stop> {
         Ok(())
     }
 
-    fn span(&mut self, s: &SpanView<'a>) -> Result<(), Stop> {
+    fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop> {
+        let s = &mut self.1;
+        read_span(bytes, s)?;
         wire::count(self.0, &s.attrs);
         for e in &s.events {
             event(e)?;
@@ -191,12 +115,13 @@ impl<'a> Sink<'a> for Skim<'_> {
     }
 }
 
-struct Build {
+struct Build<'a> {
     columns: Columns,
     groups: resource_scope::Builders,
+    span: SpanView<'a>,
 }
 
-impl<'a> Sink<'a> for Build {
+impl<'a> Sink<'a> for Build<'a> {
     fn group(
         &mut self,
         res: &ResourceRow<'_>,
@@ -207,7 +132,9 @@ impl<'a> Sink<'a> for Build {
         Ok(self.groups.append_rows(res, scope, schema_url, spans)?)
     }
 
-    fn span(&mut self, s: &SpanView<'a>) -> Result<(), Stop> {
+    fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop> {
+        let s = &mut self.span;
+        read_span(bytes, s)?;
         let c = &mut self.columns;
         c.scalars(&s.scalars);
         wire::append_attrs(&mut c.attrs, &mut c.types, &s.attrs)?;
@@ -225,8 +152,9 @@ impl<'a> Sink<'a> for Build {
 
 #[cfg(test)]
 mod tests {
+    use super::super::skim;
     use super::super::spans::tests::request;
-    use super::super::{Skimmed, from_encoded, skim, spans};
+    use super::super::wire::test_support::{decoded, direct, edited, edits, field, flat, wrap};
     use crate::Signal;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -236,15 +164,6 @@ mod tests {
 
     /// The request with every array or key-value list value made a string: what the direct path reads.
     fn without_nesting(mut req: ExportTraceServiceRequest) -> ExportTraceServiceRequest {
-        let flat = |attrs: &mut Vec<KeyValue>| {
-            for kv in attrs {
-                if let Some(v) = kv.value.as_mut()
-                    && matches!(v.value, Some(Kind::ArrayValue(_) | Kind::KvlistValue(_)))
-                {
-                    v.value = Some(Kind::StringValue("nested".into()));
-                }
-            }
-        };
         for rs in &mut req.resource_spans {
             rs.resource.iter_mut().for_each(|r| flat(&mut r.attributes));
             for ss in &mut rs.scope_spans {
@@ -259,23 +178,7 @@ mod tests {
         req
     }
 
-    /// The direct path's rows of `parts`, if `skim` reads every part.
-    fn direct(parts: &[Vec<u8>], grouped: bool) -> Option<arrow::record_batch::RecordBatch> {
-        let mut total = Skimmed::default();
-        for p in parts {
-            total.add(&skim(Signal::Traces, p)?);
-        }
-        Some(from_encoded("t1", Signal::Traces, parts.iter().map(Vec::as_slice), &total, grouped).unwrap().unwrap())
-    }
-
-    /// Prost's reading of `parts` appended, converted as the decoded path converts.
-    fn decoded(parts: &[Vec<u8>], grouped: bool) -> arrow::record_batch::RecordBatch {
-        let mut req = ExportTraceServiceRequest::default();
-        for p in parts {
-            req.resource_spans.extend(ExportTraceServiceRequest::decode(p.as_slice()).unwrap().resource_spans);
-        }
-        spans::rows("t1", &req, grouped).unwrap()
-    }
+    const T: Signal = Signal::Traces;
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(96))]
@@ -291,9 +194,9 @@ mod tests {
                 .resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
             prop_assert_eq!(skim(Signal::Traces, &a).map(|s| s.items()), Some(spans));
             for grouped in [false, true] {
-                prop_assert_eq!(direct(std::slice::from_ref(&a), grouped), Some(decoded(std::slice::from_ref(&a), grouped)));
+                prop_assert_eq!(direct(T, std::slice::from_ref(&a), grouped), Some(decoded(T, std::slice::from_ref(&a), grouped)));
                 let both = [a.clone(), b.clone()];
-                prop_assert_eq!(direct(&both, grouped), Some(decoded(&both, grouped)));
+                prop_assert_eq!(direct(T, &both, grouped), Some(decoded(T, &both, grouped)));
             }
         }
 
@@ -302,58 +205,15 @@ mod tests {
         #[test]
         fn bytes_the_skim_reads_are_bytes_prost_decodes_to_the_same_rows(
             req in request(),
-            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..4),
+            edits in edits(),
         ) {
-            let mut bytes = without_nesting(req).encode_to_vec();
-            for (at, byte, how) in edits {
-                if bytes.is_empty() {
-                    break;
-                }
-                let i = at.index(bytes.len());
-                match how {
-                    0 => bytes[i] = byte,
-                    1 => bytes.truncate(i),
-                    _ => bytes.insert(i, byte),
-                }
-            }
+            let bytes = edited(without_nesting(req).encode_to_vec(), edits);
             if skim(Signal::Traces, &bytes).is_some() {
                 let parts = [bytes];
                 prop_assert!(ExportTraceServiceRequest::decode(parts[0].as_slice()).is_ok());
-                prop_assert_eq!(direct(&parts, true), Some(decoded(&parts, true)));
+                prop_assert_eq!(direct(T, &parts, true), Some(decoded(T, &parts, true)));
             }
         }
-    }
-
-    fn wrap(tag: u32, inner: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, &mut out);
-        prost::encoding::encode_varint(inner.len() as u64, &mut out);
-        out.extend_from_slice(inner);
-        out
-    }
-
-    /// One field of any number and wire type, with a value of that type.
-    fn field() -> impl Strategy<Value = Vec<u8>> {
-        use prost::encoding::{WireType, encode_key, encode_varint};
-        (1..18u32, 0..4u8, any::<u64>(), prop::collection::vec(any::<u8>(), 0..4)).prop_map(|(tag, wire, n, bytes)| {
-            let mut out = Vec::new();
-            match wire {
-                0 => {
-                    encode_key(tag, WireType::Varint, &mut out);
-                    encode_varint(n, &mut out);
-                }
-                1 => {
-                    encode_key(tag, WireType::SixtyFourBit, &mut out);
-                    out.extend(n.to_le_bytes());
-                }
-                2 => out = wrap(tag, &bytes),
-                _ => {
-                    encode_key(tag, WireType::ThirtyTwoBit, &mut out);
-                    out.extend((n as u32).to_le_bytes());
-                }
-            }
-            out
-        })
     }
 
     proptest! {
@@ -376,7 +236,7 @@ mod tests {
             if skim(Signal::Traces, &req).is_some() {
                 let parts = [req];
                 prop_assert!(ExportTraceServiceRequest::decode(parts[0].as_slice()).is_ok());
-                prop_assert_eq!(direct(&parts, false), Some(decoded(&parts, false)));
+                prop_assert_eq!(direct(T, &parts, false), Some(decoded(T, &parts, false)));
             }
         }
     }
@@ -416,7 +276,7 @@ mod tests {
         let mut once = Span { name: "s".into(), ..Default::default() }.encode_to_vec();
         once.extend(wrap(15, &[0x18, 0x02]));
         assert_eq!(skim(Signal::Traces, &wrap(1, &wrap(2, &wrap(2, &once)))).map(|s| s.items()), Some(1));
-        // Other signals: not read directly yet.
-        assert_eq!(skim(Signal::Logs, &[]), None);
+        // Metrics: not read directly yet.
+        assert_eq!(skim(Signal::Metrics, &[]), None);
     }
 }

@@ -9,11 +9,13 @@
 //! as before; so a request the direct path accepts is one prost decodes, to the same rows.
 
 use super::AttrSizes;
+use super::resource_scope::ResourceRow;
 use crate::attributes::{AttrType, write_value};
 use arrow::array::StringBuilder;
 use arrow::error::ArrowError;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Kind;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use prost::encoding::{WireType, decode_key, decode_varint};
 
@@ -138,6 +140,81 @@ pub(crate) fn once<'a>(slot: &mut Option<&'a [u8]>, v: Value<'a>) -> Result<(), 
     }
 }
 
+/// What [`walk`] hands on: each scope group (its resource and scope decoded by prost: one of each
+/// per group), then the bytes of each of its items.
+pub(crate) trait Sink<'a> {
+    fn group(
+        &mut self,
+        res: &ResourceRow<'_>,
+        scope: Option<&InstrumentationScope>,
+        schema_url: &str,
+        items: usize,
+    ) -> Result<(), Stop>;
+    fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop>;
+}
+
+/// Walks an `ExportTraceServiceRequest` or `ExportLogsServiceRequest`, which nest alike: resource
+/// groups (field 1) of `{1: resource, 2: scope groups, 3: schema_url}`, scope groups of `{1: scope,
+/// 2: items, 3: schema_url}`.
+pub(crate) fn walk<'a>(buf: &'a [u8], sink: &mut impl Sink<'a>) -> Result<(), Stop> {
+    for f in Fields(buf) {
+        match f? {
+            (1, v) => resource_group(v.bytes()?, sink)?,
+            _ => return Err(Stop::Unusual),
+        }
+    }
+    Ok(())
+}
+
+fn resource_group<'a>(buf: &'a [u8], sink: &mut impl Sink<'a>) -> Result<(), Stop> {
+    let (mut resource, mut schema_url) = (None, "");
+    for f in Fields(buf) {
+        match f? {
+            (1, v) => once(&mut resource, v)?,
+            (2, v) => _ = v.bytes()?,
+            (3, v) => schema_url = v.str()?,
+            _ => return Err(Stop::Unusual),
+        }
+    }
+    let resource = resource.map(Resource::decode).transpose().map_err(|_| Stop::Unusual)?;
+    if resource.as_ref().is_some_and(|r| !plain(&r.attributes)) {
+        return Err(Stop::Unusual);
+    }
+    let res = ResourceRow::new(resource.as_ref(), schema_url);
+    for f in Fields(buf) {
+        if let (2, Value::Len(b)) = f? {
+            scope_group(b, &res, sink)?;
+        }
+    }
+    Ok(())
+}
+
+fn scope_group<'a>(buf: &'a [u8], res: &ResourceRow<'_>, sink: &mut impl Sink<'a>) -> Result<(), Stop> {
+    let (mut scope, mut schema_url, mut n) = (None, "", 0);
+    for f in Fields(buf) {
+        match f? {
+            (1, v) => once(&mut scope, v)?,
+            (2, v) => {
+                v.bytes()?;
+                n += 1;
+            }
+            (3, v) => schema_url = v.str()?,
+            _ => return Err(Stop::Unusual),
+        }
+    }
+    let scope = scope.map(InstrumentationScope::decode).transpose().map_err(|_| Stop::Unusual)?;
+    if scope.as_ref().is_some_and(|s| !plain(&s.attributes)) {
+        return Err(Stop::Unusual);
+    }
+    sink.group(res, scope.as_ref(), schema_url, n)?;
+    for f in Fields(buf) {
+        if let (2, Value::Len(b)) = f? {
+            sink.item(b)?;
+        }
+    }
+    Ok(())
+}
+
 /// An attribute's value as the direct path holds it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum AttrValue<'a> {
@@ -176,7 +253,7 @@ pub(crate) fn attr(buf: &[u8]) -> Result<Attr<'_>, Stop> {
 }
 
 /// Reads one `AnyValue`: a single field of a scalar kind.
-fn any_value(buf: &[u8]) -> Result<AttrValue<'_>, Stop> {
+pub(crate) fn any_value(buf: &[u8]) -> Result<AttrValue<'_>, Stop> {
     let mut fields = Fields(buf);
     let Some(first) = fields.next() else {
         // No value set: `AnyValue { value: None }`, which prost decodes from the empty bytes.
@@ -222,27 +299,120 @@ pub(crate) fn append_attrs(
     let mut codes = super::Codes::new(attrs.len());
     for a in attrs {
         map.keys().append_value(a.key);
-        let values = map.values();
-        let t = match a.value {
-            AttrValue::Absent => AttrType::Missing,
-            AttrValue::Str(s) => {
-                values.append_value(s);
-                codes.push(AttrType::Str);
-                continue;
-            }
-            AttrValue::Scalar(b) => write_scalar(b, values)?,
-        };
-        values.append_value("");
-        codes.push(t);
+        codes.push(append_value(map.values(), a.value)?);
     }
     map.append(true)?;
     super::append_codes(types, codes.as_slice());
     Ok(())
 }
 
-fn write_scalar(buf: &[u8], values: &mut StringBuilder) -> Result<AttrType, Stop> {
-    let v = AnyValue::decode(buf).map_err(|_| Stop::Unusual)?;
-    Ok(write_value(Some(&v), values))
+/// Appends a value's text (as `write_value` writes it) and returns its type.
+pub(crate) fn append_value(out: &mut StringBuilder, value: AttrValue<'_>) -> Result<AttrType, Stop> {
+    let t = match value {
+        AttrValue::Absent => AttrType::Missing,
+        AttrValue::Str(s) => {
+            out.append_value(s);
+            return Ok(AttrType::Str);
+        }
+        AttrValue::Scalar(b) => {
+            let v = AnyValue::decode(b).map_err(|_| Stop::Unusual)?;
+            write_value(Some(&v), out)
+        }
+    };
+    out.append_value("");
+    Ok(t)
+}
+
+/// What the direct paths' property tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::super::{Skimmed, from_encoded, skim, to_grouped_record_batch, to_record_batch};
+    use crate::{Payload, Signal};
+    use arrow::record_batch::RecordBatch;
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Kind;
+    use proptest::prelude::*;
+
+    /// Makes every array or key-value list value a string: what the direct paths read.
+    pub fn flat(attrs: &mut Vec<KeyValue>) {
+        for kv in attrs {
+            if let Some(v) = kv.value.as_mut()
+                && matches!(v.value, Some(Kind::ArrayValue(_) | Kind::KvlistValue(_)))
+            {
+                v.value = Some(Kind::StringValue("nested".into()));
+            }
+        }
+    }
+
+    /// The direct path's rows of `parts`, if `skim` reads every part.
+    pub fn direct(signal: Signal, parts: &[Vec<u8>], grouped: bool) -> Option<RecordBatch> {
+        let mut total = Skimmed::default();
+        for p in parts {
+            total.add(&skim(signal, p)?);
+        }
+        Some(from_encoded("t1", signal, parts.iter().map(Vec::as_slice), &total, grouped).unwrap().unwrap())
+    }
+
+    /// Prost's reading of `parts` appended, converted as the decoded path converts.
+    pub fn decoded(signal: Signal, parts: &[Vec<u8>], grouped: bool) -> RecordBatch {
+        let mut all = Payload::empty(signal);
+        for p in parts {
+            all.append(Payload::decode(signal, p).unwrap());
+        }
+        if grouped { to_grouped_record_batch("t1", &all) } else { to_record_batch("t1", &all) }.unwrap()
+    }
+
+    pub fn wrap(tag: u32, inner: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(inner.len() as u64, &mut out);
+        out.extend_from_slice(inner);
+        out
+    }
+
+    /// One field of any number and wire type, with a value of that type.
+    pub fn field() -> impl Strategy<Value = Vec<u8>> {
+        use prost::encoding::{WireType, encode_key, encode_varint};
+        (1..18u32, 0..4u8, any::<u64>(), prop::collection::vec(any::<u8>(), 0..4)).prop_map(|(tag, wire, n, bytes)| {
+            let mut out = Vec::new();
+            match wire {
+                0 => {
+                    encode_key(tag, WireType::Varint, &mut out);
+                    encode_varint(n, &mut out);
+                }
+                1 => {
+                    encode_key(tag, WireType::SixtyFourBit, &mut out);
+                    out.extend(n.to_le_bytes());
+                }
+                2 => out = wrap(tag, &bytes),
+                _ => {
+                    encode_key(tag, WireType::ThirtyTwoBit, &mut out);
+                    out.extend((n as u32).to_le_bytes());
+                }
+            }
+            out
+        })
+    }
+
+    /// A few edits of bytes: (where, byte, how: set, cut or insert).
+    pub fn edits() -> impl Strategy<Value = Vec<(prop::sample::Index, u8, u8)>> {
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..4)
+    }
+
+    pub fn edited(mut bytes: Vec<u8>, edits: Vec<(prop::sample::Index, u8, u8)>) -> Vec<u8> {
+        for (at, byte, how) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let i = at.index(bytes.len());
+            match how {
+                0 => bytes[i] = byte,
+                1 => bytes.truncate(i),
+                _ => bytes.insert(i, byte),
+            }
+        }
+        bytes
+    }
 }
 
 #[cfg(test)]

@@ -75,4 +75,3 @@ pub fn signal_of(code: i32) -> Option<Signal> {
         _ => None,
     }
 }
-

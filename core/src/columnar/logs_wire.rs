@@ -4,15 +4,14 @@
 
 use super::AttrSizes;
 use super::logs::{Columns, Scalars};
-use super::resource_scope::{self, ResourceRow};
+use super::resource_scope;
 use super::wire::{self, Attr, AttrValue, Fields, Sink, Stop, once};
 use arrow::record_batch::RecordBatch;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 
 /// Checks that the direct path reads every part of `buf` (else `Stop::Unusual`), and counts its log
 /// records and their attributes into `sizes`, string bodies into `body_bytes`.
 pub(crate) fn skim(buf: &[u8], sizes: &mut AttrSizes, body_bytes: &mut usize) -> Result<(), Stop> {
-    wire::walk(buf, &mut Skim { sizes, body_bytes, record: Record::default() })
+    wire::walk(buf, &mut Skim { sizes, body_bytes, record: Record::default() }, None)
 }
 
 /// The rows of the requests `parts` (in order), whose skims added up to `sizes` and `body_bytes`.
@@ -23,15 +22,12 @@ pub(crate) fn rows<'a>(
     body_bytes: usize,
     grouped: bool,
 ) -> Result<RecordBatch, Stop> {
-    let mut build = Build {
-        columns: Columns::new(sizes, body_bytes),
-        groups: resource_scope::Builders::new(),
-        record: Record::default(),
-    };
+    let mut build = Build { columns: Columns::new(sizes, body_bytes), record: Record::default() };
+    let mut groups = resource_scope::Builders::new();
     for part in parts {
-        wire::walk(part, &mut build)?;
+        wire::walk(part, &mut build, Some(&mut groups))?;
     }
-    Ok(build.columns.finish(tenant, build.groups, grouped)?)
+    Ok(build.columns.finish(tenant, groups, grouped)?)
 }
 
 /// One log record, borrowed from the request's bytes; reused from record to record.
@@ -82,10 +78,6 @@ struct Skim<'s, 'a> {
 }
 
 impl<'a> Sink<'a> for Skim<'_, 'a> {
-    fn group(&mut self, _: &ResourceRow<'_>, _: Option<&InstrumentationScope>, _: &str, _: usize) -> Result<(), Stop> {
-        Ok(())
-    }
-
     fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop> {
         read_record(bytes, &mut self.record)?;
         wire::count(self.sizes, &self.record.attrs);
@@ -98,21 +90,10 @@ impl<'a> Sink<'a> for Skim<'_, 'a> {
 
 struct Build<'a> {
     columns: Columns,
-    groups: resource_scope::Builders,
     record: Record<'a>,
 }
 
 impl<'a> Sink<'a> for Build<'a> {
-    fn group(
-        &mut self,
-        res: &ResourceRow<'_>,
-        scope: Option<&InstrumentationScope>,
-        schema_url: &str,
-        records: usize,
-    ) -> Result<(), Stop> {
-        Ok(self.groups.append_rows(res, scope, schema_url, records)?)
-    }
-
     fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop> {
         let r = &mut self.record;
         read_record(bytes, r)?;

@@ -4,18 +4,17 @@
 //! appended as `spans::rows` appends them.
 
 use super::AttrSizes;
-use super::resource_scope::{self, ResourceRow};
+use super::resource_scope;
 use super::spans::{Columns, Scalars};
 use super::wire::{self, Attr, Fields, Sink, Stop, once, plain};
 use arrow::record_batch::RecordBatch;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::trace::v1::span;
 use prost::Message;
 
 /// Checks that the direct path reads every part of `buf` (else `Stop::Unusual`), and counts its spans
 /// and their attributes into `sizes` (what `rows` allocates by).
 pub(crate) fn skim(buf: &[u8], sizes: &mut AttrSizes) -> Result<(), Stop> {
-    wire::walk(buf, &mut Skim(sizes, SpanView::default()))
+    wire::walk(buf, &mut Skim(sizes, SpanView::default()), None)
 }
 
 /// The rows of the requests `parts` (in order), whose skims added up to `sizes`.
@@ -25,12 +24,12 @@ pub(crate) fn rows<'a>(
     sizes: &AttrSizes,
     grouped: bool,
 ) -> Result<RecordBatch, Stop> {
-    let mut build =
-        Build { columns: Columns::new(sizes), groups: resource_scope::Builders::new(), span: SpanView::default() };
+    let mut build = Build { columns: Columns::new(sizes), span: SpanView::default() };
+    let mut groups = resource_scope::Builders::new();
     for part in parts {
-        wire::walk(part, &mut build)?;
+        wire::walk(part, &mut build, Some(&mut groups))?;
     }
-    Ok(build.columns.finish(tenant, build.groups, grouped)?)
+    Ok(build.columns.finish(tenant, groups, grouped)?)
 }
 
 /// One span, borrowed from the request's bytes; reused from span to span.
@@ -97,10 +96,6 @@ fn link(b: &[u8]) -> Result<span::Link, Stop> {
 struct Skim<'s, 'a>(&'s mut AttrSizes, SpanView<'a>);
 
 impl<'a> Sink<'a> for Skim<'_, 'a> {
-    fn group(&mut self, _: &ResourceRow<'_>, _: Option<&InstrumentationScope>, _: &str, _: usize) -> Result<(), Stop> {
-        Ok(())
-    }
-
     fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop> {
         let s = &mut self.1;
         read_span(bytes, s)?;
@@ -117,21 +112,10 @@ impl<'a> Sink<'a> for Skim<'_, 'a> {
 
 struct Build<'a> {
     columns: Columns,
-    groups: resource_scope::Builders,
     span: SpanView<'a>,
 }
 
 impl<'a> Sink<'a> for Build<'a> {
-    fn group(
-        &mut self,
-        res: &ResourceRow<'_>,
-        scope: Option<&InstrumentationScope>,
-        schema_url: &str,
-        spans: usize,
-    ) -> Result<(), Stop> {
-        Ok(self.groups.append_rows(res, scope, schema_url, spans)?)
-    }
-
     fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop> {
         let s = &mut self.span;
         read_span(bytes, s)?;

@@ -9,7 +9,7 @@
 //! as before; so a request the direct path accepts is one prost decodes, to the same rows.
 
 use super::AttrSizes;
-use super::resource_scope::ResourceRow;
+use super::resource_scope::{self, ResourceRow};
 use crate::attributes::{AttrType, write_value};
 use arrow::array::StringBuilder;
 use arrow::error::ArrowError;
@@ -140,33 +140,34 @@ pub(crate) fn once<'a>(slot: &mut Option<&'a [u8]>, v: Value<'a>) -> Result<(), 
     }
 }
 
-/// What [`walk`] hands on: each scope group (its resource and scope decoded by prost: one of each
-/// per group), then the bytes of each of its items.
+/// What [`walk`] hands on: the bytes of each item, in order.
 pub(crate) trait Sink<'a> {
-    fn group(
-        &mut self,
-        res: &ResourceRow<'_>,
-        scope: Option<&InstrumentationScope>,
-        schema_url: &str,
-        items: usize,
-    ) -> Result<(), Stop>;
     fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop>;
 }
 
 /// Walks an `ExportTraceServiceRequest` or `ExportLogsServiceRequest`, which nest alike: resource
 /// groups (field 1) of `{1: resource, 2: scope groups, 3: schema_url}`, scope groups of `{1: scope,
-/// 2: items, 3: schema_url}`.
-pub(crate) fn walk<'a>(buf: &'a [u8], sink: &mut impl Sink<'a>) -> Result<(), Stop> {
+/// 2: items, 3: schema_url}`. Each scope group's resource and scope (decoded by prost: one of each per
+/// group) are appended to `groups` when given, then its items handed to `sink`.
+pub(crate) fn walk<'a>(
+    buf: &'a [u8],
+    sink: &mut impl Sink<'a>,
+    mut groups: Option<&mut resource_scope::Builders>,
+) -> Result<(), Stop> {
     for f in Fields(buf) {
         match f? {
-            (1, v) => resource_group(v.bytes()?, sink)?,
+            (1, v) => resource_group(v.bytes()?, sink, groups.as_deref_mut())?,
             _ => return Err(Stop::Unusual),
         }
     }
     Ok(())
 }
 
-fn resource_group<'a>(buf: &'a [u8], sink: &mut impl Sink<'a>) -> Result<(), Stop> {
+fn resource_group<'a>(
+    buf: &'a [u8],
+    sink: &mut impl Sink<'a>,
+    mut groups: Option<&mut resource_scope::Builders>,
+) -> Result<(), Stop> {
     let (mut resource, mut schema_url) = (None, "");
     for f in Fields(buf) {
         match f? {
@@ -183,13 +184,18 @@ fn resource_group<'a>(buf: &'a [u8], sink: &mut impl Sink<'a>) -> Result<(), Sto
     let res = ResourceRow::new(resource.as_ref(), schema_url);
     for f in Fields(buf) {
         if let (2, Value::Len(b)) = f? {
-            scope_group(b, &res, sink)?;
+            scope_group(b, &res, sink, groups.as_deref_mut())?;
         }
     }
     Ok(())
 }
 
-fn scope_group<'a>(buf: &'a [u8], res: &ResourceRow<'_>, sink: &mut impl Sink<'a>) -> Result<(), Stop> {
+fn scope_group<'a>(
+    buf: &'a [u8],
+    res: &ResourceRow<'_>,
+    sink: &mut impl Sink<'a>,
+    groups: Option<&mut resource_scope::Builders>,
+) -> Result<(), Stop> {
     let (mut scope, mut schema_url, mut n) = (None, "", 0);
     for f in Fields(buf) {
         match f? {
@@ -206,7 +212,9 @@ fn scope_group<'a>(buf: &'a [u8], res: &ResourceRow<'_>, sink: &mut impl Sink<'a
     if scope.as_ref().is_some_and(|s| !plain(&s.attributes)) {
         return Err(Stop::Unusual);
     }
-    sink.group(res, scope.as_ref(), schema_url, n)?;
+    if let Some(g) = groups {
+        g.append_rows(res, scope.as_ref(), schema_url, n)?;
+    }
     for f in Fields(buf) {
         if let (2, Value::Len(b)) = f? {
             sink.item(b)?;

@@ -6,7 +6,9 @@ use fuser::{
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     Request, TimeOrNow, WriteFlags,
 };
-use std::ffi::OsStr;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +19,13 @@ pub struct LossyFs {
     pub state: Arc<Mutex<State>>,
     /// The state's generation when this was mounted.
     pub generation: u64,
+    /// Each open directory's entries as they were when it was read from the start: a listing read in
+    /// several calls resumes by position, and positions in the live entries shift when a name is added
+    /// or removed before them, which returned an entry twice (an index file `<file>.tantivy` created
+    /// beside its file while a test listed the directory) or skipped one. A real filesystem's cookies
+    /// are stable; this is how this one keeps them so.
+    pub listings: Mutex<HashMap<u64, Vec<(u64, FileType, OsString)>>>,
+    pub next_handle: AtomicU64,
 }
 
 fn err(e: i32) -> Errno {
@@ -289,37 +298,51 @@ impl Filesystem for LossyFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let st = self.state();
         match st.node(ino.0) {
-            Ok(n) if n.is_dir() && !st.dead => reply.opened(FileHandle(ino.0), FopenFlags::empty()),
+            Ok(n) if n.is_dir() && !st.dead => {
+                reply.opened(FileHandle(self.next_handle.fetch_add(1, Ordering::Relaxed)), FopenFlags::empty())
+            }
             Ok(_) if st.dead => reply.error(Errno::EIO),
             Ok(_) => reply.error(Errno::ENOTDIR),
             Err(e) => reply.error(err(e)),
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let st = self.state();
-        if st.dead {
-            return reply.error(Errno::EIO);
-        }
-        let node = match st.node(ino.0) {
-            Ok(n) => n,
-            Err(e) => return reply.error(err(e)),
-        };
-        let Content::Dir { entries, .. } = &node.content else { return reply.error(Errno::ENOTDIR) };
-        let mut all: Vec<(u64, FileType, &OsStr)> =
-            vec![(ino.0, FileType::Directory, OsStr::new(".")), (node.parent, FileType::Directory, OsStr::new(".."))];
-        for (name, &child) in entries {
-            let kind = match st.inodes.get(&child) {
-                Some(c) if c.is_dir() => FileType::Directory,
-                _ => FileType::RegularFile,
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let mut listings = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+        if offset == 0 || !listings.contains_key(&fh.0) {
+            let st = self.state();
+            if st.dead {
+                return reply.error(Errno::EIO);
+            }
+            let node = match st.node(ino.0) {
+                Ok(n) => n,
+                Err(e) => return reply.error(err(e)),
             };
-            all.push((child, kind, name.as_os_str()));
+            let Content::Dir { entries, .. } = &node.content else { return reply.error(Errno::ENOTDIR) };
+            let mut all: Vec<(u64, FileType, OsString)> = vec![
+                (ino.0, FileType::Directory, OsString::from(".")),
+                (node.parent, FileType::Directory, OsString::from("..")),
+            ];
+            for (name, &child) in entries {
+                let kind = match st.inodes.get(&child) {
+                    Some(c) if c.is_dir() => FileType::Directory,
+                    _ => FileType::RegularFile,
+                };
+                all.push((child, kind, name.clone()));
+            }
+            listings.insert(fh.0, all);
         }
-        for (i, (child, kind, name)) in all.into_iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
+        let all = &listings[&fh.0];
+        for (i, (child, kind, name)) in all.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*child), i as u64 + 1, *kind, name) {
                 break;
             }
         }
+        reply.ok()
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.listings.lock().unwrap_or_else(|p| p.into_inner()).remove(&fh.0);
         reply.ok()
     }
 

@@ -91,7 +91,12 @@ impl LossyMount {
         let mut config = Config::default();
         config.mount_options = vec![MountOption::FSName("lossyfs".into()), MountOption::Subtype("lossyfs".into())];
         let generation = self.state.lock().unwrap_or_else(|p| p.into_inner()).generation;
-        let fs = fs::LossyFs { state: self.state.clone(), generation };
+        let fs = fs::LossyFs {
+            state: self.state.clone(),
+            generation,
+            listings: Default::default(),
+            next_handle: std::sync::atomic::AtomicU64::new(1),
+        };
         let session = fuser::spawn_mount(fs, &self.mountpoint, &config).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -168,6 +173,32 @@ mod tests {
 
     fn read(p: &Path) -> Vec<u8> {
         std::fs::read(p).unwrap()
+    }
+
+    #[test]
+    fn a_directory_listed_while_names_are_added_before_the_reader_returns_no_entry_twice() {
+        let (_d, m) = mounted();
+        let dir = m.path().join("d");
+        std::fs::create_dir(&dir).unwrap();
+        // Enough long names that one listing takes several requests of the kernel.
+        let long = "x".repeat(120);
+        for i in 0..1500 {
+            File::create(dir.join(format!("m{i:05}-{long}"))).unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut listing = std::fs::read_dir(&dir).unwrap();
+        let first = listing.next().unwrap().unwrap().file_name();
+        seen.insert(first);
+        // Names that sort before everything read so far, as an index file lands beside its file.
+        for i in 0..300 {
+            File::create(dir.join(format!("a{i:05}-{long}"))).unwrap();
+        }
+        for e in listing {
+            let name = e.unwrap().file_name();
+            assert!(seen.insert(name.clone()), "{name:?} listed twice");
+        }
+        let old = seen.iter().filter(|n| n.to_string_lossy().starts_with('m')).count();
+        assert_eq!(old, 1500, "every name there when the listing began is listed once");
     }
 
     #[test]

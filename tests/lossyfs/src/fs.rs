@@ -15,6 +15,9 @@ use std::time::{Duration, SystemTime};
 /// Nothing is cached by the kernel: every lookup and attribute comes from the state, which a cut replaces.
 const TTL: Duration = Duration::ZERO;
 
+/// A directory's entries: inode, kind, name (`.` and `..` first).
+pub type Listing = Vec<(u64, FileType, OsString)>;
+
 pub struct LossyFs {
     pub state: Arc<Mutex<State>>,
     /// The state's generation when this was mounted.
@@ -24,7 +27,7 @@ pub struct LossyFs {
     /// or removed before them, which returned an entry twice (an index file `<file>.tantivy` created
     /// beside its file while a test listed the directory) or skipped one. A real filesystem's cookies
     /// are stable; this is how this one keeps them so.
-    pub listings: Mutex<HashMap<u64, Vec<(u64, FileType, OsString)>>>,
+    pub listings: Mutex<HashMap<u64, Listing>>,
     pub next_handle: AtomicU64,
 }
 
@@ -319,7 +322,7 @@ impl Filesystem for LossyFs {
                 Err(e) => return reply.error(err(e)),
             };
             let Content::Dir { entries, .. } = &node.content else { return reply.error(Errno::ENOTDIR) };
-            let mut all: Vec<(u64, FileType, OsString)> = vec![
+            let mut all: Listing = vec![
                 (ino.0, FileType::Directory, OsString::from(".")),
                 (node.parent, FileType::Directory, OsString::from("..")),
             ];

@@ -445,3 +445,40 @@ mod tests {
         assert!(matches!(Value::Len(&[0xff]).str(), Err(Stop::Unusual)));
     }
 }
+
+#[cfg(test)]
+mod scalar_tests {
+    use super::test_support::{decoded, direct, wrap};
+    use crate::Signal;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message;
+
+    /// Scalar values as any encoder may send them (a bool of 2, an int of ten bytes, an int32 with high
+    /// bits, a NaN with a payload, no value at all) read as prost reads them.
+    #[test]
+    fn scalar_values_in_any_valid_encoding_read_as_prost_reads_them() {
+        let varint = |tag: u8, v: u64| {
+            let mut out = vec![tag << 3];
+            prost::encoding::encode_varint(v, &mut out);
+            out
+        };
+        let values: Vec<Vec<u8>> = vec![
+            varint(2, 2),
+            varint(2, 0),
+            varint(3, u64::MAX),
+            varint(3, 1 << 40),
+            varint(8, 0xffff_ffff_0000_0007),
+            [vec![4 << 3 | 1], 0x7ff8_0000_dead_beef_u64.to_le_bytes().to_vec()].concat(),
+            [vec![4 << 3 | 1], (-0.0f64).to_bits().to_le_bytes().to_vec()].concat(),
+            wrap(7, &[0, 1, 0xff]),
+            vec![],
+        ];
+        let mut span = Span { name: "s".into(), ..Default::default() }.encode_to_vec();
+        for v in &values {
+            span.extend(wrap(9, &[wrap(1, b"k"), wrap(2, v)].concat()));
+        }
+        let req = wrap(1, &wrap(2, &wrap(2, &span)));
+        let parts = [req];
+        assert_eq!(direct(Signal::Traces, &parts, false), Some(decoded(Signal::Traces, &parts, false)));
+    }
+}

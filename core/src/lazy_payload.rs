@@ -1,7 +1,7 @@
 //! A batch's payload as it came: the requests' protobuf bytes, decoded only when a component asks
 //! for the messages.
 //!
-//! Storing needs no decoded messages: the conversion reads spans straight from the request bytes
+//! Storing needs no decoded messages: the conversion reads spans and log records straight from the request bytes
 //! (`columnar::from_encoded`). Decoding a request into owned messages and freeing them was ~27 % of
 //! the daemon's CPU while storing (docs/BENCHMARKS.md, "What bounds the storing CPU"), so a request
 //! whose bytes the conversion reads ([`columnar::skim`]: checked at receipt, before it is

@@ -138,7 +138,9 @@ impl<'a> Sink<'a> for Build<'a> {
 mod tests {
     use super::super::skim;
     use super::super::spans::tests::request;
-    use super::super::wire::test_support::{decoded, direct, edited, edits, field, flat, wrap};
+    use super::super::wire::test_support::{
+        edited, edits, field, flat, read_only_as_prost_reads, same_rows_as_decoded, wrap,
+    };
     use crate::Signal;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -177,11 +179,7 @@ mod tests {
             let spans: usize = ExportTraceServiceRequest::decode(a.as_slice()).unwrap()
                 .resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
             prop_assert_eq!(skim(Signal::Traces, &a).map(|s| s.items()), Some(spans));
-            for grouped in [false, true] {
-                prop_assert_eq!(direct(T, std::slice::from_ref(&a), grouped), Some(decoded(T, std::slice::from_ref(&a), grouped)));
-                let both = [a.clone(), b.clone()];
-                prop_assert_eq!(direct(T, &both, grouped), Some(decoded(T, &both, grouped)));
-            }
+            same_rows_as_decoded(T, &a, &b)?;
         }
 
         /// Whatever the bytes, a request the skim reads is one prost decodes, to the same rows: the
@@ -192,11 +190,7 @@ mod tests {
             edits in edits(),
         ) {
             let bytes = edited(without_nesting(req).encode_to_vec(), edits);
-            if skim(Signal::Traces, &bytes).is_some() {
-                let parts = [bytes];
-                prop_assert!(ExportTraceServiceRequest::decode(parts[0].as_slice()).is_ok());
-                prop_assert_eq!(direct(T, &parts, true), Some(decoded(T, &parts, true)));
-            }
+            read_only_as_prost_reads(T, bytes, true)?;
         }
     }
 
@@ -217,11 +211,7 @@ mod tests {
             let scope = add(wrap(2, &span), 2);
             let rs = add(wrap(2, &scope), 1);
             let req = add(wrap(1, &rs), 0);
-            if skim(Signal::Traces, &req).is_some() {
-                let parts = [req];
-                prop_assert!(ExportTraceServiceRequest::decode(parts[0].as_slice()).is_ok());
-                prop_assert_eq!(direct(T, &parts, false), Some(decoded(T, &parts, false)));
-            }
+            read_only_as_prost_reads(T, req, false)?;
         }
     }
 

@@ -1,5 +1,5 @@
 //! Reading an OTLP request's protobuf encoding in place, for the conversion straight from a request's
-//! bytes to Arrow rows (see `spans_wire`): no message is decoded into owned structs, no string copied
+//! bytes to Arrow rows (see `spans_wire`, `logs_wire`): no message is decoded into owned structs, no string copied
 //! but into the builders.
 //!
 //! The direct path reads only what it reads exactly as prost would, and says [`Stop::Unusual`] for
@@ -340,6 +340,7 @@ pub(crate) mod test_support {
     use opentelemetry_proto::tonic::common::v1::KeyValue;
     use opentelemetry_proto::tonic::common::v1::any_value::Value as Kind;
     use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
 
     /// Makes every array or key-value list value a string: what the direct paths read.
     pub fn flat(attrs: &mut Vec<KeyValue>) {
@@ -368,6 +369,27 @@ pub(crate) mod test_support {
             all.append(Payload::decode(signal, p).unwrap());
         }
         if grouped { to_grouped_record_batch("t1", &all) } else { to_record_batch("t1", &all) }.unwrap()
+    }
+
+    /// If the skim reads `bytes`, prost decodes them, and the direct path's rows are the decoded path's.
+    pub fn read_only_as_prost_reads(signal: Signal, bytes: Vec<u8>, grouped: bool) -> Result<(), TestCaseError> {
+        if skim(signal, &bytes).is_some() {
+            prop_assert!(Payload::decode(signal, &bytes).is_ok());
+            let parts = [bytes];
+            prop_assert_eq!(direct(signal, &parts, grouped), Some(decoded(signal, &parts, grouped)));
+        }
+        Ok(())
+    }
+
+    /// The direct path's rows of `a`, and of `a` and `b` appended, are the decoded path's, in both forms.
+    pub fn same_rows_as_decoded(signal: Signal, a: &[u8], b: &[u8]) -> Result<(), TestCaseError> {
+        for grouped in [false, true] {
+            let one = [a.to_vec()];
+            prop_assert_eq!(direct(signal, &one, grouped), Some(decoded(signal, &one, grouped)));
+            let both = [a.to_vec(), b.to_vec()];
+            prop_assert_eq!(direct(signal, &both, grouped), Some(decoded(signal, &both, grouped)));
+        }
+        Ok(())
     }
 
     pub fn wrap(tag: u32, inner: &[u8]) -> Vec<u8> {

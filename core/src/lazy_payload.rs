@@ -1,13 +1,14 @@
 //! A batch's payload as it came: the requests' protobuf bytes, decoded only when a component asks
 //! for the messages.
 //!
-//! Storing needs no decoded messages: the conversion reads spans and log records straight from the request bytes
-//! (`columnar::from_encoded`). Decoding a request into owned messages and freeing them was ~27 % of
+//! Storing needs no decoded messages: the conversion reads spans, log records and metric points
+//! straight from the request bytes (`columnar::from_encoded`). Decoding a request into owned messages and freeing them was ~27 % of
 //! the daemon's CPU while storing (docs/BENCHMARKS.md, "What bounds the storing CPU"), so a request
 //! whose bytes the conversion reads ([`columnar::skim`]: checked at receipt, before it is
 //! acknowledged) travels as those bytes. Any component that reads or changes the messages (a
 //! processor, an OTLP exporter) gets them decoded on first use, exactly as prost decodes them: the
-//! skim accepts only requests prost decodes (property-tested in `columnar::spans_wire`).
+//! skim accepts only requests prost decodes (property-tested in `columnar::spans_wire`, `logs_wire`
+//! and `metrics_wire`).
 
 use crate::columnar::{self, Skimmed};
 use crate::{Payload, Signal};
@@ -252,7 +253,9 @@ mod tests {
         assert!(p.is_decoded() && p.encoded().is_none());
         assert_eq!(*p, Payload::Traces(nested));
         assert!(LazyPayload::from_protobuf(Signal::Traces, Bytes::from_static(&[0x0a, 0x05, 0x01])).is_err());
+        // Every signal is read from its bytes: an empty metrics request stays bytes.
         let metrics = LazyPayload::from_protobuf(Signal::Metrics, Bytes::new()).unwrap();
-        assert!(metrics.is_decoded() && metrics.item_count() == 0, "metrics are not read from their bytes yet");
+        assert!(!metrics.is_decoded() && metrics.encoded().is_some() && metrics.item_count() == 0);
+        assert!(LazyPayload::from_protobuf(Signal::Metrics, Bytes::from_static(&[0x0a, 0x05, 0x01])).is_err());
     }
 }

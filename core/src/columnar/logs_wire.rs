@@ -78,13 +78,13 @@ struct Skim<'s, 'a> {
 }
 
 impl<'a> Sink<'a> for Skim<'_, 'a> {
-    fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop> {
+    fn item(&mut self, bytes: &'a [u8]) -> Result<usize, Stop> {
         read_record(bytes, &mut self.record)?;
         wire::count(self.sizes, &self.record.attrs);
         if let AttrValue::Str(s) = self.record.body {
             *self.body_bytes += s.len();
         }
-        Ok(())
+        Ok(1)
     }
 }
 
@@ -94,7 +94,7 @@ struct Build<'a> {
 }
 
 impl<'a> Sink<'a> for Build<'a> {
-    fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop> {
+    fn item(&mut self, bytes: &'a [u8]) -> Result<usize, Stop> {
         let r = &mut self.record;
         read_record(bytes, r)?;
         let c = &mut self.columns;
@@ -102,7 +102,7 @@ impl<'a> Sink<'a> for Build<'a> {
         let t = wire::append_value(&mut c.body, r.body)?;
         c.body_type.append_value(t as u8);
         wire::append_attrs(&mut c.attrs, &mut c.types, &r.attrs)?;
-        Ok(())
+        Ok(1)
     }
 }
 
@@ -147,7 +147,7 @@ mod tests {
         /// request or several appended; requests with nested values are left to prost.
         #[test]
         fn rows_from_the_bytes_are_the_rows_of_the_decoded_request(a in request(), b in request()) {
-            if a != without_nesting(a.clone()) {
+            if a.encode_to_vec() != without_nesting(a.clone()).encode_to_vec() {
                 prop_assert_eq!(skim(L, &a.encode_to_vec()), None);
             }
             let (a, b) = (without_nesting(a).encode_to_vec(), without_nesting(b).encode_to_vec());

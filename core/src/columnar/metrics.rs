@@ -68,13 +68,75 @@ macro_rules! field {
     };
 }
 
-/// The point-level builders.
-struct Points {
+/// A gauge or sum point's value, or an exemplar's.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Number {
+    Double(f64),
+    Int(i64),
+}
+
+impl Number {
+    fn split(v: Option<Number>) -> (Option<f64>, Option<i64>) {
+        match v {
+            Some(Number::Double(d)) => (Some(d), None),
+            Some(Number::Int(i)) => (None, Some(i)),
+            None => (None, None),
+        }
+    }
+}
+
+/// What a metric's data is; its name is the `metric_type` column's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Gauge,
+    Sum,
+    Histogram,
+    ExponentialHistogram,
+    Summary,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Gauge => "gauge",
+            Kind::Sum => "sum",
+            Kind::Histogram => "histogram",
+            Kind::ExponentialHistogram => "exponential_histogram",
+            Kind::Summary => "summary",
+        }
+    }
+}
+
+/// A histogram's (explicit or exponential) count, sum, min and max.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Stats {
+    pub(super) count: u64,
+    pub(super) sum: Option<f64>,
+    pub(super) min: Option<f64>,
+    pub(super) max: Option<f64>,
+}
+
+/// An exponential histogram point's own values (its stats apart).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Exponential<'a> {
+    pub(super) scale: i32,
+    pub(super) zero_count: u64,
+    pub(super) zero_threshold: f64,
+    /// Offset and bucket counts, when the point has them.
+    pub(super) positive: Option<(i32, &'a [u64])>,
+    pub(super) negative: Option<(i32, &'a [u64])>,
+}
+
+/// The point-level builders. Each point appends `point`, its attributes (to `attrs` and `types`),
+/// its exemplars (`exemplar`, then `end_exemplars`) and its kind's values (`number`, `histogram`,
+/// `exponential`, `summary`); the columns other kinds have are null, appended a metric at a time
+/// (`Columns::metric`). Held by `Columns`; shared by the decoded path and `metrics_wire`.
+pub(super) struct Points {
     time: TimestampNanosecondBuilder,
     start_time: TimestampNanosecondBuilder,
     flags: UInt32Builder,
-    attrs: AttrMapBuilder,
-    types: TypesBuilder,
+    pub(super) attrs: AttrMapBuilder,
+    pub(super) types: TypesBuilder,
     value_double: Float64Builder,
     value_int: Int64Builder,
     count: UInt64Builder,
@@ -95,11 +157,11 @@ struct Points {
 }
 
 /// An exponential histogram's positive or negative buckets (offset and counts), or nulls.
-fn append_buckets(offset: &mut Int32Builder, counts: &mut ListBuilder<UInt64Builder>, b: Option<&Buckets>) {
+fn append_buckets(offset: &mut Int32Builder, counts: &mut ListBuilder<UInt64Builder>, b: Option<(i32, &[u64])>) {
     match b {
-        Some(b) => {
-            offset.append_value(b.offset);
-            counts.values().append_slice(&b.bucket_counts);
+        Some((o, c)) => {
+            offset.append_value(o);
+            counts.values().append_slice(c);
             counts.append(true);
         }
         None => {
@@ -141,123 +203,121 @@ impl Points {
         }
     }
 
-    /// Appends the fields every kind of point has.
-    fn common(
-        &mut self,
-        time: u64,
-        start: u64,
-        flags: u32,
-        attrs: &[KeyValue],
-        exemplars: &[Exemplar],
-    ) -> Result<(), ArrowError> {
+    /// Appends the times and flags every kind of point has.
+    pub(super) fn point(&mut self, time: u64, start: u64, flags: u32) {
         self.time.append_value(ts(time));
         self.start_time.append_value(ts(start));
         self.flags.append_value(flags);
-        append_attrs(&mut self.attrs, &mut self.types, Some(attrs))?;
+    }
+
+    /// Appends one exemplar of the point being appended; `attrs` appends its filtered attributes'
+    /// entries and returns their type codes.
+    pub(super) fn exemplar<E: From<ArrowError>>(
+        &mut self,
+        time: u64,
+        value: Option<Number>,
+        span_id: &[u8],
+        trace_id: &[u8],
+        attrs: impl FnOnce(&mut AttrMapBuilder) -> Result<Vec<u8>, E>,
+    ) -> Result<(), E> {
         let s = self.exemplars.values();
-        for e in exemplars {
-            field!(s, 0, TimestampNanosecondBuilder).append_value(ts(e.time_unix_nano));
-            let (d, i) = match e.value {
-                Some(exemplar::Value::AsDouble(d)) => (Some(d), None),
-                Some(exemplar::Value::AsInt(i)) => (None, Some(i)),
-                None => (None, None),
-            };
-            field!(s, 1, Float64Builder).append_option(d);
-            field!(s, 2, Int64Builder).append_option(i);
-            field!(s, 3, BinaryBuilder).append_value(&e.span_id);
-            field!(s, 4, BinaryBuilder).append_value(&e.trace_id);
-            let codes = append_entries(field!(s, 5, AttrMapBuilder), &e.filtered_attributes)?;
-            append_codes(field!(s, 6, TypesBuilder), &codes);
+        field!(s, 0, TimestampNanosecondBuilder).append_value(ts(time));
+        let (d, i) = Number::split(value);
+        field!(s, 1, Float64Builder).append_option(d);
+        field!(s, 2, Int64Builder).append_option(i);
+        field!(s, 3, BinaryBuilder).append_value(span_id);
+        field!(s, 4, BinaryBuilder).append_value(trace_id);
+        let codes = attrs(field!(s, 5, AttrMapBuilder))?;
+        append_codes(field!(s, 6, TypesBuilder), &codes);
+        s.append(true);
+        Ok(())
+    }
+
+    /// Closes the point's list of exemplars (empty for a summary point, which has none).
+    pub(super) fn end_exemplars(&mut self) {
+        self.exemplars.append(true);
+    }
+
+    /// A gauge or sum point's value.
+    pub(super) fn number(&mut self, value: Option<Number>) {
+        let (d, i) = Number::split(value);
+        self.value_double.append_option(d);
+        self.value_int.append_option(i);
+    }
+
+    /// An explicit-bucket histogram point's values.
+    pub(super) fn histogram(&mut self, stats: Stats, explicit_bounds: &[f64], bucket_counts: &[u64]) {
+        self.stats(stats);
+        self.explicit_bounds.values().append_slice(explicit_bounds);
+        self.explicit_bounds.append(true);
+        self.bucket_counts.values().append_slice(bucket_counts);
+        self.bucket_counts.append(true);
+    }
+
+    /// An exponential histogram point's values.
+    pub(super) fn exponential(&mut self, stats: Stats, e: &Exponential<'_>) {
+        self.stats(stats);
+        self.scale.append_value(e.scale);
+        self.zero_count.append_value(e.zero_count);
+        self.zero_threshold.append_value(e.zero_threshold);
+        append_buckets(&mut self.positive_offset, &mut self.positive_bucket_counts, e.positive);
+        append_buckets(&mut self.negative_offset, &mut self.negative_bucket_counts, e.negative);
+    }
+
+    /// A summary point's values: count, sum and (quantile, value) pairs.
+    pub(super) fn summary(
+        &mut self,
+        count: u64,
+        sum: f64,
+        quantiles: impl IntoIterator<Item = (f64, f64)>,
+    ) -> Result<(), ArrowError> {
+        self.count.append_value(count);
+        self.sum.append_value(sum);
+        let s = self.quantiles.values();
+        for (quantile, value) in quantiles {
+            field!(s, 0, Float64Builder).append_value(quantile);
+            field!(s, 1, Float64Builder).append_value(value);
             s.append(true);
         }
-        self.exemplars.append(true);
+        self.quantiles.append(true);
         Ok(())
     }
 
-    /// Gauge and sum points: a value, double or integer.
-    fn numbers(&mut self, points: &[NumberDataPoint]) -> Result<(), ArrowError> {
-        for p in points {
-            self.common(p.time_unix_nano, p.start_time_unix_nano, p.flags, &p.attributes, &p.exemplars)?;
-            let (double, int) = match p.value {
-                Some(number_data_point::Value::AsDouble(d)) => (Some(d), None),
-                Some(number_data_point::Value::AsInt(i)) => (None, Some(i)),
-                None => (None, None),
-            };
-            self.value_double.append_option(double);
-            self.value_int.append_option(int);
-        }
-        let n = points.len();
-        self.null_counts(n);
-        self.null_min_max(n);
-        self.null_explicit(n);
-        self.null_exponential(n);
-        self.quantiles.append_nulls(n);
-        Ok(())
+    fn stats(&mut self, s: Stats) {
+        self.count.append_value(s.count);
+        self.sum.append_option(s.sum);
+        self.min.append_option(s.min);
+        self.max.append_option(s.max);
     }
 
-    fn histograms(&mut self, points: &[HistogramDataPoint]) -> Result<(), ArrowError> {
-        for p in points {
-            self.common(p.time_unix_nano, p.start_time_unix_nano, p.flags, &p.attributes, &p.exemplars)?;
-            self.stats(p.count, p.sum, p.min, p.max);
-            self.explicit_bounds.values().append_slice(&p.explicit_bounds);
-            self.explicit_bounds.append(true);
-            self.bucket_counts.values().append_slice(&p.bucket_counts);
-            self.bucket_counts.append(true);
-        }
-        let n = points.len();
-        self.null_values(n);
-        self.null_exponential(n);
-        self.quantiles.append_nulls(n);
-        Ok(())
-    }
-
-    fn exponentials(&mut self, points: &[ExponentialHistogramDataPoint]) -> Result<(), ArrowError> {
-        for p in points {
-            self.common(p.time_unix_nano, p.start_time_unix_nano, p.flags, &p.attributes, &p.exemplars)?;
-            self.stats(p.count, p.sum, p.min, p.max);
-            self.scale.append_value(p.scale);
-            self.zero_count.append_value(p.zero_count);
-            self.zero_threshold.append_value(p.zero_threshold);
-            append_buckets(&mut self.positive_offset, &mut self.positive_bucket_counts, p.positive.as_ref());
-            append_buckets(&mut self.negative_offset, &mut self.negative_bucket_counts, p.negative.as_ref());
-        }
-        let n = points.len();
-        self.null_values(n);
-        self.null_explicit(n);
-        self.quantiles.append_nulls(n);
-        Ok(())
-    }
-
-    fn summaries(&mut self, points: &[SummaryDataPoint]) -> Result<(), ArrowError> {
-        for p in points {
-            self.common(p.time_unix_nano, p.start_time_unix_nano, p.flags, &p.attributes, &[])?;
-            self.count.append_value(p.count);
-            self.sum.append_value(p.sum);
-            let s = self.quantiles.values();
-            for q in &p.quantile_values {
-                field!(s, 0, Float64Builder).append_value(q.quantile);
-                field!(s, 1, Float64Builder).append_value(q.value);
-                s.append(true);
+    /// After a metric's `n` points of `kind`: the columns its kind does not have, null.
+    fn end_metric(&mut self, kind: Kind, n: usize) {
+        match kind {
+            Kind::Gauge | Kind::Sum => {
+                self.null_counts(n);
+                self.null_min_max(n);
+                self.null_explicit(n);
+                self.null_exponential(n);
+                self.quantiles.append_nulls(n);
             }
-            self.quantiles.append(true);
+            Kind::Histogram => {
+                self.null_values(n);
+                self.null_exponential(n);
+                self.quantiles.append_nulls(n);
+            }
+            Kind::ExponentialHistogram => {
+                self.null_values(n);
+                self.null_explicit(n);
+                self.quantiles.append_nulls(n);
+            }
+            Kind::Summary => {
+                self.null_values(n);
+                self.null_min_max(n);
+                self.null_explicit(n);
+                self.null_exponential(n);
+            }
         }
-        let n = points.len();
-        self.null_values(n);
-        self.null_min_max(n);
-        self.null_explicit(n);
-        self.null_exponential(n);
-        Ok(())
     }
-
-    /// A histogram's (explicit or exponential) count, sum, min and max.
-    fn stats(&mut self, count: u64, sum: Option<f64>, min: Option<f64>, max: Option<f64>) {
-        self.count.append_value(count);
-        self.sum.append_option(sum);
-        self.min.append_option(min);
-        self.max.append_option(max);
-    }
-
-    // The columns a kind of point does not have are null for its points, appended a metric at a time.
 
     fn null_values(&mut self, n: usize) {
         self.value_double.append_nulls(n);
@@ -317,9 +377,180 @@ impl Points {
     }
 }
 
+/// A metric's values but its metadata and points, borrowed from where they are held.
+pub(super) struct MetricScalars<'a> {
+    pub(super) name: &'a str,
+    pub(super) description: &'a str,
+    pub(super) unit: &'a str,
+    pub(super) kind: Kind,
+    /// Sums and histograms have one.
+    pub(super) temporality: Option<i32>,
+    /// Sums have one.
+    pub(super) monotonic: Option<bool>,
+}
+
+/// The builders of the metrics table's own columns (the resource and scope ones are
+/// `resource_scope::Builders`): a metric's points append theirs to `points`, then `metric` appends
+/// the metric's own columns once per point.
+pub(super) struct Columns {
+    n: usize,
+    name: Dict,
+    description: StringBuilder,
+    unit: Dict,
+    meta: AttrMapBuilder,
+    meta_types: TypesBuilder,
+    kind: Dict,
+    temporality: Int32Builder,
+    monotonic: BooleanBuilder,
+    pub(super) points: Points,
+}
+
+impl Columns {
+    /// Builders with room for the points and attributes `sizes` counted, and the metrics' descriptions
+    /// once per point (`description_bytes`).
+    pub(super) fn new(sizes: &AttrSizes, description_bytes: usize) -> Columns {
+        let n = sizes.rows();
+        let (meta, meta_types) = attr_builders();
+        Columns {
+            n,
+            name: Dict::new(),
+            description: StringBuilder::with_capacity(n, description_bytes),
+            unit: Dict::new(),
+            meta,
+            meta_types,
+            kind: Dict::new(),
+            temporality: Int32Builder::with_capacity(n),
+            monotonic: BooleanBuilder::with_capacity(n),
+            points: Points::new(sizes),
+        }
+    }
+
+    /// After a metric's `len` points were appended: the columns their kind does not have, null, and
+    /// the metric's own columns, looked up (dictionaries) once per metric, not per point; `metadata`
+    /// appends the metric's metadata as one row's attributes, called once per point.
+    pub(super) fn metric<E: From<ArrowError>>(
+        &mut self,
+        m: &MetricScalars<'_>,
+        len: usize,
+        mut metadata: impl FnMut(&mut AttrMapBuilder, &mut TypesBuilder) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.points.end_metric(m.kind, len);
+        self.name.append_values(m.name, len);
+        self.description.append_value_n(m.description, len);
+        self.unit.append_values(m.unit, len);
+        for _ in 0..len {
+            metadata(&mut self.meta, &mut self.meta_types)?;
+        }
+        self.kind.append_values(m.kind.name(), len);
+        match m.temporality {
+            Some(t) => self.temporality.append_value_n(t, len),
+            None => self.temporality.append_nulls(len),
+        }
+        match m.monotonic {
+            Some(b) => self.monotonic.append_n(len, b),
+            None => self.monotonic.append_nulls(len),
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(
+        self,
+        tenant: &str,
+        rs_cols: resource_scope::Builders,
+        grouped: bool,
+    ) -> Result<RecordBatch, ArrowError> {
+        let mut columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)> = vec![
+            ("tenant", Box::new(tenant_column(tenant, self.n)), false),
+            ("metric_name", Box::new(self.name), false),
+            ("metric_description", Box::new(self.description), false),
+            ("metric_unit", Box::new(self.unit), false),
+            ("metric_metadata", Box::new(self.meta), false),
+            ("metric_metadata_types", Box::new(self.meta_types), false),
+            ("metric_type", Box::new(self.kind), false),
+            ("temporality", Box::new(self.temporality), true),
+            ("is_monotonic", Box::new(self.monotonic), true),
+        ];
+        columns.extend(self.points.columns());
+        finish(columns, rs_cols.columns(grouped)?)
+    }
+}
+
 /// One row per data point of a metrics request, all for `tenant`, held as [`super::to_grouped_record_batch`] says.
 pub fn to_grouped_record_batch(tenant: &str, req: &ExportMetricsServiceRequest) -> Result<RecordBatch, ArrowError> {
     rows(tenant, req, true)
+}
+
+/// Appends a decoded point's times, flags, attributes and exemplars.
+fn common(
+    p: &mut Points,
+    (time, start, flags): (u64, u64, u32),
+    attrs: &[KeyValue],
+    exemplars: &[Exemplar],
+) -> Result<(), ArrowError> {
+    p.point(time, start, flags);
+    append_attrs(&mut p.attrs, &mut p.types, Some(attrs))?;
+    for e in exemplars {
+        let value = e.value.map(|v| match v {
+            exemplar::Value::AsDouble(d) => Number::Double(d),
+            exemplar::Value::AsInt(i) => Number::Int(i),
+        });
+        p.exemplar(e.time_unix_nano, value, &e.span_id, &e.trace_id, |m| append_entries(m, &e.filtered_attributes))?;
+    }
+    p.end_exemplars();
+    Ok(())
+}
+
+fn buckets(b: Option<&Buckets>) -> Option<(i32, &[u64])> {
+    b.map(|b| (b.offset, &b.bucket_counts[..]))
+}
+
+/// Appends a decoded metric's points; its kind, temporality and monotonicity.
+fn append_points(p: &mut Points, data: &Data) -> Result<(Kind, Option<i32>, Option<bool>), ArrowError> {
+    Ok(match data {
+        Data::Gauge(Gauge { data_points }) | Data::Sum(Sum { data_points, .. }) => {
+            for x in data_points {
+                common(p, (x.time_unix_nano, x.start_time_unix_nano, x.flags), &x.attributes, &x.exemplars)?;
+                p.number(x.value.map(|v| match v {
+                    number_data_point::Value::AsDouble(d) => Number::Double(d),
+                    number_data_point::Value::AsInt(i) => Number::Int(i),
+                }));
+            }
+            match data {
+                Data::Sum(s) => (Kind::Sum, Some(s.aggregation_temporality), Some(s.is_monotonic)),
+                _ => (Kind::Gauge, None, None),
+            }
+        }
+        Data::Histogram(h) => {
+            for x in &h.data_points {
+                common(p, (x.time_unix_nano, x.start_time_unix_nano, x.flags), &x.attributes, &x.exemplars)?;
+                let stats = Stats { count: x.count, sum: x.sum, min: x.min, max: x.max };
+                p.histogram(stats, &x.explicit_bounds, &x.bucket_counts);
+            }
+            (Kind::Histogram, Some(h.aggregation_temporality), None)
+        }
+        Data::ExponentialHistogram(h) => {
+            for x in &h.data_points {
+                common(p, (x.time_unix_nano, x.start_time_unix_nano, x.flags), &x.attributes, &x.exemplars)?;
+                let stats = Stats { count: x.count, sum: x.sum, min: x.min, max: x.max };
+                let e = Exponential {
+                    scale: x.scale,
+                    zero_count: x.zero_count,
+                    zero_threshold: x.zero_threshold,
+                    positive: buckets(x.positive.as_ref()),
+                    negative: buckets(x.negative.as_ref()),
+                };
+                p.exponential(stats, &e);
+            }
+            (Kind::ExponentialHistogram, Some(h.aggregation_temporality), None)
+        }
+        Data::Summary(s) => {
+            for x in &s.data_points {
+                common(p, (x.time_unix_nano, x.start_time_unix_nano, x.flags), &x.attributes, &[])?;
+                p.summary(x.count, x.sum, x.quantile_values.iter().map(|q| (q.quantile, q.value)))?;
+            }
+            (Kind::Summary, None, None)
+        }
+    })
 }
 
 /// One row per item of `req`; `grouped`: held as [`super::to_grouped_record_batch`] says, else the
@@ -341,15 +572,7 @@ pub(super) fn rows(tenant: &str, req: &ExportMetricsServiceRequest, grouped: boo
         }
         description_bytes += (sizes.rows() - before) * m.description.len();
     }
-    let n = sizes.rows();
-    let mut name = Dict::new();
-    let mut description = StringBuilder::with_capacity(n, description_bytes);
-    let mut unit = Dict::new();
-    let (mut meta, mut meta_types) = attr_builders();
-    let mut kind = Dict::new();
-    let mut temporality = Int32Builder::with_capacity(n);
-    let mut monotonic = BooleanBuilder::with_capacity(n);
-    let mut points = Points::new(&sizes);
+    let mut c = Columns::new(&sizes, description_bytes);
     let mut rs_cols = resource_scope::Builders::new();
     for rm in &req.resource_metrics {
         let res = ResourceRow::new(rm.resource.as_ref(), &rm.schema_url);
@@ -357,66 +580,23 @@ pub(super) fn rows(tenant: &str, req: &ExportMetricsServiceRequest, grouped: boo
             let items = sm.metrics.iter().map(|m| crate::batch::metric_point_count(m.data.as_ref())).sum();
             rs_cols.append_rows(&res, sm.scope.as_ref(), &sm.schema_url, items)?;
             for m in &sm.metrics {
-                let (kind_name, temp, mono) = match &m.data {
-                    Some(Data::Gauge(g)) => {
-                        points.numbers(&g.data_points)?;
-                        ("gauge", None, None)
-                    }
-                    Some(Data::Sum(x)) => {
-                        points.numbers(&x.data_points)?;
-                        ("sum", Some(x.aggregation_temporality), Some(x.is_monotonic))
-                    }
-                    Some(Data::Histogram(h)) => {
-                        points.histograms(&h.data_points)?;
-                        ("histogram", Some(h.aggregation_temporality), None)
-                    }
-                    Some(Data::ExponentialHistogram(h)) => {
-                        points.exponentials(&h.data_points)?;
-                        ("exponential_histogram", Some(h.aggregation_temporality), None)
-                    }
-                    Some(Data::Summary(x)) => {
-                        points.summaries(&x.data_points)?;
-                        ("summary", None, None)
-                    }
-                    None => continue,
-                };
-                // A metric without points has no rows (and puts no value in the dictionaries).
+                // A metric without data or points has no rows (and puts no value in the dictionaries).
                 let len = crate::batch::metric_point_count(m.data.as_ref());
-                if len == 0 {
-                    continue;
-                }
-                // The metric's own columns: looked up (dictionaries) once per metric, not per point.
-                name.append_values(&m.name, len);
-                description.append_value_n(&m.description, len);
-                unit.append_values(&m.unit, len);
-                for _ in 0..len {
-                    append_attrs(&mut meta, &mut meta_types, Some(&m.metadata))?;
-                }
-                kind.append_values(kind_name, len);
-                match temp {
-                    Some(t) => temporality.append_value_n(t, len),
-                    None => temporality.append_nulls(len),
-                }
-                match mono {
-                    Some(b) => monotonic.append_n(len, b),
-                    None => monotonic.append_nulls(len),
-                }
+                let Some(data) = m.data.as_ref().filter(|_| len > 0) else { continue };
+                let (kind, temporality, monotonic) = append_points(&mut c.points, data)?;
+                let scalars = MetricScalars {
+                    name: &m.name,
+                    description: &m.description,
+                    unit: &m.unit,
+                    kind,
+                    temporality,
+                    monotonic,
+                };
+                c.metric(&scalars, len, |meta, types| append_attrs(meta, types, Some(&m.metadata)))?;
             }
         }
     }
-    let mut columns: Vec<(&str, Box<dyn ArrayBuilder>, bool)> = vec![
-        ("tenant", Box::new(tenant_column(tenant, n)), false),
-        ("metric_name", Box::new(name), false),
-        ("metric_description", Box::new(description), false),
-        ("metric_unit", Box::new(unit), false),
-        ("metric_metadata", Box::new(meta), false),
-        ("metric_metadata_types", Box::new(meta_types), false),
-        ("metric_type", Box::new(kind), false),
-        ("temporality", Box::new(temporality), true),
-        ("is_monotonic", Box::new(monotonic), true),
-    ];
-    columns.extend(points.columns());
-    finish(columns, rs_cols.columns(grouped)?)
+    c.finish(tenant, rs_cols, grouped)
 }
 
 /// What identifies a metric: adjacent rows with equal keys are points of one metric.
@@ -651,7 +831,7 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<ExportMetricsServiceRequ
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::attributes::strategies::attributes;
     use crate::columnar::test_support::{normalize, resource, scope};
@@ -825,7 +1005,7 @@ mod tests {
             .prop_map(|(name, description, unit, metadata, data)| Metric { name, description, unit, metadata, data })
     }
 
-    fn request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
+    pub(in crate::columnar) fn request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
         let scope_metrics = (scope(), prop::collection::vec(metric(), 0..4), "[a-z:/]{0,6}")
             .prop_map(|(scope, metrics, schema_url)| ScopeMetrics { scope, metrics, schema_url });
         let resource_metrics = (resource(), prop::collection::vec(scope_metrics, 0..3), "[a-z:/]{0,6}")

@@ -1,9 +1,11 @@
 //! OTLP ⇄ Arrow: one row per item, typed core columns, attributes as a queryable map plus type codes
-//! (see `docs/schema.md`). Conversion goes from the decoded protobuf straight into Arrow builders.
+//! (see `docs/schema.md`). Conversion goes from the decoded protobuf, or straight from a request's
+//! protobuf bytes (`wire` and the `*_wire` modules), into Arrow builders.
 
 pub mod logs;
 mod logs_wire;
 pub mod metrics;
+mod metrics_wire;
 mod resource_scope;
 pub use resource_scope::{BY_SCOPE_GROUP, SCOPE_GROUP_COLUMNS, expand_groups, repeats_cost_memory, table_schema};
 pub mod spans;
@@ -84,12 +86,12 @@ pub fn to_grouped_record_batch(tenant: &str, payload: &Payload) -> Result<Record
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Skimmed {
     sizes: AttrSizes,
-    /// Log bodies' string bytes (logs only).
-    body_bytes: usize,
+    /// Log bodies' string bytes (logs), or metrics' descriptions' bytes once per point (metrics).
+    text_bytes: usize,
 }
 
 impl Skimmed {
-    /// Items (spans) counted.
+    /// Items (spans, log records, metric points) counted.
     pub fn items(&self) -> usize {
         self.sizes.rows()
     }
@@ -97,20 +99,20 @@ impl Skimmed {
     /// Adds another request's count (requests appended).
     pub fn add(&mut self, other: &Skimmed) {
         self.sizes.add_all(&other.sizes);
-        self.body_bytes += other.body_bytes;
+        self.text_bytes += other.text_bytes;
     }
 }
 
 /// Whether a request's protobuf bytes (an `Export*ServiceRequest` of `signal`) can be converted
 /// straight to rows by [`from_encoded`], and what they hold; `None` when they must be decoded by prost
-/// (the direct path does not read every signal, nor everything the protocol allows, see `wire`), which
+/// (the direct path does not read everything the protocol allows, see `wire`), which
 /// also says whether they are valid. Some: prost would decode them, to the same rows.
 pub fn skim(signal: Signal, bytes: &[u8]) -> Option<Skimmed> {
     let mut s = Skimmed::default();
     match signal {
         Signal::Traces => spans_wire::skim(bytes, &mut s.sizes).ok()?,
-        Signal::Logs => logs_wire::skim(bytes, &mut s.sizes, &mut s.body_bytes).ok()?,
-        Signal::Metrics => return None,
+        Signal::Logs => logs_wire::skim(bytes, &mut s.sizes, &mut s.text_bytes).ok()?,
+        Signal::Metrics => metrics_wire::skim(bytes, &mut s.sizes, &mut s.text_bytes).ok()?,
     }
     Some(s)
 }
@@ -127,8 +129,8 @@ pub fn from_encoded<'a>(
 ) -> Option<Result<RecordBatch, ArrowError>> {
     let rows = match signal {
         Signal::Traces => spans_wire::rows(tenant, parts, &skimmed.sizes, grouped),
-        Signal::Logs => logs_wire::rows(tenant, parts, &skimmed.sizes, skimmed.body_bytes, grouped),
-        Signal::Metrics => return None,
+        Signal::Logs => logs_wire::rows(tenant, parts, &skimmed.sizes, skimmed.text_bytes, grouped),
+        Signal::Metrics => metrics_wire::rows(tenant, parts, &skimmed.sizes, skimmed.text_bytes, grouped),
     };
     match rows {
         Ok(rows) => Some(Ok(rows)),
@@ -279,7 +281,7 @@ pub(crate) fn append_entries(map: &mut AttrMapBuilder, attrs: &[KeyValue]) -> Re
         values.append_value("");
     }
     map.append(true)?;
-    Ok(codes.0)
+    Ok(codes.into_vec())
 }
 
 /// A row's type codes as `encode_attributes` gives them: none when every value is a string (which
@@ -306,8 +308,8 @@ impl Codes {
         *seen += 1;
     }
 
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        &self.0
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        self.0
     }
 }
 

@@ -96,7 +96,7 @@ fn link(b: &[u8]) -> Result<span::Link, Stop> {
 struct Skim<'s, 'a>(&'s mut AttrSizes, SpanView<'a>);
 
 impl<'a> Sink<'a> for Skim<'_, 'a> {
-    fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop> {
+    fn item(&mut self, bytes: &'a [u8]) -> Result<usize, Stop> {
         let s = &mut self.1;
         read_span(bytes, s)?;
         wire::count(self.0, &s.attrs);
@@ -106,7 +106,7 @@ impl<'a> Sink<'a> for Skim<'_, 'a> {
         for l in &s.links {
             link(l)?;
         }
-        Ok(())
+        Ok(1)
     }
 }
 
@@ -116,7 +116,7 @@ struct Build<'a> {
 }
 
 impl<'a> Sink<'a> for Build<'a> {
-    fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop> {
+    fn item(&mut self, bytes: &'a [u8]) -> Result<usize, Stop> {
         let s = &mut self.span;
         read_span(bytes, s)?;
         let c = &mut self.columns;
@@ -130,7 +130,7 @@ impl<'a> Sink<'a> for Build<'a> {
             c.link(&link(l)?)?;
         }
         c.links.append(true);
-        Ok(())
+        Ok(1)
     }
 }
 
@@ -172,7 +172,7 @@ mod tests {
         /// request or several appended; requests with nested values are left to prost.
         #[test]
         fn rows_from_the_bytes_are_the_rows_of_the_decoded_request(a in request(), b in request()) {
-            if a != without_nesting(a.clone()) {
+            if a.encode_to_vec() != without_nesting(a.clone()).encode_to_vec() {
                 prop_assert_eq!(skim(Signal::Traces, &a.encode_to_vec()), None);
             }
             let (a, b) = (without_nesting(a.clone()).encode_to_vec(), without_nesting(b).encode_to_vec());
@@ -250,7 +250,5 @@ mod tests {
         let mut once = Span { name: "s".into(), ..Default::default() }.encode_to_vec();
         once.extend(wrap(15, &[0x18, 0x02]));
         assert_eq!(skim(Signal::Traces, &wrap(1, &wrap(2, &wrap(2, &once)))).map(|s| s.items()), Some(1));
-        // Metrics: not read directly yet.
-        assert_eq!(skim(Signal::Metrics, &[]), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Reading an OTLP request's protobuf encoding in place, for the conversion straight from a request's
-//! bytes to Arrow rows (see `spans_wire`, `logs_wire`): no message is decoded into owned structs, no string copied
-//! but into the builders.
+//! bytes to Arrow rows (see `spans_wire`, `logs_wire`, `metrics_wire`): no message is decoded into
+//! owned structs, no string copied but into the builders.
 //!
 //! The direct path reads only what it reads exactly as prost would, and says [`Stop::Unusual`] for
 //! anything else: an unknown field, a field of the wrong wire type, a group, a singular message given
@@ -142,13 +142,16 @@ pub(crate) fn once<'a>(slot: &mut Option<&'a [u8]>, v: Value<'a>) -> Result<(), 
 
 /// What [`walk`] hands on: the bytes of each item, in order.
 pub(crate) trait Sink<'a> {
-    fn item(&mut self, bytes: &'a [u8]) -> Result<(), Stop>;
+    /// Reads one item (a span, a log record, a metric) and says how many rows it makes (a metric
+    /// makes one per point).
+    fn item(&mut self, bytes: &'a [u8]) -> Result<usize, Stop>;
 }
 
-/// Walks an `ExportTraceServiceRequest` or `ExportLogsServiceRequest`, which nest alike: resource
-/// groups (field 1) of `{1: resource, 2: scope groups, 3: schema_url}`, scope groups of `{1: scope,
-/// 2: items, 3: schema_url}`. Each scope group's resource and scope (decoded by prost: one of each per
-/// group) are appended to `groups` when given, then its items handed to `sink`.
+/// Walks an `ExportTraceServiceRequest`, `ExportLogsServiceRequest` or `ExportMetricsServiceRequest`,
+/// which nest alike: resource groups (field 1) of `{1: resource, 2: scope groups, 3: schema_url}`,
+/// scope groups of `{1: scope, 2: items, 3: schema_url}`. Each scope group's items are handed to
+/// `sink`, then its resource and scope (decoded by prost: one of each per group) appended to `groups`,
+/// when given, once per row the items made.
 pub(crate) fn walk<'a>(
     buf: &'a [u8],
     sink: &mut impl Sink<'a>,
@@ -196,14 +199,11 @@ fn scope_group<'a>(
     sink: &mut impl Sink<'a>,
     groups: Option<&mut resource_scope::Builders>,
 ) -> Result<(), Stop> {
-    let (mut scope, mut schema_url, mut n) = (None, "", 0);
+    let (mut scope, mut schema_url) = (None, "");
     for f in Fields(buf) {
         match f? {
             (1, v) => once(&mut scope, v)?,
-            (2, v) => {
-                v.bytes()?;
-                n += 1;
-            }
+            (2, v) => _ = v.bytes()?,
             (3, v) => schema_url = v.str()?,
             _ => return Err(Stop::Unusual),
         }
@@ -212,13 +212,14 @@ fn scope_group<'a>(
     if scope.as_ref().is_some_and(|s| !plain(&s.attributes)) {
         return Err(Stop::Unusual);
     }
-    if let Some(g) = groups {
-        g.append_rows(res, scope.as_ref(), schema_url, n)?;
-    }
+    let mut rows = 0;
     for f in Fields(buf) {
         if let (2, Value::Len(b)) = f? {
-            sink.item(b)?;
+            rows += sink.item(b)?;
         }
+    }
+    if let Some(g) = groups {
+        g.append_rows(res, scope.as_ref(), schema_url, rows)?;
     }
     Ok(())
 }
@@ -304,14 +305,21 @@ pub(crate) fn append_attrs(
     types: &mut super::TypesBuilder,
     attrs: &[Attr<'_>],
 ) -> Result<(), Stop> {
+    let codes = append_entries(map, attrs)?;
+    super::append_codes(types, &codes);
+    Ok(())
+}
+
+/// Appends one row's attribute entries as `super::append_entries` appends decoded ones, and returns
+/// their type codes.
+pub(crate) fn append_entries(map: &mut super::AttrMapBuilder, attrs: &[Attr<'_>]) -> Result<Vec<u8>, Stop> {
     let mut codes = super::Codes::new(attrs.len());
     for a in attrs {
         map.keys().append_value(a.key);
         codes.push(append_value(map.values(), a.value)?);
     }
     map.append(true)?;
-    super::append_codes(types, codes.as_slice());
-    Ok(())
+    Ok(codes.into_vec())
 }
 
 /// Appends a value's text (as `write_value` writes it) and returns its type.

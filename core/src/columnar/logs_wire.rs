@@ -111,7 +111,8 @@ mod tests {
     use super::super::logs::tests::request;
     use super::super::skim;
     use super::super::wire::test_support::{
-        edited, edits, field, flat, read_only_as_prost_reads, same_rows_as_decoded, wrap,
+        added_field_read_as_prost_reads, edited, edits, every_field, flat, read_only_as_prost_reads,
+        same_rows_as_decoded, wrap,
     };
     use crate::Signal;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -165,22 +166,25 @@ mod tests {
         }
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-        /// A field of any number and wire type added to the request, a group, a record, an attribute,
-        /// its value or the body: read directly only if prost reads it too, to the same rows.
-        #[test]
-        fn an_added_field_is_read_as_prost_reads_it_or_left_to_prost(extra in field(), level in 0..7u8) {
-            let add = |bytes: Vec<u8>, at: u8| if level == at { [bytes, extra.clone()].concat() } else { bytes };
-            let value = add(wrap(1, b"v"), 5);
-            let kv = add([wrap(1, b"k"), wrap(2, &value)].concat(), 4);
-            let body = add(wrap(1, b"hello"), 6);
-            let record = LogRecord { time_unix_nano: 7, severity_text: "INFO".into(), ..Default::default() }.encode_to_vec();
-            let record = add([record, wrap(6, &kv), wrap(5, &body)].concat(), 3);
-            let scope = add(wrap(2, &record), 2);
-            let rl = add(wrap(2, &scope), 1);
-            let req = add(wrap(1, &rl), 0);
-            read_only_as_prost_reads(L, req, false)?;
+    /// A field of any number and wire type added to the request, a group, a record, an attribute,
+    /// its value or the body: read directly only if prost reads it too, to the same rows. Every field
+    /// at every level.
+    #[test]
+    fn an_added_field_is_read_as_prost_reads_it_or_left_to_prost() {
+        for extra in every_field() {
+            for level in 0..7u8 {
+                let add = |bytes: Vec<u8>, at: u8| if level == at { [bytes, extra.clone()].concat() } else { bytes };
+                let value = add(wrap(1, b"v"), 5);
+                let kv = add([wrap(1, b"k"), wrap(2, &value)].concat(), 4);
+                let body = add(wrap(1, b"hello"), 6);
+                let record =
+                    LogRecord { time_unix_nano: 7, severity_text: "INFO".into(), ..Default::default() }.encode_to_vec();
+                let record = add([record, wrap(6, &kv), wrap(5, &body)].concat(), 3);
+                let scope = add(wrap(2, &record), 2);
+                let rl = add(wrap(2, &scope), 1);
+                let req = add(wrap(1, &rl), 0);
+                added_field_read_as_prost_reads(L, req, level, &extra);
+            }
         }
     }
 }

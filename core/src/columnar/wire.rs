@@ -408,28 +408,41 @@ pub(crate) mod test_support {
         out
     }
 
-    /// One field of any number and wire type, with a value of that type.
-    pub fn field() -> impl Strategy<Value = Vec<u8>> {
+    /// Every field number a message the direct paths read has (1–17, and one past), in every wire
+    /// type, with a few values of each (zero-length and message-like bytes, small and multi-byte
+    /// varints, a double's bits): what the added-field tests try at every level, all of them.
+    pub fn every_field() -> Vec<Vec<u8>> {
         use prost::encoding::{WireType, encode_key, encode_varint};
-        (1..18u32, 0..4u8, any::<u64>(), prop::collection::vec(any::<u8>(), 0..4)).prop_map(|(tag, wire, n, bytes)| {
-            let mut out = Vec::new();
-            match wire {
-                0 => {
-                    encode_key(tag, WireType::Varint, &mut out);
-                    encode_varint(n, &mut out);
-                }
-                1 => {
-                    encode_key(tag, WireType::SixtyFourBit, &mut out);
-                    out.extend(n.to_le_bytes());
-                }
-                2 => out = wrap(tag, &bytes),
-                _ => {
-                    encode_key(tag, WireType::ThirtyTwoBit, &mut out);
-                    out.extend((n as u32).to_le_bytes());
-                }
+        let mut out = Vec::new();
+        for tag in 1..=18u32 {
+            for n in [1u64, 300] {
+                let mut f = Vec::new();
+                encode_key(tag, WireType::Varint, &mut f);
+                encode_varint(n, &mut f);
+                out.push(f);
             }
-            out
-        })
+            for n in [1u64, 1f64.to_bits()] {
+                let mut f = Vec::new();
+                encode_key(tag, WireType::SixtyFourBit, &mut f);
+                f.extend(n.to_le_bytes());
+                out.push(f);
+            }
+            out.push(wrap(tag, &[]));
+            out.push(wrap(tag, &[0x08, 0x01]));
+            let mut f = Vec::new();
+            encode_key(tag, WireType::ThirtyTwoBit, &mut f);
+            f.extend(7u32.to_le_bytes());
+            out.push(f);
+        }
+        out
+    }
+
+    /// `read_only_as_prost_reads` of `bytes`, for a plain test: panics saying which field at which
+    /// level went wrong.
+    pub fn added_field_read_as_prost_reads(signal: Signal, bytes: Vec<u8>, level: u8, extra: &[u8]) {
+        if let Err(e) = read_only_as_prost_reads(signal, bytes, false) {
+            panic!("field {extra:02x?} added at level {level}: {e}");
+        }
     }
 
     /// A few edits of bytes: (where, byte, how: set, cut or insert).

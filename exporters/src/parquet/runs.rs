@@ -20,7 +20,7 @@ use arrow::array::{
 use arrow::compute::SortOptions;
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::{interleave, take};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use arrow::datatypes::{Field, Int32Type, Schema};
 use arrow::error::ArrowError;
 use openwit_core::columnar::repeats_cost_memory;
 use std::sync::Arc;
@@ -63,39 +63,12 @@ pub fn compact(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(n)))
 }
 
-/// Whether every row of `column` is empty or null (a metric point's exemplars, metadata and other
-/// kinds' lists, a span's events, links and trace state, nearly always): its runs are where it turns
-/// from null to empty or back, found without comparing rows. (Held by runs, such a column takes about
-/// as many bytes in keys as in offsets, but drops the builders' spare capacity, which for lists of
-/// structs is most of what it holds.) A slice of a longer array is not looked into (its values may be
-/// outside it).
-fn only_offsets(column: &dyn Array) -> bool {
-    match column.data_type() {
-        DataType::Utf8 => column.as_string::<i32>().values().is_empty(),
-        DataType::LargeUtf8 => column.as_string::<i64>().values().is_empty(),
-        DataType::Binary => column.as_binary::<i32>().values().is_empty(),
-        DataType::LargeBinary => column.as_binary::<i64>().values().is_empty(),
-        DataType::List(_) => column.as_list::<i32>().values().is_empty(),
-        DataType::LargeList(_) => column.as_list::<i64>().values().is_empty(),
-        DataType::Map(..) => column.as_map().entries().is_empty(),
-        _ => false,
-    }
-}
-
 /// Neighbouring rows compared to guess whether a column repeats in runs before it is split into them.
 const PROBES: usize = 16;
 
 /// `column` as a dictionary over its runs of equal consecutive values, if it has few enough runs.
 fn by_runs(column: &ArrayRef) -> Result<Option<DictionaryArray<Int32Type>>, ArrowError> {
     let n = column.len();
-    if only_offsets(column) {
-        let starts: Vec<u32> =
-            (0..n).filter(|&i| i == 0 || column.is_valid(i) != column.is_valid(i - 1)).map(|i| i as u32).collect();
-        if starts.len() * MIN_ROWS_PER_RUN > n {
-            return Ok(None);
-        }
-        return Ok(Some(over_runs(column, &starts)?));
-    }
     // A few neighbours first: a column of values of their own (span ids, a span's attributes) is
     // skipped without comparing every row, which cost ~3 % of the daemon's CPU at a steady 10k spans/s.
     let same = make_comparator(column.as_ref(), column.as_ref(), SortOptions::default())?;
@@ -271,28 +244,6 @@ pub(crate) mod tests {
         assert_eq!(columnar::conform(&held, &rows.schema()).unwrap(), rows);
         let all: Vec<(usize, usize)> = (0..rows.num_rows()).map(|r| (0, r)).collect();
         assert_eq!(gather(&rows.schema(), std::slice::from_ref(&held), &all).unwrap(), rows);
-    }
-
-    #[test]
-    fn columns_of_empty_values_and_nulls_are_held_by_the_runs_partition_would_find() {
-        use arrow::array::{ListBuilder, StringArray, UInt64Builder};
-        let mut lists = ListBuilder::new(UInt64Builder::new());
-        for valid in [true, true, false, false, false, true, true, true] {
-            lists.append(valid);
-        }
-        let strings: ArrayRef = Arc::new(StringArray::from(vec![Some(""); 6]));
-        for column in [Arc::new(lists.finish()) as ArrayRef, strings] {
-            assert!(only_offsets(&column));
-            let held = by_runs(&column).unwrap().expect("few runs");
-            let runs = partition(std::slice::from_ref(&column)).unwrap();
-            assert_eq!(held.values().len(), runs.len(), "{:?}", column.data_type());
-            let back = arrow::compute::cast(&held, column.data_type()).unwrap();
-            assert_eq!(&back, &column);
-        }
-        // A column with a value somewhere is compared row by row as before.
-        let with_value: ArrayRef = Arc::new(StringArray::from(vec!["", "", "a", "a"]));
-        assert!(!only_offsets(&with_value));
-        assert_eq!(by_runs(&with_value).unwrap().unwrap().values().len(), 2);
     }
 
     #[test]

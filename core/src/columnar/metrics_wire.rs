@@ -399,25 +399,24 @@ mod tests {
                 sm.scope.iter_mut().for_each(|s| flat(&mut s.attributes));
                 for m in &mut sm.metrics {
                     flat(&mut m.metadata);
-                    let flat_exemplars =
-                        |es: &mut Vec<Exemplar>| es.iter_mut().for_each(|e| flat(&mut e.filtered_attributes));
+                    // A point's attributes and its exemplars' filtered attributes.
+                    let point = |attrs: &mut Vec<_>, exemplars: &mut Vec<Exemplar>| {
+                        flat(attrs);
+                        exemplars.iter_mut().for_each(|e| flat(&mut e.filtered_attributes));
+                    };
                     match m.data.as_mut() {
-                        Some(Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| {
-                            flat(&mut p.attributes);
-                            flat_exemplars(&mut p.exemplars);
-                        }),
-                        Some(Data::Sum(s)) => s.data_points.iter_mut().for_each(|p| {
-                            flat(&mut p.attributes);
-                            flat_exemplars(&mut p.exemplars);
-                        }),
-                        Some(Data::Histogram(h)) => h.data_points.iter_mut().for_each(|p| {
-                            flat(&mut p.attributes);
-                            flat_exemplars(&mut p.exemplars);
-                        }),
-                        Some(Data::ExponentialHistogram(h)) => h.data_points.iter_mut().for_each(|p| {
-                            flat(&mut p.attributes);
-                            flat_exemplars(&mut p.exemplars);
-                        }),
+                        Some(Data::Gauge(g)) => {
+                            g.data_points.iter_mut().for_each(|p| point(&mut p.attributes, &mut p.exemplars))
+                        }
+                        Some(Data::Sum(s)) => {
+                            s.data_points.iter_mut().for_each(|p| point(&mut p.attributes, &mut p.exemplars))
+                        }
+                        Some(Data::Histogram(h)) => {
+                            h.data_points.iter_mut().for_each(|p| point(&mut p.attributes, &mut p.exemplars))
+                        }
+                        Some(Data::ExponentialHistogram(h)) => {
+                            h.data_points.iter_mut().for_each(|p| point(&mut p.attributes, &mut p.exemplars))
+                        }
                         Some(Data::Summary(s)) => s.data_points.iter_mut().for_each(|p| flat(&mut p.attributes)),
                         None => {}
                     }

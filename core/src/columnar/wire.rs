@@ -171,19 +171,8 @@ fn resource_group<'a>(
     sink: &mut impl Sink<'a>,
     mut groups: Option<&mut resource_scope::Builders>,
 ) -> Result<(), Stop> {
-    let (mut resource, mut schema_url) = (None, "");
-    for f in Fields(buf) {
-        match f? {
-            (1, v) => once(&mut resource, v)?,
-            (2, v) => _ = v.bytes()?,
-            (3, v) => schema_url = v.str()?,
-            _ => return Err(Stop::Unusual),
-        }
-    }
-    let resource = resource.map(Resource::decode).transpose().map_err(|_| Stop::Unusual)?;
-    if resource.as_ref().is_some_and(|r| !plain(&r.attributes)) {
-        return Err(Stop::Unusual);
-    }
+    let (resource, schema_url) = group(buf)?;
+    let resource = plain_message(resource, |r: &Resource| &r.attributes)?;
     let res = ResourceRow::new(resource.as_ref(), schema_url);
     for f in Fields(buf) {
         if let (2, Value::Len(b)) = f? {
@@ -199,19 +188,8 @@ fn scope_group<'a>(
     sink: &mut impl Sink<'a>,
     groups: Option<&mut resource_scope::Builders>,
 ) -> Result<(), Stop> {
-    let (mut scope, mut schema_url) = (None, "");
-    for f in Fields(buf) {
-        match f? {
-            (1, v) => once(&mut scope, v)?,
-            (2, v) => _ = v.bytes()?,
-            (3, v) => schema_url = v.str()?,
-            _ => return Err(Stop::Unusual),
-        }
-    }
-    let scope = scope.map(InstrumentationScope::decode).transpose().map_err(|_| Stop::Unusual)?;
-    if scope.as_ref().is_some_and(|s| !plain(&s.attributes)) {
-        return Err(Stop::Unusual);
-    }
+    let (scope, schema_url) = group(buf)?;
+    let scope = plain_message(scope, |s: &InstrumentationScope| &s.attributes)?;
     let mut rows = 0;
     for f in Fields(buf) {
         if let (2, Value::Len(b)) = f? {
@@ -222,6 +200,30 @@ fn scope_group<'a>(
         g.append_rows(res, scope.as_ref(), schema_url, rows)?;
     }
     Ok(())
+}
+
+/// A resource or scope group's own fields: its resource or scope's bytes (field 1, at most once) and
+/// its `schema_url` (field 3); its scope groups or items (field 2) are only checked to be bytes here.
+fn group(buf: &[u8]) -> Result<(Option<&[u8]>, &str), Stop> {
+    let (mut message, mut schema_url) = (None, "");
+    for f in Fields(buf) {
+        match f? {
+            (1, v) => once(&mut message, v)?,
+            (2, v) => _ = v.bytes()?,
+            (3, v) => schema_url = v.str()?,
+            _ => return Err(Stop::Unusual),
+        }
+    }
+    Ok((message, schema_url))
+}
+
+/// A resource or scope decoded by prost (one per group), if its attributes are plain (see [`plain`]).
+fn plain_message<M: Message + Default>(bytes: Option<&[u8]>, attrs: fn(&M) -> &[KeyValue]) -> Result<Option<M>, Stop> {
+    let m = bytes.map(M::decode).transpose().map_err(|_| Stop::Unusual)?;
+    if m.as_ref().is_some_and(|m| !plain(attrs(m))) {
+        return Err(Stop::Unusual);
+    }
+    Ok(m)
 }
 
 /// An attribute's value as the direct path holds it.

@@ -1,6 +1,7 @@
 //! `openwit`: the daemon and its command line.
 
 mod allocator;
+mod code_pages;
 mod durable;
 mod graph;
 mod plugins;

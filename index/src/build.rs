@@ -13,9 +13,10 @@ use tantivy::indexer::UserOperation;
 use tantivy::schema::Field;
 use tantivy::{Index, IndexWriter, TantivyDocument};
 
-/// Indexing memory per build: enough for a file's rows without flushing many small segments. Tantivy
-/// fills this arena before it writes a segment, so a file of more than a few hundred thousand rows holds
-/// all of it while it is indexed (the daemon charges it to its memory budget meanwhile).
+/// Indexing memory per build by default (the parquet exporter's `index.memory_megabytes`): enough for
+/// a file's rows without flushing many small segments. Tantivy fills this arena before it writes a
+/// segment, so a file of more than a few hundred thousand rows holds all of it while it is indexed (the
+/// daemon charges it to its memory budget meanwhile).
 pub const WRITER_HEAP: usize = 64 * 1024 * 1024;
 /// Tantivy's smallest indexing arena for one thread (a scan's batch).
 const SCAN_HEAP: usize = 15_000_000;
@@ -220,18 +221,20 @@ impl Builder {
 /// caller to remove.
 pub fn build(spec: &Spec, batches: &[RecordBatch], scratch: &std::path::Path) -> Result<Vec<u8>, IndexError> {
     let mut out = Vec::new();
-    build_from(spec, batches.iter().cloned().map(Ok), scratch, &mut out)?;
+    build_from(spec, batches.iter().cloned().map(Ok), WRITER_HEAP, scratch, &mut out)?;
     Ok(out)
 }
 
 /// As [`build`], taking the rows a batch at a time as they are read and writing the bundle to `out` as
-/// it is packed (returns its length): only one batch (and the rows' times, 8 bytes each) is held at
-/// once, whatever the file's size, and the bundle is never held whole. With a file's indexed columns read
+/// it is packed (returns its length), with an indexing arena of `heap` bytes: only one batch (and the
+/// rows' times, 8 bytes each) is held at once beside it, whatever the file's size, and the bundle is
+/// never held whole. With a file's indexed columns read
 /// whole first, the daemon's RSS rose from ~230 MiB to 1.6 GiB while it indexed a file of 3M spans
 /// (`bench/run-steady`; 576 MiB once streamed, 397 MiB once paced and packed to disk).
 pub fn build_from(
     spec: &Spec,
     batches: impl IntoIterator<Item = Result<RecordBatch, IndexError>>,
+    heap: usize,
     scratch: &std::path::Path,
     out: &mut impl std::io::Write,
 ) -> Result<u64, IndexError> {
@@ -251,7 +254,7 @@ pub fn build_from(
         }
         Ok(b)
     });
-    b.write(WRITER_HEAP, batches)?;
+    b.write(heap, batches)?;
     times.finish()?.into_inner().map_err(|e| e.into_error())?;
     // The spec travels with the index: a reader knows what it can answer.
     let json = serde_json::to_vec(spec).map_err(|e| IndexError::Bundle(e.to_string()))?;

@@ -421,11 +421,32 @@ fn a_build_from_batches_read_one_by_one_holds_one_at_a_time() {
     });
     let scratch = tempfile::tempdir().unwrap();
     let mut bytes = Vec::new();
-    let len = build::build_from(&spec(), batches, scratch.path(), &mut bytes).unwrap();
+    let len = build::build_from(&spec(), batches, build::WRITER_HEAP, scratch.path(), &mut bytes).unwrap();
     assert_eq!(len, bytes.len() as u64, "the length returned is the bundle's");
     assert_eq!(most_alive, 0, "earlier batches were still held when the next was read");
     let index = bundle::open(bytes).unwrap().0;
     let hits = search::rows(&index, "timeout", Some(&["body"][..])).unwrap();
     let expected: Vec<u64> = (0..copies as u64).flat_map(|c| [c * 5, c * 5 + 2]).collect();
     assert_eq!(hits, expected, "every batch indexed, rows numbered across them");
+}
+
+#[test]
+fn the_arena_given_is_the_one_tantivy_indexes_in() {
+    // `index.memory_megabytes` reaches Tantivy: one under its least (15 MB) is refused by it, the least
+    // builds the same index as the default.
+    let build = |heap: usize| {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        build::build_from(&spec(), rows().into_iter().map(Ok), heap, scratch.path(), &mut bytes).map(|_| bytes)
+    };
+    let refused = build(14 << 20).unwrap_err().to_string();
+    assert!(refused.contains("memory"), "{refused}");
+    let least = bundle::open(build(15 << 20).unwrap()).unwrap().0;
+    let default = bundle::open(build(build::WRITER_HEAP).unwrap()).unwrap().0;
+    for word in ["timeout", "error"] {
+        assert_eq!(
+            search::rows(&least, word, Some(&["body"][..])).unwrap(),
+            search::rows(&default, word, Some(&["body"][..])).unwrap()
+        );
+    }
 }

@@ -50,6 +50,10 @@ impl Default for ParquetConfig {
     }
 }
 
+/// What `index.memory_megabytes` may be: Tantivy refuses an arena under 15 MB (15,000,000 bytes) or
+/// of 4 GiB and more for one indexing thread.
+pub const INDEX_MEMORY_MEGABYTES: std::ops::RangeInclusive<u64> = 15..=4095;
+
 /// Which files get a full-text index, holding what.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -60,6 +64,9 @@ pub struct IndexSettings {
     /// indexed again; also done at start.
     #[serde(with = "humantime_serde")]
     pub repair_interval: Duration,
+    /// Tantivy's indexing arena while a file is indexed, in MiB: a segment is written each time it
+    /// fills, so less memory makes more, smaller segments for a search to visit.
+    pub memory_megabytes: u64,
     pub logs: TableIndex,
     pub spans: TableIndex,
 }
@@ -69,6 +76,7 @@ impl Default for IndexSettings {
         IndexSettings {
             enabled: true,
             repair_interval: Duration::from_secs(60),
+            memory_megabytes: (openwit_index::build::WRITER_HEAP >> 20) as u64,
             logs: TableIndex::default(),
             spans: TableIndex::default(),
         }
@@ -289,6 +297,16 @@ impl ComponentConfig for ParquetConfig {
                 "initial_interval must be above zero and max_interval at least initial_interval",
             ));
         }
+        if !(INDEX_MEMORY_MEGABYTES.contains(&self.index.memory_megabytes)) {
+            return Err(ConfigIssue::new(
+                "index.memory_megabytes",
+                format!(
+                    "must be between {} and {} (Tantivy's indexing arena for one thread)",
+                    INDEX_MEMORY_MEGABYTES.start(),
+                    INDEX_MEMORY_MEGABYTES.end()
+                ),
+            ));
+        }
         if self.index.repair_interval.is_zero() {
             return Err(ConfigIssue::new("index.repair_interval", "must be longer than zero (for example 1m)"));
         }
@@ -373,6 +391,8 @@ mod tests {
         assert!(m.contains("stemming"), "{m}");
         assert_eq!(issue("index: {logs: {fields: []}}").0, "index.logs.fields");
         assert_eq!(issue("index: {repair_interval: 0s}").0, "index.repair_interval");
+        assert_eq!(issue("index: {memory_megabytes: 14}").0, "index.memory_megabytes");
+        assert_eq!(issue("index: {memory_megabytes: 4096}").0, "index.memory_megabytes");
         let (p, m) = issue("rotation: {max_size: 3}");
         assert_eq!(p, "rotation.max_size");
         assert!(m.contains("unknown field `max_size`"), "{m}");

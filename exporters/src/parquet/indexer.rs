@@ -39,6 +39,8 @@ pub struct Settings {
     /// The spec of each indexed table (none: indexing is off).
     pub specs: BTreeMap<Table, Spec>,
     pub repair_interval: Duration,
+    /// Tantivy's indexing arena (`index.memory_megabytes`).
+    pub arena_bytes: usize,
     /// The process's memory budget, charged with Tantivy's indexing arena while a file is indexed
     /// (`None`: nothing is charged).
     pub memory: Option<Arc<MemoryBudget>>,
@@ -166,10 +168,11 @@ where
     // budget would keep files from being indexed, and so from being stored); while it is held, batches
     // wait for the budget instead, so that under overload the arena takes the place of batches in
     // memory rather than adding to them. It is given back when the build ends.
-    let arena = shared.index.memory.as_ref().map(|m| m.charge_held(openwit_index::build::WRITER_HEAP as u64));
+    let arena = shared.index.memory.as_ref().map(|m| m.charge_held(shared.index.arena_bytes as u64));
+    let arena_bytes = shared.index.arena_bytes;
     let built = tokio::task::spawn_blocking(move || {
         openwit_core::testing::pause_point("index-build");
-        build(&spec_owned, source()?, &scratch, &out)
+        build(&spec_owned, source()?, arena_bytes, &scratch, &out)
     })
     .await;
     drop(arena);
@@ -223,6 +226,7 @@ where
 fn build<R: ChunkReader + 'static>(
     spec: &Spec,
     source: R,
+    arena_bytes: usize,
     scratch: &Path,
     out: &Path,
 ) -> Result<(u64, [u8; 8]), String> {
@@ -242,8 +246,9 @@ fn build<R: ChunkReader + 'static>(
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
     // The bundle goes to its file as it is packed: a large file's index is tens of megabytes.
-    let built =
-        openwit_storage::write_durably_with(out, |w| openwit_index::build::build_from(spec, batches, scratch, w));
+    let built = openwit_storage::write_durably_with(out, |w| {
+        openwit_index::build::build_from(spec, batches, arena_bytes, scratch, w)
+    });
     let _ = std::fs::remove_dir_all(scratch);
     built.map_err(|e| e.to_string())?;
     openwit_storage::size_and_tail(out).map_err(|e| format!("cannot read {}: {e}", out.display()))

@@ -75,7 +75,12 @@ fn index_settings(id: &ComponentId, cfg: &ParquetConfig, env: &BuildEnv) -> inde
         }
         specs.insert(spec.table, spec);
     }
-    indexer::Settings { specs, repair_interval: cfg.index.repair_interval, memory: Some(env.memory.clone()) }
+    indexer::Settings {
+        specs,
+        repair_interval: cfg.index.repair_interval,
+        arena_bytes: (cfg.index.memory_megabytes << 20) as usize,
+        memory: Some(env.memory.clone()),
+    }
 }
 
 /// What the catalog said one delivery of a redelivered WAL batch already has in files. Kept while that

@@ -8,8 +8,8 @@
 //! of every sample in the steady runs of docs/BENCHMARKS.md § Memory. Yet a minute of storing 10k
 //! spans/s touched only ~7 MiB of them (`Referenced` in `/proc/<pid>/smaps` after `clear_refs`).
 //!
-//! So once the pipelines run, and again a minute later and every ten minutes after, the daemon lets go
-//! of those pages: it drops its mappings of them (`MADV_DONTNEED`) and asks the kernel to drop the
+//! So once the pipelines run, again 10 s and a minute later, and every ten minutes after, the daemon
+//! lets go of those pages: it drops its mappings of them (`MADV_DONTNEED`) and asks the kernel to drop the
 //! binary's pages no process maps from its page cache (`POSIX_FADV_DONTNEED`). The code still in use is
 //! mapped back on its next call, from the file; with the cache holding little else of the binary,
 //! fault-around no longer maps cold neighbours with it. Measured, storing 10k spans/s: `RssFile` 57 MiB
@@ -27,9 +27,10 @@
 use std::io;
 use std::time::Duration;
 
-/// When the daemon lets go of its code pages after the first time (when it is ready): the first batches
-/// run code that later ones do not (the first file, the first row group, the catalog's first writes).
-pub const AGAIN_AFTER: Duration = Duration::from_secs(60);
+/// How long the daemon waits before each time it lets go of its code pages: at once (it is ready), 10 s
+/// and a minute later (the first batches run code that later ones do not: the first file, the first row
+/// group, the catalog's first writes), then every [`EVERY`].
+const FIRST_WAITS: [Duration; 3] = [Duration::ZERO, Duration::from_secs(10), Duration::from_secs(50)];
 /// Then: what index builds, compactions, retention and queries ran and no longer run.
 pub const EVERY: Duration = Duration::from_secs(600);
 
@@ -77,10 +78,9 @@ pub fn release() -> io::Result<u64> {
     Ok(0)
 }
 
-/// Lets go of the code pages now, after [`AGAIN_AFTER`] and every [`EVERY`] after that, until `stop`.
+/// Lets go of the code pages after each of [`FIRST_WAITS`], then every [`EVERY`], until `stop`.
 pub async fn keep_released(stop: tokio_util::sync::CancellationToken) {
-    let mut wait = Duration::ZERO;
-    loop {
+    for wait in FIRST_WAITS.into_iter().chain(std::iter::repeat(EVERY)) {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
@@ -95,7 +95,6 @@ pub async fn keep_released(stop: tokio_util::sync::CancellationToken) {
             }
             Err(e) => tracing::warn!("letting go of the binary's code pages ended abnormally: {e}"),
         }
-        wait = if wait.is_zero() { AGAIN_AFTER } else { EVERY };
     }
 }
 

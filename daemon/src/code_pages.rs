@@ -8,11 +8,13 @@
 //! of every sample in the steady runs of docs/BENCHMARKS.md § Memory. Yet a minute of storing 10k
 //! spans/s touched only ~7 MiB of them (`Referenced` in `/proc/<pid>/smaps` after `clear_refs`).
 //!
-//! So once the pipelines run, again 10 s and a minute later, and every ten minutes after, the daemon
-//! lets go of those pages: it drops its mappings of them (`MADV_DONTNEED`) and asks the kernel to drop the
-//! binary's pages no process maps from its page cache (`POSIX_FADV_DONTNEED`). The code still in use is
-//! mapped back on its next call, from the file; with the cache holding little else of the binary,
-//! fault-around no longer maps cold neighbours with it. Measured, storing 10k spans/s: `RssFile` 57 MiB
+//! So once the pipelines run, and again 10 s and a minute later, the daemon lets go of those pages: it
+//! drops its mappings of them (`MADV_DONTNEED`) and asks the kernel to drop the binary's pages no process
+//! maps from its page cache (`POSIX_FADV_DONTNEED`). The code still in use is mapped back on its next
+//! call, from the file; with the cache holding little else of the binary, fault-around no longer maps
+//! cold neighbours with it. Every ten minutes after, it drops its mappings only: what index builds,
+//! compactions and queries ran leaves the resident set, but stays cached, so that the next query maps
+//! its code back without reading it from disk (that cost the first query after an emptied cache ~65 ms). Measured, storing 10k spans/s: `RssFile` 57 MiB
 //! after the first release (the first requests run code only they run, and read it back into the
 //! cache), 14–23 MiB after the second, 28 once an index build has run (docs/BENCHMARKS.md § Memory, "The
 //! binary's code, let go of"). Each half needs the other: the cache cannot drop pages still mapped, and
@@ -31,7 +33,8 @@ use std::time::Duration;
 /// and a minute later (the first batches run code that later ones do not: the first file, the first row
 /// group, the catalog's first writes), then every [`EVERY`].
 const FIRST_WAITS: [Duration; 3] = [Duration::ZERO, Duration::from_secs(10), Duration::from_secs(50)];
-/// Then: what index builds, compactions, retention and queries ran and no longer run.
+/// Then, mappings only (the module's doc): what index builds, compactions, retention and queries ran
+/// and no longer run.
 pub const EVERY: Duration = Duration::from_secs(600);
 
 /// One mapping of the binary's file, from `/proc/self/smaps`.
@@ -47,9 +50,9 @@ struct Mapping {
 }
 
 /// Lets go of the binary's code and read-only data (see the module's doc): drops this process's
-/// mappings of them and the page cache's unmapped pages of the binary. Returns the bytes that were
-/// resident in the mappings before. Linux only; elsewhere nothing is done.
-pub fn release() -> io::Result<u64> {
+/// mappings of them and, if `from_cache`, the page cache's unmapped pages of the binary. Returns the
+/// bytes that were resident in the mappings before. Linux only; elsewhere nothing is done.
+pub fn release(from_cache: bool) -> io::Result<u64> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -65,12 +68,14 @@ pub fn release() -> io::Result<u64> {
             }
             released += m.resident;
         }
-        let exe = std::fs::File::open("/proc/self/exe")?;
-        // SAFETY: advice on an open file's cached pages; clean pages that no process maps are dropped,
-        // and read again from the file when next needed.
-        let r = unsafe { libc::posix_fadvise(exe.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        if r != 0 {
-            return Err(io::Error::from_raw_os_error(r));
+        if from_cache {
+            let exe = std::fs::File::open("/proc/self/exe")?;
+            // SAFETY: advice on an open file's cached pages; clean pages that no process maps are
+            // dropped, and read again from the file when next needed.
+            let r = unsafe { libc::posix_fadvise(exe.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            if r != 0 {
+                return Err(io::Error::from_raw_os_error(r));
+            }
         }
         Ok(released)
     }
@@ -78,15 +83,17 @@ pub fn release() -> io::Result<u64> {
     Ok(0)
 }
 
-/// Lets go of the code pages after each of [`FIRST_WAITS`], then every [`EVERY`], until `stop`.
+/// Lets go of the code pages after each of [`FIRST_WAITS`] (from the cache too), then every [`EVERY`]
+/// (mappings only), until `stop`.
 pub async fn keep_released(stop: tokio_util::sync::CancellationToken) {
-    for wait in FIRST_WAITS.into_iter().chain(std::iter::repeat(EVERY)) {
+    let first = FIRST_WAITS.into_iter().map(|w| (w, true));
+    for (wait, from_cache) in first.chain(std::iter::repeat((EVERY, false))) {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
         // Reading smaps and the madvise calls take a few milliseconds: off the async threads.
-        match tokio::task::spawn_blocking(release).await {
+        match tokio::task::spawn_blocking(move || release(from_cache)).await {
             Ok(Ok(bytes)) => tracing::debug!(mib = bytes >> 20, "let go of the binary's code pages"),
             Ok(Err(e)) => {
                 // Not fatal: RSS stays higher, nothing else changes.
@@ -208,7 +215,7 @@ Anonymous:            64 kB
         }
         let before = resident();
         assert!(before > 4 << 20, "the test binary's code is resident: {before} bytes");
-        let released = release().unwrap();
+        let released = release(true).unwrap();
         assert!(released >= before / 2, "released {released} of {before} bytes");
         // Code runs on: formatting goes through `dyn Write` and `Display` vtables.
         let text = format!("{:?}", (1, "two", [3.0]));

@@ -12,14 +12,17 @@
 //! drops its mappings of them (`MADV_DONTNEED`) and asks the kernel to drop the binary's pages no process
 //! maps from its page cache (`POSIX_FADV_DONTNEED`). The code still in use is mapped back on its next
 //! call, from the file; with the cache holding little else of the binary, fault-around no longer maps
-//! cold neighbours with it. Every ten minutes after, it drops its mappings only: what index builds,
-//! compactions and queries ran leaves the resident set, but stays cached, so that the next query maps
-//! its code back without reading it from disk (that cost the first query after an emptied cache ~65 ms). Measured, storing 10k spans/s: `RssFile` 57 MiB
-//! after the first release (the first requests run code only they run, and read it back into the
-//! cache), 14–23 MiB after the second, 28 once an index build has run (docs/BENCHMARKS.md § Memory, "The
-//! binary's code, let go of"). Each half needs the other: the cache cannot drop pages still mapped, and
-//! mappings dropped alone are mapped back with every cached neighbour (a binary fresh in the cache had
-//! 88–91 MiB of code resident, against 66–68 from a cold one, same docs).
+//! cold neighbours with it. Measured, storing 10k spans/s: `RssFile` 57 MiB after the first release (the
+//! first requests run code only they run, and read it back into the cache), 14–23 MiB after the second,
+//! 28 once an index build has run (docs/BENCHMARKS.md § Memory, "The binary's code, let go of"). Each
+//! half needs the other: the cache cannot drop pages still mapped, and mappings dropped alone are mapped
+//! back with every cached neighbour (a binary fresh in the cache had 88–91 MiB of code resident, against
+//! 66–68 from a cold one, same docs).
+//!
+//! Every ten minutes after, it drops its mappings only: what index builds, compactions and queries ran
+//! leaves the resident set but stays cached, so that the next query maps its code back without reading
+//! it from disk (which cost the first query after an emptied cache ~65 ms). A query maps ~45 MiB of the
+//! query engine's code: while queries run, that is resident too.
 //!
 //! Only mappings it is safe to drop are dropped: the binary's own, not writable, and holding no private
 //! (copy-on-write) page. The latter excludes the relocated read-only data (`.data.rel.ro`, made

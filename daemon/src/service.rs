@@ -126,6 +126,7 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
     health.set(HealthStatus::Ready);
     tracing::info!(pipelines = cfg.pipelines.len(), "OpenWit is ready");
     side_tasks.push(tokio::spawn(crate::code_pages::keep_released(side_stop.clone())));
+
     let mut writer = graph.writer;
     tokio::select! {
         () = wait_for_signal() => {}

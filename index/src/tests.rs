@@ -443,10 +443,9 @@ fn the_arena_given_is_the_one_tantivy_indexes_in() {
     assert!(refused.contains("memory"), "{refused}");
     let least = bundle::open(build(15 << 20).unwrap()).unwrap().0;
     let default = bundle::open(build(build::WRITER_HEAP).unwrap()).unwrap().0;
-    for word in ["timeout", "error"] {
-        assert_eq!(
-            search::rows(&least, word, Some(&["body"][..])).unwrap(),
-            search::rows(&default, word, Some(&["body"][..])).unwrap()
-        );
+    for word in ["timeout", "connection"] {
+        let hits = search::rows(&least, word, Some(&["body"][..])).unwrap();
+        assert!(!hits.is_empty(), "{word}");
+        assert_eq!(hits, search::rows(&default, word, Some(&["body"][..])).unwrap(), "{word}");
     }
 }

@@ -401,12 +401,11 @@ mod tests {
         b
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_delivered_again_in_the_same_process_is_stored_once() {
-        let tmp = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/catalog.db", tmp.path().display());
+    /// A build environment over a SQLite catalog in `dir`; returns it and the catalog's URL.
+    fn env_in(dir: &std::path::Path) -> (BuildEnv, String) {
+        let url = format!("sqlite://{}/catalog.db", dir.display());
         let env = BuildEnv {
-            data_dir: tmp.path().to_path_buf(),
+            data_dir: dir.to_path_buf(),
             telemetry: Arc::default(),
             catalog: openwit_catalog::Catalog::open(&url).unwrap(),
             node_id: "n1".into(),
@@ -419,6 +418,24 @@ mod tests {
             auth: Arc::default(),
             memory: openwit_core::memory::MemoryBudget::new(128 << 20),
         };
+        (env, url)
+    }
+
+    #[tokio::test]
+    async fn the_index_arena_is_the_one_configured() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (env, _) = env_in(tmp.path());
+        let id = ComponentId::parse("parquet").unwrap();
+        let mut cfg = ParquetConfig::default();
+        assert_eq!(index_settings(&id, &cfg, &env).arena_bytes, openwit_index::build::WRITER_HEAP);
+        cfg.index.memory_megabytes = 16;
+        assert_eq!(index_settings(&id, &cfg, &env).arena_bytes, 16 << 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_delivered_again_in_the_same_process_is_stored_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (env, url) = env_in(tmp.path());
         let mut cfg = ParquetConfig::default();
         cfg.rotation.max_age = Duration::from_millis(100);
         let mut e = ParquetExporter::start(&ComponentId::parse("parquet").unwrap(), &cfg, &env).unwrap();

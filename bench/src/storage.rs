@@ -146,6 +146,7 @@ pub fn footprint(
     level: i32,
     sort_by: Option<Vec<String>>,
     row_group_rows: usize,
+    keep: Option<&std::path::Path>,
 ) -> anyhow::Result<Footprint> {
     let dir = tempfile::tempdir()?;
     let mut w = Writer::new(
@@ -181,6 +182,13 @@ pub fn footprint(
     let start = thread_cpu_ns();
     files.extend(w.finalize_all().map_err(anyhow::Error::msg)?);
     write_ns += thread_cpu_ns() - start;
+    if let Some(keep) = keep {
+        std::fs::create_dir_all(keep)?;
+        for f in &files {
+            let name = f.local.file_name().ok_or_else(|| anyhow::anyhow!("{} has no file name", f.local.display()))?;
+            std::fs::copy(&f.local, keep.join(name))?;
+        }
+    }
     let items: u64 = payloads.iter().map(|p| p.item_count() as u64).sum();
     let encoded: Vec<Vec<u8>> = payloads
         .iter()

@@ -23,6 +23,6 @@ pub mod format;
 pub mod reader;
 pub mod writer;
 
-pub use format::{Completion, MetaEntry, Record, SourceRange, Voided, WalBatch, record};
+pub use format::{Appendable, Completion, MetaEntry, OutgoingBatch, Record, SourceRange, Voided, WalBatch, record};
 pub use reader::{ScanResult, scan_segment};
 pub use writer::{QuarantinedSegment, Recovered, Wal, WalConfig, WalError, WalStats};

@@ -1,7 +1,7 @@
 //! Appending to the WAL, and recovering it on open.
 
 use crate::format::{
-    Completion, HEADER_LEN, Record, Voided, WalBatch, header, put_frame, put_frame_with, record::Kind,
+    Appendable, Completion, HEADER_LEN, Record, Voided, WalBatch, header, put_frame, put_frame_with, record::Kind,
 };
 use crate::reader::{HeaderError, scan_segment};
 use prost::Message;
@@ -232,28 +232,28 @@ impl Wal {
 
     /// Writes the batches and makes them durable with one fdatasync (group commit). All or none of
     /// them are accepted: over budget, nothing is written; on an I/O error none of them is ever replayed.
-    pub fn append_batches(&mut self, batches: &[WalBatch]) -> Result<(), WalError> {
+    pub fn append_batches<B: Appendable>(&mut self, batches: &[B]) -> Result<(), WalError> {
         self.writable()?;
         let used = self.disk_bytes();
         if used >= self.cfg.max_disk_bytes {
             return Err(WalError::Full { used, budget: self.cfg.max_disk_bytes });
         }
-        let mut buf = Vec::with_capacity(batches.iter().map(|b| b.payload.len() + 256).sum());
+        let mut buf = Vec::with_capacity(batches.iter().map(Appendable::size_hint).sum());
         for b in batches {
-            // A `Record` holding a batch is the batch encoded as field 1: encoded from a reference,
-            // straight into the frame buffer.
-            put_frame_with(&mut buf, |out| prost::encoding::message::encode(1, b, out));
+            // Encoded straight into the frame buffer.
+            put_frame_with(&mut buf, |out| b.encode_record(out));
         }
         if let Err(failure) = self.write(&buf, self.cfg.fsync) {
-            let ids: Vec<Vec<u8>> = batches.iter().map(|b| b.id.clone()).collect();
+            let ids: Vec<Vec<u8>> = batches.iter().map(|b| b.id().to_vec()).collect();
             return Err(self.failed(failure, ids));
         }
         let seq = self.active_seq;
         if let Some(s) = self.segments.get_mut(&seq) {
             for b in batches {
-                s.pending.insert(b.id.clone());
-                s.batches.push(b.id.clone());
-                self.location.insert(b.id.clone(), seq);
+                let id = b.id().to_vec();
+                s.pending.insert(id.clone());
+                s.batches.push(id.clone());
+                self.location.insert(id, seq);
             }
         }
         // The batches are durable: what goes wrong from here must not refuse them.
@@ -510,6 +510,33 @@ mod tests {
         for b in batches {
             w.append_batches(std::slice::from_ref(b)).unwrap();
         }
+    }
+
+    #[test]
+    fn batches_appended_in_parts_are_read_and_replayed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = [batch(1, b"abcdef".to_vec()), batch(2, Vec::new()), batch(3, vec![7; 5000])];
+        let parts: Vec<crate::OutgoingBatch> = whole
+            .iter()
+            .map(|b| {
+                let mut header = b.clone();
+                let payload = std::mem::take(&mut header.payload);
+                let (a, z) = payload.split_at(payload.len() / 3);
+                crate::OutgoingBatch::new(
+                    header,
+                    vec![bytes::Bytes::copy_from_slice(a), bytes::Bytes::copy_from_slice(z)],
+                )
+            })
+            .collect();
+        {
+            let (mut w, _) = Wal::open(cfg(dir.path())).unwrap();
+            w.append_batches(&parts).unwrap();
+            for b in &whole {
+                assert_eq!(w.read_pending(&b.id).unwrap().as_ref(), Some(b));
+            }
+        }
+        let (_, rec) = Wal::open(cfg(dir.path())).unwrap();
+        assert_eq!(rec.pending, whole);
     }
 
     fn the_segment(dir: &Path) -> PathBuf {

@@ -52,6 +52,10 @@ struct Cli {
     /// Rows per row group in the bytes-on-disk measurement (the exporter's `row_group_size`).
     #[arg(long, default_value_t = 128 * 1024)]
     row_group_rows: usize,
+    /// Keep the bytes-on-disk measurement's Parquet files: copied into `DIR/<table>/` (to try other
+    /// encodings on the same rows with another tool).
+    #[arg(long, value_name = "DIR")]
+    keep_files: Option<PathBuf>,
     /// Only the processor cost: logs over gRPC through `batch` alone, with a `filter` dropping ~97 %
     /// of them, and with a `transform` setting and deleting attributes (all to `nop`, WAL fsyncing);
     /// then storing Parquet: `batch` alone, `filter` before `batch` (per item) and after it (over the
@@ -140,7 +144,8 @@ fn storage_measures(cli: &Cli) -> anyhow::Result<(Vec<storage::Conversion>, Vec<
         if let Some(key) = &sort_by {
             eprintln!("storage {signal:?}: rows sorted by {}", key.join(", "));
         }
-        let f = storage::footprint(signal, &all, cli.zstd_level, sort_by, cli.row_group_rows)?;
+        let keep = cli.keep_files.as_ref().map(|d| d.join(table));
+        let f = storage::footprint(signal, &all, cli.zstd_level, sort_by, cli.row_group_rows, keep.as_deref())?;
         eprintln!(
             "storage {signal:?}: {:.1} bytes/item in Parquet, {:.2} of zstd'd protobuf; writer {:.2} CPU-s per M items",
             f.parquet_per_item(),

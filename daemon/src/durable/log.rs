@@ -4,14 +4,14 @@
 
 use super::metrics::WalMetrics;
 use openwit_core::BatchId;
-use openwit_wal::{Wal, WalBatch, WalError, WalStats};
+use openwit_wal::{OutgoingBatch, Wal, WalBatch, WalError, WalStats};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 enum Command {
-    Append(Vec<WalBatch>, oneshot::Sender<Result<WalStats, WalError>>),
+    Append(Vec<OutgoingBatch>, oneshot::Sender<Result<WalStats, WalError>>),
     Complete(Vec<BatchId>),
     Read(Vec<BatchId>, oneshot::Sender<Result<Vec<WalBatch>, WalError>>),
 }
@@ -58,7 +58,7 @@ impl WalHandle {
     }
 
     /// Writes the batches with one fdatasync (group commit); the WAL's numbers after it.
-    pub async fn append(&self, batches: Vec<WalBatch>) -> Result<WalStats, WalError> {
+    pub async fn append(&self, batches: Vec<OutgoingBatch>) -> Result<WalStats, WalError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::Append(batches, reply)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
@@ -149,15 +149,9 @@ mod tests {
     use super::*;
     use openwit_core::telemetry::Telemetry;
 
-    fn batch(n: u8) -> WalBatch {
-        WalBatch {
-            id: vec![n; 16],
-            signal: 3,
-            tenant: "t".into(),
-            items: 1,
-            payload: vec![0; 600 << 10],
-            ..Default::default()
-        }
+    fn batch(n: u8) -> OutgoingBatch {
+        let header = WalBatch { id: vec![n; 16], signal: 3, tenant: "t".into(), items: 1, ..Default::default() };
+        OutgoingBatch::new(header, vec![bytes::Bytes::from(vec![0; 600 << 10])])
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,7 +35,9 @@ pub fn now_ms() -> i64 {
 }
 
 /// The catalog's view of a WAL batch.
-pub fn new_batch(b: &openwit_wal::WalBatch, node_id: &str) -> openwit_catalog::NewBatch {
+/// The catalog's row for a batch written to the WAL: `b`'s fields, `payload_len` its payload's bytes
+/// (a batch being written holds its payload in parts, see `OutgoingBatch`).
+pub fn new_batch(b: &openwit_wal::WalBatch, payload_len: usize, node_id: &str) -> openwit_catalog::NewBatch {
     let text = openwit_core::BatchId::from_slice(&b.id).map(|i| i.to_string()).unwrap_or_default();
     let topics: Vec<String> = b.sources.iter().map(|s| format!("{}/{}", s.topic, s.partition)).collect();
     openwit_catalog::NewBatch {
@@ -45,7 +47,7 @@ pub fn new_batch(b: &openwit_wal::WalBatch, node_id: &str) -> openwit_catalog::N
         receiver: b.receiver.clone(),
         node_id: node_id.to_string(),
         item_count: i64::from(b.items),
-        byte_size: b.payload.len() as i64,
+        byte_size: payload_len as i64,
         topics: (!topics.is_empty()).then(|| topics.join(",")),
         first_offset: b.sources.iter().map(|s| s.first_offset).min(),
         last_offset: b.sources.iter().map(|s| s.last_offset).max(),

@@ -46,7 +46,7 @@ pub async fn replay(
             continue;
         };
         let held = b.payload.len() as u64 * HELD_PER_PROTOBUF_BYTE;
-        let row = super::new_batch(&b, &track.node_id);
+        let row = super::new_batch(&b, b.payload.len(), &track.node_id);
         // Read as a receiver reads a request: kept as bytes when the conversion reads them.
         let bytes = bytes::Bytes::from(std::mem::take(&mut b.payload));
         let (payload, tenant) = match (LazyPayload::from_protobuf(signal, bytes), TenantId::new(&b.tenant)) {

@@ -10,7 +10,7 @@ use openwit_core::{
     AckToken, Admission, Batch, BatchId, BatchingConfig, Completion, ConsumeError, Fanout, Ingest, IngestRequest,
     LazyPayload, Lineage, Metadata, Receipt, Signal, SourceOffsets, TenantId,
 };
-use openwit_wal::{MetaEntry, SourceRange, WalBatch, WalError};
+use openwit_wal::{MetaEntry, OutgoingBatch, SourceRange, WalBatch, WalError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,7 +30,8 @@ type Reply = oneshot::Sender<Result<Receipt, ConsumeError>>;
 struct Request {
     key: Key,
     payload: LazyPayload,
-    /// The request's protobuf bytes, as received (copied once, into the open batch).
+    /// The request's protobuf bytes, as received (shared with the payload, not copied: the WAL writes
+    /// the batch's requests end to end straight into its frame).
     raw: bytes::Bytes,
     items: usize,
     sources: Vec<SourceOffsets>,
@@ -50,7 +51,9 @@ struct Key {
 struct Open {
     /// The requests' bytes while every request is held so (see `LazyPayload`), else decoded.
     payload: LazyPayload,
-    raw: Vec<u8>,
+    /// The requests' bytes, in order: the WAL batch's payload in parts.
+    raw: Vec<bytes::Bytes>,
+    raw_bytes: usize,
     items: usize,
     sources: Vec<SourceOffsets>,
     replies: Vec<Reply>,
@@ -179,6 +182,7 @@ impl Writer {
         let o = self.open.entry(req.key.clone()).or_insert_with(|| Open {
             payload: LazyPayload::nothing(req.key.signal),
             raw: Vec::new(),
+            raw_bytes: 0,
             items: 0,
             sources: Vec::new(),
             replies: Vec::new(),
@@ -186,14 +190,15 @@ impl Writer {
             refuse_at: req.refuse_at,
         });
         o.payload.append(req.payload);
-        o.raw.extend_from_slice(&req.raw);
+        o.raw_bytes += req.raw.len();
+        o.raw.push(req.raw);
         o.items += req.items;
         for r in &req.sources {
             push_offsets(&mut o.sources, r);
         }
         o.replies.push(req.reply);
         o.refuse_at = o.refuse_at.min(req.refuse_at);
-        if (o.items >= req.batching.max_items || o.raw.len() >= req.batching.max_bytes)
+        if (o.items >= req.batching.max_items || o.raw_bytes >= req.batching.max_bytes)
             && let Some(o) = self.open.remove(&req.key)
         {
             self.ready.push_back((req.key, o));
@@ -223,7 +228,7 @@ impl Writer {
             // Room in the queues, then in the memory budget; a batch that has not both holds neither.
             let room = fanout.try_reserve().map(|permits| {
                 permits.and_then(|p| {
-                    let held = open.raw.len() as u64 * HELD_PER_PROTOBUF_BYTE;
+                    let held = open.raw_bytes as u64 * HELD_PER_PROTOBUF_BYTE;
                     self.memory.try_charge(held).map(|charge| (p, charge))
                 })
             });
@@ -242,14 +247,14 @@ impl Writer {
             SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         let mut records = Vec::with_capacity(go.len());
         for (key, open, _) in go.iter_mut() {
-            records.push(WalBatch {
+            let header = WalBatch {
                 id: uuid::Uuid::now_v7().as_bytes().to_vec(),
                 created_unix_ms: created,
                 signal: signal_code(key.signal),
                 tenant: key.tenant.to_string(),
                 receiver: key.receiver.to_string(),
                 items: open.items as u32,
-                payload: std::mem::take(&mut open.raw),
+                payload: Vec::new(),
                 metadata: key.metadata.iter().map(|(k, v)| MetaEntry { key: k.clone(), values: v.clone() }).collect(),
                 sources: open
                     .sources
@@ -261,11 +266,12 @@ impl Writer {
                         last_offset: r.last,
                     })
                     .collect(),
-            });
+            };
+            records.push(OutgoingBatch::new(header, std::mem::take(&mut open.raw)));
         }
-        let ids: Vec<Vec<u8>> = records.iter().map(|r| r.id.clone()).collect();
+        let ids: Vec<Vec<u8>> = records.iter().map(|r| r.header().id.clone()).collect();
         let rows: Vec<openwit_catalog::NewBatch> =
-            records.iter().map(|r| super::new_batch(r, &self.track.node_id)).collect();
+            records.iter().map(|r| super::new_batch(r.header(), r.payload_len(), &self.track.node_id)).collect();
         if let Err(e) = self.wal.append(records).await {
             let err = match e {
                 WalError::Full { .. } => ConsumeError::DiskBudget,

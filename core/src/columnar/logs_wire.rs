@@ -9,7 +9,7 @@ use super::wire::{self, Attr, AttrValue, Fields, Sink, Stop, once};
 use arrow::record_batch::RecordBatch;
 
 /// Checks that the direct path reads every part of `buf` (else `Stop::Unusual`), and counts its log
-/// records and their attributes into `sizes`, string bodies into `body_bytes`.
+/// records and their attributes into `sizes`, bodies' text into `body_bytes`.
 pub(crate) fn skim(buf: &[u8], sizes: &mut AttrSizes, body_bytes: &mut usize) -> Result<(), Stop> {
     wire::walk(buf, &mut Skim { sizes, body_bytes, record: Record::default() }, None)
 }
@@ -81,9 +81,7 @@ impl<'a> Sink<'a> for Skim<'_, 'a> {
     fn item(&mut self, bytes: &'a [u8]) -> Result<usize, Stop> {
         read_record(bytes, &mut self.record)?;
         wire::count(self.sizes, &self.record.attrs);
-        if let AttrValue::Str(s) = self.record.body {
-            *self.body_bytes += s.len();
-        }
+        *self.body_bytes += wire::text_len(self.record.body);
         Ok(1)
     }
 }

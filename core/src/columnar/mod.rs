@@ -245,13 +245,21 @@ impl AttrSizes {
     }
 }
 
-/// The length of `value` if it is a string (what `AttrSizes` and log bodies count), else 0.
+/// The bytes `value`'s text takes (a string), or at most takes (another scalar); 0 for nested values,
+/// which grow the builder (what `AttrSizes` and log bodies count).
 pub(crate) fn string_len(value: Option<&AnyValue>) -> usize {
     match value.and_then(|v| v.value.as_ref()) {
         Some(any_value::Value::StringValue(s)) => s.len(),
-        _ => 0,
+        Some(any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_)) | None => 0,
+        Some(_) => value.map_or(0, |v| SCALAR_TEXT_PER_BYTE * prost::Message::encoded_len(v)),
     }
 }
+
+/// A scalar attribute value's text (an int, a bool, a double, bytes in hex) takes at most this many
+/// bytes per byte of its `AnyValue` encoding (a double: 9 bytes, up to 24 characters; bytes: two hex
+/// digits each): counted so that the values' builder is allocated once (growing it was ~1.6 % of the
+/// daemon's samples storing spans, perf, docs/BENCHMARKS.md).
+pub(crate) const SCALAR_TEXT_PER_BYTE: usize = 3;
 
 /// Appends one attribute list (or null, for a resource or scope that is absent).
 pub(crate) fn append_attrs(

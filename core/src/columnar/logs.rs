@@ -1,7 +1,7 @@
 //! The `logs` table: one row per log record.
 
 use super::ColumnarError;
-use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
+use super::resource_scope::{self, Dict, Grouping, ResourceRow, ScopeRow, Start, dict_str};
 use super::{
     AttrMapBuilder, AttrSizes, TypesBuilder, append_attrs, column, decode_encoded, finish, read_encoded, string_len,
     tenant_column, timestamp_type, ts, unts,
@@ -37,7 +37,7 @@ pub(super) fn rows(tenant: &str, req: &ExportLogsServiceRequest, grouped: bool) 
     for rl in &req.resource_logs {
         let res = ResourceRow::new(rl.resource.as_ref(), &rl.schema_url);
         for sl in &rl.scope_logs {
-            rs_cols.append_rows(&res, sl.scope.as_ref(), &sl.schema_url, sl.log_records.len())?;
+            rs_cols.append_rows(&res, &ScopeRow::new(sl.scope.as_ref(), &sl.schema_url), sl.log_records.len())?;
             for l in &sl.log_records {
                 c.scalars(&Scalars {
                     time: l.time_unix_nano,

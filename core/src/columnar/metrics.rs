@@ -1,7 +1,7 @@
 //! The `metrics` table: one row per data point, every metric type in one table.
 
 use super::ColumnarError;
-use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
+use super::resource_scope::{self, Dict, Grouping, ResourceRow, ScopeRow, Start, dict_str};
 use super::{
     AttrMapBuilder, AttrSizes, EncodedAttrs, TypesBuilder, append_attrs, append_codes, append_entries, attr_builders,
     column, decode_encoded, finish, read_encoded, tenant_column, timestamp_type, ts, unts,
@@ -578,7 +578,7 @@ pub(super) fn rows(tenant: &str, req: &ExportMetricsServiceRequest, grouped: boo
         let res = ResourceRow::new(rm.resource.as_ref(), &rm.schema_url);
         for sm in &rm.scope_metrics {
             let items = sm.metrics.iter().map(|m| crate::batch::metric_point_count(m.data.as_ref())).sum();
-            rs_cols.append_rows(&res, sm.scope.as_ref(), &sm.schema_url, items)?;
+            rs_cols.append_rows(&res, &ScopeRow::new(sm.scope.as_ref(), &sm.schema_url), items)?;
             for m in &sm.metrics {
                 // A metric without data or points has no rows (and puts no value in the dictionaries).
                 let len = crate::batch::metric_point_count(m.data.as_ref());

@@ -1,6 +1,7 @@
 //! The resource and scope columns every table has, written and read in one place.
 
 use super::ColumnarError;
+use super::wire::{self, Attr, AttrValue, Stop};
 use super::{
     AttrMapBuilder, EncodedAttrs, TypesBuilder, append_attrs, attr_builders, column, decode_encoded, read_encoded,
 };
@@ -14,7 +15,7 @@ use arrow::compute::kernels::partition::partition;
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, UInt32Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use opentelemetry_proto::tonic::common::v1::{EntityRef, InstrumentationScope, any_value};
+use opentelemetry_proto::tonic::common::v1::{EntityRef, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use std::sync::Arc;
@@ -39,8 +40,8 @@ pub(crate) fn dict_str(a: &ArrayRef, row: usize) -> Result<Option<String>, Colum
 }
 
 /// The resource's `service.name`, promoted to its own column.
-fn service_name(r: Option<&Resource>) -> Option<&str> {
-    r?.attributes.iter().find(|kv| kv.key == "service.name").and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+fn service_name(attrs: &[KeyValue]) -> Option<&str> {
+    attrs.iter().find(|kv| kv.key == "service.name").and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
         any_value::Value::StringValue(s) => Some(s.as_str()),
         _ => None,
     })
@@ -84,9 +85,30 @@ pub(crate) struct Builders {
     runs: Vec<usize>,
 }
 
+/// A resource's or scope's attributes: decoded by prost, or read in place from the request's bytes
+/// (the direct path, `wire`).
+pub(crate) enum GroupAttrs<'a> {
+    Decoded(&'a [KeyValue]),
+    InPlace(Vec<Attr<'a>>),
+}
+
+/// Appends one row's attributes (`None`: the group has no resource or scope) as `append_attrs` does.
+fn append_group_attrs(
+    map: &mut AttrMapBuilder,
+    types: &mut TypesBuilder,
+    attrs: Option<&GroupAttrs<'_>>,
+) -> Result<(), Stop> {
+    match attrs {
+        None => Ok(append_attrs(map, types, None)?),
+        Some(GroupAttrs::Decoded(a)) => Ok(append_attrs(map, types, Some(a))?),
+        Some(GroupAttrs::InPlace(a)) => wire::append_attrs(map, types, a),
+    }
+}
+
 /// One resource group's values, computed once per group rather than per row.
 pub(crate) struct ResourceRow<'a> {
-    resource: Option<&'a Resource>,
+    /// The resource's attributes and dropped attributes count, if the group has a resource.
+    resource: Option<(GroupAttrs<'a>, u32)>,
     service: Option<&'a str>,
     entities: Option<Vec<u8>>,
     schema_url: &'a str,
@@ -97,7 +119,43 @@ impl<'a> ResourceRow<'a> {
         let entities = resource
             .filter(|r| !r.entity_refs.is_empty())
             .map(|r| EntityRefs { refs: r.entity_refs.clone() }.encode_to_vec());
-        ResourceRow { resource, service: service_name(resource), entities, schema_url }
+        let service = resource.and_then(|r| service_name(&r.attributes));
+        let resource = resource.map(|r| (GroupAttrs::Decoded(&r.attributes), r.dropped_attributes_count));
+        ResourceRow { resource, service, entities, schema_url }
+    }
+
+    /// A resource read in place: its attributes and dropped attributes count (one with entity refs is
+    /// decoded by prost instead, `new`).
+    pub(crate) fn in_place(attrs: Vec<Attr<'a>>, dropped: u32, schema_url: &'a str) -> Self {
+        let service = match attrs.iter().find(|a| a.key == "service.name").map(|a| a.value) {
+            Some(AttrValue::Str(s)) => Some(s),
+            _ => None,
+        };
+        ResourceRow { resource: Some((GroupAttrs::InPlace(attrs), dropped)), service, entities: None, schema_url }
+    }
+}
+
+/// One scope group's scope: name, version, attributes and dropped attributes count, if it has one.
+pub(crate) struct ScopeRow<'a> {
+    scope: Option<(&'a str, &'a str, GroupAttrs<'a>, u32)>,
+    schema_url: &'a str,
+}
+
+impl<'a> ScopeRow<'a> {
+    pub(crate) fn new(scope: Option<&'a InstrumentationScope>, schema_url: &'a str) -> Self {
+        let scope = scope
+            .map(|s| (&s.name[..], &s.version[..], GroupAttrs::Decoded(&s.attributes), s.dropped_attributes_count));
+        ScopeRow { scope, schema_url }
+    }
+
+    /// A scope read in place.
+    pub(crate) fn in_place(
+        (name, version): (&'a str, &'a str),
+        attrs: Vec<Attr<'a>>,
+        dropped: u32,
+        schema_url: &'a str,
+    ) -> Self {
+        ScopeRow { scope: Some((name, version, GroupAttrs::InPlace(attrs), dropped)), schema_url }
     }
 }
 
@@ -126,25 +184,25 @@ impl Builders {
     pub(crate) fn append_rows(
         &mut self,
         res: &ResourceRow<'_>,
-        scope: Option<&InstrumentationScope>,
-        scope_schema_url: &str,
+        scope: &ScopeRow<'_>,
         items: usize,
-    ) -> Result<(), ArrowError> {
+    ) -> Result<(), Stop> {
         if items == 0 {
             return Ok(());
         }
         self.runs.push(items);
-        let r = res.resource;
+        let r = res.resource.as_ref();
         self.service.append_option(res.service);
-        append_attrs(&mut self.res_attrs, &mut self.res_types, r.map(|r| r.attributes.as_slice()))?;
-        self.res_dropped.append_option(r.map(|r| r.dropped_attributes_count));
+        append_group_attrs(&mut self.res_attrs, &mut self.res_types, r.map(|(a, _)| a))?;
+        self.res_dropped.append_option(r.map(|&(_, d)| d));
         self.res_entities.append_option(res.entities.as_deref());
         self.res_schema.append_value(res.schema_url);
-        self.scope_name.append_option(scope.map(|s| s.name.as_str()));
-        self.scope_version.append_option(scope.map(|s| s.version.as_str()));
-        append_attrs(&mut self.scope_attrs, &mut self.scope_types, scope.map(|s| s.attributes.as_slice()))?;
-        self.scope_dropped.append_option(scope.map(|s| s.dropped_attributes_count));
-        self.scope_schema.append_value(scope_schema_url);
+        let s = scope.scope.as_ref();
+        self.scope_name.append_option(s.map(|s| s.0));
+        self.scope_version.append_option(s.map(|s| s.1));
+        append_group_attrs(&mut self.scope_attrs, &mut self.scope_types, s.map(|s| &s.2))?;
+        self.scope_dropped.append_option(s.map(|s| s.3));
+        self.scope_schema.append_value(scope.schema_url);
         Ok(())
     }
 

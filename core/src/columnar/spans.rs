@@ -1,7 +1,7 @@
 //! The `spans` table: one row per span.
 
 use super::ColumnarError;
-use super::resource_scope::{self, Dict, Grouping, ResourceRow, Start, dict_str};
+use super::resource_scope::{self, Dict, Grouping, ResourceRow, ScopeRow, Start, dict_str};
 use super::{
     AttrMapBuilder, AttrSizes, TypesBuilder, append_attrs, append_codes, append_entries, attr_builders, column,
     decode_encoded, finish, read_encoded, tenant_column, timestamp_type, ts, unts,
@@ -95,7 +95,7 @@ pub(super) fn rows(tenant: &str, req: &ExportTraceServiceRequest, grouped: bool)
     for rs in &req.resource_spans {
         let res = ResourceRow::new(rs.resource.as_ref(), &rs.schema_url);
         for ss in &rs.scope_spans {
-            rs_cols.append_rows(&res, ss.scope.as_ref(), &ss.schema_url, ss.spans.len())?;
+            rs_cols.append_rows(&res, &ScopeRow::new(ss.scope.as_ref(), &ss.schema_url), ss.spans.len())?;
             for s in &ss.spans {
                 c.scalars(&Scalars {
                     trace_id: &s.trace_id,

@@ -9,7 +9,7 @@
 //! as before; so a request the direct path accepts is one prost decodes, to the same rows.
 
 use super::AttrSizes;
-use super::resource_scope::{self, ResourceRow};
+use super::resource_scope::{self, ResourceRow, ScopeRow};
 use crate::attributes::{AttrType, write_value};
 use arrow::array::StringBuilder;
 use arrow::error::ArrowError;
@@ -30,6 +30,17 @@ pub(crate) enum Stop {
 impl From<ArrowError> for Stop {
     fn from(e: ArrowError) -> Stop {
         Stop::Arrow(e)
+    }
+}
+
+/// For rows decoded by prost, whose appends share the direct path's (`resource_scope::Builders`): only
+/// values read in place can be `Unusual`, which such rows never hold.
+impl From<Stop> for ArrowError {
+    fn from(s: Stop) -> ArrowError {
+        match s {
+            Stop::Arrow(e) => e,
+            Stop::Unusual => ArrowError::InvalidArgumentError("an attribute read in place could not be decoded".into()),
+        }
     }
 }
 
@@ -176,12 +187,12 @@ fn resource_group<'a>(
     mut groups: Option<&mut resource_scope::Builders>,
 ) -> Result<(), Stop> {
     let (resource, schema_url) = group(buf)?;
+    let mut decoded = None;
     // The skim (no builders) needs no values: the resource is only checked.
-    let resource = match groups {
-        Some(_) => plain_message(resource, |r: &Resource| &r.attributes)?,
-        None => check_plain(resource, &RESOURCE, |r: &Resource| &r.attributes).map(|()| None)?,
+    let res = match groups {
+        Some(_) => resource_row(resource, schema_url, &mut decoded)?,
+        None => check_plain(resource, &RESOURCE, |r: &Resource| &r.attributes).map(|()| ResourceRow::new(None, ""))?,
     };
-    let res = ResourceRow::new(resource.as_ref(), schema_url);
     for f in Fields(buf) {
         if let (2, Value::Len(b)) = f? {
             scope_group(b, &res, sink, groups.as_deref_mut())?;
@@ -197,8 +208,9 @@ fn scope_group<'a>(
     groups: Option<&mut resource_scope::Builders>,
 ) -> Result<(), Stop> {
     let (scope, schema_url) = group(buf)?;
+    let mut decoded = None;
     let scope = match groups {
-        Some(_) => plain_message(scope, |s: &InstrumentationScope| &s.attributes)?,
+        Some(_) => Some(scope_row(scope, schema_url, &mut decoded)?),
         None => check_plain(scope, &SCOPE, |s: &InstrumentationScope| &s.attributes).map(|()| None)?,
     };
     let mut rows = 0;
@@ -207,10 +219,51 @@ fn scope_group<'a>(
             rows += sink.item(b)?;
         }
     }
-    if let Some(g) = groups {
-        g.append_rows(res, scope.as_ref(), schema_url, rows)?;
+    if let (Some(g), Some(scope)) = (groups, scope) {
+        g.append_rows(res, &scope, rows)?;
     }
     Ok(())
+}
+
+/// A group's resource, read in place (no allocation but its attributes' list), else decoded by prost
+/// into `decoded` (entity refs, and what `read_in_place` leaves to prost): decoding every group's
+/// resource and scope was ~4 % of the daemon's CPU storing metric points (perf, docs/BENCHMARKS.md).
+fn resource_row<'a>(
+    bytes: Option<&'a [u8]>,
+    schema_url: &'a str,
+    decoded: &'a mut Option<Resource>,
+) -> Result<ResourceRow<'a>, Stop> {
+    let mut fields = InPlace::default();
+    match bytes {
+        Some(b) if read_in_place(b, &RESOURCE, Some(&mut fields)).is_ok() => {
+            Ok(ResourceRow::in_place(fields.attrs, fields.count, schema_url))
+        }
+        _ => {
+            *decoded = plain_message(bytes, |r: &Resource| &r.attributes)?;
+            let decoded: &'a Option<Resource> = decoded;
+            Ok(ResourceRow::new(decoded.as_ref(), schema_url))
+        }
+    }
+}
+
+/// A group's scope, as [`resource_row`] reads a resource.
+fn scope_row<'a>(
+    bytes: Option<&'a [u8]>,
+    schema_url: &'a str,
+    decoded: &'a mut Option<InstrumentationScope>,
+) -> Result<ScopeRow<'a>, Stop> {
+    let mut fields = InPlace::default();
+    match bytes {
+        Some(b) if read_in_place(b, &SCOPE, Some(&mut fields)).is_ok() => {
+            let [name, version] = fields.strings;
+            Ok(ScopeRow::in_place((name, version), fields.attrs, fields.count, schema_url))
+        }
+        _ => {
+            *decoded = plain_message(bytes, |s: &InstrumentationScope| &s.attributes)?;
+            let decoded: &'a Option<InstrumentationScope> = decoded;
+            Ok(ScopeRow::new(decoded.as_ref(), schema_url))
+        }
+    }
 }
 
 /// A resource or scope group's own fields: its resource or scope's bytes (field 1, at most once) and
@@ -241,13 +294,14 @@ fn plain_message<M: Message + Default>(bytes: Option<&[u8]>, attrs: fn(&M) -> &[
 struct Shape {
     attributes: u32,
     strings: &'static [u32],
-    counts: &'static [u32],
+    /// `dropped_attributes_count`.
+    count: u32,
 }
 
 /// `Resource`: attributes, dropped_attributes_count (entity refs are left to prost).
-const RESOURCE: Shape = Shape { attributes: 1, strings: &[], counts: &[2] };
+const RESOURCE: Shape = Shape { attributes: 1, strings: &[], count: 2 };
 /// `InstrumentationScope`: name, version, attributes, dropped_attributes_count.
-const SCOPE: Shape = Shape { attributes: 3, strings: &[1, 2], counts: &[4] };
+const SCOPE: Shape = Shape { attributes: 3, strings: &[1, 2], count: 4 };
 
 /// What [`plain_message`] says of a resource or scope, without its values: read in place when it
 /// holds only fields read here as prost reads them (no allocation; decoding each group's resource
@@ -258,19 +312,44 @@ fn check_plain<M: Message + Default>(
     attrs: fn(&M) -> &[KeyValue],
 ) -> Result<(), Stop> {
     match bytes {
-        Some(b) if read_in_place(b, shape).is_err() => plain_message(Some(b), attrs).map(|_| ()),
+        Some(b) if read_in_place(b, shape, None).is_err() => plain_message(Some(b), attrs).map(|_| ()),
         _ => Ok(()),
     }
 }
 
-/// Reads a resource or scope's fields as prost would, keeping nothing; `Unusual` for anything else
-/// (an attribute `attr` does not read, a field not in `shape`, a wrong wire type).
-fn read_in_place(buf: &[u8], shape: &Shape) -> Result<(), Stop> {
+/// A resource's or scope's fields as [`read_in_place`] reads them: its attributes, its strings (a
+/// scope's name and version, in `Shape::strings`' order) and its dropped attributes count, each
+/// field given twice read as its last value and attributes appended, as prost reads them.
+#[derive(Default)]
+struct InPlace<'a> {
+    attrs: Vec<Attr<'a>>,
+    strings: [&'a str; 2],
+    count: u32,
+}
+
+/// Reads a resource or scope's fields as prost would, into `keep` if given; `Unusual` for anything
+/// else (an attribute `attr` does not read, a field not in `shape`, a wrong wire type).
+fn read_in_place<'a>(buf: &'a [u8], shape: &Shape, mut keep: Option<&mut InPlace<'a>>) -> Result<(), Stop> {
     for f in Fields(buf) {
         match f? {
-            (n, Value::Len(a)) if n == shape.attributes => _ = attr(a)?,
-            (n, v) if shape.strings.contains(&n) => _ = v.str()?,
-            (n, Value::Varint(_)) if shape.counts.contains(&n) => {}
+            (n, Value::Len(a)) if n == shape.attributes => {
+                let a = attr(a)?;
+                if let Some(k) = keep.as_deref_mut() {
+                    k.attrs.push(a);
+                }
+            }
+            (n, v) if shape.strings.contains(&n) => {
+                let s = v.str()?;
+                if let Some(k) = keep.as_deref_mut() {
+                    k.strings[shape.strings.iter().position(|&x| x == n).unwrap_or(0)] = s;
+                }
+            }
+            (n, v @ Value::Varint(_)) if n == shape.count => {
+                let c = v.uint32()?;
+                if let Some(k) = keep.as_deref_mut() {
+                    k.count = c;
+                }
+            }
             _ => return Err(Stop::Unusual),
         }
     }
@@ -600,7 +679,7 @@ mod tests {
             let decoded = plain_message(Some(bytes), |r: &Resource| &r.attributes).is_ok();
             let checked = check_plain(Some(bytes), &RESOURCE, |r: &Resource| &r.attributes).is_ok();
             assert_eq!(checked, decoded, "resource {i}");
-            assert_eq!(read_in_place(bytes, &RESOURCE).is_ok(), *in_place, "resource {i}");
+            assert_eq!(read_in_place(bytes, &RESOURCE, None).is_ok(), *in_place, "resource {i}");
         }
         let plain_scope = scope(plain.clone()).encode_to_vec();
         let scopes = [
@@ -614,8 +693,99 @@ mod tests {
             let decoded = plain_message(Some(bytes), |s: &InstrumentationScope| &s.attributes).is_ok();
             let checked = check_plain(Some(bytes), &SCOPE, |s: &InstrumentationScope| &s.attributes).is_ok();
             assert_eq!(checked, decoded, "scope {i}");
-            assert_eq!(read_in_place(bytes, &SCOPE).is_ok(), *in_place, "scope {i}");
+            assert_eq!(read_in_place(bytes, &SCOPE, None).is_ok(), *in_place, "scope {i}");
         }
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::test_support::{decoded, direct, wrap};
+    use super::{RESOURCE, SCOPE, read_in_place};
+    use crate::Signal;
+    use prost::encoding::encode_varint;
+
+    fn varint(tag: u32, v: u64) -> Vec<u8> {
+        let mut out = vec![(tag << 3) as u8];
+        encode_varint(v, &mut out);
+        out
+    }
+
+    /// A `KeyValue` as field 1 (a resource's attributes); `at` moves it to another field.
+    fn kv(key: &str, value: &[u8]) -> Vec<u8> {
+        wrap(1, &[wrap(1, key.as_bytes()), wrap(2, value)].concat())
+    }
+
+    /// Attributes given as field 1 (`kv`), as field `tag` instead.
+    fn at(tag: u32, attrs: &[u8]) -> Vec<u8> {
+        super::Fields(attrs).map(|f| wrap(tag, f.unwrap().1.bytes().unwrap())).collect::<Vec<_>>().concat()
+    }
+
+    /// Resources and scopes read in place (the build reads their values so, as the skim checks them)
+    /// make the rows prost's decoding makes: every kind of scalar value, a missing value, fields given
+    /// twice (prost keeps the last; attributes all, in order), `service.name` twice (the first counts)
+    /// or not a string, counts past 32 bits, no resource or no scope, and one with an entity ref (left
+    /// to prost), in requests of every signal, held either way.
+    #[test]
+    fn resources_and_scopes_read_in_place_make_the_decoded_rows() {
+        let attrs = [
+            kv("service.name", &wrap(1, b"api")),
+            kv("service.name", &wrap(1, b"shadowed")),
+            kv("n", &varint(3, u64::MAX)),
+            kv("b", &varint(2, 1)),
+            kv("d", &[vec![4 << 3 | 1], 0.25f64.to_bits().to_le_bytes().to_vec()].concat()),
+            kv("x", &wrap(7, &[0, 0xff])),
+            kv("empty", &[]),
+            wrap(1, &wrap(1, b"absent")),
+        ]
+        .concat();
+        let resources: Vec<Option<Vec<u8>>> = vec![
+            Some([attrs.clone(), varint(2, 3), varint(2, (1 << 33) | 7)].concat()),
+            Some(kv("service.name", &varint(3, 5))),
+            Some(vec![]),
+            None,
+            // An entity ref (field 3): decoded by prost in the build too.
+            Some([attrs.clone(), wrap(3, &wrap(2, b"k8s.pod"))].concat()),
+        ];
+        let scopes: Vec<Option<Vec<u8>>> = vec![
+            Some(
+                [wrap(1, b"old"), wrap(2, b"0.1"), at(3, &attrs), wrap(1, b"lib"), wrap(2, b"1.2"), varint(4, 9)]
+                    .concat(),
+            ),
+            Some(vec![]),
+            None,
+        ];
+        let items: [(Signal, Vec<u8>); 3] = [
+            (Signal::Traces, [wrap(5, b"span"), wrap(1, &[1; 16]), wrap(2, &[2; 8])].concat()),
+            (Signal::Logs, [wrap(5, &wrap(1, b"body")), varint(2, 9)].concat()),
+            (
+                Signal::Metrics,
+                [wrap(1, b"m"), wrap(5, &wrap(1, &[vec![0x31], 7u64.to_le_bytes().to_vec()].concat()))].concat(),
+            ),
+        ];
+        for (signal, item) in &items {
+            let mut parts = Vec::new();
+            for (r, resource) in resources.iter().enumerate() {
+                for (s, scope) in scopes.iter().enumerate() {
+                    let scope_group =
+                        [scope.as_ref().map_or(vec![], |b| wrap(1, b)), wrap(2, item), wrap(2, item)].concat();
+                    let group = [resource.as_ref().map_or(vec![], |b| wrap(1, b)), wrap(2, &scope_group)].concat();
+                    let req = wrap(1, &group);
+                    let one = [req.clone()];
+                    for grouped in [false, true] {
+                        let got = direct(*signal, &one, grouped);
+                        assert_eq!(got, Some(decoded(*signal, &one, grouped)), "{signal:?} resource {r} scope {s}");
+                    }
+                    parts.push(req);
+                }
+            }
+            assert_eq!(direct(*signal, &parts, true), Some(decoded(*signal, &parts, true)), "{signal:?} together");
+        }
+        // The plain ones are read in place (not by prost), the one with an entity ref is not.
+        for (i, r) in resources.iter().flatten().enumerate() {
+            assert_eq!(read_in_place(r, &RESOURCE, None).is_ok(), i != 3, "resource {i}");
+        }
+        assert!(scopes.iter().flatten().all(|s| read_in_place(s, &SCOPE, None).is_ok()));
     }
 }
 

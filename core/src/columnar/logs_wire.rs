@@ -1,6 +1,6 @@
 //! The logs table's rows straight from `ExportLogsServiceRequest` bytes (see `wire`): the same rows
-//! `logs::rows` makes from the decoded request. Resources and scopes (one per group) are still decoded
-//! by prost; a body that is an array or a key-value list leaves the request to prost.
+//! `logs::rows` makes from the decoded request. Resources and scopes are read in place (see `wire`;
+//! one with entity refs is decoded by prost); a body that is an array or a key-value list leaves the request to prost.
 
 use super::AttrSizes;
 use super::logs::{Columns, Scalars};

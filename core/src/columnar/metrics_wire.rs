@@ -1,7 +1,7 @@
 //! The metrics table's rows straight from `ExportMetricsServiceRequest` bytes (see `wire`): the same
 //! rows `metrics::rows` makes from the decoded request, one per data point of every kind (gauge,
-//! sum, histogram, exponential histogram, summary), exemplars included. Resources and scopes (one per
-//! group) are still decoded by prost.
+//! sum, histogram, exponential histogram, summary), exemplars included. Resources and scopes are read in
+//! place (see `wire`; one with entity refs is decoded by prost).
 //!
 //! Besides what `wire` leaves to prost, a metric's data given twice (prost merges or replaces it) and
 //! an exponential histogram's buckets given twice (merged) are left to it. Repeated numbers are read

@@ -1,7 +1,7 @@
 //! The spans table's rows straight from `ExportTraceServiceRequest` bytes (see `wire`): the same rows
 //! `spans::rows` makes from the decoded request, without decoding the spans into owned messages
-//! first. Resources, scopes, events and links (one per group, or rare) are still decoded by prost and
-//! appended as `spans::rows` appends them.
+//! first. Resources and scopes are read in place (see `wire`); events and links (rare) are still decoded
+//! by prost and appended as `spans::rows` appends them.
 
 use super::AttrSizes;
 use super::resource_scope;

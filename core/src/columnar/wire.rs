@@ -165,8 +165,8 @@ pub(crate) trait Sink<'a> {
 /// Walks an `ExportTraceServiceRequest`, `ExportLogsServiceRequest` or `ExportMetricsServiceRequest`,
 /// which nest alike: resource groups (field 1) of `{1: resource, 2: scope groups, 3: schema_url}`,
 /// scope groups of `{1: scope, 2: items, 3: schema_url}`. Each scope group's items are handed to
-/// `sink`, then its resource and scope (decoded by prost: one of each per group) appended to `groups`,
-/// when given, once per row the items made.
+/// `sink`, then its resource and scope (read in place, else decoded by prost: one of each per group)
+/// appended to `groups`, when given, once per row the items made.
 pub(crate) fn walk<'a>(
     buf: &'a [u8],
     sink: &mut impl Sink<'a>,

@@ -233,17 +233,10 @@ fn resource_row<'a>(
     schema_url: &'a str,
     decoded: &'a mut Option<Resource>,
 ) -> Result<ResourceRow<'a>, Stop> {
-    let mut fields = InPlace::default();
-    match bytes {
-        Some(b) if read_in_place(b, &RESOURCE, Some(&mut fields)).is_ok() => {
-            Ok(ResourceRow::in_place(fields.attrs, fields.count, schema_url))
-        }
-        _ => {
-            *decoded = plain_message(bytes, |r: &Resource| &r.attributes)?;
-            let decoded: &'a Option<Resource> = decoded;
-            Ok(ResourceRow::new(decoded.as_ref(), schema_url))
-        }
-    }
+    Ok(match in_place_or_decoded(bytes, &RESOURCE, |r: &Resource| &r.attributes, decoded)? {
+        Ok(f) => ResourceRow::in_place(f.attrs, f.count, schema_url),
+        Err(r) => ResourceRow::new(r, schema_url),
+    })
 }
 
 /// A group's scope, as [`resource_row`] reads a resource.
@@ -252,16 +245,27 @@ fn scope_row<'a>(
     schema_url: &'a str,
     decoded: &'a mut Option<InstrumentationScope>,
 ) -> Result<ScopeRow<'a>, Stop> {
+    Ok(match in_place_or_decoded(bytes, &SCOPE, |s: &InstrumentationScope| &s.attributes, decoded)? {
+        Ok(f) => ScopeRow::in_place((f.strings[0], f.strings[1]), f.attrs, f.count, schema_url),
+        Err(s) => ScopeRow::new(s, schema_url),
+    })
+}
+
+/// A resource's or scope's fields read in place (`Ok`), or, where `read_in_place` cannot, the
+/// message decoded by prost into `decoded` (`Err`: `None` when the group has none).
+fn in_place_or_decoded<'a, M: Message + Default>(
+    bytes: Option<&'a [u8]>,
+    shape: &Shape,
+    attrs: fn(&M) -> &[KeyValue],
+    decoded: &'a mut Option<M>,
+) -> Result<Result<InPlace<'a>, Option<&'a M>>, Stop> {
     let mut fields = InPlace::default();
     match bytes {
-        Some(b) if read_in_place(b, &SCOPE, Some(&mut fields)).is_ok() => {
-            let [name, version] = fields.strings;
-            Ok(ScopeRow::in_place((name, version), fields.attrs, fields.count, schema_url))
-        }
+        Some(b) if read_in_place(b, shape, Some(&mut fields)).is_ok() => Ok(Ok(fields)),
         _ => {
-            *decoded = plain_message(bytes, |s: &InstrumentationScope| &s.attributes)?;
-            let decoded: &'a Option<InstrumentationScope> = decoded;
-            Ok(ScopeRow::new(decoded.as_ref(), schema_url))
+            *decoded = plain_message(bytes, attrs)?;
+            let decoded: &'a Option<M> = decoded;
+            Ok(Err(decoded.as_ref()))
         }
     }
 }

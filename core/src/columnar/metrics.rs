@@ -154,28 +154,7 @@ pub(super) struct Points {
     negative_bucket_counts: ListBuilder<UInt64Builder>,
     quantiles: ListBuilder<StructBuilder>,
     exemplars: ListBuilder<StructBuilder>,
-    /// Nulls owed to each set of kind-specific columns, by `Set` (see `end_metric`).
-    owed: [usize; 6],
 }
-
-/// The columns only some kinds of point have, in sets written together.
-#[derive(Clone, Copy)]
-enum Set {
-    /// Gauges' and sums': `value_double`, `value_int`.
-    Values,
-    /// Histograms' and summaries': `count`, `sum`.
-    Counts,
-    /// Histograms' (explicit and exponential): `min`, `max`.
-    MinMax,
-    /// Explicit-bucket histograms': `explicit_bounds`, `bucket_counts`.
-    Explicit,
-    /// Exponential histograms' own.
-    Exponential,
-    /// Summaries': `quantiles`.
-    Quantiles,
-}
-
-const SETS: [Set; 6] = [Set::Values, Set::Counts, Set::MinMax, Set::Explicit, Set::Exponential, Set::Quantiles];
 
 /// An exponential histogram's positive or negative buckets (offset and counts), or nulls.
 fn append_buckets(offset: &mut Int32Builder, counts: &mut ListBuilder<UInt64Builder>, b: Option<(i32, &[u64])>) {
@@ -221,7 +200,6 @@ impl Points {
             negative_bucket_counts: ListBuilder::new(UInt64Builder::new()),
             quantiles: ListBuilder::new(quantile_builder()),
             exemplars: ListBuilder::new(exemplar_builder()),
-            owed: [0; 6],
         }
     }
 
@@ -262,7 +240,6 @@ impl Points {
 
     /// A gauge or sum point's value.
     pub(super) fn number(&mut self, value: Option<Number>) {
-        self.pay(Set::Values);
         let (d, i) = Number::split(value);
         self.value_double.append_option(d);
         self.value_int.append_option(i);
@@ -271,7 +248,6 @@ impl Points {
     /// An explicit-bucket histogram point's values.
     pub(super) fn histogram(&mut self, stats: Stats, explicit_bounds: &[f64], bucket_counts: &[u64]) {
         self.stats(stats);
-        self.pay(Set::Explicit);
         self.explicit_bounds.values().append_slice(explicit_bounds);
         self.explicit_bounds.append(true);
         self.bucket_counts.values().append_slice(bucket_counts);
@@ -281,7 +257,6 @@ impl Points {
     /// An exponential histogram point's values.
     pub(super) fn exponential(&mut self, stats: Stats, e: &Exponential<'_>) {
         self.stats(stats);
-        self.pay(Set::Exponential);
         self.scale.append_value(e.scale);
         self.zero_count.append_value(e.zero_count);
         self.zero_threshold.append_value(e.zero_threshold);
@@ -296,8 +271,6 @@ impl Points {
         sum: f64,
         quantiles: impl IntoIterator<Item = (f64, f64)>,
     ) -> Result<(), ArrowError> {
-        self.pay(Set::Counts);
-        self.pay(Set::Quantiles);
         self.count.append_value(count);
         self.sum.append_value(sum);
         let s = self.quantiles.values();
@@ -311,70 +284,72 @@ impl Points {
     }
 
     fn stats(&mut self, s: Stats) {
-        self.pay(Set::Counts);
-        self.pay(Set::MinMax);
         self.count.append_value(s.count);
         self.sum.append_option(s.sum);
         self.min.append_option(s.min);
         self.max.append_option(s.max);
     }
 
-    /// After a metric's `n` points of `kind`: the columns its kind does not have, null — owed, and
-    /// appended when their set is next written (or the columns finish), so that the nulls of a run of
-    /// metrics of other kinds take one call per column, not one per metric (14 calls per gauge
-    /// were ~2 % of the daemon's samples storing metric points; perf, docs/BENCHMARKS.md).
+    /// After a metric's `n` points of `kind`: the columns its kind does not have, null.
     fn end_metric(&mut self, kind: Kind, n: usize) {
-        let absent: &[Set] = match kind {
-            Kind::Gauge | Kind::Sum => &[Set::Counts, Set::MinMax, Set::Explicit, Set::Exponential, Set::Quantiles],
-            Kind::Histogram => &[Set::Values, Set::Exponential, Set::Quantiles],
-            Kind::ExponentialHistogram => &[Set::Values, Set::Explicit, Set::Quantiles],
-            Kind::Summary => &[Set::Values, Set::MinMax, Set::Explicit, Set::Exponential],
-        };
-        for &s in absent {
-            self.owed[s as usize] += n;
+        match kind {
+            Kind::Gauge | Kind::Sum => {
+                self.null_counts(n);
+                self.null_min_max(n);
+                self.null_explicit(n);
+                self.null_exponential(n);
+                self.quantiles.append_nulls(n);
+            }
+            Kind::Histogram => {
+                self.null_values(n);
+                self.null_exponential(n);
+                self.quantiles.append_nulls(n);
+            }
+            Kind::ExponentialHistogram => {
+                self.null_values(n);
+                self.null_explicit(n);
+                self.quantiles.append_nulls(n);
+            }
+            Kind::Summary => {
+                self.null_values(n);
+                self.null_min_max(n);
+                self.null_explicit(n);
+                self.null_exponential(n);
+            }
         }
     }
 
-    /// Appends the nulls owed to `set`, before its next value.
-    fn pay(&mut self, set: Set) {
-        let n = std::mem::take(&mut self.owed[set as usize]);
-        if n == 0 {
-            return;
-        }
-        match set {
-            Set::Values => {
-                self.value_double.append_nulls(n);
-                self.value_int.append_nulls(n);
-            }
-            Set::Counts => {
-                self.count.append_nulls(n);
-                self.sum.append_nulls(n);
-            }
-            Set::MinMax => {
-                self.min.append_nulls(n);
-                self.max.append_nulls(n);
-            }
-            Set::Explicit => {
-                self.explicit_bounds.append_nulls(n);
-                self.bucket_counts.append_nulls(n);
-            }
-            Set::Exponential => {
-                self.scale.append_nulls(n);
-                self.zero_count.append_nulls(n);
-                self.zero_threshold.append_nulls(n);
-                self.positive_offset.append_nulls(n);
-                self.positive_bucket_counts.append_nulls(n);
-                self.negative_offset.append_nulls(n);
-                self.negative_bucket_counts.append_nulls(n);
-            }
-            Set::Quantiles => self.quantiles.append_nulls(n),
-        }
+    fn null_values(&mut self, n: usize) {
+        self.value_double.append_nulls(n);
+        self.value_int.append_nulls(n);
     }
 
-    fn columns(mut self) -> Vec<(&'static str, Box<dyn ArrayBuilder>, bool)> {
-        for s in SETS {
-            self.pay(s);
-        }
+    fn null_counts(&mut self, n: usize) {
+        self.count.append_nulls(n);
+        self.sum.append_nulls(n);
+    }
+
+    fn null_min_max(&mut self, n: usize) {
+        self.min.append_nulls(n);
+        self.max.append_nulls(n);
+    }
+
+    fn null_explicit(&mut self, n: usize) {
+        self.explicit_bounds.append_nulls(n);
+        self.bucket_counts.append_nulls(n);
+    }
+
+    fn null_exponential(&mut self, n: usize) {
+        self.scale.append_nulls(n);
+        self.zero_count.append_nulls(n);
+        self.zero_threshold.append_nulls(n);
+        self.positive_offset.append_nulls(n);
+        self.positive_bucket_counts.append_nulls(n);
+        self.negative_offset.append_nulls(n);
+        self.negative_bucket_counts.append_nulls(n);
+    }
+
+    fn columns(self) -> Vec<(&'static str, Box<dyn ArrayBuilder>, bool)> {
         vec![
             ("time", Box::new(self.time), false),
             ("start_time", Box::new(self.start_time), false),

@@ -6,8 +6,7 @@
 //! spans the resource attributes were 520 of a row's 1,131 Arrow bytes, and an open file buffers a row
 //! group's rows in Arrow until they are sorted and written — the largest thing the exporter holds.
 //! While buffered, such a column is held as `Dictionary(Int32, <its type>)` over its runs (one copy per
-//! run, a 4-byte key per row); [`gather_column`] reads the sorted rows back in the table's types as
-//! they are written, and a query reading buffered rows gets them back through `columnar::conform` (a cast
+//! run, a 4-byte key per row); [`BufferedColumn`] reads the sorted rows back as they are written, and a query reading buffered rows gets them back through `columnar::conform` (a cast
 //! from the dictionary to its value type). Rows from the conversion come with the resource's and
 //! scope's columns held so already (once per scope group, `columnar::to_grouped_record_batch`), and
 //! [`compact`] leaves them as they are; it looks for runs in the other columns, and in every column of
@@ -15,12 +14,14 @@
 
 use arrow::array::make_comparator;
 use arrow::array::{
-    Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatch, RecordBatchOptions, UInt32Array,
+    Array, ArrayRef, AsArray, DictionaryArray, Int32Array, MapArray, RecordBatch, RecordBatchOptions, StructArray,
+    UInt32Array,
 };
+use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::SortOptions;
 use arrow::compute::kernels::partition::partition;
 use arrow::compute::{interleave, take};
-use arrow::datatypes::{Field, Int32Type, Schema};
+use arrow::datatypes::{DataType, Field, Fields, Int32Type, Schema};
 use arrow::error::ArrowError;
 use openwit_core::columnar::repeats_cost_memory;
 use std::sync::Arc;
@@ -100,8 +101,9 @@ fn over_runs(column: &ArrayRef, starts: &[u32]) -> Result<DictionaryArray<Int32T
     DictionaryArray::try_new(Int32Array::from(keys), values)
 }
 
-/// The rows `indices` of `batches` whole, in `schema`: [`gather_column`] for every column (the writer
-/// gathers a column at a time; the tests compare whole rows).
+/// The rows `indices` of `batches` whole, in `schema`'s types: [`BufferedColumn::gather`] for every
+/// column, cast back to the table's type (the writer gathers a column at a time; the tests compare
+/// whole rows).
 #[cfg(test)]
 pub fn gather(
     schema: &arrow::datatypes::SchemaRef,
@@ -109,50 +111,151 @@ pub fn gather(
     indices: &[(usize, usize)],
 ) -> Result<RecordBatch, ArrowError> {
     let columns = (0..schema.fields().len())
-        .map(|i| gather_column(schema.field(i), i, batches, indices))
+        .map(|i| {
+            let gathered = BufferedColumn::new(schema.field(i), i, batches)?.gather(indices)?;
+            arrow::compute::cast(&gathered, schema.field(i).data_type())
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
     RecordBatch::try_new_with_options(schema.clone(), columns, &options)
 }
 
-/// Column `i` of the rows `indices` ((batch, row) pairs) of `batches` — each as [`compact`] left it —
-/// in the table's type `field` (a column held by runs is gathered back from its runs' values).
-pub fn gather_column(
-    field: &Field,
-    i: usize,
-    batches: &[RecordBatch],
-    indices: &[(usize, usize)],
-) -> Result<ArrayRef, ArrowError> {
-    let parts: Vec<&ArrayRef> = batches.iter().map(|b| b.column(i)).collect();
-    let by_runs = |a: &ArrayRef| a.data_type() != field.data_type();
-    if !parts.iter().any(|a| by_runs(a)) {
-        let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-        return interleave(&parts, indices);
+/// Column `i` of the buffered `batches` (each as [`compact`] left it), read back a slice of sorted rows
+/// at a time by [`gather`](Self::gather).
+pub struct BufferedColumn<'a> {
+    source: Source<'a>,
+}
+
+enum Source<'a> {
+    /// Each row copied from its batch, or from its run's value where a batch holds the column by runs.
+    Copied { values: Vec<&'a dyn Array>, keys: Vec<Option<&'a Int32Array>> },
+    /// Bytes, or a map of bytes, held by runs in every batch: the rows are a dictionary over all the
+    /// runs' values (`values`, batch `b`'s from `base[b]` on) and their values are not copied. Copying
+    /// a resource's 13 attributes into each of its rows was a third of the time the writer spent on
+    /// `resource_attributes` (docs/BENCHMARKS.md); the encoder interns each row's value either way.
+    Runs { values: ArrayRef, keys: Vec<&'a Int32Array>, base: Vec<i32> },
+}
+
+impl<'a> BufferedColumn<'a> {
+    pub fn new(field: &Field, i: usize, batches: &'a [RecordBatch]) -> Result<Self, ArrowError> {
+        let mut values: Vec<&dyn Array> = Vec::with_capacity(batches.len());
+        let mut keys: Vec<Option<&Int32Array>> = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let a = batch.column(i);
+            // Held by runs: a dictionary where the table has none (a cheap test: comparing a map's whole
+            // type for every batch and slice was 5 % of the writer's time).
+            let by_runs = matches!(a.data_type(), DataType::Dictionary(..))
+                && !matches!(field.data_type(), DataType::Dictionary(..));
+            if by_runs {
+                let dict = a.as_dictionary_opt::<Int32Type>().filter(|d| d.values().data_type() == field.data_type());
+                let dict = dict.ok_or_else(|| {
+                    ArrowError::SchemaError(format!(
+                        "column {} is {} in a buffered batch, {} in the table",
+                        field.name(),
+                        a.data_type(),
+                        field.data_type()
+                    ))
+                })?;
+                values.push(dict.values().as_ref());
+                keys.push(Some(dict.keys()));
+            } else {
+                values.push(a.as_ref());
+                keys.push(None);
+            }
+        }
+        let every_batch_by_runs = keys.iter().all(|k| k.is_some_and(|k| k.null_count() == 0));
+        if !batches.is_empty() && every_batch_by_runs && encoded_from_a_dictionary(field.data_type()) {
+            let mut base = Vec::with_capacity(values.len());
+            let mut next = 0usize;
+            for v in &values {
+                base.push(i32::try_from(next).map_err(|_| too_many_runs(field))?);
+                next += v.len();
+            }
+            i32::try_from(next).map_err(|_| too_many_runs(field))?;
+            let values = arrow::compute::concat(&values)?;
+            let keys = keys.into_iter().flatten().collect();
+            return Ok(Self { source: Source::Runs { values, keys, base } });
+        }
+        Ok(Self { source: Source::Copied { values, keys } })
     }
-    // Each row is read from its run's value: the dictionaries' values (or the column itself, where a
-    // batch holds it row by row) are interleaved through the rows' keys.
-    let mut values: Vec<&dyn Array> = Vec::with_capacity(parts.len());
-    let mut keys: Vec<Option<&Int32Array>> = Vec::with_capacity(parts.len());
-    for a in &parts {
-        if by_runs(a) {
-            let dict = a.as_dictionary_opt::<Int32Type>().ok_or_else(|| {
-                ArrowError::SchemaError(format!(
-                    "column {} is {} in a buffered batch, {} in the table",
-                    field.name(),
-                    a.data_type(),
-                    field.data_type()
-                ))
-            })?;
-            values.push(dict.values().as_ref());
-            keys.push(Some(dict.keys()));
-        } else {
-            values.push(a.as_ref());
-            keys.push(None);
+
+    /// The rows `indices` ((batch, row) pairs) of the column: in the table's type, or, for a column
+    /// held by runs in every batch, as a dictionary over the runs' values with the table's value type
+    /// (a map's keys and values each such a dictionary over the runs' entries). The Parquet writer takes
+    /// either for the table's type (with the leaves' field from [`leaf_field`]).
+    pub fn gather(&self, indices: &[(usize, usize)]) -> Result<ArrayRef, ArrowError> {
+        match &self.source {
+            Source::Copied { values, keys } => {
+                if keys.iter().all(Option::is_none) {
+                    return interleave(values, indices);
+                }
+                let at: Vec<(usize, usize)> =
+                    indices.iter().map(|&(b, r)| (b, keys[b].map_or(r, |k| k.value(r) as usize))).collect();
+                interleave(values, &at)
+            }
+            Source::Runs { values, keys, base } => {
+                let rows: Vec<i32> = indices.iter().map(|&(b, r)| base[b] + keys[b].value(r)).collect();
+                match values.as_map_opt() {
+                    Some(map) => map_over(map, &rows),
+                    None => Ok(Arc::new(DictionaryArray::try_new(Int32Array::from(rows), values.clone())?)),
+                }
+            }
         }
     }
-    let at: Vec<(usize, usize)> =
-        indices.iter().map(|&(b, r)| (b, keys[b].map_or(r, |k| k.value(r) as usize))).collect();
-    interleave(&values, &at)
+}
+
+/// The field to compute a gathered column's leaves with: `field` with the gathered array's type (a
+/// dictionary where the table has its values, see [`BufferedColumn::gather`]).
+pub fn leaf_field(field: &Field, gathered: &dyn Array) -> Field {
+    field.clone().with_data_type(gathered.data_type().clone())
+}
+
+fn too_many_runs(field: &Field) -> ArrowError {
+    ArrowError::ComputeError(format!("column {}: more than 2^31 values held by runs in one row group", field.name()))
+}
+
+/// Types whose values the Parquet writer encodes from a dictionary as from the values themselves (bytes,
+/// see `parquet::arrow::arrow_writer::byte_array`); a map of them.
+fn encoded_from_a_dictionary(t: &DataType) -> bool {
+    let bytes =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary);
+    match t {
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(f) => f.len() == 2 && bytes(f[0].data_type()) && bytes(f[1].data_type()),
+            _ => false,
+        },
+        t => bytes(t),
+    }
+}
+
+/// The maps `rows` of `map`, their keys and values dictionaries over `map`'s entries (one index per
+/// entry, shared by both).
+fn map_over(map: &MapArray, rows: &[i32]) -> Result<ArrayRef, ArrowError> {
+    let from = map.value_offsets();
+    let per_row = map.entries().len().div_ceil(map.len().max(1));
+    let mut entries: Vec<i32> = Vec::with_capacity(rows.len() * per_row);
+    let mut offsets: Vec<i32> = Vec::with_capacity(rows.len() + 1);
+    offsets.push(0);
+    for &r in rows {
+        entries.extend(from[r as usize]..from[r as usize + 1]);
+        offsets.push(
+            i32::try_from(entries.len())
+                .map_err(|_| ArrowError::ComputeError("a slice's maps have more than 2^31 entries".to_string()))?,
+        );
+    }
+    let nulls = map.nulls().map(|n| NullBuffer::from_iter(rows.iter().map(|&r| n.is_valid(r as usize))));
+    let index = ScalarBuffer::from(entries);
+    let keys = DictionaryArray::try_new(Int32Array::new(index.clone(), None), map.keys().clone())?;
+    let values = DictionaryArray::try_new(Int32Array::new(index, None), map.values().clone())?;
+    let DataType::Map(entries_field, ordered) = map.data_type() else { unreachable!("a MapArray's type is a map") };
+    let DataType::Struct(names) = entries_field.data_type() else { unreachable!("a map's entries are a struct") };
+    let fields = Fields::from(vec![
+        names[0].as_ref().clone().with_data_type(keys.data_type().clone()),
+        names[1].as_ref().clone().with_data_type(values.data_type().clone()),
+    ]);
+    let entries = StructArray::try_new(fields.clone(), vec![Arc::new(keys), Arc::new(values)], None)?;
+    let entries_field = Arc::new(entries_field.as_ref().clone().with_data_type(DataType::Struct(fields)));
+    Ok(Arc::new(MapArray::try_new(entries_field, OffsetBuffer::new(offsets.into()), entries, nulls, *ordered)?))
 }
 
 #[cfg(test)]
@@ -309,5 +412,70 @@ pub(crate) mod tests {
         assert_eq!(columnar::conform(&held, &rows.schema()).unwrap(), rows);
         let all: Vec<(usize, usize)> = (0..rows.num_rows()).map(|r| (0, r)).collect();
         assert_eq!(gather(&rows.schema(), std::slice::from_ref(&held), &all).unwrap(), rows);
+    }
+
+    /// Spans of three resources (30 each) whose attributes have gaps: the second has no resource (its
+    /// attributes null), the third an attribute without a value (an empty value, its type says so). As
+    /// the table's rows.
+    pub(crate) fn spans_with_gaps(t: u64) -> RecordBatch {
+        let mut valueless = attr("k8s.pod.name", "");
+        valueless.value = None;
+        let resources = [
+            Some(Resource {
+                attributes: vec![attr("service.name", "a"), attr("host.name", "h")],
+                ..Default::default()
+            }),
+            None,
+            Some(Resource { attributes: vec![attr("service.name", "c"), valueless], ..Default::default() }),
+        ];
+        let resource_spans = resources
+            .into_iter()
+            .enumerate()
+            .map(|(r, resource)| ResourceSpans {
+                resource,
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..30)
+                        .map(|i| Span {
+                            trace_id: vec![r as u8; 16],
+                            start_time_unix_nano: t + (i * 3 + r) as u64,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect();
+        let req = ExportTraceServiceRequest { resource_spans };
+        columnar::to_record_batch("acme", &openwit_core::Payload::Traces(req)).unwrap()
+    }
+
+    #[test]
+    fn bytes_and_maps_held_by_runs_in_every_batch_are_gathered_as_dictionaries_over_the_runs() {
+        let batches = [spans(3, 40, T0), spans_with_gaps(T0 + 5), spans(2, 25, T0 + 9)];
+        let held: Vec<RecordBatch> = batches.iter().map(|b| compact(b).unwrap()).collect();
+        let schema = batches[0].schema();
+        let order: Vec<(usize, usize)> = (0..150).map(|i| (i % 3, (i * 7) % [120, 90, 50][i % 3])).collect();
+        let expected = interleave_record_batch(&batches.iter().collect::<Vec<_>>(), &order).unwrap();
+        let column = |name: &str| {
+            let (i, field) = schema.column_with_name(name).unwrap();
+            BufferedColumn::new(field, i, &held).unwrap().gather(&order).unwrap()
+        };
+        // A map: its keys and values dictionaries over the runs' entries, the maps' nulls kept.
+        let resources = column("resource_attributes");
+        let map = resources.as_map();
+        assert!(matches!(map.keys().data_type(), DataType::Dictionary(..)), "{}", map.data_type());
+        assert!(matches!(map.values().data_type(), DataType::Dictionary(..)), "{}", map.data_type());
+        assert!(map.null_count() > 0, "the resource-less spans' nulls are in the gather");
+        // Bytes: a dictionary over the runs' values.
+        assert!(matches!(column("scope_schema_url").data_type(), DataType::Dictionary(..)));
+        // Each is the rows asked for once cast to the table's type (what the Parquet writer reads from
+        // it: the writer's tests compare the bytes written).
+        assert_eq!(gather(&schema, &held, &order).unwrap(), expected);
+        // A batch holding the column row by row sends the whole column the copying way.
+        let mixed = [held[0].clone(), spans(20, 1, T0)];
+        let (i, field) = schema.column_with_name("resource_attributes").unwrap();
+        let copied = BufferedColumn::new(field, i, &mixed).unwrap().gather(&[(0, 1), (1, 2)]).unwrap();
+        assert_eq!(copied.data_type(), field.data_type());
     }
 }

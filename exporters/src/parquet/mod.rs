@@ -6,6 +6,7 @@
 //! (WAL replay, operator retry) are checked against the catalog's `file_batches` first, so items a file
 //! already holds are not written again.
 
+pub mod addressable;
 pub mod config;
 pub mod fresh;
 mod indexer;

@@ -6,8 +6,9 @@
 //! spans the resource attributes were 520 of a row's 1,131 Arrow bytes, and an open file buffers a row
 //! group's rows in Arrow until they are sorted and written — the largest thing the exporter holds.
 //! While buffered, such a column is held as `Dictionary(Int32, <its type>)` over its runs (one copy per
-//! run, a 4-byte key per row); [`BufferedColumn`] reads the sorted rows back as they are written, and a query reading buffered rows gets them back through `columnar::conform` (a cast
-//! from the dictionary to its value type). Rows from the conversion come with the resource's and
+//! run, a 4-byte key per row); [`BufferedColumn`] reads the sorted rows back as they are written (for
+//! the Parquet writer, still by runs where it can), and a query reading buffered rows gets them back
+//! through `columnar::conform` (a cast from the dictionary to its value type). Rows from the conversion come with the resource's and
 //! scope's columns held so already (once per scope group, `columnar::to_grouped_record_batch`), and
 //! [`compact`] leaves them as they are; it looks for runs in the other columns, and in every column of
 //! rows read back from files (compaction's).

@@ -27,6 +27,9 @@ pub const HELD_PER_PROTOBUF_BYTE: u64 = 9;
 pub struct MemoryBudget {
     limit: u64,
     used: AtomicU64,
+    /// Bytes ever charged for batches (never decreases; not what holders charge with `charge_held`):
+    /// how fast telemetry passes through memory, which the daemon's allocator settings follow.
+    batches_charged: AtomicU64,
     /// Whether the last charge asked for was refused (someone is waiting for room): holders of memory
     /// that can let go of it early (an exporter's buffered rows) do so then.
     starved: AtomicBool,
@@ -47,6 +50,7 @@ impl MemoryBudget {
         Arc::new(MemoryBudget {
             limit,
             used: AtomicU64::new(0),
+            batches_charged: AtomicU64::new(0),
             starved: AtomicBool::new(false),
             refused: Default::default(),
             gauge: None,
@@ -65,6 +69,7 @@ impl MemoryBudget {
         Arc::new(MemoryBudget {
             limit,
             used: AtomicU64::new(0),
+            batches_charged: AtomicU64::new(0),
             starved: AtomicBool::new(false),
             refused: Default::default(),
             gauge: Some(gauge),
@@ -90,6 +95,7 @@ impl MemoryBudget {
             }
             match self.used.compare_exchange_weak(used, used + bytes, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
+                    self.batches_charged.fetch_add(bytes, Ordering::Relaxed);
                     self.starved.store(false, Ordering::Relaxed);
                     self.publish(bytes as i64);
                     return Some(self.held(bytes));
@@ -126,6 +132,14 @@ impl MemoryBudget {
     /// Bytes charged now.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// Bytes charged for batches ([`MemoryBudget::try_charge`], [`MemoryBudget::charge`]) since the
+    /// budget was made, given back or not: its growth per second is the rate at which telemetry passes
+    /// through memory. Memory charged by its holder ([`MemoryBudget::charge_held`]: an index build's
+    /// arena, charged whole at once) is not counted.
+    pub fn batches_charged(&self) -> u64 {
+        self.batches_charged.load(Ordering::Relaxed)
     }
 
     /// The budget's size in bytes.
@@ -196,6 +210,7 @@ mod tests {
         assert_eq!((b.used(), copy.bytes()), (100, 100));
         drop(copy);
         assert_eq!(b.used(), 0);
+        assert_eq!(b.batches_charged(), 100, "what was charged stays counted; the refused 50 never was");
     }
 
     #[test]
@@ -209,6 +224,7 @@ mod tests {
         drop(held);
         assert!(b.try_charge(1).is_some());
         assert!(!b.starved(), "a charge that fits clears it");
+        assert_eq!(b.batches_charged(), 1, "memory charged by its holder is not a batch's");
     }
 
     #[test]

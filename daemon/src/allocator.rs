@@ -20,6 +20,129 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(not(feature = "system-allocator"))]
 pub const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
+/// The purge delay while telemetry passes through memory fast (see [`follow_load`]): freed memory is
+/// soon reused, so each purge only makes the next allocations fault fresh pages in again.
+#[cfg(not(feature = "system-allocator"))]
+pub const BUSY_PURGE_DELAY_MS: std::ffi::c_long = 100;
+
+/// Bytes charged to the memory budget for batches per second from which the pipeline counts as busy:
+/// ~40k spans/s of the load generator's (measured: 810 MiB/s at 241k spans/s, 28 MiB/s at 10k). A
+/// steady 10k items/s stays far under it, and so at [`PURGE_DELAY_MS`], where RSS is what matters.
+/// `OPENWIT_PURGE_BUSY_MIB_PER_SEC` in the environment sets another (MiB per second).
+const BUSY_CHARGED_PER_SEC: u64 = 128 << 20;
+
+/// How often [`follow_load`] reads the rate.
+const DIAL_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Readings under half the busy rate in a row before the delay goes back down: a load that
+/// pauses between bursts keeps the busy delay.
+const QUIET_READINGS: u32 = 8;
+
+/// Chooses the purge delay from the rate at which batches are charged to the memory budget.
+#[derive(Debug)]
+struct Dial {
+    /// Bytes per second from which the pipeline counts as busy.
+    busy_from: u64,
+    busy: bool,
+    quiet: u32,
+}
+
+impl Dial {
+    fn new(busy_from: u64) -> Dial {
+        Dial { busy_from, busy: false, quiet: 0 }
+    }
+
+    /// Takes one reading (bytes charged per second); says whether the pipeline is busy now.
+    fn read(&mut self, charged_per_sec: u64) -> bool {
+        if charged_per_sec >= self.busy_from {
+            (self.busy, self.quiet) = (true, 0);
+        } else if self.busy && charged_per_sec < self.busy_from / 2 {
+            self.quiet += 1;
+            if self.quiet >= QUIET_READINGS {
+                (self.busy, self.quiet) = (false, 0);
+            }
+        } else {
+            self.quiet = 0;
+        }
+        self.busy
+    }
+}
+
+/// Sets mimalloc's purge delay by load until `stop`: [`BUSY_PURGE_DELAY_MS`] while batches are charged
+/// to the budget faster than [`BUSY_CHARGED_PER_SEC`], [`PURGE_DELAY_MS`] otherwise. Under overload the
+/// pipeline is CPU-bound and its memory bounded by the budget, and the short delay cost ~10 % of the
+/// storing CPU in purges and page faults for ~30 MiB of peak RSS (docs/BENCHMARKS.md § Memory "the
+/// purge delay by load"); at a steady low rate the long delay saves nothing and keeps memory freed by
+/// the row groups' writes and the index builds resident longer. A delay set in the environment
+/// (`MIMALLOC_PURGE_DELAY`) stays as it is. The delay in force is `openwit_allocator_purge_delay_ms`.
+#[cfg(not(feature = "system-allocator"))]
+pub async fn follow_load(
+    memory: std::sync::Arc<openwit_core::memory::MemoryBudget>,
+    gauge: openwit_core::telemetry::Gauge,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        gauge.set(purge_delay_ms());
+        return;
+    }
+    let busy_from = match std::env::var("OPENWIT_PURGE_BUSY_MIB_PER_SEC") {
+        Err(_) => BUSY_CHARGED_PER_SEC,
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(mib) => mib.saturating_mul(1 << 20),
+            Err(_) => {
+                tracing::warn!(
+                    value = %v,
+                    "OPENWIT_PURGE_BUSY_MIB_PER_SEC is not a whole number of MiB per second; using {}",
+                    BUSY_CHARGED_PER_SEC >> 20
+                );
+                BUSY_CHARGED_PER_SEC
+            }
+        },
+    };
+    let mut dial = Dial::new(busy_from);
+    let mut last = (std::time::Instant::now(), memory.batches_charged());
+    let mut busy = false;
+    gauge.set(purge_delay_ms());
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(DIAL_EVERY) => {}
+        }
+        let now = (std::time::Instant::now(), memory.batches_charged());
+        let secs = now.0.duration_since(last.0).as_secs_f64().max(1e-3);
+        let rate = (now.1.saturating_sub(last.1) as f64 / secs) as u64;
+        last = now;
+        if dial.read(rate) != busy {
+            busy = !busy;
+            set_purge_delay(if busy { BUSY_PURGE_DELAY_MS } else { PURGE_DELAY_MS });
+            gauge.set(purge_delay_ms());
+            tracing::debug!(busy, charged_mib_per_sec = rate >> 20, "allocator purge delay set by load");
+        }
+    }
+}
+
+/// The daemon built with `system-allocator` has no purge delay to set.
+#[cfg(feature = "system-allocator")]
+pub async fn follow_load(
+    _memory: std::sync::Arc<openwit_core::memory::MemoryBudget>,
+    _gauge: openwit_core::telemetry::Gauge,
+    _stop: tokio_util::sync::CancellationToken,
+) {
+}
+
+#[cfg(not(feature = "system-allocator"))]
+fn set_purge_delay(ms: std::ffi::c_long) {
+    // SAFETY: mimalloc's documented way to change an option at run time: it stores the integer in its
+    // static option table, which its purges read each time they schedule one.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
+}
+
+#[cfg(not(feature = "system-allocator"))]
+fn purge_delay_ms() -> i64 {
+    // SAFETY: reads one integer option.
+    i64::from(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) })
+}
+
 /// mimalloc's `mi_option_purge_delay` (v3's `mi_option_e`; the Rust binding does not name it).
 /// `tests::purge_delay_option_is_the_one_set` checks the index against mimalloc's own name for it.
 #[cfg(not(feature = "system-allocator"))]
@@ -102,6 +225,23 @@ mod tests {
         out.push_str(&msg.to_string_lossy());
     }
 
+    #[test]
+    fn the_dial_is_busy_from_the_threshold_and_quiet_only_after_a_lull() {
+        let mut d = Dial::new(BUSY_CHARGED_PER_SEC);
+        assert!(!d.read(0) && !d.read(BUSY_CHARGED_PER_SEC - 1), "under the threshold: not busy");
+        assert!(d.read(BUSY_CHARGED_PER_SEC), "at it: busy");
+        for _ in 0..QUIET_READINGS - 1 {
+            assert!(d.read(0), "still busy within a lull");
+        }
+        // A reading between half the threshold and it ends the lull without being busy itself.
+        assert!(d.read(BUSY_CHARGED_PER_SEC / 2));
+        for _ in 0..QUIET_READINGS - 1 {
+            assert!(d.read(BUSY_CHARGED_PER_SEC / 2 - 1), "a new lull, not yet long enough");
+        }
+        assert!(!d.read(0), "quiet after {QUIET_READINGS} readings under half the threshold");
+        assert!(!d.read(BUSY_CHARGED_PER_SEC / 2), "and stays so until the threshold again");
+    }
+
     /// The option index is a bare number: if a mimalloc upgrade moves it, this fails rather than the
     /// daemon setting some other option. With `MIMALLOC_PURGE_DELAY` set, the value read through the
     /// index is the environment's, and must still be what mimalloc prints as `purge_delay`.
@@ -123,6 +263,14 @@ mod tests {
             printed.contains(&format!("option 'purge_delay': {value} ")),
             "mimalloc's purge_delay is not option {MI_OPTION_PURGE_DELAY} any more: {printed}"
         );
+        // What `follow_load` sets at run time is what mimalloc's purges read (in this test, not one of
+        // its own: tests run in parallel, and the default is checked above).
+        set_purge_delay(BUSY_PURGE_DELAY_MS);
+        // SAFETY: reads one integer option.
+        let read = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        set_purge_delay(value);
+        assert_eq!(read, BUSY_PURGE_DELAY_MS);
+        assert_eq!(purge_delay_ms(), i64::from(value));
     }
 }
 

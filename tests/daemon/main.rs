@@ -33,6 +33,7 @@ mod parquet;
 mod plugins;
 mod power_loss;
 mod processors;
+mod purge_delay;
 mod query;
 mod search;
 mod shutdown;

@@ -70,9 +70,10 @@ impl Dial {
 
 /// Sets mimalloc's purge delay by load until `stop`: [`BUSY_PURGE_DELAY_MS`] while batches are charged
 /// to the budget faster than [`BUSY_CHARGED_PER_SEC`], [`PURGE_DELAY_MS`] otherwise. Under overload the
-/// pipeline is CPU-bound and its memory bounded by the budget, and the short delay cost ~10 % of the
-/// storing CPU in purges and page faults for ~30 MiB of peak RSS (docs/BENCHMARKS.md § Memory "the
-/// purge delay by load"); at a steady low rate the long delay saves nothing and keeps memory freed by
+/// pipeline is CPU-bound and its memory bounded by the budget, and the short delay gave back memory
+/// reused milliseconds later: a third more page faults and 70 % more `madvise` calls storing spans, up
+/// to 12 % of the storing CPU, against 15–45 MiB of peak RSS (docs/BENCHMARKS.md § Memory "the purge
+/// delay by load"); at a steady low rate the long delay saves nothing and keeps memory freed by
 /// the row groups' writes and the index builds resident longer. A delay set in the environment
 /// (`MIMALLOC_PURGE_DELAY`) stays as it is. The delay in force is `openwit_allocator_purge_delay_ms`.
 #[cfg(not(feature = "system-allocator"))]

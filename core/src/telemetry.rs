@@ -27,6 +27,8 @@ pub type Labels = Vec<(String, String)>;
 pub type Counters = Family<Labels, Counter>;
 pub type Gauges = Family<Labels, Gauge>;
 pub type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+/// A gauge of a fractional value (seconds: Prometheus wants base units).
+pub type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 type Refresher = Box<dyn Fn() + Send + Sync>;
 
@@ -78,6 +80,10 @@ impl Telemetry {
 
     pub fn gauge(&self, name: &str, help: &str) -> Gauge {
         self.metric(name, help, Gauge::default)
+    }
+
+    pub fn float_gauge(&self, name: &str, help: &str) -> FloatGauge {
+        self.metric(name, help, FloatGauge::default)
     }
 
     /// A family of histograms with the buckets `make` gives.

@@ -75,15 +75,15 @@ impl Dial {
 /// to 12 % of the storing CPU, against 15–45 MiB of peak RSS (docs/BENCHMARKS.md § Memory "the purge
 /// delay by load"); at a steady low rate the long delay saves nothing and keeps memory freed by
 /// the row groups' writes and the index builds resident longer. A delay set in the environment
-/// (`MIMALLOC_PURGE_DELAY`) stays as it is. The delay in force is `openwit_allocator_purge_delay_ms`.
+/// (`MIMALLOC_PURGE_DELAY`) stays as it is. The delay in force is `openwit_allocator_purge_delay_seconds`.
 #[cfg(not(feature = "system-allocator"))]
 pub async fn follow_load(
     memory: std::sync::Arc<openwit_core::memory::MemoryBudget>,
-    gauge: openwit_core::telemetry::Gauge,
+    gauge: openwit_core::telemetry::FloatGauge,
     stop: tokio_util::sync::CancellationToken,
 ) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        gauge.set(purge_delay_ms());
+        gauge.set(purge_delay_ms() as f64 / 1000.0);
         return;
     }
     let busy_from = match std::env::var("OPENWIT_PURGE_BUSY_MIB_PER_SEC") {
@@ -103,7 +103,7 @@ pub async fn follow_load(
     let mut dial = Dial::new(busy_from);
     let mut last = (std::time::Instant::now(), memory.batches_charged());
     let mut busy = false;
-    gauge.set(purge_delay_ms());
+    gauge.set(purge_delay_ms() as f64 / 1000.0);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -116,7 +116,7 @@ pub async fn follow_load(
         if dial.read(rate) != busy {
             busy = !busy;
             set_purge_delay(if busy { BUSY_PURGE_DELAY_MS } else { PURGE_DELAY_MS });
-            gauge.set(purge_delay_ms());
+            gauge.set(purge_delay_ms() as f64 / 1000.0);
             tracing::debug!(busy, charged_mib_per_sec = rate >> 20, "allocator purge delay set by load");
         }
     }
@@ -126,7 +126,7 @@ pub async fn follow_load(
 #[cfg(feature = "system-allocator")]
 pub async fn follow_load(
     _memory: std::sync::Arc<openwit_core::memory::MemoryBudget>,
-    _gauge: openwit_core::telemetry::Gauge,
+    _gauge: openwit_core::telemetry::FloatGauge,
     _stop: tokio_util::sync::CancellationToken,
 ) {
 }
@@ -139,9 +139,9 @@ fn set_purge_delay(ms: std::ffi::c_long) {
 }
 
 #[cfg(not(feature = "system-allocator"))]
-fn purge_delay_ms() -> i64 {
+fn purge_delay_ms() -> std::ffi::c_long {
     // SAFETY: reads one integer option.
-    i64::from(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) })
+    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
 }
 
 /// mimalloc's `mi_option_purge_delay` (v3's `mi_option_e`; the Rust binding does not name it).
@@ -271,7 +271,7 @@ mod tests {
         let read = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
         set_purge_delay(value);
         assert_eq!(read, BUSY_PURGE_DELAY_MS);
-        assert_eq!(purge_delay_ms(), i64::from(value));
+        assert_eq!(purge_delay_ms(), value);
     }
 }
 

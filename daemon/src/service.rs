@@ -121,8 +121,8 @@ pub async fn run(cfg: ResolvedConfig, data_dir: PathBuf, grace: Duration) -> any
     }
     side_tasks.extend(openwit_extensions::serve_apis(&apis, &side_stop).await?);
 
-    let purge_delay = telemetry.gauge(
-        "openwit_allocator_purge_delay_ms",
+    let purge_delay = telemetry.float_gauge(
+        "openwit_allocator_purge_delay_seconds",
         "How long the allocator keeps freed memory before giving it back to the OS (longer under load)",
     );
     side_tasks.push(tokio::spawn(crate::allocator::follow_load(memory.clone(), purge_delay, side_stop.clone())));

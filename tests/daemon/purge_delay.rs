@@ -17,7 +17,7 @@ service:
       exporters: [nop]
 ";
 
-const DELAY: &str = "openwit_allocator_purge_delay_ms";
+const DELAY: &str = "openwit_allocator_purge_delay_seconds";
 
 async fn start(env: &[(&str, &str)]) -> (Daemon, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
@@ -46,18 +46,18 @@ async fn load_until(d: &Daemon, until: f64, within: Duration) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_purge_delay_is_longer_while_batches_flow_fast_and_short_again_after() {
     let (d, _tmp) = start(&[("OPENWIT_PURGE_BUSY_MIB_PER_SEC", "2")]).await;
-    assert_eq!(d.metric_sum(DELAY).await, 10.0, "at rest, the short delay");
-    assert_eq!(load_until(&d, 100.0, Duration::from_secs(20)).await, 100.0, "under load, the long one");
+    assert_eq!(d.metric_sum(DELAY).await, 0.01, "at rest, the short delay");
+    assert_eq!(load_until(&d, 0.1, Duration::from_secs(20)).await, 0.1, "under load, the long one");
     // Two seconds under half the rate bring it back.
-    let after = d.metric_until(DELAY, Duration::from_secs(20), |v| v == 10.0).await;
-    assert_eq!(after, 10.0, "once the load has stopped, the short delay again");
+    let after = d.metric_until(DELAY, Duration::from_secs(20), |v| v == 0.01).await;
+    assert_eq!(after, 0.01, "once the load has stopped, the short delay again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_delay_set_in_the_environment_is_left_as_it_is() {
     let (d, _tmp) = start(&[("OPENWIT_PURGE_BUSY_MIB_PER_SEC", "2"), ("MIMALLOC_PURGE_DELAY", "37")]).await;
-    assert_eq!(d.metric_sum(DELAY).await, 37.0);
+    assert_eq!(d.metric_sum(DELAY).await, 0.037);
     // The same load as above, for longer than it took there to go busy.
-    let delay = load_until(&d, 100.0, Duration::from_secs(3)).await;
-    assert_eq!(delay, 37.0, "the operator's delay stays under load");
+    let delay = load_until(&d, 0.1, Duration::from_secs(3)).await;
+    assert_eq!(delay, 0.037, "the operator's delay stays under load");
 }

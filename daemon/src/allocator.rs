@@ -29,16 +29,20 @@ pub const BUSY_PURGE_DELAY_MS: std::ffi::c_long = 100;
 /// ~40k spans/s of the load generator's (measured: 810 MiB/s at 241k spans/s, 28 MiB/s at 10k). A
 /// steady 10k items/s stays far under it, and so at [`PURGE_DELAY_MS`], where RSS is what matters.
 /// `OPENWIT_PURGE_BUSY_MIB_PER_SEC` in the environment sets another (MiB per second).
+#[cfg(not(feature = "system-allocator"))]
 const BUSY_CHARGED_PER_SEC: u64 = 128 << 20;
 
 /// How often [`follow_load`] reads the rate.
+#[cfg(not(feature = "system-allocator"))]
 const DIAL_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Readings under half the busy rate in a row before the delay goes back down: a load that
 /// pauses between bursts keeps the busy delay.
+#[cfg(not(feature = "system-allocator"))]
 const QUIET_READINGS: u32 = 8;
 
 /// Chooses the purge delay from the rate at which batches are charged to the memory budget.
+#[cfg(not(feature = "system-allocator"))]
 #[derive(Debug)]
 struct Dial {
     /// Bytes per second from which the pipeline counts as busy.
@@ -47,6 +51,7 @@ struct Dial {
     quiet: u32,
 }
 
+#[cfg(not(feature = "system-allocator"))]
 impl Dial {
     fn new(busy_from: u64) -> Dial {
         Dial { busy_from, busy: false, quiet: 0 }

@@ -76,8 +76,8 @@ impl Dial {
 /// Sets mimalloc's purge delay by load until `stop`: [`BUSY_PURGE_DELAY_MS`] while batches are charged
 /// to the budget faster than [`BUSY_CHARGED_PER_SEC`], [`PURGE_DELAY_MS`] otherwise. Under overload the
 /// pipeline is CPU-bound and its memory bounded by the budget, and the short delay gave back memory
-/// reused milliseconds later: a third more page faults and 70 % more `madvise` calls storing spans, up
-/// to 12 % of the storing CPU, against 15–45 MiB of peak RSS (docs/BENCHMARKS.md § Memory "the purge
+/// reused milliseconds later: storing spans, half again as many page faults and 70 % more `madvise`
+/// calls as with the long delay, up to 12 % of the storing CPU, against 15–45 MiB of peak RSS (docs/BENCHMARKS.md § Memory "the purge
 /// delay by load"); at a steady low rate the long delay saves nothing and keeps memory freed by
 /// the row groups' writes and the index builds resident longer. A delay set in the environment
 /// (`MIMALLOC_PURGE_DELAY`) stays as it is. The delay in force is `openwit_allocator_purge_delay_seconds`.
@@ -87,8 +87,9 @@ pub async fn follow_load(
     gauge: openwit_core::telemetry::FloatGauge,
     stop: tokio_util::sync::CancellationToken,
 ) {
+    let publish = || gauge.set(purge_delay_ms() as f64 / 1000.0);
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        gauge.set(purge_delay_ms() as f64 / 1000.0);
+        publish();
         return;
     }
     let busy_from = match std::env::var("OPENWIT_PURGE_BUSY_MIB_PER_SEC") {
@@ -107,8 +108,7 @@ pub async fn follow_load(
     };
     let mut dial = Dial::new(busy_from);
     let mut last = (std::time::Instant::now(), memory.batches_charged());
-    let mut busy = false;
-    gauge.set(purge_delay_ms() as f64 / 1000.0);
+    publish();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -118,10 +118,11 @@ pub async fn follow_load(
         let secs = now.0.duration_since(last.0).as_secs_f64().max(1e-3);
         let rate = (now.1.saturating_sub(last.1) as f64 / secs) as u64;
         last = now;
-        if dial.read(rate) != busy {
-            busy = !busy;
+        let was_busy = dial.busy;
+        let busy = dial.read(rate);
+        if busy != was_busy {
             set_purge_delay(if busy { BUSY_PURGE_DELAY_MS } else { PURGE_DELAY_MS });
-            gauge.set(purge_delay_ms() as f64 / 1000.0);
+            publish();
             tracing::debug!(busy, charged_mib_per_sec = rate >> 20, "allocator purge delay set by load");
         }
     }

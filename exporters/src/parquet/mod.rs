@@ -13,6 +13,7 @@ mod indexer;
 pub mod janitor;
 mod metrics;
 mod runs;
+mod runs_chunk;
 mod sort_key;
 mod uploader;
 pub mod writer;

@@ -199,13 +199,26 @@ impl<'a> BufferedColumn<'a> {
                 };
                 addressable(gathered)
             }
-            Source::Runs { values, keys, base } => {
-                let rows: Vec<i32> = indices.iter().map(|&(b, r)| base[b] + keys[b].value(r)).collect();
+            Source::Runs { values, .. } => {
+                let (_, rows) = self.by_runs(indices).expect("held by runs");
                 match values.as_map_opt() {
                     Some(map) => map_over(map, &rows),
                     None => Ok(Arc::new(DictionaryArray::try_new(Int32Array::from(rows), values.clone())?)),
                 }
             }
+        }
+    }
+}
+
+impl BufferedColumn<'_> {
+    /// For a column held by runs in every batch (bytes or a map of bytes): the runs' values, and for
+    /// each of the rows `indices` the index of its run's value among them (what `runs_chunk` encodes).
+    pub fn by_runs(&self, indices: &[(usize, usize)]) -> Option<(&ArrayRef, Vec<i32>)> {
+        match &self.source {
+            Source::Runs { values, keys, base } => {
+                Some((values, indices.iter().map(|&(b, r)| base[b] + keys[b].value(r)).collect()))
+            }
+            Source::Copied { .. } => None,
         }
     }
 }

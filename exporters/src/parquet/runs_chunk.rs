@@ -1,0 +1,609 @@
+//! Column chunks of a column held by runs, dictionary-encoded here instead of by the `parquet` crate.
+//!
+//! The crate's writer interns every value it is given, one hash and compare per row, even when it is
+//! handed a dictionary array (`parquet::arrow::arrow_writer::byte_array`); a resource's 13 attributes
+//! repeated on each of its rows made `resource_attributes` the costliest column to write, ~64 % of it
+//! interning (docs/BENCHMARKS.md, "the writer, column by column"). Its encoder is crate-private, so it
+//! cannot be given the dictionary; instead, a column every buffered batch holds by runs
+//! ([`super::runs`]) is encoded here: each run's values are interned once, each row's dictionary
+//! indices and levels copied from its run, and the pages (a dictionary page, then data pages v1 of
+//! RLE/bit-packed indices, zstd-compressed as the crate would) are spliced into the row group with
+//! `append_column`, so the file is the crate's format throughout and reads as before.
+//!
+//! Only where nothing else is asked of the column: no statistics, no bloom filter, the dictionary
+//! enabled, data pages v1, zstd or no compression, the dictionary under its page limit. Anything else
+//! (and any shape the levels here do not cover) is left to the crate's writer: [`encode`] says `None`.
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding, PageType};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ColumnChunkMetaData, OffsetIndexBuilder, PageEncodingStats};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+use std::collections::HashMap;
+
+/// One leaf's column chunk, to be appended to the row group as it is.
+pub struct Chunk {
+    pub bytes: Bytes,
+    pub close: ColumnCloseResult,
+}
+
+/// No dictionary index: a null or an empty map, which has a level but no value.
+const NO_VALUE: u32 = u32::MAX;
+
+/// The column chunks (one per leaf: a map has two) of the rows `rows`, each an index into `values`
+/// (the runs' values: bytes, or a map of bytes), for the leaves `leaves` as `props` says to write
+/// them; `None` where this encoder does not apply (see the module's doc).
+pub fn encode(
+    values: &ArrayRef,
+    rows: &[i32],
+    leaves: &[ColumnDescPtr],
+    props: &WriterProperties,
+) -> Result<Option<Vec<Chunk>>, ParquetError> {
+    if rows.is_empty() || props.writer_version() != WriterVersion::PARQUET_1_0 {
+        return Ok(None);
+    }
+    for leaf in leaves {
+        let path = leaf.path();
+        let plain = props.statistics_enabled(path) == EnabledStatistics::None
+            && props.bloom_filter_properties(path).is_none()
+            && props.dictionary_enabled(path)
+            && matches!(props.compression(path), Compression::ZSTD(_) | Compression::UNCOMPRESSED);
+        if !plain {
+            return Ok(None);
+        }
+    }
+    let mut used = vec![false; values.len()];
+    for &r in rows {
+        used[r as usize] = true;
+    }
+    let Some(templates) = templates(values, &used, leaves)? else { return Ok(None) };
+    if templates.iter().any(|t| t.dictionary.is_empty() || t.plain_bytes > props.dictionary_page_size_limit()) {
+        return Ok(None);
+    }
+    let mut chunks = Vec::with_capacity(leaves.len());
+    for (leaf, template) in leaves.iter().zip(templates) {
+        chunks.push(write_chunk(leaf, &template, rows, props)?);
+    }
+    Ok(Some(chunks))
+}
+
+/// One leaf's levels and dictionary indices for each run, and its dictionary.
+struct Template<'a> {
+    /// `(definition level, dictionary index or NO_VALUE)` of each run's entries, run `r`'s from
+    /// `starts[r]` to `starts[r + 1]`.
+    entries: Vec<(i16, u32)>,
+    starts: Vec<u32>,
+    /// The distinct values, in the order of their indices.
+    dictionary: Vec<&'a [u8]>,
+    /// The dictionary page's size, plain-encoded (a 4-byte length before each value).
+    plain_bytes: usize,
+    ids: HashMap<&'a [u8], u32>,
+}
+
+impl<'a> Template<'a> {
+    fn new(runs: usize) -> Self {
+        let mut starts = Vec::with_capacity(runs + 1);
+        starts.push(0);
+        Template { entries: Vec::new(), starts, dictionary: Vec::new(), plain_bytes: 0, ids: HashMap::new() }
+    }
+
+    fn value(&mut self, def: i16, v: &'a [u8]) {
+        let next = self.dictionary.len() as u32;
+        let id = *self.ids.entry(v).or_insert(next);
+        if id == next {
+            self.dictionary.push(v);
+            self.plain_bytes += 4 + v.len();
+        }
+        self.entries.push((def, id));
+    }
+
+    fn level(&mut self, def: i16) {
+        self.entries.push((def, NO_VALUE));
+    }
+
+    fn end_run(&mut self) {
+        self.starts.push(self.entries.len() as u32);
+    }
+}
+
+/// Bytes of one of arrow's byte array types, by index.
+enum ByteValues<'a> {
+    Utf8(&'a arrow::array::StringArray),
+    LargeUtf8(&'a arrow::array::LargeStringArray),
+    Binary(&'a arrow::array::BinaryArray),
+    LargeBinary(&'a arrow::array::LargeBinaryArray),
+}
+
+impl<'a> ByteValues<'a> {
+    fn of(a: &'a dyn Array) -> Option<Self> {
+        if let Some(s) = a.as_string_opt::<i32>() {
+            Some(ByteValues::Utf8(s))
+        } else if let Some(s) = a.as_string_opt::<i64>() {
+            Some(ByteValues::LargeUtf8(s))
+        } else if let Some(b) = a.as_binary_opt::<i32>() {
+            Some(ByteValues::Binary(b))
+        } else {
+            a.as_binary_opt::<i64>().map(ByteValues::LargeBinary)
+        }
+    }
+
+    fn value(&self, i: usize) -> &'a [u8] {
+        match self {
+            ByteValues::Utf8(a) => a.value(i).as_bytes(),
+            ByteValues::LargeUtf8(a) => a.value(i).as_bytes(),
+            ByteValues::Binary(a) => a.value(i),
+            ByteValues::LargeBinary(a) => a.value(i),
+        }
+    }
+}
+
+/// Each leaf's [`Template`] over the runs `values` (those `used` interned), or `None` if the column is
+/// not bytes or a map of bytes laid out as the levels here assume.
+fn templates<'a>(
+    values: &'a ArrayRef,
+    used: &[bool],
+    leaves: &[ColumnDescPtr],
+) -> Result<Option<Vec<Template<'a>>>, ParquetError> {
+    let runs = values.len();
+    if let Some(bytes) = ByteValues::of(values.as_ref()) {
+        let [leaf] = leaves else { return Ok(None) };
+        let def = leaf.max_def_level();
+        if leaf.max_rep_level() != 0 || def > 1 || (def == 0 && values.null_count() > 0) {
+            return Ok(None);
+        }
+        let mut t = Template::new(runs);
+        for r in 0..runs {
+            if used[r] {
+                if values.is_valid(r) { t.value(def, bytes.value(r)) } else { t.level(0) }
+            }
+            t.end_run();
+        }
+        return Ok(Some(vec![t]));
+    }
+    let Some(map) = values.as_map_opt() else { return Ok(None) };
+    let [key_leaf, value_leaf] = leaves else { return Ok(None) };
+    let (Some(keys), Some(vals)) = (ByteValues::of(map.keys().as_ref()), ByteValues::of(map.values().as_ref())) else {
+        return Ok(None);
+    };
+    // Levels: the map (optional if nullable), its repeated key_value group, the value (optional if
+    // nullable); the key is required.
+    let (kdef, vdef) = (key_leaf.max_def_level(), value_leaf.max_def_level());
+    let nullable_map = kdef == 2;
+    let shape_known = key_leaf.max_rep_level() == 1
+        && value_leaf.max_rep_level() == 1
+        && (kdef == 1 || kdef == 2)
+        && (vdef == kdef || vdef == kdef + 1)
+        && (nullable_map || map.null_count() == 0)
+        && (vdef > kdef || map.values().null_count() == 0)
+        && map.keys().null_count() == 0;
+    if !shape_known {
+        return Ok(None);
+    }
+    let (mut k, mut v) = (Template::new(runs), Template::new(runs));
+    let offsets = map.value_offsets();
+    for r in 0..runs {
+        if used[r] {
+            let (start, end) = (offsets[r] as usize, offsets[r + 1] as usize);
+            if map.is_null(r) {
+                k.level(0);
+                v.level(0);
+            } else if start == end {
+                k.level(kdef - 1);
+                v.level(kdef - 1);
+            } else {
+                for e in start..end {
+                    k.value(kdef, keys.value(e));
+                    if map.values().is_valid(e) { v.value(vdef, vals.value(e)) } else { v.level(vdef - 1) }
+                }
+            }
+        }
+        k.end_run();
+        v.end_run();
+    }
+    Ok(Some(vec![k, v]))
+}
+
+/// Bits needed for values up to `max`.
+fn bits_for(max: u64) -> u8 {
+    (64 - max.leading_zeros()) as u8
+}
+
+/// Writes one leaf's chunk: its dictionary page, then a data page per page's worth of rows.
+fn write_chunk(
+    leaf: &ColumnDescPtr,
+    t: &Template<'_>,
+    rows: &[i32],
+    props: &WriterProperties,
+) -> Result<Chunk, ParquetError> {
+    let path = leaf.path();
+    let codec = props.compression(path);
+    let mut zstd = match codec {
+        Compression::ZSTD(level) => Some(
+            zstd::bulk::Compressor::new(level.compression_level())
+                .map_err(|e| ParquetError::General(format!("zstd: {e}")))?,
+        ),
+        _ => None,
+    };
+    let mut compress = |buf: Vec<u8>| -> Result<(Bytes, usize), ParquetError> {
+        let len = buf.len();
+        match zstd.as_mut() {
+            Some(z) => {
+                Ok((Bytes::from(z.compress(&buf).map_err(|e| ParquetError::General(format!("zstd: {e}")))?), len))
+            }
+            None => Ok((Bytes::from(buf), len)),
+        }
+    };
+    let (max_def, max_rep) = (leaf.max_def_level(), leaf.max_rep_level());
+    let id_bits = bits_for(t.dictionary.len().saturating_sub(1) as u64);
+    let (def_bits, rep_bits) = (bits_for(max_def as u64), bits_for(max_rep as u64));
+
+    let mut sink = TrackedWrite::new(Vec::new());
+    let mut offsets = (!props.offset_index_disabled()).then(OffsetIndexBuilder::new);
+    let mut num_values = 0i64;
+    let mut data_pages = 0;
+    let mut data_page_offset = None;
+    let (compressed, uncompressed, written) = {
+        let mut pages = SerializedPageWriter::new(&mut sink);
+        let mut plain = Vec::with_capacity(t.plain_bytes);
+        for v in &t.dictionary {
+            plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            plain.extend_from_slice(v);
+        }
+        let (buf, len) = compress(plain)?;
+        let dictionary = Page::DictionaryPage {
+            buf,
+            num_values: t.dictionary.len() as u32,
+            encoding: Encoding::PLAIN,
+            is_sorted: false,
+        };
+        let spec = pages.write_page(CompressedPage::new(dictionary, len))?;
+        let (mut compressed, mut uncompressed, mut written) =
+            (spec.compressed_size as i64, spec.uncompressed_size as i64, spec.bytes_written);
+
+        let row_limit = props.data_page_row_count_limit().max(1);
+        let byte_limit = props.column_data_page_size_limit(path).max(1);
+        let (mut defs, mut reps, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        let mut at = 0;
+        while at < rows.len() {
+            // A page's rows: up to the row limit, and until its levels and indices would pass the size
+            // limit (estimated before zstd, as the crate's writer does).
+            let (mut page_rows, mut bits) = (0, 0usize);
+            defs.clear();
+            reps.clear();
+            ids.clear();
+            while at + page_rows < rows.len() && page_rows < row_limit && bits / 8 < byte_limit {
+                let r = rows[at + page_rows] as usize;
+                let run = &t.entries[t.starts[r] as usize..t.starts[r + 1] as usize];
+                for (j, &(def, id)) in run.iter().enumerate() {
+                    defs.push(def as u32);
+                    reps.push(u32::from(j > 0));
+                    if id != NO_VALUE {
+                        ids.push(id);
+                    }
+                }
+                bits += run.len() * (def_bits + rep_bits) as usize
+                    + run.iter().filter(|e| e.1 != NO_VALUE).count() * id_bits as usize;
+                page_rows += 1;
+            }
+            at += page_rows;
+
+            let mut buf = Vec::with_capacity(bits / 8 + 64);
+            if max_rep > 0 {
+                levels(&reps, rep_bits, &mut buf);
+            }
+            if max_def > 0 {
+                levels(&defs, def_bits, &mut buf);
+            }
+            buf.push(id_bits);
+            hybrid(&ids, id_bits, &mut buf);
+            let (buf, len) = compress(buf)?;
+            let page = Page::DataPage {
+                buf,
+                num_values: defs.len() as u32,
+                encoding: Encoding::RLE_DICTIONARY,
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            };
+            let spec = pages.write_page(CompressedPage::new(page, len))?;
+            data_page_offset.get_or_insert(spec.offset as i64);
+            if let Some(o) = offsets.as_mut() {
+                o.append_row_count(page_rows as i64);
+                o.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+            }
+            compressed += spec.compressed_size as i64;
+            uncompressed += spec.uncompressed_size as i64;
+            written += spec.bytes_written;
+            num_values += defs.len() as i64;
+            data_pages += 1;
+        }
+        pages.close()?;
+        (compressed, uncompressed, written)
+    };
+    let metadata = ColumnChunkMetaData::builder(leaf.clone())
+        .set_compression(codec)
+        .set_encodings(vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY])
+        .set_page_encoding_stats(vec![
+            PageEncodingStats { page_type: PageType::DICTIONARY_PAGE, encoding: Encoding::PLAIN, count: 1 },
+            PageEncodingStats { page_type: PageType::DATA_PAGE, encoding: Encoding::RLE_DICTIONARY, count: data_pages },
+        ])
+        .set_total_compressed_size(compressed)
+        .set_total_uncompressed_size(uncompressed)
+        .set_num_values(num_values)
+        .set_data_page_offset(data_page_offset.unwrap_or(0))
+        .set_dictionary_page_offset(Some(0))
+        .build()?;
+    let close = ColumnCloseResult {
+        bytes_written: written,
+        rows_written: rows.len() as u64,
+        metadata,
+        bloom_filter: None,
+        column_index: None,
+        offset_index: offsets.map(OffsetIndexBuilder::build),
+    };
+    Ok(Chunk { bytes: Bytes::from(sink.into_inner()?), close })
+}
+
+/// Levels as a data page v1 holds them: their RLE/bit-packed bytes after a 4-byte length.
+fn levels(values: &[u32], bits: u8, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    hybrid(values, bits, out);
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// A run this long or longer is written as one repeated value; shorter ones are bit-packed.
+const MIN_REPEAT: usize = 8;
+
+/// Parquet's RLE/bit-packed hybrid encoding of `values` at `bits` bits each: runs of at least
+/// [`MIN_REPEAT`] equal values as (count, value), the rest bit-packed in groups of eight (the last group
+/// padded with zeros: a reader stops at the page's value count).
+fn hybrid(values: &[u32], bits: u8, out: &mut Vec<u8>) {
+    let run_at = |i: usize| values[i..].iter().take_while(|&&v| v == values[i]).count();
+    let mut i = 0;
+    while i < values.len() {
+        let run = run_at(i);
+        if run >= MIN_REPEAT {
+            varint((run as u64) << 1, out);
+            out.extend_from_slice(&values[i].to_le_bytes()[..(bits as usize).div_ceil(8)]);
+            i += run;
+            continue;
+        }
+        // Groups of eight until a long run starts (or the values end).
+        let start = i;
+        let mut groups = 0u64;
+        loop {
+            i += 8;
+            groups += 1;
+            if i >= values.len() || run_at(i) >= MIN_REPEAT {
+                break;
+            }
+        }
+        varint((groups << 1) | 1, out);
+        pack(&values[start..i.min(values.len())], groups as usize * 8, bits, out);
+        i = i.min(values.len());
+    }
+}
+
+/// `values` bit-packed at `bits` bits each, least significant bit first, padded to `count` values.
+fn pack(values: &[u32], count: usize, bits: u8, out: &mut Vec<u8>) {
+    let (mut acc, mut held) = (0u64, 0u32);
+    for k in 0..count {
+        let v = values.get(k).copied().unwrap_or(0) as u64;
+        acc |= v << held;
+        held += bits as u32;
+        while held >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            held -= 8;
+        }
+    }
+    if held > 0 {
+        out.push(acc as u8);
+    }
+}
+
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{MapBuilder, StringBuilder, UInt32Array};
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::ArrowSchemaConverter;
+    use parquet::arrow::arrow_reader::{
+        ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelectionPolicy,
+    };
+    use parquet::basic::ZstdLevel;
+    use parquet::file::metadata::PageIndexPolicy;
+    use parquet::file::writer::SerializedFileWriter;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    /// A runs' value: `None` null; for a map, its entries (a value `None` null).
+    type Run = Option<Vec<(u8, Option<u8>)>>;
+
+    fn strings(runs: &[Run]) -> ArrayRef {
+        let mut b = StringBuilder::new();
+        for r in runs {
+            // The first entry's key names the string; a run without entries is the empty string.
+            match r {
+                None => b.append_null(),
+                Some(e) => b.append_value(e.first().map_or(String::new(), |(k, _)| format!("text-{k}"))),
+            }
+        }
+        Arc::new(b.finish())
+    }
+
+    fn maps(runs: &[Run]) -> ArrayRef {
+        // Parquet's own names for a map's parts, so that the file reads back as the same type.
+        let names = arrow::array::MapFieldNames { entry: "key_value".into(), key: "key".into(), value: "value".into() };
+        let mut b = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new());
+        for r in runs {
+            match r {
+                None => b.append(false).unwrap(),
+                Some(entries) => {
+                    for (k, v) in entries {
+                        b.keys().append_value(format!("key-{k}"));
+                        match v {
+                            Some(v) => b.values().append_value(format!("{v}").repeat(1 + *v as usize % 3)),
+                            None => b.values().append_null(),
+                        }
+                    }
+                    b.append(true).unwrap();
+                }
+            }
+        }
+        Arc::new(b.finish())
+    }
+
+    /// Writes the rows `rows` of `values` as one column (a row group per `groups` rows) through
+    /// [`encode`], then reads them back: whole, and with a selection that skips pages.
+    /// `None` where [`encode`] left the column to the crate.
+    fn round_trip(values: &ArrayRef, rows: &[i32], props: WriterProperties) -> Option<(ArrayRef, ArrayRef)> {
+        let schema = Arc::new(Schema::new(vec![Field::new("c", values.data_type().clone(), true)]));
+        let descr = ArrowSchemaConverter::new().convert(&schema).unwrap();
+        let leaves = descr.columns().to_vec();
+        let props = Arc::new(props);
+        let mut meta = props.as_ref().clone();
+        parquet::arrow::add_encoded_arrow_schema_to_metadata(&schema, &mut meta);
+        let mut file = SerializedFileWriter::new(Vec::new(), descr.root_schema_ptr(), Arc::new(meta)).unwrap();
+        let mut group = file.next_row_group().unwrap();
+        let chunks = encode(values, rows, &leaves, &props).unwrap()?;
+        for c in chunks {
+            group.append_column(&c.bytes, c.close).unwrap();
+        }
+        group.close().unwrap();
+        let bytes = Bytes::from(file.into_inner().unwrap());
+        let read = |selection: Option<RowSelection>| {
+            let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+            let mut b = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), options).unwrap();
+            if let Some(s) = selection {
+                // As selectors, not a mask: pages outside the selection are skipped by the offset index
+                // instead of decoded and filtered.
+                b = b.with_row_selection(s).with_row_selection_policy(RowSelectionPolicy::Selectors);
+            }
+            let batches: Vec<_> = b.build().unwrap().map(Result::unwrap).collect();
+            let columns: Vec<ArrayRef> = batches.iter().map(|b| b.column(0).clone()).collect();
+            arrow::compute::concat(&columns.iter().map(|c| c.as_ref()).collect::<Vec<_>>()).unwrap()
+        };
+        let n = rows.len();
+        // Every other stretch of 7 rows: pages are skipped by the offset index where a stretch covers
+        // none of a page's rows.
+        let ranges: Vec<_> = (0..n).step_by(14).map(|s| s..(s + 7).min(n)).collect();
+        let picked: Vec<i32> = ranges.iter().flat_map(|r| r.clone().map(|i| rows[i])).collect();
+        let selected = read(Some(RowSelection::from_consecutive_ranges(ranges.into_iter(), n)));
+        let take = |rows: &[i32]| {
+            arrow::compute::take(values, &UInt32Array::from_iter_values(rows.iter().map(|&r| r as u32)), None).unwrap()
+        };
+        assert_eq!(read(None).as_ref(), take(rows).as_ref());
+        Some((selected, take(&picked)))
+    }
+
+    fn props(row_limit: usize, page_bytes: usize, zstd: bool) -> WriterProperties {
+        let compression =
+            if zstd { Compression::ZSTD(ZstdLevel::try_new(3).unwrap()) } else { Compression::UNCOMPRESSED };
+        WriterProperties::builder()
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_compression(compression)
+            .set_data_page_row_count_limit(row_limit)
+            .set_data_page_size_limit(page_bytes)
+            .build()
+    }
+
+    fn run() -> impl Strategy<Value = Run> {
+        proptest::option::weighted(
+            0.9,
+            proptest::collection::vec((0u8..40, proptest::option::weighted(0.8, 0u8..200)), 0..6),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Maps and strings written from their runs read back as the rows they are, whole and by
+        /// pages, whatever the nulls, empty maps, dictionary sizes (bit widths 0 to 8) and page limits.
+        #[test]
+        fn columns_written_from_their_runs_read_back_as_their_rows(
+            runs in proptest::collection::vec(run(), 1..60),
+            picks in proptest::collection::vec(any::<prop::sample::Index>(), 1..400),
+            row_limit in 1usize..50,
+            page_bytes in prop_oneof![Just(1usize), Just(64), Just(1 << 20)],
+            zstd in any::<bool>(),
+            map in any::<bool>(),
+        ) {
+            let values = if map { maps(&runs) } else { strings(&runs) };
+            // Rows in runs, as sorted rows are: each pick repeated a few times.
+            let rows: Vec<i32> = picks.iter().flat_map(|p| {
+                let r = p.index(runs.len()) as i32;
+                std::iter::repeat_n(r, 1 + p.index(4))
+            }).collect();
+            match round_trip(&values, &rows, props(row_limit, page_bytes, zstd)) {
+                Some((selected, expected)) => prop_assert_eq!(selected.as_ref(), expected.as_ref()),
+                // Left to the crate only when the rows hold no value at all (an empty dictionary).
+                None => {
+                    let valueless = |r: &Run| r.as_ref().is_none_or(|entries| map && entries.is_empty());
+                    prop_assert!(rows.iter().all(|&r| valueless(&runs[r as usize])), "left to the crate");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_runs_and_single_values_encode_to_what_they_were() {
+        // One distinct value (bit width 0), long runs of one row, rows alternating between two runs.
+        let runs: Vec<Run> = vec![Some(vec![(1, Some(1))]), Some(vec![(2, None), (3, Some(3))]), None, Some(vec![])];
+        for values in [maps(&runs), strings(&runs)] {
+            for rows in [vec![0; 1000], (0..1000).map(|i| i % 2).collect(), (0..1000).map(|i| (i / 9) % 4).collect()] {
+                let (selected, expected) = round_trip(&values, &rows, props(100, 1 << 20, true)).expect("encoded here");
+                assert_eq!(selected.as_ref(), expected.as_ref());
+            }
+        }
+    }
+
+    #[test]
+    fn columns_with_statistics_a_bloom_filter_or_a_large_dictionary_are_left_to_the_crate() {
+        let runs: Vec<Run> = (0..50).map(|i| Some(vec![(i, Some(i))])).collect();
+        let values = maps(&runs);
+        let schema = Schema::new(vec![Field::new("c", values.data_type().clone(), true)]);
+        let leaves = ArrowSchemaConverter::new().convert(&schema).unwrap().columns().to_vec();
+        let rows: Vec<i32> = (0..50).collect();
+        let encoded = |p: WriterProperties| encode(&values, &rows, &leaves, &p).unwrap().is_some();
+        assert!(encoded(props(20_000, 1 << 20, true)));
+        let base = || WriterProperties::builder().set_statistics_enabled(EnabledStatistics::None);
+        assert!(!encoded(WriterProperties::builder().build()), "statistics");
+        assert!(!encoded(base().set_bloom_filter_enabled(true).build()), "a bloom filter");
+        assert!(!encoded(base().set_dictionary_enabled(false).build()), "no dictionary");
+        assert!(!encoded(base().set_compression(Compression::SNAPPY).build()), "another codec");
+        assert!(!encoded(base().set_dictionary_page_size_limit(100).build()), "a dictionary over its page limit");
+        assert!(!encoded(base().set_writer_version(WriterVersion::PARQUET_2_0).build()), "data pages v2");
+    }
+
+    #[test]
+    fn the_hybrid_encoding_is_parquets() {
+        // Known encodings: a run of 10 threes (width 2): header 10 << 1, the value in a byte; then 3
+        // values bit-packed in one group (header 1 << 1 | 1), padded to 8 values of 2 bits.
+        let mut out = Vec::new();
+        hybrid(&[3; 10], 2, &mut out);
+        assert_eq!(out, [20, 3]);
+        out.clear();
+        hybrid(&[1, 2, 3], 2, &mut out);
+        assert_eq!(out, [3, 0b11_1001, 0]);
+        out.clear();
+        // Bit width 0: runs of nothing.
+        hybrid(&[0; 300], 0, &mut out);
+        assert_eq!(out, [0xd8, 0x04]);
+    }
+}

@@ -157,8 +157,8 @@ fn templates<'a>(
             return Ok(None);
         }
         let mut t = Template::new(runs);
-        for r in 0..runs {
-            if used[r] {
+        for (r, &used) in used.iter().enumerate() {
+            if used {
                 if values.is_valid(r) { t.value(def, bytes.value(r)) } else { t.level(0) }
             }
             t.end_run();
@@ -186,8 +186,8 @@ fn templates<'a>(
     }
     let (mut k, mut v) = (Template::new(runs), Template::new(runs));
     let offsets = map.value_offsets();
-    for r in 0..runs {
-        if used[r] {
+    for (r, &used) in used.iter().enumerate() {
+        if used {
             let (start, end) = (offsets[r] as usize, offsets[r + 1] as usize);
             if map.is_null(r) {
                 k.level(0);

@@ -183,6 +183,17 @@ impl<'a> BufferedColumn<'a> {
         Ok(Self { source: Source::Copied { values, keys } })
     }
 
+    /// For a column held by runs in every batch (bytes or a map of bytes): the runs' values, and for
+    /// each of the rows `indices` the index of its run's value among them (what `runs_chunk` encodes).
+    pub fn by_runs(&self, indices: &[(usize, usize)]) -> Option<(&ArrayRef, Vec<i32>)> {
+        match &self.source {
+            Source::Runs { values, keys, base } => {
+                Some((values, indices.iter().map(|&(b, r)| base[b] + keys[b].value(r)).collect()))
+            }
+            Source::Copied { .. } => None,
+        }
+    }
+
     /// The rows `indices` ((batch, row) pairs) of the column: in the table's type, or, for a column
     /// held by runs in every batch, as a dictionary over the runs' values with the table's value type
     /// (a map's keys and values each such a dictionary over the runs' entries). The Parquet writer takes
@@ -206,19 +217,6 @@ impl<'a> BufferedColumn<'a> {
                     None => Ok(Arc::new(DictionaryArray::try_new(Int32Array::from(rows), values.clone())?)),
                 }
             }
-        }
-    }
-}
-
-impl BufferedColumn<'_> {
-    /// For a column held by runs in every batch (bytes or a map of bytes): the runs' values, and for
-    /// each of the rows `indices` the index of its run's value among them (what `runs_chunk` encodes).
-    pub fn by_runs(&self, indices: &[(usize, usize)]) -> Option<(&ArrayRef, Vec<i32>)> {
-        match &self.source {
-            Source::Runs { values, keys, base } => {
-                Some((values, indices.iter().map(|&(b, r)| base[b] + keys[b].value(r)).collect()))
-            }
-            Source::Copied { .. } => None,
         }
     }
 }

@@ -268,15 +268,18 @@ fn write_chunk(
         let row_limit = props.data_page_row_count_limit().max(1);
         let byte_limit = props.column_data_page_size_limit(path).max(1);
         let (mut defs, mut reps, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        // A page's levels and indices in bits, before the hybrid encoding's runs and zstd.
+        let bits =
+            |defs: &[u32], ids: &[u32]| defs.len() * (def_bits + rep_bits) as usize + ids.len() * id_bits as usize;
         let mut at = 0;
         while at < rows.len() {
             // A page's rows: up to the row limit, and until its levels and indices would pass the size
             // limit (estimated before zstd, as the crate's writer does).
-            let (mut page_rows, mut bits) = (0, 0usize);
+            let mut page_rows = 0;
             defs.clear();
             reps.clear();
             ids.clear();
-            while at + page_rows < rows.len() && page_rows < row_limit && bits / 8 < byte_limit {
+            while at + page_rows < rows.len() && page_rows < row_limit && bits(&defs, &ids) / 8 < byte_limit {
                 let r = rows[at + page_rows] as usize;
                 let run = &t.entries[t.starts[r] as usize..t.starts[r + 1] as usize];
                 for (j, &(def, id)) in run.iter().enumerate() {
@@ -286,13 +289,11 @@ fn write_chunk(
                         ids.push(id);
                     }
                 }
-                bits += run.len() * (def_bits + rep_bits) as usize
-                    + run.iter().filter(|e| e.1 != NO_VALUE).count() * id_bits as usize;
                 page_rows += 1;
             }
             at += page_rows;
 
-            let mut buf = Vec::with_capacity(bits / 8 + 64);
+            let mut buf = Vec::with_capacity(bits(&defs, &ids) / 8 + 64);
             if max_rep > 0 {
                 levels(&reps, rep_bits, &mut buf);
             }
@@ -552,10 +553,16 @@ mod tests {
             }).collect();
             match round_trip(&values, &rows, props(row_limit, page_bytes, zstd)) {
                 Some((selected, expected)) => prop_assert_eq!(selected.as_ref(), expected.as_ref()),
-                // Left to the crate only when the rows hold no value at all (an empty dictionary).
+                // Left to the crate only when a leaf's dictionary would be empty: no string, no map
+                // entry, or no entry's value in the rows.
                 None => {
-                    let valueless = |r: &Run| r.as_ref().is_none_or(|entries| map && entries.is_empty());
-                    prop_assert!(rows.iter().all(|&r| valueless(&runs[r as usize])), "left to the crate");
+                    let picked = || rows.iter().filter_map(|&r| runs[r as usize].as_ref());
+                    let empty = if map {
+                        picked().flatten().all(|(_, v)| v.is_none())
+                    } else {
+                        picked().next().is_none()
+                    };
+                    prop_assert!(empty, "left to the crate with values in every leaf");
                 }
             }
         }
@@ -571,6 +578,19 @@ mod tests {
                 assert_eq!(selected.as_ref(), expected.as_ref());
             }
         }
+    }
+
+    #[test]
+    fn a_map_whose_values_are_all_null_is_left_to_the_crate() {
+        let values = maps(&[Some(vec![(1, None), (2, None)]), Some(vec![(3, Some(3))])]);
+        let leaves = ArrowSchemaConverter::new()
+            .convert(&Schema::new(vec![Field::new("c", values.data_type().clone(), true)]))
+            .unwrap()
+            .columns()
+            .to_vec();
+        let encoded = |rows: &[i32]| encode(&values, rows, &leaves, &props(100, 1 << 20, true)).unwrap().is_some();
+        assert!(!encoded(&[0, 0]), "no value for the value leaf's dictionary");
+        assert!(encoded(&[0, 1]));
     }
 
     #[test]

@@ -500,7 +500,8 @@ impl Active {
     /// file before the next column is started. So the row group is never copied whole in Arrow, and one
     /// column's encoder and zstd context are alive at a time rather than every column's (about a
     /// megabyte of zstd context per column: the row group's write took ~50 MiB more than its rows,
-    /// see docs/BENCHMARKS.md § Memory). The file's bytes are those of writing whole rows.
+    /// see docs/BENCHMARKS.md § Memory). The file's bytes are those of writing whole rows, but for
+    /// columns held by runs in every batch, which `runs_chunk` encodes (the same rows, fewer hashes).
     fn write_row_group(&mut self, batches: &[RecordBatch], order: &[(usize, usize)]) -> Result<(), WriteError> {
         let mut writers = self.columns.create_column_writers(self.writer.flushed_row_groups().len())?.into_iter();
         let descriptors = self.writer.schema_descr().columns().to_vec();
@@ -842,9 +843,9 @@ mod tests {
     }
 
     /// Row groups written a column at a time are the rows Parquet's own writer gives for the same
-    /// sorted rows, and its bytes but for the columns held by runs: several slices per column (more rows than `WRITE_SLICE_ROWS`), map columns of
-    /// several leaves, columns held by runs, and buffered rows split into row groups of at most
-    /// `row_group_size`.
+    /// sorted rows, and its bytes but for the columns held by runs: several slices per column (more
+    /// rows than `WRITE_SLICE_ROWS`), map columns of several leaves, columns held by runs, and
+    /// buffered rows split into row groups of at most `row_group_size`.
     #[test]
     fn row_groups_written_a_column_at_a_time_are_the_bytes_of_whole_rows() {
         use super::super::runs::tests::{spans as resources, spans_with_gaps};

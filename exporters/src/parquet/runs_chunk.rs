@@ -32,9 +32,6 @@ pub struct Chunk {
     pub close: ColumnCloseResult,
 }
 
-/// No dictionary index: a null or an empty map, which has a level but no value.
-const NO_VALUE: u32 = u32::MAX;
-
 /// The column chunks (one per leaf: a map has two) of the rows `rows`, each an index into `values`
 /// (the runs' values: bytes, or a map of bytes), for the leaves `leaves` as `props` says to write
 /// them; `None` where this encoder does not apply (see the module's doc).
@@ -72,42 +69,69 @@ pub fn encode(
     Ok(Some(chunks))
 }
 
-/// One leaf's levels and dictionary indices for each run, and its dictionary.
+/// One leaf's levels and dictionary indices for each run, and its dictionary. A page's levels and
+/// indices are its rows' runs' slices of these, copied whole (a resource's 13 attributes are 13
+/// entries of every row of its run).
 struct Template<'a> {
-    /// `(definition level, dictionary index or NO_VALUE)` of each run's entries, run `r`'s from
-    /// `starts[r]` to `starts[r + 1]`.
-    entries: Vec<(i16, u32)>,
-    starts: Vec<u32>,
+    /// The definition level of each run's entries (a null or an empty map has one, without a value).
+    defs: Vec<u32>,
+    /// The dictionary index of each run's values (entries with one).
+    ids: Vec<u32>,
+    /// Where each run's entries and values start in `defs` and `ids`: run `r`'s from `starts[r]` to
+    /// `starts[r + 1]`.
+    starts: Vec<(u32, u32)>,
+    /// The longest run's entries, for the repetition levels (0, then 1 for each further entry).
+    widest: usize,
     /// The distinct values, in the order of their indices.
     dictionary: Vec<&'a [u8]>,
     /// The dictionary page's size, plain-encoded (a 4-byte length before each value).
     plain_bytes: usize,
-    ids: HashMap<&'a [u8], u32>,
+    /// Each value's index. ahash, as the crate's own interner: SipHash made interning the runs'
+    /// values a fifth of this encoder's time.
+    index: HashMap<&'a [u8], u32, ahash::RandomState>,
 }
 
 impl<'a> Template<'a> {
     fn new(runs: usize) -> Self {
         let mut starts = Vec::with_capacity(runs + 1);
-        starts.push(0);
-        Template { entries: Vec::new(), starts, dictionary: Vec::new(), plain_bytes: 0, ids: HashMap::new() }
+        starts.push((0, 0));
+        Template {
+            defs: Vec::new(),
+            ids: Vec::new(),
+            starts,
+            widest: 0,
+            dictionary: Vec::new(),
+            plain_bytes: 0,
+            index: HashMap::default(),
+        }
     }
 
     fn value(&mut self, def: i16, v: &'a [u8]) {
         let next = self.dictionary.len() as u32;
-        let id = *self.ids.entry(v).or_insert(next);
+        let id = *self.index.entry(v).or_insert(next);
         if id == next {
             self.dictionary.push(v);
             self.plain_bytes += 4 + v.len();
         }
-        self.entries.push((def, id));
+        self.defs.push(def as u32);
+        self.ids.push(id);
     }
 
+    /// An entry without a value: a null, an empty map, a null map value.
     fn level(&mut self, def: i16) {
-        self.entries.push((def, NO_VALUE));
+        self.defs.push(def as u32);
     }
 
     fn end_run(&mut self) {
-        self.starts.push(self.entries.len() as u32);
+        let &(start, _) = self.starts.last().expect("starts at (0, 0)");
+        self.widest = self.widest.max(self.defs.len() - start as usize);
+        self.starts.push((self.defs.len() as u32, self.ids.len() as u32));
+    }
+
+    /// Run `r`'s definition levels and dictionary indices.
+    fn run(&self, r: usize) -> (&[u32], &[u32]) {
+        let ((d0, i0), (d1, i1)) = (self.starts[r], self.starts[r + 1]);
+        (&self.defs[d0 as usize..d1 as usize], &self.ids[i0 as usize..i1 as usize])
     }
 }
 
@@ -268,6 +292,8 @@ fn write_chunk(
         let row_limit = props.data_page_row_count_limit().max(1);
         let byte_limit = props.column_data_page_size_limit(path).max(1);
         let (mut defs, mut reps, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        // A run's repetition levels: 0 for its first entry, 1 for the others.
+        let rep_levels: Vec<u32> = (0..t.widest).map(|j| u32::from(j > 0)).collect();
         // A page's levels and indices in bits, before the hybrid encoding's runs and zstd.
         let bits =
             |defs: &[u32], ids: &[u32]| defs.len() * (def_bits + rep_bits) as usize + ids.len() * id_bits as usize;
@@ -280,15 +306,12 @@ fn write_chunk(
             reps.clear();
             ids.clear();
             while at + page_rows < rows.len() && page_rows < row_limit && bits(&defs, &ids) / 8 < byte_limit {
-                let r = rows[at + page_rows] as usize;
-                let run = &t.entries[t.starts[r] as usize..t.starts[r + 1] as usize];
-                for (j, &(def, id)) in run.iter().enumerate() {
-                    defs.push(def as u32);
-                    reps.push(u32::from(j > 0));
-                    if id != NO_VALUE {
-                        ids.push(id);
-                    }
+                let (run_defs, run_ids) = t.run(rows[at + page_rows] as usize);
+                defs.extend_from_slice(run_defs);
+                if max_rep > 0 {
+                    reps.extend_from_slice(&rep_levels[..run_defs.len()]);
                 }
+                ids.extend_from_slice(run_ids);
                 page_rows += 1;
             }
             at += page_rows;
@@ -366,13 +389,15 @@ const MIN_REPEAT: usize = 8;
 /// [`MIN_REPEAT`] equal values as (count, value), the rest bit-packed in groups of eight (the last group
 /// padded with zeros: a reader stops at the page's value count).
 fn hybrid(values: &[u32], bits: u8, out: &mut Vec<u8>) {
-    let run_at = |i: usize| values[i..].iter().take_while(|&&v| v == values[i]).count();
+    // Whether a run of at least MIN_REPEAT values starts at `i`: its first MIN_REPEAT compared at once.
+    let repeats_at = |i: usize| values.get(i..i + MIN_REPEAT).is_some_and(|w| w.iter().all(|&v| v == w[0]));
     let mut i = 0;
     while i < values.len() {
-        let run = run_at(i);
-        if run >= MIN_REPEAT {
+        if repeats_at(i) {
+            let v = values[i];
+            let run = MIN_REPEAT + values[i + MIN_REPEAT..].iter().take_while(|&&x| x == v).count();
             varint((run as u64) << 1, out);
-            out.extend_from_slice(&values[i].to_le_bytes()[..(bits as usize).div_ceil(8)]);
+            out.extend_from_slice(&v.to_le_bytes()[..(bits as usize).div_ceil(8)]);
             i += run;
             continue;
         }
@@ -382,7 +407,7 @@ fn hybrid(values: &[u32], bits: u8, out: &mut Vec<u8>) {
         loop {
             i += 8;
             groups += 1;
-            if i >= values.len() || run_at(i) >= MIN_REPEAT {
+            if i >= values.len() || repeats_at(i) {
                 break;
             }
         }
@@ -392,8 +417,29 @@ fn hybrid(values: &[u32], bits: u8, out: &mut Vec<u8>) {
     }
 }
 
-/// `values` bit-packed at `bits` bits each, least significant bit first, padded to `count` values.
+/// `values` bit-packed at `bits` bits each, least significant bit first, padded to `count` values (a
+/// multiple of eight).
 fn pack(values: &[u32], count: usize, bits: u8, out: &mut Vec<u8>) {
+    let width = bits as usize;
+    if width <= 16 {
+        // Eight values of up to 16 bits fill at most 16 bytes: one 128-bit word per group, `width` bytes
+        // of it kept (dictionary indices under 65,536 values, and every level).
+        out.reserve(count / 8 * width);
+        for group in 0..count / 8 {
+            let mut word = 0u128;
+            for k in 0..8 {
+                let v = values.get(group * 8 + k).copied().unwrap_or(0) as u128;
+                word |= v << (k * width);
+            }
+            out.extend_from_slice(&word.to_le_bytes()[..width]);
+        }
+        return;
+    }
+    pack_bitwise(values, count, bits, out);
+}
+
+/// [`pack`] a value at a time: any width up to 32 bits.
+fn pack_bitwise(values: &[u32], count: usize, bits: u8, out: &mut Vec<u8>) {
     let (mut acc, mut held) = (0u64, 0u32);
     for k in 0..count {
         let v = values.get(k).copied().unwrap_or(0) as u64;
@@ -609,6 +655,22 @@ mod tests {
         assert!(!encoded(base().set_compression(Compression::SNAPPY).build()), "another codec");
         assert!(!encoded(base().set_dictionary_page_size_limit(100).build()), "a dictionary over its page limit");
         assert!(!encoded(base().set_writer_version(WriterVersion::PARQUET_2_0).build()), "data pages v2");
+    }
+
+    proptest! {
+        /// Eight values at a time in a word packs as a value at a time does, at every width.
+        #[test]
+        fn packing_by_words_is_packing_by_bits(
+            bits in 0u8..=32,
+            raw in proptest::collection::vec(any::<u32>(), 0..40),
+        ) {
+            let values: Vec<u32> = raw.iter().map(|&v| if bits == 32 { v } else { v & ((1 << bits) - 1) }).collect();
+            let count = values.len().div_ceil(8) * 8;
+            let (mut words, mut bitwise) = (Vec::new(), Vec::new());
+            pack(&values, count, bits, &mut words);
+            pack_bitwise(&values, count, bits, &mut bitwise);
+            prop_assert_eq!(words, bitwise);
+        }
     }
 
     #[test]

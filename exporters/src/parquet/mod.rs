@@ -8,12 +8,12 @@
 
 pub mod addressable;
 pub mod config;
+mod dictionary_chunk;
 pub mod fresh;
 mod indexer;
 pub mod janitor;
 mod metrics;
 mod runs;
-mod runs_chunk;
 mod sort_key;
 mod uploader;
 pub mod writer;

@@ -5,9 +5,9 @@
 //! `metric_name`, `time`; see [`super::sort_key::sort_by`]), the scope Parquet's `sorting_columns`
 //! metadata describes — so a row group is buffered in Arrow until it is full.
 
+use super::dictionary_chunk;
 use super::fresh::FreshFiles;
 use super::runs::{BufferedColumn, leaf_field};
-use super::runs_chunk;
 use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
@@ -515,10 +515,14 @@ impl Active {
             let descriptors = &descriptors[first_leaf..first_leaf + leaves];
             first_leaf += leaves;
             let buffered = BufferedColumn::new(field, i, batches)?;
-            // Held by runs: each run's values interned once rather than each row's (`runs_chunk`).
-            let chunks = match buffered.by_runs(order) {
-                Some((values, rows)) => runs_chunk::encode(values, &rows, descriptors, &props)?,
-                None => None,
+            // Bytes and maps of bytes without statistics: encoded where they are held, each run's values
+            // interned once and a row's own not copied first (`dictionary_chunk`).
+            let chunks = match dictionary_chunk::applies(descriptors, &props) {
+                true => match buffered.encodable(order)? {
+                    Some((parts, rows)) => dictionary_chunk::encode(&parts, &rows, descriptors, &props)?,
+                    None => None,
+                },
+                false => None,
             };
             if let Some(chunks) = chunks {
                 for chunk in chunks {
@@ -889,8 +893,10 @@ mod tests {
         };
         assert_eq!(groups(&ours), 2, "14,090 rows (written at the last batch) in row groups of at most 12,000");
         let theirs = std::fs::read(&path).unwrap();
-        // Columns held by runs in every batch are encoded by `runs_chunk` (their chunks differ); every
-        // other column chunk is byte for byte the crate's, and the files read back alike.
+        // Bytes and maps of bytes without statistics are encoded by `dictionary_chunk`: their chunks may
+        // differ (a dictionary in another order, pages split elsewhere; `attributes`' keys, `trace_state`
+        // and `resource_schema_url` come out the same here); every other column chunk is byte for byte
+        // the crate's, and the files read back alike.
         let chunks = |b: &[u8]| {
             let meta = parquet::file::metadata::ParquetMetaDataReader::new()
                 .parse_and_finish(&bytes::Bytes::copy_from_slice(b))
@@ -908,8 +914,13 @@ mod tests {
         assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
         let differing: std::collections::BTreeSet<String> =
             a.iter().filter(|(k, v)| b[*k] != **v).map(|((_, path), _)| path.clone()).collect();
-        let runs = ["resource_attributes.entries.keys", "resource_attributes.entries.values", "scope_schema_url"];
-        assert_eq!(differing.into_iter().collect::<Vec<_>>(), runs);
+        let ours_only = [
+            "attributes.entries.values",
+            "resource_attributes.entries.keys",
+            "resource_attributes.entries.values",
+            "scope_schema_url",
+        ];
+        assert_eq!(differing.into_iter().collect::<Vec<_>>(), ours_only);
         let read = |b: Vec<u8>| {
             let reader =
                 parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(b), 1 << 20)

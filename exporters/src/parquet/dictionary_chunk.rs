@@ -1,18 +1,24 @@
-//! Column chunks of a column held by runs, dictionary-encoded here instead of by the `parquet` crate.
+//! Dictionary-encoded column chunks of bytes and maps of bytes, written here instead of by the
+//! `parquet` crate.
 //!
 //! The crate's writer interns every value it is given, one hash and compare per row, even when it is
-//! handed a dictionary array (`parquet::arrow::arrow_writer::byte_array`); a resource's 13 attributes
-//! repeated on each of its rows made `resource_attributes` the costliest column to write, ~64 % of it
-//! interning (docs/BENCHMARKS.md, "the writer, column by column"). Its encoder is crate-private, so it
-//! cannot be given the dictionary; instead, a column every buffered batch holds by runs
-//! ([`super::runs`]) is encoded here: each run's values are interned once, each row's dictionary
-//! indices and levels copied from its run, and the pages (a dictionary page, then data pages v1 of
-//! RLE/bit-packed indices, zstd-compressed as the crate would) are spliced into the row group with
-//! `append_column`, so the file is the crate's format throughout and reads as before.
+//! handed a dictionary array (`parquet::arrow::arrow_writer::byte_array`), and before that the writer
+//! gathered each column's sorted rows into a new array for it (`interleave`, copying every attribute
+//! key and value). Its encoder is crate-private, so it cannot be given a dictionary or read the
+//! buffered batches where they are; instead such columns are encoded here, from where the rows are
+//! held ([`super::runs::BufferedColumn::encodable`]): a column held by runs ([`super::runs`]) as its
+//! runs' values, each run's values interned once and each row's dictionary indices and levels copied
+//! from its run (a resource's 13 attributes on every row of it); any other as the buffered batches'
+//! arrays, each row's values interned in place (a span's own attributes, no copy). The pages (a
+//! dictionary page, then data pages v1 of RLE/bit-packed indices, zstd-compressed as the crate would)
+//! are spliced into the row group with `append_column`, so the file is the crate's format throughout
+//! and reads as before (docs/BENCHMARKS.md, "runs' column chunks encoded by OpenWit" and "a span's
+//! attributes encoded in place").
 //!
 //! Only where nothing else is asked of the column: no statistics, no bloom filter, the dictionary
-//! enabled, data pages v1, zstd or no compression, the dictionary under its page limit. Anything else
-//! (and any shape the levels here do not cover) is left to the crate's writer: [`encode`] says `None`.
+//! enabled, data pages v1, zstd or no compression ([`applies`]), and the dictionary under its page
+//! limit. Anything else (and any shape the levels here do not cover) is left to the crate's writer:
+//! [`encode`] says `None`.
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use bytes::Bytes;
@@ -32,33 +38,37 @@ pub struct Chunk {
     pub close: ColumnCloseResult,
 }
 
-/// The column chunks (one per leaf: a map has two) of the rows `rows`, each an index into `values`
-/// (the runs' values: bytes, or a map of bytes), for the leaves `leaves` as `props` says to write
-/// them; `None` where this encoder does not apply (see the module's doc).
+/// Whether `props` asks nothing of the leaves `leaves` but what this encoder writes: no statistics,
+/// no bloom filter, a dictionary, data pages v1, zstd or no compression.
+pub fn applies(leaves: &[ColumnDescPtr], props: &WriterProperties) -> bool {
+    props.writer_version() == WriterVersion::PARQUET_1_0
+        && leaves.iter().all(|leaf| {
+            let path = leaf.path();
+            props.statistics_enabled(path) == EnabledStatistics::None
+                && props.bloom_filter_properties(path).is_none()
+                && props.dictionary_enabled(path)
+                && matches!(props.compression(path), Compression::ZSTD(_) | Compression::UNCOMPRESSED)
+        })
+}
+
+/// The column chunks (one per leaf: a map has two) of the rows `rows`, for the leaves `leaves` as
+/// `props` says to write them; `None` where this encoder does not apply (see the module's doc). Each
+/// row is an index into the values of `parts` one after the other (bytes, or maps of bytes: runs'
+/// values, or rows).
 pub fn encode(
-    values: &ArrayRef,
+    parts: &[ArrayRef],
     rows: &[i32],
     leaves: &[ColumnDescPtr],
     props: &WriterProperties,
 ) -> Result<Option<Vec<Chunk>>, ParquetError> {
-    if rows.is_empty() || props.writer_version() != WriterVersion::PARQUET_1_0 {
+    if rows.is_empty() || !applies(leaves, props) {
         return Ok(None);
     }
-    for leaf in leaves {
-        let path = leaf.path();
-        let plain = props.statistics_enabled(path) == EnabledStatistics::None
-            && props.bloom_filter_properties(path).is_none()
-            && props.dictionary_enabled(path)
-            && matches!(props.compression(path), Compression::ZSTD(_) | Compression::UNCOMPRESSED);
-        if !plain {
-            return Ok(None);
-        }
-    }
-    let mut used = vec![false; values.len()];
+    let mut used = vec![false; parts.iter().map(|p| p.len()).sum()];
     for &r in rows {
         used[r as usize] = true;
     }
-    let Some(templates) = templates(values, &used, leaves)? else { return Ok(None) };
+    let Some(templates) = templates(parts, &used, leaves)? else { return Ok(None) };
     if templates.iter().any(|t| t.dictionary.is_empty() || t.plain_bytes > props.dictionary_page_size_limit()) {
         return Ok(None);
     }
@@ -69,9 +79,9 @@ pub fn encode(
     Ok(Some(chunks))
 }
 
-/// One leaf's levels and dictionary indices for each run, and its dictionary. A page's levels and
-/// indices are its rows' runs' slices of these, copied whole (a resource's 13 attributes are 13
-/// entries of every row of its run).
+/// One leaf's levels and dictionary indices for each value of the parts (a run's, or a row's: "a run"
+/// below), and its dictionary. A page's levels and indices are its rows' runs' slices of these, copied
+/// whole (a resource's 13 attributes are 13 entries of every row of its run).
 struct Template<'a> {
     /// The definition level of each run's entries (a null or an empty map has one, without a value).
     defs: Vec<u32>,
@@ -166,68 +176,80 @@ impl<'a> ByteValues<'a> {
     }
 }
 
-/// Each leaf's [`Template`] over the runs `values` (those `used` interned), or `None` if the column is
-/// not bytes or a map of bytes laid out as the levels here assume.
+/// Each leaf's [`Template`] over the values of `parts` (those `used` interned), or `None` if a part
+/// is not bytes or a map of bytes laid out as the levels here assume.
 fn templates<'a>(
-    values: &'a ArrayRef,
+    parts: &'a [ArrayRef],
     used: &[bool],
     leaves: &[ColumnDescPtr],
 ) -> Result<Option<Vec<Template<'a>>>, ParquetError> {
-    let runs = values.len();
-    if let Some(bytes) = ByteValues::of(values.as_ref()) {
-        let [leaf] = leaves else { return Ok(None) };
+    let count = used.len();
+    let mut used = used.iter();
+    if let [leaf] = leaves {
         let def = leaf.max_def_level();
-        if leaf.max_rep_level() != 0 || def > 1 || (def == 0 && values.null_count() > 0) {
+        if leaf.max_rep_level() != 0 || def > 1 {
             return Ok(None);
         }
-        let mut t = Template::new(runs);
-        for (r, &used) in used.iter().enumerate() {
-            if used {
-                if values.is_valid(r) { t.value(def, bytes.value(r)) } else { t.level(0) }
+        let mut t = Template::new(count);
+        for part in parts {
+            let Some(bytes) = ByteValues::of(part.as_ref()) else { return Ok(None) };
+            if def == 0 && part.null_count() > 0 {
+                return Ok(None);
             }
-            t.end_run();
+            for (r, &used) in used.by_ref().take(part.len()).enumerate() {
+                if used {
+                    if part.is_valid(r) { t.value(def, bytes.value(r)) } else { t.level(0) }
+                }
+                t.end_run();
+            }
         }
         return Ok(Some(vec![t]));
     }
-    let Some(map) = values.as_map_opt() else { return Ok(None) };
     let [key_leaf, value_leaf] = leaves else { return Ok(None) };
-    let (Some(keys), Some(vals)) = (ByteValues::of(map.keys().as_ref()), ByteValues::of(map.values().as_ref())) else {
-        return Ok(None);
-    };
     // Levels: the map (optional if nullable), its repeated key_value group, the value (optional if
     // nullable); the key is required.
     let (kdef, vdef) = (key_leaf.max_def_level(), value_leaf.max_def_level());
     let nullable_map = kdef == 2;
-    let shape_known = key_leaf.max_rep_level() == 1
-        && value_leaf.max_rep_level() == 1
-        && (kdef == 1 || kdef == 2)
-        && (vdef == kdef || vdef == kdef + 1)
-        && (nullable_map || map.null_count() == 0)
-        && (vdef > kdef || map.values().null_count() == 0)
-        && map.keys().null_count() == 0;
-    if !shape_known {
+    if key_leaf.max_rep_level() != 1
+        || value_leaf.max_rep_level() != 1
+        || !(kdef == 1 || kdef == 2)
+        || !(vdef == kdef || vdef == kdef + 1)
+    {
         return Ok(None);
     }
-    let (mut k, mut v) = (Template::new(runs), Template::new(runs));
-    let offsets = map.value_offsets();
-    for (r, &used) in used.iter().enumerate() {
-        if used {
-            let (start, end) = (offsets[r] as usize, offsets[r + 1] as usize);
-            if map.is_null(r) {
-                k.level(0);
-                v.level(0);
-            } else if start == end {
-                k.level(kdef - 1);
-                v.level(kdef - 1);
-            } else {
-                for e in start..end {
-                    k.value(kdef, keys.value(e));
-                    if map.values().is_valid(e) { v.value(vdef, vals.value(e)) } else { v.level(vdef - 1) }
+    let (mut k, mut v) = (Template::new(count), Template::new(count));
+    for part in parts {
+        let Some(map) = part.as_map_opt() else { return Ok(None) };
+        let (Some(keys), Some(vals)) = (ByteValues::of(map.keys().as_ref()), ByteValues::of(map.values().as_ref()))
+        else {
+            return Ok(None);
+        };
+        let shape_known = (nullable_map || map.null_count() == 0)
+            && (vdef > kdef || map.values().null_count() == 0)
+            && map.keys().null_count() == 0;
+        if !shape_known {
+            return Ok(None);
+        }
+        let offsets = map.value_offsets();
+        for (r, &used) in used.by_ref().take(map.len()).enumerate() {
+            if used {
+                let (start, end) = (offsets[r] as usize, offsets[r + 1] as usize);
+                if map.is_null(r) {
+                    k.level(0);
+                    v.level(0);
+                } else if start == end {
+                    k.level(kdef - 1);
+                    v.level(kdef - 1);
+                } else {
+                    for e in start..end {
+                        k.value(kdef, keys.value(e));
+                        if map.values().is_valid(e) { v.value(vdef, vals.value(e)) } else { v.level(vdef - 1) }
+                    }
                 }
             }
+            k.end_run();
+            v.end_run();
         }
-        k.end_run();
-        v.end_run();
     }
     Ok(Some(vec![k, v]))
 }
@@ -516,10 +538,19 @@ mod tests {
         Arc::new(b.finish())
     }
 
-    /// Writes the rows `rows` of `values` as one column (a row group per `groups` rows) through
-    /// [`encode`], then reads them back: whole, and with a selection that skips pages.
-    /// `None` where [`encode`] left the column to the crate.
-    fn round_trip(values: &ArrayRef, rows: &[i32], props: WriterProperties) -> Option<(ArrayRef, ArrayRef)> {
+    /// Writes the rows `rows` of `values` as one column through [`encode`], `values` given as parts
+    /// (slices of it, cut at `cuts`), then reads them back: whole, and with a selection that skips
+    /// pages. `None` where [`encode`] left the column to the crate.
+    fn round_trip(
+        values: &ArrayRef,
+        cuts: &[usize],
+        rows: &[i32],
+        props: WriterProperties,
+    ) -> Option<(ArrayRef, ArrayRef)> {
+        let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(values.len())).collect();
+        bounds.extend([0, values.len()]);
+        bounds.sort_unstable();
+        let parts: Vec<ArrayRef> = bounds.windows(2).map(|w| values.slice(w[0], w[1] - w[0])).collect();
         let schema = Arc::new(Schema::new(vec![Field::new("c", values.data_type().clone(), true)]));
         let descr = ArrowSchemaConverter::new().convert(&schema).unwrap();
         let leaves = descr.columns().to_vec();
@@ -528,7 +559,7 @@ mod tests {
         parquet::arrow::add_encoded_arrow_schema_to_metadata(&schema, &mut meta);
         let mut file = SerializedFileWriter::new(Vec::new(), descr.root_schema_ptr(), Arc::new(meta)).unwrap();
         let mut group = file.next_row_group().unwrap();
-        let chunks = encode(values, rows, &leaves, &props).unwrap()?;
+        let chunks = encode(&parts, rows, &leaves, &props).unwrap()?;
         for c in chunks {
             group.append_column(&c.bytes, c.close).unwrap();
         }
@@ -580,8 +611,9 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
-        /// Maps and strings written from their runs read back as the rows they are, whole and by
-        /// pages, whatever the nulls, empty maps, dictionary sizes (bit widths 0 to 8) and page limits.
+        /// Maps and strings written from their runs (or rows: a run each), given in parts, read back as
+        /// the rows they are, whole and by pages, whatever the nulls, empty maps, dictionary sizes (bit
+        /// widths 0 to 8), page limits and parts' bounds.
         #[test]
         fn columns_written_from_their_runs_read_back_as_their_rows(
             runs in proptest::collection::vec(run(), 1..60),
@@ -590,6 +622,7 @@ mod tests {
             page_bytes in prop_oneof![Just(1usize), Just(64), Just(1 << 20)],
             zstd in any::<bool>(),
             map in any::<bool>(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
         ) {
             let values = if map { maps(&runs) } else { strings(&runs) };
             // Rows in runs, as sorted rows are: each pick repeated a few times.
@@ -597,7 +630,8 @@ mod tests {
                 let r = p.index(runs.len()) as i32;
                 std::iter::repeat_n(r, 1 + p.index(4))
             }).collect();
-            match round_trip(&values, &rows, props(row_limit, page_bytes, zstd)) {
+            let cuts: Vec<usize> = cuts.iter().map(|c| c.index(runs.len() + 1)).collect();
+            match round_trip(&values, &cuts, &rows, props(row_limit, page_bytes, zstd)) {
                 Some((selected, expected)) => prop_assert_eq!(selected.as_ref(), expected.as_ref()),
                 // Left to the crate only when a leaf's dictionary would be empty: no string, no map
                 // entry, or no entry's value in the rows.
@@ -620,7 +654,8 @@ mod tests {
         let runs: Vec<Run> = vec![Some(vec![(1, Some(1))]), Some(vec![(2, None), (3, Some(3))]), None, Some(vec![])];
         for values in [maps(&runs), strings(&runs)] {
             for rows in [vec![0; 1000], (0..1000).map(|i| i % 2).collect(), (0..1000).map(|i| (i / 9) % 4).collect()] {
-                let (selected, expected) = round_trip(&values, &rows, props(100, 1 << 20, true)).expect("encoded here");
+                let (selected, expected) =
+                    round_trip(&values, &[], &rows, props(100, 1 << 20, true)).expect("encoded here");
                 assert_eq!(selected.as_ref(), expected.as_ref());
             }
         }
@@ -634,7 +669,9 @@ mod tests {
             .unwrap()
             .columns()
             .to_vec();
-        let encoded = |rows: &[i32]| encode(&values, rows, &leaves, &props(100, 1 << 20, true)).unwrap().is_some();
+        let encoded = |rows: &[i32]| {
+            encode(std::slice::from_ref(&values), rows, &leaves, &props(100, 1 << 20, true)).unwrap().is_some()
+        };
         assert!(!encoded(&[0, 0]), "no value for the value leaf's dictionary");
         assert!(encoded(&[0, 1]));
     }
@@ -646,7 +683,8 @@ mod tests {
         let schema = Schema::new(vec![Field::new("c", values.data_type().clone(), true)]);
         let leaves = ArrowSchemaConverter::new().convert(&schema).unwrap().columns().to_vec();
         let rows: Vec<i32> = (0..50).collect();
-        let encoded = |p: WriterProperties| encode(&values, &rows, &leaves, &p).unwrap().is_some();
+        let encoded =
+            |p: WriterProperties| encode(std::slice::from_ref(&values), &rows, &leaves, &p).unwrap().is_some();
         assert!(encoded(props(20_000, 1 << 20, true)));
         let base = || WriterProperties::builder().set_statistics_enabled(EnabledStatistics::None);
         assert!(!encoded(WriterProperties::builder().build()), "statistics");

@@ -501,7 +501,9 @@ impl Active {
     /// column's encoder and zstd context are alive at a time rather than every column's (about a
     /// megabyte of zstd context per column: the row group's write took ~50 MiB more than its rows,
     /// see docs/BENCHMARKS.md § Memory). The file's bytes are those of writing whole rows, but for
-    /// columns held by runs in every batch, which `runs_chunk` encodes (the same rows, fewer hashes).
+    /// bytes and maps of bytes without statistics, which `dictionary_chunk` encodes from where they are
+    /// held, not gathered (the same rows, fewer hashes and copies; it holds a column's levels and
+    /// dictionary indices for the row group, 4 bytes each, while it writes that column).
     fn write_row_group(&mut self, batches: &[RecordBatch], order: &[(usize, usize)]) -> Result<(), WriteError> {
         let mut writers = self.columns.create_column_writers(self.writer.flushed_row_groups().len())?.into_iter();
         let descriptors = self.writer.schema_descr().columns().to_vec();

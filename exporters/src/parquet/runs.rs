@@ -173,13 +173,7 @@ impl<'a> BufferedColumn<'a> {
         }
         let every_batch_by_runs = keys.iter().all(|k| k.is_some_and(|k| k.null_count() == 0));
         if !batches.is_empty() && every_batch_by_runs && encoded_from_a_dictionary(field.data_type()) {
-            let mut base = Vec::with_capacity(values.len());
-            let mut next = 0usize;
-            for v in &values {
-                base.push(i32::try_from(next).map_err(|_| too_many_runs(field))?);
-                next += v.len();
-            }
-            i32::try_from(next).map_err(|_| too_many_runs(field))?;
+            let base = bases(&values).ok_or_else(|| too_many_runs(field))?;
             let values: Vec<&dyn Array> = values.iter().map(|v| v.as_ref()).collect();
             let values = addressable(arrow::compute::concat(&values)?)?;
             let keys = keys.into_iter().flatten().collect();
@@ -213,18 +207,7 @@ impl<'a> BufferedColumn<'a> {
         if !encoded_from_a_dictionary(first.data_type()) || keys.iter().flatten().any(|k| k.null_count() > 0) {
             return Ok(None);
         }
-        let mut base = Vec::with_capacity(values.len());
-        let mut next = 0usize;
-        for v in values {
-            match i32::try_from(next) {
-                Ok(b) => base.push(b),
-                Err(_) => return Ok(None),
-            }
-            next += v.len();
-        }
-        if i32::try_from(next).is_err() {
-            return Ok(None);
-        }
+        let Some(base) = bases(values) else { return Ok(None) };
         // (Empty strings compared at Arrow's unallocated address cost ~200 ns each: `addressable`.)
         let parts = values.iter().map(|&v| addressable(v.clone())).collect::<Result<Vec<_>, _>>()?;
         let rows = indices.iter().map(|&(b, r)| base[b] + keys[b].map_or(r as i32, |k| k.value(r))).collect();
@@ -264,6 +247,19 @@ impl<'a> BufferedColumn<'a> {
 /// dictionary where the table has its values, see [`BufferedColumn::gather`]).
 pub fn leaf_field(field: &Field, gathered: &dyn Array) -> Field {
     field.clone().with_data_type(gathered.data_type().clone())
+}
+
+/// Where each of `values` starts among all of them one after the other; `None` past 2^31 values in
+/// all (a row's index into them is an `i32`).
+fn bases(values: &[&ArrayRef]) -> Option<Vec<i32>> {
+    let mut base = Vec::with_capacity(values.len());
+    let mut next = 0usize;
+    for v in values {
+        base.push(i32::try_from(next).ok()?);
+        next += v.len();
+    }
+    i32::try_from(next).ok()?;
+    Some(base)
 }
 
 fn too_many_runs(field: &Field) -> ArrowError {

@@ -519,12 +519,11 @@ impl Active {
             let buffered = BufferedColumn::new(field, i, batches)?;
             // Bytes and maps of bytes without statistics: encoded where they are held, each run's values
             // interned once and a row's own not copied first (`dictionary_chunk`).
-            let chunks = match dictionary_chunk::applies(descriptors, &props) {
-                true => match buffered.encodable(order)? {
-                    Some((parts, rows)) => dictionary_chunk::encode(&parts, &rows, descriptors, &props)?,
-                    None => None,
-                },
-                false => None,
+            let encodable =
+                if dictionary_chunk::applies(descriptors, &props) { buffered.encodable(order)? } else { None };
+            let chunks = match encodable {
+                Some((parts, rows)) => dictionary_chunk::encode(&parts, &rows, descriptors, &props)?,
+                None => None,
             };
             if let Some(chunks) = chunks {
                 for chunk in chunks {
@@ -849,9 +848,9 @@ mod tests {
     }
 
     /// Row groups written a column at a time are the rows Parquet's own writer gives for the same
-    /// sorted rows, and its bytes but for the columns held by runs: several slices per column (more
-    /// rows than `WRITE_SLICE_ROWS`), map columns of several leaves, columns held by runs, and
-    /// buffered rows split into row groups of at most `row_group_size`.
+    /// sorted rows, and its bytes but for the columns `dictionary_chunk` encodes: several slices per
+    /// column (more rows than `WRITE_SLICE_ROWS`), map columns of several leaves, columns held by runs,
+    /// and buffered rows split into row groups of at most `row_group_size`.
     #[test]
     fn row_groups_written_a_column_at_a_time_are_the_bytes_of_whole_rows() {
         use super::super::runs::tests::{spans as resources, spans_with_gaps};

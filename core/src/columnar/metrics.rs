@@ -52,13 +52,13 @@ fn exemplar_builder() -> StructBuilder {
     )
 }
 
-fn quantile_builder() -> StructBuilder {
+fn quantile_builder(capacity: usize) -> StructBuilder {
     StructBuilder::new(
         Fields::from(vec![
             Field::new("quantile", DataType::Float64, false),
             Field::new("value", DataType::Float64, false),
         ]),
-        vec![Box::new(Float64Builder::new()), Box::new(Float64Builder::new())],
+        vec![Box::new(Float64Builder::with_capacity(capacity)), Box::new(Float64Builder::with_capacity(capacity))],
     )
 }
 
@@ -114,6 +114,46 @@ pub(super) struct Stats {
     pub(super) sum: Option<f64>,
     pub(super) min: Option<f64>,
     pub(super) max: Option<f64>,
+}
+
+/// The values of a batch's points' lists, counted before they are appended (the skim of the
+/// request's bytes, or the decoded request), so that the list builders are allocated once: grown by
+/// doubling from Arrow's 1,024, they were reallocated, copied and faulted in several times a batch
+/// (docs/BENCHMARKS.md, "the sort's keys packed").
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ListSizes {
+    explicit_bounds: usize,
+    bucket_counts: usize,
+    positive: usize,
+    negative: usize,
+    quantiles: usize,
+}
+
+impl ListSizes {
+    /// Counts an explicit-bucket histogram point's bounds and counts.
+    pub(super) fn histogram(&mut self, bounds: usize, counts: usize) {
+        self.explicit_bounds += bounds;
+        self.bucket_counts += counts;
+    }
+
+    /// Counts an exponential histogram point's positive and negative bucket counts.
+    pub(super) fn exponential(&mut self, positive: usize, negative: usize) {
+        self.positive += positive;
+        self.negative += negative;
+    }
+
+    /// Counts a summary point's quantiles.
+    pub(super) fn summary(&mut self, quantiles: usize) {
+        self.quantiles += quantiles;
+    }
+
+    pub(crate) fn add_all(&mut self, other: &ListSizes) {
+        self.explicit_bounds += other.explicit_bounds;
+        self.bucket_counts += other.bucket_counts;
+        self.positive += other.positive;
+        self.negative += other.negative;
+        self.quantiles += other.quantiles;
+    }
 }
 
 /// An exponential histogram point's own values (its stats apart).
@@ -173,9 +213,10 @@ fn append_buckets(offset: &mut Int32Builder, counts: &mut ListBuilder<UInt64Buil
 
 impl Points {
     /// Builders for the points `sizes` counted, the per-point columns allocated at their size (see
-    /// `AttrSizes`).
-    fn new(sizes: &AttrSizes) -> Points {
+    /// `AttrSizes`), the lists' values at theirs (`lists`).
+    fn new(sizes: &AttrSizes, lists: &ListSizes) -> Points {
         let n = sizes.rows();
+        let counts = |values: usize| ListBuilder::with_capacity(UInt64Builder::with_capacity(values), n);
         let (attrs, types) = sizes.builders();
         Points {
             time: TimestampNanosecondBuilder::with_capacity(n).with_data_type(timestamp_type()),
@@ -189,17 +230,17 @@ impl Points {
             sum: Float64Builder::with_capacity(n),
             min: Float64Builder::with_capacity(n),
             max: Float64Builder::with_capacity(n),
-            explicit_bounds: ListBuilder::new(Float64Builder::new()),
-            bucket_counts: ListBuilder::new(UInt64Builder::new()),
-            scale: Int32Builder::new(),
-            zero_count: UInt64Builder::new(),
-            zero_threshold: Float64Builder::new(),
-            positive_offset: Int32Builder::new(),
-            positive_bucket_counts: ListBuilder::new(UInt64Builder::new()),
-            negative_offset: Int32Builder::new(),
-            negative_bucket_counts: ListBuilder::new(UInt64Builder::new()),
-            quantiles: ListBuilder::new(quantile_builder()),
-            exemplars: ListBuilder::new(exemplar_builder()),
+            explicit_bounds: ListBuilder::with_capacity(Float64Builder::with_capacity(lists.explicit_bounds), n),
+            bucket_counts: counts(lists.bucket_counts),
+            scale: Int32Builder::with_capacity(n),
+            zero_count: UInt64Builder::with_capacity(n),
+            zero_threshold: Float64Builder::with_capacity(n),
+            positive_offset: Int32Builder::with_capacity(n),
+            positive_bucket_counts: counts(lists.positive),
+            negative_offset: Int32Builder::with_capacity(n),
+            negative_bucket_counts: counts(lists.negative),
+            quantiles: ListBuilder::with_capacity(quantile_builder(lists.quantiles), n),
+            exemplars: ListBuilder::with_capacity(exemplar_builder(), n),
         }
     }
 
@@ -406,9 +447,9 @@ pub(super) struct Columns {
 }
 
 impl Columns {
-    /// Builders with room for the points and attributes `sizes` counted, and the metrics' descriptions
-    /// once per point (`description_bytes`).
-    pub(super) fn new(sizes: &AttrSizes, description_bytes: usize) -> Columns {
+    /// Builders with room for the points and attributes `sizes` counted, the metrics' descriptions
+    /// once per point (`description_bytes`) and the points' lists' values (`lists`).
+    pub(super) fn new(sizes: &AttrSizes, description_bytes: usize, lists: &ListSizes) -> Columns {
         let n = sizes.rows();
         let (meta, meta_types) = attr_builders();
         Columns {
@@ -421,7 +462,7 @@ impl Columns {
             kind: Dict::new(),
             temporality: Int32Builder::with_capacity(n),
             monotonic: BooleanBuilder::with_capacity(n),
-            points: Points::new(sizes),
+            points: Points::new(sizes, lists),
         }
     }
 
@@ -553,26 +594,42 @@ fn append_points(p: &mut Points, data: &Data) -> Result<(Kind, Option<i32>, Opti
     })
 }
 
-/// One row per item of `req`; `grouped`: held as [`super::to_grouped_record_batch`] says, else the
-/// table's rows.
-pub(super) fn rows(tenant: &str, req: &ExportMetricsServiceRequest, grouped: bool) -> Result<RecordBatch, ArrowError> {
-    // The builders are allocated at their size (see `AttrSizes`): the points' attributes, and each
-    // metric's description once per point.
+/// What `req`'s builders are allocated by (see `AttrSizes`): the points' attributes, each metric's
+/// description once per point, and the points' lists' values.
+pub(super) fn sizes_of(req: &ExportMetricsServiceRequest) -> (AttrSizes, usize, ListSizes) {
     let mut sizes = AttrSizes::default();
     let mut description_bytes = 0;
+    let mut lists = ListSizes::default();
     for m in req.resource_metrics.iter().flat_map(|rm| &rm.scope_metrics).flat_map(|sm| &sm.metrics) {
         let before = sizes.rows();
         match &m.data {
             Some(Data::Gauge(g)) => g.data_points.iter().for_each(|p| sizes.add(&p.attributes)),
             Some(Data::Sum(x)) => x.data_points.iter().for_each(|p| sizes.add(&p.attributes)),
-            Some(Data::Histogram(h)) => h.data_points.iter().for_each(|p| sizes.add(&p.attributes)),
-            Some(Data::ExponentialHistogram(h)) => h.data_points.iter().for_each(|p| sizes.add(&p.attributes)),
-            Some(Data::Summary(x)) => x.data_points.iter().for_each(|p| sizes.add(&p.attributes)),
+            Some(Data::Histogram(h)) => h.data_points.iter().for_each(|p| {
+                sizes.add(&p.attributes);
+                lists.histogram(p.explicit_bounds.len(), p.bucket_counts.len());
+            }),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.iter().for_each(|p| {
+                sizes.add(&p.attributes);
+                let len = |b: &Option<Buckets>| b.as_ref().map_or(0, |b| b.bucket_counts.len());
+                lists.exponential(len(&p.positive), len(&p.negative));
+            }),
+            Some(Data::Summary(x)) => x.data_points.iter().for_each(|p| {
+                sizes.add(&p.attributes);
+                lists.summary(p.quantile_values.len());
+            }),
             None => {}
         }
         description_bytes += (sizes.rows() - before) * m.description.len();
     }
-    let mut c = Columns::new(&sizes, description_bytes);
+    (sizes, description_bytes, lists)
+}
+
+/// One row per item of `req`; `grouped`: held as [`super::to_grouped_record_batch`] says, else the
+/// table's rows.
+pub(super) fn rows(tenant: &str, req: &ExportMetricsServiceRequest, grouped: bool) -> Result<RecordBatch, ArrowError> {
+    let (sizes, description_bytes, lists) = sizes_of(req);
+    let mut c = Columns::new(&sizes, description_bytes, &lists);
     let mut rs_cols = resource_scope::Builders::new();
     for rm in &req.resource_metrics {
         let res = ResourceRow::new(rm.resource.as_ref(), &rm.schema_url);

@@ -8,29 +8,35 @@
 //! packed or not, as prost reads them; a scalar given twice is read as its last value, as prost does.
 
 use super::AttrSizes;
-use super::metrics::{Columns, Exponential, Kind, MetricScalars, Number, Stats};
+use super::metrics::{Columns, Exponential, Kind, ListSizes, MetricScalars, Number, Stats};
 use super::resource_scope;
 use super::wire::{self, Attr, Fields, Sink, Stop, Value, once};
 use arrow::record_batch::RecordBatch;
 use prost::encoding::decode_varint;
 
 /// Checks that the direct path reads every part of `buf` (else `Stop::Unusual`), and counts its
-/// points and their attributes into `sizes`, and the metrics' descriptions once per point into
-/// `description_bytes` (what `rows` allocates by).
-pub(crate) fn skim(buf: &[u8], sizes: &mut AttrSizes, description_bytes: &mut usize) -> Result<(), Stop> {
-    wire::walk(buf, &mut Skim { sizes, description_bytes, views: Views::default() }, None)
+/// points and their attributes into `sizes`, the metrics' descriptions once per point into
+/// `description_bytes` and the points' lists' values into `lists` (what `rows` allocates by).
+pub(crate) fn skim(
+    buf: &[u8],
+    sizes: &mut AttrSizes,
+    description_bytes: &mut usize,
+    lists: &mut ListSizes,
+) -> Result<(), Stop> {
+    wire::walk(buf, &mut Skim { sizes, description_bytes, lists, views: Views::default() }, None)
 }
 
-/// The rows of the requests `parts` (in order), whose skims added up to `sizes` and
-/// `description_bytes`.
+/// The rows of the requests `parts` (in order), whose skims added up to `sizes`,
+/// `description_bytes` and `lists`.
 pub(crate) fn rows<'a>(
     tenant: &str,
     parts: impl IntoIterator<Item = &'a [u8]>,
     sizes: &AttrSizes,
     description_bytes: usize,
+    lists: &ListSizes,
     grouped: bool,
 ) -> Result<RecordBatch, Stop> {
-    let mut build = Build { columns: Columns::new(sizes, description_bytes), views: Views::default() };
+    let mut build = Build { columns: Columns::new(sizes, description_bytes, lists), views: Views::default() };
     let mut groups = resource_scope::Builders::new();
     for part in parts {
         wire::walk(part, &mut build, Some(&mut groups))?;
@@ -305,6 +311,7 @@ struct Views<'a> {
 struct Skim<'s, 'a> {
     sizes: &'s mut AttrSizes,
     description_bytes: &'s mut usize,
+    lists: &'s mut ListSizes,
     views: Views<'a>,
 }
 
@@ -317,6 +324,9 @@ impl<'a> Sink<'a> for Skim<'_, 'a> {
         for &p in &metric.points {
             read_point(p, metric.kind, point)?;
             wire::count(self.sizes, &point.attrs);
+            self.lists.histogram(point.explicit_bounds.len(), point.bucket_counts.len());
+            self.lists.exponential(point.positive_counts.len(), point.negative_counts.len());
+            self.lists.summary(point.quantiles.len());
             for &e in &point.exemplars {
                 read_exemplar(e, exemplar)?;
             }
@@ -447,6 +457,10 @@ mod tests {
             }
             let (a, b) = (without_nesting(a), without_nesting(b));
             prop_assert_eq!(skim(M, &a.encode_to_vec()).map(|s| s.items()), Some(points(&a)));
+            // The builders are sized by the skim as the decoded path sizes them.
+            let (sizes, description_bytes, lists) = super::super::metrics::sizes_of(&a);
+            let skimmed = skim(M, &a.encode_to_vec()).expect("skimmed above");
+            prop_assert_eq!((skimmed.sizes, skimmed.text_bytes, skimmed.lists), (sizes, description_bytes, lists));
             same_rows_as_decoded(M, &a.encode_to_vec(), &b.encode_to_vec())?;
         }
 

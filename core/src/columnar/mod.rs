@@ -88,6 +88,8 @@ pub struct Skimmed {
     sizes: AttrSizes,
     /// Log bodies' string bytes (logs), or metrics' descriptions' bytes once per point (metrics).
     text_bytes: usize,
+    /// The metric points' lists' values (metrics).
+    lists: metrics::ListSizes,
 }
 
 impl Skimmed {
@@ -100,6 +102,7 @@ impl Skimmed {
     pub fn add(&mut self, other: &Skimmed) {
         self.sizes.add_all(&other.sizes);
         self.text_bytes += other.text_bytes;
+        self.lists.add_all(&other.lists);
     }
 }
 
@@ -112,7 +115,7 @@ pub fn skim(signal: Signal, bytes: &[u8]) -> Option<Skimmed> {
     match signal {
         Signal::Traces => spans_wire::skim(bytes, &mut s.sizes).ok()?,
         Signal::Logs => logs_wire::skim(bytes, &mut s.sizes, &mut s.text_bytes).ok()?,
-        Signal::Metrics => metrics_wire::skim(bytes, &mut s.sizes, &mut s.text_bytes).ok()?,
+        Signal::Metrics => metrics_wire::skim(bytes, &mut s.sizes, &mut s.text_bytes, &mut s.lists).ok()?,
     }
     Some(s)
 }
@@ -130,7 +133,9 @@ pub fn from_encoded<'a>(
     let rows = match signal {
         Signal::Traces => spans_wire::rows(tenant, parts, &skimmed.sizes, grouped),
         Signal::Logs => logs_wire::rows(tenant, parts, &skimmed.sizes, skimmed.text_bytes, grouped),
-        Signal::Metrics => metrics_wire::rows(tenant, parts, &skimmed.sizes, skimmed.text_bytes, grouped),
+        Signal::Metrics => {
+            metrics_wire::rows(tenant, parts, &skimmed.sizes, skimmed.text_bytes, &skimmed.lists, grouped)
+        }
     };
     match rows {
         Ok(rows) => Some(Ok(rows)),

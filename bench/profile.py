@@ -7,7 +7,7 @@ import argparse
 import collections
 import re
 
-# The daemon's stages and what is spread across them, by a frame that marks each.
+# The daemon's stages and what is spread across them, by a pattern of the frame that marks each.
 STAGES = [
     ("Parquet writer", "parquet::writer::Writer::try_write"),
     ("  row group written", "writer::Active::write_row_group"),
@@ -23,7 +23,7 @@ STAGES = [
     ("memcpy", "__memcpy"),
     ("page faults", "asm_exc_page_fault"),
     ("vectors growing", "finish_grow"),
-    ("allocator", "mi_"),
+    ("allocator", r"^_?mi_"),
 ]
 LIBRARIES = re.compile(r"openwit|parquet|arrow|tonic|prost|zstd|bytes|hyper|h2::|tantivy")
 
@@ -70,7 +70,7 @@ def main():
             counts[path] += 1
         else:
             for label, marker in STAGES:
-                if any(marker in n for n in stack):
+                if any(re.search(marker, n) for n in stack):
                     counts[label] += 1
     if not total:
         raise SystemExit(f"{a.perf_script}: no samples")

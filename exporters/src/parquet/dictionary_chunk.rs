@@ -271,7 +271,7 @@ fn bits_for(max: u64) -> u8 {
 }
 
 /// The bit width of a dictionary of `len` values' indices: the fewest bits that hold them, but a whole
-/// byte under eight. Parquet lets a page declare any width up to 32, and zstd, which reads bytes,
+/// byte where that is one to eight. Parquet lets a page declare any width up to 32, and zstd, which reads bytes,
 /// finds a byte per index where it finds nothing in indices of 7 bits straddling bytes: rows that
 /// repeat a resource's 13 attributes (rows of a few instances interleaved in time) came out 0.27 bytes
 /// a row smaller in all three tables, a third of `resource_attributes` (docs/BENCHMARKS.md, "indices

@@ -52,7 +52,7 @@ pub fn sorted_order(batches: &[RecordBatch], sort_by: &[String]) -> Result<Vec<(
 /// (key, index) does, sorted; `None` if they take more than 128 bits. The key numbers are ranks (a few
 /// bits) and times (64), so a row group's rows fit. Sorting these integers in place instead of indices
 /// that compare slices of `keys` took the row group's order from 2.5 % of the daemon's samples storing
-/// metric points to 0.9 (docs/BENCHMARKS.md, "the sort's keys packed").
+/// metric points to 0.6, the pairs sized first too (docs/BENCHMARKS.md, "the sort's keys packed").
 fn packed(keys: &[u64], k: usize) -> Option<Vec<u128>> {
     let rows = keys.len() / k;
     let mut widths = vec![0u32; k];

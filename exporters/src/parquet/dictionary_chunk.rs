@@ -313,6 +313,9 @@ fn write_chunk(
     let (max_def, max_rep) = (leaf.max_def_level(), leaf.max_rep_level());
     let id_bits = index_bits(t.dictionary.len());
     let (def_bits, rep_bits) = (bits_for(max_def as u64), bits_for(max_rep as u64));
+    // Each page's unencoded bytes in the offset index, as the crate's writer records them for byte arrays
+    // (a reader may size its buffers by them).
+    let lens: Vec<i64> = t.dictionary.iter().map(|v| v.len() as i64).collect();
 
     let mut sink = TrackedWrite::new(Vec::new());
     let mut offsets = (!props.offset_index_disabled()).then(OffsetIndexBuilder::new);
@@ -398,6 +401,7 @@ fn write_chunk(
             if let Some(o) = offsets.as_mut() {
                 o.append_row_count(page_rows as i64);
                 o.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+                o.append_unencoded_byte_array_data_bytes(Some(ids.iter().map(|&i| lens[i as usize]).sum()));
             }
             compressed += spec.compressed_size as i64;
             uncompressed += spec.uncompressed_size as i64;

@@ -848,9 +848,10 @@ mod tests {
     }
 
     /// Row groups written a column at a time are the rows Parquet's own writer gives for the same
-    /// sorted rows, and its bytes but for the columns `dictionary_chunk` encodes: several slices per
-    /// column (more rows than `WRITE_SLICE_ROWS`), map columns of several leaves, columns held by runs,
-    /// and buffered rows split into row groups of at most `row_group_size`.
+    /// sorted rows, and its bytes but for the columns `dictionary_chunk` encodes (whose statistics,
+    /// page index and offset index's row starts and unencoded sizes are still the crate's): several
+    /// slices per column (more rows than `WRITE_SLICE_ROWS`), map columns of several leaves, columns
+    /// held by runs, and buffered rows split into row groups of at most `row_group_size`.
     #[test]
     fn row_groups_written_a_column_at_a_time_are_the_bytes_of_whole_rows() {
         use super::super::runs::tests::{spans as resources, spans_with_gaps};
@@ -922,6 +923,31 @@ mod tests {
             "scope_schema_url",
         ];
         assert_eq!(differing.into_iter().collect::<Vec<_>>(), ours_only);
+        // Whoever encoded a chunk, its statistics and page index are the crate's: what a query prunes by.
+        let described = |b: &[u8]| {
+            parquet::file::metadata::ParquetMetaDataReader::new()
+                .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required)
+                .parse_and_finish(&bytes::Bytes::copy_from_slice(b))
+                .unwrap()
+        };
+        let (m, n) = (described(&ours), described(&theirs));
+        let (column_index, offset_index) = (m.column_index().unwrap(), m.offset_index().unwrap());
+        for (g, group) in m.row_groups().iter().enumerate() {
+            for (c, chunk) in group.columns().iter().enumerate() {
+                let other = n.row_group(g).column(c);
+                let path = chunk.column_path().string();
+                assert_eq!(chunk.statistics(), other.statistics(), "{path}");
+                assert_eq!(chunk.definition_level_histogram(), other.definition_level_histogram(), "{path}");
+                assert_eq!(chunk.unencoded_byte_array_data_bytes(), other.unencoded_byte_array_data_bytes(), "{path}");
+                assert_eq!(column_index[g][c], n.column_index().unwrap()[g][c], "{path}");
+                let (a, b) = (&offset_index[g][c], &n.offset_index().unwrap()[g][c]);
+                let rows = |o: &parquet::file::page_index::offset_index::OffsetIndexMetaData| {
+                    o.page_locations().iter().map(|p| p.first_row_index).collect::<Vec<_>>()
+                };
+                assert_eq!(rows(a), rows(b), "{path}");
+                assert_eq!(a.unencoded_byte_array_data_bytes(), b.unencoded_byte_array_data_bytes(), "{path}");
+            }
+        }
         let read = |b: Vec<u8>| {
             let reader =
                 parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(b), 1 << 20)

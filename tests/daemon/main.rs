@@ -35,6 +35,7 @@ mod power_loss;
 mod processors;
 mod purge_delay;
 mod query;
+mod readers;
 mod search;
 mod shutdown;
 mod stores;

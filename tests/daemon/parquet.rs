@@ -374,8 +374,9 @@ fn node_id(d: &Daemon) -> String {
     std::fs::read_to_string(d.path("data/node_id")).unwrap().trim().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_is_sent_is_what_the_local_parquet_files_hold() {
+/// A daemon storing to `{dir}/bucket` on local disk (files rotated after 300 ms) what `Sent::new(seed)`
+/// sends, once every row is in a stable file: the daemon, what was sent, its catalog and the files.
+pub async fn stored_locally(seed: u64) -> (Daemon, Sent, Catalog, Vec<FileRow>) {
     let d = Daemon::start(&config(
         "  parquet:
     endpoint: {dir}/bucket
@@ -384,10 +385,16 @@ async fn what_is_sent_is_what_the_local_parquet_files_hold() {
 ",
     ))
     .await;
-    let sent = Sent::new(11);
+    let sent = Sent::new(seed);
     sent.send(&d).await;
     let c = catalog(&d).await;
     let files = stable_files(&c, sent.rows(), Duration::from_secs(30)).await;
+    (d, sent, c, files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_sent_is_what_the_local_parquet_files_hold() {
+    let (d, sent, c, files) = stored_locally(11).await;
     let root = d.path("bucket");
     assert!(files.iter().all(|f| f.root == format!("file://{}", root.canonicalize().unwrap().display())));
     assert!(files.iter().filter(|f| f.table_name == "spans").count() >= 3, "three hours, three span files at least");

@@ -5,12 +5,10 @@
 //! some columns itself (`dictionary_chunk`): this is what keeps them readable by what users query
 //! the bucket with.
 
-use crate::harness::Daemon;
-use crate::parquet::{Sent, catalog, config, read_parquet, stable_files};
+use crate::parquet::{read_parquet, stored_locally};
 use arrow::array::{Array, AsArray};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 fn python() -> PathBuf {
     let tools = std::env::var_os("OPENWIT_TEST_TOOLS")
@@ -35,17 +33,7 @@ fn crate_values(bytes: bytes::Bytes, column: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyarrow_and_duckdb_read_every_stored_file_alike() {
-    let d = Daemon::start(&config(
-        "  parquet:
-    endpoint: {dir}/bucket
-    rotation:
-      max_age: 300ms
-",
-    ))
-    .await;
-    let sent = Sent::new(23);
-    sent.send(&d).await;
-    let files = stable_files(&catalog(&d).await, sent.rows(), Duration::from_secs(30)).await;
+    let (d, _, _, files) = stored_locally(23).await;
     let root = d.path("bucket");
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(&f.path)).collect();
     let out = Command::new(python())

@@ -7,6 +7,21 @@ use std::time::{Duration, Instant};
 
 pub use openwit_core::net::free_loopback_port as free_port;
 
+/// Where tests/run installs the tools the tests run (`$OPENWIT_TEST_TOOLS`, default
+/// `~/.cache/openwit/tools`).
+pub fn tools() -> PathBuf {
+    std::env::var_os("OPENWIT_TEST_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/openwit/tools"))
+}
+
+/// A tool at `rel` under [`tools`]; a test that needs one and cannot find it fails and says so.
+pub fn tool(rel: &str) -> PathBuf {
+    let p = tools().join(rel);
+    assert!(p.exists(), "{} is missing: run tests/run, which installs the tools the tests use", p.display());
+    p
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_openwit")
 }

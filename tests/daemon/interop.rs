@@ -12,10 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn otelcol() -> PathBuf {
-    let tools = std::env::var_os("OPENWIT_TEST_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/openwit/tools"));
-    let lib = tools.join("otelcol-venv/lib");
+    let lib = crate::harness::tools().join("otelcol-venv/lib");
     let found = std::fs::read_dir(&lib).ok().and_then(|d| {
         d.filter_map(Result::ok)
             .map(|e| e.path().join("site-packages/otel_collector/bin/otelcol-contrib_linux_amd64"))

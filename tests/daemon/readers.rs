@@ -5,19 +5,11 @@
 //! some columns itself (`dictionary_chunk`): this is what keeps them readable by what users query
 //! the bucket with.
 
+use crate::harness::tool;
 use crate::parquet::{read_parquet, stored_locally};
 use arrow::array::{Array, AsArray};
 use std::path::PathBuf;
 use std::process::Command;
-
-fn python() -> PathBuf {
-    let tools = std::env::var_os("OPENWIT_TEST_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/openwit/tools"));
-    let p = tools.join("readers-venv/bin/python");
-    assert!(p.exists(), "{} is missing: run tests/run, which installs pyarrow and DuckDB for this test", p.display());
-    p
-}
 
 /// A column's values as the `parquet` crate reads them, as strings.
 fn crate_values(bytes: bytes::Bytes, column: &str) -> Vec<String> {
@@ -36,7 +28,7 @@ async fn pyarrow_and_duckdb_read_every_stored_file_alike() {
     let (d, _, _, files) = stored_locally(23).await;
     let root = d.path("bucket");
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(&f.path)).collect();
-    let out = Command::new(python())
+    let out = Command::new(tool("readers-venv/bin/python"))
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/daemon/readers.py"))
         .args(&paths)
         .output()

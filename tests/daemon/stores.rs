@@ -2,7 +2,7 @@
 //! (Azure Blob, from npm). `tests/run` installs both under `$OPENWIT_TEST_TOOLS` (default
 //! `~/.cache/openwit/tools`); a test that needs one and cannot find it fails and says so.
 
-use crate::harness::{client, free_port};
+use crate::harness::{client, free_port, tool};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,22 +11,6 @@ use std::time::{Duration, Instant};
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 pub const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-fn tools() -> PathBuf {
-    std::env::var_os("OPENWIT_TEST_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/openwit/tools"))
-}
-
-fn tool(rel: &str) -> PathBuf {
-    let p = tools().join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: run tests/run, which installs the object-store servers the tests use",
-        p.display()
-    );
-    p
-}
 
 /// Waits until something answers HTTP on `port`.
 async fn wait_http(port: u16, what: &str, log: &std::path::Path) {

@@ -145,7 +145,7 @@ impl<'a> Template<'a> {
     /// Renumbers a map's values' dictionary: grouped by the key each first came with, and within a key
     /// ordered by their first 8 bytes (then as they came). Interned as they came, one key's values were
     /// spread over the whole dictionary; side by side, similar values (paths, addresses, queries of one
-    /// shape) make the dictionary page compress better: a span's attribute values 11.1 → 10.0 bytes
+    /// shape) make the dictionary page compress better: a span's attribute values 11.1 → 9.7 bytes
     /// (docs/BENCHMARKS.md, "attribute values' dictionary grouped by key"). The first 8 bytes sort as
     /// well as whole values there, and one `u128` per value sorts without comparing slices.
     fn group_by_key(&mut self) {

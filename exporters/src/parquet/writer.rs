@@ -34,9 +34,10 @@ use std::time::{Duration, Instant};
 const MAX_BUFFERED_BYTES: usize = 32 << 20;
 /// A column's sorted rows are gathered and handed to its encoder this many at a time.
 const WRITE_SLICE_ROWS: usize = 8192;
-/// Ids (nearly) unique per row: dictionaries would only cost. In `spans`, `trace_id` repeats for every
-/// span of a trace and keeps its dictionary (measured: 4.3 instead of 5.7 bytes per span).
-const NO_DICTIONARY: [&str; 2] = ["span_id", "parent_span_id"];
+/// A span's parent's id is (nearly) unique per row: a dictionary would only cost. The other ids without
+/// one (`span_id`, `trace_id` outside `spans`) are written `DELTA_LENGTH_BYTE_ARRAY` (see `properties`),
+/// which has none.
+const NO_DICTIONARY: [&str; 1] = ["parent_span_id"];
 /// Columns that get bloom filters (point lookups: a trace, a service).
 const BLOOM_FILTERED: [&str; 2] = ["trace_id", "service_name"];
 /// Top-level columns written without min/max statistics: random ids, free text (searched through the
@@ -665,9 +666,6 @@ fn properties(
     for c in NO_DICTIONARY {
         b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
     }
-    if table != "spans" {
-        b = b.set_column_dictionary_enabled(ColumnPath::from("trace_id"), false);
-    }
     if table == "logs" {
         // Log bodies are nearly all distinct (templates with variable parts): their dictionary page
         // held almost the whole column chunk (~750 KB of a row group's ~860 KB), costs bytes (plain:
@@ -703,11 +701,12 @@ fn properties(
             {
                 Some(Encoding::DELTA_BINARY_PACKED)
             }
-            // Ids without a dictionary (random bytes, or empty where a log record or an exemplar has no
-            // trace): their lengths apart from their bytes. Plain puts a 4-byte length before each,
-            // and where empty and 16-byte ids mix at random (log records: 60 % traced in the
-            // generator's data) zstd paid ~0.8 byte a row for those lengths. A span's `trace_id` keeps
-            // its dictionary, `parent_span_id` stays plain (zstd finds the siblings' repeats better
+            // Ids (nearly) unique per row, so without a dictionary (random bytes, or empty where a log
+            // record or an exemplar has no trace): their lengths apart from their bytes. Plain puts a
+            // 4-byte length before each, and where empty and 16-byte ids mix at random (log records: 60 %
+            // traced in the generator's data) zstd paid ~0.8 byte a row for those lengths. A span's
+            // `trace_id` repeats for every span of its trace and keeps its dictionary (4.3 instead of 5.7
+            // bytes per span); `parent_span_id` stays plain (zstd finds the siblings' repeats better
             // there: 4.9 → 5.3 B per span with its lengths apart, pyarrow on the same rows).
             parquet::basic::Type::BYTE_ARRAY
                 if name == "span_id" || (name == "trace_id" && !(table == "spans" && path.string() == "trace_id")) =>
